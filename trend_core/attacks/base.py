@@ -1,0 +1,202 @@
+"""The contract every attack follows: ``attack(model, x, y) -> AttackResult``.
+
+Images are pixels in [0, 1]; the model contains its own preprocessing (and BPDA), so an attack only needs
+input gradients. Subclasses implement ``perturb`` (one eps, or none for minimum-norm attacks); this base
+class handles eval mode, frozen parameters, devices, chunking, the success mask and the norms.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..errors import TrendError
+
+
+@dataclass
+class AttackResult:
+    """Adversarial images and per-image outcomes of one attack at one eps."""
+
+    x_adv: torch.Tensor
+    success: torch.Tensor  # bool: the model was right on x and is wrong on x_adv
+    clean_correct: torch.Tensor  # bool: the model was right on x
+    l2: torch.Tensor  # per-image L2 norm of x_adv - x
+    linf: torch.Tensor  # per-image L-inf norm of x_adv - x
+    eps: float | None = None
+    attack: str = ""
+
+    @property
+    def generated(self) -> int:
+        return int(self.success.sum())
+
+    def summary(self) -> dict:
+        """Counts and mean norms over the successful (generated) images, as the paper reports them."""
+        ok = self.success
+        n_ok = int(ok.sum())
+        return {
+            "attack": self.attack,
+            "eps": self.eps,
+            "images": int(ok.numel()),
+            "clean_correct": int(self.clean_correct.sum()),
+            "generated": n_ok,
+            "success_rate": n_ok / max(1, int(self.clean_correct.sum())),
+            "mean_l2": float(self.l2[ok].mean()) if n_ok else float("nan"),
+            "mean_linf": float(self.linf[ok].mean()) if n_ok else float("nan"),
+        }
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients while attacking; the model's previous state is restored."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes of ``x`` (on x's device), in eval mode, batched."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[i:i + batch_size].to(device)).argmax(1).to(x.device) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    delta = (x_adv - x).flatten(1)
+    return delta.norm(p=2, dim=1), delta.abs().amax(dim=1)
+
+
+def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> float | None:
+    if eps is None:
+        if required:
+            raise TrendError("This attack needs an eps (the perturbation budget), e.g. eps=8/255.")
+        return None
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise TrendError(f"eps must be a number, got {eps!r}.") from None
+    if norm == "linf" and not (0 < value <= 1):
+        raise TrendError(f"eps must be in (0, 1] (images live in [0, 1]), got {value}.")
+    if not value > 0:
+        raise TrendError(f"eps must be positive, got {value}.")
+    return value
+
+
+class Attack:
+    """Base class. Subclasses set ``name``, store parameters in ``__init__`` and implement ``perturb``."""
+
+    name = "attack"
+    minimum_norm = False  # True: perturb() ignores eps; run() clips one minimum-norm result to each eps
+    norm = "linf"  # the norm of the eps-ball results are projected onto
+
+    def __init__(self, eps: float | None = None, batch_size: int | None = None, seed: int = 0):
+        self.eps = check_eps(eps, required=not self.minimum_norm, norm=self.norm)
+        self.batch_size = batch_size
+        self.seed = seed
+
+    # -- to implement ------------------------------------------------------------------------------
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- public --------------------------------------------------------------------------------------
+    def params(self) -> dict:
+        """Every setting that changes the result: part of the cache key."""
+        return {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_") and k != "batch_size"}
+
+    def describe(self) -> str:
+        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params().items()) + ")"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        return self.run(model, x, y, [self.eps])[0]
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            epsilons: Sequence[float | None]) -> list[AttackResult]:
+        """One result per eps. Minimum-norm attacks are computed once and clipped to each eps."""
+        if len(x) != len(y):
+            raise TrendError(f"Got {len(x)} images but {len(y)} labels.")
+        if len(epsilons) == 0:
+            raise TrendError("Give at least one eps.")
+        epsilons = [check_eps(e, required=not self.minimum_norm, norm=self.norm) for e in epsilons]
+        device = model_device(model)
+        results: list[list[AttackResult]] = [[] for _ in epsilons]
+        with attack_mode(model):
+            for x_chunk, y_chunk in self._chunks(x, y):
+                xd, yd = x_chunk.to(device), y_chunk.to(device)
+                clean_pred = predict(model, xd)
+                if self.minimum_norm:
+                    unbounded = self._perturb_checked(model, xd, yd, None)
+                    advs = [unbounded if e is None else clip_to_ball(xd, unbounded, e, self.norm) for e in epsilons]
+                else:
+                    advs = [self._perturb_checked(model, xd, yd, e) for e in epsilons]
+                for slot, (eps, adv) in enumerate(zip(epsilons, advs)):
+                    results[slot].append(self._result(model, xd, yd, adv, clean_pred, eps, x.device))
+        return [merge_results(parts) for parts in results]
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _chunks(self, x, y):
+        size = self.batch_size or len(x) or 1
+        for i in range(0, max(len(x), 1), size):
+            yield x[i:i + size], y[i:i + size]
+
+    def _perturb_checked(self, model, x, y, eps):
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        adv = self.perturb(model, x, y, eps, generator).detach()
+        adv = adv.clamp(0, 1)
+        if eps is not None:
+            adv = clip_to_ball(x, adv, eps, self.norm)
+        return adv
+
+    def _result(self, model, x, y, adv, clean_pred, eps, out_device) -> AttackResult:
+        adv_pred = predict(model, adv)
+        clean_correct = clean_pred == y
+        success = clean_correct & (adv_pred != y)
+        l2, linf = perturbation_norms(x, adv)
+        return AttackResult(adv.to(out_device), success.to(out_device), clean_correct.to(out_device),
+                            l2.to(out_device), linf.to(out_device), eps, self.name)
+
+
+def clip_to_ball(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
+    """Project x_adv onto the eps-ball around x (L-inf or L2) and the [0, 1] box."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+        delta = delta * (eps / norms).clamp(max=1.0)
+    return (x + delta).clamp(0, 1)
+
+
+def merge_results(parts: list[AttackResult]) -> AttackResult:
+    """Concatenate chunked results of one eps."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    fields = {f.name: torch.cat([getattr(p, f.name) for p in parts])
+              for f in dataclasses.fields(AttackResult) if isinstance(getattr(first, f.name), torch.Tensor)}
+    return AttackResult(**fields, eps=first.eps, attack=first.attack)

@@ -1,0 +1,93 @@
+"""Projected gradient descent: the one iteration that PGD and every ensemble attack share.
+
+``pgd_loop`` walks ``x_{t+1} = Proj(x_t + step_size * D_t)`` where ``D_t = direction(x_t)``; single-model PGD
+uses the sign (L-inf) or the unit-L2 gradient of the cross-entropy, the ensemble attacks plug in their own
+direction rules (``attacks/ensemble.py``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import TrendError
+from .base import Attack, clip_to_ball
+
+Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
+
+
+def random_start_point(x: torch.Tensor, radius: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform random point in the L-inf box of ``radius`` (or a random L2 direction scaled into the ball)."""
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+    if norm == "l2":
+        flat = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).flatten(1)
+        radii = torch.rand(len(x), 1, generator=generator, device=x.device, dtype=x.dtype)
+        noise = (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12) * radii).view_as(x)
+    return (x + radius * noise).clamp(0, 1)
+
+
+def pgd_loop(x: torch.Tensor, direction: Direction, eps: float, steps: int, step_size: float,
+             norm: str = "linf", start_radius: float | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Iterate ``steps`` projected steps from x (or a random start of ``start_radius``); returns x_adv.
+
+    Each step projects onto the eps-ball around x and onto [0, 1], so every iterate is a valid image.
+    """
+    x_adv = x.detach().clone()
+    if start_radius:
+        x_adv = clip_to_ball(x, random_start_point(x, start_radius, norm, generator), eps, norm)
+    for t in range(steps):
+        x_adv = clip_to_ball(x, x_adv + step_size * direction(x_adv, t), eps, norm)
+    return x_adv
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    """d/dx of the summed cross-entropy of ``model`` at x (parameters must not require grad)."""
+    x = x.detach().requires_grad_(True)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def gradient_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction for the norm: sign (L-inf) or unit L2 per image."""
+    if norm == "linf":
+        return grad.sign()
+    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+    return grad / norms
+
+
+class PGD(Attack):
+    """PGD (Madry et al.): random start in the eps-ball, ``steps`` signed-gradient steps, projection.
+
+    Paper defaults: eps = 8/255, 40 steps, step size 0.01, L-inf. ``norm="l2"`` gives the L2 variant
+    (then eps and step_size are L2 lengths). ``autocast=True`` runs the model in bf16 on CUDA.
+    """
+
+    name = "pgd"
+
+    def __init__(self, eps: float = 8 / 255, steps: int = 40, step_size: float = 0.01, random_start: bool = True,
+                 norm: str = "linf", autocast: bool = False, batch_size: int | None = None, seed: int = 0):
+        if norm not in ("linf", "l2"):
+            raise TrendError(f"PGD norm must be 'linf' or 'l2', got {norm!r}.")
+        self.norm = norm  # set before the base class validates eps against this norm
+        super().__init__(eps, batch_size, seed)
+        if not isinstance(steps, int) or steps < 1:
+            raise TrendError(f"PGD needs at least one step, got {steps!r}.")
+        if not step_size > 0:
+            raise TrendError(f"The step size must be positive, got {step_size!r}.")
+        self.steps = steps
+        self.step_size = float(step_size)
+        self.random_start = bool(random_start)
+        self.autocast = bool(autocast)
+
+    def perturb(self, model, x, y, eps, generator):
+        def direction(x_t: torch.Tensor, _step: int) -> torch.Tensor:
+            return gradient_direction(input_gradient(model, x_t, y, self.autocast), self.norm)
+
+        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+                        start_radius=eps if self.random_start else None, generator=generator)

@@ -1,0 +1,49 @@
+"""The `trend` command: headless runs and batch sweeps over the same engine functions as the dashboard.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; ``main`` turns every
+TrendError into one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import TrendError
+from . import common
+
+COMMAND_MODULES = ("models", "transfer", "ensemble")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trend", description="TREND Lab: transferability and robust ensembles.")
+    parser.add_argument("--version", action="version", version=f"trend {common.version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TrendError as exc:
+        print(f"trend: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trend: interrupted; finished work is kept in the store.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""`trend train`, `trend zoo ...`, `trend eval`, `trend data download`: building and inspecting the zoo."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import pandas as pd
+
+from ..errors import TrendError
+from ..evaluate import accuracy_table
+from ..zoo import PRESETS, preset_specs
+from .common import add_common, emit_json, emit_table, epoch_bar, parse_names, zoo_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train models (skips those already in the zoo)")
+    train.add_argument("names", nargs="+", metavar="NAME", help="model names, e.g. digits/resnet18-w0.25/Q2/sgd/s0")
+    train.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
+    add_common(train)
+    train.set_defaults(func=cmd_train)
+
+    zoo = sub.add_parser("zoo", help="list, build, import or delete zoo models")
+    zsub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
+    zsub.required = True
+    zlist = zsub.add_parser("list", help="models in the zoo with their accuracies")
+    zlist.add_argument("--dataset", default=None)
+    zlist.add_argument("--json", action="store_true")
+    add_common(zlist)
+    zlist.set_defaults(func=cmd_zoo_list)
+    zpreset = zsub.add_parser("preset", help="train a preset set of models")
+    zpreset.add_argument("preset", choices=sorted(PRESETS))
+    add_common(zpreset)
+    zpreset.set_defaults(func=cmd_zoo_preset)
+    zimport = zsub.add_parser("import", help="adopt your own state_dict (.safetensors or .pt) for a spec")
+    zimport.add_argument("name")
+    zimport.add_argument("path")
+    add_common(zimport)
+    zimport.set_defaults(func=cmd_zoo_import)
+    zdel = zsub.add_parser("delete", help="remove models from the zoo")
+    zdel.add_argument("names", nargs="+", metavar="NAME")
+    add_common(zdel)
+    zdel.set_defaults(func=cmd_zoo_delete)
+
+    ev = sub.add_parser("eval", help="clean accuracy of models (the paper's Tables IV-VI)")
+    ev.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every model in the zoo)")
+    ev.add_argument("--split", choices=("val", "test"), default="test")
+    ev.add_argument("--json", action="store_true")
+    add_common(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    data = sub.add_parser("data", help="datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+    dl = dsub.add_parser("download", help="download CIFAR-10/100 through torchvision into TREND_DATA")
+    dl.add_argument("dataset", choices=("cifar10", "cifar100"))
+    dl.add_argument("--root", default=None)
+    dl.set_defaults(func=cmd_data_download)
+
+
+def _train_all(args, specs, force: bool = False) -> None:
+    zoo = zoo_from(args)
+    start = time.perf_counter()
+    for spec in specs:
+        if zoo.has(spec) and not force:
+            print(f"{spec.name}: already in the zoo", file=sys.stderr)
+            continue
+        if force:
+            zoo.delete(spec)
+        zoo.get_or_train(spec, device=args.device, progress=epoch_bar(spec))
+        meta = zoo.metadata(spec)
+        print(f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    _train_all(args, parse_names(args.names), force=args.force)
+    return 0
+
+
+def cmd_zoo_preset(args) -> int:
+    _train_all(args, preset_specs(args.preset))
+    return 0
+
+
+def zoo_frame(rows: list[dict]) -> pd.DataFrame:
+    records = [{
+        "name": m["name"], "label": m.get("short_name", ""),
+        "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
+        "train_seconds": m.get("train_seconds"), "source": m.get("source", ""),
+    } for m in rows]
+    return pd.DataFrame(records, columns=["name", "label", "val_acc", "test_acc", "train_seconds", "source"]).set_index("name")
+
+
+def cmd_zoo_list(args) -> int:
+    rows = zoo_from(args).list(args.dataset)
+    if args.json:
+        emit_json(rows)
+    elif not rows:
+        print(f"The zoo at {zoo_from(args).root} is empty; build the default with `trend zoo preset digits`.")
+    else:
+        emit_table(zoo_frame(rows), False)
+    return 0
+
+
+def cmd_zoo_import(args) -> int:
+    meta = zoo_from(args).import_state_dict(parse_names([args.name])[0], args.path)
+    acc = meta.get("test_acc")
+    print(f"imported {meta['name']}" + (f" (test accuracy {acc:.4f})" if acc is not None else ""))
+    return 0
+
+
+def cmd_zoo_delete(args) -> int:
+    zoo = zoo_from(args)
+    for spec in parse_names(args.names):
+        if not zoo.delete(spec):
+            raise TrendError(f"Model {spec.name} is not in the zoo at {zoo.root}.")
+        print(f"deleted {spec.name}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    zoo = zoo_from(args)
+    specs = parse_names(args.names) if args.names else zoo.specs()
+    if not specs:
+        raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
+    table = accuracy_table(specs, zoo, split=args.split, device=args.device)
+    emit_table(table, args.json, float_format="{:.4f}")
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from ..data import load_cifar
+
+    bundle = load_cifar(args.dataset, args.root, download=True)
+    print(f"{args.dataset}: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images")
+    return 0

@@ -1,0 +1,256 @@
+"""Networks: CIFAR-style ResNets and VGGs with a width multiplier, a small CNN for digits, and torchvision's
+ImageNet models. All are built from plain layers; ``quantize_network`` turns them into DoReFa W/A versions.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU
+from .registry import register_arch
+
+
+def scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+# ----------------------------------------------------------------------------- CIFAR ResNets
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu3 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != out_planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, 1, stride, bias=False), nn.BatchNorm2d(out_planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu3(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for small images: 3x3 stem, no max-pool, four stages, global average pool."""
+
+    def __init__(self, block, num_blocks, num_classes: int, in_channels: int, width: float):
+        super().__init__()
+        planes = [scaled(c, width) for c in (64, 128, 256, 512)]
+        self.in_planes = planes[0]
+        self.conv1 = nn.Conv2d(in_channels, planes[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes[0])
+        self.relu = nn.ReLU()
+        self.layer1 = self._make_layer(block, planes[0], num_blocks[0], 1)
+        self.layer2 = self._make_layer(block, planes[1], num_blocks[1], 2)
+        self.layer3 = self._make_layer(block, planes[2], num_blocks[2], 2)
+        self.layer4 = self._make_layer(block, planes[3], num_blocks[3], 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(planes[3] * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes: int, count: int, stride: int) -> nn.Sequential:
+        layers = []
+        for s in [stride] + [1] * (count - 1):
+            layers.append(block(self.in_planes, planes, s))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.linear(torch.flatten(self.pool(out), 1))
+
+
+_RESNET_DEPTHS = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+    "resnet101": (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+def _register_resnet(name: str) -> None:
+    block, blocks = _RESNET_DEPTHS[name]
+
+    @register_arch(name)
+    def build(num_classes, in_channels, image_size, width, pretrained=False):
+        return CifarResNet(block, blocks, num_classes, in_channels, width)
+
+
+for _name in _RESNET_DEPTHS:
+    _register_resnet(_name)
+
+
+# ----------------------------------------------------------------------------- CIFAR VGGs
+_VGG_CONFIGS = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
+
+
+class CifarVGG(nn.Module):
+    """VGG for small images; max-pools that would shrink the map below 1x1 are left out (digits are 8x8)."""
+
+    def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float,
+                 batch_norm: bool):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, image_size
+        for item in config:
+            if item == "M":
+                if size >= 2:
+                    layers.append(nn.MaxPool2d(2))
+                    size //= 2
+                continue
+            out = scaled(item, width)
+            layers.append(nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.ReLU())
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+        for module in self.modules():  # He init as in torchvision: plain (no-BN) VGGs do not train without it
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias) if module.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _register_vgg(name: str, batch_norm: bool) -> None:
+    config = _VGG_CONFIGS[name]
+
+    @register_arch(name + ("_bn" if batch_norm else ""))
+    def build(num_classes, in_channels, image_size, width, pretrained=False):
+        return CifarVGG(config, num_classes, in_channels, image_size, width, batch_norm)
+
+
+for _name in _VGG_CONFIGS:
+    _register_vgg(_name, False)
+    _register_vgg(_name, True)
+
+
+# ----------------------------------------------------------------------------- small CNN
+class SmallCNN(nn.Module):
+    """Two conv blocks and a linear head: the quickest model for 8x8 digits."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int, width: float):
+        super().__init__()
+        c1, c2 = scaled(32, width), scaled(64, width)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Linear(c2 * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+@register_arch("smallcnn")
+def _build_small_cnn(num_classes, in_channels, image_size, width, pretrained=False):
+    return SmallCNN(num_classes, in_channels, image_size, width)
+
+
+# ----------------------------------------------------------------------------- torchvision ImageNet models
+_TORCHVISION = {
+    "tv_resnet18": ("resnet18", "ResNet18_Weights"),
+    "tv_resnet34": ("resnet34", "ResNet34_Weights"),
+    "tv_resnet101": ("resnet101", "ResNet101_Weights"),
+    "tv_vgg11": ("vgg11", "VGG11_Weights"),
+    "tv_vgg19": ("vgg19", "VGG19_Weights"),
+    "tv_densenet121": ("densenet121", "DenseNet121_Weights"),
+    "tv_wide_resnet50_2": ("wide_resnet50_2", "Wide_ResNet50_2_Weights"),
+}
+
+
+def _register_torchvision(name: str) -> None:
+    factory, weights_enum = _TORCHVISION[name]
+
+    @register_arch(name, datasets=("imagenet",))
+    def build(num_classes, in_channels, image_size, width, pretrained=False):
+        import torchvision.models as tvm
+
+        from ..errors import TrendError
+
+        if width != 1.0:
+            raise TrendError(f"{name} comes from torchvision and has no width multiplier; use width 1.")
+        weights = getattr(tvm, weights_enum).DEFAULT if pretrained else None
+        try:
+            net = getattr(tvm, factory)(weights=weights, num_classes=num_classes if weights is None else 1000)
+        except (OSError, RuntimeError) as exc:  # no network or a broken download
+            raise TrendError(
+                f"Could not load torchvision's pretrained {factory} weights ({exc.__class__.__name__}); "
+                "put them in the torch hub cache ($TORCH_HOME/hub/checkpoints) or train without --pretrained."
+            ) from None
+        return net
+
+    build.torchvision_factory = factory
+
+
+for _name in _TORCHVISION:
+    _register_torchvision(_name)
+
+
+# ----------------------------------------------------------------------------- W/A quantization surgery
+def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Module:
+    """Turn a plain network into its DoReFa version in place: every Conv2d/Linear but the first and last
+    gets ``weight_bits``, every ReLU becomes a QReLU with ``act_bits``. State-dict keys are unchanged."""
+    if weight_bits >= FULL_PRECISION_BITS and act_bits >= FULL_PRECISION_BITS:
+        return net
+    weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    inner = weighted[1:-1]
+    for module in inner:
+        if weight_bits < FULL_PRECISION_BITS:
+            module.__class__ = QConv2d if isinstance(module, nn.Conv2d) else QLinear
+            module.weight_bits = weight_bits
+    if act_bits < FULL_PRECISION_BITS:
+        for parent in net.modules():
+            for child_name, child in parent.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(parent, child_name, QReLU(act_bits))
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,70 @@
+"""Turn a ModelSpec into a model that takes pixels in [0, 1] and returns logits.
+
+The model is ``TrendModel(preprocess, net)``: preprocessing (normalization, then input quantization or
+halftoning, with BPDA) is its first module, so attacks work in pixel space on every model.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .architectures import quantize_network
+from .quant import FloydSteinbergHalftone, Halftone, InputQuantizer
+from .registry import get_builder
+
+
+class Preprocess(nn.Module):
+    """Normalize with the dataset's mean/std, then apply the spec's input quantization (or nothing)."""
+
+    def __init__(self, mean, std, input_quant: str = "FP", per_batch_range: bool = False):
+        super().__init__()
+        mean_t = torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
+        self.input_quant = input_quant
+        lo, hi = (0 - mean_t) / std_t, (1 - mean_t) / std_t
+        if input_quant == "FP":
+            self.quant = nn.Identity()
+        elif input_quant == "HT":
+            self.quant = Halftone(mean_t.shape[1])
+        elif input_quant == "HT-FS":
+            self.quant = FloydSteinbergHalftone(lo, hi)
+        else:
+            self.quant = InputQuantizer(int(input_quant[1:]), lo, hi, per_batch=per_batch_range)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant((x - self.mean) / self.std)
+
+    def extra_repr(self) -> str:
+        return f"input_quant={self.input_quant}"
+
+
+class TrendModel(nn.Module):
+    """Pixels in [0, 1] -> logits. ``spec`` (if known) travels with the module for labels and caching."""
+
+    def __init__(self, preprocess: nn.Module, net: nn.Module, spec=None):
+        super().__init__()
+        self.preprocess = preprocess
+        self.net = net
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.spec is not None else self.__class__.__name__
+
+
+def build_model(spec, info=None, per_batch_range: bool = False) -> TrendModel:
+    """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked."""
+    from ..data import get_info
+
+    info = info or get_info(spec.dataset)
+    torch.manual_seed(spec.seed)
+    channels, size, _ = info.input_shape
+    net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
+    quantize_network(net, spec.weight_bits, spec.act_bits)
+    preprocess = Preprocess(info.mean, info.std, spec.input_quant, per_batch_range)
+    return TrendModel(preprocess, net, spec)

@@ -1,0 +1,201 @@
+"""ModelSpec: the identity of a model, its canonical name and its stable content key.
+
+Canonical name (fields equal to their defaults are left out, parsing fills them back in):
+
+    {dataset}/{arch}[-w{width}]/{input}[-W{bits}][-A{bits}]/{optimizer}/s{seed}[/e{epochs}][/lr{lr}][/pretrained]
+
+for example ``digits/resnet18-w0.25/Q2/sgd/s0`` or ``cifar10/vgg11/FP-W2/adam/s3/e400``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from .errors import TrendError
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+OPTIMIZERS = ("sgd", "adam")
+INPUT_QUANTS = ("FP",) + tuple(f"Q{n}" for n in range(1, 9)) + ("HT", "HT-FS")
+FULL_PRECISION_BITS = 32
+DEFAULT_LR = 0.01
+# Default epochs per dataset: the paper's 400 / 250 for CIFAR / ImageNet; digits trains in seconds.
+DEFAULT_EPOCHS = {"digits": 20, "cifar10": 400, "cifar100": 400, "imagenet": 250}
+
+
+def _fmt_number(value: float) -> str:
+    """Shortest text that parses back to the same float (0.25 -> '0.25', 1.0 -> '1')."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines a trained model; two equal specs name the same checkpoint."""
+
+    dataset: str = "digits"
+    arch: str = "resnet18"
+    width: float = 1.0
+    optimizer: str = "sgd"
+    seed: int = 0
+    input_quant: str = "FP"
+    weight_bits: int = FULL_PRECISION_BITS
+    act_bits: int = FULL_PRECISION_BITS
+    epochs: int | None = None
+    lr: float = DEFAULT_LR
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS.get(self.dataset, 30))
+        object.__setattr__(self, "width", float(self.width))
+        object.__setattr__(self, "lr", float(self.lr))
+        self.validate()
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Refuse every invalid value with one sentence naming the valid choices."""
+        from .nn.registry import list_archs  # local import: nn imports nothing from specs
+
+        if self.dataset not in DATASETS:
+            raise TrendError(f"Unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
+        archs = list_archs(self.dataset)
+        if self.arch not in archs:
+            raise TrendError(
+                f"Unknown architecture {self.arch!r} for {self.dataset}; choose one of {', '.join(archs)}."
+            )
+        if not (0 < self.width <= 4):
+            raise TrendError(f"Width multiplier must be in (0, 4], got {self.width}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise TrendError(f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise TrendError(f"Seed must be a non-negative integer, got {self.seed!r}.")
+        if self.input_quant not in INPUT_QUANTS:
+            raise TrendError(
+                f"Unknown input quantization {self.input_quant!r}; choose one of {', '.join(INPUT_QUANTS)}."
+            )
+        for label, bits in (("Weight", self.weight_bits), ("Activation", self.act_bits)):
+            if not isinstance(bits, int) or isinstance(bits, bool) or not (
+                bits == FULL_PRECISION_BITS or 1 <= bits <= 16
+            ):
+                raise TrendError(f"{label} bits must be 1..16 or 32 (full precision), got {bits!r}.")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 0:
+            raise TrendError(f"Epochs must be a non-negative integer, got {self.epochs!r}.")
+        if not (0 < self.lr < 10):
+            raise TrendError(f"Learning rate must be in (0, 10), got {self.lr}.")
+        if self.pretrained and self.dataset != "imagenet":
+            raise TrendError("Pretrained weights exist only for ImageNet (torchvision) models.")
+
+    # ----------------------------------------------------------------- naming
+    @property
+    def name(self) -> str:
+        """Readable canonical name; ``ModelSpec.parse(spec.name) == spec``."""
+        arch = self.arch if self.width == 1.0 else f"{self.arch}-w{_fmt_number(self.width)}"
+        quant = self.input_quant
+        if self.weight_bits != FULL_PRECISION_BITS:
+            quant += f"-W{self.weight_bits}"
+        if self.act_bits != FULL_PRECISION_BITS:
+            quant += f"-A{self.act_bits}"
+        parts = [self.dataset, arch, quant, self.optimizer, f"s{self.seed}"]
+        if self.epochs != DEFAULT_EPOCHS.get(self.dataset):
+            parts.append(f"e{self.epochs}")
+        if self.lr != DEFAULT_LR:
+            parts.append(f"lr{_fmt_number(self.lr)}")
+        if self.pretrained:
+            parts.append("pretrained")
+        return "/".join(parts)
+
+    @property
+    def short_name(self) -> str:
+        """The paper's style of label (FP, Q2, W1, A2, FP-V-A ...), for charts; not unique across seeds."""
+        label = self.input_quant
+        if self.weight_bits != FULL_PRECISION_BITS:
+            label = f"W{self.weight_bits}" if label == "FP" else f"{label}-W{self.weight_bits}"
+        if self.act_bits != FULL_PRECISION_BITS:
+            label = f"A{self.act_bits}" if label == "FP" else f"{label}-A{self.act_bits}"
+        if not self.arch.startswith("resnet18"):
+            label += "-" + self.arch.upper().replace("RESNET", "RN").replace("_", "")
+        if self.optimizer == "adam":
+            label += "-adam"
+        return f"{label}-s{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """Stable content key (16 hex digits) addressing checkpoints and cached results."""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "ModelSpec":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise TrendError(f"Unknown model spec fields: {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    @classmethod
+    def parse(cls, name: str) -> "ModelSpec":
+        """Parse a canonical name (see the module docstring) back into a spec."""
+        if not isinstance(name, str) or not name.strip():
+            raise TrendError("A model name is empty; expected e.g. 'digits/resnet18-w0.25/Q2/sgd/s0'.")
+        parts = name.strip().strip("/").split("/")
+        example = "'digits/resnet18-w0.25/Q2/sgd/s0'"
+        if len(parts) < 5:
+            raise TrendError(
+                f"Model name {name!r} has too few parts; expected dataset/arch/input/optimizer/seed like {example}."
+            )
+        dataset, arch_part, quant_part, optimizer, seed_part, *rest = parts
+        width = 1.0
+        match = re.fullmatch(r"(.+)-w([0-9.]+)", arch_part)
+        if match:
+            arch_part, width_text = match.groups()
+            try:
+                width = float(width_text)
+            except ValueError:
+                raise TrendError(f"Bad width {width_text!r} in model name {name!r}.") from None
+        quant_match = re.fullmatch(r"(FP|Q\d+|HT-FS|HT)(?:-W(\d+))?(?:-A(\d+))?", quant_part)
+        if not quant_match:
+            raise TrendError(
+                f"Bad quantization part {quant_part!r} in {name!r}; expected e.g. FP, Q2, HT, HT-FS, FP-W2, Q4-A2."
+            )
+        input_quant, weight_bits, act_bits = quant_match.groups()
+        seed_match = re.fullmatch(r"s(\d+)", seed_part)
+        if not seed_match:
+            raise TrendError(f"Bad seed part {seed_part!r} in {name!r}; expected s0, s1, ...")
+        kwargs: dict = dict(
+            dataset=dataset,
+            arch=arch_part,
+            width=width,
+            optimizer=optimizer,
+            seed=int(seed_match.group(1)),
+            input_quant=input_quant,
+            weight_bits=int(weight_bits) if weight_bits else FULL_PRECISION_BITS,
+            act_bits=int(act_bits) if act_bits else FULL_PRECISION_BITS,
+        )
+        for extra in rest:
+            if re.fullmatch(r"e\d+", extra):
+                kwargs["epochs"] = int(extra[1:])
+            elif extra.startswith("lr"):
+                try:
+                    kwargs["lr"] = float(extra[2:])
+                except ValueError:
+                    raise TrendError(f"Bad learning rate {extra!r} in {name!r}.") from None
+            elif extra == "pretrained":
+                kwargs["pretrained"] = True
+            else:
+                raise TrendError(f"Unknown part {extra!r} in {name!r}; expected e<epochs>, lr<rate> or pretrained.")
+        return cls(**kwargs)
+
+
+def parse_spec(name_or_spec: "str | ModelSpec") -> ModelSpec:
+    """Accept either a spec or its canonical name."""
+    return name_or_spec if isinstance(name_or_spec, ModelSpec) else ModelSpec.parse(name_or_spec)

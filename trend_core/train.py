@@ -1,0 +1,137 @@
+"""Training loop: SGD (momentum 0.9, wd 5e-4) or Adam, lr / 10 at 60% and 80% of the epochs, best-validation
+weights kept, test accuracy reported. Deterministic on the CPU for a given seed; reports progress through a
+callback and stops early when a cancel callback says so.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .data import DatasetBundle, DatasetInfo, load_dataset
+from .devices import resolve_device
+from .errors import TrendError
+from .nn import TrendModel, build_model
+from .specs import ModelSpec
+
+ProgressFn = Callable[["EpochReport"], None]
+
+
+class TrainingCancelled(Exception):
+    """Raised when the cancel callback returns True; nothing is saved."""
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    loss: float
+    val_acc: float
+    best_val_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: TrendModel
+    val_acc: float
+    test_acc: float
+    train_seconds: float
+    history: list[EpochReport] = field(default_factory=list)
+
+
+def default_batch_size(info: DatasetInfo) -> int:
+    return 64 if info.name == "digits" else (256 if info.name != "imagenet" else 128)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random crop (zero padding 4) and horizontal flip, done on the whole batch at once."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).to(x.device)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).to(x.device)
+    batch_idx = torch.arange(n, device=x.device).view(n, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch_idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` in eval mode (fraction in [0, 1])."""
+    if len(dataset) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+    model.train(was_training)
+    return correct / len(dataset)
+
+
+def make_optimizer(spec: ModelSpec, params) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+    return torch.optim.Adam(params, lr=spec.lr)
+
+
+def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str = "auto",
+                progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+                batch_size: int | None = None) -> TrainResult:
+    """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies."""
+    if spec.pretrained:
+        raise TrendError("Pretrained torchvision models are loaded, not trained; use the zoo to fetch them.")
+    data = data or load_dataset(spec.dataset)
+    dev = resolve_device(device)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec, data.info).to(dev)
+    optimizer = make_optimizer(spec, model.parameters())
+    epochs = spec.epochs
+    milestones = sorted({int(round(0.6 * epochs)), int(round(0.8 * epochs))} - {0})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    generator = torch.Generator().manual_seed(spec.seed)
+    loader = DataLoader(data.train, batch_size=batch_size or default_batch_size(data.info), shuffle=True,
+                        generator=generator, drop_last=len(data.train) > 256,
+                        num_workers=0)
+    best_acc, best_state = -1.0, copy.deepcopy(model.state_dict())
+    history: list[EpochReport] = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for x, y in loader:
+            if cancel is not None and cancel():
+                raise TrainingCancelled(f"Training of {spec.name} was cancelled.")
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if data.info.augment:
+                x = augment_batch(x, generator)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        scheduler.step()
+        val_acc = accuracy(model, data.val, dev)
+        if val_acc > best_acc or best_acc < 0:
+            best_acc = val_acc
+            best_state = copy.deepcopy(model.state_dict())
+        report = EpochReport(epoch, epochs, total / max(count, 1), val_acc, best_acc,
+                             time.perf_counter() - epoch_start)
+        history.append(report)
+        if progress is not None:
+            progress(report)
+    model.load_state_dict(best_state)
+    model.eval()
+    test_acc = accuracy(model, data.test, dev)
+    return TrainResult(model.cpu(), best_acc, test_acc, time.perf_counter() - start, history)
