@@ -1,0 +1,60 @@
+"""Shared fixtures: a persistent test zoo of small trained digits models, and an isolated TREND_HOME.
+
+Training is deterministic on the CPU, so trained test models are cached across runs in
+``.trend-home/test-zoo`` (git-ignored; CI builds it once per run, a few seconds per model).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from trend_core.zoo import Zoo
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_ZOO_DIR = Path(os.environ.get("TREND_TEST_ZOO", REPO / ".trend-home" / "test-zoo"))
+
+# Small digits models the tests share (names parse with ModelSpec.parse).
+FP = "digits/resnet18-w0.25/FP/sgd/s0"
+FP_S1 = "digits/resnet18-w0.25/FP/sgd/s1"
+Q1 = "digits/resnet18-w0.25/Q1/sgd/s0"
+Q2 = "digits/resnet18-w0.25/Q2/sgd/s0"
+HT = "digits/resnet18-w0.25/HT/sgd/s0"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def test_zoo() -> Zoo:
+    """The persistent zoo of trained test models (shared by every test, trained on first use)."""
+    return Zoo(TEST_ZOO_DIR)
+
+
+@pytest.fixture(scope="session")
+def zoo_model(test_zoo):
+    """``zoo_model(name)`` -> the trained model (eval mode, CPU), training it on first use."""
+    cache: dict[str, torch.nn.Module] = {}
+
+    def get(name: str) -> torch.nn.Module:
+        if name not in cache:
+            cache[name] = test_zoo.get_or_train(name, device="cpu")
+        return cache[name].eval()
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from trend_core.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def trend_home(tmp_path, monkeypatch) -> Path:
+    """An empty, isolated store for tests that write (zoo, results cache, jobs)."""
+    home = tmp_path / "trend-home"
+    monkeypatch.setenv("TREND_HOME", str(home))
+    return home
