@@ -32,7 +32,8 @@ class DatasetInfo:
     default_eps: float
     eps_range: tuple[float, float]  # a sensible span for eps sweeps and the TM(eps) fit
     class_names: tuple[str, ...] = field(default=(), repr=False)
-    augment: bool = False  # random crop + flip during training
+    augment_padding: int = 0  # training augmentation: random shift by up to this many pixels (0: none)
+    augment_flip: bool = False  # and random horizontal flips (not for digits: a flipped 2 is no 2)
 
     @property
     def image_size(self) -> int:
@@ -45,13 +46,13 @@ DIGITS_EPS = 0.1
 
 _INFOS = {
     "digits": DatasetInfo("digits", 10, (1, 8, 8), (0.3055,), (0.3844,), DIGITS_EPS, (0.02, 0.3),
-                          tuple(str(i) for i in range(10))),
+                          tuple(str(i) for i in range(10)), augment_padding=1),
     "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           8 / 255, (1 / 255, 16 / 255), CIFAR10_CLASSES, augment=True),
+                           8 / 255, (1 / 255, 16 / 255), CIFAR10_CLASSES, 4, True),
     "cifar100": DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(100)), augment=True),
+                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(100)), 4, True),
     "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(1000)), augment=True),
+                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(1000))),
 }
 
 

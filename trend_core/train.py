@@ -50,8 +50,9 @@ def default_batch_size(info: DatasetInfo) -> int:
     return 64 if info.name == "digits" else (256 if info.name != "imagenet" else 128)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Random crop (zero padding 4) and horizontal flip, done on the whole batch at once."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
+    """Random crop after zero padding (a shift of up to ``padding`` pixels) and optional horizontal flip,
+    done on the whole batch at once."""
     n, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
@@ -60,8 +61,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
     cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).to(x.device)
     batch_idx = torch.arange(n, device=x.device).view(n, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch_idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-    return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+    if not flip:
+        return out
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    return torch.where(flips.view(n, 1, 1, 1), out.flip(3), out)
 
 
 @torch.inference_mode()
@@ -113,8 +116,8 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
             if cancel is not None and cancel():
                 raise TrainingCancelled(f"Training of {spec.name} was cancelled.")
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if data.info.augment:
-                x = augment_batch(x, generator)
+            if data.info.augment_padding:
+                x = augment_batch(x, generator, data.info.augment_padding, data.info.augment_flip)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
