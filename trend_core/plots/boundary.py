@@ -1,0 +1,100 @@
+"""Figures for decision-boundary slices: class maps side by side, and image thumbnails for the gallery.
+
+Pure functions over plain arrays (numpy or CPU tensors): a class map is an (H, W) array of class indices
+over the grid ``x_offsets`` x ``y_offsets`` around one image, which sits at offset (0, 0).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+PALETTE = tuple(qualitative.Plotly) + tuple(qualitative.Alphabet)
+X_AXIS_LABEL = "adversarial gradient direction"
+Y_AXIS_LABEL = "random orthogonal direction"
+
+
+def class_color(index: int) -> str:
+    """The colour of class ``index`` (the same in every map and legend)."""
+    return PALETTE[int(index) % len(PALETTE)]
+
+
+def discrete_colorscale(num_classes: int) -> list[list]:
+    """A stepwise colorscale giving each integer 0..num_classes-1 one flat colour (use zmin=-0.5, zmax=n-0.5)."""
+    n = max(1, int(num_classes))
+    scale = []
+    for i in range(n):
+        scale.append([i / n, class_color(i)])
+        scale.append([(i + 1) / n, class_color(i)])
+    return scale
+
+
+def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offsets: Sequence[float],
+                     y_offsets: Sequence[float], class_names: Sequence[str],
+                     x_label: str = X_AXIS_LABEL, y_label: str = Y_AXIS_LABEL) -> go.Figure:
+    """Side-by-side class maps (one per model) coloured by class, the image at the centre marked by a cross.
+
+    ``maps[i]`` has shape (len(y_offsets), len(x_offsets)); the legend lists the classes present.
+    """
+    if len(maps) != len(titles):
+        raise ValueError(f"{len(maps)} maps but {len(titles)} titles")
+    xs, ys = np.asarray(x_offsets, dtype=float), np.asarray(y_offsets, dtype=float)
+    n_classes = len(class_names)
+    fig = make_subplots(rows=1, cols=max(1, len(maps)), subplot_titles=list(titles), horizontal_spacing=0.08)
+    present: set[int] = set()
+    for col, grid in enumerate(maps, start=1):
+        grid = np.asarray(grid, dtype=int)
+        if grid.shape != (len(ys), len(xs)):
+            raise ValueError(f"map {col} has shape {grid.shape}, expected {(len(ys), len(xs))}")
+        present.update(int(c) for c in np.unique(grid))
+        fig.add_trace(go.Heatmap(
+            z=grid, x=xs, y=ys, zmin=-0.5, zmax=n_classes - 0.5, colorscale=discrete_colorscale(n_classes),
+            showscale=False, name=titles[col - 1], text=np.asarray(class_names, dtype=object)[grid],
+            hovertemplate="x %{x:.3f}<br>y %{y:.3f}<br>class %{text}<extra>%{fullData.name}</extra>",
+        ), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=[0.0], y=[0.0], mode="markers", name="image", legendgroup="image", showlegend=col == 1,
+            marker=dict(symbol="x", size=14, color="black", line=dict(width=2, color="white")),
+            hovertemplate="the image (offset 0, 0)<extra></extra>",
+        ), row=1, col=col)
+        fig.update_xaxes(title_text=x_label, row=1, col=col)
+        fig.update_yaxes(title_text=y_label if col == 1 else None, row=1, col=col)
+    for cls in sorted(present):  # legend entries: heatmaps have none of their own
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {class_names[cls]}",
+                                 marker=dict(symbol="square", size=12, color=class_color(cls)),
+                                 legendgroup=f"class-{cls}", hoverinfo="skip"))
+    fig.update_layout(height=420, margin=dict(l=60, r=20, t=60, b=60), legend=dict(title_text="class"))
+    return fig
+
+
+def distance_rows(names: Sequence[str], distances: Sequence[dict]) -> list[dict]:
+    """Table rows: one per model, the distance to the nearest boundary along each axis direction.
+
+    ``distances[i]`` maps a direction label (e.g. "+x") to a distance, or None when no boundary is in range.
+    """
+    rows = []
+    for name, dist in zip(names, distances):
+        row = {"model": name}
+        for direction, value in dist.items():
+            row[direction] = None if value is None or not np.isfinite(value) else round(float(value), 4)
+        rows.append(row)
+    return rows
+
+
+def to_display_image(image, scale: int = 8) -> np.ndarray:
+    """A (C, H, W) or (H, W) image in [0, 1] as a uint8 array (H*scale, W*scale[, 3]) for ``st.image``."""
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3):
+        arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+    arr = np.clip(arr, 0.0, 1.0)
+    if scale > 1:
+        arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
+    return (arr * 255 + 0.5).astype(np.uint8)
+
+
+def gallery_images(images, scale: int = 8) -> list[np.ndarray]:
+    """Thumbnails of a batch (N, C, H, W) in [0, 1], nearest-neighbour upscaled so 8x8 digits stay crisp."""
+    return [to_display_image(img, scale) for img in np.asarray(images)]
