@@ -6,6 +6,7 @@ to the model. ``get_info`` describes a dataset without touching the disk; ``load
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -100,13 +101,14 @@ class DatasetBundle:
             raise TrendError(f"The image limit must be positive, got {limit}.")
         if isinstance(dataset, TensorDataset):
             x, y = dataset.tensors
-            return x[:count].float(), y[:count].long()
-        if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
-            x, y = dataset.dataset.tensors
-            idx = torch.as_tensor(dataset.indices[:count])
-            return x[idx].float(), y[idx].long()
+            return as_float_images(x[:count]), y[:count].long()
         items = [dataset[i] for i in range(count)]
         return torch.stack([torch.as_tensor(a) for a, _ in items]).float(), torch.tensor([int(b) for _, b in items])
+
+
+def as_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) or float images -> float32 in [0, 1]."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 # ----------------------------------------------------------------------------- digits
@@ -146,41 +148,84 @@ def load_digits(seed: int = 0) -> DatasetBundle:
 
 # ----------------------------------------------------------------------------- CIFAR
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_CIFAR_FILES = {
+    "cifar10": (["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"], ["test_batch"],
+                "batches.meta", b"label_names", b"labels"),
+    "cifar100": (["train"], ["test"], "meta", b"fine_label_names", b"fine_labels"),
+}
+# The CIFAR python files are pickles of dicts of bytes, lists and numpy arrays: nothing else may be built.
+_SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only; any other global (code) is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """Read one CIFAR python batch file without executing code from it."""
+    try:
+        with open(path, "rb") as handle:
+            return _DataOnlyUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError:
+        raise TrendError(f"{path.name} is missing from {path.parent}; the CIFAR folder is incomplete.") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise TrendError(f"{path} is not a readable CIFAR batch file ({exc}).") from None
+
+
+def _decode(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_cifar_split(folder: Path, files: list[str], label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for name in files:
+        batch = read_cifar_batch(folder / name)
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        xs.append(torch.from_numpy(data.copy()))
+        ys.append(torch.as_tensor(np.asarray(batch[label_key]), dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)
 
 
 def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool = False,
                val_size: int = 5000) -> DatasetBundle:
-    """CIFAR-10/100 via torchvision from ``root``: the last ``val_size`` training images (after a fixed
-    shuffle) are the validation set (45,000 / 5,000 as in the paper); test is the official test set."""
-    import torchvision
+    """CIFAR-10/100 from ``root`` (torchvision's on-disk layout); torchvision downloads it only when asked.
 
+    The last ``val_size`` training images after a fixed shuffle are the validation set (45,000 / 5,000 as
+    in the paper); test is the official test set. Files are read with a data-only unpickler.
+    """
     info = get_info(name)
     base = data_root(root)
     folder = base / _CIFAR_FOLDERS[name]
-    if not folder.exists() and not download:
+    if download:
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        try:
+            cls(str(base), train=True, download=True)
+        except (OSError, RuntimeError) as exc:
+            raise TrendError(f"Could not download {name} into {base} ({exc}).") from None
+    if not folder.is_dir():
         raise TrendError(
             f"{name} was not found in {folder}; download it with `trend data download {name}` "
-            f"or point TREND_DATA at a folder holding {_CIFAR_FOLDERS[name]}/."
+            f"or point TREND_DATA at the folder that holds {_CIFAR_FOLDERS[name]}/."
         )
-    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    try:
-        train_raw = cls(str(base), train=True, download=download)
-        test_raw = cls(str(base), train=False, download=download)
-    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-        raise TrendError(f"{name} in {folder} is incomplete or corrupted ({exc}).") from None
-    except OSError as exc:
-        raise TrendError(f"Could not read or download {name} into {base}: {exc}.") from None
-
-    def to_tensors(raw) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.asarray(raw.data)).permute(0, 3, 1, 2).contiguous()  # uint8 N,3,32,32
-        return x, torch.as_tensor(raw.targets, dtype=torch.long)
-
-    x_train, y_train = to_tensors(train_raw)
-    x_test, y_test = to_tensors(test_raw)
+    train_files, test_files, meta_file, names_key, label_key = _CIFAR_FILES[name]
+    x_train, y_train = _read_cifar_split(folder, train_files, label_key)
+    x_test, y_test = _read_cifar_split(folder, test_files, label_key)
+    meta = read_cifar_batch(folder / meta_file) if (folder / meta_file).exists() else {}
+    classes = tuple(_decode(c) for c in meta.get(names_key, info.class_names))
+    val_size = min(val_size, len(y_train) // 10)
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(y_train)))
-    val_size = min(val_size, len(y_train) // 10 if len(y_train) < 10 * val_size else val_size)
-    train_idx, val_idx = order[:-val_size], order[-val_size:]
-    classes = tuple(getattr(train_raw, "classes", info.class_names))
+    train_idx, val_idx = order[: len(order) - val_size], order[len(order) - val_size:]
     info = DatasetInfo(**{**info.__dict__, "class_names": classes})
     return DatasetBundle(
         info,
@@ -198,7 +243,7 @@ class _UInt8Images(TensorDataset):
 
     def __getitem__(self, index):
         x, y = super().__getitem__(index)
-        return x.float() / 255.0, y
+        return as_float_images(x), y
 
 
 # ----------------------------------------------------------------------------- ImageNet

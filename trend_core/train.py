@@ -5,6 +5,7 @@ callback and stops early when a cancel callback says so.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,9 +13,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .data import DatasetBundle, DatasetInfo, load_dataset
+from .data import DatasetBundle, DatasetInfo, as_float_images, load_dataset
 from .devices import resolve_device
 from .errors import TrendError
 from .nn import TrendModel, build_model
@@ -67,6 +68,22 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4,
     return torch.where(flips.view(n, 1, 1, 1), out.flip(3), out)
 
 
+def iterate_batches(dataset: Dataset, batch_size: int, generator: torch.Generator | None = None,
+                    shuffle: bool = False, drop_last: bool = False):
+    """(x in [0, 1], y) batches; in-memory tensor datasets are sliced directly (no per-item collation)."""
+    if isinstance(dataset, TensorDataset):
+        x_all, y_all = dataset.tensors
+        n = len(y_all)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for i in range(0, stop, batch_size):
+            idx = order[i:i + batch_size]
+            yield as_float_images(x_all[idx]), y_all[idx]
+        return
+    yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=drop_last, num_workers=min(8, (os.cpu_count() or 1)) if shuffle else 0)
+
+
 @torch.inference_mode()
 def accuracy(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu", batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` in eval mode (fraction in [0, 1])."""
@@ -75,7 +92,7 @@ def accuracy(model: nn.Module, dataset: Dataset, device: torch.device | str = "c
     was_training = model.training
     model.eval()
     correct = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for x, y in iterate_batches(dataset, batch_size):
         correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
     model.train(was_training)
     return correct / len(dataset)
@@ -102,9 +119,7 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
     milestones = sorted({int(round(0.6 * epochs)), int(round(0.8 * epochs))} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     generator = torch.Generator().manual_seed(spec.seed)
-    loader = DataLoader(data.train, batch_size=batch_size or default_batch_size(data.info), shuffle=True,
-                        generator=generator, drop_last=len(data.train) > 256,
-                        num_workers=0)
+    batch = batch_size or default_batch_size(data.info)
     best_acc, best_state = -1.0, copy.deepcopy(model.state_dict())
     history: list[EpochReport] = []
     start = time.perf_counter()
@@ -112,7 +127,7 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
         epoch_start = time.perf_counter()
         model.train()
         total, count = 0.0, 0
-        for x, y in loader:
+        for x, y in iterate_batches(data.train, batch, generator, shuffle=True, drop_last=len(data.train) > 256):
             if cancel is not None and cancel():
                 raise TrainingCancelled(f"Training of {spec.name} was cancelled.")
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
