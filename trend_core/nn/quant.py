@@ -13,8 +13,12 @@ FULL_PRECISION_BITS = 32
 
 
 def straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-    """Forward ``value``, backward the gradient of ``surrogate`` (BPDA)."""
-    return surrogate + (value - surrogate).detach()
+    """Forward exactly ``value``, backward the gradient of ``surrogate`` (BPDA).
+
+    Written as value + (s - s.detach()) rather than s + (value - s).detach(): the added term is exactly zero,
+    so quantized levels stay exact instead of picking up rounding error.
+    """
+    return value.detach() + (surrogate - surrogate.detach())
 
 
 class InputQuantizer(nn.Module):
