@@ -1,0 +1,60 @@
+"""TREND Lab dashboard: `streamlit run app.py` (or `bash scripts/dev.sh app`).
+
+Navigation over the pages in pages/, the shared sidebar (dataset, device, store folder) and the overview.
+Torch is imported lazily (inside trend_core calls) so the server answers quickly.
+"""
+from pathlib import Path
+
+import streamlit as st
+
+import trend_ui
+
+ROOT = Path(__file__).resolve().parent
+PAGES = (  # (file, title, icon); a page whose file does not exist yet is left out
+    ("pages/model_zoo.py", "Model zoo", ":material/inventory_2:"),
+    ("pages/transferability.py", "Transferability", ":material/grid_on:"),
+    ("pages/decision_boundary.py", "Decision boundary", ":material/scatter_plot:"),
+    ("pages/ensemble_attacks.py", "Ensemble attacks", ":material/group_work:"),
+    ("pages/trend_builder.py", "TREND builder", ":material/shield:"),
+    ("pages/tm_curve.py", "TM curve", ":material/show_chart:"),
+)
+
+
+def overview() -> None:
+    """What the app is for and what is in the zoo; a one-click starter zoo when it is empty."""
+    trend_ui.page_intro(
+        "TREND Lab",
+        "Adversarial images crafted on one network often fool another: they transfer. TREND "
+        "(Transferability-based Robust ENsemble Design) measures how much they transfer between models that "
+        "differ in architecture, seed, optimizer and input, weight or activation quantization, and picks the "
+        "ensemble whose members transfer least to each other, so one attack rarely fools the majority.",
+    )
+    ctx = trend_ui.context()
+    with trend_ui.guard("The overview"):
+        st.markdown(
+            "1. **Model zoo**: train or upload models. 2. **Transferability**: attack sources, read the TM "
+            "heatmap. 3. **Decision boundary** and **Ensemble attacks**: see why. 4. **TREND builder**: pick a "
+            "robust ensemble. 5. **TM curve**: predict transfer at other attack strengths."
+        )
+        frame = trend_ui.zoo_frame(ctx.models())
+        st.subheader(f"The {ctx.dataset} zoo")
+        if frame.empty:
+            trend_ui.empty_state(f"The zoo at {ctx.home} has no {ctx.dataset} models yet: build a starter zoo "
+                                 "below, or train your own on the Model zoo page.")
+        else:
+            st.caption(f"{len(frame)} models in {ctx.home}; clean accuracy on the test split.")
+            st.dataframe(frame[["label", "arch", "input", "weight bits", "act bits", "optimizer", "seed",
+                                "test acc %", "name"]], hide_index=True, width="stretch")
+        trend_ui.zoo_actions.build_zoo_panel(ctx)
+
+
+def navigation() -> st.navigation:
+    pages = [st.Page(overview, title="Overview", icon=":material/home:", default=True)]
+    pages += [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (ROOT / path).exists()]
+    return st.navigation(pages)
+
+
+st.set_page_config(page_title="TREND Lab", page_icon=":material/shield:", layout="wide")
+nav = navigation()
+trend_ui.sidebar()
+nav.run()

@@ -1,0 +1,393 @@
+"""Background jobs: long work (training, attacks, sweeps) runs in server threads, not in a page script.
+
+One process-wide :class:`JobManager` (``get_manager()``) holds every job by its content key, so two browser
+sessions asking for the same work share one job, and a page finds its job again after a page switch or a
+browser reload. Heavy jobs (training, attacks) go through one worker thread per device, so a GPU (or the CPU)
+runs one heavy job at a time and the rest wait in its queue; light jobs start at once in their own thread.
+
+A job function takes the :class:`Job` and returns the result. It reports progress with ``job.progress(f, msg)``
+(which raises :class:`JobCancelled` once a cancel was asked for) and may pass ``job.cancel_requested`` to
+engine functions that poll a ``cancel=`` callback. A finished result is written to the result store under the
+job's key, so a new session or a restarted server gets it back at once. Failures keep one sentence: a
+TrendError's message, or for a bug a short note whose traceback goes to ``<home>/logs/jobs.log``.
+
+Set ``TREND_JOBS_SYNC=1`` (tests, scripts) to run every job inline in the submitting thread.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .errors import TrendError
+
+log = logging.getLogger(__name__)
+
+SYNC_ENV = "TREND_JOBS_SYNC"
+MAX_FINISHED_JOBS = 256  # finished jobs kept in memory (results stay in the store regardless)
+
+
+class JobCancelled(Exception):
+    """Raised inside a job (by ``Job.progress``) when a cancel was requested; the job ends as cancelled."""
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ResultStore(Protocol):
+    """What jobs need of a store: get a value by key (None if absent) and set one."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any) -> Any: ...
+
+
+@dataclass(eq=False)
+class Job:
+    """One unit of background work and what is known about it; safe to read from any thread."""
+
+    key: str
+    title: str
+    kind: str = "job"
+    device: str | None = None  # heavy jobs name the device whose worker runs them; None: light
+    status: JobStatus = JobStatus.QUEUED
+    fraction: float = 0.0
+    message: str = "waiting to start"
+    result: Any = None
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished_at: float | None = None
+    from_store: bool = False
+    _fn: Callable[["Job"], Any] | None = field(default=None, repr=False)
+    _store: ResultStore | None = field(default=None, repr=False)
+    _log_dir: Path | None = field(default=None, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _state: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- inside the job -------------------------------------------------------------------------------------
+    def progress(self, fraction: float | None = None, message: str | None = None) -> None:
+        """Report progress (fraction in [0, 1]); raises JobCancelled when a cancel was requested."""
+        if fraction is not None:
+            self.fraction = min(1.0, max(0.0, float(fraction)))
+        if message is not None:
+            self.message = message
+        self.check_cancelled()
+
+    def cancel_requested(self) -> bool:
+        """True once someone asked to cancel: pass as ``cancel=`` to engine loops that poll."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled(f"{self.title} was cancelled.")
+
+    # -- outside the job ------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started
+
+    def cancel(self) -> None:
+        """Ask the job to stop: a queued job is dropped, a running one stops at its next progress report."""
+        self._cancel.set()
+        with self._state:
+            if self.status is JobStatus.QUEUED:
+                self._finish(JobStatus.CANCELLED, message="cancelled before it started")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished (True) or the timeout passed (False)."""
+        return self._done.wait(timeout)
+
+    # -- run by the manager ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        with self._state:
+            if self.finished:
+                return
+            if self._cancel.is_set():
+                self._finish(JobStatus.CANCELLED, message="cancelled before it started")
+                return
+            self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
+        try:
+            result = self._fn(self)
+        except JobCancelled:
+            self._finish(JobStatus.CANCELLED, message="cancelled")
+        except TrendError as exc:
+            self._finish(JobStatus.FAILED, error=str(exc))
+        except Exception as exc:  # a bug, or an engine-specific cancellation
+            if self._cancel.is_set():
+                self._finish(JobStatus.CANCELLED, message="cancelled")
+                return
+            self._finish(JobStatus.FAILED, error=self._log_failure(exc))
+        else:
+            if self._store is not None:
+                try:
+                    self._store.set(self.key, result)
+                except Exception as exc:  # the result is still usable in this process
+                    log.warning("could not store the result of %s: %s", self.title, exc)
+            self.result = result
+            self._finish(JobStatus.DONE, message="done", fraction=1.0)
+
+    def _finish(self, status: JobStatus, message: str | None = None, error: str | None = None,
+                fraction: float | None = None) -> None:
+        self.error = error
+        if message is not None:
+            self.message = message
+        if fraction is not None:
+            self.fraction = fraction
+        self.finished_at = time.time()
+        self.status = status
+        self._fn = None  # drop the closure (and the models it may hold)
+        self._done.set()
+
+    def _log_failure(self, exc: Exception) -> str:
+        """Write the traceback to the job log; return one sentence for the user."""
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        where = ""
+        if self._log_dir is not None:
+            try:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                path = self._log_dir / "jobs.log"
+                with open(path, "a", encoding="utf-8") as handle:
+                    handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} job {self.key} ({self.title})\n")
+                    handle.write("".join(traceback.format_exception(exc)))
+                where = f"; the traceback is in {path}"
+            except OSError:
+                pass
+        log.error("job %s (%s) failed", self.key, self.title, exc_info=exc)
+        return f"{self.title} failed unexpectedly ({what}){where}."
+
+
+class _DeviceWorker:
+    """One thread per device running heavy jobs one after another, in submission order."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.queue: "queue.Queue[Job]" = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name=f"trend-jobs-{device}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.queue.get()
+            try:
+                job._run()
+            finally:
+                self.queue.task_done()
+
+
+class JobManager:
+    """Holds jobs by content key; runs heavy ones through per-device workers and light ones in threads."""
+
+    def __init__(self, sync: bool | None = None):
+        self._sync = sync
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._workers: dict[str, _DeviceWorker] = {}
+
+    @property
+    def sync(self) -> bool:
+        if self._sync is not None:
+            return self._sync
+        return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes")
+
+    def submit(self, key: str, fn: Callable[[Job], Any], *, title: str, kind: str = "job",
+               device: str | None = None, store: ResultStore | None = None,
+               log_dir: str | os.PathLike | None = None) -> Job:
+        """The job for ``key``: the live or finished one if known, one rebuilt from ``store`` if the result
+        is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try.
+
+        ``device`` (e.g. "cpu", "cuda:0") marks a heavy job, run by that device's single worker.
+        """
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                return job
+            stored = _lookup(store, key)
+            if stored is not None:
+                job = Job(key, title, kind, device, status=JobStatus.DONE, fraction=1.0, message="done",
+                          result=stored, from_store=True)
+                job.started = job.finished_at = job.created
+                job._done.set()
+                self._remember(job)
+                return job
+            job = Job(key, title, kind, device, _fn=fn, _store=store,
+                      _log_dir=Path(log_dir) if log_dir is not None else None)
+            self._remember(job)
+            if not self.sync:
+                if device is None:
+                    threading.Thread(target=job._run, name=f"trend-job-{key[:12]}", daemon=True).start()
+                else:
+                    self._worker(device).queue.put(job)
+        if self.sync:
+            job._run()
+        return job
+
+    def get(self, key: str, store: ResultStore | None = None) -> Job | None:
+        """The job known under ``key`` (or a finished one rebuilt from ``store``), else None."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None:
+                return job
+        stored = _lookup(store, key)
+        if stored is None:
+            return None
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                job = Job(key, key, status=JobStatus.DONE, fraction=1.0, message="done", result=stored,
+                          from_store=True)
+                job._done.set()
+                self._remember(job)
+            return job
+
+    def jobs(self, kind: str | None = None, active_only: bool = False) -> list[Job]:
+        """Known jobs, newest first, optionally of one kind and only the queued or running ones."""
+        with self._lock:
+            found = [j for j in self._jobs.values()
+                     if (kind is None or j.kind == kind) and not (active_only and j.finished)]
+        return sorted(found, key=lambda j: j.created, reverse=True)
+
+    def cancel(self, key: str) -> bool:
+        job = self._jobs.get(key)
+        if job is None or job.finished:
+            return False
+        job.cancel()
+        return True
+
+    def forget(self, key: str) -> None:
+        """Drop a finished job from memory (its stored result stays in the store)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.finished:
+                del self._jobs[key]
+
+    def queue_length(self, device: str) -> int:
+        with self._lock:
+            worker = self._workers.get(device)
+        return 0 if worker is None else worker.queue.qsize()
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _worker(self, device: str) -> _DeviceWorker:
+        worker = self._workers.get(device)
+        if worker is None:
+            worker = self._workers[device] = _DeviceWorker(device)
+        return worker
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.key] = job
+        finished = [j for j in self._jobs.values() if j.finished]
+        if len(finished) > MAX_FINISHED_JOBS:
+            for old in sorted(finished, key=lambda j: j.finished_at or 0)[: len(finished) - MAX_FINISHED_JOBS]:
+                del self._jobs[old.key]
+
+
+def _lookup(store: ResultStore | None, key: str) -> Any:
+    if store is None:
+        return None
+    try:
+        return store.get(key)
+    except Exception as exc:  # a damaged cache entry means: compute again
+        log.warning("could not read %s from the store: %s", key, exc)
+        return None
+
+
+_MANAGER: JobManager | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The process-wide job manager shared by every browser session."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = JobManager()
+        return _MANAGER
+
+
+def device_lane(device: Any) -> str:
+    """The worker name for a resolved torch device: 'cuda:0' for any first GPU, 'cpu' for the CPU."""
+    text = str(device)
+    if text == "cuda":
+        return "cuda:0"
+    return text
+
+
+# -- the training job every page shares ---------------------------------------------------------------------
+class _ZooHasAll:
+    """A read-only 'store' for training jobs: the result is there once the zoo holds every spec."""
+
+    def __init__(self, zoo, specs):
+        self.zoo, self.specs = zoo, list(specs)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if all(self.zoo.has(spec) for spec in self.specs):
+            return [self.zoo.metadata(spec) for spec in self.specs]
+        return default
+
+    def set(self, key: str, value: Any) -> None:  # the zoo already holds the checkpoints
+        return None
+
+
+def training_key(zoo, specs) -> str:
+    """Content key of 'train these specs into this zoo' (order-free)."""
+    import hashlib
+
+    payload = "|".join([str(Path(zoo.root).resolve())] + sorted(spec.key for spec in specs))
+    return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None = None) -> Job:
+    """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
+
+    The job's result is the list of the models' metadata; it is done at once when the zoo has them all.
+    """
+    from .devices import resolve_device
+
+    specs = list(dict.fromkeys(specs))
+    if not specs:
+        raise TrendError("No models were chosen to train; pick at least one.")
+    dev = resolve_device(device)
+    n = len(specs)
+
+    def run(job: Job) -> list[dict]:
+        for i, spec in enumerate(specs):
+            job.progress(i / n, f"{spec.short_name} ({i + 1}/{n})")
+            if zoo.has(spec):
+                continue
+
+            def on_epoch(report, i=i, spec=spec) -> None:
+                job.progress((i + report.epoch / report.epochs) / n,
+                             f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
+                             f"validation accuracy {report.val_acc:.1%}")
+
+            zoo.get_or_train(spec, device=dev, progress=on_epoch, cancel=job.cancel_requested)
+        return [zoo.metadata(spec) for spec in specs]
+
+    title = f"Training {n} model{'s' if n > 1 else ''}"
+    return (manager or get_manager()).submit(
+        training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
+        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs")

@@ -1,0 +1,13 @@
+"""Shared Streamlit helpers for the TREND Lab pages: sidebar context, error guard, job panel, empty states,
+downloads. Streamlit lives here and in the pages; torch stays in trend_core (imported lazily)."""
+from .context import AppContext, context, sidebar
+from .downloads import download_frame
+from .feedback import empty_state, guard, page_intro
+from .jobs import job_panel, remember_job, recalled_job
+from .tables import zoo_frame
+from . import zoo_actions
+
+__all__ = [
+    "AppContext", "context", "sidebar", "download_frame", "empty_state", "guard", "page_intro",
+    "job_panel", "remember_job", "recalled_job", "zoo_frame",
+]

@@ -1,0 +1,41 @@
+"""Messages instead of tracebacks, page introductions and empty states."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+import streamlit as st
+
+log = logging.getLogger("trend_ui")
+
+
+@contextmanager
+def guard(what: str = "This page") -> Iterator[None]:
+    """Run page code, turning a TrendError into its one sentence and any other error into a short note."""
+    from trend_core.errors import TrendError
+
+    try:
+        yield
+    except TrendError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # a bug: say so briefly, keep the traceback in the server log
+        log.exception("%s failed", what)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        st.error(f"{what} hit an unexpected error ({type(exc).__name__}: {first}); the details are in the server log.")
+
+
+def page_intro(title: str, text: str) -> None:
+    """The page title and the sentence or two saying what the page is for."""
+    st.title(title)
+    st.caption(text)
+
+
+def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
+    """Tell the user what to do first, with a link to the page where they can do it."""
+    st.info(message)
+    if page:
+        try:
+            st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
+        except Exception:  # page not registered (a page run on its own)
+            pass

@@ -1,0 +1,31 @@
+"""Tables built from zoo metadata (no model loading): what the overview and the Model zoo page list."""
+from __future__ import annotations
+
+import pandas as pd
+
+ZOO_COLUMNS = ["label", "arch", "width", "input", "weight bits", "act bits", "optimizer", "seed", "epochs",
+               "test acc %", "val acc %", "train s", "source", "name"]
+
+
+def _bits(value) -> str:
+    return "FP" if value in (None, 32) else str(value)
+
+
+def _percent(value) -> float | None:
+    return None if value is None else round(100 * float(value), 2)
+
+
+def zoo_frame(metas: list[dict]) -> pd.DataFrame:
+    """One row per model: its paper-style label, spec fields and clean accuracies (%), like Tables IV-VI."""
+    rows = []
+    for meta in metas:
+        spec = meta.get("spec", {})
+        rows.append({
+            "label": meta.get("short_name", ""), "arch": spec.get("arch"), "width": spec.get("width"),
+            "input": spec.get("input_quant"), "weight bits": _bits(spec.get("weight_bits")),
+            "act bits": _bits(spec.get("act_bits")), "optimizer": spec.get("optimizer"), "seed": spec.get("seed"),
+            "epochs": spec.get("epochs"), "test acc %": _percent(meta.get("test_acc")),
+            "val acc %": _percent(meta.get("val_acc")), "train s": meta.get("train_seconds"),
+            "source": meta.get("source", "trained"), "name": meta.get("name"),
+        })
+    return pd.DataFrame(rows, columns=ZOO_COLUMNS)

@@ -1,0 +1,34 @@
+"""Building a starter zoo from the page: the 12-model digits preset or a quick 3-model demo."""
+from __future__ import annotations
+
+import streamlit as st
+
+from .jobs import job_panel, recalled_job, remember_job
+
+# Three small digits models for demos and the browser test: a few epochs each, seconds in all.
+QUICK_DEMO = (
+    "digits/resnet18-w0.25/FP/sgd/s0/e4",
+    "digits/resnet18-w0.25/Q2/sgd/s0/e4",
+    "digits/resnet18-w0.25/Q1/sgd/s0/e4",
+)
+
+
+def build_zoo_panel(ctx) -> None:
+    """Buttons that train the default digits preset or the quick demo as a job, and its progress."""
+    from trend_core.jobs import submit_training
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import preset_specs
+
+    if ctx.dataset == "digits":
+        left, right = st.columns(2)
+        if left.button("Build the default digits zoo", type="primary", icon=":material/construction:",
+                       help="The 12-model digits preset (input, weight and activation quantization, seeds, "
+                            "VGG, Adam); about a minute on a CPU.", key="build_default_zoo"):
+            remember_job("zoo-build", submit_training(ctx.zoo, preset_specs("digits"), ctx.device))
+        if right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
+                        help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: seconds, for a first look."):
+            remember_job("zoo-build", submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO],
+                                                      ctx.device))
+    else:
+        st.info(f"There is no preset zoo for {ctx.dataset}; train models on the Model zoo page.")
+    job_panel(recalled_job("zoo-build", kind="train"), show_done=True)
