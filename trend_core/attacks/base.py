@@ -107,6 +107,26 @@ def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> f
     return value
 
 
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= minimum, or a TrendError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+        raise TrendError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_float(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
+    """``value`` as a finite float > minimum (or >= minimum when not strict), or a TrendError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TrendError(f"{name} must be a number, got {value!r}.") from None
+    if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")) \
+            or number < minimum or (strict and number == minimum):
+        relation = ">" if strict else ">="
+        raise TrendError(f"{name} must be a finite number {relation} {minimum}, got {value!r}.")
+    return number
+
+
 class Attack:
     """Base class. Subclasses set ``name``, store parameters in ``__init__`` and implement ``perturb``."""
 

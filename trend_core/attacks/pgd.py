@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import TrendError
-from .base import Attack, clip_to_ball
+from .base import Attack, check_float, check_int, clip_to_ball
 
 Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
 
@@ -76,12 +76,8 @@ class PGD(Attack):
             raise TrendError(f"PGD norm must be 'linf' or 'l2', got {norm!r}.")
         self.norm = norm  # set before the base class validates eps against this norm
         super().__init__(eps, batch_size, seed)
-        if not isinstance(steps, int) or steps < 1:
-            raise TrendError(f"PGD needs at least one step, got {steps!r}.")
-        if not step_size > 0:
-            raise TrendError(f"The step size must be positive, got {step_size!r}.")
-        self.steps = steps
-        self.step_size = float(step_size)
+        self.steps = check_int("PGD steps", steps)
+        self.step_size = check_float("PGD step_size", step_size)
         self.random_start = bool(random_start)
         self.autocast = bool(autocast)
 

@@ -1,0 +1,49 @@
+"""Attacks by name: ``make_attack("cw", kappa=30)`` for the CLI, the dashboard and cached runs."""
+from __future__ import annotations
+
+import inspect
+from ..errors import TrendError
+from .base import Attack
+from .cw import CarliniWagnerL2
+from .deepfool import DeepFool
+from .pgd import PGD
+
+_FACTORIES: dict[str, tuple[type[Attack], dict]] = {
+    "pgd": (PGD, {"norm": "linf"}),
+    "pgd-l2": (PGD, {"norm": "l2"}),
+    "cw": (CarliniWagnerL2, {}),
+    "deepfool": (DeepFool, {}),
+}
+ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def attack_parameters(name: str) -> list[str]:
+    """The keyword arguments ``make_attack(name, ...)`` accepts."""
+    cls, fixed = _lookup(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self" and p not in fixed]
+
+
+def make_attack(name: str, **params) -> Attack:
+    """The attack called ``name`` (one of ATTACK_NAMES) with keyword ``params``; None values mean "default".
+
+    Unknown names, unknown parameters and invalid values raise TrendError.
+    """
+    cls, fixed = _lookup(name)
+    given = {k: v for k, v in params.items() if v is not None}
+    allowed = attack_parameters(name)
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise TrendError(f"Attack {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"valid ones are: {', '.join(allowed)}.")
+    try:
+        return cls(**given, **fixed)
+    except TypeError as error:  # a value of the wrong kind deep inside a constructor
+        raise TrendError(f"Invalid parameters for attack {name!r}: {error}.") from None
+
+
+def _lookup(name: str) -> tuple[type[Attack], dict]:
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _FACTORIES:
+        raise TrendError(f"Unknown attack {name!r}; choose one of: {', '.join(ATTACK_NAMES)}.")
+    return _FACTORIES[key]
+
