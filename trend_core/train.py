@@ -106,8 +106,11 @@ def make_optimizer(spec: ModelSpec, params) -> torch.optim.Optimizer:
 
 def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str = "auto",
                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
-                batch_size: int | None = None) -> TrainResult:
-    """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies."""
+                batch_size: int | None = None, amp: bool = True) -> TrainResult:
+    """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies.
+
+    On CUDA the forward pass runs under bf16 autocast unless ``amp=False`` (the CPU path is plain fp32).
+    """
     if spec.pretrained:
         raise TrendError("Pretrained torchvision models are loaded, not trained; use the zoo to fetch them.")
     data = data or load_dataset(spec.dataset)
@@ -120,6 +123,7 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     generator = torch.Generator().manual_seed(spec.seed)
     batch = batch_size or default_batch_size(data.info)
+    use_amp = amp and dev.type == "cuda"
     best_acc, best_state = -1.0, copy.deepcopy(model.state_dict())
     history: list[EpochReport] = []
     start = time.perf_counter()
@@ -133,7 +137,9 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if data.info.augment_padding:
                 x = augment_batch(x, generator, data.info.augment_padding, data.info.augment_flip)
-            loss = F.cross_entropy(model(x), y)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
