@@ -75,6 +75,7 @@ class Job:
     started: float | None = None
     finished_at: float | None = None
     from_store: bool = False
+    meta: dict = field(default_factory=dict)  # what the job was asked for (e.g. a transfer run's request)
     _fn: Callable[["Job"], Any] | None = field(default=None, repr=False)
     _store: ResultStore | None = field(default=None, repr=False)
     _log_dir: Path | None = field(default=None, repr=False)
@@ -216,11 +217,12 @@ class JobManager:
 
     def submit(self, key: str, fn: Callable[[Job], Any], *, title: str, kind: str = "job",
                device: str | None = None, store: ResultStore | None = None,
-               log_dir: str | os.PathLike | None = None) -> Job:
+               log_dir: str | os.PathLike | None = None, meta: dict | None = None) -> Job:
         """The job for ``key``: the live or finished one if known, one rebuilt from ``store`` if the result
         is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try.
 
-        ``device`` (e.g. "cpu", "cuda:0") marks a heavy job, run by that device's single worker.
+        ``device`` (e.g. "cpu", "cuda:0") marks a heavy job, run by that device's single worker; ``meta``
+        records what was asked (kept on the job for pages that find it again).
         """
         with self._lock:
             job = self._jobs.get(key)
@@ -229,12 +231,12 @@ class JobManager:
             stored = _lookup(store, key)
             if stored is not None:
                 job = Job(key, title, kind, device, status=JobStatus.DONE, fraction=1.0, message="done",
-                          result=stored, from_store=True)
+                          result=stored, from_store=True, meta=dict(meta or {}))
                 job.started = job.finished_at = job.created
                 job._done.set()
                 self._remember(job)
                 return job
-            job = Job(key, title, kind, device, _fn=fn, _store=store,
+            job = Job(key, title, kind, device, _fn=fn, _store=store, meta=dict(meta or {}),
                       _log_dir=Path(log_dir) if log_dir is not None else None)
             self._remember(job)
             if not self.sync:
@@ -391,3 +393,89 @@ def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None
     return (manager or get_manager()).submit(
         training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
         store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs")
+
+
+# -- transfer runs as jobs ----------------------------------------------------------------------------------
+TRANSFER_JOB_VERSION = "transfer-job/v1"
+
+
+class _CodecStore:
+    """A store view that writes ``encode(result)`` and reads back ``decode(value)`` (for results that hold
+    closures or tensors the store should not keep, like a TransferResult's per-image details)."""
+
+    def __init__(self, store: ResultStore, encode: Callable[[Any], Any], decode: Callable[[Any], Any]):
+        self.store, self.encode, self.decode = store, encode, decode
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.store.get(key)
+        return default if value is None else self.decode(value)
+
+    def set(self, key: str, value: Any) -> None:
+        self.store.set(key, self.encode(value))
+
+
+def transfer_summary(result) -> dict:
+    """What the store keeps of a TransferResult: everything but the per-image details."""
+    return {"pairs": result.pairs, "sources": list(result.sources), "targets": list(result.targets),
+            "attack": result.attack, "eps": result.eps, "split": result.split, "n_images": int(result.n_images),
+            "specs": dict(result.specs), "warnings": list(result.warnings)}
+
+
+def transfer_from_summary(summary: dict):
+    """A TransferResult rebuilt from ``transfer_summary`` (no per-image details: examples need a rerun)."""
+    from .transfer import TransferResult
+
+    return TransferResult(summary["pairs"], list(summary["sources"]), list(summary["targets"]), summary["attack"],
+                          summary["eps"], summary["split"], summary["n_images"], dict(summary["specs"]),
+                          list(summary["warnings"]))
+
+
+def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[str], attack: str,
+                    params: dict | None = None, limit: int | None = None, split: str = "test",
+                    device: str = "auto", live: bool = False, manager: JobManager | None = None) -> Job:
+    """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
+
+    The finished TransferResult is summarized into ``store``, so a new session gets the matrix at once;
+    ``live=True`` asks for a result with per-image details (examples), recomputed from the cached attacks.
+    """
+    from .attacks.registry import make_attack
+    from .devices import resolve_device
+    from .specs import ModelSpec
+    from .store import content_key
+    from .transfer import attack_identity, run_transfer
+
+    if not sources:
+        raise TrendError("Pick at least one source model to attack.")
+    if not targets:
+        raise TrendError("Pick at least one target model to evaluate.")
+    names = list(dict.fromkeys([*sources, *targets]))
+    missing = [n for n in names if not zoo.has(n)]
+    if missing:
+        raise TrendError(f"{missing[0]} is not in the zoo; train it on the Model zoo page first.")
+    attack_obj = make_attack(attack, **(params or {}))
+    dev = resolve_device(device)
+    identity = [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
+    key = content_key(TRANSFER_JOB_VERSION, str(Path(zoo.root).resolve()), identity, list(sources), list(targets),
+                      attack_identity(attack_obj), attack_obj.eps, limit, split)
+
+    def run(job: Job):
+        models = []
+        for i, name in enumerate(names):
+            job.progress(0.0, f"loading {ModelSpec.parse(name).short_name} ({i + 1}/{len(names)})")
+            models.append(zoo.load(name, dev))
+
+        def on_step(step) -> None:
+            origin = " (cached)" if step.from_cache else ""
+            job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
+
+        return run_transfer(models, attack_obj, split=split, limit=limit, store=store, progress=on_step,
+                            device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested)
+
+    request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params or {}),
+                   limit=limit, split=split)
+    n = len(sources)
+    title = f"{attack_obj.name.upper()} transfer run ({n} source{'s' if n > 1 else ''} x {len(targets)} targets)"
+    result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
+    return (manager or get_manager()).submit(
+        key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
+        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs", meta={"request": request})

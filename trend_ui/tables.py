@@ -29,3 +29,26 @@ def zoo_frame(metas: list[dict]) -> pd.DataFrame:
             "source": meta.get("source", "trained"), "name": meta.get("name"),
         })
     return pd.DataFrame(rows, columns=ZOO_COLUMNS)
+
+
+def mean_std_frame(stats: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Collapse ``<x>_mean`` / ``<x>_std`` column pairs into one 'mean ± std' text column per statistic."""
+    out = pd.DataFrame(index=stats.index)
+    for column in stats.columns:
+        if column.endswith("_std"):
+            continue
+        if column.endswith("_mean"):
+            base = column[: -len("_mean")]
+            std = stats.get(f"{base}_std")
+            out[base] = [_pm(m, s, digits) for m, s in zip(stats[column], std if std is not None else [None] * len(stats))]
+        else:
+            out[column] = stats[column]
+    return out
+
+
+def _pm(mean, std, digits: int) -> str:
+    if mean is None or mean != mean:
+        return "n/a"
+    if std is None or std != std:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -1,0 +1,210 @@
+"""Transferability: attack source models, evaluate every target on the adversarial images, read the TM matrix."""
+from __future__ import annotations
+
+import streamlit as st
+
+import trend_ui
+
+ATTACKS = {"pgd": "PGD (L-inf)", "pgd-l2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool"}
+EXAMPLES_SHOWN = 6
+
+
+def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
+    """Sources and targets (canonical names) from two pickers or from a family preset."""
+    from trend_core.specs import ModelSpec
+
+    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    names = list(label_of)
+    mode = st.radio("Models", ["Family preset", "Pick sources and targets"], horizontal=True, key="tr_mode",
+                    help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
+                         "input, weight or activation quantization); each is then both source and target.")
+    if mode == "Family preset":
+        from trend_ui.families import families
+
+        found = families(ModelSpec.parse(n) for n in names)
+        if not found:
+            st.info("No family in this zoo yet (models that differ in one factor only); pick models instead.")
+            return [], []
+        options = ["all models in the zoo"] + list(found)
+        choice = st.selectbox("Family", options, key="tr_family")
+        members = names if choice == options[0] else [s.name for s in found[choice]]
+        st.caption("Models: " + ", ".join(label_of[n] for n in members))
+        return members, members
+    left, right = st.columns(2)
+    fmt = label_of.get
+    sources = left.multiselect("Sources (attacked)", names, default=names[: min(4, len(names))], format_func=fmt,
+                               key="tr_sources")
+    targets = right.multiselect("Targets (evaluated)", names, default=names[: min(4, len(names))], format_func=fmt,
+                                key="tr_targets")
+    return sources, targets
+
+
+def choose_attack(ctx) -> tuple[str, dict, int]:
+    """The attack name, its parameters (eps, steps, kappa) and how many test images to use."""
+    from trend_core.data import get_info
+
+    info = get_info(ctx.dataset)
+    c1, c2, c3, c4 = st.columns([1.3, 1.6, 1, 1])
+    attack = c1.selectbox("Attack", list(ATTACKS), format_func=ATTACKS.get, key="tr_attack")
+    minimum_norm = attack in ("cw", "deepfool")
+    low, high = info.eps_range
+    top = round(max(high, info.default_eps) * (4 if attack == "pgd-l2" else 1), 4)
+    default = info.default_eps * (4 if attack == "pgd-l2" else 1)
+    eps = c2.slider("eps (perturbation budget)" + (", 0 = no clip" if minimum_norm else ""), 0.0, float(top),
+                    float(round(default, 4)), step=float(round(top / 100, 5)), key=f"tr_eps_{attack}",
+                    format="%.4f", help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
+                                        f"{info.name} default is {info.default_eps:.3g}.")
+    params: dict = {}
+    if attack in ("pgd", "pgd-l2"):
+        params["steps"] = c3.number_input("Steps", 1, 500, 40, key="tr_steps_pgd")
+        params["eps"] = eps
+        params["step_size"] = max(eps / 4, 1e-4) if attack == "pgd" else max(eps / 8, 1e-4)
+    elif attack == "cw":
+        params["steps"] = c3.number_input("Steps", 1, 1000, 100, key="tr_steps_cw")
+        params["kappa"] = c4.number_input("kappa (confidence)", 0.0, 100.0, 0.0, step=5.0, key="tr_kappa",
+                                          help="The paper compares kappa = 0 and 30: higher transfers more.")
+        params["eps"] = eps or None
+    else:
+        params["steps"] = c3.number_input("Steps", 1, 500, 50, key="tr_steps_df")
+        params["eps"] = eps or None
+    total = _test_size(ctx.dataset)
+    limit = st.slider("Test images", min(20, total), total, min(total, 360), step=10 if total > 100 else 1,
+                      key="tr_limit", help="The first N test images; more images, steadier TM, longer run.")
+    return attack, params, int(limit)
+
+
+@st.cache_data(show_spinner=False)
+def _test_size(dataset: str) -> int:
+    from trend_core.data import load_dataset
+
+    return len(load_dataset(dataset).test)
+
+
+def show_result(ctx, result) -> None:
+    """Heatmap with averages, asymmetry, Table II-style tables, example images and downloads."""
+    from trend_core.plots.transfer import asymmetry_heatmap, tm_heatmap
+
+    matrix, pairs = result.matrix(), result.long()
+    eps_text = "no eps clip" if result.eps is None else f"eps {result.eps:.4g}"
+    st.subheader(f"Transferability matrix: {result.attack}, {eps_text}, {result.n_images} images")
+    for warning in result.warnings:
+        st.warning(warning)
+    heat, asym, tables, examples, downloads = st.tabs(
+        ["TM heatmap", "Asymmetry", "Table", "Examples", "Downloads"])
+    with heat:
+        st.caption("Rows: the source the attack was crafted on; columns: the target evaluated on those images. "
+                   "TM = transferred / generated on images both classify correctly. Row average: how good a "
+                   "source is for the attacker; column average: how exposed a target is (lower is safer).")
+        st.plotly_chart(tm_heatmap(matrix, pairs), width="stretch", key="tm_heatmap")
+    with asym:
+        both = [m for m in result.sources if m in result.targets]
+        if len(both) < 2:
+            st.info("The asymmetry view needs at least two models that are both source and target.")
+        else:
+            st.caption("TM(a→b) − TM(b→a): red cells mean a's adversarial images fool b more than b's fool a.")
+            st.plotly_chart(asymmetry_heatmap(matrix), width="stretch", key="asymmetry")
+    with tables:
+        show_tables(result, pairs)
+    with examples:
+        show_examples(ctx, result)
+    with downloads:
+        stem = f"tm-{result.attack.split('(')[0]}-{'none' if result.eps is None else f'{result.eps:.4g}'}"
+        st.markdown("**Pairs** (one row per source → target)")
+        trend_ui.download_frame(pairs, stem + "-pairs", key="dl_pairs")
+        st.markdown("**Matrix** (with row and column averages)")
+        trend_ui.download_frame(matrix, stem + "-matrix", key="dl_matrix")
+
+
+def show_tables(result, pairs) -> None:
+    """The paper's Table II: per pair, and mean ± std over seeds of one configuration."""
+    from trend_core.errors import TrendError
+    from trend_core.transfer import seed_group_table
+
+    shown = pairs[pairs["source"] != pairs["target"]].copy()
+    shown["transfer %"] = 100 * shown["tm"]
+    shown = shown.rename(columns={"mean_l2": "L2", "mean_linf": "L-inf", "n_common": "both correct"})
+    st.markdown("**Per pair** (off-diagonal): adversarial images generated on the source, transferred to the target")
+    st.dataframe(shown[["source", "target", "both correct", "generated", "transferred", "transfer %", "L2", "L-inf"]],
+                 hide_index=True, width="stretch",
+                 column_config={"transfer %": st.column_config.NumberColumn(format="%.1f"),
+                                "L2": st.column_config.NumberColumn(format="%.3f"),
+                                "L-inf": st.column_config.NumberColumn(format="%.4f")})
+    try:
+        seeds = seed_group_table(result)
+    except TrendError as exc:
+        st.info(f"Mean ± std over seeds: {exc}")
+        return
+    st.markdown("**Mean ± std over seeds** (every source seed against every other seed of the same configuration)")
+    st.dataframe(trend_ui.tables.mean_std_frame(seeds), width="stretch")
+
+
+def show_examples(ctx, result) -> None:
+    """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
+    from trend_core.data import get_info
+    from trend_core.jobs import submit_transfer
+    from trend_core.plots.transfer import pair_examples_figure
+
+    pairs = [(s, t) for s in result.sources for t in result.targets if s != t]
+    if not pairs:
+        st.info("Examples need a pair of two different models.")
+        return
+    pair = st.selectbox("Pair (source → target)", pairs, format_func=lambda p: f"{p[0]} → {p[1]}", key="tr_pair")
+    if result.details is None:  # a result restored from the store: recompute details from the cached attacks
+        request = trend_ui.recalled_job("transfer", kind="transfer").meta.get("request")
+        if not request:
+            st.info("This result came from the store without its images; launch the run again to see examples.")
+            return
+        live = trend_ui.job_panel(submit_transfer(ctx.zoo, ctx.store, live=True, device=ctx.device, **request))
+        if live is None:
+            return
+        result = live
+    examples = result.examples(*pair)
+    names = get_info(ctx.dataset).class_names
+    for label, index in (("transferred", examples.transferred), ("did not transfer", ~examples.transferred)):
+        picked = index.nonzero().flatten()[:EXAMPLES_SHOWN].tolist()
+        st.markdown(f"**{label.capitalize()}**: {int(index.sum())} of {len(index)} adversarial images of {pair[0]}")
+        if not picked:
+            st.caption("none")
+            continue
+        st.plotly_chart(pair_examples_figure(examples.clean[picked], examples.adv[picked], examples.labels[picked],
+                                             examples.source_pred[picked], examples.target_pred[picked], names,
+                                             heading="true class → S: source's and T: target's prediction"),
+                        width="stretch", key=f"examples-{label}")
+
+
+def main() -> None:
+    from trend_core.jobs import submit_transfer
+
+    trend_ui.page_intro("Transferability", "Craft adversarial images on source models and count how many also "
+                        "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).")
+    ctx = trend_ui.context()
+    metas = ctx.models()
+    if len(metas) < 2:
+        trend_ui.empty_state(f"A transfer run needs at least two {ctx.dataset} models in the zoo; build a starter "
+                             "zoo on the Overview page or train models on the Model zoo page first.",
+                             page="pages/model_zoo.py", label="Model zoo")
+        return
+    with st.container(border=True):
+        sources, targets = choose_models(ctx, metas)
+        attack, params, limit = choose_attack(ctx)
+        launch = st.button("Run transfer", type="primary", icon=":material/play_arrow:", key="tr_run")
+    if launch:
+        with trend_ui.guard("The transfer run"):
+            if not sources or not targets:
+                from trend_core.errors import TrendError
+
+                raise TrendError("Choose at least one source and one target model.")
+            request = dict(sources=sources, targets=targets, attack=attack, params=params, limit=limit)
+            job = submit_transfer(ctx.zoo, ctx.store, device=ctx.device, **request)
+            trend_ui.remember_job("transfer", job)
+    job = trend_ui.recalled_job("transfer", kind="transfer")
+    if job is None:
+        st.info("Choose models and an attack above, then press **Run transfer**.")
+        return
+    result = trend_ui.job_panel(job)
+    if result is not None:
+        show_result(ctx, result)
+
+
+with trend_ui.guard("The Transferability page"):
+    main()
