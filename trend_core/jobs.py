@@ -354,11 +354,15 @@ class _ZooHasAll:
         return None
 
 
+def _home(zoo) -> str:
+    return str(Path(zoo.root).expanduser().resolve())
+
+
 def training_key(zoo, specs) -> str:
     """Content key of 'train these specs into this zoo' (order-free)."""
     import hashlib
 
-    payload = "|".join([str(Path(zoo.root).resolve())] + sorted(spec.key for spec in specs))
+    payload = "|".join([_home(zoo)] + sorted(spec.key for spec in specs))
     return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -392,7 +396,7 @@ def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None
     title = f"Training {n} model{'s' if n > 1 else ''}"
     return (manager or get_manager()).submit(
         training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
-        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs")
+        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs", meta={"home": _home(zoo)})
 
 
 # -- transfer runs as jobs ----------------------------------------------------------------------------------
@@ -455,7 +459,7 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
     attack_obj = make_attack(attack, **(params or {}))
     dev = resolve_device(device)
     identity = [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
-    key = content_key(TRANSFER_JOB_VERSION, str(Path(zoo.root).resolve()), identity, list(sources), list(targets),
+    key = content_key(TRANSFER_JOB_VERSION, _home(zoo), identity, list(sources), list(targets),
                       attack_identity(attack_obj), attack_obj.eps, limit, split)
 
     def run(job: Job):
@@ -478,4 +482,4 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
     result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
     return (manager or get_manager()).submit(
         key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
-        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs", meta={"request": request})
+        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs", meta={"request": request, "home": _home(zoo)})

@@ -1,6 +1,7 @@
 """Showing background jobs on a page: live progress with a cancel button, the error, or the result."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -19,13 +20,21 @@ def remember_job(slot: str, job) -> None:
     st.session_state[f"trend_job:{slot}"] = job.key
 
 
-def recalled_job(slot: str, kind: str | None = None):
-    """The job this session last showed in ``slot``; after a reload (new session) the newest job of ``kind``."""
+def recalled_job(slot: str, kind: str | None = None, home=None):
+    """The job this session last showed in ``slot``; after a reload (new session) the newest job of ``kind``
+    for the store folder ``home`` (default: the sidebar's)."""
     manager = _manager()
+    if home is None:
+        from .context import context
+
+        home = context().home
+    where = str(Path(home).expanduser().resolve())
     key = st.session_state.get(f"trend_job:{slot}")
     job = manager.get(key) if key else None
+    if job is not None and job.meta.get("home", where) != where:  # the store folder changed since
+        job = None
     if job is None and kind is not None:
-        found = manager.jobs(kind=kind)
+        found = [j for j in manager.jobs(kind=kind) if j.meta.get("home") == where]
         job = found[0] if found else None
         if job is not None:
             remember_job(slot, job)

@@ -19,16 +19,25 @@ def build_zoo_panel(ctx) -> None:
     from trend_core.specs import ModelSpec
     from trend_core.zoo import preset_specs
 
+    job = None
     if ctx.dataset == "digits":
+        preset = preset_specs("digits")
+        missing = [spec for spec in preset if not ctx.zoo.has(spec)]
+        empty = not ctx.models()
         left, right = st.columns(2)
-        if left.button("Build the default digits zoo", type="primary", icon=":material/construction:",
-                       help="The 12-model digits preset (input, weight and activation quantization, seeds, "
-                            "VGG, Adam); about a minute on a CPU.", key="build_default_zoo"):
-            remember_job("zoo-build", submit_training(ctx.zoo, preset_specs("digits"), ctx.device))
-        if right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
-                        help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: seconds, for a first look."):
-            remember_job("zoo-build", submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO],
-                                                      ctx.device))
+        label = ("Build the default digits zoo" if len(missing) == len(preset)
+                 else f"Complete the default digits zoo ({len(missing)} missing)")
+        if missing and left.button(label, type="primary", icon=":material/construction:", key="build_default_zoo",
+                                   help="The 12-model digits preset (input, weight and activation quantization, "
+                                        "seeds, VGG, Adam); about a minute on a CPU."):
+            job = submit_training(ctx.zoo, preset, ctx.device)
+        if empty and right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
+                                  help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: seconds, for a first look."):
+            job = submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO], ctx.device)
     else:
         st.info(f"There is no preset zoo for {ctx.dataset}; train models on the Model zoo page.")
+    if job is not None:
+        remember_job("zoo-build", job)
+        if job.finished:  # done at once (synchronous jobs): redraw the zoo table
+            st.rerun()
     job_panel(recalled_job("zoo-build", kind="train"), show_done=True)

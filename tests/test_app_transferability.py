@@ -1,0 +1,123 @@
+"""The Transferability page under AppTest: launch a run, read the heatmap, asymmetry, tables, examples and
+downloads; bad input becomes a message; a finished run comes back from the store in a new server process."""
+from __future__ import annotations
+
+import pytest
+
+from app_support import (APP_MODELS, assert_clean, empty_home, figures, open_app, sync_jobs,  # noqa: F401
+                         texts, zoo_home)
+from conftest import FP, FP_S1, Q1
+
+PAGE = "pages/transferability.py"
+LABELS = {FP: "FP-s0", FP_S1: "FP-s1", Q1: "Q1-s0"}
+
+
+def set_up_run(at, sources=(FP, FP_S1, Q1), targets=(FP, FP_S1, Q1), eps=0.1, images=30):
+    at.radio(key="tr_mode").set_value("Pick sources and targets").run()
+    at.multiselect(key="tr_sources").set_value(list(sources))
+    at.multiselect(key="tr_targets").set_value(list(targets))
+    at.slider(key="tr_eps_pgd").set_value(eps)
+    at.number_input(key="tr_steps_pgd").set_value(10)
+    at.slider(key="tr_limit").set_value(images)
+    return at
+
+
+def heatmap_traces(at) -> dict[str, dict]:
+    """The TM heatmap's traces by name (TM, row average, column average, overall)."""
+    spec = next(f for f in figures(at) if any(t.get("name") == "row average" for t in f["data"]))
+    return {t["name"]: t for t in spec["data"]}
+
+
+def test_empty_zoo_says_what_to_do_first(empty_home):
+    at = open_app(PAGE)
+    assert any("needs at least two digits models" in m for m in texts(at.info))
+    assert not at.get("plotly_chart")
+
+
+@pytest.fixture
+def finished_run(zoo_home):
+    at = set_up_run(open_app(PAGE))
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    assert not texts(at.error)
+    return at
+
+
+def test_run_shows_heatmap_with_model_names_averages_and_hover_counts(finished_run, zoo_home):
+    from trend_core.jobs import get_manager
+
+    at = finished_run
+    traces = heatmap_traces(at)
+    labels = [LABELS[n] for n in (FP, FP_S1, Q1)]
+    tm = traces["TM"]
+    assert tm["x"] == labels and tm["y"] == labels
+    result = get_manager().jobs(kind="transfer")[0].result
+    matrix = result.matrix()
+    for i, s in enumerate(labels):
+        assert tm["z"][i][i] == 1.0
+        for j, t in enumerate(labels):
+            assert tm["z"][i][j] == pytest.approx(matrix.loc[s, t])
+        assert traces["row average"]["z"][i][0] == pytest.approx(matrix.loc[s, "row_avg"])
+    assert traces["column average"]["z"][0] == pytest.approx(list(matrix.loc["col_avg", labels]))
+    pairs = result.long().set_index(["source", "target"])
+    generated, transferred = tm["customdata"][0][2][:2]  # FP-s0 -> Q1-s0: counts in the hover
+    assert (generated, transferred) == (pairs.loc[("FP-s0", "Q1-s0"), "generated"], pairs.loc[("FP-s0", "Q1-s0"), "transferred"])
+    assert "transferred" in tm["hovertemplate"] and "L2" in tm["hovertemplate"]
+    assert generated > 0  # PGD at eps 0.1 fools the FP model on digits
+
+
+def test_asymmetry_tables_examples_and_downloads(finished_run):
+    at = finished_run
+    asym = next(f for f in figures(at) if "TM(a→b)" in f["data"][0]["hovertemplate"])["data"][0]
+    z = asym["z"]
+    assert all(z[i][j] == pytest.approx(-z[j][i]) for i in range(3) for j in range(3))
+    per_pair = at.dataframe[0].value
+    assert len(per_pair) == 6 and {"generated", "transferred", "transfer %", "L2", "L-inf"} <= set(per_pair.columns)
+    assert (per_pair["transferred"] <= per_pair["generated"]).all()
+    seeds = at.dataframe[1].value  # FP s0 and s1 form a seed group: mean ± std over its two pairs
+    assert len(seeds) == 1 and "±" in seeds["transfer_pct"].iloc[0]
+    example_figs = [f for f in figures(at) if any(t.get("name", "").startswith("clean") for t in f["data"])]
+    assert example_figs, "no example images shown"
+    tiles = example_figs[0]["data"]
+    assert {t["name"].split()[0] for t in tiles} == {"clean", "adversarial", "perturbation"}
+    assert len(tiles) % 3 == 0
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert downloads == ["Download CSV", "Download JSON"] * 2
+
+
+def test_seed_family_preset_runs_the_seed_pair(zoo_home):
+    at = open_app(PAGE)
+    family = next(o for o in at.selectbox(key="tr_family").options if o.startswith("seeds:"))
+    at.selectbox(key="tr_family").set_value(family)
+    at.slider(key="tr_limit").set_value(30)
+    at.number_input(key="tr_steps_pgd").set_value(5).run()
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    assert heatmap_traces(at)["TM"]["x"] == ["FP-s0", "FP-s1"]
+
+
+def test_bad_input_becomes_a_message(zoo_home):
+    at = set_up_run(open_app(PAGE), sources=())
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    assert texts(at.error) == ["Choose at least one source and one target model."]
+    at = set_up_run(open_app(PAGE), eps=0.0)
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    (message,) = texts(at.error)
+    assert "eps must be" in message
+    assert not at.get("plotly_chart")
+
+
+def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monkeypatch):
+    import trend_core.jobs as jobs
+
+    first = heatmap_traces(finished_run)["TM"]["z"]
+    monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory
+    at = set_up_run(open_app(PAGE))
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    job = jobs.get_manager().jobs(kind="transfer")[0]
+    assert job.from_store
+    assert heatmap_traces(at)["TM"]["z"] == first
+    assert any(t.get("name", "").startswith("clean") for f in figures(at) for t in f["data"])  # examples rebuilt
