@@ -88,22 +88,30 @@ def test_agreement_figure_groups_by_member():
     assert fig.layout.barmode == "group"
 
 
-def test_image_tiles_scale_each_tile_and_keep_titles():
-    grad = np.zeros((1, 4, 4))
-    grad[0, 0, 0] = -0.02
-    grad[0, 3, 3] = 0.01
-    rows = [("FP-s0", [("gradient", grad), ("sign", np.sign(grad))]), ("ensemble", [("D-AG", np.ones((1, 4, 4)))])]
-    fig = ensemble.image_tiles_figure(rows)
-    heat = [t for t in fig.data if t.type == "heatmap"]
-    assert len(heat) == 3
-    z = np.asarray(heat[0].z)
-    assert z.min() == pytest.approx(-1.0) and z.max() == pytest.approx(0.5)  # scaled by the largest magnitude
-    assert z[-1, 0] == pytest.approx(-1.0)  # row 0 of the image is drawn at the top
-    titles = [a.text for a in fig.layout.annotations]
-    assert {"gradient", "sign", "D-AG", "FP-s0", "ensemble"} <= set(titles)
-    rgb = ensemble.image_tiles_figure([("m", [("g", np.random.default_rng(0).normal(size=(3, 4, 4)))])])
-    assert rgb.data[0].type == "image"
-    assert ensemble.image_tiles_figure([]).data == ()
+def test_gradient_figures_share_one_scale_so_a_dominating_member_stands_out():
+    from types import SimpleNamespace
+
+    big = np.zeros((1, 4, 4))
+    big[0, 0, 0], big[0, 3, 3] = -2.0, 1.0
+    small = np.full((1, 4, 4), 0.01)
+    signs = [np.sign(big), np.sign(small)]
+    dag, agd = np.sign(big + small), np.ones((1, 4, 4))
+    views = SimpleNamespace(names=["FP-s0", "Q1-s0"], image=np.full((1, 4, 4), 0.5), gradients=[big, small],
+                            gradient_norms=[2.24, 0.04], signs=signs, dag=dag, agd=agd,
+                            dag_diff=[dag - s for s in signs], agd_diff=[agd - s for s in signs])
+    grad_fig, dir_fig = ensemble.gradient_figures(views)
+    heat = {t.name: t for t in grad_fig.data}
+    assert set(heat) == {"image clean", "gradients FP-s0 (|g| 2.2)", "gradients Q1-s0 (|g| 0.04)"}
+    for trace in (heat["gradients FP-s0 (|g| 2.2)"], heat["gradients Q1-s0 (|g| 0.04)"]):
+        assert (trace.zmin, trace.zmax) == (-2.0, 2.0)  # one scale for every member's gradient
+    assert np.asarray(heat["gradients FP-s0 (|g| 2.2)"].z)[-1, 0] == -2.0  # image row 0 drawn at the top
+    names = [t.name for t in dir_fig.data]
+    assert names == ["FP-s0 sign", "FP-s0 D-AG - sign", "FP-s0 A-GD - sign", "Q1-s0 sign", "Q1-s0 D-AG - sign",
+                     "Q1-s0 A-GD - sign", "ensemble D-AG direction", "ensemble A-GD direction"]
+    assert all((t.zmin, t.zmax) == (-2.0, 2.0) for t in dir_fig.data)
+    q1_dag_diff = np.asarray(dir_fig.data[4].z)[::-1]
+    assert np.array_equal(q1_dag_diff, (dag - signs[1])[0])  # D-AG follows FP: it disagrees with Q1 there
+    assert {"FP-s0", "Q1-s0", "ensemble"} <= {a.text for a in dir_fig.layout.annotations}
 
 
 def test_robustness_bars_label_the_ratio_against_each_member():

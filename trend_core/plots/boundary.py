@@ -12,6 +12,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from . import _as_display, base_layout
+
 PALETTE = tuple(qualitative.Plotly) + tuple(qualitative.Alphabet)
 X_AXIS_LABEL = "adversarial gradient direction"
 Y_AXIS_LABEL = "random orthogonal direction"
@@ -66,6 +68,7 @@ def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offset
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {class_names[cls]}",
                                  marker=dict(symbol="square", size=12, color=class_color(cls)),
                                  legendgroup=f"class-{cls}", hoverinfo="skip"))
+    base_layout(fig)
     fig.update_layout(height=420, margin=dict(l=60, r=20, t=60, b=60), legend=dict(title_text="class"))
     return fig
 
@@ -86,10 +89,7 @@ def distance_rows(names: Sequence[str], distances: Sequence[dict]) -> list[dict]
 
 def to_display_image(image, scale: int = 8) -> np.ndarray:
     """A (C, H, W) or (H, W) image in [0, 1] as a uint8 array (H*scale, W*scale[, 3]) for ``st.image``."""
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3):
-        arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
-    arr = np.clip(arr, 0.0, 1.0)
+    arr = np.clip(_as_display(image), 0.0, 1.0)
     if scale > 1:
         arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
     return (arr * 255 + 0.5).astype(np.uint8)
@@ -97,4 +97,4 @@ def to_display_image(image, scale: int = 8) -> np.ndarray:
 
 def gallery_images(images, scale: int = 8) -> list[np.ndarray]:
     """Thumbnails of a batch (N, C, H, W) in [0, 1], nearest-neighbour upscaled so 8x8 digits stay crisp."""
-    return [to_display_image(img, scale) for img in np.asarray(images)]
+    return [to_display_image(img, scale) for img in images]

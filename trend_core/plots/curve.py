@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import base_layout
+
 COUNT_COLORS = {"f_st": "#1f77b4", "f_ss": "#ff7f0e"}
 TM_COLOR = "#2ca02c"
 
@@ -53,6 +55,7 @@ def tm_curve_figure(curve: pd.DataFrame, measured: pd.DataFrame | None = None,
     fig.update_xaxes(title_text="eps (L-inf)")
     fig.update_yaxes(title_text="images", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="TM = f_st / f_ss", row=1, col=2, range=[0, 1.05])
+    base_layout(fig)
     fig.update_layout(title_text=title, height=420, margin=dict(l=60, r=20, t=70, b=50))
     return fig
 

@@ -1,4 +1,4 @@
-"""Figures for ensemble attacks and TREND ensembles: success over eps, gradient-domination tiles, agreement,
+"""Figures for ensemble attacks and TREND ensembles: success over eps, gradient-domination pictures, agreement,
 robustness against each member, and robustness as the ensemble grows (the paper's Figs. 6-9).
 
 Pure functions over long-format DataFrames and plain arrays; no engine objects, no Streamlit.
@@ -10,9 +10,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-RULE_LABELS = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}
+from ..attacks.ensemble import RULE_LABELS
+from . import base_layout, image_grid
+
 RULE_ORDER = tuple(RULE_LABELS.values())
 SUCCESS_LABEL = "attack success"
 
@@ -37,6 +38,7 @@ def success_lines_figure(df: pd.DataFrame, value: str = "success_rate") -> go.Fi
         part = data[data["label"] == label].sort_values("eps")
         fig.add_trace(go.Scatter(x=part["eps"], y=part[value], mode="lines+markers", name=label,
                                  hovertemplate=f"{label}<br>eps %{{x:.4g}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>"))
+    base_layout(fig)
     fig.update_layout(xaxis_title="eps (L-inf)", yaxis_title=SUCCESS_LABEL, yaxis_tickformat=".0%",
                       yaxis_range=[0, 1.02], legend_title_text="attack", height=380,
                       margin=dict(l=60, r=20, t=40, b=50))
@@ -52,6 +54,7 @@ def success_bars_figure(df: pd.DataFrame, eps: float, value: str = "success_rate
     part = part.set_index("label").loc[order]
     fig = go.Figure(go.Bar(x=order, y=part[value], text=[f"{v:.1%}" for v in part[value]], textposition="outside",
                            hovertemplate=f"%{{x}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>", name=SUCCESS_LABEL))
+    base_layout(fig)
     fig.update_layout(title_text=f"eps = {nearest:.4g}", xaxis_title="attack", yaxis_title=SUCCESS_LABEL,
                       yaxis_tickformat=".0%", yaxis_range=[0, 1.1], height=380, margin=dict(l=60, r=20, t=50, b=50))
     return fig
@@ -76,50 +79,27 @@ def agreement_figure(df: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Bar(x=members, y=part["agreement"], name=label,
                              text=[f"{v:.0%}" if pd.notna(v) else "" for v in part["agreement"]],
                              hovertemplate=f"{label}<br>%{{x}}<br>agreement %{{y:.1%}}<extra></extra>"))
+    base_layout(fig)
     fig.update_layout(barmode="group", xaxis_title="member", yaxis_title="sign agreement with the member",
                       yaxis_tickformat=".0%", yaxis_range=[0, 1.05], legend_title_text="attack", height=380,
                       margin=dict(l=60, r=20, t=40, b=50))
     return fig
 
 
-def _tile_trace(image: np.ndarray, name: str):
-    """A heatmap (one channel, diverging around 0) or an RGB image (three channels) of values in [-1, 1]."""
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    scale = float(np.abs(arr).max()) or 1.0
-    if arr.ndim == 2:
-        return go.Heatmap(z=arr[::-1] / scale, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r", showscale=False,
-                          name=name, hovertemplate=f"{name}<br>value %{{z:.2f}} (x{scale:.3g})<extra></extra>")
-    rgb = ((np.transpose(arr, (1, 2, 0)) / scale + 1) / 2 * 255).clip(0, 255).astype(np.uint8)
-    return go.Image(z=rgb, name=name)
+def gradient_figures(views) -> tuple[go.Figure, go.Figure]:
+    """The paper's Fig. 7 for one image, from a ``GradientViews``-like object (names, image, gradients, signs,
+    dag, agd, dag_diff, agd_diff, gradient_norms; arrays (C, H, W)).
 
-
-def image_tiles_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], tile_px: int = 120) -> go.Figure:
-    """A grid of image tiles: ``rows`` = [(row label, [(tile title, array (C, H, W) or (H, W)), ...]), ...].
-
-    Each tile is scaled by its own largest magnitude; red = positive, blue = negative (one channel).
+    First figure: the image and every member's gradient on one shared colour scale, so a member whose gradient
+    is much larger (and so dominates D-AG) stands out. Second: per member its gradient sign and where the D-AG
+    and A-GD directions differ from it (direction - sign, in {-2..2}), then the two ensemble directions.
     """
-    n_rows = len(rows)
-    n_cols = max((len(tiles) for _, tiles in rows), default=0)
-    if n_rows == 0 or n_cols == 0:
-        return go.Figure()
-    titles = []
-    for _, tiles in rows:
-        titles += [title for title, _ in tiles] + [""] * (n_cols - len(tiles))
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=min(0.08, 0.5 / n_rows), row_titles=[label for label, _ in rows])
-    for r, (label, tiles) in enumerate(rows, start=1):
-        for c, (title, image) in enumerate(tiles, start=1):
-            fig.add_trace(_tile_trace(image, f"{label}: {title}" if label else title), row=r, col=c)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
-    for i in range(2, n_rows * n_cols + 1):  # square pixels in every tile
-        fig.layout[f"yaxis{i}"].scaleanchor = f"x{i}"
-    fig.update_annotations(font_size=11)
-    fig.update_layout(height=max(260, tile_px * n_rows + 80), width=None, showlegend=False,
-                      margin=dict(l=20, r=80, t=50, b=20))
-    return fig
+    grads = [(f"{name} (|g| {norm:.2g})", g) for name, norm, g in zip(views.names, views.gradient_norms, views.gradients)]
+    gradient_fig = image_grid([("image", "pixels", [("clean", views.image)]), ("gradients", "signed", grads)])
+    rows = [(name, "signed", [("sign", views.signs[i]), ("D-AG - sign", views.dag_diff[i]),
+                              ("A-GD - sign", views.agd_diff[i])]) for i, name in enumerate(views.names)]
+    rows.append(("ensemble", "signed", [("D-AG direction", views.dag), ("A-GD direction", views.agd)]))
+    return gradient_fig, image_grid(rows, signed_limit=2.0)
 
 
 def robustness_bars_figure(df: pd.DataFrame, ensemble_label: str = "ensemble") -> go.Figure:
@@ -141,6 +121,7 @@ def robustness_bars_figure(df: pd.DataFrame, ensemble_label: str = "ensemble") -
     fig = go.Figure(go.Bar(x=list(df["model"]), y=df["accuracy"], text=texts, textposition="outside",
                            marker_color=colors, name="accuracy under attack",
                            hovertemplate="%{x}<br>accuracy under attack %{y:.1%}<extra></extra>"))
+    base_layout(fig)
     fig.update_layout(xaxis_title="model", yaxis_title="accuracy under attack", yaxis_tickformat=".0%",
                       yaxis_range=[0, 1.15], height=400, margin=dict(l=60, r=20, t=40, b=60))
     return fig
@@ -170,6 +151,7 @@ def growth_figure(df: pd.DataFrame, value: str = "accuracy", series: str | None 
                                  customdata=custom,
                                  hovertemplate=("size %{x}<br>%{y:.1%}" + ("<br>%{customdata}" if custom is not None else "")
                                                 + "<extra>%{fullData.name}</extra>")))
+    base_layout(fig)
     fig.update_layout(xaxis_title="ensemble size", yaxis_title=value.replace("_", " "), yaxis_tickformat=".0%",
                       yaxis_range=[0, 1.05], xaxis_dtick=1, legend_title_text="", height=380,
                       margin=dict(l=60, r=20, t=40, b=50))
