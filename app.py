@@ -32,9 +32,14 @@ def overview() -> None:
     ctx = trend_ui.context()
     with trend_ui.guard("The overview"):
         st.markdown(
-            "1. **Model zoo**: train or upload models. 2. **Transferability**: attack sources, read the TM "
-            "heatmap. 3. **Decision boundary** and **Ensemble attacks**: see why. 4. **TREND builder**: pick a "
-            "robust ensemble. 5. **TM curve**: predict transfer at other attack strengths."
+            "1. **Model zoo**: train models (architecture, optimizer, seed, input / weight / activation bits) or "
+            "upload your own weights.\n"
+            "2. **Transferability**: attack source models and read the TM heatmap: how often their adversarial "
+            "images fool each target.\n"
+            "3. **Decision boundary** and **Ensemble attacks**: see why some models resist, and which ensemble "
+            "attack is the fair benchmark.\n"
+            "4. **TREND builder**: pick the ensemble whose members transfer least, and measure its robustness.\n"
+            "5. **TM curve**: predict transferability at other attack strengths from a few measured points."
         )
         frame = trend_ui.zoo_frame(ctx.models())
         st.subheader(f"The {ctx.dataset} zoo")

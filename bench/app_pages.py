@@ -1,0 +1,108 @@
+"""Page-render benchmark: how long each dashboard page takes to render under AppTest once its results are
+cached (target < 1 s per page).
+
+    python bench/app_pages.py            # every page of app.py, 5 timed renders each
+    python bench/app_pages.py --runs 9
+
+The store is a temporary folder whose models/ is a copy of the test zoo (.trend-home/test-zoo; trained on
+first use). Each page is rendered once to warm up (for Transferability: a small transfer run is launched and
+finished), then re-rendered; the median of the timed renders is reported. Jobs run synchronously.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+MODELS = ("digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/FP/sgd/s1", "digits/resnet18-w0.25/Q1/sgd/s0",
+          "digits/resnet18-w0.25/Q2/sgd/s0")
+TARGET_S = 1.0
+
+
+def prepare_home(home: Path) -> None:
+    """Copy the test zoo's models (training any missing ones there first) into ``home``/models."""
+    from conftest import TEST_ZOO_DIR
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import Zoo
+
+    test_zoo = Zoo(TEST_ZOO_DIR)
+    (home / "models").mkdir(parents=True)
+    for name in MODELS:
+        test_zoo.get_or_train(name, device="cpu")
+        key = ModelSpec.parse(name).key
+        for suffix in (".json", ".safetensors"):
+            shutil.copy2(test_zoo.models_dir / f"{key}{suffix}", home / "models" / f"{key}{suffix}")
+
+
+def warm_transferability(at) -> None:
+    """Launch (and, jobs being synchronous, finish) a small transfer run, so later renders show a cached result."""
+    at.slider(key="tr_limit").set_value(60)
+    at.number_input(key="tr_steps_pgd").set_value(10)
+    at.button(key="tr_run").click().run()
+
+
+WARMUPS = {"pages/transferability.py": warm_transferability}
+
+
+def page_list() -> list[tuple[str | None, str]]:
+    """Overview plus the page files of app.PAGES that exist (read from app.py's source, not imported)."""
+    import ast
+
+    tree = ast.parse((REPO / "app.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PAGES" for t in node.targets):
+            entries = ast.literal_eval(node.value)
+            return [(None, "Overview")] + [(p, t) for p, t, _ in entries if (REPO / p).exists()]
+    raise SystemExit("app.py has no PAGES table")
+
+
+def bench_page(path: str | None, runs: int) -> tuple[float, float, list[str]]:
+    """(seconds of the warm-up render, median seconds of the timed renders, error messages on the page)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
+    start = time.perf_counter()
+    if path is not None:
+        at.switch_page(path).run()
+    if path in WARMUPS:
+        WARMUPS[path](at)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+    problems = [e.value for e in at.exception] + [e.value for e in at.error]
+    return first, statistics.median(times), problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed renders per page (median reported)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        prepare_home(home)
+        os.environ["TREND_HOME"] = str(home)
+        os.environ["TREND_JOBS_SYNC"] = "1"
+        print(f"AppTest render time per page, results cached ({args.runs} renders, median; target < {TARGET_S:.0f} s)")
+        print(f"{'page':<22}{'first render s':>16}{'cached render s':>17}  verdict")
+        for path, title in page_list():
+            first, cached, problems = bench_page(path, args.runs)
+            verdict = "ok" if cached < TARGET_S else "SLOW"
+            if problems:
+                verdict += f" (page shows: {problems[0][:80]})"
+            print(f"{title:<22}{first:>16.2f}{cached:>17.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
