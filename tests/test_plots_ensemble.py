@@ -37,9 +37,13 @@ def test_class_map_figure_rejects_a_map_of_the_wrong_shape():
         boundary.class_map_figure([np.zeros((2, 2), int)], ["a"], [0, 1, 2], [0, 1], ["0", "1"])
 
 
-def test_distance_rows_round_and_blank_missing_boundaries():
-    rows = boundary.distance_rows(["FP-s0"], [{"+x": 0.123456, "-x": None, "+y": float("inf")}])
-    assert rows == [{"model": "FP-s0", "+x": 0.1235, "-x": None, "+y": None}]
+def test_grid_frame_lists_every_point_with_its_class_name():
+    grid = np.array([[0, 1, 1], [2, 2, 2]])
+    frame = boundary.grid_frame({"FP-s0": grid}, [-1.0, 0.0, 1.0], [-0.5, 0.5], ["zero", "one", "two"])
+    assert len(frame) == 6 and list(frame.columns) == ["model", "x", "y", "class"]
+    row = frame[(frame["x"] == 1.0) & (frame["y"] == -0.5)].iloc[0]
+    assert row["class"] == "one"  # row 0 of the map is the first y offset
+    assert frame[frame["y"] == 0.5]["class"].tolist() == ["two"] * 3
 
 
 def test_display_images_upscale_without_blurring():
@@ -123,13 +127,13 @@ def test_robustness_bars_label_the_ratio_against_each_member():
     assert ensemble.robustness_ratio_text(float("nan"), 0.5) == "n/a"
 
 
-def test_growth_figure_one_line_per_series():
-    df = pd.DataFrame({"size": [1, 2, 3, 1, 2, 3], "accuracy": [0.9, 0.92, 0.95, 0.1, 0.3, 0.4],
-                       "series": ["clean"] * 3 + ["A-GD eps 0.1"] * 3,
-                       "members": ["FP", "FP+Q1", "FP+Q1+Q2"] * 2})
-    fig = ensemble.growth_figure(df)
+def test_growth_figure_clean_and_attacked_accuracy_over_size():
+    df = pd.DataFrame({"size": [3, 1, 2], "members": ["FP + Q1 + Q2", "FP", "FP + Q1"],
+                       "clean_accuracy": [0.95, 0.9, 0.92], "accuracy": [0.4, 0.1, 0.3]})
+    fig = ensemble.growth_figure(df, "A-GD eps 0.1")
     assert [t.name for t in fig.data] == ["clean", "A-GD eps 0.1"]
-    assert list(fig.data[1].y) == [0.1, 0.3, 0.4] and list(fig.data[1].customdata) == ["FP", "FP+Q1", "FP+Q1+Q2"]
+    assert list(fig.data[1].x) == [1, 2, 3] and list(fig.data[1].y) == [0.1, 0.3, 0.4]
+    assert list(fig.data[1].customdata) == ["FP", "FP + Q1", "FP + Q1 + Q2"]
     assert fig.layout.xaxis.title.text == "ensemble size"
 
 

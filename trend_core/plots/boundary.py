@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
@@ -73,18 +74,14 @@ def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offset
     return fig
 
 
-def distance_rows(names: Sequence[str], distances: Sequence[dict]) -> list[dict]:
-    """Table rows: one per model, the distance to the nearest boundary along each axis direction.
-
-    ``distances[i]`` maps a direction label (e.g. "+x") to a distance, or None when no boundary is in range.
-    """
-    rows = []
-    for name, dist in zip(names, distances):
-        row = {"model": name}
-        for direction, value in dist.items():
-            row[direction] = None if value is None or not np.isfinite(value) else round(float(value), 4)
-        rows.append(row)
-    return rows
+def grid_frame(classes: dict, x_offsets: Sequence[float], y_offsets: Sequence[float],
+               class_names: Sequence[str]) -> pd.DataFrame:
+    """Every grid point of every model's class map as a row: model, x, y, class (for downloads)."""
+    xs, ys = np.meshgrid(np.asarray(x_offsets, dtype=float), np.asarray(y_offsets, dtype=float))
+    names = np.asarray(class_names, dtype=object)
+    frames = [pd.DataFrame({"model": model, "x": xs.ravel(), "y": ys.ravel(),
+                            "class": names[np.asarray(grid, dtype=int).ravel()]}) for model, grid in classes.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "x", "y", "class"])
 
 
 def to_display_image(image, scale: int = 8) -> np.ndarray:

@@ -136,23 +136,20 @@ def robustness_ratio_text(ensemble_acc: float, member_acc: float) -> str:
     return f"{ensemble_acc / member_acc:.2f}x"
 
 
-def growth_figure(df: pd.DataFrame, value: str = "accuracy", series: str | None = "series") -> go.Figure:
-    """Robustness as the ensemble grows (Fig. 9): ``value`` over ``size``, one line per ``series``.
+def growth_figure(df: pd.DataFrame, attack_label: str = "under attack") -> go.Figure:
+    """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under attack over size.
 
-    ``df``: size, ``value`` in [0, 1], optionally ``series`` (e.g. "clean" / "A-GD eps 0.1") and ``members``.
+    ``df``: size, members (shown on hover), clean_accuracy, accuracy (both in [0, 1]).
     """
-    _require(df, ["size", value], "growth_figure")
+    _require(df, ["size", "members", "clean_accuracy", "accuracy"], "growth_figure")
+    data = df.sort_values("size")
     fig = go.Figure()
-    groups = [(None, df)] if series is None or series not in df.columns else list(df.groupby(series, sort=False))
-    for name, part in groups:
-        part = part.sort_values("size")
-        custom = part["members"] if "members" in part.columns else None
-        fig.add_trace(go.Scatter(x=part["size"], y=part[value], mode="lines+markers", name=str(name or value),
-                                 customdata=custom,
-                                 hovertemplate=("size %{x}<br>%{y:.1%}" + ("<br>%{customdata}" if custom is not None else "")
-                                                + "<extra>%{fullData.name}</extra>")))
+    for column, name, dash in (("clean_accuracy", "clean", "dot"), ("accuracy", attack_label, "solid")):
+        fig.add_trace(go.Scatter(x=data["size"], y=data[column], mode="lines+markers", name=name,
+                                 line=dict(dash=dash), customdata=data["members"],
+                                 hovertemplate="%{customdata}<br>size %{x}<br>%{y:.1%}<extra>%{fullData.name}</extra>"))
     base_layout(fig)
-    fig.update_layout(xaxis_title="ensemble size", yaxis_title=value.replace("_", " "), yaxis_tickformat=".0%",
+    fig.update_layout(xaxis_title="ensemble size", yaxis_title="accuracy", yaxis_tickformat=".0%",
                       yaxis_range=[0, 1.05], xaxis_dtick=1, legend_title_text="", height=380,
                       margin=dict(l=60, r=20, t=40, b=50))
     return fig
