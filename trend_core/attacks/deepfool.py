@@ -12,6 +12,8 @@ import torch.nn as nn
 
 from .base import Attack, check_float, check_int
 
+MIN_STEP = 1e-4  # extra L2 length of a box-limited step (the authors add it to every step) so that it crosses
+
 
 def candidate_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,9 +69,29 @@ class DeepFool(Attack):
             distance = distance.masked_fill(cand_t == y_t[:, None], float("inf"))
             nearest = distance.argmin(1, keepdim=True)
             rows = torch.arange(len(active), device=x.device)
-            scale = diff.gather(1, nearest).abs().squeeze(1) / grad_norms.gather(1, nearest).squeeze(1).pow(2).clamp_min(1e-24)
-            step = scale.view(-1, *[1] * (x.dim() - 1)) * grads[rows, nearest.squeeze(1)]
-            moved = (x_t + (1 + self.overshoot) * step).clamp(0, 1)
-            x_adv[active] = torch.where(still_correct.view(-1, *[1] * (x.dim() - 1)), moved, x_t)
+            gap = diff.gather(1, nearest).abs().squeeze(1)
+            moved = self._step(x_t, grads[rows, nearest.squeeze(1)], gap)
+            x_adv[active] = torch.where(per_image(still_correct, x), moved, x_t)
             active = active[still_correct]
         return x_adv
+
+    def _step(self, x: torch.Tensor, w: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+        """Move ``(1 + overshoot)`` times the linearised distance ``gap / ||w||`` along w, inside the box.
+
+        Where clipping to [0, 1] eats the overshoot (the linearised margin would not close, and plain DeepFool
+        then creeps towards the boundary without ever crossing it), the step gets the authors' extra length.
+        """
+        grow, norm = 1 + self.overshoot, sqnorm(w).sqrt().clamp_min(1e-12)
+        moved = (x + per_image(grow * gap / norm**2, x) * w).clamp(0, 1)
+        stalls = (w * (moved - x)).flatten(1).sum(1) < gap
+        longer = (x + per_image(grow * (gap / norm + MIN_STEP) / norm, x) * w).clamp(0, 1)
+        return torch.where(per_image(stalls, x), longer, moved)
+
+
+def sqnorm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).pow(2).sum(1)
+
+
+def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-image values shaped to broadcast over images like ``like``."""
+    return values.view(-1, *[1] * (like.dim() - 1))
