@@ -250,7 +250,7 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
     """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
     of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
 
-    Result: a DataFrame size, members (labels joined by " + "), clean_accuracy, accuracy.
+    Result: a DataFrame size, members (labels joined by " + "), clean_accuracy, accuracy, eps.
     """
     from .attacks.base import check_int
     from .devices import resolve_device
@@ -279,8 +279,9 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
                                      device=dev)
             row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
             rows.append({"size": len(members), "members": " + ".join(labels[n] for n in members),
-                         "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"])})
-        return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy"])
+                         "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
+                         "eps": eps})
+        return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy", "eps"])
 
     return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit], run,
                    title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles", kind="trend-growth", device=dev,
