@@ -1,0 +1,244 @@
+"""The results store: computed results (tensors, dicts, DataFrames) cached on disk, keyed by their content.
+
+Keys come from ``content_key(...)`` over everything that determines a result (model weights via
+``model_fingerprint``, attack parameters, the data subset), so a rerun with the same inputs is a lookup and
+an interrupted sweep resumes where it stopped. Backed by diskcache (SQLite + files: transactional and safe
+to share between threads and processes) under ``$TREND_HOME/cache``. Values are serialized without pickle:
+tensors and containers of them with ``torch.save`` (read back with ``weights_only=True``), DataFrames as
+Parquet, so opening a cache never runs code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+MISSING = object()
+_FINGERPRINT_ATTR = "_trend_fingerprint"
+_FRAME_TAG = "__dataframe_parquet__"
+_SCALARS = (str, int, float, bool, type(None))
+_STREAM_BYTES = 1 << 20
+
+
+# ----------------------------------------------------------------------------- content keys
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (device independent)."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    digest = hashlib.sha256(f"{flat.dtype}|{tuple(tensor.shape)}|".encode())
+    if flat.numel():
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _canonical(obj: Any) -> Any:
+    """A JSON-able stand-in for ``obj`` that changes whenever its content does."""
+    if isinstance(obj, torch.Tensor):
+        return {"__tensor__": tensor_digest(obj)}
+    if isinstance(obj, float):
+        return {"__float__": repr(float(obj))}  # NaN / inf stay distinct and JSON stays standard
+    if isinstance(obj, _SCALARS):
+        return obj
+    if isinstance(obj, dict):
+        return {"__dict__": sorted((json.dumps(_canonical(k), sort_keys=True), _canonical(v)) for k, v in obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return {"__set__": sorted(json.dumps(_canonical(v), sort_keys=True) for v in obj)}
+    if isinstance(obj, os.PathLike):
+        return {"__path__": os.fspath(obj)}
+    if isinstance(obj, torch.dtype | torch.device):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__dataclass__": type(obj).__qualname__,
+                "fields": {f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if hasattr(obj, "__array__"):
+        return {"__tensor__": tensor_digest(torch.as_tensor(obj))}
+    raise TypeError(f"content_key cannot hash a {type(obj).__name__}; pass JSON-able values or tensors.")
+
+
+def content_key(*parts: Any) -> str:
+    """A stable sha256 hex key over JSON-able parts and tensors (same content, same key, in any process)."""
+    payload = json.dumps([_canonical(p) for p in parts], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _weights_signature(model: torch.nn.Module) -> tuple | None:
+    """A cheap token that changes when any parameter or buffer is replaced or modified in place."""
+    try:
+        return tuple((name, t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for name, t in _tensors(model))
+    except RuntimeError:  # inference tensors have no version counter: do not cache
+        return None
+
+
+def _tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The state_dict plus non-persistent buffers (normalization constants), by name."""
+    tensors = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    tensors.update({k: v for k, v in model.named_buffers() if k not in tensors})
+    return sorted(tensors.items())
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Content key of a model: its class, structure (repr), spec name if any, and every weight tensor.
+
+    Cached on the module and recomputed only when a tensor is replaced or changed in place (training,
+    load_state_dict), so calling it often is cheap.
+    """
+    signature = _weights_signature(model)
+    cached = getattr(model, _FINGERPRINT_ATTR, None)
+    if signature is not None and cached is not None and cached[0] == signature:
+        return cached[1]
+    spec = getattr(model, "spec", None)
+    fingerprint = content_key(
+        "model", f"{type(model).__module__}.{type(model).__qualname__}", repr(model),
+        getattr(spec, "name", None), [(name, tensor_digest(t)) for name, t in _tensors(model)],
+    )
+    if signature is not None:
+        object.__setattr__(model, _FINGERPRINT_ATTR, (signature, fingerprint))
+    return fingerprint
+
+
+# ----------------------------------------------------------------------------- serialization
+def _encode(value: Any) -> Any:
+    """Replace DataFrames by Parquet bytes (as uint8 tensors) and check every leaf is safe to torch.save."""
+    if isinstance(value, pd.DataFrame | pd.Series):
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer)
+        return {_FRAME_TAG: torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)}
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to("cpu")
+        if not tensor.is_contiguous() or tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+            tensor = tensor.clone(memory_format=torch.contiguous_format)  # a view would save its whole base
+        return tensor
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_encode(v) for v in value)
+    raise TypeError(f"The store keeps tensors, DataFrames, numbers, strings and dicts/lists of them, "
+                    f"not {type(value).__name__}.")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_FRAME_TAG}:
+            return pd.read_parquet(io.BytesIO(value[_FRAME_TAG].numpy().tobytes()))
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(v) for v in value)
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(_encode(value), buffer)
+    return buffer.getvalue()
+
+
+def loads(data: bytes) -> Any:
+    return _decode(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+
+
+# ----------------------------------------------------------------------------- stores
+class Store:
+    """Results on disk under ``<root>/cache`` (root: $TREND_HOME by default), keyed by content keys.
+
+    ``set`` is atomic (a killed writer leaves the old value or none, never a torn one); least recently
+    stored entries are evicted beyond ``size_limit_gb``.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
+        import diskcache
+
+        from .zoo import Zoo
+
+        self.directory = Zoo(root).root / "cache"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(self.directory), size_limit=int(size_limit_gb * 2**30))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        data = self._cache.get(key, default=MISSING, retry=True)
+        if data is MISSING:
+            return default
+        try:
+            return loads(bytes(data))
+        except Exception:  # an unreadable entry (older format, damaged file) is a miss, not a crash
+            self.delete(key)
+            return default
+
+    def set(self, key: str, value: Any) -> None:
+        data = dumps(value)
+        if len(data) > _STREAM_BYTES:  # large values go to a file in 4 MiB chunks (bytes would be split at newlines)
+            self._cache.set(key, io.BytesIO(data), read=True, retry=True)
+        else:
+            self._cache.set(key, data, retry=True)
+
+    def has(self, key: str) -> bool:
+        return key in self._cache
+
+    def delete(self, key: str) -> bool:
+        return bool(self._cache.delete(key, retry=True))
+
+    def clear(self) -> int:
+        return self._cache.clear(retry=True)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class MemoryStore:
+    """The Store interface in memory, for callers that want no disk cache (tests, one-off runs)."""
+
+    def __init__(self):
+        self._data: dict[str, bytes] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return loads(self._data[key]) if key in self._data else default
+
+    def set(self, key: str, value: Any) -> None:
+        self._data[key] = dumps(value)  # serialize now, so later mutation of ``value`` cannot leak in
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def delete(self, key: str) -> bool:
+        return self._data.pop(key, None) is not None
+
+    def clear(self) -> int:
+        count = len(self._data)
+        self._data.clear()
+        return count
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def close(self) -> None:
+        pass
+
+
+_DEFAULT_STORES: dict[tuple[str, int], Store] = {}
+_LOCK = threading.Lock()
+
+
+def get_store(root: str | os.PathLike | None = None) -> Store:
+    """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process."""
+    from .zoo import Zoo
+
+    key = (str(Zoo(root).root.resolve()), os.getpid())  # a forked child opens its own SQLite connection
+    with _LOCK:
+        store = _DEFAULT_STORES.get(key)
+        if store is None:
+            store = _DEFAULT_STORES[key] = Store(root)
+        return store
