@@ -1,0 +1,528 @@
+"""Transfer runs (PAPER.md section 4): attack each source once, evaluate every target on its adversarial images.
+
+Cost is k attacks + k^2 batched forward passes, never k^2 attacks. Each source's adversarial images and each
+target's predictions on them are cached in the results store by content (model weights, attack parameters,
+eps, the exact images), so an identical rerun runs no attack and an interrupted sweep resumes at the first
+source not yet done. For every ordered pair (source s, target t), on the images both classify correctly:
+
+    n_common     images both s and t classify correctly
+    generated    f_ss: those the attack on s turned adversarial for s
+    transferred  f_st: those of f_ss that also fool t
+    tm           f_st / f_ss  (NaN when f_ss = 0: undefined, and reported in ``warnings``); 1 on the diagonal
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, overload
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .attacks.base import Attack, check_eps, predict
+from .devices import resolve_device
+from .errors import TrendError
+from .store import MemoryStore, Store, content_key, get_store, model_fingerprint
+
+CACHE_VERSION = "transfer/v1"
+PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
+STAT_COLUMNS = {"generated": "generated", "transferred": "transferred", "transfer_pct": "transfer_pct",
+                "l2": "mean_l2", "linf": "mean_linf"}
+
+
+class TransferCancelled(Exception):
+    """Raised when the cancel callback returns True; sources finished so far stay in the store."""
+
+
+@dataclass(frozen=True)
+class TransferStep:
+    """Progress report after each source: ``done`` of ``total`` sources, and whether it came from the cache."""
+
+    done: int
+    total: int
+    source: str
+    from_cache: bool
+
+
+@dataclass
+class PairExamples:
+    """The adversarial images a source generated (within the pair's common subset) and which of them transferred."""
+
+    source: str
+    target: str
+    indices: torch.Tensor  # positions in the evaluation subset, ascending
+    transferred: torch.Tensor  # bool per index: the image also fools the target
+    clean: torch.Tensor
+    adv: torch.Tensor
+    labels: torch.Tensor
+    source_pred: torch.Tensor  # the source's prediction on the adversarial image
+    target_pred: torch.Tensor  # the target's prediction on the adversarial image
+
+    @property
+    def transferred_indices(self) -> torch.Tensor:
+        return self.indices[self.transferred]
+
+    @property
+    def resisted_indices(self) -> torch.Tensor:
+        """Adversarial on the source but classified correctly by the target."""
+        return self.indices[~self.transferred]
+
+
+@dataclass
+class TransferDetails:
+    """Per-image outcomes behind a TransferResult (kept for ``examples``; not serialized)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    correct: dict[str, torch.Tensor]  # model -> bool per image: right on the clean image
+    success: dict[str, torch.Tensor]  # source -> bool per image: the attack fooled the source
+    adv_pred: dict[tuple[str, str], torch.Tensor]  # (source, target != source) -> target's predictions on x_adv
+    adv_loader: Callable[[str], torch.Tensor]  # source -> its adversarial images (read from the store)
+    models: dict[str, nn.Module]  # source -> model, to label the few images ``examples`` shows
+
+
+@dataclass
+class TransferResult:
+    """TM of every ordered (source, target) pair for one attack at one eps; ``pairs`` is the long form."""
+
+    pairs: pd.DataFrame
+    sources: list[str]
+    targets: list[str]
+    attack: str = ""
+    eps: float | None = None
+    split: str = "test"
+    n_images: int = 0
+    specs: dict[str, str | None] = field(default_factory=dict)  # model label -> canonical spec name
+    warnings: list[str] = field(default_factory=list)
+    details: TransferDetails | None = field(default=None, repr=False, compare=False)
+
+    def long(self) -> pd.DataFrame:
+        """One row per ordered pair: counts, TM and mean perturbation norms, with the attack and eps."""
+        frame = self.pairs[PAIR_COLUMNS].copy()
+        frame["attack"], frame["eps"] = self.attack, self.eps
+        return frame
+
+    def matrix(self, value: str = "tm", averages: bool = True) -> pd.DataFrame:
+        """``value`` (default TM) as rows = source, columns = target, plus a ``row_avg`` column and a ``col_avg`` row.
+
+        Averages exclude the diagonal (a model against itself, TM 1 by definition) and NaN cells; the corner
+        cell is the mean of every off-diagonal cell. Row average: how good a source is for the attacker;
+        column average: how exposed a target is.
+        """
+        if value not in self.pairs.columns:
+            raise TrendError(f"Unknown matrix value {value!r}; choose one of {', '.join(PAIR_COLUMNS[2:])}.")
+        grid = self.pairs.pivot(index="source", columns="target", values=value)
+        grid = grid.reindex(index=self.sources, columns=self.targets).astype(float)
+        grid.index.name, grid.columns.name = "source", "target"
+        if not averages:
+            return grid
+        off = grid.where(~_diagonal_mask(grid))
+        out = grid.copy()
+        out["row_avg"] = off.mean(axis=1)
+        out.loc["col_avg"] = [*off.mean(axis=0), off.stack().mean()]
+        return out
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary: settings, the TM matrix with averages, the long form and warnings (NaN -> None)."""
+        matrix = self.matrix()
+        return _json_safe({
+            "attack": self.attack, "eps": self.eps, "split": self.split, "n_images": self.n_images,
+            "sources": self.sources, "targets": self.targets, "specs": self.specs,
+            "tm": {s: {t: matrix.at[s, t] for t in self.targets} for s in self.sources},
+            "row_avg": {s: matrix.at[s, "row_avg"] for s in self.sources},
+            "col_avg": {t: matrix.at["col_avg", t] for t in self.targets},
+            "pairs": self.pairs[PAIR_COLUMNS].to_dict(orient="records"),
+            "warnings": self.warnings,
+        })
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def examples(self, source: str, target: str) -> PairExamples:
+        """The images ``source`` generated on the common subset with ``target``, split by whether they transferred."""
+        if self.details is None:
+            raise TrendError("This transfer result carries no per-image details; rerun the transfer to see examples.")
+        if source not in self.sources or target not in self.targets:
+            raise TrendError(f"No pair {source!r} -> {target!r} in this result; sources: {', '.join(self.sources)}; "
+                             f"targets: {', '.join(self.targets)}.")
+        d = self.details
+        generated = d.success[source] & d.correct[source] & d.correct[target]
+        idx = generated.nonzero().flatten()
+        adv = d.adv_loader(source)[idx]
+        source_pred = predict(d.models[source], adv)
+        if source == target:
+            target_pred, transferred = source_pred, torch.ones_like(idx, dtype=torch.bool)
+        else:
+            target_pred = d.adv_pred[(source, target)][idx]
+            transferred = target_pred != d.y[idx]
+        return PairExamples(source, target, idx, transferred, d.x[idx], adv, d.y[idx], source_pred, target_pred)
+
+
+# ----------------------------------------------------------------------------- running
+@overload
+def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
+                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: None = ..., cancel: Callable[[], bool] | None = ...) -> TransferResult: ...
+@overload
+def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
+                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...
+                 ) -> list[TransferResult]: ...
+def run_transfer(models, attack, split="test", limit=None, data=None, store=None, progress=None, device="auto",
+                 sources=None, targets=None, epsilons=None, cancel=None):
+    """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
+
+    ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
+    or ``model<i>``). ``data``: (x, y) tensors or a DatasetBundle; by default the models' dataset ``split``.
+    ``store``: a Store (default: the shared one under $TREND_HOME), or False for no disk cache.
+    ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
+    Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each.
+    """
+    models = list(models)
+    if not models:
+        raise TrendError("Pick at least one model for a transfer run.")
+    if not all(isinstance(m, nn.Module) for m in models):
+        raise TrendError("Every model of a transfer run must be a torch nn.Module (pixels in [0, 1] -> logits).")
+    attack = _as_attack(attack)
+    eps_list = [attack.eps] if epsilons is None else list(epsilons)
+    if not eps_list:
+        raise TrendError("Give at least one eps.")
+    eps_list = [check_eps(e, required=not attack.minimum_norm, norm=attack.norm) for e in eps_list]
+    labels = model_labels(models)
+    src = _select(sources, models, labels, "source")
+    tgt = _select(targets, models, labels, "target")
+    dev = resolve_device(device)
+    for model in models:
+        model.to(dev)
+    x, y = (t.clone() if t.is_inference() else t for t in _evaluation_data(models, data, split, limit))
+    x, y = x.to(dev), y.to(dev)  # (inference-mode tensors could not enter the attacks' autograd)
+    store = MemoryStore() if store is False else (store if store is not None else get_store())
+
+    data_key = content_key(CACHE_VERSION, "data", x, y)
+    fps = [model_fingerprint(m) for m in models]
+    per_eps: list[dict] = [{name: {} for name in ("correct", "success", "l2", "linf", "pred", "keys")}
+                           for _ in eps_list]
+    for done, s in enumerate(src, start=1):
+        if cancel is not None and cancel():
+            raise TransferCancelled(f"The transfer run was cancelled after {done - 1} of {len(src)} sources.")
+        from_cache = _transfer_source(s, tgt, models, fps, attack, eps_list, x, y, data_key, store, per_eps)
+        if progress is not None:
+            progress(TransferStep(done, len(src), labels[s], from_cache))
+
+    correct = dict(per_eps[0]["correct"])  # the sources' clean verdicts came with their attacks
+    for t in tgt:
+        if t not in correct:
+            key = content_key(CACHE_VERSION, "clean", fps[t], data_key)
+            correct[t] = _cached(store, key, lambda t=t: predict(models[t], x)).cpu() == y.cpu()
+    involved = list(dict.fromkeys(src + tgt))
+    specs = {labels[i]: getattr(getattr(models[i], "spec", None), "name", None) for i in involved}
+    split_name = split if data is None or hasattr(data, "tensors") else "custom"
+    x_cpu, y_cpu = x.cpu(), y.cpu()
+    results = []
+    for eps, acc in zip(eps_list, per_eps):
+        details = TransferDetails(
+            x_cpu, y_cpu, {labels[i]: correct[i] for i in involved},
+            {labels[s]: v for s, v in acc["success"].items()},
+            {(labels[s], labels[t]): v for (s, t), v in acc["pred"].items()},
+            _adv_loader(store, {labels[s]: k for s, k in acc["keys"].items()}),
+            {labels[i]: models[i] for i in src},
+        )
+        norms = ({labels[s]: v for s, v in acc["l2"].items()}, {labels[s]: v for s, v in acc["linf"].items()})
+        results.append(_build_result(details, norms, [labels[i] for i in src], [labels[i] for i in tgt],
+                                     describe_attack(attack), eps, split_name, specs))
+    return results if epsilons is not None else results[0]
+
+
+def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_list, x, y, data_key: str, store,
+                     per_eps: list[dict]) -> bool:
+    """Attack source ``s`` (or read it from the store) and predict every other target on its images, per eps.
+
+    Fills each eps's accumulator; returns whether nothing had to be computed."""
+    evaluated = [t for t in tgt if t != s]  # a source's verdict on its own images is its attack's success
+    keys = attack_keys(attack, eps_list, data_key, fps[s])
+    pred_keys = [{t: content_key(CACHE_VERSION, "pred", fps[t], key) for t in evaluated} for key in keys]
+    need_images = [not all(store.has(k) for k in slot.values()) for slot in pred_keys]
+    entries, from_cache = attack_cached(models[s], attack, x, y, eps_list, store, data_key, fps[s], need_images)
+    for acc, entry, key, slot_keys in zip(per_eps, entries, keys, pred_keys):
+        acc["keys"][s] = key
+        for name in ("correct", "success", "l2", "linf"):
+            acc[name][s] = entry["clean_correct" if name == "correct" else name].cpu()
+        for t in evaluated:
+            pred = store.get(slot_keys[t])
+            if pred is None:
+                pred = predict(models[t], entry["x_adv"])
+                store.set(slot_keys[t], pred)
+            acc["pred"][(s, t)] = pred.cpu()
+    return from_cache and not any(need_images)
+
+
+def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str, fingerprint: str) -> list[str]:
+    """Store keys of one model's attack results: the weights, the attack's class and parameters, eps, the images."""
+    identity = attack_identity(attack)
+    return [content_key(CACHE_VERSION, "attack", fingerprint, identity, eps, data_key) for eps in epsilons]
+
+
+def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
+                  epsilons: Sequence[float | None], store, data_key: str | None = None,
+                  fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
+                  ) -> tuple[list[dict], bool]:
+    """``attack.run`` over the eps not yet in ``store``; returns (one entry per eps, whether all came from the store).
+
+    An entry holds ``clean_correct``, ``success``, ``l2`` and ``linf`` per image, and ``x_adv`` when freshly
+    computed or when ``need_images`` says so for that eps (the images are stored under ``key + ":x_adv"``, read only when needed).
+    Entries are keyed by ``attack_keys``, so transfer runs, ensembles and curves share them.
+    """
+    data_key = data_key or content_key(CACHE_VERSION, "data", x, y)
+    keys = attack_keys(attack, epsilons, data_key, fingerprint or model_fingerprint(model))
+    need_images = list(need_images) if need_images is not None else [True] * len(keys)
+    entries: dict[int, dict] = {}
+    for slot, key in enumerate(keys):
+        entry = store.get(key)
+        if entry is not None and need_images[slot]:
+            images = store.get(key + ":x_adv")
+            entry = None if images is None else {**entry, "x_adv": images}
+        if entry is not None:
+            entries[slot] = entry
+    missing = [slot for slot in range(len(keys)) if slot not in entries]
+    if missing:
+        outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing])
+        for slot, outcome in zip(missing, outcomes):
+            entry = {"clean_correct": outcome.clean_correct, "success": outcome.success, "l2": outcome.l2,
+                     "linf": outcome.linf}
+            store.set(keys[slot] + ":x_adv", outcome.x_adv)  # images first: a summary implies its images
+            store.set(keys[slot], entry)
+            entries[slot] = {**entry, "x_adv": outcome.x_adv}
+    return [entries[slot] for slot in range(len(keys))], not missing
+
+
+def attack_identity(attack: Attack) -> dict:
+    """What makes an attack's output: its class and parameters (eps is keyed separately)."""
+    params = {k: v for k, v in attack.params().items() if k != "eps"}
+    return {"class": f"{type(attack).__module__}.{type(attack).__qualname__}", "name": attack.name, "params": params}
+
+
+def describe_attack(attack: Attack) -> str:
+    """The attack and its settings, without eps (a result carries its eps separately)."""
+    params = attack_identity(attack)["params"]
+    return f"{attack.name}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+def model_labels(models: Sequence[nn.Module]) -> list[str]:
+    """Unique display labels: the spec's short name (full name where short names clash), else ``.name``."""
+    def spec_of(m):
+        return getattr(m, "spec", None)
+
+    raw = []
+    for i, m in enumerate(models):
+        spec, name = spec_of(m), getattr(m, "name", None)
+        raw.append(spec.short_name if spec is not None else name if isinstance(name, str) and name else f"model{i}")
+    labels = [spec_of(m).name if raw.count(label) > 1 and spec_of(m) is not None else label
+              for m, label in zip(models, raw)]
+    clashing = {label for label in labels if labels.count(label) > 1}
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label in clashing:
+            seen[label] = seen.get(label, 0) + 1
+            labels[i] = f"{label}#{seen[label]}"
+    return labels
+
+
+# ----------------------------------------------------------------------------- helpers
+def _as_attack(attack) -> Attack:
+    if isinstance(attack, str):
+        from .attacks.registry import make_attack
+
+        return make_attack(attack)
+    if not isinstance(attack, Attack):
+        raise TrendError(f"A transfer run needs an Attack (e.g. PGD(eps=0.1)) or an attack name, "
+                         f"got {type(attack).__name__}.")
+    return attack
+
+
+def _select(chosen, models, labels, role: str) -> list[int]:
+    """Positions of the chosen models (all when None), in the order given."""
+    if chosen is None:
+        return list(range(len(models)))
+    names = {getattr(getattr(m, "spec", None), "name", None): i for i, m in enumerate(models)}
+    picked = []
+    for item in chosen:
+        if isinstance(item, nn.Module):
+            matches = [i for i, m in enumerate(models) if m is item]
+        elif isinstance(item, int) and not isinstance(item, bool):
+            matches = [item] if 0 <= item < len(models) else []
+        else:
+            matches = [labels.index(item)] if item in labels else ([names[item]] if item in names else [])
+        if not matches:
+            raise TrendError(f"The {role} {item!r} is not one of the models in this run ({', '.join(labels)}).")
+        if matches[0] not in picked:
+            picked.append(matches[0])
+    if not picked:
+        raise TrendError(f"Pick at least one {role} model.")
+    return picked
+
+
+def _evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise TrendError(f"The image limit must be a positive whole number, got {limit!r}.")
+    if data is None:
+        datasets = {getattr(getattr(m, "spec", None), "dataset", None) for m in models}
+        if None in datasets:
+            raise TrendError("Some models carry no spec, so their dataset is unknown; pass data=(x, y).")
+        if len(datasets) > 1:
+            raise TrendError(f"The models come from different datasets ({', '.join(sorted(datasets))}); pick one.")
+        from .data import load_dataset
+
+        return load_dataset(datasets.pop()).tensors(split, limit)
+    if hasattr(data, "tensors") and callable(data.tensors):
+        return data.tensors(split, limit)
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise TrendError("data must be an (images, labels) pair of tensors or a DatasetBundle.") from None
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise TrendError(f"data must hold the same positive number of images and labels, got {len(x)} and {len(y)}.")
+    return (x[:limit], y[:limit].long()) if limit else (x, y.long())
+
+
+def _cached(store, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    value = store.get(key)
+    if value is None:
+        value = compute()
+        store.set(key, value)
+    return value
+
+
+def _adv_loader(store, keys: dict[str, str]) -> Callable[[str], torch.Tensor]:
+    def load(source: str) -> torch.Tensor:
+        images = store.get(keys[source] + ":x_adv")
+        if images is None:
+            raise TrendError("These adversarial images are no longer in the results store; run the transfer again.")
+        return images
+
+    return load
+
+
+def _build_result(d: TransferDetails, norms, sources: list[str], targets: list[str], attack: str,
+                  eps: float | None, split: str, specs: dict) -> TransferResult:
+    l2, linf = norms
+    rows, empty = [], {}
+    for s in sources:
+        for t in targets:
+            generated = d.success[s] & d.correct[s] & d.correct[t]
+            f_ss = int(generated.sum())
+            if s == t:
+                f_st, tm = f_ss, 1.0
+            else:
+                f_st = int((generated & (d.adv_pred[(s, t)] != d.y)).sum())
+                tm = f_st / f_ss if f_ss else math.nan
+                if not f_ss:
+                    empty.setdefault(s, []).append(t)
+            rows.append({
+                "source": s, "target": t, "n_common": int((d.correct[s] & d.correct[t]).sum()),
+                "generated": f_ss, "transferred": f_st, "tm": tm,
+                "mean_l2": float(l2[s][generated].mean()) if f_ss else math.nan,
+                "mean_linf": float(linf[s][generated].mean()) if f_ss else math.nan,
+            })
+    warnings = [f"TM is undefined (NaN) for {s} -> {', '.join(ts)}: the attack on {s} generated no adversarial "
+                f"images among the images both models classify correctly." for s, ts in empty.items()]
+    return TransferResult(pd.DataFrame(rows, columns=PAIR_COLUMNS), sources, targets, attack, eps, split,
+                          len(d.y), specs, warnings, d)
+
+
+def _diagonal_mask(grid: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([[s == t for t in grid.columns] for s in grid.index], index=grid.index, columns=grid.columns)
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item"):
+        return _json_safe(obj.item())
+    return obj
+
+
+# ----------------------------------------------------------------------------- seed groups (Tables II / III)
+def seed_free_name(spec_name: str) -> str:
+    """A spec's canonical name with the seed part removed: the model's configuration."""
+    parts = spec_name.split("/")
+    return "/".join(p for i, p in enumerate(parts) if i != 4)
+
+
+def model_groups(result: TransferResult) -> dict[str, list[str]]:
+    """Model labels grouped by configuration (spec without the seed); models without a spec are left out."""
+    groups: dict[str, list[str]] = {}
+    for label in dict.fromkeys(result.sources + result.targets):
+        name = result.specs.get(label)
+        if name:
+            groups.setdefault(seed_free_name(name), []).append(label)
+    return groups
+
+
+def pair_statistics(pairs: pd.DataFrame) -> dict:
+    """Mean and sample std over pairs of generated, transferred, transfer % (100 TM), mean L2 and L-inf."""
+    stats: dict[str, Any] = {"pairs": len(pairs)}
+    values = pairs.assign(transfer_pct=100 * pairs["tm"])
+    for name, column in STAT_COLUMNS.items():
+        series = values[column].astype(float)
+        stats[f"{name}_mean"] = series.mean()
+        stats[f"{name}_std"] = series.std(ddof=1)
+    return stats
+
+
+def seed_group_table(result: TransferResult, groups: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Mean +- std over each seed group (the paper's Table II): every source seed against every *other* target
+    seed of the same configuration (diagonal excluded). ``groups`` default: ``model_groups(result)``.
+    Std is the sample std over pairs (NaN for a single pair); NaN TMs are left out of the transfer % stats."""
+    groups = model_groups(result) if groups is None else {str(k): list(v) for k, v in groups.items()}
+    rows = {}
+    for name, members in groups.items():
+        _check_labels(result, members)
+        pairs = result.pairs[result.pairs["source"].isin(members) & result.pairs["target"].isin(members)
+                             & (result.pairs["source"] != result.pairs["target"])]
+        if len(pairs):
+            rows[name] = {"models": len(members), **pair_statistics(pairs)}
+    if not rows:
+        raise TrendError("No seed group has two models that are both source and target; add more seeds.")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+
+
+def cross_table(result: TransferResult, group_a: Sequence[str] | str, group_b: Sequence[str] | str) -> pd.DataFrame:
+    """Transfer between two groups in both directions (the paper's Table III, SGD <-> Adam): mean +- std over
+    every source of one group against every target of the other. Groups are label lists or group names."""
+    known = model_groups(result)
+    named = []
+    for group in (group_a, group_b):
+        if isinstance(group, str):
+            if group not in known:
+                raise TrendError(f"Unknown group {group!r}; the groups are: {', '.join(known) or 'none'}.")
+            named.append((group, known[group]))
+        else:
+            members = list(group)
+            _check_labels(result, members)
+            named.append(("+".join(members), members))
+    (name_a, a), (name_b, b) = named
+    rows = {}
+    for (n_src, src), (n_tgt, tgt) in (((name_a, a), (name_b, b)), ((name_b, b), (name_a, a))):
+        pairs = result.pairs[result.pairs["source"].isin(src) & result.pairs["target"].isin(tgt)
+                             & (result.pairs["source"] != result.pairs["target"])]
+        if not len(pairs):
+            raise TrendError(f"The result has no pairs from {n_src} to {n_tgt}; "
+                             "include both groups as sources and targets.")
+        rows[f"{n_src} -> {n_tgt}"] = pair_statistics(pairs)
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("direction")
+
+
+def _check_labels(result: TransferResult, labels: Sequence[str]) -> None:
+    known = set(result.sources) | set(result.targets)
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise TrendError(f"Unknown model {unknown[0]!r}; the result holds: {', '.join(sorted(known))}.")
