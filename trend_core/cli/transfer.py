@@ -1,0 +1,123 @@
+"""`trend transfer`: the TM matrix of a set of models under one attack (PAPER.md section 4).
+
+Each source is attacked once and every target evaluated on its adversarial images; results are cached in
+the store, so a rerun is instant and an interrupted sweep resumes at the first source not yet done.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import contextlib
+
+from ..errors import TrendError
+from .common import add_common, emit_table, load_models, parse_names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("transfer", help="TM matrix: attack each source once, evaluate every target on its images",
+                       description="Print (or write) the transferability matrix with row and column averages "
+                                   "(averages leave out the diagonal).")
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME",
+                   help="model names (e.g. digits/resnet18-w0.25/Q2/sgd/s0) or preset:digits; missing ones are trained")
+    p.add_argument("--attack", default="pgd", help="pgd, pgd-l2, cw or deepfool (default pgd)")
+    p.add_argument("--eps", default=None, help="perturbation budget (default: the dataset's; none for cw/deepfool)")
+    p.add_argument("--steps", default=None, help="attack iterations")
+    p.add_argument("--step-size", default=None, help="PGD step size (the learning rate for cw)")
+    p.add_argument("--kappa", default=None, help="CW confidence (0 or 30 in the paper)")
+    p.add_argument("--limit", default=None, help="use the first N images of the split")
+    p.add_argument("--split", default="test", help="test (default), val or train")
+    p.add_argument("--sources", nargs="+", default=None, metavar="NAME", help="attack only these of --models")
+    p.add_argument("--targets", nargs="+", default=None, metavar="NAME", help="evaluate only these of --models")
+    p.add_argument("--json", action="store_true", help="print the result (matrix, pairs, settings) as JSON")
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the matrix (row_avg column, col_avg row) as CSV")
+    p.add_argument("--long-csv", default=None, metavar="FILE", help="write one row per (source, target) pair as CSV")
+    p.add_argument("--no-cache", action="store_true", help="compute everything afresh and store nothing")
+    add_common(p)
+    p.set_defaults(func=cmd_transfer)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from ..data import get_info
+    from ..store import get_store
+    from ..transfer import run_transfer
+
+    specs = list(dict.fromkeys(parse_names(args.models)))
+    datasets = sorted({spec.dataset for spec in specs})
+    if len(datasets) != 1:
+        raise TrendError(f"All models of a transfer run must share one dataset, got {', '.join(datasets)}.")
+    attack = build_attack(args.attack, get_info(datasets[0]).default_eps, eps=args.eps, steps=args.steps,
+                          step_size=args.step_size, kappa=args.kappa)
+    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    if args.split not in ("train", "val", "test"):
+        raise TrendError(f"Unknown split {args.split!r}; choose train, val or test.")
+    sources = _subset(args.sources, specs, "--sources")
+    targets = _subset(args.targets, specs, "--targets")
+    models = load_models(args, [spec.name for spec in specs])
+    store = False if args.no_cache else get_store(args.home)
+    with _source_bar(len(sources) if sources else len(models)) as progress:
+        result = run_transfer(models, attack, split=args.split, limit=limit, store=store, progress=progress,
+                              device=args.device, sources=sources, targets=targets)
+    print(f"TM under {result.attack} at eps={result.eps} on {result.n_images} {result.split} images "
+          "(rows: source, columns: target; averages leave out the diagonal)", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.long_csv:
+        emit_table(result.long().set_index(["source", "target"]), False, csv_path=args.long_csv)
+    if args.csv:
+        emit_table(result.matrix(), False, csv_path=args.csv)
+    if args.json:
+        print(result.to_json())
+    elif not (args.csv or args.long_csv):
+        emit_table(result.matrix(), False)
+    return 0
+
+
+def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=None, kappa=None):
+    """The attack from command-line text; eps defaults to the dataset's for eps-bounded attacks, and to
+    none (unclipped minimum-norm perturbations, as the paper reports them) for CW and DeepFool."""
+    from ..attacks.registry import attack_parameters, make_attack
+
+    params = {"steps": None if steps is None else _number("--steps", steps, int),
+              "kappa": None if kappa is None else _number("--kappa", kappa, float)}
+    accepted = attack_parameters(name)  # an unknown attack name fails here, in one sentence
+    if step_size is not None:
+        params["lr" if "step_size" not in accepted and "lr" in accepted else "step_size"] = \
+            _number("--step-size", step_size, float)
+    minimum_norm = make_attack(name).minimum_norm
+    params["eps"] = _number("--eps", eps, float) if eps is not None else (None if minimum_norm else default_eps)
+    return make_attack(name, **params)
+
+
+def _number(flag: str, text: str, kind: type):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise TrendError(f"{flag} must be {what}, got {text!r}.") from None
+
+
+def _subset(names: list[str] | None, specs: list, flag: str) -> list[str] | None:
+    if names is None:
+        return None
+    chosen = [spec.name for spec in parse_names(names)]
+    outside = [name for name in chosen if name not in {spec.name for spec in specs}]
+    if outside:
+        raise TrendError(f"{flag} names {outside[0]}, which is not among --models.")
+    return chosen
+
+
+@contextlib.contextmanager
+def _source_bar(total: int):
+    """A tqdm bar over sources, fed by run_transfer's progress callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="sources", unit="model", leave=False, file=sys.stderr)
+
+    def update(step) -> None:
+        bar.set_postfix_str(f"{step.source}{' (cached)' if step.from_cache else ''}")
+        bar.update(1)
+
+    try:
+        yield update
+    finally:
+        bar.close()
