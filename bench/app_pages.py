@@ -50,7 +50,37 @@ def warm_transferability(at) -> None:
     at.button(key="tr_run").click().run()
 
 
-WARMUPS = {"pages/transferability.py": warm_transferability}
+def warm_decision_boundary(at) -> None:
+    at.button(key="db_run").click().run()
+
+
+def warm_ensemble_attacks(at) -> None:
+    at.number_input(key="ea_steps").set_value(10)
+    at.number_input(key="ea_limit").set_value(60)
+    at.button(key="ea_run").click().run()
+
+
+def warm_trend_builder(at) -> None:
+    """A transfer run launched from the page, then the chosen ensemble's evaluation and the growth curve."""
+    at.number_input(key="tb_pool_steps").set_value(10)
+    at.number_input(key="tb_pool_limit").set_value(60)
+    at.button(key="tb_launch").click().run()
+    at.number_input(key="tb_steps").set_value(10)
+    at.number_input(key="tb_limit").set_value(60)
+    at.button(key="tb_eval").click().run()
+    at.button(key="tb_grow").click().run()
+
+
+def warm_tm_curve(at) -> None:
+    at.number_input(key="tc_steps").set_value(10)
+    at.number_input(key="tc_limit").set_value(60)
+    at.number_input(key="tc_points").set_value(8)
+    at.button(key="tc_run").click().run()
+
+
+WARMUPS = {"pages/transferability.py": warm_transferability, "pages/decision_boundary.py": warm_decision_boundary,
+           "pages/ensemble_attacks.py": warm_ensemble_attacks, "pages/trend_builder.py": warm_trend_builder,
+           "pages/tm_curve.py": warm_tm_curve}
 
 
 def page_list() -> list[tuple[str | None, str]]:
