@@ -199,16 +199,20 @@ class Store:
 
 
 class MemoryStore:
-    """The Store interface in memory, for callers that want no disk cache (tests, one-off runs)."""
+    """The Store interface in memory, for callers that want no disk cache (tests, one-off runs).
+
+    Values are checked and moved to the CPU as the disk store would, but tensors are kept by reference
+    (not serialized): callers must not modify a tensor after storing it.
+    """
 
     def __init__(self):
-        self._data: dict[str, bytes] = {}
+        self._data: dict[str, Any] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
-        return loads(self._data[key]) if key in self._data else default
+        return _decode(self._data[key]) if key in self._data else default
 
     def set(self, key: str, value: Any) -> None:
-        self._data[key] = dumps(value)  # serialize now, so later mutation of ``value`` cannot leak in
+        self._data[key] = _encode(value)
 
     def has(self, key: str) -> bool:
         return key in self._data
