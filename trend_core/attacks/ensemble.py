@@ -1,0 +1,248 @@
+"""Ensemble attacks (PAPER.md section 6): the shared PGD loop with a pluggable ensemble direction rule.
+
+Each step computes every member's input gradient G_i (one forward/backward per member) and turns the stack
+(N, B, ...) into a direction D in {-1, 0, 1}:
+
+    dag    sign(mean_i G_i)                                    direction of the average gradient
+    empir  sign(mean of G_i over members voting for the ensemble's predicted class), per image
+    ugd    sign(A) where all members' signs agree, 0 elsewhere; A = mean_i sign(G_i)   (PAPER.md's decision)
+    agd    sign(mean_i sign(G_i))                              average gradient direction
+
+The rules are pure functions of the gradient stack (and, for empir, the votes), testable on hand-made tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import TrendError
+from .base import Attack, AttackResult, attack_mode, check_float, check_int, model_device
+from .pgd import pgd_loop
+
+RULE_NAMES = ("dag", "empir", "ugd", "agd")
+RULE_LABELS = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}
+StepCallback = Callable[[int, torch.Tensor], None]  # (step index, per-member agreement (N,)) -> None
+
+
+# ----------------------------------------------------------------------------- direction rules
+def dag_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
+                  decision: torch.Tensor | None = None) -> torch.Tensor:
+    """D-AG: the sign of the members' mean gradient (a member with a much larger gradient dominates it)."""
+    return grads.mean(dim=0).sign()
+
+
+def agd_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
+                  decision: torch.Tensor | None = None) -> torch.Tensor:
+    """A-GD: the sign of the mean of the members' gradient signs (a per-coordinate majority of signs)."""
+    return grads.sign().mean(dim=0).sign()
+
+
+def ugd_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
+                  decision: torch.Tensor | None = None) -> torch.Tensor:
+    """U-GD: the members' common sign where all agree, 0 elsewhere (M = floor(|A|) sign(A), A = mean sign)."""
+    return grads.sign().mean(dim=0).trunc()
+
+
+def empir_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
+                    decision: torch.Tensor | None = None) -> torch.Tensor:
+    """EMPIR-style: the sign of the mean gradient of the members whose vote equals the ensemble's, per image.
+
+    ``preds`` (N, B): each member's predicted class; ``decision`` (B,): the ensemble's. An image where no member
+    voted for the decision (impossible for a majority vote) falls back to all members.
+    """
+    if preds is None or decision is None:
+        raise TrendError("The EMPIR direction needs the members' predictions and the ensemble's decision.")
+    voted = (preds == decision.unsqueeze(0)).to(grads.dtype)  # (N, B)
+    voted = torch.where(voted.sum(dim=0, keepdim=True) > 0, voted, torch.ones_like(voted))
+    weights = voted.view(*voted.shape, *[1] * (grads.dim() - 2))
+    return (grads * weights).sum(dim=0).sign()
+
+
+RULES: dict[str, Callable[..., torch.Tensor]] = {
+    "dag": dag_direction, "empir": empir_direction, "ugd": ugd_direction, "agd": agd_direction,
+}
+
+
+def check_rule(rule: str) -> str:
+    """A rule name (case-insensitive; the paper's labels like 'A-GD' work too) -> its key, or a TrendError."""
+    key = str(rule).lower().replace("-", "").replace("_", "")
+    key = {"dag": "dag", "empir": "empir", "ugd": "ugd", "agd": "agd"}.get(key)
+    if key is None:
+        raise TrendError(f"Unknown ensemble attack rule {rule!r}; choose one of {', '.join(RULE_NAMES)}.")
+    return key
+
+
+def sign_agreement(direction: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Per member, the fraction of coordinates (over the whole batch) where ``direction`` equals sign(G_i)."""
+    return (grads.sign() == direction.unsqueeze(0)).flatten(1).float().mean(dim=1)
+
+
+def member_gradients(members: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every member's input gradient of its summed cross-entropy (N, B, ...) and its predictions (N, B) at x.
+
+    One forward and one backward per member; parameters must not require grad (see ``attack_mode``).
+    """
+    grads, preds = [], []
+    for member in members:
+        x_req = x.detach().requires_grad_(True)
+        logits = member(x_req)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_req)
+        grads.append(grad)
+        preds.append(logits.detach().argmax(dim=1))
+    return torch.stack(grads), torch.stack(preds)
+
+
+# ----------------------------------------------------------------------------- the attack
+class EnsemblePGD(Attack):
+    """PGD against a majority-vote ensemble with one of the four direction rules (PAPER.md section 6).
+
+    The model passed to ``attack``/``run`` is a ``MajorityVote`` (a list of members is wrapped in one with
+    this attack's seed); success is measured on the majority vote. Random start as in the paper:
+    x_0 = clip(x + step_size * U(-1, 1)), projected onto the eps-ball; then ``steps`` projected steps of
+    ``step_size`` along the rule's direction. ``on_step(t, agreement)`` (optional, not part of the cache key)
+    receives, after each step's direction, the per-member fraction of coordinates where the direction equals
+    that member's gradient sign ("gradient domination"); without it nothing extra is computed.
+    """
+
+    norm = "linf"
+
+    def __init__(self, rule: str = "agd", eps: float = 8 / 255, steps: int = 40, step_size: float = 0.01,
+                 random_start: bool = True, batch_size: int | None = None, seed: int = 0,
+                 on_step: StepCallback | None = None):
+        self.rule = check_rule(rule)
+        super().__init__(eps, batch_size, seed)
+        self.steps = check_int("Ensemble attack steps", steps)
+        self.step_size = check_float("Ensemble attack step_size", step_size)
+        self.random_start = bool(random_start)
+        if on_step is not None and not callable(on_step):
+            raise TrendError("on_step must be a function (step, agreement) -> None.")
+        self._on_step = on_step
+
+    @property
+    def name(self) -> str:  # the paper's label of the rule, e.g. "A-GD"
+        return RULE_LABELS[self.rule]
+
+    def run(self, model, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None]) -> list[AttackResult]:
+        from ..ensemble import as_ensemble
+
+        return super().run(as_ensemble(model, self.seed), x, y, epsilons)
+
+    def perturb(self, model, x, y, eps, generator):
+        from ..ensemble import MajorityVote
+
+        if not isinstance(model, MajorityVote):
+            raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
+        rule = RULES[self.rule]
+        members = list(model.members)
+
+        def direction(x_t: torch.Tensor, step: int) -> torch.Tensor:
+            grads, preds = member_gradients(members, x_t, y)
+            decision = model.decide(preds, x_t) if self.rule == "empir" else None
+            step_direction = rule(grads, preds, decision)
+            if self._on_step is not None:
+                self._on_step(step, sign_agreement(step_direction, grads).detach().cpu())
+            return step_direction
+
+        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+                        start_radius=self.step_size if self.random_start else None, generator=generator)
+
+
+def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Tensor) -> "pd.DataFrame":
+    """Run ``attack`` once and return its per-step agreement with every member: columns step, member, agreement."""
+    import pandas as pd
+
+    from ..ensemble import as_ensemble
+
+    ensemble = as_ensemble(ensemble, attack.seed)
+    rows: list[dict] = []
+    previous = attack._on_step
+
+    def record(step: int, agreement: torch.Tensor) -> None:
+        rows.extend({"step": step, "member": name, "agreement": float(v)} for name, v in zip(ensemble.names, agreement))
+
+    attack._on_step = record
+    try:
+        attack(ensemble, x, y)
+    finally:
+        attack._on_step = previous
+    frame = pd.DataFrame(rows, columns=["step", "member", "agreement"])
+    frame["rule"] = attack.rule
+    return frame.groupby(["rule", "step", "member"], sort=False, as_index=False)["agreement"].mean()
+
+
+# ----------------------------------------------------------------------------- gradient domination views
+@dataclass
+class GradientViews:
+    """One image's view of gradient domination (the paper's Fig. 7); arrays are (C, H, W) float32.
+
+    ``gradients``/``signs`` per member; ``dag``/``agd`` the two ensemble directions; ``dag_diff[i]`` /
+    ``agd_diff[i]`` = direction - sign(G_i) (0 where they agree, +-1 or +-2 where not); ``agreement`` the
+    fraction of agreeing coordinates per rule and member; ``gradient_norms`` each member's L2 gradient norm.
+    """
+
+    names: list[str]
+    image: np.ndarray
+    label: int
+    gradients: list[np.ndarray]
+    signs: list[np.ndarray]
+    dag: np.ndarray
+    agd: np.ndarray
+    dag_diff: list[np.ndarray]
+    agd_diff: list[np.ndarray]
+    agreement: dict[str, list[float]]
+    gradient_norms: list[float]
+
+    def tiles(self) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
+        """Rows of (title, array) tiles for ``plots.ensemble.image_tiles_figure``: one row per member."""
+        rows = []
+        for i, name in enumerate(self.names):
+            rows.append((name, [("gradient", self.gradients[i]), ("sign", self.signs[i]),
+                                ("D-AG - sign", self.dag_diff[i]), ("A-GD - sign", self.agd_diff[i])]))
+        rows.append(("ensemble", [("D-AG", self.dag), ("A-GD", self.agd)]))
+        return rows
+
+    def agreement_frame(self) -> "pd.DataFrame":
+        """Columns member, rule, agreement (for ``plots.ensemble.agreement_figure``)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"member": name, "rule": rule, "agreement": values[i]}
+                             for rule, values in self.agreement.items() for i, name in enumerate(self.names)])
+
+
+def gradient_views(ensemble, x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
+    """Each member's gradient and gradient sign at one clean image, the D-AG and A-GD directions and their
+    differences from each member's sign, as arrays ready to show as images."""
+    from ..ensemble import as_ensemble
+
+    ensemble = as_ensemble(ensemble)
+    image = x.detach()
+    if image.dim() == 4:
+        if len(image) != 1:
+            raise TrendError(f"gradient_views takes one image, got a batch of {len(image)}.")
+        image = image[0]
+    if image.dim() != 3:
+        raise TrendError(f"gradient_views takes one (C, H, W) image, got shape {tuple(x.shape)}.")
+    device = model_device(ensemble)
+    xb = image.unsqueeze(0).to(device)
+    yb = torch.as_tensor(y).view(1).long().to(device)
+    with attack_mode(ensemble):
+        grads, _ = member_gradients(list(ensemble.members), xb, yb)
+    dag, agd = dag_direction(grads), agd_direction(grads)
+    signs = grads.sign()
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.squeeze(0).detach().float().cpu().numpy()
+
+    return GradientViews(
+        names=list(ensemble.names), image=arr(xb), label=int(yb.item()),
+        gradients=[arr(g) for g in grads], signs=[arr(s) for s in signs], dag=arr(dag), agd=arr(agd),
+        dag_diff=[arr(dag - s) for s in signs], agd_diff=[arr(agd - s) for s in signs],
+        agreement={"dag": sign_agreement(dag, grads).tolist(), "agd": sign_agreement(agd, grads).tolist()},
+        gradient_norms=[float(g.norm()) for g in grads],
+    )

@@ -1,0 +1,257 @@
+"""`trend ensemble-attack`, `trend select`, `trend fit-tm`, `trend boundary`: ensembles, TREND, TM(eps), boundaries."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import TrendError
+from .common import add_common, emit_json, emit_table, load_models, parse_names, zoo_from
+from .transfer import _number, build_attack
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ea = sub.add_parser("ensemble-attack", help="attack a majority-vote ensemble with D-AG, EMPIR, U-GD or A-GD",
+                        description="Attack success and accuracy under attack of a majority-vote ensemble (ties: "
+                                    "expectation over the random tie-break) for each rule and eps.")
+    ea.add_argument("--models", nargs="+", required=True, metavar="NAME", help="the ensemble's members")
+    ea.add_argument("--rule", nargs="+", default=["all"], metavar="RULE", help="dag, empir, ugd, agd or all (default)")
+    ea.add_argument("--eps", nargs="+", default=None, metavar="E", help="eps values (default: the dataset's)")
+    ea.add_argument("--steps", default="40", help="PGD steps (default 40)")
+    ea.add_argument("--step-size", default="0.01", help="step size alpha (default 0.01; also the random start radius)")
+    ea.add_argument("--members", action="store_true",
+                    help="also attack each member alone and print 'x times more robust' ratios")
+    ea.add_argument("--limit", default=None, help="use the first N test images")
+    ea.add_argument("--seed", default="0", help="random start and tie-break seed")
+    ea.add_argument("--no-cache", action="store_true", help="compute afresh and store nothing")
+    ea.add_argument("--json", action="store_true")
+    add_common(ea)
+    ea.set_defaults(func=cmd_ensemble_attack)
+
+    sel = sub.add_parser("select", help="TREND: the k-member ensembles with the lowest mean pairwise TM",
+                         description="Rank k-member sets from a TM matrix (the CSV of `trend transfer --csv` or "
+                                     "--long-csv) by mean pairwise symmetrized TM.")
+    sel.add_argument("--tm", required=True, metavar="FILE.csv", help="TM matrix CSV (matrix or long form)")
+    sel.add_argument("-k", required=True, help="ensemble size (>= 2)")
+    sel.add_argument("--require", nargs="+", default=[], metavar="NAME", help="members every candidate must contain")
+    sel.add_argument("--min-acc", default=None, help="floor on clean test accuracy (fraction, e.g. 0.9), from the zoo")
+    sel.add_argument("--dataset", default=None, help="the models' dataset, when labels are ambiguous in the zoo")
+    sel.add_argument("--top", default="10", help="how many candidate sets to list (default 10)")
+    sel.add_argument("--json", action="store_true")
+    add_common(sel)
+    sel.set_defaults(func=cmd_select)
+
+    fit = sub.add_parser("fit-tm", help="fit TM(eps) = f_st/f_ss from a few eps and report its RMSE",
+                         description="Measure f_st and f_ss of one pair at the fit eps (and --eval-eps), fit "
+                                     "a (1 - exp(b eps)) to each, and compare predicted with measured TM.")
+    fit.add_argument("--source", required=True, metavar="NAME")
+    fit.add_argument("--target", required=True, metavar="NAME")
+    fit.add_argument("--eps", nargs="+", default=None, metavar="E",
+                     help="eps values to fit from (>= 3; default 4 over the dataset's range)")
+    fit.add_argument("--eval-eps", nargs="+", default=[], metavar="E", help="more measured eps to judge the fit on")
+    fit.add_argument("--attack", default="pgd", help="pgd (default) or pgd-l2")
+    fit.add_argument("--steps", default=None, help="attack iterations (default: the attack's, 40 for pgd)")
+    fit.add_argument("--step-size", default=None, help="attack step size (default: the attack's, 0.01 for pgd)")
+    fit.add_argument("--limit", default=None, help="use the first N test images")
+    fit.add_argument("--points", default="0", help="also print the fitted curve at this many eps (default 0)")
+    fit.add_argument("--no-cache", action="store_true")
+    fit.add_argument("--json", action="store_true")
+    add_common(fit)
+    fit.set_defaults(func=cmd_fit_tm)
+
+    bd = sub.add_parser("boundary", help="decision-boundary slice around one test image (PNG and distances)",
+                        description="Classify a 2-D grid around one image (x: the gradient direction of the "
+                                    "first model, y: a random orthogonal direction) for each model.")
+    bd.add_argument("--model", nargs="+", required=True, metavar="NAME", help="one or more models")
+    bd.add_argument("--index", required=True, help="test image index")
+    bd.add_argument("--out", default=None, metavar="FILE.png", help="write the class maps as a PNG")
+    bd.add_argument("--span", default=None, help="grid half-width in L2 (default 2 eps sqrt(pixels))")
+    bd.add_argument("--resolution", default="41", help="grid points per axis, odd (default 41)")
+    bd.add_argument("--seed", default="0", help="seed of the random y direction")
+    bd.add_argument("--json", action="store_true")
+    add_common(bd)
+    bd.set_defaults(func=cmd_boundary)
+
+
+# ----------------------------------------------------------------------------- ensemble-attack
+def cmd_ensemble_attack(args: argparse.Namespace) -> int:
+    from ..attacks.ensemble import RULE_NAMES, check_rule
+    from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
+    from ..store import get_store
+
+    specs = _one_dataset(parse_names(args.models))
+    if len(specs) < 2:
+        raise TrendError("An ensemble needs at least two distinct member models.")
+    rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]
+    eps_list = _eps_list(args.eps, specs[0].dataset)
+    steps = _number("--steps", args.steps, int)
+    step_size = _number("--step-size", args.step_size, float)
+    seed = _number("--seed", args.seed, int)
+    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    models = load_models(args, [s.name for s in specs])
+    store = False if args.no_cache else get_store(args.home)
+    sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
+                             step_size=step_size, seed=seed, members_alone=args.members, store=store,
+                             device=args.device, progress=lambda m: print(m, file=sys.stderr))
+    ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
+    members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
+                                                              values="acc_on_ensemble_adv", sort=False)
+    table = ens.join(members.add_prefix("on_adv:"))
+    print(f"majority vote of {len(models)} models on {'all' if limit is None else f'the first {limit}'} test images; "
+          "accuracy = under attack (ties: expectation over the draw); on_adv:M = member M's accuracy on the "
+          "ensemble's adversarial images", file=sys.stderr)
+    if args.json:
+        out = {"ensemble": [s.name for s in specs], "sweep": sweep.to_dict(orient="records")}
+        if args.members:
+            out["ratios"] = robustness_ratios(sweep).to_dict(orient="records")
+        emit_json(out)
+        return 0
+    emit_table(table, False)
+    if args.members:
+        print()
+        alone = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
+                                                                values="accuracy", sort=False)
+        print("each member attacked alone (accuracy under attack):")
+        emit_table(alone, False)
+        print()
+        ratios = robustness_ratios(sweep).pivot_table(index=["rule", "eps"], columns="member",
+                                                      values="times_more_robust", sort=False)
+        print("ensemble accuracy / member accuracy (x times more robust):")
+        emit_table(ratios, False, float_format="{:.2f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- select
+def cmd_select(args: argparse.Namespace) -> int:
+    from ..ensemble import read_tm, select_ensembles
+
+    k = _number("-k", args.k, int)
+    top = _number("--top", args.top, int)
+    tm = read_tm(args.tm)
+    min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float)
+    accuracies = _zoo_accuracies(args, list(tm.index)) if min_acc is not None else _zoo_accuracies(args, list(tm.index), strict=False)
+    ranked = select_ensembles(tm, k, require=args.require, min_acc=min_acc, accuracies=accuracies, top=top)
+    print(f"TREND: {ranked.attrs['candidates']} candidate sets of {k} ({ranked.attrs['method']} search); "
+          "score = mean pairwise symmetrized TM (lower is better)", file=sys.stderr)
+    if args.json:
+        emit_json(ranked.reset_index().to_dict(orient="records"))
+    else:
+        emit_table(ranked.drop(columns=["members"]), False)
+    return 0
+
+
+def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = True) -> dict[str, float] | None:
+    """Clean test accuracy per TM label, from the zoo's metadata (labels: full names or short names)."""
+    rows = zoo_from(args).list(args.dataset)
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        for key in {row.get("name"), row.get("short_name")}:
+            if key:
+                by_label.setdefault(key, []).append(row)
+    accuracies = {}
+    for label in labels:
+        found = by_label.get(label, [])
+        if len(found) != 1 or found[0].get("test_acc") is None:
+            if not strict:
+                continue
+            if len(found) > 1:
+                raise TrendError(f"{label!r} matches {len(found)} zoo models; name the dataset with --dataset.")
+            raise TrendError(f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
+                             "train it there or drop --min-acc.")
+        accuracies[label] = float(found[0]["test_acc"])
+    return accuracies or None
+
+
+# ----------------------------------------------------------------------------- fit-tm
+def cmd_fit_tm(args: argparse.Namespace) -> int:
+    from ..curve import default_fit_eps, fit_tm
+    from ..data import get_info
+    from ..store import get_store
+
+    specs = _one_dataset(parse_names([args.source, args.target]))
+    if len(specs) != 2:
+        raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
+    dataset = specs[0].dataset
+    fit_eps = default_fit_eps(dataset) if args.eps is None else [_number("--eps", e, float) for e in args.eps]
+    eval_eps = [_number("--eval-eps", e, float) for e in args.eval_eps]
+    attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
+    if attack.minimum_norm:
+        raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
+    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    points = _number("--points", args.points, int)
+    source, target = load_models(args, [s.name for s in specs])
+    store = False if args.no_cache else get_store(args.home)
+    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.json:
+        emit_json({**result.to_dict(), "curve": result.predictions(points).to_dict(orient="records") if points else []})
+        return 0
+    params = result.curve.params()
+    print(f"{result.source} -> {result.target} under {result.attack}")
+    print(f"f_st(eps) = {params['a_st']:.2f} (1 - exp({params['b_st']:.3f} eps))")
+    print(f"f_ss(eps) = {params['a_ss']:.2f} (1 - exp({params['b_ss']:.3f} eps))")
+    print(f"RMSE of TM over {int(result.measured['tm'].notna().sum())} measured eps: {result.rmse:.4f} "
+          f"(max |error| {result.max_abs_error:.4f})")
+    measured = result.measured.assign(tm_fit=result.curve.tm(result.measured["eps"].to_numpy(float)))
+    emit_table(measured.set_index("eps"), False, float_format="{:.4f}")
+    if points:
+        print()
+        emit_table(result.predictions(points).set_index("eps"), False, float_format="{:.4f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- boundary
+def cmd_boundary(args: argparse.Namespace) -> int:
+    from ..boundary import class_map_image, decision_boundary
+    from ..data import load_dataset
+    from ..zoo import atomic_write_bytes
+
+    specs = _one_dataset(parse_names(args.model))
+    index = _number("--index", args.index, int)
+    resolution = _number("--resolution", args.resolution, int)
+    span = None if args.span is None else _number("--span", args.span, float)
+    seed = _number("--seed", args.seed, int)
+    x, y = load_dataset(specs[0].dataset).tensors("test")
+    if not 0 <= index < len(x):
+        raise TrendError(f"--index must be in 0..{len(x) - 1} (the {specs[0].dataset} test images), got {index}.")
+    if args.out and not str(args.out).lower().endswith(".png"):
+        raise TrendError(f"--out must name a .png file, got {args.out!r}.")
+    models = load_models(args, [s.name for s in specs])
+    result = decision_boundary(models, x[index], int(y[index]), span=span, resolution=resolution, seed=seed)
+    if args.out:
+        import io
+
+        buffer = io.BytesIO()
+        class_map_image(result).save(buffer, format="PNG")
+        atomic_write_bytes(Path(args.out), buffer.getvalue())
+        print(f"wrote {args.out} (models left to right: {', '.join(result.names)}; x: gradient of "
+              f"{result.reference}, y: random orthogonal; +y at the top)", file=sys.stderr)
+    table = result.distance_frame()
+    if args.json:
+        emit_json({"index": index, "label": result.label, "span": float(result.x_offsets[-1]),
+                   "resolution": resolution, "models": table.reset_index().to_dict(orient="records")})
+    else:
+        print(f"image {index} (label {result.label}); distance (L2) to the nearest other class along each axis "
+              f"within span {float(result.x_offsets[-1]):.3f} (blank: none)")
+        emit_table(table, False)
+    return 0
+
+
+# ----------------------------------------------------------------------------- helpers
+def _one_dataset(specs: list) -> list:
+    specs = list(dict.fromkeys(specs))
+    datasets = sorted({s.dataset for s in specs})
+    if len(datasets) != 1:
+        raise TrendError(f"All models must share one dataset, got {', '.join(datasets)}.")
+    return specs
+
+
+def _eps_list(values: list[str] | None, dataset: str) -> list[float]:
+    from ..data import get_info
+
+    if not values:
+        return [get_info(dataset).default_eps]
+    return [_number("--eps", v, float) for v in values]

@@ -1,0 +1,418 @@
+"""Majority-vote ensembles (PAPER.md section 7): the vote, robustness sweeps under ensemble attacks, TREND selection.
+
+``MajorityVote`` is an ``nn.Module``, so every attack and transfer run takes an ensemble where it takes a model.
+Its decision is the members' majority vote; where no class has a unique plurality, one member is drawn at random
+(seeded, per image) and its prediction used. ``select_ensembles`` picks the k-member set with the lowest mean
+pairwise (symmetrized) TM from a transfer run's matrix.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import TrendError
+
+ENSEMBLE_LABEL = "ensemble"
+EXHAUSTIVE_LIMIT = 50_000  # candidate subsets scored exhaustively; greedy search beyond
+_HASH_MODULUS = 2**20  # pixel-hash weights stay below this, so the int64 hash of any image cannot overflow
+
+
+# ----------------------------------------------------------------------------- the vote
+def majority_vote(preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """The plurality class of each column of ``preds`` (N members, B images); on a tie, member ``tiebreak[b]``'s vote."""
+    counts = F.one_hot(preds, num_classes or -1).sum(0)  # (B, C)
+    top = counts.max(dim=1).values
+    unique = (counts == top.unsqueeze(1)).sum(dim=1) == 1
+    drawn = preds.gather(0, tiebreak.view(1, -1)).squeeze(0)
+    return torch.where(unique, counts.argmax(dim=1), drawn)
+
+
+def expected_correct(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image, the probability over the random tie-break that the vote is ``y`` (exact: 1, 0 or votes-for-y / N)."""
+    num_classes = int(max(int(preds.max()), int(y.max()))) + 1
+    counts = F.one_hot(preds, num_classes).sum(0)
+    top = counts.max(dim=1).values
+    tie = (counts == top.unsqueeze(1)).sum(dim=1) > 1
+    votes_for_y = counts.gather(1, y.view(-1, 1)).squeeze(1).float()
+    unique_right = (~tie) & (counts.argmax(dim=1) == y)
+    return torch.where(tie, votes_for_y / preds.shape[0], unique_right.float())
+
+
+class MajorityVote(nn.Module):
+    """Majority vote of member models (pixels in [0, 1] -> logits each); ties broken by a seeded draw per image.
+
+    ``forward`` returns the log of the members' mean softmax, nudged by a detached offset so that its argmax is
+    the vote: gradients are those of the mean-probability ensemble (sensible for any gradient attack), the
+    decision (``argmax``, ``predict``) is the majority vote. The tie-break draw is a function of the seed and
+    the image's content (pixels at 8-bit precision), so an image gets the same draw in any batch or chunk, and
+    ``with_seed`` gives another independent draw.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None):
+        super().__init__()
+        members = [models] if isinstance(models, nn.Module) and not isinstance(models, nn.ModuleList) else list(models)
+        if not members:
+            raise TrendError("An ensemble needs at least one member model.")
+        if not all(isinstance(m, nn.Module) for m in members):
+            raise TrendError("Every ensemble member must be a torch nn.Module (pixels in [0, 1] -> logits).")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TrendError(f"The tie-break seed must be a whole number, got {seed!r}.")
+        self.members = nn.ModuleList(members)
+        self.seed = int(seed)
+        if names is None:
+            from .transfer import model_labels
+
+            names = model_labels(members)
+        if len(names) != len(members):
+            raise TrendError(f"Got {len(names)} names for {len(members)} ensemble members.")
+        self.names = [str(n) for n in names]
+        self.name = "ensemble(" + " + ".join(self.names) + ")"  # its label in transfer runs and tables
+        self._hash_weights: dict[tuple, tuple[torch.Tensor, int]] = {}
+        self.training = all(m.training for m in members)  # mirror the members, so restoring a mode keeps theirs
+
+    def extra_repr(self) -> str:  # part of the model fingerprint: a different seed is a different ensemble
+        return f"seed={self.seed}, names={self.names}"
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def with_seed(self, seed: int) -> "MajorityVote":
+        """The same members with another tie-break seed (members are shared, not copied)."""
+        return MajorityVote(list(self.members), seed, self.names)
+
+    # -- decisions -----------------------------------------------------------------------------------
+    def tiebreak(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """Which member decides each image on a tie: a seeded hash of the image's 8-bit pixels, modulo N."""
+        seed = self.seed if seed is None else int(seed)
+        flat = (x.detach().flatten(1).float().clamp(0, 1) * 255).round().to(torch.int64)
+        key = (seed, flat.shape[1], str(flat.device))
+        if key not in self._hash_weights:
+            gen = torch.Generator().manual_seed(seed)
+            weights = torch.randint(1, _HASH_MODULUS, (flat.shape[1],), generator=gen, dtype=torch.int64)
+            offset = int(torch.randint(0, _HASH_MODULUS, (1,), generator=gen))
+            self._hash_weights[key] = (weights.to(flat.device), offset)
+        weights, offset = self._hash_weights[key]
+        return ((flat * weights).sum(dim=1) + offset).remainder(len(self.members))
+
+    def decide(self, preds: torch.Tensor, x: torch.Tensor, seed: int | None = None,
+               num_classes: int | None = None) -> torch.Tensor:
+        """The vote on images ``x`` from the members' predictions ``preds`` (N, B)."""
+        return majority_vote(preds, self.tiebreak(x, seed), num_classes)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's logits, stacked (N, B, classes)."""
+        return torch.stack([m(x) for m in self.members]).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.member_logits(x)
+        soft = torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - math.log(len(self.members))
+        decision = self.decide(logits.argmax(dim=-1), x, num_classes=logits.shape[-1])
+        lift = soft.max(dim=1).values - soft.gather(1, decision.view(-1, 1)).squeeze(1) + 1e-4
+        return soft + (F.one_hot(decision, soft.shape[1]) * lift.unsqueeze(1)).detach()
+
+    @torch.inference_mode()
+    def votes(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Every member's predicted class (N, B), batched, on x's device."""
+        from .attacks.base import predict
+
+        return torch.stack([predict(m, x, batch_size) for m in self.members])
+
+    @torch.inference_mode()
+    def expected_accuracy(self, x: torch.Tensor, y: torch.Tensor, draws: int | None = None) -> torch.Tensor:
+        """Per image, the probability the vote is right, averaged over tie-break draws.
+
+        ``draws=None``: the exact expectation (a tie is right with probability votes-for-y / N); ``draws=k``:
+        the mean over k seeded draws (seeds ``seed`` .. ``seed + k - 1``).
+        """
+        preds = self.votes(x)
+        y = y.to(preds.device)
+        if draws is None:
+            return expected_correct(preds, y)
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise TrendError(f"The number of tie-break draws must be a whole number >= 1, got {draws!r}.")
+        hits = [(self.decide(preds, x, self.seed + k) == y).float() for k in range(draws)]
+        return torch.stack(hits).mean(dim=0)
+
+
+def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: int = 0) -> MajorityVote:
+    """A MajorityVote as given, or one built from a list of members (a single model is a one-member ensemble)."""
+    if isinstance(models, MajorityVote):
+        return models
+    if isinstance(models, nn.Module):
+        return MajorityVote([models], seed)
+    try:
+        members = list(models)
+    except TypeError:
+        raise TrendError(f"An ensemble is a MajorityVote or a list of models, got {type(models).__name__}.") from None
+    return MajorityVote(members, seed)
+
+
+# ----------------------------------------------------------------------------- robustness sweeps
+def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
+                     rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
+                     step_size: float = 0.01, seed: int = 0, members_alone: bool = True, draws: int | None = None,
+                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
+
+    One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
+    under attack over all images (the paper's robustness; for the ensemble, the expectation over tie-break
+    draws), ``success_rate`` the share of correctly classified images that the attack turned wrong, and for
+    members ``acc_on_ensemble_adv`` their accuracy on the images crafted against the ensemble (gradient
+    domination shows as one member fooled while the others are not). A member attacked alone gets the same
+    attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
+    Adversarial images are cached in the results store (``store``: a Store, None for the shared one, False
+    for none), so a repeated sweep only re-evaluates.
+    """
+    from .attacks.ensemble import EnsemblePGD, check_rule
+    from .devices import resolve_device
+    from .store import MemoryStore, get_store
+    from .transfer import _evaluation_data, attack_cached
+
+    ensemble = as_ensemble(members, seed)
+    rules = [check_rule(r) for r in rules]
+    if not rules:
+        raise TrendError("Pick at least one ensemble attack rule (dag, empir, ugd, agd).")
+    eps_list = list(epsilons)
+    if not eps_list:
+        raise TrendError("Give at least one eps.")
+    dev = resolve_device(device)
+    ensemble.to(dev)
+    x, y = _evaluation_data(list(ensemble.members), data, "test", limit)
+    x, y = x.to(dev), y.to(dev)
+    store = MemoryStore() if store is False else (store if store is not None else get_store())
+    singles = [MajorityVote([m], seed, [name]) for m, name in zip(ensemble.members, ensemble.names)]
+    clean_ens = ensemble.expected_accuracy(x, y, draws)
+    clean_members = [s.expected_accuracy(x, y) for s in singles]
+    rows = []
+    for rule in rules:
+        attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed)
+        if progress is not None:
+            progress(f"{rule}: attacking the ensemble")
+        entries, _ = attack_cached(ensemble, attack, x, y, eps_list, store)
+        member_entries = []
+        if members_alone:
+            for single in singles:
+                if progress is not None:
+                    progress(f"{rule}: attacking {single.names[0]} alone")
+                member_entries.append(attack_cached(single, attack, x, y, eps_list, store)[0])
+        for slot, eps in enumerate(eps_list):
+            adv = entries[slot]["x_adv"].to(dev)
+            on_ens = ensemble.votes(adv) == y
+            rows.append(_robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ensemble.expected_accuracy(adv, y, draws)))
+            for i, single in enumerate(singles):
+                row = {"acc_on_ensemble_adv": float(on_ens[i].float().mean())}
+                if members_alone:
+                    member_adv = member_entries[i][slot]["x_adv"].to(dev)
+                    row = {**_robustness_row(rule, eps, single.names[0], clean_members[i],
+                                             single.expected_accuracy(member_adv, y)), **row}
+                else:
+                    row = {**_robustness_row(rule, eps, single.names[0], clean_members[i], None), **row}
+                rows.append(row)
+    return pd.DataFrame(rows, columns=["rule", "eps", "model", "clean_accuracy", "accuracy", "success_rate",
+                                       "acc_on_ensemble_adv"])
+
+
+def _robustness_row(rule: str, eps: float, model: str, clean: torch.Tensor, adv: torch.Tensor | None) -> dict:
+    """Accuracy under attack, and the success rate = expected (right on clean and wrong on adv) / expected right."""
+    row = {"rule": rule, "eps": float(eps), "model": model, "clean_accuracy": float(clean.mean())}
+    if adv is None:
+        return {**row, "accuracy": math.nan, "success_rate": math.nan}
+    right = float(clean.sum())
+    fooled = float((clean * (1 - adv)).sum())
+    return {**row, "accuracy": float(adv.mean()), "success_rate": fooled / right if right else math.nan}
+
+
+def robustness_ratios(sweep: pd.DataFrame) -> pd.DataFrame:
+    """"x times more robust": the ensemble's accuracy under attack over each member's, per rule and eps."""
+    needed = {"rule", "eps", "model", "accuracy"}
+    if not needed <= set(sweep.columns):
+        raise TrendError(f"A robustness table needs columns {', '.join(sorted(needed))}.")
+    ens = sweep[sweep["model"] == ENSEMBLE_LABEL].set_index(["rule", "eps"])["accuracy"]
+    rows = []
+    for row in sweep[sweep["model"] != ENSEMBLE_LABEL].itertuples(index=False):
+        ens_acc = float(ens.get((row.rule, row.eps), math.nan))
+        member = float(row.accuracy)
+        ratio = ens_acc / member if member > 0 else (math.inf if ens_acc > 0 else math.nan)
+        rows.append({"rule": row.rule, "eps": row.eps, "member": row.model, "ensemble_accuracy": ens_acc,
+                     "member_accuracy": member, "times_more_robust": ratio})
+    return pd.DataFrame(rows, columns=["rule", "eps", "member", "ensemble_accuracy", "member_accuracy",
+                                       "times_more_robust"])
+
+
+# ----------------------------------------------------------------------------- TREND selection
+def read_tm(path: str | Path, eps: float | None = None, attack: str | None = None) -> pd.DataFrame:
+    """A TM matrix (rows = source, columns = target) from the CSV `trend transfer --csv` or `--long-csv` writes.
+
+    The matrix form's ``row_avg`` column and ``col_avg`` row are dropped; the long form (columns source,
+    target, tm) is pivoted, after keeping only ``eps`` / ``attack`` when it holds several.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrendError(f"No TM file at {path}.")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise TrendError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
+    if {"source", "target", "tm"} <= set(frame.columns):
+        return _pivot_long(frame, path, eps, attack)
+    if frame.shape[1] < 3:
+        raise TrendError(f"{path} holds no TM matrix (expected a source column and one column per target).")
+    frame = frame.set_index(frame.columns[0])
+    frame = frame.drop(columns=[c for c in frame.columns if str(c) == "row_avg"])
+    frame = frame.drop(index=[i for i in frame.index if str(i) == "col_avg"])
+    frame.index = frame.index.map(str)
+    frame.columns = frame.columns.map(str)
+    try:
+        frame = frame.apply(pd.to_numeric, errors="raise").astype(float)
+    except (ValueError, TypeError):
+        raise TrendError(f"{path} has non-numeric TM values; expected the CSV that `trend transfer --csv` writes.") from None
+    frame.index.name, frame.columns.name = "source", "target"
+    return frame
+
+
+def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str | None) -> pd.DataFrame:
+    for column, wanted in (("eps", eps), ("attack", attack)):
+        if column not in frame.columns:
+            continue
+        if wanted is not None:
+            keep = np.isclose(frame[column].astype(float), float(wanted)) if column == "eps" else frame[column] == wanted
+            frame = frame[keep]
+            if frame.empty:
+                raise TrendError(f"{path} has no rows with {column} = {wanted}.")
+        values = frame[column].dropna().unique()
+        if len(values) > 1:
+            raise TrendError(f"{path} holds several {column} values ({', '.join(map(str, values))}); pick one.")
+    if frame.duplicated(["source", "target"]).any():
+        raise TrendError(f"{path} lists some (source, target) pair more than once.")
+    grid = frame.pivot(index="source", columns="target", values="tm").astype(float)
+    grid.index, grid.columns = grid.index.map(str), grid.columns.map(str)
+    grid.index.name, grid.columns.name = "source", "target"
+    return grid
+
+
+def symmetrize(tm: pd.DataFrame) -> pd.DataFrame:
+    """(TM(a->b) + TM(b->a)) / 2 over the models that are both sources and targets (one direction if the other
+    is missing); the diagonal is NaN (a model is not its own ensemble partner)."""
+    models = [m for m in tm.index if m in tm.columns]
+    if len(models) < 2:
+        raise TrendError("TREND selection needs a TM matrix over at least two models that are both sources and targets.")
+    if len(set(models)) != len(models):
+        raise TrendError("The TM matrix names some model twice.")
+    square = tm.loc[models, models].astype(float).to_numpy()
+    both = np.stack([square, square.T])
+    defined = (~np.isnan(both)).sum(axis=0)
+    sym = np.where(defined > 0, np.nansum(both, axis=0) / np.maximum(defined, 1), np.nan)
+    np.fill_diagonal(sym, np.nan)
+    return pd.DataFrame(sym, index=models, columns=models)
+
+
+def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (), min_acc: float | None = None,
+                     accuracies: dict[str, float] | None = None, top: int = 10) -> pd.DataFrame:
+    """Rank k-member candidate ensembles by mean pairwise symmetrized TM (lower: attacks transfer less among them).
+
+    ``require``: members every candidate must contain; ``min_acc`` with ``accuracies`` (model -> clean accuracy
+    in [0, 1]): drop candidates below the floor. Exhaustive when there are at most 50,000 subsets, else greedy
+    growth from every pool member. Returns the best ``top`` sets: rank, ensemble, members, score (mean pairwise
+    TM), max_pair_tm, undefined_pairs (pairs with no TM in either direction, left out of the mean and ranked
+    last), and min_acc / mean_acc of the members when accuracies are given.
+    """
+    sym = symmetrize(tm_matrix)
+    names = list(sym.index)
+    k = _whole("k (the ensemble size)", k, 2)
+    top = _whole("top", top, 1)
+    required = list(dict.fromkeys(str(r) for r in require))
+    unknown = [r for r in required if r not in names]
+    if unknown:
+        raise TrendError(f"Required member {unknown[0]!r} is not in the TM matrix ({', '.join(names)}).")
+    if len(required) > k:
+        raise TrendError(f"{len(required)} required members do not fit an ensemble of {k}.")
+    pool = list(names)
+    if min_acc is not None:
+        floor = _fraction("min_acc", min_acc)
+        missing = [n for n in names if accuracies is None or n not in accuracies]
+        if missing:
+            raise TrendError(f"An accuracy floor needs the clean accuracy of every model; {missing[0]!r} has none.")
+        for r in required:
+            if accuracies[r] < floor:
+                raise TrendError(f"Required member {r!r} has clean accuracy {accuracies[r]:.4f}, below the floor {floor}.")
+        pool = [n for n in names if accuracies[n] >= floor]
+    if len(pool) < k:
+        raise TrendError(f"Only {len(pool)} models pass the filters, fewer than the ensemble size {k}.")
+    index = {n: i for i, n in enumerate(names)}
+    matrix = sym.to_numpy()
+    fixed = [index[r] for r in required]
+    free = [index[n] for n in pool if n not in required]
+    count = math.comb(len(free), k - len(fixed))
+    if count <= EXHAUSTIVE_LIMIT:
+        combos = np.array([fixed + list(c) for c in itertools.combinations(free, k - len(fixed))], dtype=int)
+        method = "exhaustive"
+    else:
+        combos = _greedy_sets(matrix, fixed, free, k)
+        method = "greedy"
+    combos = np.sort(combos, axis=1)  # members listed in the matrix's order
+    score, worst, undefined = _score_sets(matrix, combos)
+    order = np.lexsort((score, undefined > 0))[:top]
+    rows = []
+    for rank, i in enumerate(order, start=1):
+        members = tuple(names[j] for j in combos[i])
+        row = {"rank": rank, "ensemble": " + ".join(members), "members": members, "score": float(score[i]),
+               "max_pair_tm": float(worst[i]), "undefined_pairs": int(undefined[i])}
+        if accuracies is not None and all(m in accuracies for m in members):
+            accs = [float(accuracies[m]) for m in members]
+            row.update(min_acc=min(accs), mean_acc=float(np.mean(accs)))
+        rows.append(row)
+    frame = pd.DataFrame(rows).set_index("rank")
+    frame.attrs["method"], frame.attrs["candidates"] = method, int(len(combos))
+    return frame
+
+
+def _score_sets(matrix: np.ndarray, combos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and max of the defined pairwise values of each set (rows of ``combos``), and the undefined count."""
+    pairs = list(itertools.combinations(range(combos.shape[1]), 2))
+    values = np.stack([matrix[combos[:, i], combos[:, j]] for i, j in pairs], axis=1)
+    defined = ~np.isnan(values)
+    total = np.where(defined, values, 0.0).sum(axis=1)
+    n_defined = defined.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_defined > 0, total / np.maximum(n_defined, 1), np.inf)
+    worst = np.where(n_defined > 0, np.where(defined, values, -np.inf).max(axis=1), np.nan)
+    return mean, worst, len(pairs) - n_defined
+
+
+def _greedy_sets(matrix: np.ndarray, fixed: list[int], free: list[int], k: int) -> np.ndarray:
+    """One greedy set per starting member: add the model with the lowest mean TM to those chosen, until k."""
+    filled = np.where(np.isnan(matrix), 1.0, matrix)  # an unknown pair counts as fully transferable
+    starts = free if len(fixed) < k else [None]
+    sets = []
+    for start in starts:
+        chosen = list(fixed) + ([start] if start is not None else [])
+        rest = [j for j in free if j not in chosen]
+        while len(chosen) < k:
+            costs = filled[np.ix_(rest, chosen)].mean(axis=1)
+            chosen.append(rest.pop(int(np.argmin(costs))))
+        sets.append(tuple(sorted(chosen)))
+    return np.array(list(dict.fromkeys(sets)), dtype=int)
+
+
+def _whole(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise TrendError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _fraction(name: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TrendError(f"{name} must be a number in [0, 1], got {value!r}.") from None
+    if not 0 <= number <= 1:
+        raise TrendError(f"{name} is a fraction in [0, 1] (e.g. 0.9 for 90%), got {value!r}.")
+    return number
