@@ -86,7 +86,9 @@ def show_result(ctx, result) -> None:
 
     matrix, pairs = result.matrix(), result.long()
     eps_text = "no eps clip" if result.eps is None else f"eps {result.eps:.4g}"
-    st.subheader(f"Transferability matrix: {result.attack}, {eps_text}, {result.n_images} images")
+    attack = result.attack.split("(")[0]
+    st.subheader(f"Transferability: {ATTACKS.get(attack, attack)}, {eps_text}, {result.n_images} images")
+    st.caption(f"Attack settings: {result.attack}")
     for warning in result.warnings:
         st.warning(warning)
     heat, asym, tables, examples, downloads = st.tabs(
