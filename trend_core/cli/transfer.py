@@ -57,7 +57,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     with _source_bar(len(sources) if sources else len(models)) as progress:
         result = run_transfer(models, attack, split=args.split, limit=limit, store=store, progress=progress,
                               device=args.device, sources=sources, targets=targets)
-    print(f"TM under {result.attack} at eps={result.eps} on {result.n_images} {result.split} images "
+    bound = f"eps={result.eps}" if result.eps is not None else "no eps bound (minimum-norm perturbations)"
+    print(f"TM under {result.attack} at {bound} on {result.n_images} {result.split} images "
           "(rows: source, columns: target; averages leave out the diagonal)", file=sys.stderr)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
