@@ -121,3 +121,20 @@ def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monke
     assert job.from_store
     assert heatmap_traces(at)["TM"]["z"] == first
     assert any(t.get("name", "").startswith("clean") for f in figures(at) for t in f["data"])  # examples rebuilt
+
+
+def test_family_presets_group_models_differing_in_one_factor():
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import preset_specs
+    from trend_ui.families import families
+
+    found = families(preset_specs("digits"))
+    by_factor = {name.split(":")[0]: {s.short_name for s in specs} for name, specs in found.items()}
+    assert by_factor["seeds"] == {"FP-s0", "FP-s1", "FP-s2"}
+    assert by_factor["input quantization"] == {"FP-s0", "Q8-s0", "Q4-s0", "Q2-s0", "Q1-s0", "HT-s0"}
+    assert by_factor["weight quantization"] == {"FP-s0", "W2-s0"}
+    assert by_factor["activation quantization"] == {"FP-s0", "A2-s0"}
+    assert by_factor["optimizers"] == {"FP-s0", "FP-adam-s0"}
+    assert by_factor["architectures"] == {"FP-s0", "FP-VGG11BN-s0"}
+    assert len(found) == 6 and all(f"({len(specs)} models)" in name for name, specs in found.items())
+    assert families([ModelSpec.parse(FP)]) == {}

@@ -187,10 +187,10 @@ def run_scenario(server, page) -> None:
         return
     goto_page(page, "TREND builder")
     no_exception(page)
-    page.get_by_text(re.compile(r"FP-s0 \+ Q1-s0 \+ Q2-s0")).first.wait_for()  # the ranked candidate
     page.get_by_role("button", name="Evaluate the chosen ensemble").click()
     page.get_by_test_id("stMetric").first.wait_for(timeout=180_000)  # "vs <member> alone: <ratio>x"
     no_exception(page)
     metrics = page.get_by_test_id("stMetric").all_inner_texts()
     assert any("alone" in m for m in metrics), metrics
+    assert {re.search(r"vs (\S+) alone", m).group(1) for m in metrics} <= DEMO_LABELS  # members by model name
     shot(page, "06-trend-builder")

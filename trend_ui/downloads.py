@@ -9,8 +9,8 @@ def download_frame(frame: pd.DataFrame, stem: str, key: str | None = None) -> No
     """Two buttons: the table as CSV and as JSON records (index included as a column)."""
     flat = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
     key = key or stem
-    left, right = st.columns(2)
-    left.download_button("Download CSV", flat.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
-                         key=f"{key}-csv", on_click="ignore", icon=":material/download:")
-    right.download_button("Download JSON", flat.to_json(orient="records", indent=2).encode(), f"{stem}.json",
-                          "application/json", key=f"{key}-json", on_click="ignore", icon=":material/download:")
+    row = st.container(horizontal=True)
+    row.download_button("Download CSV", flat.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
+                        key=f"{key}-csv", on_click="ignore", icon=":material/download:")
+    row.download_button("Download JSON", flat.to_json(orient="records", indent=2).encode(), f"{stem}.json",
+                        "application/json", key=f"{key}-json", on_click="ignore", icon=":material/download:")
