@@ -79,8 +79,9 @@ def show_result(ctx, result: dict) -> None:
     st.markdown("**Distance to the nearest boundary** along each axis (L2, pixel units; empty: no boundary "
                 "within the range)")
     st.dataframe(distances.rename(columns={"clean_pred": "prediction"}), hide_index=True, width="stretch")
-    st.markdown("**Downloads**: distances, and the class of every grid point")
+    st.markdown("**Download the distances**")
     trend_ui.download_frame(result["distances"], f"boundary-{result['index']}-distances", key="db_dl_dist")
+    st.markdown("**Download the class of every grid point**")
     trend_ui.download_frame(grid_frame(result["classes"], result["x_offsets"], result["y_offsets"], class_names),
                             f"boundary-{result['index']}-grid", key="db_dl_grid")
 

@@ -48,7 +48,8 @@ def _test_size(dataset: str) -> int:
 def show_sweep(result: dict) -> None:
     """Success over eps (lines), at one eps (bars), and per-member numbers at that eps."""
     from trend_core.ensemble import ENSEMBLE_LABEL
-    from trend_core.plots.ensemble import agreement_figure, rule_label, success_bars_figure, success_lines_figure
+    from trend_core.plots.ensemble import (RULE_ORDER, agreement_figure, rule_label, success_bars_figure,
+                                           success_lines_figure)
 
     sweep, agreement = result["sweep"], result["agreement"]
     ensemble = sweep[sweep["model"] == ENSEMBLE_LABEL]
@@ -69,16 +70,19 @@ def show_sweep(result: dict) -> None:
                 "crafted against the ensemble.")
     at_eps = agreement[agreement["eps"] == eps]
     st.plotly_chart(agreement_figure(at_eps), width="stretch", key="ea_agreement")
-    table = at_eps.assign(rule=at_eps["rule"].map(rule_label)).pivot(index="member", columns="rule",
-                                                                     values="agreement")
     fooled = sweep[(sweep["eps"] == eps) & (sweep["model"] != ENSEMBLE_LABEL)]
-    accuracy = fooled.assign(rule=fooled["rule"].map(rule_label)).pivot(index="model", columns="rule",
-                                                                        values="acc_on_ensemble_adv")
-    table = table.join(accuracy.add_prefix("accuracy on adversarial, "))
-    st.dataframe(table.reindex(members), width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns})
-    st.markdown("**Downloads**: the sweep (every rule, eps and member) and the agreement numbers")
+    number = {c: st.column_config.NumberColumn(format="%.3f") for c in ("D-AG", "EMPIR", "U-GD", "A-GD")}
+    for column, (title, frame, value, index) in zip(st.columns(2), (
+            ("Sign agreement (fraction of pixels)", at_eps, "agreement", "member"),
+            ("Member accuracy on the ensemble's adversarial images", fooled, "acc_on_ensemble_adv", "model"))):
+        column.markdown(f"**{title}**")
+        table = frame.assign(rule=frame["rule"].map(rule_label)).pivot(index=index, columns="rule", values=value)
+        table.index.name = "member"
+        column.dataframe(table.reindex(index=members, columns=[r for r in RULE_ORDER if r in table.columns]),
+                         width="stretch", column_config=number)
+    st.markdown("**Download the sweep** (every rule, eps and member)")
     trend_ui.download_frame(sweep, "ensemble-attacks-sweep", key="ea_dl_sweep")
+    st.markdown("**Download the agreement numbers**")
     trend_ui.download_frame(agreement, "ensemble-attacks-agreement", key="ea_dl_agreement")
 
 
@@ -111,8 +115,12 @@ def show_gradients(ctx, members: list[str]) -> None:
     st.caption("Per member: its gradient sign, and D-AG and A-GD minus that sign (white where the ensemble direction "
                "agrees with the member). Last row: the two ensemble directions.")
     st.plotly_chart(direction_fig, width="stretch", key="ea_directions")
-    st.dataframe(views.agreement_frame().assign(rule=lambda d: d["rule"].map(rule_label)).pivot(
-        index="member", columns="rule", values="agreement").reindex(views.names), width="stretch")
+    st.caption("Sign agreement on this image: the fraction of pixels where each ensemble direction has the member's "
+               "gradient sign.")
+    agreement = views.agreement_frame().assign(rule=lambda d: d["rule"].map(rule_label))
+    st.dataframe(agreement.pivot(index="member", columns="rule", values="agreement")
+                 .reindex(index=views.names, columns=list(dict.fromkeys(agreement["rule"]))), width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("D-AG", "A-GD")})
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def choose_eps(ctx) -> dict:
     info = get_info(ctx.dataset)
     low, high = info.eps_range
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
-    text = c1.text_input("eps to fit (3 or more)", ", ".join(f"{e:g}" for e in default_fit_eps(ctx.dataset)),
+    text = c1.text_input("eps to fit (3 or more)", ", ".join(f"{e:.4g}" for e in default_fit_eps(ctx.dataset)),
                          key="tc_fit_eps", help=f"The paper fits from 4 eps; defaults spread over {low:g} to {high:g}.")
     points = c2.number_input("Measured points", 0, 40, 12, key="tc_points",
                              help="A denser sweep over the same range to check the fit against (the paper: 20).")
@@ -79,7 +79,9 @@ def show_fit(result: dict) -> None:
     st.markdown("**Measured points** and the fitted TM at each")
     st.dataframe(result["measured"], hide_index=True, width="stretch")
     stem = f"tm-curve-{result['source']}-{result['target']}"
+    st.markdown("**Download the measured points**")
     trend_ui.download_frame(result["measured"], stem + "-measured", key="tc_dl_measured")
+    st.markdown("**Download the fitted curves** (a dense eps grid)")
     trend_ui.download_frame(result["curve"], stem + "-fit", key="tc_dl_fit")
 
 

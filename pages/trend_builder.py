@@ -40,7 +40,7 @@ def launch_transfer(ctx, expanded: bool) -> None:
         c1, c2, c3 = st.columns(3)
         eps = c1.slider("PGD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
                         step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_pool_eps")
-        steps = c2.number_input("Steps", 1, 200, 20, key="tb_pool_steps")
+        steps = c2.number_input("PGD steps", 1, 200, 20, key="tb_pool_steps")
         limit = c3.number_input("Test images", 1, 10_000, 200, key="tb_pool_limit")
         if st.button("Run transfer", icon=":material/play_arrow:", key="tb_launch"):
             with trend_ui.guard("The transfer run"):
@@ -102,7 +102,8 @@ def choose_candidates(ctx, result) -> tuple | None:
     st.markdown(f"**Ranked candidates** ({candidates.attrs.get('method', '')} search over "
                 f"{candidates.attrs.get('candidates', len(candidates))} sets): mean pairwise symmetrized TM, lower "
                 "is better (attacks transfer less among the members).")
-    shown = candidates.drop(columns=["members"]).rename(columns={"score": "mean pair TM", "max_pair_tm": "max pair TM"})
+    shown = candidates.drop(columns=["members"]).rename(columns={"score": "mean pair TM", "max_pair_tm": "max pair TM",
+                                                                 "undefined_pairs": "pairs without TM"})
     for column in ("min_acc", "mean_acc"):
         if column in shown:
             shown[column] = 100 * shown[column]
@@ -139,8 +140,9 @@ def attack_settings(ctx) -> dict:
     eps = c1.slider("A-GD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
                     step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_eps",
                     help="The paper's headline: eps = 0.01 on CIFAR-10.")
-    steps = c2.number_input("Steps", 1, 200, 20, key="tb_steps")
-    limit = c3.number_input("Test images", 1, 10_000, 100, key="tb_limit")
+    steps = c2.number_input("A-GD steps", 1, 200, 20, key="tb_steps")
+    limit = c3.number_input("Images attacked", 1, 10_000, 100, key="tb_limit",
+                            help="The first test images; accuracy under attack is measured on them.")
     return {"eps": eps, "steps": int(steps), "limit": int(limit)}
 
 
@@ -170,7 +172,10 @@ def show_growth(frame) -> None:
     st.markdown("**Robustness as the ensemble grows** (the paper's Fig. 9): from the first required member (else the "
                 "most accurate model), the best TREND set of each size that holds it and the required members.")
     st.plotly_chart(growth_figure(frame, f"A-GD eps {eps:g}"), width="stretch", key="tb_growth")
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame.drop(columns=["eps"]), hide_index=True, width="stretch",
+                 column_config={"clean_accuracy": st.column_config.NumberColumn("clean accuracy", format="percent"),
+                                "accuracy": st.column_config.NumberColumn(f"accuracy under A-GD eps {eps:g}",
+                                                                          format="percent")})
     trend_ui.download_frame(frame, f"trend-growth-eps{eps:g}", key="tb_dl_growth")
 
 
@@ -179,7 +184,7 @@ def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, 
 
     st.subheader("Robustness")
     settings = attack_settings(ctx)
-    c1, c2, c3 = st.columns([1, 1, 2])
+    c1, c2, c3 = st.columns([1.5, 1.3, 2])
     run_eval = c1.button("Evaluate the chosen ensemble", type="primary", icon=":material/shield:", key="tb_eval")
     top = c3.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
         if len(pool) > 2 else 2

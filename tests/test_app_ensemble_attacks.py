@@ -52,9 +52,13 @@ def test_four_rules_over_eps_and_at_one_eps_with_member_numbers(zoo_home):
     assert [t["name"] for t in agreement["data"]] == RULES
     assert agreement["data"][0]["x"] == LABELS
     assert all(0 <= v <= 1 for t in agreement["data"] for v in t["y"])
-    members = at.dataframe[0].value
-    assert list(members.index) == LABELS and "A-GD" in members.columns
-    assert "accuracy on adversarial, A-GD" in members.columns
+    agree, fooled = at.dataframe[0].value, at.dataframe[1].value
+    assert list(agree.index) == LABELS and list(agree.columns) == RULES
+    assert list(fooled.index) == LABELS and list(fooled.columns) == RULES
+    numbers = result["agreement"].query("eps == @eps and rule == 'dag'").set_index("member")["agreement"]
+    assert list(agree["D-AG"]) == pytest.approx([numbers[m] for m in LABELS])
+    own = result["sweep"].query("eps == @eps and rule == 'agd' and model != 'ensemble'").set_index("model")
+    assert list(fooled["A-GD"]) == pytest.approx([own.at[m, "acc_on_ensemble_adv"] for m in LABELS])
     # another eps for the bars: redrawn from the same job, no new attack
     other = 0.05 if eps == 0.2 else 0.2
     at.select_slider(key="ea_bar_eps").set_value(other).run()
@@ -79,7 +83,7 @@ def test_gradient_pictures_name_every_member(zoo_home):
     directions = next(f for f in figs if any(t["name"] == "ensemble A-GD direction" for t in f["data"]))
     assert [t["name"] for t in directions["data"][:3]] == ["FP-s0 sign", "FP-s0 D-AG - sign", "FP-s0 A-GD - sign"]
     table = at.dataframe[0].value
-    assert list(table.index) == LABELS and list(table.columns) == ["A-GD", "D-AG"]
+    assert list(table.index) == LABELS and list(table.columns) == ["D-AG", "A-GD"]
     assert ((table >= 0) & (table <= 1)).all().all()
 
 
