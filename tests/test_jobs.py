@@ -184,3 +184,13 @@ def test_cancelled_training_saves_nothing(trend_home):
     job.cancel()
     wait_all(job, timeout=30)
     assert job.status is JobStatus.CANCELLED and not zoo.has(spec)
+
+
+def test_done_job_whose_stored_result_was_deleted_runs_again():
+    store, calls = DictStore(), []
+    manager = JobManager(sync=True)
+    first = manager.submit("d", lambda job: calls.append(1) or len(calls), title="D", store=store)
+    assert manager.submit("d", lambda job: calls.append(1) or len(calls), title="D", store=store) is first
+    store.clear()  # e.g. the trained model was deleted from the zoo
+    again = manager.submit("d", lambda job: calls.append(1) or len(calls), title="D", store=store)
+    assert again is not first and again.result == 2 and calls == [1, 1]

@@ -219,16 +219,19 @@ class JobManager:
                device: str | None = None, store: ResultStore | None = None,
                log_dir: str | os.PathLike | None = None, meta: dict | None = None) -> Job:
         """The job for ``key``: the live or finished one if known, one rebuilt from ``store`` if the result
-        is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try.
+        is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try, and
+        so is a done one whose result has since left ``store``.
 
         ``device`` (e.g. "cpu", "cuda:0") marks a heavy job, run by that device's single worker; ``meta``
         records what was asked (kept on the job for pages that find it again).
         """
         with self._lock:
             job = self._jobs.get(key)
-            if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-                return job
             stored = _lookup(store, key)
+            if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                stale = job.status is JobStatus.DONE and store is not None and stored is None
+                if not stale:  # (a done job whose stored result was deleted, e.g. a model, runs again)
+                    return job
             if stored is not None:
                 job = Job(key, title, kind, device, status=JobStatus.DONE, fraction=1.0, message="done",
                           result=stored, from_store=True, meta=dict(meta or {}))

@@ -32,11 +32,11 @@ class AppContext:
 
     @property
     def store(self):
-        """The results store under the store folder (trend_core.store.Store)."""
+        """The results store under the store folder (one shared Store per folder and process)."""
         if self._store is None:
-            from trend_core.store import Store
+            from trend_core.store import get_store
 
-            self._store = Store(self.home)
+            self._store = get_store(self.home)
         return self._store
 
     def models(self) -> list[dict]:
