@@ -86,6 +86,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
+def autograd_ready(t: torch.Tensor) -> torch.Tensor:
+    """``t``, copied if it was made under ``torch.inference_mode`` (such tensors cannot enter autograd)."""
+    return t.clone() if t.is_inference() else t
+
+
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     delta = (x_adv - x).flatten(1)
     return delta.norm(p=2, dim=1), delta.abs().amax(dim=1)
@@ -167,7 +172,7 @@ class Attack:
         results: list[list[AttackResult]] = [[] for _ in epsilons]
         with attack_mode(model):
             for x_chunk, y_chunk in self._chunks(x, y):
-                xd, yd = x_chunk.to(device), y_chunk.to(device)
+                xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
                 clean_pred = predict(model, xd)
                 if self.minimum_norm:
                     unbounded = self._perturb_checked(model, xd, yd, None)

@@ -56,7 +56,8 @@ class DeepFool(Attack):
         with torch.no_grad():
             clean_logits = model(x_adv)
         k = min(self.candidates, clean_logits.shape[1])
-        candidates = clean_logits.topk(k, dim=1).indices
+        # the top class is y itself for every image that is attacked: only the k - 1 others need gradients
+        candidates = clean_logits.topk(k, dim=1).indices[:, 1:]
         active = (clean_logits.argmax(1) == y).nonzero().squeeze(1)
         for _ in range(self.steps):
             if active.numel() == 0:
