@@ -35,6 +35,7 @@ class SaturatingFit:
     a: float
     b: float
     rmse: float = 0.0
+    unsaturated: bool = False  # the counts did not bend over the range: a hit its bound, the fit is ~ a line
 
     def __call__(self, eps) -> np.ndarray:
         return saturating(eps, self.a, self.b)
@@ -80,7 +81,7 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
         raise TrendError(f"The fit of {what}(eps) did not converge ({last_error or 'no finite solution'}); "
                          "measure more eps values or a wider eps range.")
     a, b_unit = float(best[0]), float(best[1])
-    return SaturatingFit(a, b_unit / scale, math.sqrt(best_sse / len(c)))
+    return SaturatingFit(a, b_unit / scale, math.sqrt(best_sse / len(c)), unsaturated=a >= 0.99 * a_upper)
 
 
 def _check_points(eps, counts, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +225,9 @@ def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None
     curve = fit_tm_curve(fit_rows["eps"], fit_rows["f_st"], fit_rows["f_ss"])
     notes = [f"TM is undefined at eps {e:g}: the source produced no adversarial image there."
              for e in measured.loc[measured["f_ss"] == 0, "eps"]]
+    notes += [f"{name}(eps) does not saturate over the fit's eps (it grows like a straight line or faster), so "
+              "a (1 - exp(b eps)) fits it poorly; its constants sit at the fit's bounds."
+              for name, fit in (("f_st", curve.st), ("f_ss", curve.ss)) if fit.unsaturated]
     errors = (curve.tm(measured["eps"].to_numpy(float)) - measured["tm"].to_numpy(float))
     errors = errors[np.isfinite(errors)]
     return TMFitResult(measured.attrs.get("source", "source"), measured.attrs.get("target", "target"),
