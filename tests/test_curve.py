@@ -23,7 +23,13 @@ def test_fit_recovers_known_constants_from_noisy_counts(a, b, top, seed):
     fit = fit_saturating(eps, counts)
     assert fit.a == pytest.approx(a, rel=0.05)
     assert fit.b == pytest.approx(b, rel=0.1)
-    assert fit.rmse < 3 * np.sqrt(a)
+    assert fit.rmse < 3 * np.sqrt(a) and not fit.unsaturated
+
+
+def test_counts_that_never_bend_are_flagged():
+    eps = np.linspace(0.02, 0.3, 6)
+    fit = fit_saturating(eps, 100 * eps ** 2 / 0.09)  # convex: the exponential cannot bend that way
+    assert fit.unsaturated and fit.b < 0
 
 
 def test_tm_is_the_ratio_of_the_two_fits_and_rmse_counts_every_point():

@@ -37,6 +37,8 @@ def majority_vote(preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int 
 
 def expected_correct(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per image, the probability over the random tie-break that the vote is ``y`` (exact: 1, 0 or votes-for-y / N)."""
+    if preds.numel() == 0:
+        return torch.zeros(preds.shape[-1], device=preds.device)
     num_classes = int(max(int(preds.max()), int(y.max()))) + 1
     counts = F.one_hot(preds, num_classes).sum(0)
     top = counts.max(dim=1).values
