@@ -1,0 +1,336 @@
+"""Attack benchmark: our attacks against torchattacks 3.3 and against the hardware limit, in one run.
+
+    python bench/attacks.py                  # CPU or CUDA (auto); a few minutes on a 2-core CPU
+    python bench/attacks.py --quick          # smoke run with tiny sizes
+    python bench/attacks.py --device cuda --batch 512
+    python bench/attacks.py --setups cifar   # only one setup (digits, cifar, tm)
+
+Two setups, each measured on one model and one batch: (a) a narrow ResNet18 (width 0.25) trained on digits,
+loaded from (or trained once into) a bench zoo; (b) a full-width CIFAR-style ResNet18, untrained, on random
+32x32 images labelled with its own predictions (so every image starts correctly classified). Every timing is
+the fastest of ``--repeats`` runs, ours and theirs interleaved, both with the model in eval mode and its
+parameters frozen. On the CPU it runs one thread and counts process CPU time, which other jobs on a shared
+machine disturb far less than the wall clock. torchattacks' DeepFool loops over images, so it is timed on a small slice of the batch and
+scaled per image (said in the output). With CUDA present it also prints PGD-40 images/s on the full-width
+CIFAR ResNet18 at batch 512 with and without bf16 autocast.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torchattacks  # noqa: E402
+
+from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool, predict  # noqa: E402
+from trend_core.attacks.base import attack_mode, perturbation_norms  # noqa: E402
+from trend_core.data import load_dataset  # noqa: E402
+from trend_core.devices import resolve_device  # noqa: E402
+from trend_core.nn import build_model  # noqa: E402
+from trend_core.specs import ModelSpec  # noqa: E402
+from trend_core.zoo import Zoo, preset_specs  # noqa: E402
+
+DIGITS_MODEL = "digits/resnet18-w0.25/FP/sgd/s0"
+
+
+@dataclass
+class Row:
+    setup: str
+    measure: str
+    value: float
+    target: float | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.target is None else ("PASS" if self.value <= self.target else "MISS")
+
+
+@dataclass
+class Setup:
+    name: str
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    eps: float
+    pgd_steps: int
+    cw_steps: int
+    deepfool_reference_images: int
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clock(device: torch.device) -> Callable[[], float]:
+    """CPU time of this process on a one-thread CPU run (steady on a shared, loaded machine), else wall time."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time
+    return time.perf_counter
+
+
+def fastest(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> tuple[dict, dict]:
+    """Run each function ``repeats`` times, interleaved; return (best seconds, last output) per name."""
+    best = {name: float("inf") for name in fns}
+    out = {}
+    now = clock(device)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = now()
+            out[name] = fn()
+            sync(device)
+            best[name] = min(best[name], now() - start)
+    return best, out
+
+
+class ForwardCounter:
+    """Counts forward passes of a model (to check both sides ran the same iterations)."""
+
+    def __init__(self, model: nn.Module):
+        self.count = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.count += 1
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def reference_outcome(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor):
+    success = (predict(model, x) == y) & (predict(model, x_adv) != y)
+    return success, perturbation_norms(x, x_adv)[0]
+
+
+def rate(success: torch.Tensor, correct: torch.Tensor) -> float:
+    return float(success.sum()) / max(1, int(correct.sum()))
+
+
+def bare_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """One bare forward + backward to the input: the least any gradient step must cost."""
+    def run():
+        with attack_mode(model):
+            xg = x.detach().requires_grad_(True)
+            return torch.autograd.grad(F.cross_entropy(model(xg), y), xg)[0]
+    return run
+
+
+def bench_pgd(s: Setup, repeats: int, device) -> list[Row]:
+    ours = PGD(eps=s.eps, steps=s.pgd_steps, step_size=0.01)
+    theirs = torchattacks.PGD(s.model, eps=s.eps, alpha=ours.step_size, steps=s.pgd_steps, random_start=True)
+
+    def run_theirs():
+        with attack_mode(s.model):
+            return theirs(s.x, s.y)
+
+    bare_runs = s.pgd_steps  # as long as the attack, so both meet the same machine load
+    times, out = fastest({"ours": lambda: ours(s.model, s.x, s.y), "theirs": run_theirs,
+                          "bare": lambda: [bare_step(s.model, s.x, s.y)() for _ in range(bare_runs)]}, repeats, device)
+    r_ours = out["ours"]
+    t_success, _ = reference_outcome(s.model, s.x, s.y, out["theirs"])
+    per_step = times["ours"] / s.pgd_steps
+    bare = times["bare"] / bare_runs
+    note = (f"ours {times['ours']:.3f} s, torchattacks {times['theirs']:.3f} s; success ours "
+            f"{rate(r_ours.success, r_ours.clean_correct):.3f} / theirs {rate(t_success, r_ours.clean_correct):.3f}")
+    return [Row(s.name, f"PGD-{s.pgd_steps} time ours / torchattacks", times["ours"] / times["theirs"], 1.0, note),
+            Row(s.name, "PGD s per step / bare fwd+bwd", per_step / bare, 1.15,
+                f"{per_step * 1e3:.2f} ms per step (whole attack incl. clean/adv evaluation) vs {bare * 1e3:.2f} ms")]
+
+
+def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
+    n_ref = min(s.deepfool_reference_images, len(s.x))
+    x_ref, y_ref = s.x[:n_ref], s.y[:n_ref]
+    ours = DeepFool(steps=50, overshoot=0.02)
+    theirs = torchattacks.DeepFool(s.model, steps=50, overshoot=0.02)
+
+    def run_theirs():
+        with attack_mode(s.model):
+            return theirs(x_ref, y_ref)
+
+    times, out = fastest({"ours": lambda: ours(s.model, s.x, s.y), "theirs": run_theirs}, min(repeats, 2), device)
+    r = out["ours"]
+    t_success, t_l2 = reference_outcome(s.model, x_ref, y_ref, out["theirs"])
+    theirs_full = times["theirs"] * len(s.x) / n_ref
+    ours_ref_rate = rate(r.success[:n_ref], r.clean_correct[:n_ref])
+    theirs_ref_rate = rate(t_success, r.clean_correct[:n_ref])
+    ratio = times["ours"] / theirs_full
+    equal_or_better = ours_ref_rate >= theirs_ref_rate
+    note = (f"ours {times['ours']:.3f} s on {len(s.x)} images; torchattacks {times['theirs']:.3f} s on the first "
+            f"{n_ref}, scaled per image to {theirs_full:.2f} s; success on those {n_ref}: ours {ours_ref_rate:.3f} "
+            f"(mean L2 {float(r.l2[:n_ref][r.success[:n_ref]].mean()):.4f}) vs theirs {theirs_ref_rate:.3f} "
+            f"(mean L2 {float(t_l2[t_success].mean()):.4f}); ours on all {len(s.x)}: "
+            f"{rate(r.success, r.clean_correct):.3f}")
+    row = Row(s.name, "DeepFool time ours / torchattacks", ratio, 0.1, note)
+    if not equal_or_better:
+        row.target = -1.0  # a faster attack that fools fewer images does not pass
+        row.note += " -- LOWER SUCCESS"
+    return [row]
+
+
+def cw_f_on_device(self, outputs, labels):
+    """torchattacks 3.3 CW's f, unchanged except that its one-hot matrix is made on the logits' device
+    (the original indexes a CPU matrix with CUDA labels, which fails on CUDA)."""
+    one_hot_labels = torch.eye(outputs.shape[1], device=outputs.device)[labels]
+    i, _ = torch.max((1 - one_hot_labels) * outputs, dim=1)
+    j = torch.masked_select(outputs, one_hot_labels.bool())
+    return torch.clamp((i - j) if self.targeted else (j - i), min=-self.kappa)
+
+
+def bench_cw(s: Setup, repeats: int, device) -> list[Row]:
+    if device.type != "cpu":
+        torchattacks.CW.f = cw_f_on_device
+    theirs = torchattacks.CW(s.model, c=1.0, kappa=0, steps=s.cw_steps, lr=0.01)
+
+    def run_theirs():
+        with attack_mode(s.model):
+            return theirs(s.x, s.y)
+
+    counter = ForwardCounter(s.model)
+    try:
+        run_theirs()  # warm-up, and how many iterations torchattacks runs before its early stop
+        iterations = counter.take()
+        ours = CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=1.0,
+                               abort_early=False)
+        times, out = fastest({"ours": lambda: (ours(s.model, s.x, s.y), counter.take()),
+                              "theirs": lambda: (run_theirs(), counter.take())}, repeats, device)
+    finally:
+        counter.handle.remove()
+    (r, ours_forwards), (t_adv, their_forwards) = out["ours"], out["theirs"]
+    t_success, t_l2 = reference_outcome(s.model, s.x, s.y, t_adv)
+    stopped = f" (torchattacks stops early after {iterations} of {s.cw_steps})" if iterations < s.cw_steps else ""
+    note = (f"ours {times['ours']:.3f} s ({ours_forwards - 2} iterations + clean/adversarial evaluation), "
+            f"torchattacks {times['theirs']:.3f} s ({their_forwards} iterations){stopped}; success ours "
+            f"{rate(r.success, r.clean_correct):.3f} / theirs {rate(t_success, r.clean_correct):.3f}; mean L2 ours "
+            f"{float(r.l2[r.success].mean()):.4f} / theirs {float(t_l2[t_success].mean()):.4f}")
+    return [Row(s.name, f"CW-{iterations} time ours / torchattacks", times["ours"] / times["theirs"], 1.0, note)]
+
+
+def bench_transfer(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                   repeats: int, device) -> list[Row]:
+    try:
+        from trend_core.transfer import run_transfer
+    except ImportError:
+        return [Row("digits 6 models", "TM matrix / (6 x one PGD)", float("nan"), 1.25,
+                    "trend_core.transfer.run_transfer is missing: not measured")]
+    attack = PGD(eps=eps, steps=steps)
+    singles = {f"pgd{i}": (lambda m=m: attack(m, x, y)) for i, m in enumerate(models)}
+    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), store=False,
+                                                                   device=str(device))}, repeats, device)
+    one_each = sum(times[k] for k in singles)
+    note = (f"run_transfer {times['matrix']:.3f} s (6 attacks + 30 evaluations, no disk cache) vs "
+            f"the 6 PGD attacks alone {one_each:.3f} s")
+    return [Row("digits 6 models", f"TM matrix / (6 x one PGD-{steps})", times["matrix"] / one_each, 1.25, note)]
+
+
+def bench_throughput(device, batch: int, steps: int = 40) -> list[Row]:
+    model = build_model(ModelSpec(dataset="cifar10", arch="resnet18")).to(device).eval()
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
+    y = predict(model, x).clone()  # (an inference-mode tensor cannot enter autograd)
+    rows = []
+    for autocast in (False, True):
+        attack = PGD(eps=8 / 255, steps=steps, autocast=autocast)
+        attack(model, x[:8], y[:8])  # warm-up (cuDNN autotuning, autocast caches)
+        times, _ = fastest({"pgd": lambda: attack(model, x, y)}, 2, device)
+        rows.append(Row(f"CIFAR RN18 b{batch}", f"PGD-{steps} images/s, bf16 autocast={autocast}",
+                        batch / times["pgd"], None, f"{times['pgd']:.3f} s per batch"))
+    return rows
+
+
+def digits_setup(zoo: Zoo, device, batch: int, quick: bool) -> Setup:
+    model = zoo.get_or_train(DIGITS_MODEL, device=device).eval()
+    x, y = load_dataset("digits").tensors("test", limit=min(batch, 360))
+    return Setup(f"digits RN18-w0.25 b{len(x)}", model, x.to(device), y.to(device), eps=0.1,
+                 pgd_steps=10 if quick else 40, cw_steps=10 if quick else 100,
+                 deepfool_reference_images=8 if quick else 24)
+
+
+def cifar_setup(device, batch: int, quick: bool) -> Setup:
+    model = build_model(ModelSpec(dataset="cifar10", arch="resnet18")).to(device).eval()
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
+    y = predict(model, x).clone()  # (an inference-mode tensor cannot enter autograd)
+    on_cpu = device.type == "cpu"
+    return Setup(f"CIFAR RN18 (full width) b{batch}", model, x, y, eps=8 / 255,
+                 pgd_steps=3 if quick else (20 if on_cpu else 40), cw_steps=3 if quick else (10 if on_cpu else 100),
+                 deepfool_reference_images=2 if quick else (4 if on_cpu else 16))
+
+
+def print_table(rows: list[Row]) -> None:
+    print()
+    print(f"{'setup':34s} {'measure':40s} {'value':>9s} {'target':>8s}  verdict")
+    print("-" * 102)
+    for r in rows:
+        target = "" if r.target is None else ("equal+" if r.target < 0 else f"<= {r.target:g}")
+        print(f"{r.setup:34s} {r.measure:40s} {r.value:9.3f} {target:>8s}  {r.verdict}")
+        if r.note:
+            print(f"{'':34s}   {r.note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per batch (default: digits 256 / CIFAR 16 on CPU, 360 / 512 on CUDA)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (fastest counts)")
+    parser.add_argument("--setups", default="digits,cifar,tm",
+                        help="comma-separated subset of: digits, cifar, tm (the TM matrix of 6 digits models)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: 1 on CPU, timed by process CPU time, which a shared, "
+                             "loaded machine disturbs least; more threads are timed by the wall clock)")
+    parser.add_argument("--zoo", default=str(Path(tempfile.gettempdir()) / "trend-bench-zoo"),
+                        help="where the digits models are trained once and then loaded from")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    chosen = {name.strip() for name in args.setups.split(",") if name.strip()}
+    if not chosen or chosen - {"digits", "cifar", "tm"}:
+        parser.error("--setups takes a comma-separated subset of: digits, cifar, tm")
+    if args.threads or device.type == "cpu":
+        torch.set_num_threads(args.threads or 1)
+    on_cpu = device.type == "cpu"
+    repeats = args.repeats or (2 if args.quick else 3)  # the fastest run counts; the first also warms up
+    digits_batch = args.batch or (32 if args.quick else (256 if on_cpu else 360))
+    cifar_batch = args.batch or (4 if args.quick else (16 if on_cpu else 512))
+    torch.manual_seed(0)
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if on_cpu else ""
+    print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, device {device}"
+          f"{' (' + torch.cuda.get_device_name(device) + ')' if not on_cpu else ''}, threads {torch.get_num_threads()}, "
+          f"repeats {repeats}{load}; clock: {'process CPU time' if clock(device) is time.process_time else 'wall'}")
+    zoo = Zoo(args.zoo)
+    rows: list[Row] = []
+    makers = {"digits": lambda: digits_setup(zoo, device, digits_batch, args.quick),
+              "cifar": lambda: cifar_setup(device, cifar_batch, args.quick)}
+    for name in [n for n in makers if n in chosen]:
+        setup = makers[name]()
+        print(f"== {setup.name}", flush=True)
+        for bench in (bench_pgd, bench_deepfool, bench_cw):
+            rows += bench(setup, repeats, device)
+            print(f"   {rows[-1].measure}: {rows[-1].value:.3f}", flush=True)
+    if "tm" in chosen:
+        print("== digits: TM matrix of 6 models", flush=True)
+        models = [zoo.get_or_train(spec, device=device).eval() for spec in preset_specs("digits")[:6]]
+        x, y = load_dataset("digits").tensors("test", limit=digits_batch)
+        rows += bench_transfer(models, x.to(device), y.to(device), 0.1, 10 if args.quick else 40, repeats, device)
+    if not on_cpu:
+        print("== CUDA throughput", flush=True)
+        rows += bench_throughput(device, 64 if args.quick else 512)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
