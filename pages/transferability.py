@@ -152,7 +152,8 @@ def show_examples(ctx, result) -> None:
         return
     pair = st.selectbox("Pair (source → target)", pairs, format_func=lambda p: f"{p[0]} → {p[1]}", key="tr_pair")
     if result.details is None:  # a result restored from the store: recompute details from the cached attacks
-        request = trend_ui.recalled_job("transfer", kind="transfer").meta.get("request")
+        job = trend_ui.recalled_job("transfer", kind="transfer")
+        request = job.meta.get("request") if job is not None else None
         if not request:
             st.info("This result came from the store without its images; launch the run again to see examples.")
             return
