@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import FP
+from test_attacks import one_thread  # noqa: F401  (autouse: one torch thread in this module)
 
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool, predict
 from trend_core.attacks.base import attack_mode, perturbation_norms
@@ -33,7 +34,7 @@ def rate(success: torch.Tensor, correct: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("norm, eps, step_size, steps", [("linf", 0.1, 0.01, 40), ("l2", 0.5, 0.1, 20)])
 def test_pgd_success_within_two_points_of_torchattacks(model, digits, norm, eps, step_size, steps):
-    x, y = digits.tensors("test", limit=240)
+    x, y = digits.tensors("test")
     ours = PGD(eps=eps, steps=steps, step_size=step_size, norm=norm)(model, x, y)
     if norm == "linf":
         make = lambda m: torchattacks.PGD(m, eps=eps, alpha=step_size, steps=steps, random_start=True)  # noqa: E731
@@ -46,20 +47,20 @@ def test_pgd_success_within_two_points_of_torchattacks(model, digits, norm, eps,
 
 
 def test_cw_at_least_as_strong_and_small_as_torchattacks(model, digits):
-    x, y = digits.tensors("test", limit=96)
+    x, y = digits.tensors("test", limit=200)
     # torchattacks' CW has no binary search: compare at one fixed c with the same steps and learning rate
     ours = CarliniWagnerL2(kappa=0, steps=100, lr=0.01, binary_search_steps=1, initial_c=1.0)(model, x, y)
     theirs, theirs_l2 = reference(model, lambda m: torchattacks.CW(m, c=1.0, kappa=0, steps=100, lr=0.01), x, y)
-    assert theirs.sum() > 40
+    assert theirs.sum() > 100
     assert ours.generated >= int(theirs.sum())
     assert float(ours.l2[ours.success].mean()) <= 1.1 * float(theirs_l2[theirs].mean())
 
 
 def test_deepfool_fools_more_with_smaller_perturbations_than_torchattacks(model, digits):
-    x, y = digits.tensors("test", limit=30)  # torchattacks' per-image, per-class loop is slow
+    x, y = digits.tensors("test", limit=80)  # torchattacks' per-image, per-class loop is slow
     ours = DeepFool(steps=50, overshoot=0.02)(model, x, y)
     theirs, theirs_l2 = reference(model, lambda m: torchattacks.DeepFool(m, steps=50, overshoot=0.02), x, y)
-    assert theirs.sum() > 20
+    assert theirs.sum() > 50
     assert ours.generated >= int(theirs.sum()) + 3  # torchattacks stalls short of the boundary on some
     # the mean L2 of the generated images (as the paper reports it)
     assert float(ours.l2[ours.success].mean()) <= float(theirs_l2[theirs].mean())

@@ -18,6 +18,16 @@ from trend_core.errors import TrendError
 TOL = 1e-6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Attacks run many small steps: on a shared, loaded 2-core machine, hand-offs between two torch threads
+    cost far more than the work (torchattacks' batch-1 DeepFool ran over ten times slower), so use one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_model(channels: int, size: int, classes: int = 4, seed: int = 0) -> nn.Module:
     """A random two-layer net for shape-agnostic property tests (fast, deterministic)."""
     torch.manual_seed(seed)
@@ -242,6 +252,15 @@ def test_registry_builds_every_attack_with_its_defaults():
 def test_bad_attack_settings_raise_one_clear_error(name, params, words):
     with pytest.raises(TrendError, match=words):
         make_attack(name, **params)
+
+
+def test_labels_made_under_inference_mode_are_accepted():
+    model = tiny_model(1, 4)
+    x, _ = tiny_batch(3, 1, 4)
+    with torch.inference_mode():
+        y = model(x).argmax(1)
+    result = PGD(eps=0.1, steps=2)(model, x, y)
+    assert result.clean_correct.all()
 
 
 def test_bad_run_input_raises_trend_error():
