@@ -10,9 +10,9 @@ loaded from (or trained once into) a bench zoo; (b) a full-width CIFAR-style Res
 32x32 images labelled with its own predictions (so every image starts correctly classified). Every timing is
 the fastest of ``--repeats`` runs, ours and theirs interleaved, both with the model in eval mode and its
 parameters frozen. On the CPU it runs one thread and counts process CPU time, which other jobs on a shared
-machine disturb far less than the wall clock. torchattacks' DeepFool loops over images, so it is timed on a small slice of the batch and
-scaled per image (said in the output). With CUDA present it also prints PGD-40 images/s on the full-width
-CIFAR ResNet18 at batch 512 with and without bf16 autocast.
+machine disturb far less than the wall clock. torchattacks' DeepFool loops over images, so it is timed on a
+small slice of the batch and scaled per image (said in the output). With CUDA present it also prints PGD-40
+images/s on the full-width CIFAR ResNet18 at batch 512 with and without bf16 autocast.
 """
 from __future__ import annotations
 
@@ -325,9 +325,10 @@ def main() -> None:
     cifar_batch = args.batch or (4 if args.quick else (16 if on_cpu else 512))
     torch.manual_seed(0)
     load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if on_cpu else ""
-    print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, device {device}"
-          f"{' (' + torch.cuda.get_device_name(device) + ')' if not on_cpu else ''}, threads {torch.get_num_threads()}, "
-          f"repeats {repeats}{load}; clock: {'process CPU time' if clock(device) is time.process_time else 'wall'}")
+    gpu = "" if on_cpu else f" ({torch.cuda.get_device_name(device)})"
+    timer = "process CPU time" if clock(device) is time.process_time else "wall"
+    print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, device {device}{gpu}, "
+          f"threads {torch.get_num_threads()}, repeats {repeats}{load}; clock: {timer}")
     zoo = Zoo(args.zoo)
     rows: list[Row] = []
     makers = {"digits": lambda: digits_setup(zoo, device, digits_batch, args.quick),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import FP
-from test_attacks import one_thread  # noqa: F401  (autouse: one torch thread in this module)
+from test_attacks import Shift, one_thread  # noqa: F401  (one_thread: autouse, one torch thread here)
 
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool, predict
 from trend_core.attacks.base import attack_mode, perturbation_norms
@@ -67,3 +67,12 @@ def test_deepfool_fools_more_with_smaller_perturbations_than_torchattacks(model,
     # on the images both fool, the same path: only the 1e-4 extra length of box-limited steps differs
     both = ours.success & theirs
     assert float(ours.l2[both].mean()) <= float(theirs_l2[both].mean()) * 1.001
+
+
+def test_cw_keeps_working_when_logits_are_negative_where_torchattacks_stalls(model, digits):
+    shifted = torch.nn.Sequential(model, Shift(-100.0))  # same decisions, every logit negative
+    x, y = digits.tensors("test", limit=32)
+    ours = CarliniWagnerL2(steps=30, lr=0.05, binary_search_steps=1, initial_c=1.0)(shifted, x, y)
+    theirs, _ = reference(shifted, lambda m: torchattacks.CW(m, c=1.0, kappa=0, steps=30, lr=0.05), x, y)
+    # torchattacks masks the true class with 0, which beats every negative logit: f is flat and nothing moves
+    assert ours.generated > 15 and ours.generated > int(theirs.sum())
