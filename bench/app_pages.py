@@ -6,7 +6,8 @@ cached (target < 1 s per page).
 
 The store is a temporary folder whose models/ is a copy of the test zoo (.trend-home/test-zoo; trained on
 first use). Each page is rendered once to warm up (for Transferability: a small transfer run is launched and
-finished), then re-rendered; the median of the timed renders is reported. Jobs run synchronously.
+finished; the other pages click their own run buttons with small settings), then re-rendered; the median
+of the timed renders is reported, with the number of charts the page shows. Jobs run synchronously.
 """
 from __future__ import annotations
 
@@ -95,24 +96,29 @@ def page_list() -> list[tuple[str | None, str]]:
     raise SystemExit("app.py has no PAGES table")
 
 
-def bench_page(path: str | None, runs: int) -> tuple[float, float, list[str]]:
-    """(seconds of the warm-up render, median seconds of the timed renders, error messages on the page)."""
+def bench_page(path: str | None, runs: int) -> tuple[float, float, int, list[str]]:
+    """(seconds of the warm-up render, median seconds of the timed renders, charts shown, problems on the page)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
     start = time.perf_counter()
     if path is not None:
         at.switch_page(path).run()
+    problems = []
     if path in WARMUPS:
-        WARMUPS[path](at)
+        try:
+            WARMUPS[path](at)
+        except Exception as exc:  # a page changed its widgets: report, still time its render
+            problems.append(f"warm-up failed ({type(exc).__name__}: {exc})")
     first = time.perf_counter() - start
+    charts = len(at.get("plotly_chart"))
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - start)
-    problems = [e.value for e in at.exception] + [e.value for e in at.error]
-    return first, statistics.median(times), problems
+    problems += [e.value for e in at.exception] + [e.value for e in at.error]
+    return first, statistics.median(times), charts, problems
 
 
 def main() -> None:
@@ -125,13 +131,13 @@ def main() -> None:
         os.environ["TREND_HOME"] = str(home)
         os.environ["TREND_JOBS_SYNC"] = "1"
         print(f"AppTest render time per page, results cached ({args.runs} renders, median; target < {TARGET_S:.0f} s)")
-        print(f"{'page':<22}{'first render s':>16}{'cached render s':>17}  verdict")
+        print(f"{'page':<22}{'warm-up s':>11}{'cached render s':>17}{'charts':>8}  verdict")
         for path, title in page_list():
-            first, cached, problems = bench_page(path, args.runs)
+            first, cached, charts, problems = bench_page(path, args.runs)
             verdict = "ok" if cached < TARGET_S else "SLOW"
             if problems:
-                verdict += f" (page shows: {problems[0][:80]})"
-            print(f"{title:<22}{first:>16.2f}{cached:>17.3f}  {verdict}")
+                verdict += f" (page shows: {problems[0][:90]})"
+            print(f"{title:<22}{first:>11.2f}{cached:>17.3f}{charts:>8}  {verdict}", flush=True)
 
 
 if __name__ == "__main__":
