@@ -130,7 +130,7 @@ def goto_page(page, title: str) -> None:
     page.get_by_role("heading", name=title).first.wait_for()
 
 
-def test_dashboard_end_to_end(server, page):
+def test_dashboard_end_to_end(page, server):  # page first: skip before starting a server
     try:
         run_scenario(server, page)
     except BaseException:
