@@ -11,11 +11,13 @@ def finished_runs(ctx) -> list:
     """Finished transfer-run jobs of this store folder, newest first."""
     from pathlib import Path
 
-    from trend_core.jobs import JobStatus, get_manager
+    from trend_core.jobs import JobStatus, get_manager, stored_transfer_runs
 
     home = str(Path(ctx.home).expanduser().resolve())
-    return [job for job in get_manager().jobs(kind="transfer")
+    live = [job for job in get_manager().jobs(kind="transfer")
             if job.status is JobStatus.DONE and job.meta.get("home") == home]
+    known = {job.key for job in live}
+    return live + [job for job in stored_transfer_runs(ctx.zoo, ctx.store) if job.key not in known]
 
 
 def describe_run(job) -> str:

@@ -110,3 +110,16 @@ def test_eps_zero_is_a_message(built):
     at.button(key="tb_eval").click().run()
     assert_clean(at)
     assert any("eps must be in (0, 1]" in m for m in texts(at.error))
+
+
+def test_finished_runs_are_listed_after_a_server_restart(built, monkeypatch):
+    import trend_core.jobs as jobs
+
+    before = jobs.get_manager().jobs(kind="transfer")[0]
+    monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory, the store remembers
+    at = open_app(PAGE)
+    assert not any("starts from a finished transfer run" in m for m in texts(at.info))
+    assert at.selectbox(key="tb_run").value == before.key
+    at.slider(key="tb_k").set_value(2).run()
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 3

@@ -437,6 +437,39 @@ def transfer_from_summary(summary: dict):
                           list(summary["warnings"]))
 
 
+TRANSFER_INDEX_VERSION = "transfer-index/v1"
+_INDEX_LOCK = threading.Lock()
+
+
+def _transfer_index_key(zoo) -> str:
+    from .store import content_key
+
+    return content_key(TRANSFER_INDEX_VERSION, _home(zoo))
+
+
+def _record_transfer_run(zoo, store: ResultStore, key: str, request: dict) -> None:
+    """Note a finished transfer run in the store's index of this folder, so it is listed after a restart."""
+    with _INDEX_LOCK:
+        entries = [e for e in (store.get(_transfer_index_key(zoo)) or []) if e.get("key") != key]
+        entries.append({"key": key, "request": request, "finished": time.time()})
+        store.set(_transfer_index_key(zoo), entries[-MAX_FINISHED_JOBS:])
+
+
+def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = None) -> list[Job]:
+    """Finished transfer runs of this store folder, newest first, rebuilt from the store when the server
+    process no longer knows them (after a restart); runs whose result has left the store are skipped."""
+    manager = manager or get_manager()
+    codec = _CodecStore(store, transfer_summary, transfer_from_summary)
+    found = []
+    for entry in reversed(store.get(_transfer_index_key(zoo)) or []):
+        job = manager.get(entry["key"], store=codec)
+        if job is not None and job.status is JobStatus.DONE:
+            job.meta.setdefault("request", entry.get("request", {}))
+            job.meta.setdefault("home", _home(zoo))
+            found.append(job)
+    return found
+
+
 def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[str], attack: str,
                     params: dict | None = None, limit: int | None = None, split: str = "test",
                     device: str = "auto", live: bool = False, manager: JobManager | None = None) -> Job:
@@ -475,8 +508,11 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
             origin = " (cached)" if step.from_cache else ""
             job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
 
-        return run_transfer(models, attack_obj, split=split, limit=limit, store=store, progress=on_step,
-                            device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested)
+        result = run_transfer(models, attack_obj, split=split, limit=limit, store=store, progress=on_step,
+                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested)
+        if not live:
+            _record_transfer_run(zoo, store, key, request)
+        return result
 
     request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params or {}),
                    limit=limit, split=split)
