@@ -58,3 +58,13 @@ def trend_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "trend-home"
     monkeypatch.setenv("TREND_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def linked_zoo_home(trend_home, zoo_model) -> Path:
+    """An isolated TREND_HOME (own results cache) whose models/ is the trained test zoo: nothing retrains."""
+    for name in (FP, Q1, Q2):
+        zoo_model(name)
+    trend_home.mkdir(parents=True, exist_ok=True)
+    (trend_home / "models").symlink_to(TEST_ZOO_DIR / "models", target_is_directory=True)
+    return trend_home

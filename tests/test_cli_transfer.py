@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import FP, Q1, Q2, TEST_ZOO_DIR
+from conftest import FP, Q1, Q2
 
 from trend_core.attacks import PGD
 from trend_core.cli import main
@@ -15,17 +15,7 @@ LABELS = ["FP-s0", "Q1-s0", "Q2-s0"]
 BASE = ["transfer", "--models", FP, Q1, Q2, "--attack", "pgd", "--steps", "10", "--limit", "60", "--device", "cpu"]
 
 
-@pytest.fixture
-def zoo_home(trend_home, zoo_model):
-    """An isolated TREND_HOME (own results cache) whose models are the trained test zoo: nothing retrains."""
-    for name in (FP, Q1, Q2):
-        zoo_model(name)
-    trend_home.mkdir(parents=True, exist_ok=True)
-    (trend_home / "models").symlink_to(TEST_ZOO_DIR / "models", target_is_directory=True)
-    return trend_home
-
-
-def test_json_matches_the_engine(zoo_home, zoo_model, capsys):
+def test_json_matches_the_engine(linked_zoo_home, zoo_model, capsys):
     assert main(BASE + ["--json"]) == 0
     captured = capsys.readouterr()
     assert "training" not in captured.err
@@ -44,7 +34,7 @@ def test_json_matches_the_engine(zoo_home, zoo_model, capsys):
     assert any(g > 0 for g in generated.values())
 
 
-def test_csv_and_long_csv(zoo_home, tmp_path, capsys):
+def test_csv_and_long_csv(linked_zoo_home, tmp_path, capsys):
     matrix_path, long_path = tmp_path / "tm.csv", tmp_path / "pairs.csv"
     assert main(BASE + ["--csv", str(matrix_path), "--long-csv", str(long_path)]) == 0
     capsys.readouterr()
@@ -72,7 +62,7 @@ def test_csv_and_long_csv(zoo_home, tmp_path, capsys):
     (["transfer", "--models", FP, Q1, "--attack", "pgd", "--kappa", "30"], "kappa"),
     (["transfer", "--models", FP, Q1, "--sources", Q2], "--sources"),
 ])
-def test_bad_input_exits_2_with_one_line(zoo_home, capsys, args, message):
+def test_bad_input_exits_2_with_one_line(linked_zoo_home, capsys, args, message):
     assert main(args + ["--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and err.startswith("trend: error:")

@@ -6,20 +6,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FP, Q1, Q2, TEST_ZOO_DIR
+from conftest import FP, Q1, Q2
 from PIL import Image
 
 from trend_core.cli import main
-
-
-@pytest.fixture
-def zoo_home(trend_home, zoo_model):
-    """An isolated TREND_HOME (own results cache) whose models are the trained test zoo: nothing retrains."""
-    for name in (FP, Q1, Q2):
-        zoo_model(name)
-    trend_home.mkdir(parents=True, exist_ok=True)
-    (trend_home / "models").symlink_to(TEST_ZOO_DIR / "models", target_is_directory=True)
-    return trend_home
 
 
 def run(argv, capsys):
@@ -28,7 +18,7 @@ def run(argv, capsys):
     return code, out.out, out.err
 
 
-def test_ensemble_attack_json_and_members(zoo_home, capsys):
+def test_ensemble_attack_json_and_members(linked_zoo_home, capsys):
     argv = ["ensemble-attack", "--models", FP, Q1, Q2, "--rule", "A-GD", "--eps", "0.05", "0.2",
             "--steps", "2", "--step-size", "0.1", "--limit", "8", "--device", "cpu", "--members"]
     code, out, err = run(argv + ["--json"], capsys)
@@ -53,7 +43,7 @@ def test_ensemble_attack_json_and_members(zoo_home, capsys):
     (["boundary", "--model", FP, "--index", "0", "--resolution", "10"], "odd"),
     (["boundary", "--model", FP, "--index", "0", "--out", "map.jpg"], ".png"),
 ])
-def test_bad_input_is_one_line_and_exit_2(zoo_home, capsys, argv, message):
+def test_bad_input_is_one_line_and_exit_2(linked_zoo_home, capsys, argv, message):
     code, _, err = run(argv + ["--device", "cpu"], capsys)
     assert code == 2 and message in err and err.startswith("trend: error:") and len(err.strip().splitlines()) == 1
 
@@ -65,7 +55,7 @@ def write_tm(path, names, values):
     frame.to_csv(path)
 
 
-def test_select_from_a_transfer_csv(zoo_home, tmp_path, capsys):
+def test_select_from_a_transfer_csv(linked_zoo_home, tmp_path, capsys):
     names = ["FP-s0", "Q1-s0", "Q2-s0", "Other-s9"]
     values = np.array([[1.0, 0.2, 0.3, 0.9], [0.25, 1.0, 0.1, 0.8], [0.35, 0.15, 1.0, 0.7], [0.9, 0.8, 0.7, 1.0]])
     path = tmp_path / "tm.csv"
@@ -98,7 +88,7 @@ def test_select_bad_input(tmp_path, capsys, argv, message):
     assert code == 2 and "No TM file" in err
 
 
-def test_fit_tm_prints_the_fit_and_rmse(zoo_home, capsys):
+def test_fit_tm_prints_the_fit_and_rmse(linked_zoo_home, capsys):
     code, out, _ = run(["fit-tm", "--source", FP, "--target", Q2, "--eps", "0.05", "0.15", "0.3", "--eval-eps", "0.1",
                         "--steps", "5", "--step-size", "0.05", "--limit", "24", "--device", "cpu", "--json"], capsys)
     assert code == 0
@@ -107,7 +97,7 @@ def test_fit_tm_prints_the_fit_and_rmse(zoo_home, capsys):
     assert data["b_ss"] < 0 and 0 <= data["rmse"] <= 1 and len(data["measured"]) == 4
 
 
-def test_boundary_png_and_distances(zoo_home, tmp_path, capsys):
+def test_boundary_png_and_distances(linked_zoo_home, tmp_path, capsys):
     png = tmp_path / "slice.png"
     code, out, err = run(["boundary", "--model", FP, Q1, "--index", "3", "--resolution", "9", "--out", str(png),
                           "--device", "cpu"], capsys)
