@@ -108,11 +108,8 @@ def main() -> None:
             job = submit_boundary(ctx.zoo, ctx.store, models, index, span=span, resolution=resolution,
                                   device=ctx.device)
             trend_ui.remember_job("boundary", job)
-    job = trend_ui.recalled_job("boundary", kind="boundary")
-    if job is None:
-        st.info("Pick an image and one or two models above, then press **Draw the class maps**.")
-        return
-    result = trend_ui.job_panel(job)
+    result = trend_ui.slot_result("boundary", "Pick an image and one or two models above, then press "
+                                            "**Draw the class maps**.")
     if result is not None:
         show_result(ctx, result)
 

@@ -145,14 +145,11 @@ def main() -> None:
         with trend_ui.guard("The ensemble attacks"):
             job = submit_ensemble_sweep(ctx.zoo, ctx.store, members, device=ctx.device, **settings)
             trend_ui.remember_job("ensemble-sweep", job)
-    job = trend_ui.recalled_job("ensemble-sweep", kind="ensemble-sweep")
-    if job is None:
-        st.info("Pick two or more members and an eps range above, then press **Run the four attacks**.")
-    else:
-        result = trend_ui.job_panel(job)
-        if result is not None:
-            with trend_ui.guard("The attack results"):
-                show_sweep(result)
+    result = trend_ui.slot_result("ensemble-sweep", "Pick two or more members and an eps range above, then press "
+                                                    "**Run the four attacks**.")
+    if result is not None:
+        with trend_ui.guard("The attack results"):
+            show_sweep(result)
     with trend_ui.guard("The gradient pictures"):
         if len(members) < 2:
             raise TrendError("An ensemble needs at least two members; pick two or more models to see their gradients.")

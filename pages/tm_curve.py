@@ -105,11 +105,8 @@ def main() -> None:
         with trend_ui.guard("The TM(eps) fit"):
             job = submit_tm_fit(ctx.zoo, ctx.store, source, target, device=ctx.device, **fit_request(ctx, settings))
             trend_ui.remember_job("tm-fit", job)
-    job = trend_ui.recalled_job("tm-fit", kind="tm-fit")
-    if job is None:
-        st.info("Pick a source, a target and the eps to fit above, then press **Measure and fit**.")
-        return
-    result = trend_ui.job_panel(job)
+    result = trend_ui.slot_result("tm-fit", "Pick a source, a target and the eps to fit above, then press "
+                                          "**Measure and fit**.")
     if result is not None:
         show_fit(result)
 

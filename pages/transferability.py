@@ -200,11 +200,7 @@ def main() -> None:
             request = dict(sources=sources, targets=targets, attack=attack, params=params, limit=limit)
             job = submit_transfer(ctx.zoo, ctx.store, device=ctx.device, **request)
             trend_ui.remember_job("transfer", job)
-    job = trend_ui.recalled_job("transfer", kind="transfer")
-    if job is None:
-        st.info("Choose models and an attack above, then press **Run transfer**.")
-        return
-    result = trend_ui.job_panel(job)
+    result = trend_ui.slot_result("transfer", "Choose models and an attack above, then press **Run transfer**.")
     if result is not None:
         show_result(ctx, result)
 

@@ -41,6 +41,16 @@ def recalled_job(slot: str, kind: str | None = None, home=None):
     return job
 
 
+def slot_result(slot: str, hint: str) -> Any | None:
+    """The result of the job shown in ``slot`` (of the same kind), with its progress while it runs; before any
+    job, ``hint`` tells the user what to do."""
+    job = recalled_job(slot, kind=slot)
+    if job is None:
+        st.info(hint)
+        return None
+    return job_panel(job)
+
+
 def job_panel(job, *, show_done: bool = False) -> Any | None:
     """Show ``job``'s state and return its result once done (None while running, failed or cancelled)."""
     if job is None:
