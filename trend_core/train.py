@@ -156,6 +156,7 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
         if progress is not None:
             progress(report)
     model.load_state_dict(best_state)
+    model.zero_grad(set_to_none=True)  # hand out a model like a loaded one: no leftover parameter gradients
     model.eval()
     test_acc = accuracy(model, data.test, dev)
     return TrainResult(model.cpu(), best_acc, test_acc, time.perf_counter() - start, history)
