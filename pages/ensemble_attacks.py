@@ -132,10 +132,7 @@ def main() -> None:
                         "U-GD (only where all members' signs agree) and A-GD (sign of the mean of signs, the paper's "
                         "recommended benchmark). Compare their success over eps and see gradient domination (PAPER §6).")
     ctx = trend_ui.context()
-    if len(ctx.models()) < 2:
-        trend_ui.empty_state(f"An ensemble needs at least two {ctx.dataset} models in the zoo: build the digits zoo "
-                             "on the Overview page, or train models on the Model zoo page first.",
-                             page="pages/model_zoo.py", label="Model zoo")
+    if not trend_ui.has_models(ctx, 2, "An ensemble needs at least"):
         return
     with st.container(border=True):
         members = choose_members(ctx)

@@ -92,10 +92,7 @@ def main() -> None:
                         "as a(1 - exp(b eps)) from a few eps, predict TM(eps) = f_st / f_ss anywhere in between, and "
                         "check the prediction against a denser measured sweep (PAPER §5, Table VII).")
     ctx = trend_ui.context()
-    if len(ctx.models()) < 2:
-        trend_ui.empty_state(f"A TM curve needs two {ctx.dataset} models in the zoo: build the digits zoo on the "
-                             "Overview page, or train models on the Model zoo page first.", page="pages/model_zoo.py",
-                             label="Model zoo")
+    if not trend_ui.has_models(ctx, 2, "A TM curve needs"):
         return
     with st.container(border=True):
         source, target = choose_pair(ctx)

@@ -216,10 +216,7 @@ def main() -> None:
                         "to each other (lowest mean symmetrized TM), so one attack rarely fools the majority; then "
                         "measures it under A-GD against each member alone (PAPER §7).")
     ctx = trend_ui.context()
-    if len(ctx.models()) < 2:
-        trend_ui.empty_state(f"TREND needs at least two {ctx.dataset} models in the zoo: build the digits zoo on the "
-                             "Overview page, or train models on the Model zoo page first.", page="pages/model_zoo.py",
-                             label="Model zoo")
+    if not trend_ui.has_models(ctx, 2, "TREND needs at least"):
         return
     st.subheader("1. Transfer run")
     result = choose_run(ctx)

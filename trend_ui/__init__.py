@@ -2,12 +2,12 @@
 downloads. Streamlit lives here and in the pages; torch stays in trend_core (imported lazily)."""
 from .context import AppContext, context, sidebar
 from .downloads import download_frame
-from .feedback import empty_state, guard, page_intro
+from .feedback import empty_state, guard, has_models, page_intro
 from .jobs import job_panel, recalled_job, remember_job, slot_result
 from .tables import zoo_frame
 from . import zoo_actions
 
 __all__ = [
-    "AppContext", "context", "sidebar", "download_frame", "empty_state", "guard", "page_intro",
+    "AppContext", "context", "sidebar", "download_frame", "empty_state", "guard", "has_models", "page_intro",
     "job_panel", "remember_job", "recalled_job", "slot_result", "zoo_frame",
 ]

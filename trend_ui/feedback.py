@@ -39,3 +39,16 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
             st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
         except Exception:  # page not registered (a page run on its own)
             pass
+
+
+def has_models(ctx, count: int, purpose: str) -> bool:
+    """True when the zoo holds ``count`` models of the sidebar's dataset; else say what to do first.
+
+    ``purpose`` starts the sentence, e.g. "A TM curve needs" or "TREND needs at least".
+    """
+    if len(ctx.models()) >= count:
+        return True
+    words = {1: "one", 2: "two", 3: "three"}
+    empty_state(f"{purpose} {words.get(count, count)} {ctx.dataset} models in the zoo: build the digits zoo on the Overview page, "
+                "or train models on the Model zoo page first.", page="pages/model_zoo.py", label="Model zoo")
+    return False
