@@ -94,10 +94,7 @@ def main() -> None:
                         "orthogonal one. Side by side, two models show whether input quantization pushes the boundary "
                         "away (PAPER §8, Fig. 4).")
     ctx = trend_ui.context()
-    if not ctx.models():
-        trend_ui.empty_state(f"The zoo has no {ctx.dataset} models yet: build the digits zoo on the Overview page, "
-                             "or train models on the Model zoo page first.", page="pages/model_zoo.py",
-                             label="Model zoo")
+    if not trend_ui.has_models(ctx, 1, "A class map needs at least"):
         return
     with st.container(border=True):
         index = choose_image(ctx)

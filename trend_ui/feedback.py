@@ -48,7 +48,8 @@ def has_models(ctx, count: int, purpose: str) -> bool:
     """
     if len(ctx.models()) >= count:
         return True
-    words = {1: "one", 2: "two", 3: "three"}
-    empty_state(f"{purpose} {words.get(count, count)} {ctx.dataset} models in the zoo: build the digits zoo on the Overview page, "
+    amount = {1: "one", 2: "two", 3: "three"}.get(count, str(count))
+    noun = "model" if count == 1 else "models"
+    empty_state(f"{purpose} {amount} {ctx.dataset} {noun} in the zoo: build the digits zoo on the Overview page, "
                 "or train models on the Model zoo page first.", page="pages/model_zoo.py", label="Model zoo")
     return False
