@@ -18,11 +18,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import TrendError
 from .base import Attack, AttackResult, attack_mode, check_float, check_int, model_device
-from .pgd import pgd_loop
+from .pgd import gradient_and_logits, pgd_loop
 
 RULE_NAMES = ("dag", "empir", "ugd", "agd")
 RULE_LABELS = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}
@@ -89,12 +88,9 @@ def member_gradients(members: Sequence[nn.Module], x: torch.Tensor, y: torch.Ten
     """
     grads, preds = [], []
     for member in members:
-        x_req = x.detach().requires_grad_(True)
-        logits = member(x_req)
-        loss = F.cross_entropy(logits.float(), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_req)
+        grad, logits = gradient_and_logits(member, x, y)
         grads.append(grad)
-        preds.append(logits.detach().argmax(dim=1))
+        preds.append(logits.argmax(dim=1))
     return torch.stack(grads), torch.stack(preds)
 
 

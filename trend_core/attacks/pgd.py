@@ -43,14 +43,23 @@ def pgd_loop(x: torch.Tensor, direction: Direction, eps: float, steps: int, step
     return x_adv
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: bool = False) -> torch.Tensor:
-    """d/dx of the summed cross-entropy of ``model`` at x (parameters must not require grad)."""
+def gradient_and_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dx of the summed cross-entropy of ``model`` at x, and the (detached) logits of that one forward pass.
+
+    Parameters must not require grad (see ``attack_mode``), so no parameter gradients are computed.
+    """
     x = x.detach().requires_grad_(True)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    return grad, logits.detach()
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    """d/dx of the summed cross-entropy of ``model`` at x (parameters must not require grad)."""
+    return gradient_and_logits(model, x, y, autocast)[0]
 
 
 def gradient_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
