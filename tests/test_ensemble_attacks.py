@@ -11,6 +11,7 @@ from trend_core.attacks.ensemble import (RULE_NAMES, EnsemblePGD, agd_direction,
                                          sign_agreement, ugd_direction)
 from trend_core.ensemble import MajorityVote, majority_vote
 from trend_core.errors import TrendError
+from trend_core.nn.twin import inference_twin
 
 EPS = 0.1
 
@@ -124,13 +125,17 @@ def test_uses_the_shared_pgd_loop_with_the_paper_random_start(trio, images, monk
 def test_one_forward_per_member_per_step(trio, images):
     x, y = images
     counts = [0, 0, 0]
+    steps = [0, 0, 0]
     hooks = [m.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1)) for i, m in enumerate(trio)]
+    hooks += [inference_twin(m).register_forward_hook(lambda *_, i=i: steps.__setitem__(i, steps[i] + 1))
+              for i, m in enumerate(trio)]
     try:
         EnsemblePGD("empir", eps=EPS, steps=3, step_size=0.03)(trio, x, y)
     finally:
         for h in hooks:
             h.remove()
-    assert counts == [3 + 2] * 3  # 3 steps, plus the clean and adversarial verdicts of the base class
+    assert steps == [3] * 3  # the iterations run on each member's inference twin
+    assert counts == [2] * 3  # the clean and adversarial verdicts of the base class, on the members themselves
 
 
 def test_single_member_attack_matches_torchattacks_pgd(zoo_model, images):

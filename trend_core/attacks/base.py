@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import TrendError
+from ..nn.twin import inference_twin
 
 
 @dataclass
@@ -171,14 +172,15 @@ class Attack:
         device = model_device(model)
         results: list[list[AttackResult]] = [[] for _ in epsilons]
         with attack_mode(model):
+            runner = inference_twin(model)  # the iterations run on the twin, success is judged on the model
             for x_chunk, y_chunk in self._chunks(x, y):
                 xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
                 clean_pred = predict(model, xd)
                 if self.minimum_norm:
-                    unbounded = self._perturb_checked(model, xd, yd, None)
+                    unbounded = self._perturb_checked(runner, xd, yd, None)
                     advs = [unbounded if e is None else clip_to_ball(xd, unbounded, e, self.norm) for e in epsilons]
                 else:
-                    advs = [self._perturb_checked(model, xd, yd, e) for e in epsilons]
+                    advs = [self._perturb_checked(runner, xd, yd, e) for e in epsilons]
                 for slot, (eps, adv) in enumerate(zip(epsilons, advs)):
                     results[slot].append(self._result(model, xd, yd, adv, clean_pred, eps, x.device))
         return [merge_results(parts) for parts in results]

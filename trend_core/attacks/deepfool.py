@@ -2,8 +2,9 @@
 
 Batched over images and candidate classes: each step runs one forward pass for the still-correct images and
 one vectorised backward pass that returns the gradients of every candidate logit difference ``Z_k - Z_y``
-(autograd with batched cotangents), so there is no Python loop per image or per class. Images that are
-already misclassified stop moving.
+(autograd with batched cotangents), so there is no Python loop per image or per class. The first forward pass
+also gives the clean logits that choose each image's candidates. Images that are misclassified, from the start
+or after a step, stop moving.
 """
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ from .base import Attack, check_float, check_int
 MIN_STEP = 1e-4  # extra L2 length of a box-limited step (the authors add it to every step) so that it crosses
 
 
-def candidate_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at x (n, K), differences ``Z_k - Z_y`` (n, k) and their input gradients (n, k, *x.shape[1:]).
+def candidate_gradients(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                        candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differences ``Z_k - Z_y`` (n, k) and their input gradients (n, k, *x.shape[1:]).
 
-    One forward pass; the k backward passes run as one batched backward (``is_grads_batched``).
+    ``logits`` come from one forward pass of ``x`` (which requires grad); the k backward passes run as one
+    batched backward (``is_grads_batched``), not a loop over classes.
     """
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
     k = candidates.shape[1]
     rows = torch.arange(len(x), device=x.device)
     cotangents = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=x.device)
@@ -31,7 +31,13 @@ def candidate_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     (grads,) = torch.autograd.grad(logits, x, grad_outputs=cotangents, is_grads_batched=True)
     logits = logits.detach()
     differences = logits.gather(1, candidates) - logits.gather(1, y[:, None])
-    return logits, differences, grads.transpose(0, 1)
+    return differences, grads.transpose(0, 1)
+
+
+def other_top_classes(logits: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tensor:
+    """Per image, the ``count - 1`` classes other than y with the highest logits (DeepFool's candidates)."""
+    k = min(count, logits.shape[1]) - 1
+    return logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices
 
 
 class DeepFool(Attack):
@@ -53,27 +59,27 @@ class DeepFool(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
                 generator: torch.Generator | None) -> torch.Tensor:
         x_adv = x.detach().clone()
-        with torch.no_grad():
-            clean_logits = model(x_adv)
-        k = min(self.candidates, clean_logits.shape[1])
-        # the top class is y itself for every image that is attacked: only the k - 1 others need gradients
-        candidates = clean_logits.topk(k, dim=1).indices[:, 1:]
-        active = (clean_logits.argmax(1) == y).nonzero().squeeze(1)
-        for _ in range(self.steps):
-            if active.numel() == 0:
-                break
-            x_t, y_t, cand_t = x_adv[active], y[active], candidates[active]
-            logits, diff, grads = candidate_gradients(model, x_t, y_t, cand_t)
-            still_correct = logits.argmax(1) == y_t
-            grad_norms = grads.flatten(2).norm(dim=2)
-            distance = diff.abs() / grad_norms.clamp_min(1e-12)
-            distance = distance.masked_fill(cand_t == y_t[:, None], float("inf"))
-            nearest = distance.argmin(1, keepdim=True)
+        active = torch.arange(len(x), device=x.device)  # the images still classified correctly
+        candidates = None  # per image, chosen from the clean logits that the first forward pass gives
+        moves = 0
+        while moves < self.steps and active.numel():
+            x_t = x_adv[active].requires_grad_(True)
+            logits = model(x_t)
+            if candidates is None:
+                candidates = other_top_classes(logits.detach(), y, self.candidates)
+            correct = logits.detach().argmax(1) == y[active]
+            n_kept = int(correct.sum())
+            if n_kept < len(correct) and (len(correct) - n_kept) * candidates.shape[1] > n_kept:
+                active = active[correct]  # fooled (or wrong from the start): done. A fresh forward pass of the
+                continue  # rest costs less than the backward passes of the done images
+            diff, grads = candidate_gradients(x_t, logits, y[active], candidates[active])
+            keep = correct.nonzero().squeeze(1)
+            active, x_t, diff, grads = active[keep], x_t.detach()[keep], diff[keep], grads[keep]
+            distance = diff.abs() / grads.flatten(2).norm(dim=2).clamp_min(1e-12)
+            nearest = distance.argmin(1)
             rows = torch.arange(len(active), device=x.device)
-            gap = diff.gather(1, nearest).abs().squeeze(1)
-            moved = self._step(x_t, grads[rows, nearest.squeeze(1)], gap)
-            x_adv[active] = torch.where(per_image(still_correct, x), moved, x_t)
-            active = active[still_correct]
+            x_adv[active] = self._step(x_t, grads[rows, nearest], diff[rows, nearest].abs())
+            moves += 1
         return x_adv
 
     def _step(self, x: torch.Tensor, w: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:

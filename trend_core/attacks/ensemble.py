@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import TrendError
+from ..nn.twin import inference_twin
 from .base import Attack, AttackResult, attack_mode, check_float, check_int, model_device
 from .pgd import gradient_and_logits, pgd_loop
 
@@ -135,7 +136,7 @@ class EnsemblePGD(Attack):
         if not isinstance(model, MajorityVote):
             raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
         rule = RULES[self.rule]
-        members = list(model.members)
+        members = [inference_twin(member) for member in model.members]  # the vote itself stays on the members
 
         def direction(x_t: torch.Tensor, step: int) -> torch.Tensor:
             grads, preds = member_gradients(members, x_t, y)

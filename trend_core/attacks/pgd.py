@@ -38,6 +38,11 @@ def pgd_loop(x: torch.Tensor, direction: Direction, eps: float, steps: int, step
     x_adv = x.detach().clone()
     if start_radius:
         x_adv = clip_to_ball(x, random_start_point(x, start_radius, norm, generator), eps, norm)
+    if norm == "linf":  # the eps-box intersected with [0, 1] is one per-pixel interval: one clamp per step
+        low, high = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
+        for t in range(steps):
+            x_adv = torch.clamp(x_adv.add(direction(x_adv, t), alpha=step_size), low, high)
+        return x_adv
     for t in range(steps):
         x_adv = clip_to_ball(x, x_adv + step_size * direction(x_adv, t), eps, norm)
     return x_adv

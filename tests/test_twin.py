@@ -1,0 +1,161 @@
+"""The inference twin: the same logits and input gradients as the model, fewer operations, never stale."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import FP, HT, Q1
+
+import trend_core.nn.twin as twin_module
+from trend_core.attacks import PGD, DeepFool
+from trend_core.data import get_info
+from trend_core.nn import TrendModel, build_model
+from trend_core.nn.quant import QConv2d, QLinear
+from trend_core.nn.twin import freeze_weight_quantization, inference_twin
+from trend_core.specs import ModelSpec
+
+SPECS = ["digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q2/sgd/s0", "digits/resnet18-w0.25/HT/sgd/s0",
+         "digits/resnet18-w0.25/FP-W2/sgd/s0", "digits/resnet18-w0.25/FP-W1/sgd/s0",
+         "digits/resnet18-w0.25/FP-A2/sgd/s0", "digits/vgg11_bn-w0.25/FP/sgd/s0", "digits/smallcnn/FP/adam/s3",
+         "cifar10/resnet18-w0.25/FP/sgd/s0", "cifar10/resnet50-w0.25/FP-W4/sgd/s0"]
+
+
+def trained_like(name: str) -> TrendModel:
+    """A freshly built model whose BatchNorms carry non-trivial affine weights and running statistics measured
+    on random images (as after training: activations stay at a sane scale even with 1- or 2-bit weights)."""
+    model = build_model(ModelSpec.parse(name))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.momentum = None  # cumulative averages over the calibration batches
+        model.train()
+        shape = get_info(model.spec.dataset).input_shape
+        for _ in range(3):
+            model(torch.rand(16, *shape, generator=g))
+    return model.eval()
+
+
+def logits_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    return logits.detach(), grad
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_twin_computes_the_same_logits_and_input_gradients(name):
+    """In float64, where rounding cannot hide a wrong fold; float32 rounding alone moves the gradients of a deep
+    untrained network by more than any tolerance that would still catch a mistake."""
+    model = trained_like(name).double()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    twin = inference_twin(model)
+    x = torch.rand(6, *get_info(model.spec.dataset).input_shape, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 10
+    logits, grad = logits_and_gradient(model, x.double(), y)
+    twin_logits, twin_grad = logits_and_gradient(twin, x.double(), y)
+    assert (twin_logits - logits).abs().max() <= 1e-10 * logits.abs().max()
+    assert (twin_grad - grad).abs().max() <= 1e-8 * grad.abs().max()
+    assert not any(p.requires_grad for p in twin.parameters())
+    assert not any(isinstance(m, (QConv2d, QLinear)) for m in twin.modules())  # quantized weights precomputed
+    folds = "A2" not in name
+    assert any(isinstance(m, nn.BatchNorm2d) for m in twin.modules()) != folds
+
+
+def test_batchnorm_is_folded_except_where_activations_are_quantized():
+    fp = inference_twin(trained_like("digits/resnet18-w0.25/FP/sgd/s0"))
+    a2 = inference_twin(trained_like("digits/resnet18-w0.25/FP-A2/sgd/s0"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fp.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in a2.modules())  # a rounding change could cross a level
+
+
+def test_frozen_weight_quantization_is_bit_exact():
+    model = trained_like("digits/resnet18-w0.25/FP-W2/sgd/s0")
+    import copy
+
+    plain = copy.deepcopy(model.net)
+    freeze_weight_quantization(plain)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(plain(x), model.net(x))
+
+
+def test_twin_is_cached_and_rebuilt_when_weights_change():
+    model = trained_like("digits/resnet18-w0.25/FP/sgd/s0")
+    twin = inference_twin(model)
+    assert inference_twin(model) is twin
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        next(model.parameters()).data.mul_(2)  # invisible to autograd's version counter
+        assert inference_twin(model) is not twin
+        assert torch.allclose(inference_twin(model)(x), model(x), atol=1e-5)
+        model.net.linear.bias.add_(1.0)  # in place
+        assert torch.allclose(inference_twin(model)(x), model(x), atol=1e-5)
+        model.load_state_dict(trained_like("digits/resnet18-w0.25/FP/sgd/s1").state_dict())
+        assert torch.allclose(inference_twin(model)(x), model(x), atol=1e-5)
+
+
+def test_building_a_twin_leaves_the_model_alone():
+    model = trained_like("digits/resnet18-w0.25/FP/sgd/s0").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inference_twin(model)
+    assert model.training  # the probe ran it in eval mode and restored training mode
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no BN statistics updated
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_twin_that_disagrees_with_the_model_is_not_used(monkeypatch):
+    class Doubled(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return 2 * self.net(x)
+
+    monkeypatch.setattr(twin_module, "fuse", lambda graph, **_: Doubled(graph))
+    model = trained_like("digits/resnet18-w0.25/FP/sgd/s0")
+    twin = inference_twin(model)
+    assert not isinstance(twin.net, Doubled)
+    with torch.no_grad():
+        x = torch.rand(2, 1, 8, 8)
+        assert torch.equal(twin(x), model(x))  # the unfolded copy: identical operations
+
+
+def test_untraceable_networks_and_foreign_modules_still_work():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 64, 10)
+
+        def forward(self, x):
+            h = self.bn(self.conv(x))
+            if h.sum() > 0:  # fx cannot trace this
+                h = h * 2
+            return self.fc(h.flatten(1))
+
+    spec = ModelSpec.parse("digits/smallcnn/FP/sgd/s0")
+    model = TrendModel(build_model(spec).preprocess, DataDependent(), spec).eval()
+    with torch.no_grad():
+        x = torch.rand(2, 1, 8, 8)
+        assert torch.equal(inference_twin(model)(x), model(x))
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert inference_twin(plain) is plain  # not a TrendModel: used as it is
+
+
+@pytest.mark.parametrize("name", [FP, Q1, HT])
+def test_attacks_on_the_twin_match_attacks_on_the_model(zoo_model, digits, name):
+    """The twin is an implementation detail: attacking through it gives the model's own outcome."""
+    model = zoo_model(name)
+    x, y = digits.tensors("test", limit=64)
+    plain = TrendModel(model.preprocess, model.net, None)  # no spec: twinned without a probe check...
+    twin_module._twins[plain] = (twin_module.weights_signature(plain), plain)  # ...so pin it to itself
+    for attack in (PGD(eps=0.1, steps=10), DeepFool(steps=10)):
+        ours, reference = attack(model, x, y), attack(plain, x, y)
+        assert (ours.x_adv - reference.x_adv).abs().max() < 1e-4
+        assert torch.equal(ours.success, reference.success)

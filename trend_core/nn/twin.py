@@ -1,0 +1,131 @@
+"""The inference twin of a model: the same function, fewer operations per pass, for attacks.
+
+An attack runs tens to hundreds of forward+backward passes through one frozen, eval-mode model. Its twin is a
+cached copy that (1) holds its DoReFa-quantized weights ready instead of requantizing them in every pass
+(bit-exact) and (2) folds every eval-mode BatchNorm into the convolution before it (equal up to float
+rounding, ~1e-7). Folding is skipped in networks with activation quantization, where a rounding difference
+could move an activation across a quantization level. The twin is rebuilt when the model's weights change;
+a model it cannot trace, or whose folded twin disagrees with it on a probe batch, is used unfolded.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+from itertools import chain
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx.experimental.optimization import fuse
+
+from .build import TrendModel
+from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
+
+PROBE_IMAGES = 2
+PROBE_TOLERANCE = 1e-4  # relative to the largest logit: float rounding is ~1e-7, a wrong graph is ~1
+
+_lock = threading.Lock()
+_twins: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def inference_twin(model: nn.Module) -> nn.Module:
+    """An eval-mode, gradient-free copy of ``model`` computing the same logits faster (cached per model).
+
+    Only ``TrendModel``s are twinned (their networks come from this project's registry or torchvision); any
+    other module is returned as it is.
+    """
+    if not isinstance(model, TrendModel):
+        return model
+    signature = weights_signature(model)
+    with _lock:
+        cached = _twins.get(model)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        twin = TrendModel(model.preprocess, build_twin_network(model.net, probe_input(model)), model.spec)
+        twin.eval()
+        _twins[model] = (signature, twin)
+        return twin
+
+
+def weights_signature(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced, moved or modified, in place or through ``.data``
+    (which autograd's version counter does not see: hence the sums)."""
+    tensors = [t.detach() for t in chain(model.parameters(), model.buffers())]
+    if not tensors:
+        return ()
+    with torch.no_grad():
+        sums = torch.stack([torch.stack([t.sum(dtype=torch.float64), t.abs().sum(dtype=torch.float64)])
+                            for t in tensors]).cpu()
+    return tuple((t.data_ptr(), t._version, t.device, t.dtype, tuple(t.shape)) for t in tensors) + \
+        (tuple(sums.flatten().tolist()),)
+
+
+def build_twin_network(net: nn.Module, probe: torch.Tensor | None) -> nn.Module:
+    """A frozen copy of ``net`` with quantized weights precomputed and, where safe, BatchNorms folded; the
+    first candidate that agrees with ``net`` on the probe batch (``net`` itself if none does)."""
+    plain = copy.deepcopy(net).eval()
+    freeze_weight_quantization(plain)
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    candidates = [plain]
+    if not any(isinstance(m, QReLU) and m.act_bits < FULL_PRECISION_BITS for m in plain.modules()):
+        try:
+            own = copy.deepcopy(plain)  # fuse() rewires the modules it is given: keep ``plain`` intact
+            candidates.insert(0, fuse(fx.GraphModule(own, LeafTracer().trace(own)), inplace=True, no_trace=True).eval())
+        except Exception:  # noqa: BLE001 - an untraceable network is simply used unfolded
+            pass
+    for candidate in candidates:
+        if probe is None or agree(net, candidate, probe):
+            return candidate
+    return net
+
+
+def freeze_weight_quantization(net: nn.Module) -> None:
+    """Replace each QConv2d/QLinear by the plain layer holding its quantized weights (the same values)."""
+    for module in net.modules():
+        if isinstance(module, (QConv2d, QLinear)):
+            quantized = dorefa_weight(module.weight.detach(), module.weight_bits).clone()
+            module.__class__ = nn.Conv2d if isinstance(module, QConv2d) else nn.Linear
+            module.weight = nn.Parameter(quantized, requires_grad=False)
+            del module.weight_bits
+
+
+class LeafTracer(fx.Tracer):
+    """Traces into containers and blocks, keeps this project's quantizers whole."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, QReLU) or super().is_leaf_module(m, qualname)
+
+
+def probe_input(model: TrendModel) -> torch.Tensor | None:
+    """A fixed random batch in the network's input space (after preprocessing), when the spec says its shape."""
+    if model.spec is None:
+        return None
+    from ..data import get_info
+
+    try:
+        shape = get_info(model.spec.dataset).input_shape
+    except Exception:  # noqa: BLE001 - an unknown dataset: no probe, no folding risk taken below
+        return None
+    generator = torch.Generator().manual_seed(0)
+    weight = next(model.net.parameters(), None)
+    if weight is None:
+        return None
+    with torch.no_grad():
+        probe = torch.rand(PROBE_IMAGES, *shape, generator=generator).to(weight.device, weight.dtype)
+        return model.preprocess(probe).to(weight.dtype)
+
+
+@torch.no_grad()
+def agree(reference: nn.Module, candidate: nn.Module, probe: torch.Tensor) -> bool:
+    """Whether both networks give the same logits on ``probe`` (the reference in eval mode, restored after)."""
+    was_training = reference.training
+    reference.eval()
+    try:
+        expected, got = reference(probe), candidate(probe)
+    except Exception:  # noqa: BLE001 - a probe the network cannot take: trust nothing
+        return False
+    finally:
+        reference.train(was_training)
+    return bool((expected - got).abs().max() <= PROBE_TOLERANCE * (1 + expected.abs().max()))
