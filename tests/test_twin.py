@@ -157,5 +157,36 @@ def test_attacks_on_the_twin_match_attacks_on_the_model(zoo_model, digits, name)
     twin_module._twins[plain] = (twin_module.weights_signature(plain), plain)  # ...so pin it to itself
     for attack in (PGD(eps=0.1, steps=10), DeepFool(steps=10)):
         ours, reference = attack(model, x, y), attack(plain, x, y)
-        assert (ours.x_adv - reference.x_adv).abs().max() < 1e-4
         assert torch.equal(ours.success, reference.success)
+        # DeepFool may stop within float rounding of a boundary; such an image takes one more (tiny) step
+        assert (ours.x_adv - reference.x_adv).abs().max() < 1e-4 if attack.name == "pgd" else \
+            (ours.l2 - reference.l2).abs().max() < 1e-2
+
+
+class LoweredTop(nn.Module):
+    """A stand-in twin that disagrees with its model near boundaries: the top logit lowered by ``margin``."""
+
+    def __init__(self, model: nn.Module, margin: float):
+        super().__init__()
+        self.model, self.margin = model, margin
+
+    def forward(self, x):
+        z = self.model(x)
+        return z - self.margin * F.one_hot(z.argmax(1), z.shape[1])
+
+
+def test_deepfool_finishes_on_the_model_what_stops_short_of_its_boundary(zoo_model, digits, monkeypatch):
+    """On a GPU the twin's and the model's TF32 rounding differ, so an image DeepFool left just across the
+    twin's boundary may not be across the model's; those images are finished on the model itself."""
+    model = zoo_model(FP)
+    x, y = digits.tensors("test", limit=64)
+    twin_module._twins[model] = (twin_module.weights_signature(model), LoweredTop(model, 1.0).eval())
+    try:
+        finished = DeepFool()(model, x, y)
+        monkeypatch.setattr(DeepFool, "resumable", False)
+        unfinished = DeepFool()(model, x, y)
+    finally:
+        del twin_module._twins[model]
+    correct = int(finished.clean_correct.sum())
+    assert int(unfinished.success.sum()) < correct  # the stand-in twin does stop short
+    assert int(finished.success.sum()) == correct

@@ -138,6 +138,10 @@ class Attack:
 
     name = "attack"
     minimum_norm = False  # True: perturb() ignores eps; run() clips one minimum-norm result to each eps
+    # True: perturb() may start from a point that is already perturbed, so an image that stops just across the
+    # inference twin's boundary but not the model's (GPU TF32 rounding differs between them) is finished on
+    # the model itself
+    resumable = False
     norm = "linf"  # the norm of the eps-ball results are projected onto
 
     def __init__(self, eps: float | None = None, batch_size: int | None = None, seed: int = 0):
@@ -176,13 +180,18 @@ class Attack:
             for x_chunk, y_chunk in self._chunks(x, y):
                 xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
                 clean_pred = predict(model, xd)
+                unbounded_pred = None  # the model's predictions on the unbounded result, where known
                 if self.minimum_norm:
                     unbounded = self._perturb_checked(runner, xd, yd, None)
+                    if self.resumable and runner is not model:
+                        unbounded, unbounded_pred = self._finish_on_model(model, runner, xd, yd, unbounded,
+                                                                          clean_pred)
                     advs = [unbounded if e is None else clip_to_ball(xd, unbounded, e, self.norm) for e in epsilons]
                 else:
                     advs = [self._perturb_checked(runner, xd, yd, e) for e in epsilons]
                 for slot, (eps, adv) in enumerate(zip(epsilons, advs)):
-                    results[slot].append(self._result(model, xd, yd, adv, clean_pred, eps, x.device))
+                    known = unbounded_pred if eps is None else None
+                    results[slot].append(self._result(model, xd, yd, adv, clean_pred, eps, x.device, known))
         return [merge_results(parts) for parts in results]
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -199,8 +208,24 @@ class Attack:
             adv = clip_to_ball(x, adv, eps, self.norm)
         return adv
 
-    def _result(self, model, x, y, adv, clean_pred, eps, out_device) -> AttackResult:
+    def _finish_on_model(self, model, twin, x, y, adv, clean_pred) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continue, on the model itself, the images that fool the twin but not the model (not those that the
+        attack failed on: they had their steps). Returns the images and the model's predictions on them."""
         adv_pred = predict(model, adv)
+        unfooled = ((clean_pred == y) & (adv_pred == y)).nonzero().squeeze(1)
+        if unfooled.numel() == 0:
+            return adv, adv_pred
+        unfinished = unfooled[predict(twin, adv[unfooled]) != y[unfooled]]
+        if unfinished.numel() == 0:
+            return adv, adv_pred
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        adv, adv_pred = adv.clone(), adv_pred.clone()
+        adv[unfinished] = self.perturb(model, adv[unfinished], y[unfinished], None, generator).detach().clamp(0, 1)
+        adv_pred[unfinished] = predict(model, adv[unfinished])
+        return adv, adv_pred
+
+    def _result(self, model, x, y, adv, clean_pred, eps, out_device, adv_pred=None) -> AttackResult:
+        adv_pred = predict(model, adv) if adv_pred is None else adv_pred
         clean_correct = clean_pred == y
         success = clean_correct & (adv_pred != y)
         l2, linf = perturbation_norms(x, adv)

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from .base import Attack, check_float, check_int
 
-MIN_STEP = 1e-4  # extra L2 length of a box-limited step (the authors add it to every step) so that it crosses
+MIN_STEP = 1e-4  # extra L2 length of every step (as the authors' code): a step that lands on the boundary crosses it
 
 
 def candidate_gradients(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
@@ -42,11 +42,15 @@ def other_top_classes(logits: torch.Tensor, y: torch.Tensor, count: int) -> torc
 
 class DeepFool(Attack):
     """DeepFool (Moosavi-Dezfooli et al. 2016), L2, untargeted, over the ``candidates`` classes with the
-    highest clean logits; each step moves ``(1 + overshoot)`` times the linearised distance to the nearest one.
+    highest clean logits. As in the authors' code, each step adds the linearised step to the nearest boundary
+    to a running total r and the image becomes ``clip(x + (1 + overshoot) * r, 0, 1)``: the overshoot grows
+    with the whole perturbation, so an image close to a boundary crosses it by more than float rounding (a
+    per-step overshoot shrinks with the step and can stall on a GPU's TF32 noise).
     """
 
     name = "deepfool"
     minimum_norm = True
+    resumable = True  # its steps depend only on the current point
     norm = "l2"
 
     def __init__(self, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
@@ -58,7 +62,8 @@ class DeepFool(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
                 generator: torch.Generator | None) -> torch.Tensor:
-        x_adv = x.detach().clone()
+        x = x.detach()
+        x_adv, total = x.clone(), torch.zeros_like(x)  # total: the sum of the linearised steps, r_tot
         active = torch.arange(len(x), device=x.device)  # the images still classified correctly
         candidates = None  # per image, chosen from the clean logits that the first forward pass gives
         moves = 0
@@ -69,34 +74,28 @@ class DeepFool(Attack):
                 candidates = other_top_classes(logits.detach(), y, self.candidates)
             correct = logits.detach().argmax(1) == y[active]
             n_kept = int(correct.sum())
-            if n_kept < len(correct) and (len(correct) - n_kept) * candidates.shape[1] > n_kept:
-                active = active[correct]  # fooled (or wrong from the start): done. A fresh forward pass of the
-                continue  # rest costs less than the backward passes of the done images
+            if n_kept < len(correct) and refresh_pays(len(correct) - n_kept, n_kept, candidates.shape[1], x):
+                active = active[correct]  # fooled (or wrong from the start): done
+                continue
             diff, grads = candidate_gradients(x_t, logits, y[active], candidates[active])
             keep = correct.nonzero().squeeze(1)
-            active, x_t, diff, grads = active[keep], x_t.detach()[keep], diff[keep], grads[keep]
-            distance = diff.abs() / grads.flatten(2).norm(dim=2).clamp_min(1e-12)
-            nearest = distance.argmin(1)
+            active, diff, grads = active[keep], diff[keep], grads[keep]
+            norms = grads.flatten(2).norm(dim=2).clamp_min(1e-12)
+            nearest = (diff.abs() / norms).argmin(1)
             rows = torch.arange(len(active), device=x.device)
-            x_adv[active] = self._step(x_t, grads[rows, nearest], diff[rows, nearest].abs())
+            w, w_norm = grads[rows, nearest], norms[rows, nearest]
+            # the step to the nearest linearised boundary, MIN_STEP longer; the overshoot scales the total
+            total[active] += per_image((diff[rows, nearest].abs() / w_norm + MIN_STEP) / w_norm, w) * w
+            x_adv[active] = (x[active] + (1 + self.overshoot) * total[active]).clamp(0, 1)
             moves += 1
         return x_adv
 
-    def _step(self, x: torch.Tensor, w: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        """Move ``(1 + overshoot)`` times the linearised distance ``gap / ||w||`` along w, inside the box.
 
-        Where clipping to [0, 1] eats the overshoot (the linearised margin would not close, and plain DeepFool
-        then creeps towards the boundary without ever crossing it), the step gets the authors' extra length.
-        """
-        grow, norm = 1 + self.overshoot, sqnorm(w).sqrt().clamp_min(1e-12)
-        moved = (x + per_image(grow * gap / norm**2, x) * w).clamp(0, 1)
-        stalls = (w * (moved - x)).flatten(1).sum(1) < gap
-        longer = (x + per_image(grow * (gap / norm + MIN_STEP) / norm, x) * w).clamp(0, 1)
-        return torch.where(per_image(stalls, x), longer, moved)
-
-
-def sqnorm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).pow(2).sum(1)
+def refresh_pays(done: int, kept: int, gradients: int, like: torch.Tensor) -> bool:
+    """Whether a fresh forward pass of the ``kept`` images costs less than the ``gradients`` backward passes that
+    the ``done`` images would otherwise ride along in. On a CPU work is counted in rows; a GPU computes the extra
+    rows in parallel and would pay a whole pass of latency for the refresh, so it never refreshes."""
+    return like.device.type == "cpu" and done * gradients > kept
 
 
 def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ def inference_twin(model: nn.Module) -> nn.Module:
         if cached is not None and cached[0] == signature:
             return cached[1]
         twin = TrendModel(model.preprocess, build_twin_network(model.net, probe_input(model)), model.spec)
-        twin.eval()
+        twin.training = False  # (not .eval(): that would reach into the model's own preprocessing module)
         _twins[model] = (signature, twin)
         return twin
 
@@ -63,8 +63,15 @@ def weights_signature(model: nn.Module) -> tuple:
 
 def build_twin_network(net: nn.Module, probe: torch.Tensor | None) -> nn.Module:
     """A frozen copy of ``net`` with quantized weights precomputed and, where safe, BatchNorms folded; the
-    first candidate that agrees with ``net`` on the probe batch (``net`` itself if none does)."""
-    plain = copy.deepcopy(net).eval()
+    first candidate that agrees with ``net`` on the probe batch (``net`` itself if none does).
+
+    Built and checked on the CPU in ``net``'s dtype, where float32 has no TF32 shortcuts to blur a mistake,
+    then moved to ``net``'s device.
+    """
+    first = next(chain(net.parameters(), net.buffers()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    reference = copy.deepcopy(net).cpu().eval()
+    plain = copy.deepcopy(reference)
     freeze_weight_quantization(plain)
     for p in plain.parameters():
         p.requires_grad_(False)
@@ -76,8 +83,8 @@ def build_twin_network(net: nn.Module, probe: torch.Tensor | None) -> nn.Module:
         except Exception:  # noqa: BLE001 - an untraceable network is simply used unfolded
             pass
     for candidate in candidates:
-        if probe is None or agree(net, candidate, probe):
-            return candidate
+        if probe is None or agree(reference, candidate, probe.cpu()):
+            return candidate.to(device)
     return net
 
 
@@ -119,13 +126,9 @@ def probe_input(model: TrendModel) -> torch.Tensor | None:
 
 @torch.no_grad()
 def agree(reference: nn.Module, candidate: nn.Module, probe: torch.Tensor) -> bool:
-    """Whether both networks give the same logits on ``probe`` (the reference in eval mode, restored after)."""
-    was_training = reference.training
-    reference.eval()
+    """Whether both (eval-mode) networks give the same logits on ``probe``."""
     try:
         expected, got = reference(probe), candidate(probe)
     except Exception:  # noqa: BLE001 - a probe the network cannot take: trust nothing
         return False
-    finally:
-        reference.train(was_training)
     return bool((expected - got).abs().max() <= PROBE_TOLERANCE * (1 + expected.abs().max()))
