@@ -350,7 +350,7 @@ def cifar_setup(device, batch: int, quick: bool) -> Setup:
     y = predict(model, x).clone()  # (an inference-mode tensor cannot enter autograd)
     on_cpu = device.type == "cpu"
     return Setup(f"CIFAR RN18 (full width) b{batch}", model, x, y, eps=8 / 255,
-                 pgd_steps=3 if quick else (20 if on_cpu else 40), cw_steps=3 if quick else 100,
+                 pgd_steps=3 if quick else 40, cw_steps=3 if quick else 100,
                  deepfool_reference_images=2 if quick else (4 if on_cpu else 16))
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trend_core.attacks import (ATTACK_NAMES, PGD, Attack, AttackResult, CarliniWagnerL2, DeepFool, clip_to_ball,
-                                make_attack)
+                                make_attack, predict)
 from trend_core.attacks.cw import margin_loss
 from trend_core.attacks.pgd import input_gradient
 from trend_core.errors import TrendError
@@ -274,3 +274,19 @@ def test_bad_run_input_raises_trend_error():
         PGD(eps=0.1, steps=1).run(model, x, y, epsilons=[None])
     with pytest.raises(TrendError, match="eps"):
         DeepFool().run(model, x, y, epsilons=[-1.0])
+
+
+def test_success_is_judged_by_forwarding_only_the_images_an_attack_moved(zoo_model, digits):
+    """CW returns the images it never fooled unchanged: their verdict is the clean one, no forward pass needed."""
+    model = zoo_model(FP)
+    x, y = digits.tensors("test", limit=40)
+    rows = []
+    hook = model.register_forward_hook(lambda _m, inputs, _o: rows.append(len(inputs[0])))
+    try:
+        result = CarliniWagnerL2(steps=20, lr=0.05, binary_search_steps=1, initial_c=1.0)(model, x, y)
+    finally:
+        hook.remove()
+    moved = int((result.x_adv != x).flatten(1).any(1).sum())
+    assert 0 < moved < len(x)
+    assert rows == [len(x), moved]  # the clean verdicts, then the moved images only
+    assert torch.equal(result.success, result.clean_correct & (predict(model, result.x_adv) != y))

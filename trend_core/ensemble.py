@@ -176,7 +176,7 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     from .attacks.ensemble import EnsemblePGD, check_rule
     from .devices import resolve_device
     from .store import MemoryStore, get_store
-    from .transfer import _evaluation_data, attack_cached
+    from .transfer import attack_cached, evaluation_data
 
     ensemble = as_ensemble(members, seed)
     rules = [check_rule(r) for r in rules]
@@ -187,7 +187,7 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
         raise TrendError("Give at least one eps.")
     dev = resolve_device(device)
     ensemble.to(dev)
-    x, y = _evaluation_data(list(ensemble.members), data, "test", limit)
+    x, y = evaluation_data(list(ensemble.members), data, "test", limit)
     x, y = x.to(dev), y.to(dev)
     store = MemoryStore() if store is False else (store if store is not None else get_store())
     singles = [MajorityVote([m], seed, [name]) for m, name in zip(ensemble.members, ensemble.names)]

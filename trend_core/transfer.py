@@ -198,7 +198,7 @@ def run_transfer(models, attack, split="test", limit=None, data=None, store=None
     dev = resolve_device(device)
     for model in models:
         model.to(dev)
-    x, y = (t.clone() if t.is_inference() else t for t in _evaluation_data(models, data, split, limit))
+    x, y = (t.clone() if t.is_inference() else t for t in evaluation_data(models, data, split, limit))
     x, y = x.to(dev), y.to(dev)  # (inference-mode tensors could not enter the attacks' autograd)
     store = MemoryStore() if store is False else (store if store is not None else get_store())
 
@@ -365,7 +365,9 @@ def _select(chosen, models, labels, role: str) -> list[int]:
     return picked
 
 
-def _evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels a run evaluates: ``data`` (a DatasetBundle or an (x, y) pair), or the ``split`` of
+    the models' common dataset; the first ``limit`` images. Bad input raises a TrendError that says why."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise TrendError(f"The image limit must be a positive whole number, got {limit!r}.")
     if data is None:

@@ -211,7 +211,7 @@ class Attack:
     def _finish_on_model(self, model, twin, x, y, adv, clean_pred) -> tuple[torch.Tensor, torch.Tensor]:
         """Continue, on the model itself, the images that fool the twin but not the model (not those that the
         attack failed on: they had their steps). Returns the images and the model's predictions on them."""
-        adv_pred = predict(model, adv)
+        adv_pred = predict_moved(model, x, adv, clean_pred)
         unfooled = ((clean_pred == y) & (adv_pred == y)).nonzero().squeeze(1)
         if unfooled.numel() == 0:
             return adv, adv_pred
@@ -225,12 +225,24 @@ class Attack:
         return adv, adv_pred
 
     def _result(self, model, x, y, adv, clean_pred, eps, out_device, adv_pred=None) -> AttackResult:
-        adv_pred = predict(model, adv) if adv_pred is None else adv_pred
+        adv_pred = predict_moved(model, x, adv, clean_pred) if adv_pred is None else adv_pred
         clean_correct = clean_pred == y
         success = clean_correct & (adv_pred != y)
         l2, linf = perturbation_norms(x, adv)
         return AttackResult(adv.to(out_device), success.to(out_device), clean_correct.to(out_device),
                             l2.to(out_device), linf.to(out_device), eps, self.name)
+
+
+def predict_moved(model: nn.Module, x: torch.Tensor, adv: torch.Tensor, clean_pred: torch.Tensor) -> torch.Tensor:
+    """The model's predictions on ``adv``: computed for the images an attack moved, ``clean_pred`` for those it
+    returned unchanged (a minimum-norm attack's failures, images misclassified from the start)."""
+    moved = (adv != x).flatten(1).any(1).nonzero().squeeze(1)
+    if moved.numel() == len(x):
+        return predict(model, adv)
+    adv_pred = clean_pred.clone()
+    if moved.numel():
+        adv_pred[moved] = predict(model, adv[moved])
+    return adv_pred
 
 
 def clip_to_ball(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:

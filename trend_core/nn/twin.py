@@ -55,7 +55,7 @@ def weights_signature(model: nn.Module) -> tuple:
     if not tensors:
         return ()
     with torch.no_grad():
-        sums = torch.stack([torch.stack([t.sum(dtype=torch.float64), t.abs().sum(dtype=torch.float64)])
+        sums = torch.stack([torch.stack([t.float().sum(), torch.linalg.vector_norm(t.float(), 1)])
                             for t in tensors]).cpu()
     return tuple((t.data_ptr(), t._version, t.device, t.dtype, tuple(t.shape)) for t in tensors) + \
         (tuple(sums.flatten().tolist()),)
