@@ -295,21 +295,33 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
         with attack_mode(s.model):
             return theirs(s.x, s.y)
 
+    def run_ours(iterations: int):
+        return CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c,
+                               abort_early=False)(s.model, s.x, s.y)
+
+    # Paired runs: torchattacks' early stop can come at a different iteration from one run to the next (on a
+    # GPU, TF32 rounding moves its loss), so each of our runs takes the iteration count of the run before it;
+    # the least disturbed pair (smallest sum) counts.
     on_model, on_twin = ForwardCounter(s.model), ForwardCounter(inference_twin(s.model))  # ours iterates on the twin
+    pairs = []
     try:
-        run_theirs()  # warm-up, and how many iterations torchattacks runs before its early stop
-        iterations = on_model.take()
-        ours = CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c,
-                               abort_early=False)
-        times, out = fastest({"ours": lambda: (ours(s.model, s.x, s.y), on_twin.take(), on_model.take()),
-                              "theirs": lambda: (run_theirs(), on_model.take()),
-                              "evaluation": lambda: (evaluation(s)(), on_model.take())}, repeats, device)
+        run_theirs()  # warm-up
+        run_ours(on_model.take())
+        on_twin.take()
+        for _ in range(repeats):
+            pair, out = fastest({"theirs": run_theirs}, 1, device)
+            their_forwards = on_model.take()
+            mine, mine_out = fastest({"ours": lambda: run_ours(their_forwards),
+                                      "evaluation": evaluation(s)}, 1, device)
+            on_model.take()
+            pairs.append(({**pair, **mine}, out["theirs"], mine_out["ours"], their_forwards, on_twin.take()))
     finally:
         on_model.remove()
         on_twin.remove()
-    (r, ours_forwards, _), (t_adv, their_forwards) = out["ours"], out["theirs"]
+    times, t_adv, r, their_forwards, ours_forwards = min(pairs, key=lambda p: p[0]["ours"] + p[0]["theirs"])
+    iterations = their_forwards
     t_success, t_l2 = reference_outcome(s.model, s.x, s.y, t_adv)
-    stopped = f" (torchattacks stops early after {iterations} of {s.cw_steps})" if iterations < s.cw_steps else ""
+    stopped = f" (torchattacks stopped early after {iterations} of {s.cw_steps})" if iterations < s.cw_steps else ""
     note = (f"c={c:g}: ours {times['ours']:.3f} s ({ours_forwards} iterations + clean/adversarial evaluation), "
             f"torchattacks {times['theirs']:.3f} s ({their_forwards} iterations){stopped}; success ours "
             f"{rate(r.success, r.clean_correct):.3f} / theirs {rate(t_success, r.clean_correct):.3f}; mean L2 ours "
