@@ -44,7 +44,6 @@ from trend_core.attacks.deepfool import candidate_gradients, other_top_classes  
 from trend_core.data import load_dataset  # noqa: E402
 from trend_core.devices import resolve_device  # noqa: E402
 from trend_core.nn import build_model  # noqa: E402
-from trend_core.nn.twin import inference_twin  # noqa: E402
 from trend_core.specs import ModelSpec  # noqa: E402
 from trend_core.zoo import Zoo, preset_specs  # noqa: E402
 
@@ -152,7 +151,7 @@ def bench_pgd(s: Setup, repeats: int, device) -> list[Row]:
             return theirs(s.x, s.y)
 
     bare_runs = s.pgd_steps  # as long as the attack, so both meet the same machine load
-    twin = inference_twin(s.model)
+    twin = ours.runner(s.model)
     times, out = fastest({"ours": lambda: ours(s.model, s.x, s.y), "theirs": run_theirs,
                           "bare": lambda: [bare_step(s.model, s.x, s.y)() for _ in range(bare_runs)],
                           "bare twin": lambda: [bare_step(twin, s.x, s.y)() for _ in range(bare_runs)],
@@ -196,7 +195,7 @@ def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
         with attack_mode(s.model):
             return theirs(x_ref, y_ref)
 
-    work = DeepFoolWork(inference_twin(s.model))
+    work = DeepFoolWork(ours.runner(s.model))
     try:
         times, out = fastest({"ours": lambda: (ours(s.model, s.x, s.y), work.take()), "theirs": run_theirs,
                               "step": one_deepfool_step(s, backward=True), "forward": one_deepfool_step(s, False),
@@ -257,7 +256,7 @@ class DeepFoolWork:
 def one_deepfool_step(s: Setup, backward: bool) -> Callable[[], object]:
     """One DeepFool step's unavoidable work for the whole batch, through the twin that our DeepFool iterates
     on: a forward pass and (``backward``) the input gradients of the logit differences to all other classes."""
-    twin = inference_twin(s.model)
+    twin = DeepFool().runner(s.model)
 
     def run():
         with attack_mode(s.model):
@@ -302,7 +301,8 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
     # Paired runs: torchattacks' early stop can come at a different iteration from one run to the next (on a
     # GPU, TF32 rounding moves its loss), so each of our runs takes the iteration count of the run before it;
     # the least disturbed pair (smallest sum) counts.
-    on_model, on_twin = ForwardCounter(s.model), ForwardCounter(inference_twin(s.model))  # ours iterates on the twin
+    # torchattacks runs the model; ours iterates on the network its runner() picks
+    on_model, on_twin = ForwardCounter(s.model), ForwardCounter(CarliniWagnerL2().runner(s.model))
     pairs = []
     try:
         run_theirs()  # warm-up

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import FP, HT, Q1
 
 import trend_core.nn.twin as twin_module
-from trend_core.attacks import PGD, DeepFool
+from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
 from trend_core.data import get_info
 from trend_core.nn import TrendModel, build_model
 from trend_core.nn.quant import QConv2d, QLinear
@@ -39,6 +39,12 @@ def trained_like(name: str) -> TrendModel:
     return model.eval()
 
 
+def pin_twin(model: nn.Module, twin: nn.Module) -> None:
+    """Make ``twin`` the model's cached twin, folded or not."""
+    signature = twin_module.weights_signature(model)
+    twin_module._twins[model] = {True: (signature, twin), False: (signature, twin)}
+
+
 def logits_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     x = x.clone().requires_grad_(True)
     logits = model(x)
@@ -66,11 +72,32 @@ def test_twin_computes_the_same_logits_and_input_gradients(name):
     assert any(isinstance(m, nn.BatchNorm2d) for m in twin.modules()) != folds
 
 
-def test_batchnorm_is_folded_except_where_activations_are_quantized():
-    fp = inference_twin(trained_like("digits/resnet18-w0.25/FP/sgd/s0"))
+def test_batchnorm_is_folded_except_where_activations_are_quantized_or_folding_is_declined():
+    fp_model = trained_like("digits/resnet18-w0.25/FP-W2/sgd/s0")
+    fp = inference_twin(fp_model)
     a2 = inference_twin(trained_like("digits/resnet18-w0.25/FP-A2/sgd/s0"))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fp.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in a2.modules())  # a rounding change could cross a level
+    unfolded = inference_twin(fp_model, fold=False)
+    assert unfolded is not fp and inference_twin(fp_model, fold=False) is unfolded  # cached apart
+    assert any(isinstance(m, nn.BatchNorm2d) for m in unfolded.modules())
+    assert not any(isinstance(m, (QConv2d, QLinear)) for m in unfolded.modules())
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(unfolded(x), fp_model(x))  # the model's own operations: bit for bit
+
+
+def test_minimum_norm_attacks_iterate_on_an_unfolded_twin_on_a_gpu(monkeypatch):
+    """Their results sit on the boundary; TF32 rounds a folded network differently from the model."""
+    import trend_core.attacks.base as base
+
+    model = trained_like("digits/resnet18-w0.25/FP/sgd/s0")
+    assert isinstance(PGD().runner(model).net, torch.fx.GraphModule)
+    assert isinstance(DeepFool().runner(model).net, torch.fx.GraphModule)  # on the CPU rounding agrees to 1e-7
+    monkeypatch.setattr(base, "model_device", lambda _m: torch.device("cuda"))
+    assert isinstance(PGD().runner(model).net, torch.fx.GraphModule)
+    for attack in (DeepFool(), CarliniWagnerL2()):
+        assert any(isinstance(m, nn.BatchNorm2d) for m in attack.runner(model).modules())
 
 
 def test_frozen_weight_quantization_is_bit_exact():
@@ -154,7 +181,7 @@ def test_attacks_on_the_twin_match_attacks_on_the_model(zoo_model, digits, name)
     model = zoo_model(name)
     x, y = digits.tensors("test", limit=64)
     plain = TrendModel(model.preprocess, model.net, None)  # no spec: twinned without a probe check...
-    twin_module._twins[plain] = (twin_module.weights_signature(plain), plain)  # ...so pin it to itself
+    pin_twin(plain, plain)  # ...so pin it to itself
     for attack in (PGD(eps=0.1, steps=10), DeepFool(steps=10)):
         ours, reference = attack(model, x, y), attack(plain, x, y)
         assert torch.equal(ours.success, reference.success)
@@ -180,7 +207,7 @@ def test_deepfool_finishes_on_the_model_what_stops_short_of_its_boundary(zoo_mod
     twin's boundary may not be across the model's; those images are finished on the model itself."""
     model = zoo_model(FP)
     x, y = digits.tensors("test", limit=64)
-    twin_module._twins[model] = (twin_module.weights_signature(model), LoweredTop(model, 1.0).eval())
+    pin_twin(model, LoweredTop(model, 1.0).eval())
     try:
         finished = DeepFool()(model, x, y)
         monkeypatch.setattr(DeepFool, "resumable", False)

@@ -26,12 +26,14 @@ PROBE_IMAGES = 2
 PROBE_TOLERANCE = 1e-4  # relative to the largest logit: float rounding is ~1e-7, a wrong graph is ~1
 
 _lock = threading.Lock()
-_twins: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_twins: "weakref.WeakKeyDictionary[nn.Module, dict[bool, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
 
 
-def inference_twin(model: nn.Module) -> nn.Module:
+def inference_twin(model: nn.Module, fold: bool = True) -> nn.Module:
     """An eval-mode, gradient-free copy of ``model`` computing the same logits faster (cached per model).
 
+    ``fold=False`` keeps the BatchNorms: the twin then runs the model's own operations on the same weights and
+    rounds exactly like it, also where a GPU's TF32 convolutions would round a folded network differently.
     Only ``TrendModel``s are twinned (their networks come from this project's registry or torchvision); any
     other module is returned as it is.
     """
@@ -39,12 +41,12 @@ def inference_twin(model: nn.Module) -> nn.Module:
         return model
     signature = weights_signature(model)
     with _lock:
-        cached = _twins.get(model)
+        cached = _twins.setdefault(model, {}).get(fold)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        twin = TrendModel(model.preprocess, build_twin_network(model.net, probe_input(model)), model.spec)
+        twin = TrendModel(model.preprocess, build_twin_network(model.net, probe_input(model), fold), model.spec)
         twin.training = False  # (not .eval(): that would reach into the model's own preprocessing module)
-        _twins[model] = (signature, twin)
+        _twins[model][fold] = (signature, twin)
         return twin
 
 
@@ -61,9 +63,9 @@ def weights_signature(model: nn.Module) -> tuple:
         (tuple(sums.flatten().tolist()),)
 
 
-def build_twin_network(net: nn.Module, probe: torch.Tensor | None) -> nn.Module:
-    """A frozen copy of ``net`` with quantized weights precomputed and, where safe, BatchNorms folded; the
-    first candidate that agrees with ``net`` on the probe batch (``net`` itself if none does).
+def build_twin_network(net: nn.Module, probe: torch.Tensor | None, fold: bool = True) -> nn.Module:
+    """A frozen copy of ``net`` with quantized weights precomputed and, where safe and asked, BatchNorms folded;
+    the first candidate that agrees with ``net`` on the probe batch (``net`` itself if none does).
 
     Built and checked on the CPU in ``net``'s dtype, where float32 has no TF32 shortcuts to blur a mistake,
     then moved to ``net``'s device.
@@ -76,7 +78,7 @@ def build_twin_network(net: nn.Module, probe: torch.Tensor | None) -> nn.Module:
     for p in plain.parameters():
         p.requires_grad_(False)
     candidates = [plain]
-    if not any(isinstance(m, QReLU) and m.act_bits < FULL_PRECISION_BITS for m in plain.modules()):
+    if fold and not any(isinstance(m, QReLU) and m.act_bits < FULL_PRECISION_BITS for m in plain.modules()):
         try:
             own = copy.deepcopy(plain)  # fuse() rewires the modules it is given: keep ``plain`` intact
             candidates.insert(0, fuse(fx.GraphModule(own, LeafTracer().trace(own)), inplace=True, no_trace=True).eval())
