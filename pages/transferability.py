@@ -68,7 +68,10 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
         params["steps"] = c3.number_input("Steps", 1, 500, 50, key="tr_steps_df")
         params["eps"] = eps or None
     total = _test_size(ctx.dataset)
-    limit = st.slider("Test images", min(20, total), total, min(total, 360), step=10 if total > 100 else 1,
+    if total <= 20:  # a slider needs a range: a small test split is used whole
+        st.caption(f"Test images: all {total} of the {ctx.dataset} test split.")
+        return attack, params, total
+    limit = st.slider("Test images", 20, total, min(total, 360), step=10 if total > 100 else 1,
                       key="tr_limit", help="The first N test images; more images, steadier TM, longer run.")
     return attack, params, int(limit)
 

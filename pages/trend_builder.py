@@ -15,9 +15,10 @@ def finished_runs(ctx) -> list:
 
     home = str(Path(ctx.home).expanduser().resolve())
     live = [job for job in get_manager().jobs(kind="transfer")
-            if job.status is JobStatus.DONE and job.meta.get("home") == home]
+            if job.status is JobStatus.DONE and trend_ui.belongs_to(job, home, ctx.dataset, strict=True)]
     known = {job.key for job in live}
-    return live + [job for job in stored_transfer_runs(ctx.zoo, ctx.store) if job.key not in known]
+    return live + [job for job in stored_transfer_runs(ctx.zoo, ctx.store)
+                   if job.key not in known and trend_ui.belongs_to(job, home, ctx.dataset)]
 
 
 def describe_run(job) -> str:

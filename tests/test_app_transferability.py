@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app_support import (APP_MODELS, assert_clean, empty_home, figures, open_app, sync_jobs,  # noqa: F401
-                         texts, zoo_home)
+from app_support import (APP, APP_MODELS, assert_clean, empty_home, figures, open_app,  # noqa: F401
+                         sync_jobs, texts, zoo_home)
+from streamlit.testing.v1 import AppTest
 from conftest import FP, FP_S1, Q1
 
 PAGE = "pages/transferability.py"
@@ -138,3 +139,30 @@ def test_family_presets_group_models_differing_in_one_factor():
     assert by_factor["architectures"] == {"FP-s0", "FP-VGG11BN-s0"}
     assert len(found) == 6 and all(f"({len(specs)} models)" in name for name, specs in found.items())
     assert families([ModelSpec.parse(FP)]) == {}
+
+
+def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tmp_path, monkeypatch):
+    """A page opened with another dataset in the sidebar does not recall the digits run (its class names would
+    be wrong there); with digits it does."""
+    from test_data import write_fake_cifar10
+
+    from trend_core.nn import build_model
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import Zoo
+
+    write_fake_cifar10(tmp_path / "cifar-data")  # small files in the real format (15 test images: no slider)
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "cifar-data"))
+    zoo = Zoo(zoo_home)
+    for seed in (0, 1):  # two untrained CIFAR-10 models, so that the page is past its empty state
+        spec = ModelSpec.parse(f"cifar10/smallcnn-w0.25/FP/sgd/s{seed}")
+        zoo.save(spec, build_model(spec), {"source": "test", "val_acc": None, "test_acc": None})
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.selectbox[0].set_value("cifar10").run()
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    assert at.session_state["trend_context"].dataset == "cifar10"  # what the sidebar chose
+    assert not any(any(t.get("name") == "row average" for t in f["data"]) for f in figures(at))
+    assert any("press **Run transfer**" in m for m in texts(at.info))
+    assert heatmap_traces(open_app(PAGE))["TM"]["z"] == heatmap_traces(finished_run)["TM"]["z"]
+
+

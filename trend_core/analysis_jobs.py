@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from .errors import TrendError
-from .jobs import Job, JobManager, _home, device_lane, get_manager
+from .jobs import Job, JobManager, _home, dataset_of, device_lane, get_manager
 
 PAPER_STEP_SIZE = 0.01  # PAPER.md section 3: PGD step size
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
@@ -79,14 +79,15 @@ def test_images(dataset: str, limit: int):
 
 
 def _submit(zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
-            store, meta: dict, manager: JobManager | None) -> Job:
+            store, meta: dict, manager: JobManager | None, models: Sequence[str]) -> Job:
+    """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content."""
     from .store import content_key
 
     home = _home(zoo)
     key = content_key(VERSION, kind, home, *key_parts)
     return (manager or get_manager()).submit(
         key, run, title=title, kind=kind, device=device_lane(device), store=store, log_dir=Path(zoo.root) / "logs",
-        meta={**meta, "home": home})
+        meta={**meta, "home": home, "dataset": dataset_of(models)})
 
 
 def _check_limit(limit: int | None) -> int | None:
@@ -135,7 +136,7 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
 
     return _submit(zoo, [model_identity(zoo, names), index, span, resolution, seed], run,
                    title=f"Decision boundary of image {index}", kind="boundary", device=dev, store=store,
-                   meta={"models": names, "index": index}, manager=manager)
+                   meta={"models": names, "index": index}, manager=manager, models=names)
 
 
 # ----------------------------------------------------------------------------- ensemble attacks
@@ -190,7 +191,7 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
 
     return _submit(zoo, [model_identity(zoo, names), eps_list, steps, limit, agreement_images], run,
                    title=f"Ensemble attacks on {len(names)} members ({len(eps_list)} eps)", kind="ensemble-sweep",
-                   device=dev, store=store, meta={"members": names}, manager=manager)
+                   device=dev, store=store, meta={"members": names}, manager=manager, models=names)
 
 
 def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "auto"):
@@ -242,7 +243,7 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
 
     return _submit(zoo, [model_identity(zoo, names), eps, steps, limit], run,
                    title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble", kind="trend-eval", device=dev,
-                   store=store, meta={"members": names}, manager=manager)
+                   store=store, meta={"members": names}, manager=manager, models=names)
 
 
 def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
@@ -285,7 +286,8 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
 
     return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit], run,
                    title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles", kind="trend-growth", device=dev,
-                   store=store, meta={"ensembles": [list(s) for s in sets]}, manager=manager)
+                   store=store, meta={"ensembles": [list(s) for s in sets]}, manager=manager,
+                   models=[name for s in sets for name in s])
 
 
 def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, require: Sequence[str] = (),
@@ -353,4 +355,4 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
 
     return _submit(zoo, [model_identity(zoo, names), fit_list, eval_list, steps, limit], run,
                    title=f"TM(eps) fit over {len(set(fit_list) | set(eval_list))} eps", kind="tm-fit", device=dev,
-                   store=store, meta={"source": names[0], "target": names[1]}, manager=manager)
+                   store=store, meta={"source": names[0], "target": names[1]}, manager=manager, models=names)

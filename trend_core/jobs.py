@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from .errors import TrendError
 
@@ -369,6 +369,17 @@ def training_key(zoo, specs) -> str:
     return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def dataset_of(names: Sequence[str]) -> str | None:
+    """The dataset of the models a job works on (from the first name), so that pages show a job's result only
+    while the sidebar shows its dataset; None when unknown."""
+    from .specs import ModelSpec
+
+    try:
+        return ModelSpec.parse(names[0]).dataset if names else None
+    except (TrendError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None = None) -> Job:
     """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
 
@@ -399,7 +410,8 @@ def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None
     title = f"Training {n} model{'s' if n > 1 else ''}"
     return (manager or get_manager()).submit(
         training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
-        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs", meta={"home": _home(zoo)})
+        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs",
+        meta={"home": _home(zoo), "dataset": dataset_of([getattr(spec, "name", spec) for spec in specs])})
 
 
 # -- transfer runs as jobs ----------------------------------------------------------------------------------
@@ -466,6 +478,7 @@ def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = N
         if job is not None and job.status is JobStatus.DONE:
             job.meta.setdefault("request", entry.get("request", {}))
             job.meta.setdefault("home", _home(zoo))
+            job.meta.setdefault("dataset", dataset_of(job.meta["request"].get("sources", [])))
             found.append(job)
     return found
 
@@ -521,4 +534,5 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
     result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
     return (manager or get_manager()).submit(
         key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
-        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs", meta={"request": request, "home": _home(zoo)})
+        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs",
+        meta={"request": request, "home": _home(zoo), "dataset": dataset_of(sources)})

@@ -20,25 +20,37 @@ def remember_job(slot: str, job) -> None:
     st.session_state[f"trend_job:{slot}"] = job.key
 
 
-def recalled_job(slot: str, kind: str | None = None, home=None):
-    """The job this session last showed in ``slot``; after a reload (new session) the newest job of ``kind``
-    for the store folder ``home`` (default: the sidebar's)."""
+def recalled_job(slot: str, kind: str | None = None, home=None, dataset: str | None = None):
+    """The job this session last showed in ``slot``; after a reload (new session) the newest job of ``kind``.
+    Either way only a job of the store folder ``home`` and the dataset ``dataset`` (default: the sidebar's),
+    so a result is never shown under another dataset's class names."""
     manager = _manager()
-    if home is None:
+    if home is None or dataset is None:
         from .context import context
 
-        home = context().home
+        ctx = context()
+        home = ctx.home if home is None else home
+        dataset = ctx.dataset if dataset is None else dataset
     where = str(Path(home).expanduser().resolve())
     key = st.session_state.get(f"trend_job:{slot}")
     job = manager.get(key) if key else None
-    if job is not None and job.meta.get("home", where) != where:  # the store folder changed since
+    if job is not None and not belongs_to(job, where, dataset):  # the sidebar changed since
         job = None
     if job is None and kind is not None:
-        found = [j for j in manager.jobs(kind=kind) if j.meta.get("home") == where]
+        found = [j for j in manager.jobs(kind=kind) if belongs_to(j, where, dataset, strict=True)]
         job = found[0] if found else None
         if job is not None:
             remember_job(slot, job)
     return job
+
+
+def belongs_to(job, home: str, dataset: str, strict: bool = False) -> bool:
+    """Whether ``job`` ran on the store folder ``home`` (resolved) and on ``dataset``. A job that does not say
+    (made by an older version) counts as a match unless ``strict``."""
+    meta = job.meta
+    if strict:
+        return meta.get("home") == home and meta.get("dataset", dataset) == dataset
+    return meta.get("home", home) == home and meta.get("dataset", dataset) == dataset
 
 
 def slot_result(slot: str, hint: str) -> Any | None:
