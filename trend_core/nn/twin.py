@@ -115,7 +115,7 @@ def probe_input(model: TrendModel) -> torch.Tensor | None:
 
     try:
         shape = get_info(model.spec.dataset).input_shape
-    except Exception:  # noqa: BLE001 - an unknown dataset: no probe, no folding risk taken below
+    except Exception:  # noqa: BLE001 - an unknown dataset: no probe, the fold (exact in arithmetic) goes unchecked
         return None
     generator = torch.Generator().manual_seed(0)
     weight = next(model.net.parameters(), None)
