@@ -32,17 +32,11 @@ def choose_sweep(ctx) -> dict:
     steps = c3.number_input("Steps", 1, 200, 20, key="ea_steps",
                             help="Iterations of each attack; step size 0.01 (the paper's), larger when needed to "
                                  "reach the largest eps.")
-    total = _test_size(ctx.dataset)
+    total = trend_ui.count_test_images(ctx.dataset)
     limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
     epsilons = [float(v) for v in np.round(np.linspace(eps_low, eps_high, int(points)), 5)]
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
-
-@st.cache_data(show_spinner=False)
-def _test_size(dataset: str) -> int:
-    from trend_core.data import load_dataset
-
-    return len(load_dataset(dataset).test)
 
 
 def show_sweep(result: dict) -> None:

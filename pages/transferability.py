@@ -67,7 +67,7 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
     else:
         params["steps"] = c3.number_input("Steps", 1, 500, 50, key="tr_steps_df")
         params["eps"] = eps or None
-    total = _test_size(ctx.dataset)
+    total = trend_ui.count_test_images(ctx.dataset)
     if total <= 20:  # a slider needs a range: a small test split is used whole
         st.caption(f"Test images: all {total} of the {ctx.dataset} test split.")
         return attack, params, total
@@ -75,12 +75,6 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
                       key="tr_limit", help="The first N test images; more images, steadier TM, longer run.")
     return attack, params, int(limit)
 
-
-@st.cache_data(show_spinner=False)
-def _test_size(dataset: str) -> int:
-    from trend_core.data import load_dataset
-
-    return len(load_dataset(dataset).test)
 
 
 def show_result(ctx, result) -> None:
