@@ -224,9 +224,8 @@ class Attack:
         unfinished = unfooled[predict(twin, adv[unfooled]) != y[unfooled]]
         if unfinished.numel() == 0:
             return adv, adv_pred
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
         adv, adv_pred = adv.clone(), adv_pred.clone()
-        adv[unfinished] = self.perturb(model, adv[unfinished], y[unfinished], None, generator).detach().clamp(0, 1)
+        adv[unfinished] = self._perturb_checked(model, adv[unfinished], y[unfinished], None)
         adv_pred[unfinished] = predict(model, adv[unfinished])
         return adv, adv_pred
 

@@ -50,7 +50,7 @@ class DeepFool(Attack):
 
     name = "deepfool"
     minimum_norm = True
-    resumable = True  # its steps depend only on the current point
+    resumable = True  # started from an already perturbed image, it simply continues from there
     norm = "l2"
 
     def __init__(self, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
