@@ -215,5 +215,9 @@ def test_deepfool_finishes_on_the_model_what_stops_short_of_its_boundary(zoo_mod
     finally:
         del twin_module._twins[model]
     correct = int(finished.clean_correct.sum())
-    assert int(unfinished.success.sum()) < correct  # the stand-in twin does stop short
-    assert int(finished.success.sum()) == correct
+    stopped_short = correct - int(unfinished.success.sum())
+    assert stopped_short >= 5  # the stand-in twin does stop short on a good share of images
+    # finishing on the model fools (nearly) all of them: an image whose step lands within float rounding of the
+    # model's boundary may stay on the near side depending on the torch build, hence the margin of 2 images
+    assert int(finished.success.sum()) >= correct - 2
+    assert correct - int(finished.success.sum()) < stopped_short / 3
