@@ -132,16 +132,23 @@ def test_dorefa_activations_clamp_and_round(bits):
     assert torch.all(x.grad[~inside] == 0)
 
 
-def test_quantized_model_keeps_first_and_last_layers_full_precision():
+def test_quantized_resnet_quantizes_every_conv_but_not_the_linear():
+    # the authors' DoReFa ResNet: the first conv and the shortcuts are quantized too, the final linear is not
     model = build_model(ModelSpec.parse("digits/resnet18-w0.25/FP-W2-A2/sgd/s0"))
     convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert getattr(convs[0], "weight_bits", 32) == 32
-    assert all(getattr(c, "weight_bits", 32) == 2 for c in convs[1:])
+    assert all(getattr(c, "weight_bits", 32) == 2 for c in convs)
     assert getattr(model.net.linear, "weight_bits", 32) == 32
     assert any(isinstance(m, QReLU) and m.act_bits == 2 for m in model.net.modules())
     # state-dict keys are those of the plain network, so full-precision checkpoints load into it
     plain = build_model(ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0"))
     assert model.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_quantized_vgg_keeps_first_and_last_layers_full_precision():
+    model = build_model(ModelSpec.parse("digits/vgg11-w0.25/FP-W2/sgd/s0"))
+    weighted = [m for m in model.net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert getattr(weighted[0], "weight_bits", 32) == 32 and getattr(weighted[-1], "weight_bits", 32) == 32
+    assert all(getattr(m, "weight_bits", 32) == 2 for m in weighted[1:-1])
 
 
 @pytest.mark.parametrize("quant", ["Q1", "HT", "HT-FS", "FP"])

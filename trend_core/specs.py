@@ -2,9 +2,10 @@
 
 Canonical name (fields equal to their defaults are left out, parsing fills them back in):
 
-    {dataset}/{arch}[-w{width}]/{input}[-W{bits}][-A{bits}]/{optimizer}/s{seed}[/e{epochs}][/lr{lr}][/pretrained]
+    {dataset}/{arch}[-w{width}]/{input}[-W{bits}][-A{bits}]/{optimizer}/s{seed}[/e{epochs}][/lr{lr}][/pretrained][/authors]
 
-for example ``digits/resnet18-w0.25/Q2/sgd/s0`` or ``cifar10/vgg11/FP-W2/adam/s3/e400``.
+for example ``digits/resnet18-w0.25/Q2/sgd/s0`` or ``cifar10/vgg11/FP-W2/adam/s3/e400``; the last part names the
+method profile (``trend_core.profiles``) when it is not the default ``paper``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import TrendError
+from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
 OPTIMIZERS = ("sgd", "adam")
@@ -23,6 +25,10 @@ FULL_PRECISION_BITS = 32
 DEFAULT_LR = 0.01
 # Default epochs per dataset: the paper's 400 / 250 for CIFAR / ImageNet; digits trains in seconds.
 DEFAULT_EPOCHS = {"digits": 20, "cifar10": 400, "cifar100": 400, "imagenet": 250}
+# Networks whose function changed with issue #9's fixes (the VGG head, DoReFa's weight scale and activation
+# placement, 3-channel HT) carry this revision in their content key, so a checkpoint trained before cannot be
+# loaded into the new network; every other spec keeps its key (and its checkpoints).
+ARCH_REVISION = 2
 
 
 def _fmt_number(value: float) -> str:
@@ -46,12 +52,14 @@ class ModelSpec:
     epochs: int | None = None
     lr: float = DEFAULT_LR
     pretrained: bool = False
+    profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         if self.epochs is None:
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS.get(self.dataset, 30))
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "profile", check_profile(self.profile))
         self.validate()
 
     # ----------------------------------------------------------------- validation
@@ -105,6 +113,8 @@ class ModelSpec:
             parts.append(f"lr{_fmt_number(self.lr)}")
         if self.pretrained:
             parts.append("pretrained")
+        if self.profile != DEFAULT_PROFILE:
+            parts.append(self.profile)
         return "/".join(parts)
 
     @property
@@ -124,8 +134,21 @@ class ModelSpec:
     @property
     def key(self) -> str:
         """Stable content key (16 hex digits) addressing checkpoints and cached results."""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if self.profile == DEFAULT_PROFILE:  # the default profile keeps the keys specs had before it existed
+            del fields["profile"]
+        if self.revised:
+            fields["revision"] = ARCH_REVISION
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def revised(self) -> bool:
+        """Whether issue #9's fixes changed this spec's network (so its key carries ARCH_REVISION)."""
+        quantized = self.weight_bits != FULL_PRECISION_BITS or self.act_bits != FULL_PRECISION_BITS
+        cifar_vgg = self.arch.startswith("vgg")
+        colour_ht = self.input_quant == "HT" and self.dataset != "digits"
+        return quantized or cifar_vgg or colour_ht
 
     def replace(self, **changes) -> "ModelSpec":
         """A copy with some fields changed (validated again)."""
@@ -191,8 +214,11 @@ class ModelSpec:
                     raise TrendError(f"Bad learning rate {extra!r} in {name!r}.") from None
             elif extra == "pretrained":
                 kwargs["pretrained"] = True
+            elif extra in PROFILES:
+                kwargs["profile"] = extra
             else:
-                raise TrendError(f"Unknown part {extra!r} in {name!r}; expected e<epochs>, lr<rate> or pretrained.")
+                raise TrendError(f"Unknown part {extra!r} in {name!r}; expected e<epochs>, lr<rate>, pretrained "
+                                 f"or a profile ({', '.join(p for p in PROFILES if p != DEFAULT_PROFILE)}).")
         return cls(**kwargs)
 
 

@@ -31,9 +31,11 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
+        self.input_quant: nn.Module | None = None  # DoReFa: quantizes the conv path's input (set by quantize_network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.bn1(self.conv1(x)))
+        out = x if self.input_quant is None else self.input_quant(x)  # the shortcut keeps x at full precision
+        out = self.relu1(self.bn1(self.conv1(out)))
         out = self.bn2(self.conv2(out))
         return self.relu2(out + self.shortcut(x))
 
@@ -58,9 +60,11 @@ class Bottleneck(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, out_planes, 1, stride, bias=False), nn.BatchNorm2d(out_planes)
             )
+        self.input_quant: nn.Module | None = None  # as in BasicBlock
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.bn1(self.conv1(x)))
+        out = x if self.input_quant is None else self.input_quant(x)
+        out = self.relu1(self.bn1(self.conv1(out)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu3(out + self.shortcut(x))
@@ -81,6 +85,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_layer(block, planes[2], num_blocks[2], 2)
         self.layer4 = self._make_layer(block, planes[3], num_blocks[3], 2)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.feature_quant: nn.Module | None = None  # DoReFa: quantizes the pooled features (quantize_network)
         self.linear = nn.Linear(planes[3] * block.expansion, num_classes)
 
     def _make_layer(self, block, planes: int, count: int, stride: int) -> nn.Sequential:
@@ -92,8 +97,10 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return self.linear(torch.flatten(self.pool(out), 1))
+        out = self.pool(self.layer4(self.layer3(self.layer2(self.layer1(out)))))
+        if self.feature_quant is not None:
+            out = self.feature_quant(out)
+        return self.linear(torch.flatten(out, 1))
 
 
 _RESNET_DEPTHS = {
@@ -125,7 +132,11 @@ _VGG_CONFIGS = {
 
 
 class CifarVGG(nn.Module):
-    """VGG for small images; max-pools that would shrink the map below 1x1 are left out (digits are 8x8)."""
+    """VGG for small images; max-pools that would shrink the map below 1x1 are left out (digits are 8x8).
+
+    The head is the TREND authors' CIFAR VGG head: (Dropout, Linear(512, 512), ReLU) twice, then the last Linear
+    (512 scaled by the width multiplier).
+    """
 
     def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float,
                  batch_norm: bool):
@@ -146,7 +157,12 @@ class CifarVGG(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(channels, num_classes)
+        hidden = scaled(512, width)
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(channels, hidden), nn.ReLU(),
+            nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
         for module in self.modules():  # He init as in torchvision: plain (no-BN) VGGs do not train without it
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -234,21 +250,48 @@ for _name in _TORCHVISION:
 
 # ----------------------------------------------------------------------------- W/A quantization surgery
 def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Module:
-    """Turn a plain network into its DoReFa version in place: every Conv2d/Linear but the first and last
-    gets ``weight_bits``, every ReLU becomes a QReLU with ``act_bits``. State-dict keys are unchanged."""
+    """Turn a plain network into its DoReFa version in place; state-dict keys are unchanged.
+
+    CIFAR ResNets follow the TREND authors' placement: every convolution (the first one and the shortcuts
+    included) gets ``weight_bits``, the final linear stays full precision; activations are quantized on each
+    block's conv path (its input and its inner ReLUs) and after pooling, while the residual stream (the shortcut
+    and each block's output) stays full precision. Other networks: every Conv2d/Linear but the first and last gets
+    ``weight_bits``, every ReLU becomes a QReLU with ``act_bits``.
+    """
     if weight_bits >= FULL_PRECISION_BITS and act_bits >= FULL_PRECISION_BITS:
         return net
+    if isinstance(net, CifarResNet):
+        return _quantize_resnet(net, weight_bits, act_bits)
     weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    inner = weighted[1:-1]
-    for module in inner:
-        if weight_bits < FULL_PRECISION_BITS:
-            module.__class__ = QConv2d if isinstance(module, nn.Conv2d) else QLinear
-            module.weight_bits = weight_bits
+    _quantize_weights(weighted[1:-1], weight_bits)
     if act_bits < FULL_PRECISION_BITS:
         for parent in net.modules():
             for child_name, child in parent.named_children():
                 if isinstance(child, nn.ReLU):
                     setattr(parent, child_name, QReLU(act_bits))
+    return net
+
+
+def _quantize_weights(modules: list[nn.Module], weight_bits: int) -> None:
+    """Give each Conv2d/Linear in ``modules`` DoReFa weights of ``weight_bits`` (none at full precision)."""
+    if weight_bits >= FULL_PRECISION_BITS:
+        return
+    for module in modules:
+        module.__class__ = QConv2d if isinstance(module, nn.Conv2d) else QLinear
+        module.weight_bits = weight_bits
+
+
+def _quantize_resnet(net: "CifarResNet", weight_bits: int, act_bits: int) -> nn.Module:
+    """The authors' DoReFa ResNet (see ``quantize_network``)."""
+    _quantize_weights([m for m in net.modules() if isinstance(m, nn.Conv2d)], weight_bits)
+    if act_bits < FULL_PRECISION_BITS:
+        for block in net.modules():
+            if isinstance(block, (BasicBlock, Bottleneck)):
+                block.input_quant = QReLU(act_bits)  # inputs are ReLU outputs: clamp-and-round is all it does
+                inner = ("relu1",) if isinstance(block, BasicBlock) else ("relu1", "relu2")
+                for name in inner:
+                    setattr(block, name, QReLU(act_bits))
+        net.feature_quant = QReLU(act_bits)
     return net
 
 

@@ -57,14 +57,22 @@ class TrendModel(nn.Module):
         return self.spec.name if self.spec is not None else self.__class__.__name__
 
 
-def build_model(spec, info=None, per_batch_range: bool = False) -> TrendModel:
-    """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked."""
+def build_model(spec, info=None, per_batch_range: bool | None = None) -> TrendModel:
+    """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked.
+
+    The spec's profile decides the normalization constants and whether input quantization takes its bounds from
+    the minibatch (``per_batch_range`` overrides the latter).
+    """
     from ..data import get_info
+    from ..profiles import get_profile
 
     info = info or get_info(spec.dataset)
+    profile = get_profile(getattr(spec, "profile", None))
+    per_batch = profile.per_batch_range if per_batch_range is None else per_batch_range
+    mean, std = profile.normalization_for(spec.dataset, tuple(info.mean), tuple(info.std))
     torch.manual_seed(spec.seed)
     channels, size, _ = info.input_shape
     net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
     quantize_network(net, spec.weight_bits, spec.act_bits)
-    preprocess = Preprocess(info.mean, info.std, spec.input_quant, per_batch_range)
+    preprocess = Preprocess(mean, std, spec.input_quant, per_batch)
     return TrendModel(preprocess, net, spec)

@@ -58,8 +58,9 @@ HALFTONE_KERNEL = torch.tensor([[-1.0, -2.0, -1.0], [-2.0, 16.0, -2.0], [-1.0, -
 class Halftone(nn.Module):
     """HT: the TREND authors' halftoning; output in {0, 1} per channel.
 
-    Each image (per channel) is normalized by its mean and range, filtered with a 3x3 sharpening kernel plus
-    1e-3 and thresholded at 0. Backward uses the smooth substitute 0.5 * sigmoid(filter) + 0.5.
+    Each image is normalized by its own mean and range (max - min) over all of (C, H, W), as the authors do, then
+    every channel is filtered with a 3x3 sharpening kernel plus 1e-3 and thresholded at 0. Backward uses the
+    smooth substitute 0.5 * sigmoid(filter) + 0.5 of the same normalized image.
     """
 
     def __init__(self, channels: int):
@@ -69,8 +70,8 @@ class Halftone(nn.Module):
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        spread = (x.amax(dim=(2, 3), keepdim=True) - x.amin(dim=(2, 3), keepdim=True)).clamp_min(1e-6)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)  # per image over (C, H, W), not per channel
+        spread = (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)).clamp_min(1e-6)
         normalized = (x - mean) / spread
         filtered = F.conv2d(normalized, self.kernel, padding=1, groups=self.channels) + 1e-3
         hard = (filtered > 0).to(x.dtype)
@@ -127,18 +128,18 @@ def quantize_unit(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def dorefa_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """DoReFa weight quantization: tanh-normalized to [0, 1], rounded to k bits, mapped to [-1, 1].
+    """DoReFa weight quantization as the TREND authors do it: t = tanh(w), m = max|t| (constant for the
+    gradient), W = m * (2 * round_k(t / 2m + 1/2) - 1), straight-through rounding.
 
-    One bit uses DoReFa's sign(w) * mean|w| so that the scale of the layer is kept.
+    The factor m keeps the layer's scale (levels in [-m, m], not [-1, 1]): without it a BatchNorm-free network
+    diverges, and every weight gradient is 1/m too large. One bit is the same formula: W = +-m.
     """
     if bits >= FULL_PRECISION_BITS:
         return weight
-    if bits == 1:
-        scale = weight.abs().mean().detach()
-        return straight_through(torch.sign(weight) * scale, weight)
     t = torch.tanh(weight)
-    unit = t / (2 * t.abs().max().detach().clamp_min(1e-12)) + 0.5
-    return 2 * quantize_unit(unit, bits) - 1
+    scale = t.abs().max().detach()
+    unit = t / (2 * scale.clamp_min(1e-12)) + 0.5
+    return scale * (2 * quantize_unit(unit, bits) - 1)
 
 
 class QConv2d(nn.Conv2d):
