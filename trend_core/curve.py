@@ -172,29 +172,43 @@ class TMFitResult:
         return {**self.summary(), "measured": self.measured.to_dict(orient="records"), "warnings": self.warnings}
 
 
-def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS) -> list[float]:
-    """``points`` eps values spread evenly over the dataset's eps range (PAPER.md: 4)."""
+def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS, profile: str = "paper") -> list[float]:
+    """``points`` eps values spread evenly over the dataset's eps range (PAPER.md: 4); under the ``authors``
+    profile their script's 0.02, 0.04, 0.06, 0.08."""
     from .data import get_info
+    from .profiles import get_profile
 
+    fixed = get_profile(profile).tm_fit_eps
+    if fixed is not None:
+        return list(fixed)
     low, high = get_info(dataset).eps_range
     return [float(v) for v in np.round(np.linspace(low, high, int(points)), 6)]
 
 
 def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack="pgd", data=None,
-               limit: int | None = None, store=None, device: str = "auto") -> pd.DataFrame:
-    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (cached in the store)."""
+               limit: int | None = None, store=None, device: str = "auto", profile: str = "paper") -> pd.DataFrame:
+    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (cached in the store).
+
+    f_ss counts the source's adversarial images among those both models classify correctly (paper profile) or,
+    as the authors' fit script does, among all the source classifies correctly (authors); TM = f_st / f_ss.
+    """
+    from .profiles import get_profile
     from .transfer import run_transfer
 
     eps_list = sorted({float(e) for e in epsilons})
     if not eps_list:
         raise TrendError("Give at least one eps.")
+    own_total = get_profile(profile).tm_f_ss == "source"
     results = run_transfer([source, target], attack, data=data, limit=limit, store=store, device=device,
-                           sources=[0], targets=[1], epsilons=eps_list)
+                           sources=[0], targets=[0, 1] if own_total else [1], epsilons=eps_list, profile=profile)
     rows = []
     for result in results:
-        pair = result.long().iloc[0]
-        rows.append({"eps": float(result.eps), "f_st": int(pair["transferred"]), "f_ss": int(pair["generated"]),
-                     "tm": float(pair["tm"]), "n_common": int(pair["n_common"])})
+        long = result.long()
+        pair = long.iloc[-1]  # source -> target
+        f_ss = int(long.iloc[0]["generated"]) if own_total else int(pair["generated"])  # iloc[0]: source -> source
+        f_st = int(pair["transferred"])
+        rows.append({"eps": float(result.eps), "f_st": f_st, "f_ss": f_ss,
+                     "tm": f_st / f_ss if f_ss else math.nan, "n_common": int(pair["n_common"])})
     frame = pd.DataFrame(rows)
     frame.attrs["source"], frame.attrs["target"] = results[0].sources[0], results[0].targets[0]
     frame.attrs["attack"] = results[0].attack
@@ -203,22 +217,23 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
 
 def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None = None,
            eval_eps: Sequence[float] = (), attack="pgd", data=None, limit: int | None = None, store=None,
-           device: str = "auto", progress: Callable[[str], None] | None = None) -> TMFitResult:
-    """Measure the pair at ``fit_eps`` (default: 4 over the dataset's range) and ``eval_eps``, fit on ``fit_eps``,
-    and report the RMSE of the fitted TM against every measured point."""
+           device: str = "auto", progress: Callable[[str], None] | None = None, profile: str = "paper") -> TMFitResult:
+    """Measure the pair at ``fit_eps`` (default: the profile's, see ``default_fit_eps``) and ``eval_eps``, fit on
+    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``profile`` also decides what
+    f_ss counts (see ``measure_tm``); TM is always the ratio f_st / f_ss."""
     if source is target:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     if fit_eps is None:
         dataset = getattr(getattr(source, "spec", None), "dataset", None)
         if dataset is None:
             raise TrendError("The source carries no dataset spec; give the fit's eps values.")
-        fit_eps = default_fit_eps(dataset)
+        fit_eps = default_fit_eps(dataset, profile=profile)
     fit_list = sorted({float(e) for e in fit_eps})
     if len(fit_list) < MIN_POINTS:
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
         progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, store, device)
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, store, device, profile)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]

@@ -26,23 +26,39 @@ _HASH_MODULUS = 2**20  # pixel-hash weights stay below this, so the int64 hash o
 
 
 # ----------------------------------------------------------------------------- the vote
-def majority_vote(preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """The plurality class of each column of ``preds`` (N members, B images); on a tie, member ``tiebreak[b]``'s vote."""
-    counts = F.one_hot(preds, num_classes or -1).sum(0)  # (B, C)
+TIE_RULES = ("any", "all_disagree")
+
+
+def drawn_ties(counts: torch.Tensor, ties: str = "any") -> torch.Tensor:
+    """Which images (rows of the (B, C) vote counts) a random member decides.
+
+    ``any`` (the paper profile): every tie for the plurality; ``all_disagree`` (the authors' code): only images
+    where every member votes for a different class; their other ties go to the lowest tied class (argmax).
+    """
+    if ties not in TIE_RULES:
+        raise TrendError(f"Unknown tie rule {ties!r}; choose one of {', '.join(TIE_RULES)}.")
     top = counts.max(dim=1).values
-    unique = (counts == top.unsqueeze(1)).sum(dim=1) == 1
+    if ties == "all_disagree":
+        return top == 1
+    return (counts == top.unsqueeze(1)).sum(dim=1) > 1
+
+
+def majority_vote(preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int | None = None,
+                  ties: str = "any") -> torch.Tensor:
+    """The plurality class of each column of ``preds`` (N members, B images); where ``ties`` says the vote is
+    drawn (see ``drawn_ties``), member ``tiebreak[b]``'s vote."""
+    counts = F.one_hot(preds, num_classes or -1).sum(0)  # (B, C)
     drawn = preds.gather(0, tiebreak.view(1, -1)).squeeze(0)
-    return torch.where(unique, counts.argmax(dim=1), drawn)
+    return torch.where(drawn_ties(counts, ties), drawn, counts.argmax(dim=1))
 
 
-def expected_correct(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def expected_correct(preds: torch.Tensor, y: torch.Tensor, ties: str = "any") -> torch.Tensor:
     """Per image, the probability over the random tie-break that the vote is ``y`` (exact: 1, 0 or votes-for-y / N)."""
     if preds.numel() == 0:
         return torch.zeros(preds.shape[-1], device=preds.device)
     num_classes = int(max(int(preds.max()), int(y.max()))) + 1
     counts = F.one_hot(preds, num_classes).sum(0)
-    top = counts.max(dim=1).values
-    tie = (counts == top.unsqueeze(1)).sum(dim=1) > 1
+    tie = drawn_ties(counts, ties)
     votes_for_y = counts.gather(1, y.view(-1, 1)).squeeze(1).float()
     unique_right = (~tie) & (counts.argmax(dim=1) == y)
     return torch.where(tie, votes_for_y / preds.shape[0], unique_right.float())
@@ -58,8 +74,13 @@ class MajorityVote(nn.Module):
     ``with_seed`` gives another independent draw.
     """
 
-    def __init__(self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None):
+    def __init__(self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None,
+                 profile: str = "paper"):
+        from .profiles import get_profile
+
         super().__init__()
+        self.profile = get_profile(profile).name
+        self.ties = get_profile(profile).vote_ties  # which ties a random member decides
         members = [models] if isinstance(models, nn.Module) and not isinstance(models, nn.ModuleList) else list(models)
         if not members:
             raise TrendError("An ensemble needs at least one member model.")
@@ -81,14 +102,15 @@ class MajorityVote(nn.Module):
         self.training = all(m.training for m in members)  # mirror the members, so restoring a mode keeps theirs
 
     def extra_repr(self) -> str:  # part of the model fingerprint: a different seed is a different ensemble
-        return f"seed={self.seed}, names={self.names}"
+        profile = "" if self.profile == "paper" else f", profile={self.profile}"
+        return f"seed={self.seed}, names={self.names}{profile}"
 
     def __len__(self) -> int:
         return len(self.members)
 
     def with_seed(self, seed: int) -> "MajorityVote":
         """The same members with another tie-break seed (members are shared, not copied)."""
-        return MajorityVote(list(self.members), seed, self.names)
+        return MajorityVote(list(self.members), seed, self.names, self.profile)
 
     # -- decisions -----------------------------------------------------------------------------------
     def tiebreak(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
@@ -107,7 +129,7 @@ class MajorityVote(nn.Module):
     def decide(self, preds: torch.Tensor, x: torch.Tensor, seed: int | None = None,
                num_classes: int | None = None) -> torch.Tensor:
         """The vote on images ``x`` from the members' predictions ``preds`` (N, B)."""
-        return majority_vote(preds, self.tiebreak(x, seed), num_classes)
+        return majority_vote(preds, self.tiebreak(x, seed), num_classes, self.ties)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every member's logits, stacked (N, B, classes)."""
@@ -137,31 +159,36 @@ class MajorityVote(nn.Module):
         preds = self.votes(x)
         y = y.to(preds.device)
         if draws is None:
-            return expected_correct(preds, y)
+            return expected_correct(preds, y, self.ties)
         if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
             raise TrendError(f"The number of tie-break draws must be a whole number >= 1, got {draws!r}.")
         hits = [(self.decide(preds, x, self.seed + k) == y).float() for k in range(draws)]
         return torch.stack(hits).mean(dim=0)
 
 
-def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: int = 0) -> MajorityVote:
-    """A MajorityVote as given, or one built from a list of members (a single model is a one-member ensemble)."""
+def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: int = 0,
+                profile: str | None = None) -> MajorityVote:
+    """A MajorityVote as given (with ``profile``'s vote when one is named), or one built from a list of members
+    (a single model is a one-member ensemble) under ``profile`` (default paper)."""
     if isinstance(models, MajorityVote):
-        return models
+        if profile is None or models.profile == profile:
+            return models
+        return MajorityVote(list(models.members), models.seed, models.names, profile)
     if isinstance(models, nn.Module):
-        return MajorityVote([models], seed)
+        return MajorityVote([models], seed, profile=profile or "paper")
     try:
         members = list(models)
     except TypeError:
         raise TrendError(f"An ensemble is a MajorityVote or a list of models, got {type(models).__name__}.") from None
-    return MajorityVote(members, seed)
+    return MajorityVote(members, seed, profile=profile or "paper")
 
 
 # ----------------------------------------------------------------------------- robustness sweeps
 def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
                      rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
                      step_size: float = 0.01, seed: int = 0, members_alone: bool = True, draws: int | None = None,
-                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None,
+                     profile: str = "paper") -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
     One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
@@ -171,14 +198,15 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     domination shows as one member fooled while the others are not). A member attacked alone gets the same
     attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
     Adversarial images are cached in the results store (``store``: a Store, None for the shared one, False
-    for none), so a repeated sweep only re-evaluates.
+    for none), so a repeated sweep only re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule
+    and the attacks' random start.
     """
     from .attacks.ensemble import EnsemblePGD, check_rule
     from .devices import resolve_device
     from .store import MemoryStore, get_store
     from .transfer import attack_cached, evaluation_data
 
-    ensemble = as_ensemble(members, seed)
+    ensemble = as_ensemble(members, seed, profile)
     rules = [check_rule(r) for r in rules]
     if not rules:
         raise TrendError("Pick at least one ensemble attack rule (dag, empir, ugd, agd).")
@@ -190,12 +218,12 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     x, y = evaluation_data(list(ensemble.members), data, "test", limit)
     x, y = x.to(dev), y.to(dev)
     store = MemoryStore() if store is False else (store if store is not None else get_store())
-    singles = [MajorityVote([m], seed, [name]) for m, name in zip(ensemble.members, ensemble.names)]
+    singles = [MajorityVote([m], seed, [name], profile) for m, name in zip(ensemble.members, ensemble.names)]
     clean_ens = ensemble.expected_accuracy(x, y, draws)
     clean_members = [s.expected_accuracy(x, y) for s in singles]
     rows = []
     for rule in rules:
-        attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed)
+        attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
         if progress is not None:
             progress(f"{rule}: attacking the ensemble")
         entries, _ = attack_cached(ensemble, attack, x, y, eps_list, store)

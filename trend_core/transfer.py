@@ -165,29 +165,31 @@ class TransferResult:
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
                  data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
                  device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: None = ..., cancel: Callable[[], bool] | None = ...) -> TransferResult: ...
+                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., profile: str = ...
+                 ) -> TransferResult: ...
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
                  data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
                  device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...
-                 ) -> list[TransferResult]: ...
+                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...,
+                 profile: str = ...) -> list[TransferResult]: ...
 def run_transfer(models, attack, split="test", limit=None, data=None, store=None, progress=None, device="auto",
-                 sources=None, targets=None, epsilons=None, cancel=None):
+                 sources=None, targets=None, epsilons=None, cancel=None, profile="paper"):
     """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
 
     ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
     or ``model<i>``). ``data``: (x, y) tensors or a DatasetBundle; by default the models' dataset ``split``.
     ``store``: a Store (default: the shared one under $TREND_HOME), or False for no disk cache.
     ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
-    Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each.
+    Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each. ``profile``
+    (paper or authors) configures an attack given by name (CW's abort rule); the models carry their own.
     """
     models = list(models)
     if not models:
         raise TrendError("Pick at least one model for a transfer run.")
     if not all(isinstance(m, nn.Module) for m in models):
         raise TrendError("Every model of a transfer run must be a torch nn.Module (pixels in [0, 1] -> logits).")
-    attack = _as_attack(attack)
+    attack = _as_attack(attack, profile)
     eps_list = [attack.eps] if epsilons is None else list(epsilons)
     if not eps_list:
         raise TrendError("Give at least one eps.")
@@ -332,10 +334,15 @@ def model_labels(models: Sequence[nn.Module]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _as_attack(attack) -> Attack:
-    if isinstance(attack, str):
-        from .attacks.registry import make_attack
+def _as_attack(attack, profile: str = "paper") -> Attack:
+    from .profiles import check_profile
 
+    profile = check_profile(profile)
+    if isinstance(attack, str):
+        from .attacks.registry import attack_parameters, make_attack
+
+        if profile != "paper" and "profile" in attack_parameters(attack):
+            return make_attack(attack, profile=profile)
         return make_attack(attack)
     if not isinstance(attack, Attack):
         raise TrendError(f"A transfer run needs an Attack (e.g. PGD(eps=0.1)) or an attack name, "

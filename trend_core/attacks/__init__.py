@@ -1,9 +1,9 @@
 """Attacks on pixel-space models: one contract (``attack(model, x, y) -> AttackResult``), one PGD loop."""
 from .base import Attack, AttackResult, clip_to_ball, predict
 from .cw import CarliniWagnerL2
-from .deepfool import DeepFool
+from .deepfool import DeepFool, DeepFoolLinf
 from .pgd import PGD, pgd_loop
 from .registry import ATTACK_NAMES, attack_parameters, make_attack
 
-__all__ = ["ATTACK_NAMES", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "PGD", "attack_parameters",
-           "clip_to_ball", "make_attack", "pgd_loop", "predict"]
+__all__ = ["ATTACK_NAMES", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "DeepFoolLinf", "PGD",
+           "attack_parameters", "clip_to_ball", "make_attack", "pgd_loop", "predict"]

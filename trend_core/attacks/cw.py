@@ -15,6 +15,8 @@ TANH_MARGIN = 1e-6  # keeps atanh finite for pixels at exactly 0 or 1
 C_UNBOUNDED = 1e10  # "no successful c yet": the search multiplies c by 10 until an upper bound exists
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+ADVERTORCH_START_LOSS = 1e6  # advertorch's previous loss before the first check
+ADVERTORCH_TOLERANCE = 0.999999  # and its abort test: loss > previous * this
 
 
 def margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +37,10 @@ class CarliniWagnerL2(Attack):
     """CW-L2 (Carlini & Wagner 2017), untargeted. Paper settings: 100 steps, kappa 0 or 30.
 
     ``abort_early`` stops a search step once the total loss has not fallen by 0.01% over a tenth of the
-    steps (as the authors' code does). Images never fooled are returned unchanged.
+    steps. Under the ``authors`` profile it uses advertorch's rule (the authors' CW): the loss (with the margin
+    term max(Z_y - max_other + kappa, 0)) is checked at iterations 0, s/10, 2s/10, ... and the run stops, before
+    recording that iterate, when it exceeds the previous check's loss * 0.999999 (1e6 before the first).
+    Images never fooled are returned unchanged.
     """
 
     name = "cw"
@@ -44,8 +49,12 @@ class CarliniWagnerL2(Attack):
 
     def __init__(self, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, binary_search_steps: int = 9,
                  initial_c: float = 1e-3, abort_early: bool = True, eps: float | None = None,
-                 batch_size: int | None = None, seed: int = 0):
+                 batch_size: int | None = None, seed: int = 0, profile: str = "paper"):
+        from ..profiles import get_profile
+
         super().__init__(eps, batch_size, seed)
+        self.profile = get_profile(profile).name
+        self._advertorch_abort = get_profile(profile).cw_abort == "advertorch"
         self.kappa = check_float("CW kappa", kappa, 0.0, strict=False)
         self.steps = check_int("CW steps", steps)
         self.lr = check_float("CW lr", lr)
@@ -76,6 +85,8 @@ class CarliniWagnerL2(Attack):
         m, v = torch.zeros_like(w), torch.zeros_like(w)
         succeeded = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         check_every, previous = max(self.steps // 10, 1), float("inf")
+        if self._advertorch_abort:
+            previous = ADVERTORCH_START_LOSS
         beta1, beta2 = ADAM_BETAS
         for step in range(1, self.steps + 1):
             tanh_w = torch.tanh(w)
@@ -86,6 +97,11 @@ class CarliniWagnerL2(Attack):
             x_adv = x_adv.detach()
             delta = x_adv - x
             l2sq = delta.flatten(1).pow(2).sum(dim=1)
+            if self.abort_early and self._advertorch_abort and (step - 1) % check_every == 0:
+                loss = float((l2sq + c.flatten() * (f.detach() + self.kappa)).sum())
+                if loss > previous * ADVERTORCH_TOLERANCE:
+                    break
+                previous = loss
             # track the best successful iterate (the logits belong to x_adv, before the update)
             improved = fooled & (l2sq < best_l2sq)
             best_l2sq.copy_(torch.where(improved, l2sq, best_l2sq))
@@ -97,7 +113,7 @@ class CarliniWagnerL2(Attack):
             v.mul_(beta2).addcmul_(grad_w, grad_w, value=1 - beta2)
             denom = (v / (1 - beta2**step)).sqrt_().add_(ADAM_EPS)
             w.addcdiv_(m, denom, value=-self.lr / (1 - beta1**step))
-            if self.abort_early and step % check_every == 0:
+            if self.abort_early and not self._advertorch_abort and step % check_every == 0:
                 loss = float((l2sq + c.flatten() * f.detach()).sum())
                 if loss > previous * 0.9999:
                     break

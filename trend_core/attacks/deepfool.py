@@ -80,15 +80,48 @@ class DeepFool(Attack):
             diff, grads = candidate_gradients(x_t, logits, y[active], candidates[active])
             keep = correct.nonzero().squeeze(1)
             active, diff, grads = active[keep], diff[keep], grads[keep]
-            norms = grads.flatten(2).norm(dim=2).clamp_min(1e-12)
+            norms = self.dual_norms(grads)
             nearest = (diff.abs() / norms).argmin(1)
             rows = torch.arange(len(active), device=x.device)
             w, w_norm = grads[rows, nearest], norms[rows, nearest]
             # the step to the nearest linearised boundary, MIN_STEP longer; the overshoot scales the total
-            total[active] += per_image((diff[rows, nearest].abs() / w_norm + MIN_STEP) / w_norm, w) * w
+            total[active] += self.step_to_boundary(per_image(diff[rows, nearest].abs() / w_norm + MIN_STEP, w), w,
+                                                   w_norm)
             x_adv[active] = (x[active] + (1 + self.overshoot) * total[active]).clamp(0, 1)
             moves += 1
         return x_adv
+
+    @staticmethod
+    def dual_norms(grads: torch.Tensor) -> torch.Tensor:
+        """Per image and candidate, the norm of the gradient that divides a logit gap into a distance (L2)."""
+        return grads.flatten(2).norm(dim=2).clamp_min(1e-12)
+
+    @staticmethod
+    def step_to_boundary(distance: torch.Tensor, w: torch.Tensor, w_norm: torch.Tensor) -> torch.Tensor:
+        """The move of length ``distance`` along the steepest direction of ``w`` (L2: w / ||w||)."""
+        return distance / per_image(w_norm, w) * w
+
+
+class DeepFoolLinf(DeepFool):
+    """L-inf DeepFool, as foolbox's LinfDeepFoolAttack that the TREND paper's DeepFool rows come from: the distance
+    to a linearised boundary is |Z_k - Z_y| / ||grad||_1 and each step moves (distance + 1e-4) * sign(grad); 40
+    steps by default. Clip it to an eps (the paper's 8/255) with ``eps`` or the transfer run's eps list.
+    """
+
+    name = "deepfool-linf"
+    norm = "linf"
+
+    def __init__(self, steps: int = 40, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
+                 batch_size: int | None = None, seed: int = 0):
+        super().__init__(steps, overshoot, candidates, eps, batch_size, seed)
+
+    @staticmethod
+    def dual_norms(grads: torch.Tensor) -> torch.Tensor:
+        return grads.flatten(2).abs().sum(dim=2) + 1e-8
+
+    @staticmethod
+    def step_to_boundary(distance: torch.Tensor, w: torch.Tensor, w_norm: torch.Tensor) -> torch.Tensor:
+        return distance * w.sign()
 
 
 def refresh_pays(done: int, kept: int, gradients: int, like: torch.Tensor) -> bool:

@@ -52,13 +52,13 @@ def empir_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
                     decision: torch.Tensor | None = None) -> torch.Tensor:
     """EMPIR-style: the sign of the mean gradient of the members whose vote equals the ensemble's, per image.
 
-    ``preds`` (N, B): each member's predicted class; ``decision`` (B,): the ensemble's. An image where no member
-    voted for the decision (impossible for a majority vote) falls back to all members.
+    ``preds`` (N, B): each member's predicted class at the current point; ``decision`` (B,): the ensemble's (as
+    the authors do, taken once at the start point: see ``EnsemblePGD``'s ``empir_vote``). An image where no
+    member votes for the decision any longer does not move (direction 0), as in the authors' code.
     """
     if preds is None or decision is None:
         raise TrendError("The EMPIR direction needs the members' predictions and the ensemble's decision.")
     voted = (preds == decision.unsqueeze(0)).to(grads.dtype)  # (N, B)
-    voted = torch.where(voted.sum(dim=0, keepdim=True) > 0, voted, torch.ones_like(voted))
     weights = voted.view(*voted.shape, *[1] * (grads.dim() - 2))
     return (grads * weights).sum(dim=0).sign()
 
@@ -96,24 +96,38 @@ def member_gradients(members: Sequence[nn.Module], x: torch.Tensor, y: torch.Ten
 
 
 # ----------------------------------------------------------------------------- the attack
+EMPIR_VOTES = ("start", "step")
+
+
 class EnsemblePGD(Attack):
     """PGD against a majority-vote ensemble with one of the four direction rules (PAPER.md section 6).
 
     The model passed to ``attack``/``run`` is a ``MajorityVote`` (a list of members is wrapped in one with
-    this attack's seed); success is measured on the majority vote. Random start as in the paper:
-    x_0 = clip(x + step_size * U(-1, 1)), projected onto the eps-ball; then ``steps`` projected steps of
-    ``step_size`` along the rule's direction. ``on_step(t, agreement)`` (optional, not part of the cache key)
+    this attack's seed and profile); success is measured on the majority vote. Random start: under the
+    ``paper`` profile x_0 = clip(x + step_size * U(-1, 1)), under ``authors`` clip(x + eps * U(-1, 1)), projected
+    onto the eps-ball; then ``steps`` projected steps of ``step_size`` along the rule's direction. ``eps``
+    defaults to the profile's (8/255 paper, 0.01 authors). EMPIR compares each member's vote with the ensemble's
+    decision at the start point (``empir_vote="start"``, the authors' timing, which made the paper's figures) or
+    recomputes the decision at every step (``"step"``). ``on_step(t, agreement)`` (optional, not part of the cache key)
     receives, after each step's direction, the per-member fraction of coordinates where the direction equals
     that member's gradient sign ("gradient domination"); without it nothing extra is computed.
     """
 
     norm = "linf"
 
-    def __init__(self, rule: str = "agd", eps: float = 8 / 255, steps: int = 40, step_size: float = 0.01,
+    def __init__(self, rule: str = "agd", eps: float | None = None, steps: int = 40, step_size: float = 0.01,
                  random_start: bool = True, batch_size: int | None = None, seed: int = 0,
-                 on_step: StepCallback | None = None):
+                 on_step: StepCallback | None = None, empir_vote: str = "start", profile: str = "paper"):
+        from ..profiles import get_profile
+
         self.rule = check_rule(rule)
-        super().__init__(eps, batch_size, seed)
+        settings = get_profile(profile)
+        self.profile = settings.name
+        super().__init__(settings.ensemble_eps if eps is None else eps, batch_size, seed)
+        if empir_vote not in EMPIR_VOTES:
+            raise TrendError(f"Unknown EMPIR vote timing {empir_vote!r}; choose one of {', '.join(EMPIR_VOTES)}.")
+        self.empir_vote = empir_vote
+        self._start = settings.ensemble_start
         self.steps = check_int("Ensemble attack steps", steps)
         self.step_size = check_float("Ensemble attack step_size", step_size)
         self.random_start = bool(random_start)
@@ -128,7 +142,7 @@ class EnsemblePGD(Attack):
     def run(self, model, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None]) -> list[AttackResult]:
         from ..ensemble import as_ensemble
 
-        return super().run(as_ensemble(model, self.seed), x, y, epsilons)
+        return super().run(as_ensemble(model, self.seed, self.profile), x, y, epsilons)
 
     def perturb(self, model, x, y, eps, generator):
         from ..ensemble import MajorityVote
@@ -137,17 +151,26 @@ class EnsemblePGD(Attack):
             raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
         rule = RULES[self.rule]
         members = [inference_twin(member) for member in model.members]  # the vote itself stays on the members
+        start_decision: list[torch.Tensor] = []  # the ensemble's decision at the start point (EMPIR)
 
         def direction(x_t: torch.Tensor, step: int) -> torch.Tensor:
             grads, preds = member_gradients(members, x_t, y)
-            decision = model.decide(preds, x_t) if self.rule == "empir" else None
+            decision = None
+            if self.rule == "empir":
+                if self.empir_vote == "step":
+                    decision = model.decide(preds, x_t)
+                else:
+                    if not start_decision:  # step 0 runs at the start point x_0
+                        start_decision.append(model.decide(preds, x_t))
+                    decision = start_decision[0]
             step_direction = rule(grads, preds, decision)
             if self._on_step is not None:
                 self._on_step(step, sign_agreement(step_direction, grads).detach().cpu())
             return step_direction
 
+        radius = (self.step_size if self._start == "step" else eps) if self.random_start else None
         return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
-                        start_radius=self.step_size if self.random_start else None, generator=generator)
+                        start_radius=radius, generator=generator)
 
 
 def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Tensor) -> "pd.DataFrame":
@@ -156,7 +179,7 @@ def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Ten
 
     from ..ensemble import as_ensemble
 
-    ensemble = as_ensemble(ensemble, attack.seed)
+    ensemble = as_ensemble(ensemble, attack.seed, attack.profile)
     rows: list[dict] = []
     previous = attack._on_step
 

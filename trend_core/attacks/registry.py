@@ -5,7 +5,7 @@ import inspect
 from ..errors import TrendError
 from .base import Attack
 from .cw import CarliniWagnerL2
-from .deepfool import DeepFool
+from .deepfool import DeepFool, DeepFoolLinf
 from .pgd import PGD
 
 _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
@@ -13,6 +13,7 @@ _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "pgd-l2": (PGD, {"norm": "l2"}),
     "cw": (CarliniWagnerL2, {}),
     "deepfool": (DeepFool, {}),
+    "deepfool-linf": (DeepFoolLinf, {}),
 }
 ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 

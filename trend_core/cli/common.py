@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 
 from ..devices import DEVICE_CHOICES
+from ..profiles import DEFAULT_PROFILE, PROFILES
 from ..specs import ModelSpec
 from ..zoo import Zoo
 
@@ -24,12 +25,28 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", default=None, help="store folder (default $TREND_HOME or ~/.cache/trend)")
 
 
+def add_profile(parser: argparse.ArgumentParser) -> None:
+    """--profile paper|authors, for the commands whose results depend on it."""
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="method profile: paper (default; the project's documented choices) or authors (the TREND "
+                             "authors' code: batch-range input quantization, their CIFAR std, batch 512, ...); "
+                             "models named without a profile part get this one")
+
+
+def profile_of(args: argparse.Namespace) -> str:
+    """The profile a command runs under (the default when --profile is absent)."""
+    return getattr(args, "profile", None) or DEFAULT_PROFILE
+
+
 def zoo_from(args: argparse.Namespace) -> Zoo:
     return Zoo(getattr(args, "home", None))
 
 
-def parse_names(names: list[str]) -> list[ModelSpec]:
-    """Model names (or preset short-hands like 'preset:digits') to specs; bad names raise TrendError."""
+def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]:
+    """Model names (or preset short-hands like 'preset:digits') to specs; bad names raise TrendError.
+
+    With a ``profile`` other than the default, every spec at the default profile is given it (so
+    ``--profile authors`` turns ``preset:digits`` into the authors' versions of the preset)."""
     from ..zoo import preset_specs
 
     specs: list[ModelSpec] = []
@@ -38,6 +55,8 @@ def parse_names(names: list[str]) -> list[ModelSpec]:
             specs.extend(preset_specs(name.split(":", 1)[1]))
         else:
             specs.append(ModelSpec.parse(name))
+    if profile and profile != DEFAULT_PROFILE:
+        specs = [s.replace(profile=profile) if s.profile == DEFAULT_PROFILE else s for s in specs]
     return specs
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TrendError
-from .common import add_common, emit_json, emit_table, load_models, parse_names, zoo_from
+from .common import add_common, add_profile, emit_json, emit_table, load_models, parse_names, profile_of, zoo_from
 from .transfer import _number, build_attack
 
 
@@ -18,14 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "expectation over the random tie-break) for each rule and eps.")
     ea.add_argument("--models", nargs="+", required=True, metavar="NAME", help="the ensemble's members")
     ea.add_argument("--rule", nargs="+", default=["all"], metavar="RULE", help="dag, empir, ugd, agd or all (default)")
-    ea.add_argument("--eps", nargs="+", default=None, metavar="E", help="eps values (default: the dataset's)")
+    ea.add_argument("--eps", nargs="+", default=None, metavar="E",
+                    help="eps values (default: the dataset's; 0.01 under --profile authors)")
     ea.add_argument("--steps", default="40", help="PGD steps (default 40)")
-    ea.add_argument("--step-size", default="0.01", help="step size alpha (default 0.01; also the random start radius)")
+    ea.add_argument("--step-size", default="0.01",
+                    help="step size alpha (default 0.01; also the random start radius, which is eps under --profile "
+                         "authors)")
     ea.add_argument("--members", action="store_true",
                     help="also attack each member alone and print 'x times more robust' ratios")
     ea.add_argument("--limit", default=None, help="use the first N test images")
     ea.add_argument("--seed", default="0", help="random start and tie-break seed")
     ea.add_argument("--no-cache", action="store_true", help="compute afresh and store nothing")
+    add_profile(ea)
     ea.add_argument("--json", action="store_true")
     add_common(ea)
     ea.set_defaults(func=cmd_ensemble_attack)
@@ -57,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--limit", default=None, help="use the first N test images")
     fit.add_argument("--points", default="0", help="also print the fitted curve at this many eps (default 0)")
     fit.add_argument("--no-cache", action="store_true")
+    add_profile(fit)
     fit.add_argument("--json", action="store_true")
     add_common(fit)
     fit.set_defaults(func=cmd_fit_tm)
@@ -81,20 +86,26 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
     from ..store import get_store
 
-    specs = _one_dataset(parse_names(args.models))
+    profile = profile_of(args)
+    specs = _one_dataset(parse_names(args.models, profile))
     if len(specs) < 2:
         raise TrendError("An ensemble needs at least two distinct member models.")
     rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]
-    eps_list = _eps_list(args.eps, specs[0].dataset)
+    if args.eps is None and profile != "paper":
+        from ..profiles import get_profile
+
+        eps_list = [get_profile(profile).ensemble_eps]
+    else:
+        eps_list = _eps_list(args.eps, specs[0].dataset)
     steps = _number("--steps", args.steps, int)
     step_size = _number("--step-size", args.step_size, float)
     seed = _number("--seed", args.seed, int)
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     models = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
-    sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
+    sweep = robustness_sweep(MajorityVote(models, seed, profile=profile), eps_list, rules, limit=limit, steps=steps,
                              step_size=step_size, seed=seed, members_alone=args.members, store=store,
-                             device=args.device, progress=lambda m: print(m, file=sys.stderr))
+                             device=args.device, progress=lambda m: print(m, file=sys.stderr), profile=profile)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
                                                               values="acc_on_ensemble_adv", sort=False)
@@ -170,11 +181,13 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     from ..data import get_info
     from ..store import get_store
 
-    specs = _one_dataset(parse_names([args.source, args.target]))
+    profile = profile_of(args)
+    specs = _one_dataset(parse_names([args.source, args.target], profile))
     if len(specs) != 2:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     dataset = specs[0].dataset
-    fit_eps = default_fit_eps(dataset) if args.eps is None else [_number("--eps", e, float) for e in args.eps]
+    fit_eps = (default_fit_eps(dataset, profile=profile) if args.eps is None
+               else [_number("--eps", e, float) for e in args.eps])
     eval_eps = [_number("--eval-eps", e, float) for e in args.eval_eps]
     attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
     if attack.minimum_norm:
@@ -183,7 +196,8 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     points = _number("--points", args.points, int)
     source, target = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
-    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
+    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device,
+                    profile=profile)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

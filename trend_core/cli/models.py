@@ -9,14 +9,15 @@ import pandas as pd
 
 from ..errors import TrendError
 from ..evaluate import accuracy_table
-from ..zoo import PRESETS, preset_specs
-from .common import add_common, emit_json, emit_table, epoch_bar, parse_names, zoo_from
+from ..zoo import PRESETS
+from .common import add_common, add_profile, emit_json, emit_table, epoch_bar, parse_names, profile_of, zoo_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train models (skips those already in the zoo)")
     train.add_argument("names", nargs="+", metavar="NAME", help="model names, e.g. digits/resnet18-w0.25/Q2/sgd/s0")
     train.add_argument("--force", action="store_true", help="retrain even if the zoo has the model")
+    add_profile(train)
     add_common(train)
     train.set_defaults(func=cmd_train)
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     zlist.set_defaults(func=cmd_zoo_list)
     zpreset = zsub.add_parser("preset", help="train a preset set of models")
     zpreset.add_argument("preset", choices=sorted(PRESETS))
+    add_profile(zpreset)
     add_common(zpreset)
     zpreset.set_defaults(func=cmd_zoo_preset)
     zimport = zsub.add_parser("import", help="adopt your own state_dict (.safetensors or .pt) for a spec")
@@ -74,12 +76,12 @@ def _train_all(args, specs, force: bool = False) -> None:
 
 
 def cmd_train(args) -> int:
-    _train_all(args, parse_names(args.names), force=args.force)
+    _train_all(args, parse_names(args.names, args.profile), force=args.force)
     return 0
 
 
 def cmd_zoo_preset(args) -> int:
-    _train_all(args, preset_specs(args.preset))
+    _train_all(args, parse_names([f"preset:{args.preset}"], profile_of(args)))
     return 0
 
 

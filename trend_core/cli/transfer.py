@@ -10,7 +10,7 @@ import sys
 import contextlib
 
 from ..errors import TrendError
-from .common import add_common, emit_table, load_models, parse_names
+from .common import add_common, add_profile, emit_table, load_models, parse_names, profile_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(averages leave out the diagonal).")
     p.add_argument("--models", nargs="+", required=True, metavar="NAME",
                    help="model names (e.g. digits/resnet18-w0.25/Q2/sgd/s0) or preset:digits; missing ones are trained")
-    p.add_argument("--attack", default="pgd", help="pgd, pgd-l2, cw or deepfool (default pgd)")
+    p.add_argument("--attack", default="pgd",
+                   help="pgd, pgd-l2, cw, deepfool (L2) or deepfool-linf (the paper's DeepFool rows; default pgd)")
     p.add_argument("--eps", default=None, help="perturbation budget (default: the dataset's; none for cw/deepfool)")
     p.add_argument("--steps", default=None, help="attack iterations")
     p.add_argument("--step-size", default=None, help="PGD step size (the learning rate for cw)")
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, metavar="FILE", help="write the matrix (row_avg column, col_avg row) as CSV")
     p.add_argument("--long-csv", default=None, metavar="FILE", help="write one row per (source, target) pair as CSV")
     p.add_argument("--no-cache", action="store_true", help="compute everything afresh and store nothing")
+    add_profile(p)
     add_common(p)
     p.set_defaults(func=cmd_transfer)
 
@@ -41,22 +43,22 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ..store import get_store
     from ..transfer import run_transfer
 
-    specs = list(dict.fromkeys(parse_names(args.models)))
+    specs = list(dict.fromkeys(parse_names(args.models, args.profile)))
     datasets = sorted({spec.dataset for spec in specs})
     if len(datasets) != 1:
         raise TrendError(f"All models of a transfer run must share one dataset, got {', '.join(datasets)}.")
     attack = build_attack(args.attack, get_info(datasets[0]).default_eps, eps=args.eps, steps=args.steps,
-                          step_size=args.step_size, kappa=args.kappa)
+                          step_size=args.step_size, kappa=args.kappa, profile=profile_of(args))
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     if args.split not in ("train", "val", "test"):
         raise TrendError(f"Unknown split {args.split!r}; choose train, val or test.")
-    sources = _subset(args.sources, specs, "--sources")
-    targets = _subset(args.targets, specs, "--targets")
+    sources = _subset(args.sources, specs, "--sources", args.profile)
+    targets = _subset(args.targets, specs, "--targets", args.profile)
     models = load_models(args, [spec.name for spec in specs])
     store = False if args.no_cache else get_store(args.home)
     with _source_bar(len(sources) if sources else len(models)) as progress:
         result = run_transfer(models, attack, split=args.split, limit=limit, store=store, progress=progress,
-                              device=args.device, sources=sources, targets=targets)
+                              device=args.device, sources=sources, targets=targets, profile=profile_of(args))
     bound = f"eps={result.eps}" if result.eps is not None else "no eps bound (minimum-norm perturbations)"
     print(f"TM under {result.attack} at {bound} on {result.n_images} {result.split} images "
           "(rows: source, columns: target; averages leave out the diagonal)", file=sys.stderr)
@@ -73,9 +75,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=None, kappa=None):
+def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=None, kappa=None,
+                 profile: str = "paper"):
     """The attack from command-line text; eps defaults to the dataset's for eps-bounded attacks, and to
-    none (unclipped minimum-norm perturbations, as the paper reports them) for CW and DeepFool."""
+    none (unclipped minimum-norm perturbations, as the paper reports them) for CW and DeepFool. Attacks with
+    profile-dependent settings (CW's abort rule) get ``profile``."""
     from ..attacks.registry import attack_parameters, make_attack
 
     params = {"steps": None if steps is None else _number("--steps", steps, int),
@@ -86,6 +90,8 @@ def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=
             _number("--step-size", step_size, float)
     minimum_norm = make_attack(name).minimum_norm
     params["eps"] = _number("--eps", eps, float) if eps is not None else (None if minimum_norm else default_eps)
+    if "profile" in accepted:
+        params["profile"] = profile
     return make_attack(name, **params)
 
 
@@ -97,10 +103,10 @@ def _number(flag: str, text: str, kind: type):
         raise TrendError(f"{flag} must be {what}, got {text!r}.") from None
 
 
-def _subset(names: list[str] | None, specs: list, flag: str) -> list[str] | None:
+def _subset(names: list[str] | None, specs: list, flag: str, profile: str | None = None) -> list[str] | None:
     if names is None:
         return None
-    chosen = [spec.name for spec in parse_names(names)]
+    chosen = [spec.name for spec in parse_names(names, profile)]
     outside = [name for name in chosen if name not in {spec.name for spec in specs}]
     if outside:
         raise TrendError(f"{flag} names {outside[0]}, which is not among --models.")
