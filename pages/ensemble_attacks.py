@@ -134,7 +134,8 @@ def main() -> None:
         launch = st.button("Run the four attacks", type="primary", icon=":material/play_arrow:", key="ea_run")
     if launch:
         with trend_ui.guard("The ensemble attacks"):
-            job = submit_ensemble_sweep(ctx.zoo, ctx.store, members, device=ctx.device, **settings)
+            job = submit_ensemble_sweep(ctx.zoo, ctx.store, members, device=ctx.device, profile=ctx.profile,
+                                        **settings)
             trend_ui.remember_job("ensemble-sweep", job)
     result = trend_ui.slot_result("ensemble-sweep", "Pick two or more members and an eps range above, then press "
                                                     "**Run the four attacks**.")

@@ -100,7 +100,8 @@ def main() -> None:
         launch = st.button("Measure and fit", type="primary", icon=":material/play_arrow:", key="tc_run")
     if launch:
         with trend_ui.guard("The TM(eps) fit"):
-            job = submit_tm_fit(ctx.zoo, ctx.store, source, target, device=ctx.device, **fit_request(ctx, settings))
+            job = submit_tm_fit(ctx.zoo, ctx.store, source, target, device=ctx.device, profile=ctx.profile,
+                                **fit_request(ctx, settings))
             trend_ui.remember_job("tm-fit", job)
     result = trend_ui.slot_result("tm-fit", "Pick a source, a target and the eps to fit above, then press "
                                           "**Measure and fit**.")

@@ -5,7 +5,8 @@ import streamlit as st
 
 import trend_ui
 
-ATTACKS = {"pgd": "PGD (L-inf)", "pgd-l2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool"}
+ATTACKS = {"pgd": "PGD (L-inf)", "pgd-l2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool (L2)",
+           "deepfool-linf": "DeepFool (L-inf, the paper's)"}
 EXAMPLES_SHOWN = 6
 
 
@@ -46,7 +47,7 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
     info = get_info(ctx.dataset)
     c1, c2, c3, c4 = st.columns([1.3, 1.6, 1, 1])
     attack = c1.selectbox("Attack", list(ATTACKS), format_func=ATTACKS.get, key="tr_attack")
-    minimum_norm = attack in ("cw", "deepfool")
+    minimum_norm = attack in ("cw", "deepfool", "deepfool-linf")
     low, high = info.eps_range
     top = round(max(high, info.default_eps) * (4 if attack == "pgd-l2" else 1), 4)
     default = info.default_eps * (4 if attack == "pgd-l2" else 1)
@@ -63,6 +64,9 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
         params["steps"] = c3.number_input("Steps", 1, 1000, 100, key="tr_steps_cw")
         params["kappa"] = c4.number_input("kappa (confidence)", 0.0, 100.0, 0.0, step=5.0, key="tr_kappa",
                                           help="The paper compares kappa = 0 and 30: higher transfers more.")
+        params["eps"] = eps or None
+    elif attack == "deepfool-linf":  # foolbox's LinfDeepFool, 40 steps, as the paper's DeepFool rows
+        params["steps"] = c3.number_input("Steps", 1, 500, 40, key="tr_steps_dflinf")
         params["eps"] = eps or None
     else:
         params["steps"] = c3.number_input("Steps", 1, 500, 50, key="tr_steps_df")
@@ -194,7 +198,8 @@ def main() -> None:
                 from trend_core.errors import TrendError
 
                 raise TrendError("Choose at least one source and one target model.")
-            request = dict(sources=sources, targets=targets, attack=attack, params=params, limit=limit)
+            request = dict(sources=sources, targets=targets, attack=attack, params=params, limit=limit,
+                           profile=ctx.profile)
             job = submit_transfer(ctx.zoo, ctx.store, device=ctx.device, **request)
             trend_ui.remember_job("transfer", job)
     result = trend_ui.slot_result("transfer", "Choose models and an attack above, then press **Run transfer**.")

@@ -51,7 +51,7 @@ def launch_transfer(ctx, expanded: bool) -> None:
                     raise TrendError("TREND needs a transfer run over at least two models; pick two or more.")
                 params = {"eps": eps, "steps": int(steps), "step_size": max(eps / 4, 1e-4)}
                 job = submit_transfer(ctx.zoo, ctx.store, pool, pool, "pgd", params, limit=int(limit),
-                                      device=ctx.device)
+                                      device=ctx.device, profile=ctx.profile)
                 trend_ui.remember_job("trend-transfer", job)
                 if job.finished:  # done at once (from the store, or synchronous jobs): list it
                     st.rerun()
@@ -194,7 +194,8 @@ def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, 
     run_growth = c2.button("Robustness as it grows", icon=":material/trending_up:", key="tb_grow")
     if run_eval:
         with trend_ui.guard("The evaluation"):
-            job = submit_trend_evaluation(ctx.zoo, ctx.store, canonical(result, chosen), device=ctx.device, **settings)
+            job = submit_trend_evaluation(ctx.zoo, ctx.store, canonical(result, chosen), device=ctx.device,
+                                          profile=ctx.profile, **settings)
             trend_ui.remember_job("trend-eval", job)
     if run_growth:
         with trend_ui.guard("The growth curve"):
@@ -202,7 +203,7 @@ def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, 
             start = required[0] if required else ranked[0]
             sets = growing_ensembles(tm, top, start, required, floor / 100 if floor else None, accuracies)
             job = submit_trend_growth(ctx.zoo, ctx.store, [canonical(result, s) for s in sets], device=ctx.device,
-                                      **settings)
+                                      profile=ctx.profile, **settings)
             trend_ui.remember_job("trend-growth", job)
     evaluation = trend_ui.job_panel(trend_ui.recalled_job("trend-eval", kind="trend-eval"))
     if evaluation is not None:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .errors import TrendError
 from .jobs import Job, JobManager, _home, dataset_of, device_lane, get_manager
+from .profiles import check_profile
 
 PAPER_STEP_SIZE = 0.01  # PAPER.md section 3: PGD step size
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
@@ -142,7 +143,7 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
 # ----------------------------------------------------------------------------- ensemble attacks
 def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
                           limit: int | None = 100, agreement_images: int = AGREEMENT_IMAGES, device: str = "auto",
-                          manager: JobManager | None = None) -> Job:
+                          manager: JobManager | None = None, profile: str = "paper") -> Job:
     """D-AG, EMPIR, U-GD and A-GD against the majority vote of ``members`` at every eps.
 
     Result: ``sweep`` (robustness_sweep rows: rule, eps, model, clean_accuracy, accuracy, success_rate,
@@ -162,12 +163,13 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
     agreement_images = check_int("Agreement images", agreement_images)
     step_size = step_size_for(eps_list[-1], steps)
     dev = resolve_device(device)
+    profile = check_profile(profile)
 
     def run(job: Job) -> dict:
         from .attacks.ensemble import EnsemblePGD, agreement_trace
         from .ensemble import MajorityVote, robustness_sweep
 
-        ensemble = MajorityVote(load_members(zoo, names, dev, job))
+        ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         total = len(RULE_NAMES) * (1 + len(eps_list))
         done = [0]
 
@@ -176,20 +178,21 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
             done[0] += 1
 
         sweep = robustness_sweep(ensemble, eps_list, rules=RULE_NAMES, limit=limit, steps=steps,
-                                 step_size=step_size, members_alone=False, store=store, device=dev, progress=tick)
+                                 step_size=step_size, members_alone=False, store=store, device=dev, progress=tick,
+                                 profile=profile)
         x, y = test_images(dataset, min(agreement_images, limit or agreement_images))
         frames = []
         for rule in RULE_NAMES:
             for eps in eps_list:
                 tick(f"{rule}: gradient agreement at eps {eps:g}")
-                trace = agreement_trace(EnsemblePGD(rule, eps, steps=steps, step_size=step_size), ensemble,
-                                        x.to(dev), y.to(dev))
+                trace = agreement_trace(EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
+                                        ensemble, x.to(dev), y.to(dev))
                 mean = trace.groupby("member", sort=False, as_index=False)["agreement"].mean()
                 frames.append(mean.assign(rule=rule, eps=eps))
         agreement = pd.concat(frames, ignore_index=True)[["rule", "eps", "member", "agreement"]]
         return {"sweep": sweep, "agreement": agreement}
 
-    return _submit(zoo, [model_identity(zoo, names), eps_list, steps, limit, agreement_images], run,
+    return _submit(zoo, [model_identity(zoo, names), eps_list, steps, limit, agreement_images, profile], run,
                    title=f"Ensemble attacks on {len(names)} members ({len(eps_list)} eps)", kind="ensemble-sweep",
                    device=dev, store=store, meta={"members": names}, manager=manager, models=names)
 
@@ -213,7 +216,8 @@ def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "au
 
 # ----------------------------------------------------------------------------- TREND ensembles
 def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, steps: int = 20,
-                            limit: int | None = 100, device: str = "auto", manager: JobManager | None = None) -> Job:
+                            limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
+                            profile: str = "paper") -> Job:
     """A-GD at ``eps`` against the ensemble and against each member alone ("x times more robust").
 
     Result: ``sweep`` (robustness_sweep rows for rule agd) and ``ratios`` (robustness_ratios).
@@ -226,11 +230,12 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
     steps = check_int("Attack steps", steps)
     limit = _check_limit(limit)
     dev = resolve_device(device)
+    profile = check_profile(profile)
 
     def run(job: Job) -> dict:
         from .ensemble import MajorityVote, robustness_ratios, robustness_sweep
 
-        ensemble = MajorityVote(load_members(zoo, names, dev, job))
+        ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         count = [0]
 
         def tick(message: str) -> None:
@@ -238,16 +243,18 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
             count[0] += 1
 
         sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
-                                 step_size=step_size_for(eps, steps), store=store, device=dev, progress=tick)
+                                 step_size=step_size_for(eps, steps), store=store, device=dev, progress=tick,
+                                 profile=profile)
         return {"sweep": sweep, "ratios": robustness_ratios(sweep)}
 
-    return _submit(zoo, [model_identity(zoo, names), eps, steps, limit], run,
+    return _submit(zoo, [model_identity(zoo, names), eps, steps, limit, profile], run,
                    title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble", kind="trend-eval", device=dev,
                    store=store, meta={"members": names}, manager=manager, models=names)
 
 
 def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
-                        limit: int | None = 100, device: str = "auto", manager: JobManager | None = None) -> Job:
+                        limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
+                        profile: str = "paper") -> Job:
     """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
     of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
 
@@ -264,6 +271,7 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
     limit = _check_limit(limit)
     dev = resolve_device(device)
     names = list(dict.fromkeys(n for members in sets for n in members))
+    profile = check_profile(profile)
 
     def run(job: Job) -> pd.DataFrame:
         from .ensemble import ENSEMBLE_LABEL, MajorityVote, robustness_sweep
@@ -274,17 +282,18 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
         rows = []
         for i, members in enumerate(sets):
             job.progress(i / len(sets), f"A-GD on {' + '.join(labels[n] for n in members)}")
-            ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members])
+            ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members],
+                                    profile=profile)
             sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
                                      step_size=step_size_for(eps, steps), members_alone=False, store=store,
-                                     device=dev)
+                                     device=dev, profile=profile)
             row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
             rows.append({"size": len(members), "members": " + ".join(labels[n] for n in members),
                          "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
                          "eps": eps})
         return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy", "eps"])
 
-    return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit], run,
+    return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile], run,
                    title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles", kind="trend-growth", device=dev,
                    store=store, meta={"ensembles": [list(s) for s in sets]}, manager=manager,
                    models=[name for s in sets for name in s])
@@ -307,7 +316,7 @@ def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, requir
 # ----------------------------------------------------------------------------- TM(eps)
 def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
                   steps: int = 20, limit: int | None = 200, device: str = "auto",
-                  manager: JobManager | None = None) -> Job:
+                  manager: JobManager | None = None, profile: str = "paper") -> Job:
     """Fit TM(eps) of ``source`` -> ``target`` under PGD from ``fit_eps`` and compare with ``eval_eps``.
 
     Result: source, target, attack, params (a_st, b_st, a_ss, b_ss), fit_eps, measured (eps, f_st, f_ss, tm,
@@ -330,6 +339,7 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
     top = max([*fit_list, *eval_list])
     attack = make_attack("pgd", eps=top, steps=steps, step_size=step_size_for(top, steps))
     dev = resolve_device(device)
+    profile = check_profile(profile)
 
     def run(job: Job) -> dict:
         import numpy as np
@@ -338,7 +348,7 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
 
         src, tgt = load_members(zoo, names, dev, job)
         result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, store=store, device=dev,
-                        progress=lambda message: job.progress(0.1, message))
+                        progress=lambda message: job.progress(0.1, message), profile=profile)
         measured = result.measured.copy()
         measured["tm_fit"] = result.curve.tm(measured["eps"].to_numpy(float))
         errors = pd.DataFrame([
@@ -353,6 +363,6 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
                 "params": result.curve.params(), "fit_eps": list(result.curve.fit_eps), "measured": measured,
                 "curve": result.predictions(points=80), "rmse": errors, "warnings": list(result.warnings)}
 
-    return _submit(zoo, [model_identity(zoo, names), fit_list, eval_list, steps, limit], run,
+    return _submit(zoo, [model_identity(zoo, names), fit_list, eval_list, steps, limit, profile], run,
                    title=f"TM(eps) fit over {len(set(fit_list) | set(eval_list))} eps", kind="tm-fit", device=dev,
                    store=store, meta={"source": names[0], "target": names[1]}, manager=manager, models=names)

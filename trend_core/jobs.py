@@ -485,7 +485,8 @@ def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = N
 
 def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[str], attack: str,
                     params: dict | None = None, limit: int | None = None, split: str = "test",
-                    device: str = "auto", live: bool = False, manager: JobManager | None = None) -> Job:
+                    device: str = "auto", live: bool = False, manager: JobManager | None = None,
+                    profile: str = "paper") -> Job:
     """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
 
     The finished TransferResult is summarized into ``store``, so a new session gets the matrix at once;
@@ -505,11 +506,17 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
     missing = [n for n in names if not zoo.has(n)]
     if missing:
         raise TrendError(f"{missing[0]} is not in the zoo; train it on the Model zoo page first.")
-    attack_obj = make_attack(attack, **(params or {}))
+    from .attacks.registry import attack_parameters
+    from .profiles import check_profile
+
+    profile = check_profile(profile)
+    extra = {"profile": profile} if profile != "paper" and "profile" in attack_parameters(attack) else {}
+    attack_obj = make_attack(attack, **(params or {}), **extra)
     dev = resolve_device(device)
     identity = [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
     key = content_key(TRANSFER_JOB_VERSION, _home(zoo), identity, list(sources), list(targets),
-                      attack_identity(attack_obj), attack_obj.eps, limit, split)
+                      attack_identity(attack_obj), attack_obj.eps, limit, split,
+                      *([] if profile == "paper" else [profile]))
 
     def run(job: Job):
         models = []
@@ -522,13 +529,14 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
             job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
 
         result = run_transfer(models, attack_obj, split=split, limit=limit, store=store, progress=on_step,
-                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested)
+                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested,
+                              profile=profile)
         if not live:
             _record_transfer_run(zoo, store, key, request)
         return result
 
     request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params or {}),
-                   limit=limit, split=split)
+                   limit=limit, split=split, profile=profile)
     n = len(sources)
     title = f"{attack_obj.name.upper()} transfer run ({n} source{'s' if n > 1 else ''} x {len(targets)} targets)"
     result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)

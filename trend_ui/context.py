@@ -8,16 +8,19 @@ from pathlib import Path
 import streamlit as st
 
 CONTEXT_KEY = "trend_context"
+PROFILE_KEY = "profile"  # session-state key of the method profile (paper or authors)
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA"}
+PROFILE_LABELS = {"paper": "Paper", "authors": "Authors' code"}
 
 
 @dataclass
 class AppContext:
-    """What the user chose in the sidebar: dataset, device choice, and the store folder."""
+    """What the user chose in the sidebar: dataset, device choice, the store folder and the method profile."""
 
     dataset: str
     device: str  # "auto", "cpu" or "cuda"; pass to trend_core, which resolves it
     home: Path
+    profile: str = "paper"  # "paper" or "authors" (trend_core.profiles); part of every job's key
     _zoo: object = field(default=None, repr=False)
     _store: object = field(default=None, repr=False)
 
@@ -84,8 +87,14 @@ def sidebar() -> AppContext:
             st.session_state["sb_home"] = os.environ.get("TREND_HOME") or _default_home()
         home = st.text_input("Store folder", key="sb_home",
                              help="Models, cached results and job logs live here ($TREND_HOME).")
+        profile = st.radio("Method profile", list(PROFILE_LABELS), format_func=PROFILE_LABELS.get, horizontal=True,
+                           key=PROFILE_KEY,
+                           help="Paper: the project's documented choices. Authors' code: every setting as in the TREND "
+                                "authors' repository (batch-range input quantization, vote ties, ensemble eps 0.01, "
+                                "CW abort rule, TM fit points); see the README's Method defaults.")
         _active_jobs()
-    ctx = AppContext(dataset=dataset, device=device, home=Path(home.strip() or _default_home()).expanduser())
+    ctx = AppContext(dataset=dataset, device=device, home=Path(home.strip() or _default_home()).expanduser(),
+                     profile=profile)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
 
