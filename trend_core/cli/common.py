@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import pandas as pd
-
-from ..devices import DEVICE_CHOICES
 from ..specs import ModelSpec
-from ..zoo import Zoo
+
+if TYPE_CHECKING:  # pandas and the zoo (torch) load when a command runs, not for `trend --help`
+    import pandas as pd
+
+    from ..zoo import Zoo
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = trend_core.devices.DEVICE_CHOICES, without importing torch
 
 
 def version() -> str:
@@ -25,6 +30,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def zoo_from(args: argparse.Namespace) -> Zoo:
+    from ..zoo import Zoo
+
     return Zoo(getattr(args, "home", None))
 
 
@@ -68,8 +75,31 @@ def epoch_bar(spec: ModelSpec):
     return update
 
 
+@contextlib.contextmanager
+def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
+    """A tqdm bar over the fraction of the work done, with elapsed time and the time left; yields the
+    ``report(fraction, message)`` callback that ``trend_core.progress.WorkMeter`` drives (as a job's bar)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1.0, desc=desc, file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+
+    def report(fraction: float | None, message: str | None = None) -> None:
+        if fraction is not None and fraction > bar.n:
+            bar.update(min(1.0, fraction) - bar.n)
+        if message is not None:
+            bar.set_postfix_str(message)
+
+    try:
+        yield report
+    finally:
+        bar.close()
+
+
 def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, float_format: str = "{:.3f}") -> None:
     """Print a DataFrame as text or JSON records, or write it as CSV (atomically)."""
+    import pandas as pd
+
     if csv_path:
         from pathlib import Path
 

@@ -5,10 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import TrendError
-from .common import add_common, emit_json, emit_table, load_models, parse_names, zoo_from
+from ..progress import WorkMeter
+from .common import add_common, emit_json, emit_table, load_models, parse_names, work_bar, zoo_from
 from .transfer import _number, build_attack
 
 
@@ -92,9 +91,24 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     models = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
-    sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
-                             step_size=step_size, seed=seed, members_alone=args.members, store=store,
-                             device=args.device, progress=lambda m: print(m, file=sys.stderr))
+    with work_bar("ensemble attacks") as report:
+        # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
+        n = len(models)
+        work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
+        weights = iter(([n] + ([1] * n if args.members else [])) * len(rules))
+        running: list[int] = []
+
+        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
+            if running:
+                work.done(running.pop(), message)
+            else:
+                work.start(message)
+            running.append(next(weights, 1))
+
+        sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
+                                 step_size=step_size, seed=seed, members_alone=args.members, store=store,
+                                 device=args.device, progress=tick)
+        work.done(running.pop() if running else 0)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
                                                               values="acc_on_ensemble_adv", sort=False)
