@@ -49,7 +49,7 @@ class TrainResult:
     history: list[EpochReport] = field(default_factory=list)
 
 
-SMALL_IMAGE_PIXELS = 32 * 32  # images up to this size (digits' 8x8) train on one CPU thread, see training_threads
+SMALL_IMAGE_PIXELS = 16 * 16  # images up to this size (digits: 8x8, not CIFAR: 32x32) train on one CPU thread
 _THREADS_LOCK = threading.Lock()
 
 
