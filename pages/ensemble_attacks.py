@@ -40,7 +40,7 @@ def choose_sweep(ctx) -> dict:
     limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
     # evenly spaced, each on the slider's grid (0.115, not 0.11333), duplicates dropped
     spaced = np.round(np.linspace(eps_low, eps_high, int(points)) / step) * step
-    epsilons = sorted({round(float(v), 6) for v in spaced if v > 0})
+    epsilons = sorted({round(float(v), 6) for v in spaced})
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
 

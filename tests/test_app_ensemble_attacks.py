@@ -97,7 +97,9 @@ def test_too_few_members_is_one_message_and_the_page_stays_usable(zoo_home):
         assert warning.startswith("An ensemble needs at least two members;") and says in warning, warning
         assert at.button(key="ea_run").disabled
         assert not at.get("plotly_chart")
-    at = launch(at, members=(FP, Q1))  # and it recovers at once
+    at.multiselect(key="ea_members").set_value([FP, Q1]).run()  # and it recovers at once
+    assert not at.button(key="ea_run").disabled
+    at = launch(at, members=(FP, Q1))
     assert not texts(at.warning) and not texts(at.error) and at.get("plotly_chart")
 
 

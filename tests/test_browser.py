@@ -149,7 +149,9 @@ def run_scenario(server, page) -> None:
     shot(page, "01-overview-empty")
 
     # A tiny zoo from the overview: three small models trained for a few epochs, as a background job.
-    page.get_by_role("button", name="Quick demo zoo (3 models)").click()
+    demo = page.get_by_role("button", name="Quick demo zoo (3 models)")
+    demo.wait_for(timeout=120_000)  # the first run imports torch: ~40 s on a loaded 2-core machine
+    demo.click()
     # its progress bar moves (in epochs) and says how long it has run
     bar = page.locator("[data-testid='stProgress'] [role='progressbar']").first
     bar.wait_for(timeout=120_000)

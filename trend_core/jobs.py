@@ -166,7 +166,8 @@ class Job:
                 return
             self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
         try:
-            result = self._fn(self)
+            with _threads_for(self):
+                result = self._fn(self)
         except JobCancelled:
             self._finish(JobStatus.CANCELLED, message="cancelled")
         except TrendError as exc:
@@ -214,6 +215,26 @@ class Job:
                 pass
         log.error("job %s (%s) failed", self.key, self.title, exc_info=exc)
         return f"{self.title} failed unexpectedly ({what}){where}."
+
+
+def _threads_for(job: Job):
+    """The CPU thread setting a heavy CPU job runs under: one thread for small-image datasets (digits), whose
+    ops are too small to share between threads (``train.training_threads``); otherwise PyTorch's own."""
+    import contextlib
+
+    dataset = job.meta.get("dataset")
+    if job.device != "cpu" or not dataset:
+        return contextlib.nullcontext()
+    import torch
+
+    from .data import get_info
+    from .train import cpu_threads, training_threads
+
+    try:
+        info = get_info(dataset)
+    except TrendError:
+        return contextlib.nullcontext()
+    return cpu_threads(training_threads(info, torch.device("cpu")))
 
 
 def format_seconds(seconds: float) -> str:

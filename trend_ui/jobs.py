@@ -85,7 +85,9 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
 
     if job.status is JobStatus.DONE:
         if show_done:
-            origin = "from the store" if job.from_store else f"in {job.elapsed:.1f} s"
+            from trend_core.jobs import format_seconds
+
+            origin = "from the store" if job.from_store else f"in {format_seconds(job.elapsed)}"
             st.success(f"{job.title}: done ({origin}).")
         return job.result
     if job.status is JobStatus.FAILED:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pandas and the zoo (torch) load when a command runs, not fo
     from ..zoo import Zoo
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = trend_core.devices.DEVICE_CHOICES, without importing torch
+_THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
 def version() -> str:
@@ -51,13 +52,40 @@ def parse_names(names: list[str]) -> list[ModelSpec]:
 def load_models(args: argparse.Namespace, names: list[str], train_missing: bool = True) -> list:
     """Load (training any missing, with a progress bar) the models named on the command line."""
     zoo = zoo_from(args)
+    specs = parse_names(names)
+    _set_threads(specs, args)
     models = []
-    for spec in parse_names(names):
+    for spec in specs:
         if not zoo.has(spec) and train_missing:
             print(f"training {spec.name} ...", file=sys.stderr)
             zoo.get_or_train(spec, device=args.device, progress=epoch_bar(spec))
         models.append(zoo.load(spec))
     return models
+
+
+def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
+    """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
+    are too small to share between threads (``trend_core.train.training_threads``)."""
+    import torch
+
+    from ..data import get_info
+    from ..devices import resolve_device
+    from ..train import training_threads
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    counts = {training_threads(get_info(spec.dataset), device) for spec in specs}
+    if specs and counts == {1} and torch.get_num_threads() != 1:
+        _THREADS_BEFORE.setdefault("threads", torch.get_num_threads())
+        torch.set_num_threads(1)
+
+
+def restore_threads() -> None:
+    """Undo ``_set_threads`` (the CLI's main calls this after each command, for callers that stay in-process)."""
+    before = _THREADS_BEFORE.pop("threads", None)
+    if before is not None:
+        import torch
+
+        torch.set_num_threads(before)
 
 
 def epoch_bar(spec: ModelSpec):

@@ -180,9 +180,9 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
-    from ..curve import default_fit_eps, fit_tm
+    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
     from ..data import get_info
-    from ..store import get_store
+    from ..store import MemoryStore, get_store
 
     specs = _one_dataset(parse_names([args.source, args.target]))
     if len(specs) != 2:
@@ -195,9 +195,21 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     points = _number("--points", args.points, int)
+    if len({float(e) for e in fit_eps}) < MIN_POINTS:  # before any model is loaded or trained
+        raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, "
+                         f"got {len({float(e) for e in fit_eps})}.")
     source, target = load_models(args, [s.name for s in specs])
-    store = False if args.no_cache else get_store(args.home)
-    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
+    store = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
+    points = sorted({float(e) for e in [*fit_eps, *eval_eps]})
+    with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
+        work = WorkMeter(report, len(points) + 0.05)
+        for i, eps in enumerate(points):
+            work.start(f"eps {eps:g} ({i + 1}/{len(points)})")
+            measure_tm(source, target, [eps], attack, None, limit, store, args.device)
+            work.done(1)
+        work.start("fitting")
+        result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
+        work.done(0.05)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:
