@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 import trend_ui
+from trend_ui.assets import apply_assets
 
 ROOT = Path(__file__).resolve().parent
 PAGES = (  # (file, title, icon); a page whose file does not exist yet is left out
@@ -60,6 +61,7 @@ def navigation() -> st.navigation:
 
 
 st.set_page_config(page_title="TREND Lab", page_icon=":material/shield:", layout="wide")
+apply_assets()
 nav = navigation()
 trend_ui.sidebar()
 nav.run()

@@ -1,6 +1,9 @@
 """Training benchmark.
 
     python bench/train.py                 # wall time of the whole digits preset on this machine (target < 90 s)
+    python bench/train.py --demo          # the quick demo zoo (FP, Q2, Q1 for 4 epochs) instead of the preset
+    python bench/train.py --threads       # one digits model, 2 epochs: one CPU thread against PyTorch's default,
+                                          # alternated in one run (the ratio holds on a loaded machine)
     python bench/train.py --cifar-epoch   # + seconds per epoch of a full-width CIFAR ResNet18 (45,000 images)
 
 The preset is trained into a fresh temporary zoo so nothing is served from a cache. The CIFAR epoch uses
@@ -9,6 +12,7 @@ random images of CIFAR's shape (the timing does not depend on pixel values), so 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -19,25 +23,65 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trend_core.data import DatasetBundle, get_info  # noqa: E402
+from trend_core.data import DatasetBundle, get_info, load_dataset  # noqa: E402
 from trend_core.devices import resolve_device  # noqa: E402
 from trend_core.specs import ModelSpec  # noqa: E402
 from trend_core.train import train_model  # noqa: E402
 from trend_core.zoo import Zoo, preset_specs  # noqa: E402
 
 
-def bench_preset(device: str) -> float:
+QUICK_DEMO = ("digits/resnet18-w0.25/FP/sgd/s0/e4", "digits/resnet18-w0.25/Q2/sgd/s0/e4",
+              "digits/resnet18-w0.25/Q1/sgd/s0/e4")  # = trend_ui.zoo_actions.QUICK_DEMO (no Streamlit here)
+
+
+def load() -> str:
+    """The machine's load average, printed next to every figure (timings on a busy machine are slower)."""
+    try:
+        return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "load unknown"
+
+
+def bench_threads(device: str, repeats: int = 2) -> None:
+    """Two epochs of the digits ResNet18 with one thread and with PyTorch's default, alternated."""
+    from trend_core.train import _train, training_threads
+
+    default = torch.get_num_threads()
+    spec = ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0/e2")
+    data = load_dataset("digits")
+    dev = torch.device(device)
+    print(f"training uses {training_threads(data.info, dev) or default} thread(s) for digits on {device}")
+    times: dict[int, list[float]] = {1: [], default: []}
+    for _ in range(repeats):
+        for threads in times:
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            result = _train(spec, data, dev, None, None, None, True)  # the loop itself, threads as set here
+            times[threads].append(time.perf_counter() - start)
+            print(f"  {threads} thread(s): {times[threads][-1]:.1f} s, test acc {result.test_acc:.3f} ({load()})")
+    torch.set_num_threads(default)
+    best = {t: min(v) for t, v in times.items()}
+    print(f"2 digits epochs: {best[1]:.1f} s on 1 thread, {best[default]:.1f} s on {default}: "
+          f"{best[default] / best[1]:.2f}x ({load()})")
+
+
+def bench_preset(device: str, names: tuple[str, ...] | None = None) -> float:
+    specs = [ModelSpec.parse(n) for n in names] if names else preset_specs("digits")
+    what = "quick demo zoo (3 models)" if names else "digits preset (12 models)"
     with tempfile.TemporaryDirectory() as home:
         zoo = Zoo(home)
         start = time.perf_counter()
         print(f"{'model':45s} {'test acc':>8s} {'seconds':>8s}")
-        for spec in preset_specs("digits"):
+        for spec in specs:
             t0 = time.perf_counter()
             zoo.get_or_train(spec, device=device)
             print(f"{spec.name:45s} {zoo.metadata(spec)['test_acc']:8.4f} {time.perf_counter() - t0:8.1f}")
         total = time.perf_counter() - start
+    if names:
+        print(f"{what} wall time: {total:.1f} s on {device} ({load()})")
+        return total
     verdict = "PASS" if total < 90 else "MISS"
-    print(f"digits preset (12 models) wall time: {total:.1f} s on {device} (target < 90 s): {verdict}")
+    print(f"{what} wall time: {total:.1f} s on {device} (target < 90 s): {verdict} ({load()})")
     return total
 
 
@@ -62,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-preset", action="store_true")
+    parser.add_argument("--demo", action="store_true", help="time the quick demo zoo instead of the preset")
+    parser.add_argument("--threads", action="store_true", help="one thread against the default, one model")
     parser.add_argument("--cifar-epoch", action="store_true", help="also time full-width CIFAR ResNet18 epochs")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
@@ -69,8 +115,10 @@ def main() -> None:
     args = parser.parse_args()
     device = str(resolve_device(args.device))
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
-    if not args.skip_preset:
-        bench_preset(device)
+    if args.threads:
+        bench_threads(device)
+    elif not args.skip_preset:
+        bench_preset(device, QUICK_DEMO if args.demo else None)
     if args.cifar_epoch:
         bench_cifar_epoch(device, args.epochs, args.batch, args.images, amp=False)
         if device.startswith("cuda"):

@@ -41,15 +41,16 @@ def choose_image(ctx) -> int:
 def choose_grid(ctx) -> tuple[list[str], int, float]:
     """One or two models, the grid resolution and its range."""
     from trend_core.data import get_info
+    from trend_core.labels import paper_picks
 
     metas = ctx.models()
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     info = get_info(ctx.dataset)
     default_span = 2 * info.default_eps * math.sqrt(math.prod(info.input_shape))
     c1, c2, c3 = st.columns([2, 1, 1])
     models = c1.multiselect("Models (one or two; the first gives the x direction)", names,
-                            default=names[: min(2, len(names))], format_func=label_of.get, key="db_models",
+                            default=paper_picks(names, ("FP", "Q1")), format_func=label_of.get, key="db_models",
                             max_selections=2)
     resolution = c2.slider("Grid points per axis", 11, 101, 41, step=2, key="db_resolution",
                            help="Odd, so the image itself is the centre point.")
@@ -101,7 +102,7 @@ def main() -> None:
         models, resolution, span = choose_grid(ctx)
         launch = st.button("Draw the class maps", type="primary", icon=":material/play_arrow:", key="db_run")
     if launch:
-        with trend_ui.guard("The decision boundary"):
+        with trend_ui.launching("The decision boundary", "boundary"):
             job = submit_boundary(ctx.zoo, ctx.store, models, index, span=span, resolution=resolution,
                                   device=ctx.device)
             trend_ui.remember_job("boundary", job)

@@ -9,11 +9,14 @@ GALLERY_SIZE = 24
 
 
 def choose_members(ctx) -> list[str]:
+    """The members; by default the paper's headline ensemble FP + Q1 + Q2 (others where the zoo lacks them)."""
+    from trend_core.labels import paper_picks
+
     metas = ctx.models()
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     return st.multiselect("Ensemble members (two or more; the ensemble decides by majority vote)", names,
-                          default=names[: min(3, len(names))], format_func=label_of.get, key="ea_members")
+                          default=paper_picks(names, ("FP", "Q1", "Q2")), format_func=label_of.get, key="ea_members")
 
 
 def choose_sweep(ctx) -> dict:
@@ -25,8 +28,9 @@ def choose_sweep(ctx) -> dict:
     info = get_info(ctx.dataset)
     low, high = info.eps_range
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+    step = float(round(high / 60, 5))
     eps_low, eps_high = c1.slider("eps range (L-inf, pixel units)", 0.0, float(round(2 * high, 4)),
-                                  (float(low), float(high)), step=float(round(high / 60, 5)), format="%.4f",
+                                  (float(low), float(high)), step=step, format="%.4f",
                                   key="ea_eps", help=f"The {info.name} default eps is {info.default_eps:g}.")
     points = c2.number_input("eps values", 2, 12, 4, key="ea_points")
     steps = c3.number_input("Steps", 1, 200, 20, key="ea_steps",
@@ -34,7 +38,9 @@ def choose_sweep(ctx) -> dict:
                                  "reach the largest eps.")
     total = trend_ui.count_test_images(ctx.dataset)
     limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
-    epsilons = [float(v) for v in np.round(np.linspace(eps_low, eps_high, int(points)), 5)]
+    # evenly spaced, each on the slider's grid (0.115, not 0.11333), duplicates dropped
+    spaced = np.round(np.linspace(eps_low, eps_high, int(points)) / step) * step
+    epsilons = sorted({round(float(v), 6) for v in spaced})
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
 
@@ -119,7 +125,6 @@ def show_gradients(ctx, members: list[str]) -> None:
 
 def main() -> None:
     from trend_core.analysis_jobs import submit_ensemble_sweep
-    from trend_core.errors import TrendError
 
     trend_ui.page_intro("Ensemble attacks", "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
                         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "
@@ -131,9 +136,14 @@ def main() -> None:
     with st.container(border=True):
         members = choose_members(ctx)
         settings = choose_sweep(ctx)
-        launch = st.button("Run the four attacks", type="primary", icon=":material/play_arrow:", key="ea_run")
+        enough = len(members) >= 2
+        if not enough:  # the one message about it; the run and the gradient pictures wait for two members
+            st.warning(f"An ensemble needs at least two members; {'only one is' if members else 'none is'} "
+                       "chosen. Pick two or more above.")
+        launch = st.button("Run the four attacks", type="primary", icon=":material/play_arrow:", key="ea_run",
+                           disabled=not enough)
     if launch:
-        with trend_ui.guard("The ensemble attacks"):
+        with trend_ui.launching("The ensemble attacks", "ensemble-sweep"):
             job = submit_ensemble_sweep(ctx.zoo, ctx.store, members, device=ctx.device, profile=ctx.profile,
                                         **settings)
             trend_ui.remember_job("ensemble-sweep", job)
@@ -142,10 +152,9 @@ def main() -> None:
     if result is not None:
         with trend_ui.guard("The attack results"):
             show_sweep(result)
-    with trend_ui.guard("The gradient pictures"):
-        if len(members) < 2:
-            raise TrendError("An ensemble needs at least two members; pick two or more models to see their gradients.")
-        show_gradients(ctx, members)
+    if enough:
+        with trend_ui.guard("The gradient pictures"):
+            show_gradients(ctx, members)
 
 
 with trend_ui.guard("The Ensemble attacks page"):

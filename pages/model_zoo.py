@@ -98,7 +98,7 @@ def upload_section(ctx) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(upload.getvalue())
         with st.spinner("Checking the weights and measuring accuracy"):
-            meta = ctx.zoo.import_state_dict(name.strip(), tmp)
+            meta = ctx.zoo.import_state_dict(name.strip(), tmp, display_name=upload.name)
     finally:
         os.unlink(tmp)
     acc = meta.get("test_acc")

@@ -10,7 +10,11 @@ def parse_eps(text: str) -> list[float]:
     """Comma- or space-separated eps values; anything else is a TrendError."""
     from trend_core.errors import TrendError
 
+    from trend_core.curve import MIN_POINTS
+
     parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise TrendError(f"The box of eps to fit is empty; give at least {MIN_POINTS}, e.g. 0.05, 0.1, 0.2, 0.3.")
     try:
         return [float(p) for p in parts]
     except ValueError:
@@ -18,12 +22,16 @@ def parse_eps(text: str) -> list[float]:
 
 
 def choose_pair(ctx) -> tuple[str, str]:
+    from trend_core.labels import paper_picks
+
     metas = ctx.models()
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
+    source, target = paper_picks(names, ("FP", "Q1"))  # the paper's story: how much FP's attacks reach Q1
     left, right = st.columns(2)
-    source = left.selectbox("Source (attacked)", names, index=0, format_func=label_of.get, key="tc_source")
-    target = right.selectbox("Target (evaluated)", names, index=min(1, len(names) - 1), format_func=label_of.get,
+    source = left.selectbox("Source (attacked)", names, index=names.index(source), format_func=label_of.get,
+                            key="tc_source")
+    target = right.selectbox("Target (evaluated)", names, index=names.index(target), format_func=label_of.get,
                              key="tc_target")
     return source, target
 
@@ -55,7 +63,8 @@ def fit_request(ctx, settings: dict) -> dict:
     low, high = get_info(ctx.dataset).eps_range
     fit_eps = parse_eps(settings["fit_text"])
     top = max([high, *fit_eps])
-    eval_eps = [float(v) for v in np.round(np.linspace(low, top, settings["points"]), 5)] if settings["points"] else []
+    spaced = np.linspace(low, top, settings["points"]) if settings["points"] else []
+    eval_eps = sorted({float(f"{v:.3g}") for v in spaced if v > 0})  # three digits: 0.0455, not 0.045455
     return {"fit_eps": fit_eps, "eval_eps": eval_eps, "steps": settings["steps"], "limit": settings["limit"]}
 
 
@@ -99,7 +108,7 @@ def main() -> None:
         settings = choose_eps(ctx)
         launch = st.button("Measure and fit", type="primary", icon=":material/play_arrow:", key="tc_run")
     if launch:
-        with trend_ui.guard("The TM(eps) fit"):
+        with trend_ui.launching("The TM(eps) fit", "tm-fit"):
             job = submit_tm_fit(ctx.zoo, ctx.store, source, target, device=ctx.device, profile=ctx.profile,
                                 **fit_request(ctx, settings))
             trend_ui.remember_job("tm-fit", job)

@@ -14,7 +14,7 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
     """Sources and targets (canonical names) from two pickers or from a family preset."""
     from trend_core.specs import ModelSpec
 
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     mode = st.radio("Models", ["Family preset", "Pick sources and targets"], horizontal=True, key="tr_mode",
                     help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
@@ -138,7 +138,7 @@ def show_tables(result, pairs) -> None:
         st.info(f"Mean ± std over seeds: {exc}")
         return
     st.markdown("**Mean ± std over seeds** (every source seed against every other seed of the same configuration)")
-    st.dataframe(trend_ui.tables.mean_std_frame(seeds), width="stretch")
+    st.dataframe(trend_ui.tables.readable_columns(trend_ui.tables.mean_std_frame(seeds)), width="stretch")
 
 
 def show_examples(ctx, result) -> None:
@@ -193,7 +193,7 @@ def main() -> None:
         attack, params, limit = choose_attack(ctx)
         launch = st.button("Run transfer", type="primary", icon=":material/play_arrow:", key="tr_run")
     if launch:
-        with trend_ui.guard("The transfer run"):
+        with trend_ui.launching("The transfer run", "transfer"):
             if not sources or not targets:
                 from trend_core.errors import TrendError
 

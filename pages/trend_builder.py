@@ -5,6 +5,10 @@ import streamlit as st
 
 import trend_ui
 
+# The default candidate pool: the paper's headline members FP, Q1 and Q2 and three more input quantizations,
+# so TREND has a choice to make (other models where the zoo lacks these).
+POOL_INPUTS = ("FP", "Q1", "Q2", "HT", "Q4", "Q8")
+
 
 # ----------------------------------------------------------------------------- 1. the transfer run
 def finished_runs(ctx) -> list:
@@ -32,14 +36,15 @@ def launch_transfer(ctx, expanded: bool) -> None:
     from trend_core.data import get_info
     from trend_core.errors import TrendError
     from trend_core.jobs import submit_transfer
+    from trend_core.labels import paper_picks
 
     metas = ctx.models()
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     info = get_info(ctx.dataset)
     with st.expander("Launch a transfer run here", expanded=expanded):
         pool = st.multiselect("Candidate pool (each model is attacked and evaluated)", names,
-                              default=names[: min(6, len(names))], format_func=label_of.get, key="tb_pool")
+                              default=paper_picks(names, POOL_INPUTS), format_func=label_of.get, key="tb_pool")
         c1, c2, c3 = st.columns(3)
         eps = c1.slider("PGD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
                         step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_pool_eps")

@@ -87,11 +87,44 @@ def test_gradient_pictures_name_every_member(zoo_home):
     assert ((table >= 0) & (table <= 1)).all().all()
 
 
-def test_bad_input_becomes_a_message(zoo_home):
-    at = launch(open_app(PAGE), members=(FP,))
-    errors = texts(at.error)
-    assert any("An ensemble needs at least two members" in m for m in errors)
-    assert not at.get("plotly_chart")
+def test_too_few_members_is_one_message_and_the_page_stays_usable(zoo_home):
+    at = open_app(PAGE)
+    for members, says in (((), "none is chosen"), ((FP,), "only one is chosen")):
+        at.multiselect(key="ea_members").set_value(list(members)).run()
+        assert_clean(at)
+        assert not texts(at.error)  # one alert, not an error from the run and another from the gradient pictures
+        (warning,) = texts(at.warning)
+        assert warning.startswith("An ensemble needs at least two members;") and says in warning, warning
+        assert at.button(key="ea_run").disabled
+        assert not at.get("plotly_chart")
+    at.multiselect(key="ea_members").set_value([FP, Q1]).run()  # and it recovers at once
+    assert not at.button(key="ea_run").disabled
+    at = launch(at, members=(FP, Q1))
+    assert not texts(at.warning) and not texts(at.error) and at.get("plotly_chart")
+
+
+def test_default_members_are_the_papers_ensemble(zoo_home):
+    at = open_app(PAGE)  # the zoo has FP-s0, FP-s1 and Q1-s0 (no Q2): FP and Q1, then the next model
+    assert at.multiselect(key="ea_members").value == [FP, Q1, FP_S1]
+
+
+def test_eps_values_sit_on_the_sliders_grid(zoo_home):
+    at = open_app(PAGE)
+    at.multiselect(key="ea_members").set_value([FP, Q1])
+    at.slider(key="ea_eps").set_value((0.02, 0.3))
+    at.number_input(key="ea_points").set_value(4)
+    at.number_input(key="ea_steps").set_value(1)
+    at.number_input(key="ea_limit").set_value(4)
+    at.button(key="ea_run").click().run()
+    assert_clean(at)
+    from trend_core.jobs import get_manager
+
+    eps = sorted(get_manager().jobs(kind="ensemble-sweep")[0].result["sweep"]["eps"].unique())
+    assert eps == pytest.approx([0.02, 0.115, 0.205, 0.3])  # not 0.11333, 0.20667
+
+
+def test_bad_eps_becomes_a_message(zoo_home):
+    at = open_app(PAGE)
     at = launch(at, eps=(0.0, 0.2))
     assert any("eps must be in (0, 1]" in m for m in texts(at.error))
     assert not [f for f in figures(at) if f["layout"].get("xaxis", {}).get("title", {}).get("text") == "eps (L-inf)"]

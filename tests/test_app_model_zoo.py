@@ -48,6 +48,24 @@ def test_train_from_pickers_adds_the_model(zoo_home):
     assert name in list(at.dataframe[0].value["name"])
 
 
+def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_its_own_messages(zoo_home):
+    from trend_core.jobs import submit_training
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import Zoo
+
+    tiny = "digits/resnet18-w0.25/FP/sgd/s0/e1"  # a short FP-s0, as the quick demo zoo's next to the preset's
+    build = submit_training(Zoo(zoo_home), [ModelSpec.parse(tiny)], "cpu")
+    build.meta["slots"] = ["zoo-build"]  # what the overview's button does (remember_job)
+    at = open_app(PAGE)
+    assert_clean(at)
+    assert not any("Training 1 model" in s for s in texts(at.success))  # the overview's job is not the Train tab's
+    from app_support import figures
+
+    labels = {y for trace in figures(at)[0]["data"] for y in trace["y"]}
+    assert labels == {"FP-s0-e1", "FP-s0-e20", "FP-s1", "Q1-s0"}  # one bar per model, none stacked
+    assert sorted(at.dataframe[0].value["label"]) == ["FP-s0-e1", "FP-s0-e20", "FP-s1", "Q1-s0"]
+
+
 def _state_dict_bytes(name: str) -> bytes:
     from trend_core.zoo import Zoo
     from conftest import TEST_ZOO_DIR
@@ -79,14 +97,24 @@ def test_upload_adopts_a_state_dict_and_refuses_bad_files(zoo_home, capsys):
     at.button(key="zoo_up_go").click().run()
     assert_clean(at)
     (error,) = texts(at.error)
-    assert "could not be read as a plain state_dict" in error
+    assert error.startswith("evil.pt is not a PyTorch state_dict this app can read") and "trend-upload" not in error
+    assert "weights_only" not in error  # PyTorch's own text is not shown
     assert "this must never run" not in capsys.readouterr().out
     assert not Zoo(zoo_home).has("digits/resnet18-w0.25/FP/sgd/s8")
 
     at.file_uploader(key="zoo_up_file").set_value(("q.pt", _state_dict_bytes(FP), "application/octet-stream"))
     at.text_input(key="zoo_up_name").set_value("digits/vgg11_bn-w0.25/FP/sgd/s0").run()
     at.button(key="zoo_up_go").click().run()
-    assert any("do not fit" in e for e in texts(at.error))
+    assert_clean(at)
+    (error,) = texts(at.error)
+    assert error.startswith("q.pt holds weights of another architecture than digits/vgg11_bn-w0.25/FP/sgd/s0"), error
+
+    at.file_uploader(key="zoo_up_file").set_value(("notes.pth", b"just some text", "application/octet-stream"))
+    at.text_input(key="zoo_up_name").set_value(FP).run()
+    at.button(key="zoo_up_go").click().run()
+    assert_clean(at)
+    (error,) = texts(at.error)
+    assert error.startswith("notes.pth is not a PyTorch state_dict") and error.count(". ") == 0, error
 
     at.text_input(key="zoo_up_name").set_value("not a model name").run()
     at.button(key="zoo_up_go").click().run()

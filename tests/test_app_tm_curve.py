@@ -72,3 +72,20 @@ def test_bad_input_becomes_a_message(zoo_home, source, target, fit_eps, message)
     at = fit(open_app(PAGE), source, target, fit_eps, points=0)
     assert any(message in m for m in texts(at.error)), texts(at.error)
     assert not at.get("plotly_chart")
+
+
+def test_empty_eps_box_asks_for_three_and_hides_the_previous_result(zoo_home):
+    at = fit(open_app(PAGE), fit_eps="0.05, 0.1, 0.2", points=0)
+    assert not texts(at.error) and at.get("plotly_chart")  # a result on screen
+    at = fit(at, fit_eps="  ", points=0)
+    (error,) = texts(at.error)
+    assert "empty" in error and "at least 3" in error, error
+    assert not at.get("plotly_chart") and not texts(at.warning)  # the old result does not pose as the new one's
+    at.number_input(key="tc_steps").set_value(6).run()  # and it stays away on the next rerun
+    assert_clean(at)
+    assert not at.get("plotly_chart")
+
+
+def test_defaults_are_fp_against_q1(zoo_home):
+    at = open_app(PAGE)
+    assert (at.selectbox(key="tc_source").value, at.selectbox(key="tc_target").value) == (FP, Q1)

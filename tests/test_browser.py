@@ -1,5 +1,6 @@
 """End to end in a real browser: `streamlit run app.py` on a free localhost port with an empty store, driven
-by headless Chromium through Playwright. Builds the quick demo zoo from the overview, launches a transfer run,
+by headless Chromium through Playwright. Builds the quick demo zoo from the overview (its progress bar must
+move and show the elapsed time), launches a transfer run,
 checks the heatmap's axis labels are the model names, builds a TREND ensemble when that page exists, and saves
 screenshots under artifacts/browser/ (git-ignored) for a person to look at.
 
@@ -148,7 +149,22 @@ def run_scenario(server, page) -> None:
     shot(page, "01-overview-empty")
 
     # A tiny zoo from the overview: three small models trained for a few epochs, as a background job.
-    page.get_by_role("button", name="Quick demo zoo (3 models)").click()
+    demo = page.get_by_role("button", name="Quick demo zoo (3 models)")
+    demo.wait_for(timeout=120_000)  # the first run imports torch: ~40 s on a loaded 2-core machine
+    demo.click()
+    # its progress bar moves (in epochs) and says how long it has run
+    bar = page.locator("[data-testid='stProgress'] [role='progressbar']").first
+    bar.wait_for(timeout=120_000)
+    first = float(bar.get_attribute("aria-valuenow") or 0)
+    text = page.get_by_test_id("stProgress").first.inner_text()
+    assert "Training 3 models" in text and "elapsed" in text, text
+    shot(page, "01b-training-progress")
+    page.wait_for_function(
+        """(first) => {
+             const bar = document.querySelector("[data-testid='stProgress'] [role='progressbar']");
+             if (bar) return Number(bar.getAttribute("aria-valuenow")) > first;
+             return document.body.innerText.includes("Training 3 models: done");
+           }""", arg=first, timeout=300_000)
     page.get_by_text(re.compile(r"Training 3 models: done")).wait_for(timeout=300_000)  # ~15 s unloaded
     page.get_by_text("3 models in").wait_for()
     no_exception(page)

@@ -16,10 +16,22 @@ import pandas as pd
 from .errors import TrendError
 from .jobs import Job, JobManager, _home, dataset_of, device_lane, get_manager
 from .profiles import check_profile
+from .progress import WorkMeter
 
 PAPER_STEP_SIZE = 0.01  # PAPER.md section 3: PGD step size
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
+RULE_TITLES = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}  # as the paper writes them
+
+
+def rule_title(rule: str) -> str:
+    return RULE_TITLES.get(rule, rule)
+
+
+def _test_count(dataset: str) -> int:
+    from .data import load_dataset
+
+    return len(load_dataset(dataset).test)
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -33,8 +45,8 @@ def check_members(zoo, names: Sequence[str], minimum: int = 1, what: str = "mode
     names = list(dict.fromkeys(str(n) for n in names))
     if len(names) < minimum:
         if minimum == 2 and what == "ensemble member":
-            raise TrendError(f"An ensemble needs at least two members; {len(names) or 'no'} "
-                             f"{'was' if len(names) == 1 else 'were'} chosen.")
+            raise TrendError(f"An ensemble needs at least two members; {'only one was' if names else 'none was'} "
+                             "chosen.")
         count = {1: "one", 2: "two"}.get(minimum, str(minimum))
         raise TrendError(f"Pick at least {count} {what}{'s' if minimum > 1 else ''}.")
     missing = [n for n in names if not zoo.has(n)]
@@ -170,25 +182,25 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
         from .ensemble import MajorityVote, robustness_sweep
 
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
-        total = len(RULE_NAMES) * (1 + len(eps_list))
-        done = [0]
-
-        def tick(message: str) -> None:
-            job.progress(done[0] / total, message)
-            done[0] += 1
-
-        sweep = robustness_sweep(ensemble, eps_list, rules=RULE_NAMES, limit=limit, steps=steps,
-                                 step_size=step_size, members_alone=False, store=store, device=dev, progress=tick,
-                                 profile=profile)
         x, y = test_images(dataset, min(agreement_images, limit or agreement_images))
-        frames = []
+        # one unit of work per (rule, eps): the attack on the evaluation images, then the agreement trace on a
+        # few of them; both run `steps` iterations, so each weighs its number of images
+        n_eval = min(limit, _test_count(dataset)) if limit else _test_count(dataset)
+        work = WorkMeter(job.progress, len(RULE_NAMES) * len(eps_list) * (n_eval + len(x)))
+        sweeps, frames = [], []
         for rule in RULE_NAMES:
             for eps in eps_list:
-                tick(f"{rule}: gradient agreement at eps {eps:g}")
+                work.start(f"{rule_title(rule)} at eps {eps:g}: attacking the ensemble")
+                sweeps.append(robustness_sweep(ensemble, [eps], rules=[rule], limit=limit, steps=steps,
+                                               step_size=step_size, members_alone=False, store=store, device=dev,
+                                               profile=profile))
+                work.done(n_eval, f"{rule_title(rule)} at eps {eps:g}: gradient agreement")
                 trace = agreement_trace(EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
                                         ensemble, x.to(dev), y.to(dev))
                 mean = trace.groupby("member", sort=False, as_index=False)["agreement"].mean()
                 frames.append(mean.assign(rule=rule, eps=eps))
+                work.done(len(x))
+        sweep = pd.concat(sweeps, ignore_index=True)
         agreement = pd.concat(frames, ignore_index=True)[["rule", "eps", "member", "agreement"]]
         return {"sweep": sweep, "agreement": agreement}
 
@@ -236,11 +248,18 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
         from .ensemble import MajorityVote, robustness_ratios, robustness_sweep
 
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
-        count = [0]
+        # the attack on the ensemble takes every member's gradient (weight N), each member alone its own (1)
+        work = WorkMeter(job.progress, 2 * len(names))
+        weights = iter([len(names)] + [1] * len(names))
 
-        def tick(message: str) -> None:
-            job.progress(count[0] / (1 + len(names)), message)
-            count[0] += 1
+        running: list[int] = []  # the weight of the attack under way
+
+        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
+            if running:
+                work.done(running.pop(), message)
+            else:
+                work.start(message)
+            running.append(next(weights, 1))
 
         sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
                                  step_size=step_size_for(eps, steps), store=store, device=dev, progress=tick,
@@ -280,8 +299,9 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
         loaded = dict(zip(names, load_members(zoo, names, dev, job)))
         labels = dict(zip(names, model_labels(list(loaded.values()))))
         rows = []
-        for i, members in enumerate(sets):
-            job.progress(i / len(sets), f"A-GD on {' + '.join(labels[n] for n in members)}")
+        work = WorkMeter(job.progress, sum(len(members) for members in sets))  # an attack costs one gradient a member
+        for members in sets:
+            work.start(f"A-GD on {' + '.join(labels[n] for n in members)}")
             ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members],
                                     profile=profile)
             sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
@@ -291,6 +311,7 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
             rows.append({"size": len(members), "members": " + ".join(labels[n] for n in members),
                          "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
                          "eps": eps})
+            work.done(len(members))
         return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy", "eps"])
 
     return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile], run,
@@ -346,9 +367,22 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
 
         from .curve import fit_tm
 
+        from .curve import measure_tm
+        from .store import MemoryStore
+
         src, tgt = load_members(zoo, names, dev, job)
-        result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, store=store, device=dev,
-                        progress=lambda message: job.progress(0.1, message), profile=profile)
+        cache = MemoryStore() if store is False else store  # the fit below reads what the eps loop measured
+        # stage 1, one eps at a time (each a PGD run of equal cost) so the bar moves per point; stage 2, the fit,
+        # finds every point in the cache and only solves the two small least-squares problems
+        points = sorted({*fit_list, *eval_list})
+        work = WorkMeter(job.progress, len(points) + 0.05)
+        for i, eps in enumerate(points):
+            work.start(f"measuring TM at eps {eps:g} ({i + 1}/{len(points)} points)")
+            measure_tm(src, tgt, [eps], attack, None, limit, cache, dev, profile=profile)
+            work.done(1)
+        work.start(f"fitting f_st and f_ss to {len(fit_list)} points")
+        result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, store=cache, device=dev,
+                        profile=profile)
         measured = result.measured.copy()
         measured["tm_fit"] = result.curve.tm(measured["eps"].to_numpy(float))
         errors = pd.DataFrame([

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 SYNC_ENV = "TREND_JOBS_SYNC"
 MAX_FINISHED_JOBS = 256  # finished jobs kept in memory (results stay in the store regardless)
+ETA_MIN_PROGRESS = 0.02  # progress made since the first report before an estimate of the time left is given
+ETA_MIN_SECONDS = 1.0  # ... and seconds spent making it (a cached prefix alone says nothing about the rate)
 
 
 class JobCancelled(Exception):
@@ -76,6 +78,7 @@ class Job:
     finished_at: float | None = None
     from_store: bool = False
     meta: dict = field(default_factory=dict)  # what the job was asked for (e.g. a transfer run's request)
+    _rate_origin: tuple[float, float] | None = field(default=None, repr=False)  # (time, fraction) of 1st report
     _fn: Callable[["Job"], Any] | None = field(default=None, repr=False)
     _store: ResultStore | None = field(default=None, repr=False)
     _log_dir: Path | None = field(default=None, repr=False)
@@ -85,9 +88,16 @@ class Job:
 
     # -- inside the job -------------------------------------------------------------------------------------
     def progress(self, fraction: float | None = None, message: str | None = None) -> None:
-        """Report progress (fraction in [0, 1]); raises JobCancelled when a cancel was requested."""
+        """Report progress (fraction in [0, 1]); raises JobCancelled when a cancel was requested.
+
+        The fraction never goes back (a later, smaller report keeps the bar where it was). The time-left
+        estimate (``eta``) is measured from the last report before the fraction first moved, so loading models
+        (reported at the starting fraction) does not count as slow progress.
+        """
         if fraction is not None:
-            self.fraction = min(1.0, max(0.0, float(fraction)))
+            self.fraction = max(self.fraction, min(1.0, max(0.0, float(fraction))))
+            if self._rate_origin is None or self._rate_origin[1] == self.fraction:
+                self._rate_origin = (time.time(), self.fraction)
         if message is not None:
             self.message = message
         self.check_cancelled()
@@ -111,6 +121,30 @@ class Job:
             return 0.0
         return (self.finished_at or time.time()) - self.started
 
+    @property
+    def eta(self) -> float | None:
+        """Estimated seconds left while running, from the rate of progress since the first report; None until
+        enough progress was made to tell (ETA_MIN_PROGRESS over ETA_MIN_SECONDS)."""
+        origin = self._rate_origin
+        if self.status is not JobStatus.RUNNING or origin is None:
+            return None
+        spent, made = time.time() - origin[0], self.fraction - origin[1]
+        if made < ETA_MIN_PROGRESS or spent < ETA_MIN_SECONDS:
+            return None
+        return spent * (1.0 - self.fraction) / made
+
+    def timing(self) -> str:
+        """Elapsed time and, once known, the time left, e.g. "1 min 5 s elapsed, about 40 s left"."""
+        if self.status is JobStatus.QUEUED:
+            return "waiting for the device"
+        text = f"{format_seconds(self.elapsed)} elapsed"
+        eta = self.eta
+        if eta is not None:
+            text += f", about {format_seconds(eta)} left"
+        elif self.status is JobStatus.RUNNING:
+            text += ", estimating the time left"
+        return text
+
     def cancel(self) -> None:
         """Ask the job to stop: a queued job is dropped, a running one stops at its next progress report."""
         self._cancel.set()
@@ -132,7 +166,8 @@ class Job:
                 return
             self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
         try:
-            result = self._fn(self)
+            with _threads_for(self):
+                result = self._fn(self)
         except JobCancelled:
             self._finish(JobStatus.CANCELLED, message="cancelled")
         except TrendError as exc:
@@ -180,6 +215,38 @@ class Job:
                 pass
         log.error("job %s (%s) failed", self.key, self.title, exc_info=exc)
         return f"{self.title} failed unexpectedly ({what}){where}."
+
+
+def _threads_for(job: Job):
+    """The CPU thread setting a heavy CPU job runs under: one thread for small-image datasets (digits), whose
+    ops are too small to share between threads (``train.training_threads``); otherwise PyTorch's own."""
+    import contextlib
+
+    dataset = job.meta.get("dataset")
+    if job.device != "cpu" or not dataset:
+        return contextlib.nullcontext()
+    import torch
+
+    from .data import get_info
+    from .train import cpu_threads, training_threads
+
+    try:
+        info = get_info(dataset)
+    except TrendError:
+        return contextlib.nullcontext()
+    return cpu_threads(training_threads(info, torch.device("cpu")))
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration for people: "8 s", "3 min 20 s", "1 h 5 min"."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 class _DeviceWorker:
@@ -394,17 +461,19 @@ def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None
     n = len(specs)
 
     def run(job: Job) -> list[dict]:
-        for i, spec in enumerate(specs):
-            job.progress(i / n, f"{spec.short_name} ({i + 1}/{n})")
-            if zoo.has(spec):
-                continue
+        # progress counts epochs still to train, so a 4-epoch model moves the bar a fifth of a 20-epoch one
+        weights = [0 if zoo.has(spec) else max(1, spec.epochs) for spec in specs]
+        total, before = max(1, sum(weights)), 0
+        for i, (spec, weight) in enumerate(zip(specs, weights)):
+            job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")
+            if weight:
+                def on_epoch(report, i=i, spec=spec, before=before, weight=weight) -> None:
+                    job.progress((before + weight * report.epoch / report.epochs) / total,
+                                 f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
+                                 f"validation accuracy {report.val_acc:.1%}")
 
-            def on_epoch(report, i=i, spec=spec) -> None:
-                job.progress((i + report.epoch / report.epochs) / n,
-                             f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
-                             f"validation accuracy {report.val_acc:.1%}")
-
-            zoo.get_or_train(spec, device=dev, progress=on_epoch, cancel=job.cancel_requested)
+                zoo.get_or_train(spec, device=dev, progress=on_epoch, cancel=job.cancel_requested)
+            before += weight
         return [zoo.metadata(spec) for spec in specs]
 
     title = f"Training {n} model{'s' if n > 1 else ''}"

@@ -314,16 +314,19 @@ def describe_attack(attack: Attack) -> str:
 
 
 def model_labels(models: Sequence[nn.Module]) -> list[str]:
-    """Unique display labels: the spec's short name (full name where short names clash), else ``.name``."""
+    """Unique display labels: the spec's short name (with the distinguishing part where short names clash, e.g.
+    "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
+    from .labels import unique_labels
+
     def spec_of(m):
         return getattr(m, "spec", None)
 
-    raw = []
+    with_spec = [i for i, m in enumerate(models) if spec_of(m) is not None]
+    spec_labels = dict(zip(with_spec, unique_labels([spec_of(models[i]) for i in with_spec])))
+    labels = []
     for i, m in enumerate(models):
-        spec, name = spec_of(m), getattr(m, "name", None)
-        raw.append(spec.short_name if spec is not None else name if isinstance(name, str) and name else f"model{i}")
-    labels = [spec_of(m).name if raw.count(label) > 1 and spec_of(m) is not None else label
-              for m, label in zip(models, raw)]
+        name = getattr(m, "name", None)
+        labels.append(spec_labels[i] if i in spec_labels else name if isinstance(name, str) and name else f"model{i}")
     clashing = {label for label in labels if labels.count(label) > 1}
     seen: dict[str, int] = {}
     for i, label in enumerate(labels):

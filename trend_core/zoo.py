@@ -22,24 +22,8 @@ import torch
 
 from .errors import TrendError
 from .nn import TrendModel, build_model
+from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from .specs import ModelSpec, parse_spec
-
-PRESETS = {
-    "digits": [
-        "digits/resnet18-w0.25/FP/sgd/s0",
-        "digits/resnet18-w0.25/Q8/sgd/s0",
-        "digits/resnet18-w0.25/Q4/sgd/s0",
-        "digits/resnet18-w0.25/Q2/sgd/s0",
-        "digits/resnet18-w0.25/Q1/sgd/s0",
-        "digits/resnet18-w0.25/HT/sgd/s0",
-        "digits/resnet18-w0.25/FP-W2/sgd/s0",
-        "digits/resnet18-w0.25/FP-A2/sgd/s0",
-        "digits/vgg11_bn-w0.25/FP/sgd/s0",
-        "digits/resnet18-w0.25/FP/adam/s0",
-        "digits/resnet18-w0.25/FP/sgd/s1",
-        "digits/resnet18-w0.25/FP/sgd/s2",
-    ],
-}
 
 
 def default_home() -> Path:
@@ -197,13 +181,19 @@ class Zoo:
         })
         return result.model.eval()
 
-    def import_state_dict(self, spec: ModelSpec | str, path: str | os.PathLike, evaluate: bool = True) -> dict:
-        """Adopt a user's weights for ``spec`` from a .safetensors or .pt/.pth state_dict (never unpickled as code)."""
+    def import_state_dict(self, spec: ModelSpec | str, path: str | os.PathLike, evaluate: bool = True,
+                          display_name: str | None = None) -> dict:
+        """Adopt a user's weights for ``spec`` from a .safetensors or .pt/.pth state_dict (never unpickled as code).
+
+        ``display_name`` is the file's name as the user knows it (an upload lands in a temporary file whose name
+        means nothing to them); messages and the model's metadata use it.
+        """
         spec = parse_spec(spec)
-        state = read_state_dict(path)
+        shown = display_name or Path(path).name
+        state = read_state_dict(path, shown)
         model = build_model(spec)
-        _load_state(model, state, spec.name)
-        meta: dict = {"source": f"imported from {Path(path).name}", "train_seconds": None}
+        _load_state(model, state, spec.name, shown)
+        meta: dict = {"source": f"imported from {shown}", "train_seconds": None}
         if evaluate:
             from .data import load_dataset
             from .train import accuracy
@@ -216,9 +206,13 @@ class Zoo:
         return self.save(spec, model, meta)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read tensors from a .safetensors file or a weights-only torch file; anything else is refused."""
+def read_state_dict(path: str | os.PathLike, display_name: str | None = None) -> dict[str, torch.Tensor]:
+    """Read tensors from a .safetensors file or a weights-only torch file; anything else is refused.
+
+    Errors name the file as ``display_name`` (default: its file name) and say in one sentence what is wrong.
+    """
     path = Path(path)
+    shown = display_name or path.name
     if not path.is_file():
         raise TrendError(f"No weights file at {path}.")
     if path.suffix == ".safetensors":
@@ -227,41 +221,61 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
         try:
             return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise TrendError(f"{path.name} is not a valid safetensors file ({exc}).") from None
+        except (SafetensorError, OSError, ValueError):
+            raise TrendError(f"{shown} is not a valid safetensors file (it is damaged or in another format); "
+                             "save the weights with safetensors.torch.save_file(model.state_dict(), path).") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for damaged files
+    except Exception:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for damaged files
         raise TrendError(
-            f"{path.name} could not be read as a plain state_dict (it is damaged or holds code-carrying "
-            f"objects, which are refused): {str(exc).splitlines()[0][:160]}"
+            f"{shown} is not a PyTorch state_dict this app can read: it is damaged, not a PyTorch file, or holds "
+            "objects other than tensors (a whole pickled model, which is refused because unpickling can run code); "
+            "save it with torch.save(model.state_dict(), path)."
         ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise TrendError(f"{path.name} does not hold a state_dict (a mapping of names to tensors).")
+        raise TrendError(f"{shown} does not hold a state_dict (a mapping of layer names to tensors); save it with "
+                         "torch.save(model.state_dict(), path).")
+    if not obj:
+        raise TrendError(f"{shown} holds an empty state_dict: no tensors to load.")
     return obj
 
 
-def _load_state(model: TrendModel, state: dict[str, torch.Tensor], name: str) -> None:
-    """Load into ``model``; accepts keys of the whole model or of the bare network; explains mismatches."""
+def _load_state(model: TrendModel, state: dict[str, torch.Tensor], name: str, file: str = "These weights") -> None:
+    """Load into ``model``; accepts keys of the whole model or of the bare network; explains a mismatch in one
+    sentence: another architecture (no tensor name in common), or which tensor has which wrong shape."""
     if state and not any(k.startswith("net.") for k in state):
         state = {f"net.{k.removeprefix('module.')}": v for k, v in state.items()}
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
+    if len(missing) == len(expected):
+        raise TrendError(f"{file} holds weights of another architecture than {name}: none of its {len(state)} "
+                         f"tensors has a name {name} uses (it has {next(iter(state)).removeprefix('net.')}, "
+                         f"{name} starts with {next(iter(expected)).removeprefix('net.')}).")
+    if wrong:
+        key, got, want = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise TrendError(f"{file} has the layers of {name} but other shapes: {key.removeprefix('net.')} is "
+                         f"{_shape(got)} in the file and {_shape(want)} in the spec{more}; check the spec's width "
+                         "and the dataset's number of classes.")
+    if missing or unexpected:
         parts = []
-        if wrong:
-            parts.append(f"shape mismatch in {len(wrong)} tensors (first: {wrong[0]})")
         if missing:
-            parts.append(f"{len(missing)} missing keys (first: {missing[0]})")
+            parts.append(f"{len(missing)} tensors of {name} are missing (first: {missing[0].removeprefix('net.')})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
-        raise TrendError(f"These weights do not fit {name}: " + "; ".join(parts) + ".")
+            parts.append(f"{len(unexpected)} tensors are not in {name} "
+                         f"(first: {unexpected[0].removeprefix('net.')})")
+        raise TrendError(f"{file} does not match {name}: " + " and ".join(parts) + "; check the spec's "
+                         "architecture and its weight and activation quantization.")
     model.load_state_dict(state)
+
+
+def _shape(shape: tuple) -> str:
+    return "x".join(str(d) for d in shape) if shape else "a scalar"
 
 
 

@@ -112,4 +112,4 @@ def _active_jobs() -> None:
     if active:
         st.markdown("**Running jobs**")
         for job in active[:5]:
-            st.caption(f"{job.title}: {job.status.value}, {job.fraction:.0%}")
+            st.caption(f"{job.title}: {job.status.value}, {job.fraction:.0%} ({job.timing()})")

@@ -25,6 +25,26 @@ def guard(what: str = "This page") -> Iterator[None]:
         st.error(f"{what} hit an unexpected error ({type(exc).__name__}: {first}); the details are in the server log.")
 
 
+@contextmanager
+def launching(what: str, slot: str) -> Iterator[None]:
+    """Like ``guard`` around a page's launch; a launch that fails also clears the page's ``slot``, so the one
+    error is all the page shows, not an older result as if it belonged to the new settings."""
+    from trend_core.errors import TrendError
+
+    from .jobs import forget_job
+
+    try:
+        yield
+    except TrendError as exc:
+        forget_job(slot)
+        st.error(str(exc))
+    except Exception as exc:  # a bug: as in guard
+        forget_job(slot)
+        log.exception("%s failed", what)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        st.error(f"{what} hit an unexpected error ({type(exc).__name__}: {first}); the details are in the server log.")
+
+
 def page_intro(title: str, text: str) -> None:
     """The page title and the sentence or two saying what the page is for."""
     st.title(title)

@@ -16,8 +16,19 @@ def _manager():
 
 
 def remember_job(slot: str, job) -> None:
-    """Remember which job this page's ``slot`` (e.g. 'transfer') shows in this browser session."""
+    """Remember which job this page's ``slot`` (e.g. 'transfer') shows in this browser session, and mark the job
+    as shown there, so after a reload another slot's job of the same kind (the overview's zoo build on the Model
+    zoo's Train tab) is not taken for this slot's."""
     st.session_state[f"trend_job:{slot}"] = job.key
+    slots = job.meta.setdefault("slots", [])
+    if slot not in slots:
+        slots.append(slot)
+
+
+def forget_job(slot: str) -> None:
+    """Show no job in ``slot`` until the next launch: after a launch that failed on its input, an older result
+    must not stay on screen as if it belonged to the new settings."""
+    st.session_state[f"trend_job:{slot}"] = ""
 
 
 def recalled_job(slot: str, kind: str | None = None, home=None, dataset: str | None = None):
@@ -33,11 +44,14 @@ def recalled_job(slot: str, kind: str | None = None, home=None, dataset: str | N
         dataset = ctx.dataset if dataset is None else dataset
     where = str(Path(home).expanduser().resolve())
     key = st.session_state.get(f"trend_job:{slot}")
+    if key == "":  # forgotten on purpose (forget_job)
+        return None
     job = manager.get(key) if key else None
     if job is not None and not belongs_to(job, where, dataset):  # the sidebar changed since
         job = None
     if job is None and kind is not None:
-        found = [j for j in manager.jobs(kind=kind) if belongs_to(j, where, dataset, strict=True)]
+        found = [j for j in manager.jobs(kind=kind) if belongs_to(j, where, dataset, strict=True)
+                 and slot in j.meta.get("slots", [slot])]
         job = found[0] if found else None
         if job is not None:
             remember_job(slot, job)
@@ -71,7 +85,9 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
 
     if job.status is JobStatus.DONE:
         if show_done:
-            origin = "from the store" if job.from_store else f"in {job.elapsed:.1f} s"
+            from trend_core.jobs import format_seconds
+
+            origin = "from the store" if job.from_store else f"in {format_seconds(job.elapsed)}"
             st.success(f"{job.title}: done ({origin}).")
         return job.result
     if job.status is JobStatus.FAILED:
@@ -91,8 +107,7 @@ def _live_progress(key: str) -> None:
     if job is None or job.finished:
         st.rerun()
         return
-    state = "waiting for the device" if job.status.value == "queued" else f"{job.elapsed:.0f} s"
-    st.progress(job.fraction, text=f"{job.title} ({state}): {job.message}")
+    st.progress(job.fraction, text=f"{job.title}: {job.message} ({job.fraction:.0%}; {job.timing()})")
     if st.button("Cancel", key=f"cancel-{key}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()

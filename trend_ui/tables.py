@@ -15,13 +15,22 @@ def _percent(value) -> float | None:
     return None if value is None else round(100 * float(value), 2)
 
 
+def model_labels(metas: list[dict]) -> dict[str, str]:
+    """Canonical name -> the unique short label every picker, table and chart shows (trend_core.labels)."""
+    from trend_core.labels import label_map
+
+    return label_map(m["name"] for m in metas if m.get("name"))
+
+
 def zoo_frame(metas: list[dict]) -> pd.DataFrame:
     """One row per model: its paper-style label, spec fields and clean accuracies (%), like Tables IV-VI."""
+    labels = model_labels(metas)
     rows = []
     for meta in metas:
         spec = meta.get("spec", {})
         rows.append({
-            "label": meta.get("short_name", ""), "arch": spec.get("arch"), "width": spec.get("width"),
+            "label": labels.get(meta.get("name"), meta.get("short_name", "")),
+            "arch": spec.get("arch"), "width": spec.get("width"),
             "input": spec.get("input_quant"), "weight bits": _bits(spec.get("weight_bits")),
             "act bits": _bits(spec.get("act_bits")), "optimizer": spec.get("optimizer"), "seed": spec.get("seed"),
             "epochs": spec.get("epochs"), "test acc %": _percent(meta.get("test_acc")),
@@ -29,6 +38,16 @@ def zoo_frame(metas: list[dict]) -> pd.DataFrame:
             "source": meta.get("source", "trained"), "name": meta.get("name"),
         })
     return pd.DataFrame(rows, columns=ZOO_COLUMNS)
+
+
+# What a statistics table's columns are called on screen (the engine's names are for code and CSV files).
+COLUMN_TITLES = {"models": "models", "pairs": "pairs", "generated": "generated", "transferred": "transferred",
+                 "transfer_pct": "transfer %", "l2": "mean L2", "linf": "mean L-inf"}
+
+
+def readable_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its statistic columns renamed for people (transfer_pct -> "transfer %", l2 -> "mean L2")."""
+    return frame.rename(columns=COLUMN_TITLES)
 
 
 def mean_std_frame(stats: pd.DataFrame, digits: int = 3) -> pd.DataFrame:

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trend: interrupted; finished work is kept in the store.", file=sys.stderr)
         return 130
+    finally:
+        common.restore_threads()
 
 
 if __name__ == "__main__":

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import pandas as pd
-
-from ..devices import DEVICE_CHOICES
 from ..profiles import DEFAULT_PROFILE, PROFILES
 from ..specs import ModelSpec
-from ..zoo import Zoo
+
+if TYPE_CHECKING:  # pandas and the zoo (torch) load when a command runs, not for `trend --help`
+    import pandas as pd
+
+    from ..zoo import Zoo
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = trend_core.devices.DEVICE_CHOICES, without importing torch
+_THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
 def version() -> str:
@@ -39,6 +45,8 @@ def profile_of(args: argparse.Namespace) -> str:
 
 
 def zoo_from(args: argparse.Namespace) -> Zoo:
+    from ..zoo import Zoo
+
     return Zoo(getattr(args, "home", None))
 
 
@@ -63,13 +71,40 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
 def load_models(args: argparse.Namespace, names: list[str], train_missing: bool = True) -> list:
     """Load (training any missing, with a progress bar) the models named on the command line."""
     zoo = zoo_from(args)
+    specs = parse_names(names)
+    _set_threads(specs, args)
     models = []
-    for spec in parse_names(names):
+    for spec in specs:
         if not zoo.has(spec) and train_missing:
             print(f"training {spec.name} ...", file=sys.stderr)
             zoo.get_or_train(spec, device=args.device, progress=epoch_bar(spec))
         models.append(zoo.load(spec))
     return models
+
+
+def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
+    """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
+    are too small to share between threads (``trend_core.train.training_threads``)."""
+    import torch
+
+    from ..data import get_info
+    from ..devices import resolve_device
+    from ..train import training_threads
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    counts = {training_threads(get_info(spec.dataset), device) for spec in specs}
+    if specs and counts == {1} and torch.get_num_threads() != 1:
+        _THREADS_BEFORE.setdefault("threads", torch.get_num_threads())
+        torch.set_num_threads(1)
+
+
+def restore_threads() -> None:
+    """Undo ``_set_threads`` (the CLI's main calls this after each command, for callers that stay in-process)."""
+    before = _THREADS_BEFORE.pop("threads", None)
+    if before is not None:
+        import torch
+
+        torch.set_num_threads(before)
 
 
 def epoch_bar(spec: ModelSpec):
@@ -87,8 +122,31 @@ def epoch_bar(spec: ModelSpec):
     return update
 
 
+@contextlib.contextmanager
+def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
+    """A tqdm bar over the fraction of the work done, with elapsed time and the time left; yields the
+    ``report(fraction, message)`` callback that ``trend_core.progress.WorkMeter`` drives (as a job's bar)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1.0, desc=desc, file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+
+    def report(fraction: float | None, message: str | None = None) -> None:
+        if fraction is not None and fraction > bar.n:
+            bar.update(min(1.0, fraction) - bar.n)
+        if message is not None:
+            bar.set_postfix_str(message)
+
+    try:
+        yield report
+    finally:
+        bar.close()
+
+
 def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, float_format: str = "{:.3f}") -> None:
     """Print a DataFrame as text or JSON records, or write it as CSV (atomically)."""
+    import pandas as pd
+
     if csv_path:
         from pathlib import Path
 

@@ -5,10 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import TrendError
-from .common import add_common, add_profile, emit_json, emit_table, load_models, parse_names, profile_of, zoo_from
+from ..progress import WorkMeter
+from .common import (add_common, add_profile, emit_json, emit_table, load_models, parse_names, profile_of, work_bar,
+                     zoo_from)
 from .transfer import _number, build_attack
 
 
@@ -103,9 +103,24 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     models = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
-    sweep = robustness_sweep(MajorityVote(models, seed, profile=profile), eps_list, rules, limit=limit, steps=steps,
-                             step_size=step_size, seed=seed, members_alone=args.members, store=store,
-                             device=args.device, progress=lambda m: print(m, file=sys.stderr), profile=profile)
+    with work_bar("ensemble attacks") as report:
+        # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
+        n = len(models)
+        work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
+        weights = iter(([n] + ([1] * n if args.members else [])) * len(rules))
+        running: list[int] = []
+
+        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
+            if running:
+                work.done(running.pop(), message)
+            else:
+                work.start(message)
+            running.append(next(weights, 1))
+
+        sweep = robustness_sweep(MajorityVote(models, seed, profile=profile), eps_list, rules, limit=limit,
+                                 steps=steps, step_size=step_size, seed=seed, members_alone=args.members, store=store,
+                                 device=args.device, progress=tick, profile=profile)
+        work.done(running.pop() if running else 0)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
                                                               values="acc_on_ensemble_adv", sort=False)
@@ -177,9 +192,9 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
-    from ..curve import default_fit_eps, fit_tm
+    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
     from ..data import get_info
-    from ..store import get_store
+    from ..store import MemoryStore, get_store
 
     profile = profile_of(args)
     specs = _one_dataset(parse_names([args.source, args.target], profile))
@@ -194,10 +209,22 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     points = _number("--points", args.points, int)
+    if len({float(e) for e in fit_eps}) < MIN_POINTS:  # before any model is loaded or trained
+        raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, "
+                         f"got {len({float(e) for e in fit_eps})}.")
     source, target = load_models(args, [s.name for s in specs])
-    store = False if args.no_cache else get_store(args.home)
-    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device,
-                    profile=profile)
+    store = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
+    measured_eps = sorted({float(e) for e in [*fit_eps, *eval_eps]})
+    with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
+        work = WorkMeter(report, len(measured_eps) + 0.05)
+        for i, eps in enumerate(measured_eps):
+            work.start(f"eps {eps:g} ({i + 1}/{len(measured_eps)})")
+            measure_tm(source, target, [eps], attack, None, limit, store, args.device, profile=profile)
+            work.done(1)
+        work.start("fitting")
+        result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device,
+                        profile=profile)
+        work.done(0.05)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import TrendError
-from ..evaluate import accuracy_table
-from ..zoo import PRESETS
+from ..presets import PRESETS
 from .common import add_common, add_profile, emit_json, emit_table, epoch_bar, parse_names, profile_of, zoo_from
+
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,17 +63,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_all(args, specs, force: bool = False) -> None:
+    from tqdm import tqdm
+
     zoo = zoo_from(args)
     start = time.perf_counter()
+    todo = [spec for spec in specs if force or not zoo.has(spec)]
     for spec in specs:
-        if zoo.has(spec) and not force:
+        if spec not in todo:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)
-            continue
-        if force:
-            zoo.delete(spec)
-        zoo.get_or_train(spec, device=args.device, progress=epoch_bar(spec))
-        meta = zoo.metadata(spec)
-        print(f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)", file=sys.stderr)
+    # one bar over every epoch still to train, so elapsed time and the time left cover the whole run
+    overall = tqdm(total=sum(spec.epochs for spec in todo), desc="all models", unit="epoch", file=sys.stderr,
+                   position=1, leave=False, disable=len(todo) < 2)
+    try:
+        for spec in todo:
+            if force:
+                zoo.delete(spec)
+            bar = epoch_bar(spec)
+
+            def progress(report, bar=bar) -> None:
+                bar(report)
+                overall.update(1)
+
+            zoo.get_or_train(spec, device=args.device, progress=progress)
+            meta = zoo.metadata(spec)
+            overall.write(f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)",
+                          file=sys.stderr)
+    finally:
+        overall.close()
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
@@ -86,6 +104,8 @@ def cmd_zoo_preset(args) -> int:
 
 
 def zoo_frame(rows: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
     records = [{
         "name": m["name"], "label": m.get("short_name", ""),
         "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
@@ -126,6 +146,8 @@ def cmd_eval(args) -> int:
     specs = parse_names(args.names) if args.names else zoo.specs()
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
+    from ..evaluate import accuracy_table
+
     table = accuracy_table(specs, zoo, split=args.split, device=args.device)
     emit_table(table, args.json, float_format="{:.4f}")
     return 0

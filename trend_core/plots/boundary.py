@@ -5,6 +5,7 @@ over the grid ``x_offsets`` x ``y_offsets`` around one image, which sits at offs
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +34,8 @@ def discrete_colorscale(num_classes: int) -> list[list]:
         scale.append([i / n, class_color(i)])
         scale.append([(i + 1) / n, class_color(i)])
     return scale
+
+LEGEND_PER_ROW = 8  # legend entries per row below the class maps
 
 
 def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offsets: Sequence[float],
@@ -70,7 +73,12 @@ def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offset
                                  marker=dict(symbol="square", size=12, color=class_color(cls)),
                                  legendgroup=f"class-{cls}", hoverinfo="skip"))
     base_layout(fig)
-    fig.update_layout(height=420, margin=dict(l=60, r=20, t=60, b=60), legend=dict(title_text="class"))
+    # the legend goes below the maps in rows (a column beside them is cut off once it is taller than the maps);
+    # the figure grows by one legend row per LEGEND_PER_ROW entries so nothing is clipped
+    legend_rows = math.ceil((len(present) + 1) / LEGEND_PER_ROW)
+    fig.update_layout(height=420 + 26 * legend_rows, margin=dict(l=60, r=20, t=60, b=70 + 26 * legend_rows),
+                      legend=dict(title_text="class", orientation="h", yanchor="top", x=0, xanchor="left",
+                                  y=-0.22))  # plot area 290 px: the top of the legend 64 px below it
     return fig
 
 

@@ -32,6 +32,17 @@ def split_matrix(matrix: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series | None, 
     return grid, row_avg, col_avg, corner
 
 
+TEXT_MAX_CELLS = 20  # past this many rows or columns a TM matrix shows its values on hover only
+
+
+def cell_font_size(n_cells: int) -> int | None:
+    """Font size (px) of the values written in a heatmap of ``n_cells`` rows or columns, small enough that
+    "0.14" fits its cell on a laptop-wide page; None past TEXT_MAX_CELLS (values on hover only)."""
+    if n_cells > TEXT_MAX_CELLS:
+        return None
+    return 12 if n_cells <= 8 else 11 if n_cells <= 12 else 9
+
+
 def _cell_text(values: np.ndarray) -> list[list[str]]:
     return [["" if (v is None or (isinstance(v, float) and math.isnan(v))) else f"{v:.2f}" for v in row]
             for row in values]
@@ -61,7 +72,9 @@ def tm_heatmap(matrix: pd.DataFrame, pairs: pd.DataFrame | None = None, title: s
     fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True,
                         column_widths=[n_t, side], row_heights=[n_s, max(1.0, 0.12 * n_s)],
                         horizontal_spacing=0.02, vertical_spacing=0.03)
-    common = dict(colorscale=TM_COLORSCALE, zmin=0, zmax=1, texttemplate="%{text}", textfont=dict(size=12))
+    font = cell_font_size(max(n_s, n_t))
+    common = dict(colorscale=TM_COLORSCALE, zmin=0, zmax=1, texttemplate="%{text}" if font else "",
+                  textfont=dict(size=font or 12))
     hover = ("source %{y}<br>target %{x}<br>TM %{z:.3f}"
              + ("<br>transferred %{customdata[1]:.0f} of %{customdata[0]:.0f} generated"
                 "<br>both correct on %{customdata[2]:.0f} images"
@@ -92,7 +105,7 @@ def tm_heatmap(matrix: pd.DataFrame, pairs: pd.DataFrame | None = None, title: s
     fig.update_xaxes(type="category", side="bottom", tickangle=-35 if max(map(len, targets), default=0) > 6 else 0)
     fig.update_yaxes(title_text="source (attacked model)", row=1, col=1)
     fig.update_xaxes(title_text="target (evaluated model)", row=2, col=1)
-    cell = 46 if n_s <= 14 else 30
+    cell = 46 if n_s <= 10 else 34 if n_s <= 20 else 24
     height = int(cell * (n_s + max(1.0, 0.12 * n_s)) + 190)
     base_layout(fig, title=title, height=max(360, height))
     fig.update_layout(margin=dict(l=label_margin(sources) + 30, r=20, t=60 if title else 30,
@@ -119,7 +132,8 @@ def asymmetry_heatmap(matrix: pd.DataFrame, title: str | None = None) -> go.Figu
     limit = float(np.nanmax(np.abs(z))) if z.size and not np.all(np.isnan(z)) else 0.0
     limit = max(limit, 0.05)
     fig = go.Figure(go.Heatmap(
-        z=z, x=models, y=models, text=_cell_text(z), texttemplate="%{text}", customdata=custom,
+        z=z, x=models, y=models, text=_cell_text(z), texttemplate="%{text}" if cell_font_size(len(models)) else "",
+        textfont=dict(size=cell_font_size(len(models)) or 12), customdata=custom,
         colorscale=DIFF_COLORSCALE, zmid=0, zmin=-limit, zmax=limit,
         colorbar=dict(title="TM(a→b) −<br>TM(b→a)", thickness=14),
         hovertemplate="a = %{y}, b = %{x}<br>TM(a→b) %{customdata[0]:.3f}<br>TM(b→a) %{customdata[1]:.3f}"
@@ -128,7 +142,7 @@ def asymmetry_heatmap(matrix: pd.DataFrame, title: str | None = None) -> go.Figu
     fig.update_xaxes(type="category", title_text="b (target)",
                      tickangle=-35 if max(map(len, models), default=0) > 6 else 0)
     n = len(models)
-    base_layout(fig, title=title, height=max(340, 46 * n + 170))
+    base_layout(fig, title=title, height=max(340, (46 if n <= 10 else 34 if n <= 20 else 24) * n + 170))
     fig.update_layout(margin=dict(l=label_margin(models) + 30, r=20, t=60 if title else 30,
                                   b=label_margin(models) + 30))
     return fig

@@ -1,0 +1,94 @@
+"""Short, unique display labels for models, and the paper's default picks for the dashboard's pickers.
+
+A spec's ``short_name`` (FP-s0, Q2-s0, FP-VGG11BN-s0) follows the paper but is not unique: the quick demo zoo's
+4-epoch FP model and the preset's 20-epoch one are both "FP-s0". ``unique_labels`` keeps the short name and, only
+where two models share it, appends the parts of their specs that tell them apart ("FP-s0-e4", "FP-s0-w0.5"), so
+every chart and picker shows a short label that names one model.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from .errors import TrendError
+from .specs import ModelSpec
+
+# Spec fields a short name leaves out, in the order their distinguishing suffix is tried, and how each is written.
+_DISTINGUISHING = (
+    ("epochs", lambda s: f"e{s.epochs}"),
+    ("width", lambda s: f"w{s.width:g}"),
+    ("lr", lambda s: f"lr{s.lr:g}"),
+    ("pretrained", lambda s: "pre" if s.pretrained else "scratch"),
+    ("arch", lambda s: s.arch),
+    ("dataset", lambda s: s.dataset),
+)
+
+
+def _spec(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else ModelSpec.parse(str(model))
+
+
+def unique_labels(models: Sequence[ModelSpec | str]) -> list[str]:
+    """One short label per model (specs or canonical names), unique among ``models``.
+
+    The short name where it is unique; else the short name plus the suffixes of the fields that differ within its
+    clashing group (e.g. "FP-s0-e4" next to "FP-s0-e20"); the canonical name if even that clashes. The same model
+    given twice gets the same label.
+    """
+    specs = [_spec(m) for m in models]
+    labels = [s.short_name for s in specs]
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    for label, members in groups.items():
+        distinct = list(dict.fromkeys(specs[i] for i in members))
+        if len(distinct) < 2:
+            continue
+        fields = [(name, write) for name, write in _DISTINGUISHING
+                  if len({getattr(s, name) for s in distinct}) > 1]
+        for i in members:
+            labels[i] = "-".join([label, *(write(specs[i]) for _, write in fields)])
+    counts: dict[str, set[ModelSpec]] = {}
+    for label, spec in zip(labels, specs):
+        counts.setdefault(label, set()).add(spec)
+    return [spec.name if len(counts[label]) > 1 else label for label, spec in zip(labels, specs)]
+
+
+def label_map(names: Iterable[str]) -> dict[str, str]:
+    """Canonical name -> unique short label, for pickers and tables (names that do not parse keep themselves)."""
+    names = list(dict.fromkeys(names))
+    parsed, other = [], []
+    for name in names:
+        try:
+            parsed.append((name, ModelSpec.parse(name)))
+        except (TrendError, ValueError):
+            other.append(name)
+    mapping = dict(zip([n for n, _ in parsed], unique_labels([s for _, s in parsed])))
+    mapping.update({n: n for n in other})
+    return {n: mapping[n] for n in names}
+
+
+def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) -> list[str]:
+    """The models the paper's figures use, by input quantization (e.g. ("FP", "Q1") for Fig. 4, ("FP", "Q1",
+    "Q2") for its headline ensemble), picked from ``names``.
+
+    For each wanted input the best match: full-precision weights and activations, a ResNet18, SGD, seed 0, the
+    longest training (the preset's model over the quick demo's). A wanted input missing from ``names`` is
+    replaced, when ``fill``, by the next model in ``names`` not yet picked, so a picker is never left short.
+    """
+    specs = {}
+    for name in names:
+        try:
+            specs[name] = ModelSpec.parse(name)
+        except (TrendError, ValueError):
+            continue
+    chosen: list[str] = []
+    for wanted in inputs:
+        found = [n for n, s in specs.items() if s.input_quant == wanted and n not in chosen]
+        if not found:
+            continue
+        chosen.append(min(found, key=lambda n: (
+            specs[n].weight_bits != 32, specs[n].act_bits != 32, not specs[n].arch.startswith("resnet18"),
+            specs[n].optimizer != "sgd", specs[n].seed, -specs[n].epochs, names.index(n))))
+    if fill:
+        chosen += [n for n in names if n not in chosen][: max(0, len(inputs) - len(chosen))]
+    return chosen
