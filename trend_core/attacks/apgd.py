@@ -95,7 +95,9 @@ class APGD(Attack):
 
     def _run(self, objective: Objective, x: torch.Tensor, y: torch.Tensor, eps: float,
              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One APGD run from a random start: the least-correct point seen per image and its correctness."""
+        """One APGD run from a random start: the least-correct point seen per image and its correctness.
+
+        An image leaves the loop once it is fooled for sure (correctness 0): its answer cannot improve."""
         n = self.steps
         shape = (-1, *[1] * (x.dim() - 1))
         x_adv = project(x, random_start_point(x, eps, self.norm, generator), eps, self.norm)
@@ -108,20 +110,27 @@ class APGD(Attack):
         rises = torch.zeros(len(x), device=x.device)
         loss_max_at_mark = loss_max.clone()
         halved_at_mark = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        previous_loss = loss
+        previous_loss = loss.clone()
         x_prev = x_adv.clone()
         for i in range(n):
+            active = (best_score > 0).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
             momentum = 0.75 if i > 0 else 1.0
-            z = project(x, x_adv + step * unit(grad, self.norm), eps, self.norm)
-            x_new = project(x, x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev), eps, self.norm)
-            x_prev, x_adv = x_adv, x_new
-            loss, grad, score = objective(x_adv, y)
-            lower = score < best_score
-            best_adv[lower], best_score[lower] = x_adv[lower], score[lower]
-            rises += (loss > previous_loss).float()
-            previous_loss = loss
-            up = loss > loss_max
-            x_max[up], loss_max[up], grad_max[up] = x_adv[up], loss[up], grad[up]
+            xs, here = x[active], x_adv[active]
+            z = project(xs, here + step[active] * unit(grad[active], self.norm), eps, self.norm)
+            moved = project(xs, here + momentum * (z - here) + (1 - momentum) * (here - x_prev[active]), eps,
+                            self.norm)
+            x_prev[active], x_adv[active] = here, moved
+            loss_a, grad_a, score_a = objective(moved, y[active])
+            grad[active] = grad_a
+            lower = score_a < best_score[active]
+            best_adv[active[lower]], best_score[active[lower]] = moved[lower], score_a[lower]
+            rises[active] += (loss_a > previous_loss[active]).float()
+            previous_loss[active] = loss_a
+            up = loss_a > loss_max[active]
+            up_idx = active[up]
+            x_max[up_idx], loss_max[up_idx], grad_max[up_idx] = moved[up], loss_a[up], grad_a[up]
             if i + 1 in marks:
                 span = i + 1 - last_mark
                 oscillating = rises <= self.rho * span
