@@ -410,3 +410,40 @@ def _json_safe(obj):
     if hasattr(obj, "item"):
         return _json_safe(obj.item())
     return obj
+
+
+# ----------------------------------------------------------------------------- summaries
+def summary_row(label: str, report: AuditReport, eps: float) -> dict:
+    """One line of a comparison table: today's A-GD figure against the audit's worst case at ``eps``, and the
+    flags that fired."""
+    agd = report.robust[(report.robust["attack"] == "A-GD") & (report.robust["eps"] == eps)]["robust_accuracy"]
+    worst = report.worst_case[report.worst_case["eps"] == eps]["robust_accuracy"]
+    return {"model": label, "eps": eps, "clean_accuracy": report.clean_accuracy,
+            "agd_accuracy": float(agd.iloc[0]) if len(agd) else math.nan,
+            "worst_case_accuracy": float(worst.iloc[0]) if len(worst) else math.nan,
+            "flags": ", ".join(f.name for f in report.fired()) or "none"}
+
+
+SUMMARY_COLUMNS = ["model", "eps", "clean_accuracy", "agd_accuracy", "worst_case_accuracy", "flags"]
+
+
+def audit_ensemble_and_members(zoo, names: Sequence[str], eps: float, *, level: str = "quick",
+                               limit: int | None = None, device: str = "auto", store=None,
+                               progress: ProgressFn | None = None) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
+    """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
+    ensemble first) and every audit's flags by row label."""
+    from .specs import ModelSpec
+
+    labels = [ModelSpec.parse(n).short_name for n in names]
+    jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
+    rows, flags = [], {}
+    for i, (label, members, vote) in enumerate(jobs):
+        def part(fraction: float, message: str, i=i, label=label) -> None:
+            if progress is not None:
+                progress((i + fraction) / len(jobs), f"{label}: {message}")
+
+        report = run_audit(zoo, members, ensemble=vote, epsilons=[eps], level=level, limit=limit, device=device,
+                           store=store, progress=part)
+        rows.append(summary_row(label, report, eps))
+        flags[label] = report.flags
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), flags

@@ -31,7 +31,7 @@ HALFTONE_TEMPERATURE = 0.25  # sigmoid(filter / T): sharper than the authors' 0.
 STAIRCASE_TEMPERATURE = 0.2  # of one bin width: each soft step spans about a fifth of its bin
 STAIRCASE_MAX_BITS = 4
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered: wrapping a vote wraps its members
 _wrapped: "weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]]" = weakref.WeakKeyDictionary()
 
 
