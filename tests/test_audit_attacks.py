@@ -48,7 +48,7 @@ def test_dlr_is_scale_and_shift_invariant():
     assert dlr_loss(logits, y)[0] < 0 < dlr_loss(logits, y)[1]  # right: negative; wrong: positive
 
 
-@pytest.mark.parametrize("name, eps", [("apgd-ce", 0.1), ("apgd-dlr", 0.05), ("apgd-ce-l2", 0.8), ("square", 0.1)])
+@pytest.mark.parametrize("name, eps", [("apgd-ce", 0.1), ("apgd-dlr", 0.1), ("apgd-ce-l2", 0.8), ("square", 0.1)])
 def test_adaptive_attacks_stay_in_the_ball_and_fool(zoo_model, digits, name, eps):
     model = zoo_model(FP)
     x, y = digits.tensors("test", limit=48)
