@@ -216,6 +216,41 @@ def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, 
     growth = trend_ui.job_panel(trend_ui.recalled_job("trend-growth", kind="trend-growth"))
     if growth is not None:
         show_growth(growth)
+    audit_section(ctx, result, chosen, settings)
+
+
+# ----------------------------------------------------------------------------- 4. audit
+def audit_section(ctx, result, chosen: list[str], settings: dict) -> None:
+    """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
+    from trend_core.audit_jobs import submit_trend_audit
+
+    st.subheader("Is this robustness real?")
+    st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "
+               "audit attacks with APGD (CE and DLR, averaged over tie-breaks), other backward passes of the input "
+               "transform, the gradient-free Square attack and transfer from the other zoo models; an image counts "
+               "as robust only if it survives them all (see the Robustness audit page for the details).")
+    if st.button("Audit the ensemble and its members", icon=":material/policy:", key="tb_audit"):
+        with trend_ui.guard("The audit"):
+            job = submit_trend_audit(ctx.zoo, ctx.store, canonical(result, chosen), settings["eps"],
+                                     limit=settings["limit"], device=ctx.device)
+            trend_ui.remember_job("trend-audit", job)
+    audit = trend_ui.job_panel(trend_ui.recalled_job("trend-audit", kind="trend-audit"))
+    if audit is not None:
+        show_audit(audit)
+
+
+def show_audit(audit: dict) -> None:
+    summary = audit["summary"]
+    eps = float(summary["eps"].iloc[0])
+    st.dataframe(summary.drop(columns=["eps"]), hide_index=True, width="stretch", column_config={
+        "clean_accuracy": st.column_config.NumberColumn("clean accuracy", format="percent"),
+        "agd_accuracy": st.column_config.NumberColumn(f"under A-GD eps {eps:g}", format="percent"),
+        "worst_case_accuracy": st.column_config.NumberColumn(f"worst case eps {eps:g}", format="percent"),
+        "flags": st.column_config.TextColumn("flags fired")})
+    for flag in audit["flags"]:
+        if flag["fired"]:
+            st.warning(f"**{flag['model']}**, {flag['name']}: {flag['sentence']}", icon=":material/flag:")
+    trend_ui.download_frame(summary, f"trend-audit-eps{eps:g}", key="tb_dl_audit")
 
 
 def main() -> None:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import inspect
 from ..errors import TrendError
+from .apgd import APGD
 from .base import Attack
 from .cw import CarliniWagnerL2
 from .deepfool import DeepFool, DeepFoolLinf
 from .pgd import PGD
+from .square import Square
 
 _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "pgd": (PGD, {"norm": "linf"}),
@@ -14,6 +16,10 @@ _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "cw": (CarliniWagnerL2, {}),
     "deepfool": (DeepFool, {}),
     "deepfool-linf": (DeepFoolLinf, {}),
+    "apgd-ce": (APGD, {"loss": "ce", "norm": "linf"}),
+    "apgd-dlr": (APGD, {"loss": "dlr", "norm": "linf"}),
+    "apgd-ce-l2": (APGD, {"loss": "ce", "norm": "l2"}),
+    "square": (Square, {}),
 }
 ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 

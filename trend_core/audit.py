@@ -1,0 +1,449 @@
+"""Robustness audit: is a model's or a majority-vote ensemble's robustness real, or an artefact of the attack?
+
+``run_audit`` runs a battery of attacks at each eps and reports, per attack, the robust accuracy (the share of
+images still classified correctly, for an ensemble the expectation over its random tie-break), and the worst
+case per image: an image counts as robust only if it is right on the clean image and survives every attack.
+The battery (``battery_plan``) holds today's A-GD figure, APGD with the cross-entropy and the DLR loss (a vote
+gets its loss averaged over tie-break draws: EOT), APGD-CE through the other backward passes of a
+non-differentiable input transform (BPDA: identity, smooth), the gradient-free Square attack, and transfer
+from surrogate zoo models outside the audited set (and from a vote of them). Sanity flags, computed from the
+numbers, say when the figures should not be trusted (``audit_flags``). Every attack's result is kept in the
+results store, so a rerun is a lookup and an interrupted audit resumes at the first attack not yet done.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .errors import TrendError
+
+VERSION = "audit/v1"
+LEVELS = ("quick", "thorough")
+SANITY_EPS = 0.5  # a budget at which every honest L-inf attack should leave (almost) nothing robust
+NEAR_ZERO = 0.05  # "near 0" robust accuracy at SANITY_EPS
+MARGIN = 0.02  # differences smaller than this (or than two images) are noise, not a finding
+BPDA_MARGIN = 0.05  # "much stronger": the identity backward pass beats the substitute by this much
+AGD_STEPS = 20  # today's A-GD figure, as the TREND builder computes it
+TRANSFER_STEPS = 40
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class AuditFlag:
+    """One sanity check: its name, whether it fired, and a sentence on what the numbers show and mean."""
+
+    name: str
+    fired: bool
+    sentence: str
+
+
+@dataclass
+class AuditReport:
+    """Robust accuracy per attack and eps, the per-image worst case per eps, and the sanity flags."""
+
+    robust: pd.DataFrame  # attack, eps, robust_accuracy, n_images, kind
+    worst_case: pd.DataFrame  # eps, robust_accuracy
+    flags: list[AuditFlag]
+    models: list[str] = field(default_factory=list)
+    ensemble: bool = False
+    level: str = "quick"
+    epsilons: list[float] = field(default_factory=list)
+    clean_accuracy: float = math.nan
+    n_images: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def fired(self) -> list[AuditFlag]:
+        return [f for f in self.flags if f.fired]
+
+    def to_dict(self) -> dict:
+        """Everything above as JSON-ready data (NaN -> None)."""
+        return _json_safe({
+            "models": self.models, "ensemble": self.ensemble, "level": self.level, "epsilons": self.epsilons,
+            "n_images": self.n_images, "clean_accuracy": self.clean_accuracy,
+            "robust": self.robust.to_dict(orient="records"),
+            "worst_case": self.worst_case.to_dict(orient="records"),
+            "flags": [{"name": f.name, "fired": f.fired, "sentence": f.sentence} for f in self.flags],
+            "notes": self.notes,
+        })
+
+
+@dataclass
+class BatteryAttack:
+    """One row group of the battery: an attack crafted on ``source`` and evaluated on the audited target."""
+
+    label: str
+    kind: str  # whitebox | blackbox | transfer | baseline
+    attack: object  # an Attack (its eps is set per run)
+    source: nn.Module  # what the attack is run on (the target, a BPDA variant of it, or a surrogate)
+    epsilons: list[float]
+    group: str = ""  # attacks compared by a flag (e.g. "ce-steps", "bpda")
+
+
+# ----------------------------------------------------------------------------- the battery
+def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surrogates: Sequence[nn.Module] = (),
+                 surrogate_names: Sequence[str] = (), seed: int = 0) -> list[BatteryAttack]:
+    """The attacks an audit runs on ``target`` (a model or a MajorityVote) at ``epsilons``, plus APGD-CE (each
+    backward pass) and Square at SANITY_EPS with a quarter of the budget. ``quick``: APGD 100 steps and 1 restart
+    (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
+    ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
+    surrogate."""
+    from .analysis_jobs import step_size_for
+    from .attacks.apgd import APGD
+    from .attacks.ensemble import EnsemblePGD
+    from .attacks.pgd import PGD
+    from .attacks.square import Square
+    from .ensemble import MajorityVote
+    from .nn.bpda import backward_differs, with_backward
+
+    thorough = level == "thorough"
+    steps, restarts, queries = (200, 3, 5000) if thorough else (100, 1, 1000)
+    is_vote = isinstance(target, MajorityVote)
+    draws = (8 if thorough else 4) if is_vote else 1
+    eps = sorted(float(e) for e in epsilons)
+    sanity = [] if SANITY_EPS in eps else [SANITY_EPS]  # a cheaper budget suffices there: all should fall
+    top = max(eps)
+
+    def apgd(loss: str, n: int, r: int) -> APGD:
+        return APGD(top, steps=n, restarts=r, loss=loss, eot_draws=draws, seed=seed)
+
+    plan = [BatteryAttack("A-GD", "baseline", EnsemblePGD("agd", top, steps=AGD_STEPS,
+                                                          step_size=step_size_for(top, AGD_STEPS), seed=seed),
+                          target if is_vote else MajorityVote([target], seed), eps)]
+    plan.append(BatteryAttack("APGD-CE", "whitebox", apgd("ce", steps, restarts), target, eps, "ce"))
+    short = f"APGD-CE ({steps // 2} steps{', 1 restart' if restarts > 1 else ''})"
+    plan.append(BatteryAttack(short, "whitebox", apgd("ce", steps // 2, 1), target, eps, "ce-short"))
+    plan.append(BatteryAttack("APGD-DLR", "whitebox", apgd("dlr", steps, restarts), target, eps))
+    variants = [("APGD-CE", target, "ce")]
+    for mode in ("identity", "smooth"):
+        if backward_differs(target, mode):
+            label = f"APGD-CE ({mode} BPDA)"
+            plan.append(BatteryAttack(label, "whitebox", apgd("ce", steps, restarts), with_backward(target, mode),
+                                      eps, f"bpda-{mode}"))
+            variants.append((label, with_backward(target, mode), f"bpda-{mode}"))
+    plan.append(BatteryAttack("Square", "blackbox", Square(top, queries=queries, seed=seed), target, eps))
+    if sanity:
+        for label, source, group in variants:
+            plan.append(BatteryAttack(label, "whitebox", apgd("ce", steps // 4, 1), source, sanity, group))
+        plan.append(BatteryAttack("Square", "blackbox", Square(top, queries=queries // 4, seed=seed), target, sanity))
+    chosen = list(zip(surrogate_names, surrogates))
+    for name, model in chosen:
+        plan.append(BatteryAttack(f"transfer from {name}", "transfer",
+                                  PGD(top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS),
+                                      seed=seed), model, eps))
+    if len(chosen) >= 2:
+        vote = MajorityVote([m for _, m in chosen], seed, [n for n, _ in chosen])
+        plan.append(BatteryAttack("transfer from a vote of the surrogates", "transfer",
+                                  EnsemblePGD("agd", top, steps=TRANSFER_STEPS,
+                                              step_size=step_size_for(top, TRANSFER_STEPS), seed=seed), vote, eps))
+    return plan
+
+
+# ----------------------------------------------------------------------------- running
+def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[float], level: str = "quick",
+              dataset=None, limit: int | None = None, device: str = "auto", store=None,
+              progress: ProgressFn | None = None) -> AuditReport:
+    """Audit one zoo model (``ensemble=False``) or the majority vote of several (``ensemble=True``).
+
+    ``zoo``: a Zoo (or its folder); ``names``: model names in it; ``epsilons``: L-inf budgets in (0, 1];
+    ``level``: quick or thorough; ``dataset``: None (the models' own test split), a DatasetBundle or an
+    (x, y) pair; ``limit``: the first N images; ``store``: a results Store, or None for no cache;
+    ``progress(fraction, message)``. Bad input raises a TrendError before any attack runs.
+    """
+    from .attacks.base import check_eps, check_int
+    from .devices import resolve_device
+    from .ensemble import MajorityVote
+    from .specs import ModelSpec
+    from .store import MemoryStore, content_key
+    from .transfer import evaluation_data, model_labels
+    from .zoo import Zoo
+
+    zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
+    if isinstance(names, str):
+        names = [names]
+    names = list(dict.fromkeys(str(n) for n in names))
+    if not names:
+        raise TrendError("Pick a model to audit (or several with ensemble=True).")
+    if not ensemble and len(names) > 1:
+        raise TrendError(f"Auditing {len(names)} models needs ensemble=True (their majority vote); "
+                         "audit one model otherwise.")
+    specs = []
+    for name in names:
+        try:
+            specs.append(ModelSpec.parse(name))
+        except TrendError:
+            raise
+        except Exception:  # noqa: BLE001 - any unparsable name is one sentence
+            raise TrendError(f"{name!r} is not a model name.") from None
+    names = [s.name for s in specs]
+    for name in names:
+        if not zoo.has(name):
+            raise TrendError(f"{name} is not in the zoo at {zoo.root}; train it first (`trend train {name}`).")
+    if len({s.dataset for s in specs}) > 1:
+        raise TrendError("The audited models come from different datasets; pick models of one dataset.")
+    if level not in LEVELS:
+        raise TrendError(f"The audit level is 'quick' or 'thorough', got {level!r}.")
+    eps_list = sorted({check_eps(e) for e in (epsilons if isinstance(epsilons, (list, tuple)) else [epsilons])})
+    if not eps_list:
+        raise TrendError("Give at least one eps.")
+    if limit is not None:
+        limit = check_int("The image limit", limit)
+    if isinstance(dataset, str):
+        if dataset != specs[0].dataset:
+            raise TrendError(f"The models are {specs[0].dataset} models, not {dataset} ones.")
+        dataset = None
+    dev = resolve_device(device)
+
+    members = [zoo.load(name, dev) for name in names]
+    labels = model_labels(members)
+    target = MajorityVote(members, 0, labels) if ensemble else members[0]
+    x, y = evaluation_data(members, dataset, "test", limit)
+    x, y = (t.clone() if t.is_inference() else t for t in (x, y))
+    x, y = x.to(dev), y.to(dev)
+    store = store if store is not None else MemoryStore()
+    surrogate_names = pick_surrogates(zoo, specs, level)
+    surrogates = [zoo.load(n, dev) for n in surrogate_names]
+    surrogate_labels = model_labels(surrogates + members)[:len(surrogates)]
+    plan = battery_plan(target, eps_list, level, surrogates, surrogate_labels)
+
+    data_key = content_key(VERSION, "data", x, y)
+    scores: dict[tuple[str, float], torch.Tensor] = {}
+    clean = correctness(target, x, y)
+    total = sum(len(item.epsilons) for item in plan)
+    done = 0
+    for item in plan:
+        if progress is not None:
+            progress(done / total, f"{item.label} at eps {', '.join(f'{e:g}' for e in item.epsilons)}")
+        for eps, score in zip(item.epsilons, attack_scores(item, target, x, y, data_key, store)):
+            scores[(item.label, eps)] = score
+        done += len(item.epsilons)
+    if progress is not None:
+        progress(1.0, "done")
+
+    n = len(y)
+    rows = [{"attack": item.label, "eps": eps, "robust_accuracy": float(torch.minimum(scores[(item.label, eps)],
+                                                                                      clean).mean()),
+             "n_images": n, "kind": item.kind}
+            for item in plan for eps in item.epsilons]
+    robust = pd.DataFrame(rows, columns=["attack", "eps", "robust_accuracy", "n_images", "kind"])
+    worst_rows = []
+    for eps in sorted({e for item in plan for e in item.epsilons}):
+        per_image = clean.clone()
+        for item in plan:
+            if eps in item.epsilons:
+                per_image = torch.minimum(per_image, scores[(item.label, eps)])
+        worst_rows.append({"eps": eps, "robust_accuracy": float(per_image.mean())})
+    worst = pd.DataFrame(worst_rows, columns=["eps", "robust_accuracy"])
+    notes = []
+    if not surrogate_names:
+        notes.append("No other zoo model of this dataset to transfer from: the transfer attacks were skipped.")
+    flags = audit_flags(robust, worst, plan, n)
+    return AuditReport(robust, worst, flags, names, bool(ensemble), level, eps_list, float(clean.mean()), n, notes)
+
+
+def pick_surrogates(zoo, specs, level: str) -> list[str]:
+    """Zoo models of the audited dataset outside the audited set: the 3 most accurate (quick) or all (thorough)."""
+    audited = {s.name for s in specs}
+    metas = [m for m in zoo.list(specs[0].dataset) if m.get("name") not in audited]
+    metas.sort(key=lambda m: (-float(m.get("test_acc") or 0.0), m.get("name", "")))
+    chosen = metas if level == "thorough" else metas[:3]
+    return [m["name"] for m in chosen]
+
+
+def correctness(target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image, the probability the target is right (a vote: the expectation over its tie-break)."""
+    from .attacks.base import predict
+    from .ensemble import MajorityVote
+
+    if isinstance(target, MajorityVote):
+        return target.expected_accuracy(x, y).float().to(x.device)
+    return (predict(target, x) == y).float()
+
+
+def attack_scores(item: BatteryAttack, target: nn.Module, x: torch.Tensor, y: torch.Tensor, data_key: str,
+                  store) -> list[torch.Tensor]:
+    """Per eps of ``item``, the target's correctness on the images ``item`` crafted: from the store when known,
+    else attacked (its images cached the way transfer runs cache theirs) and evaluated."""
+    from .store import content_key, model_fingerprint
+    from .transfer import attack_cached, attack_identity
+
+    source_fp, target_fp = model_fingerprint(item.source), model_fingerprint(target)
+    identity = attack_identity(item.attack)
+    keys = [content_key(VERSION, "score", target_fp, source_fp, identity, eps, data_key) for eps in item.epsilons]
+    found = [store.get(k) for k in keys]
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        eps_missing = [item.epsilons[i] for i in missing]
+        entries, _ = attack_cached(item.source, item.attack, x, y, eps_missing, store,
+                                   content_key("transfer/v1", "data", x, y), source_fp)
+        for i, entry in zip(missing, entries):
+            adv = entry["x_adv"].to(x.device)
+            assert_in_ball(x, adv, item.epsilons[i])
+            score = correctness(target, adv, y).cpu()
+            store.set(keys[i], score)
+            found[i] = score
+    return [v.to(x.device).float() for v in found]
+
+
+def assert_in_ball(x: torch.Tensor, adv: torch.Tensor, eps: float) -> None:
+    """Every adversarial image lies in [0, 1] and within eps of its image (a broken attack must not count)."""
+    if adv.shape != x.shape or adv.min() < 0 or adv.max() > 1 or (adv - x).abs().max() > eps + 1e-5:
+        raise RuntimeError("An attack left the eps-ball or [0, 1]; its result is not counted.")
+
+
+# ----------------------------------------------------------------------------- flags
+def audit_flags(robust: pd.DataFrame, worst: pd.DataFrame, plan: Sequence[BatteryAttack], n: int) -> list[AuditFlag]:
+    """The sanity flags, each computed from the robust-accuracy table."""
+    margin = max(MARGIN, 2 / max(n, 1))
+    eps_user = sorted(set(robust.loc[robust["kind"] == "baseline", "eps"])) or sorted(set(robust["eps"]))
+    return [masking_flag(robust, eps_user, margin), large_eps_flag(robust, worst),
+            monotone_flag(robust, margin), convergence_flag(robust, plan, eps_user, margin),
+            bpda_flag(robust, plan, margin)]
+
+
+def _acc(robust: pd.DataFrame, attack: str, eps: float) -> float | None:
+    rows = robust[(robust["attack"] == attack) & (robust["eps"] == eps)]
+    return float(rows["robust_accuracy"].iloc[0]) if len(rows) else None
+
+
+def masking_flag(robust: pd.DataFrame, eps_user: Sequence[float], margin: float) -> AuditFlag:
+    findings = []
+    for eps in eps_user:
+        at = robust[robust["eps"] == eps]
+        white = at[at["kind"].isin(["whitebox", "baseline"])]
+        other = at[at["kind"].isin(["blackbox", "transfer"])]
+        if white.empty or other.empty:
+            continue
+        best_white = white.loc[white["robust_accuracy"].idxmin()]
+        best_other = other.loc[other["robust_accuracy"].idxmin()]
+        if best_other["robust_accuracy"] < best_white["robust_accuracy"] - margin:
+            findings.append(f"at eps {eps:g} {best_other['attack']} leaves {best_other['robust_accuracy']:.1%} "
+                            f"where the best gradient attack ({best_white['attack']}) leaves "
+                            f"{best_white['robust_accuracy']:.1%}")
+    if findings:
+        return AuditFlag("gradient_masking", True, "Gradient masking: a black-box or transfer attack beats every "
+                         "white-box one (" + "; ".join(findings) + "), so the gradients the white-box attacks "
+                         "follow are misleading and gradient-based robustness figures overstate robustness.")
+    return AuditFlag("gradient_masking", False, "No sign of gradient masking: no black-box or transfer attack is "
+                     "stronger than the best white-box attack.")
+
+
+def large_eps_flag(robust: pd.DataFrame, worst: pd.DataFrame) -> AuditFlag:
+    at = robust[(robust["eps"] == SANITY_EPS) & (robust["kind"] == "whitebox")]
+    w = worst[worst["eps"] == SANITY_EPS]
+    if at.empty:
+        return AuditFlag("large_eps_not_zero", False, f"Not checked: no white-box attack ran at eps {SANITY_EPS:g}.")
+    best = at.loc[at["robust_accuracy"].idxmin()]
+    worst_acc = float(w["robust_accuracy"].iloc[0]) if len(w) else math.nan
+    if best["robust_accuracy"] > NEAR_ZERO or worst_acc > NEAR_ZERO:
+        return AuditFlag("large_eps_not_zero", True, f"At eps {SANITY_EPS:g}, where any image can be turned into "
+                         f"almost any other, the best white-box attack ({best['attack']}) still leaves "
+                         f"{best['robust_accuracy']:.1%} robust (worst case {worst_acc:.1%}): the attacks are "
+                         "not reaching what the budget allows, a sign of masked gradients or a broken attack.")
+    return AuditFlag("large_eps_not_zero", False, f"At eps {SANITY_EPS:g} the attacks leave {worst_acc:.1%} robust "
+                     f"({best['attack']}: {best['robust_accuracy']:.1%}), as an honest attack should.")
+
+
+def monotone_flag(robust: pd.DataFrame, margin: float) -> AuditFlag:
+    findings = []
+    for attack, rows in robust.groupby("attack", sort=False):
+        values = rows.sort_values("eps")[["eps", "robust_accuracy"]].to_numpy()
+        for (e0, a0), (e1, a1) in zip(values, values[1:]):
+            if a1 > a0 + margin:
+                findings.append(f"{attack}: {a0:.1%} at eps {e0:g} but {a1:.1%} at eps {e1:g}")
+    if findings:
+        return AuditFlag("not_monotone", True, "Robust accuracy rises with eps (" + "; ".join(findings) + "): a "
+                         "larger budget contains every smaller one, so the attack is failing to use it.")
+    return AuditFlag("not_monotone", False, "Robust accuracy falls (or stays) as eps grows, for every attack.")
+
+
+def convergence_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], eps_user: Sequence[float],
+                     margin: float) -> AuditFlag:
+    long = next((p.label for p in plan if p.group == "ce"), None)
+    short = next((p.label for p in plan if p.group == "ce-short"), None)
+    if long is None or short is None:
+        return AuditFlag("not_converged", False, "Not checked.")
+    findings = []
+    for eps in eps_user:
+        a_short, a_long = _acc(robust, short, eps), _acc(robust, long, eps)
+        if a_short is not None and a_long is not None and a_long < a_short - margin:
+            findings.append(f"at eps {eps:g} {a_short:.1%} with {short} but {a_long:.1%} with {long}")
+    if findings:
+        return AuditFlag("not_converged", True, "More steps or restarts still lower robust accuracy ("
+                         + "; ".join(findings) + "): the attack has not converged and a stronger budget "
+                         "(the thorough level) may lower it further.")
+    return AuditFlag("not_converged", False, f"Doubling the budget ({short} to {long}) lowers robust accuracy by "
+                     f"less than {margin:.0%}: the attack has converged.")
+
+
+def bpda_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], margin: float) -> AuditFlag:
+    identity = next((p.label for p in plan if p.group == "bpda-identity"), None)
+    default = next((p.label for p in plan if p.group == "ce"), None)
+    if identity is None:
+        return AuditFlag("bpda_identity_stronger", False, "Not applicable: no input transform here has a backward "
+                         "substitute other than the identity.")
+    findings = []
+    for eps in sorted(set(robust.loc[robust["attack"] == identity, "eps"])):
+        a_default, a_identity = _acc(robust, default, eps), _acc(robust, identity, eps)
+        if a_default is not None and a_identity is not None and a_identity < a_default - max(BPDA_MARGIN, margin):
+            findings.append(f"at eps {eps:g} {a_identity:.1%} through the identity against {a_default:.1%} "
+                            "through the default substitute")
+    if findings:
+        return AuditFlag("bpda_identity_stronger", True, "The identity backward pass (BPDA) is much stronger than "
+                         "the default substitute (" + "; ".join(findings) + "): robustness measured through the "
+                         "substitute comes from its weak gradient, not from the defence.")
+    return AuditFlag("bpda_identity_stronger", False, "The identity backward pass (BPDA) is not much stronger than "
+                     "the default substitute.")
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item"):
+        return _json_safe(obj.item())
+    return obj
+
+
+# ----------------------------------------------------------------------------- summaries
+def summary_row(label: str, report: AuditReport, eps: float) -> dict:
+    """One line of a comparison table: today's A-GD figure against the audit's worst case at ``eps``, and the
+    flags that fired."""
+    agd = report.robust[(report.robust["attack"] == "A-GD") & (report.robust["eps"] == eps)]["robust_accuracy"]
+    worst = report.worst_case[report.worst_case["eps"] == eps]["robust_accuracy"]
+    return {"model": label, "eps": eps, "clean_accuracy": report.clean_accuracy,
+            "agd_accuracy": float(agd.iloc[0]) if len(agd) else math.nan,
+            "worst_case_accuracy": float(worst.iloc[0]) if len(worst) else math.nan,
+            "flags": ", ".join(f.name for f in report.fired()) or "none"}
+
+
+SUMMARY_COLUMNS = ["model", "eps", "clean_accuracy", "agd_accuracy", "worst_case_accuracy", "flags"]
+
+
+def audit_ensemble_and_members(zoo, names: Sequence[str], eps: float, *, level: str = "quick",
+                               limit: int | None = None, device: str = "auto", store=None,
+                               progress: ProgressFn | None = None) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
+    """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
+    ensemble first) and every audit's flags by row label."""
+    from .specs import ModelSpec
+
+    labels = [ModelSpec.parse(n).short_name for n in names]
+    jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
+    rows, flags = [], {}
+    for i, (label, members, vote) in enumerate(jobs):
+        def part(fraction: float, message: str, i=i, label=label) -> None:
+            if progress is not None:
+                progress((i + fraction) / len(jobs), f"{label}: {message}")
+
+        report = run_audit(zoo, members, ensemble=vote, epsilons=[eps], level=level, limit=limit, device=device,
+                           store=store, progress=part)
+        rows.append(summary_row(label, report, eps))
+        flags[label] = report.flags
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), flags
