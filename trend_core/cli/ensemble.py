@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..errors import TrendError
 from .common import add_common, emit_json, emit_table, load_models, parse_names, zoo_from
-from .transfer import _number, build_attack
+from .common import check_outputs
+from .transfer import MAX_SEED, _number, build_attack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- ensemble-attack
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
+    from ..attacks.base import MAX_STEPS
     from ..attacks.ensemble import RULE_NAMES, check_rule
     from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
     from ..store import get_store
@@ -86,10 +88,10 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
         raise TrendError("An ensemble needs at least two distinct member models.")
     rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]
     eps_list = _eps_list(args.eps, specs[0].dataset)
-    steps = _number("--steps", args.steps, int)
+    steps = _number("--steps", args.steps, int, minimum=1, maximum=MAX_STEPS)
     step_size = _number("--step-size", args.step_size, float)
-    seed = _number("--seed", args.seed, int)
-    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    seed = _number("--seed", args.seed, int, minimum=0, maximum=MAX_SEED)
+    limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     models = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
     sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
@@ -128,9 +130,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..ensemble import read_tm, select_ensembles
 
     k = _number("-k", args.k, int)
-    top = _number("--top", args.top, int)
+    top = _number("--top", args.top, int, minimum=1)
+    min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float, minimum=0, maximum=1)
     tm = read_tm(args.tm)
-    min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float)
     accuracies = _zoo_accuracies(args, list(tm.index)) if min_acc is not None else _zoo_accuracies(args, list(tm.index), strict=False)
     ranked = select_ensembles(tm, k, require=args.require, min_acc=min_acc, accuracies=accuracies, top=top)
     print(f"TREND: {ranked.attrs['candidates']} candidate sets of {k} ({ranked.attrs['method']} search); "
@@ -179,8 +181,8 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
     if attack.minimum_norm:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
-    limit = None if args.limit is None else _number("--limit", args.limit, int)
-    points = _number("--points", args.points, int)
+    limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
+    points = _number("--points", args.points, int, minimum=0, maximum=10_000)
     source, target = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
     result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
@@ -209,11 +211,12 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..zoo import atomic_write_bytes
 
+    check_outputs(out=args.out)
     specs = _one_dataset(parse_names(args.model))
     index = _number("--index", args.index, int)
-    resolution = _number("--resolution", args.resolution, int)
+    resolution = _number("--resolution", args.resolution, int, minimum=3, maximum=1001)
     span = None if args.span is None else _number("--span", args.span, float)
-    seed = _number("--seed", args.seed, int)
+    seed = _number("--seed", args.seed, int, minimum=0, maximum=MAX_SEED)
     x, y = load_dataset(specs[0].dataset).tensors("test")
     if not 0 <= index < len(x):
         raise TrendError(f"--index must be in 0..{len(x) - 1} (the {specs[0].dataset} test images), got {index}.")
