@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -351,7 +352,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise TrendError(f"{path.name} is not a valid safetensors file ({exc}).") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a file's pickle protocol is noise next to our verdict
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for damaged files
         raise TrendError(
             f"{path.name} could not be read as a plain state_dict (it is damaged or holds code-carrying "
