@@ -208,8 +208,8 @@ class Store:
                 cache = self._cache
             return operation(cache)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
+            if isinstance(exc, sqlite3.OperationalError) and "no such table" not in str(exc):
+                raise  # locked, disk full, no permission: the database itself is not damaged
             self._quarantine(exc)
             return operation(self._cache)
 
