@@ -57,7 +57,7 @@ def train_section(ctx) -> None:
     width = c2.selectbox("Width", WIDTHS, index=0 if ctx.dataset == "digits" else 2, key="zoo_width",
                          help="Channel multiplier; 0.25 keeps digits models small and fast.")
     optimizer = c3.selectbox("Optimizer", ["sgd", "adam"], key="zoo_opt")
-    epochs = c4.number_input("Epochs", 0, 1000, DEFAULT_EPOCHS.get(ctx.dataset, 30), key="zoo_epochs")
+    epochs = c4.number_input("Epochs", 1, 1000, DEFAULT_EPOCHS.get(ctx.dataset, 30), key="zoo_epochs")
     c5, c6, c7, c8 = st.columns(4)
     seeds = c5.multiselect("Seeds", list(range(10)), default=[0], key="zoo_seeds")
     inputs = c6.multiselect("Input quantization", list(INPUT_QUANTS), default=["FP"], key="zoo_inputs",
@@ -89,8 +89,10 @@ def upload_section(ctx) -> None:
                          key="zoo_up_name")
     upload = st.file_uploader("State dict (.safetensors, .pt or .pth)", type=["safetensors", "pt", "pth"],
                               key="zoo_up_file")
-    if not st.button("Import weights", disabled=upload is None or not name.strip(), icon=":material/upload:",
-                     key="zoo_up_go"):
+    exists = trend_ui.zoo_has(ctx, name)
+    replace = exists and st.checkbox(f"Replace the {name.strip()} already in the zoo", key="zoo_up_replace")
+    if not st.button("Import weights", disabled=upload is None or not name.strip() or (exists and not replace),
+                     icon=":material/upload:", key="zoo_up_go"):
         return
     suffix = Path(upload.name).suffix.lower()
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="trend-upload-")
@@ -98,7 +100,7 @@ def upload_section(ctx) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(upload.getvalue())
         with st.spinner("Checking the weights and measuring accuracy"):
-            meta = ctx.zoo.import_state_dict(name.strip(), tmp, display_name=upload.name)
+            meta = ctx.zoo.import_state_dict(name.strip(), tmp, display_name=upload.name, replace=replace)
     finally:
         os.unlink(tmp)
     acc = meta.get("test_acc")
@@ -122,6 +124,7 @@ def main() -> None:
                         "pickers (every combination is one model), upload your own weights, or delete.")
     ctx = trend_ui.context()
     frame = trend_ui.zoo_frame(ctx.models())
+    trend_ui.zoo_problems(ctx)
     models_tab, train_tab, upload_tab, delete_tab = st.tabs(["Models", "Train", "Upload weights", "Delete"])
     with models_tab:
         if frame.empty:

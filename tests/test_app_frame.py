@@ -14,10 +14,10 @@ def test_overview_explains_the_app_and_offers_a_starter_zoo_when_empty(empty_hom
     assert any("no digits models yet" in m for m in texts(at.info))
     labels = [b.label for b in at.button]
     assert "Build the default digits zoo" in labels and "Quick demo zoo (3 models)" in labels
-    assert [s.label for s in at.sidebar.selectbox] == ["Dataset"]
+    assert [s.label for s in at.sidebar.selectbox] == ["Dataset", "Store folder"]
     assert at.sidebar.radio[0].options == ["Auto", "CPU", "CUDA"]
     assert any(c.startswith("Found: ") for c in texts(at.sidebar.caption))
-    assert at.sidebar.text_input[0].value == str(empty_home)
+    assert at.sidebar.selectbox[1].value == str(empty_home)
 
 
 def test_quick_demo_button_trains_the_demo_zoo_as_a_job(empty_home, monkeypatch):
@@ -42,11 +42,12 @@ def test_overview_lists_the_zoo_with_accuracies(zoo_home):
     assert "Complete the default digits zoo (9 missing)" in [b.label for b in at.button]  # 3 of 12 are preset models
 
 
-def test_store_folder_in_the_sidebar_switches_the_zoo(zoo_home, tmp_path):
+def test_store_folder_in_the_sidebar_switches_the_zoo(zoo_home, tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere"
+    monkeypatch.setenv("TREND_HOMES", str(other))  # the operator offers a second store folder
     at = open_app()
     assert len(at.dataframe[0].value) == len(APP_MODELS)
-    other = tmp_path / "elsewhere"
-    at.sidebar.text_input[0].set_value(str(other)).run()
+    at.sidebar.selectbox[1].set_value(str(other)).run()
     assert_clean(at)
     assert any(f"The zoo at {other} has no digits models" in m for m in texts(at.info))
 

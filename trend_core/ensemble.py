@@ -292,7 +292,7 @@ def read_tm(path: str | Path, eps: float | None = None, attack: str | None = Non
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TrendError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
     if {"source", "target", "tm"} <= set(frame.columns):
-        return _pivot_long(frame, path, eps, attack)
+        return _checked_tm(_pivot_long(frame, path, eps, attack), path)
     if frame.shape[1] < 3:
         raise TrendError(f"{path} holds no TM matrix (expected a source column and one column per target).")
     frame = frame.set_index(frame.columns[0])
@@ -305,7 +305,28 @@ def read_tm(path: str | Path, eps: float | None = None, attack: str | None = Non
     except (ValueError, TypeError):
         raise TrendError(f"{path} has non-numeric TM values; expected the CSV that `trend transfer --csv` writes.") from None
     frame.index.name, frame.columns.name = "source", "target"
-    return frame
+    return _checked_tm(frame, path)
+
+
+def _checked_tm(grid: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Refuse a TM matrix whose rows and columns name different models or whose values leave [0, 1]
+    (NaN stays: a source that fooled nothing has no TM)."""
+    rows, columns = list(grid.index), list(grid.columns)
+    for name in rows:
+        if name not in columns:
+            raise TrendError(f"{path}: model {name!r} has a row but no column; the TM file is incomplete.")
+    for name in columns:
+        if name not in rows:
+            raise TrendError(f"{path}: model {name!r} has a column but no row; the TM file is incomplete.")
+    if len(set(rows)) != len(rows):
+        raise TrendError(f"{path} names some model in more than one row.")
+    values = grid.to_numpy(dtype=float)
+    bad = ~np.isnan(values) & ~((values >= 0) & (values <= 1))
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise TrendError(f"{path}: TM of {rows[i]!r} -> {columns[j]!r} is {values[i, j]}, outside [0, 1]; "
+                         "TM is a fraction of adversarial images.")
+    return grid
 
 
 def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str | None) -> pd.DataFrame:
@@ -322,7 +343,12 @@ def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str 
             raise TrendError(f"{path} holds several {column} values ({', '.join(map(str, values))}); pick one.")
     if frame.duplicated(["source", "target"]).any():
         raise TrendError(f"{path} lists some (source, target) pair more than once.")
-    grid = frame.pivot(index="source", columns="target", values="tm").astype(float)
+    try:
+        frame = frame.assign(tm=pd.to_numeric(frame["tm"], errors="raise").astype(float))
+    except (ValueError, TypeError):
+        raise TrendError(f"{path} has non-numeric TM values; expected the CSV that `trend transfer --long-csv` "
+                         "writes.") from None
+    grid = frame.pivot(index="source", columns="target", values="tm")
     grid.index, grid.columns = grid.index.map(str), grid.columns.map(str)
     grid.index.name, grid.columns.name = "source", "target"
     return grid

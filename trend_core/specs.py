@@ -29,6 +29,15 @@ DEFAULT_EPOCHS = {"digits": 20, "cifar10": 400, "cifar100": 400, "imagenet": 250
 # placement, 3-channel HT) carry this revision in their content key, so a checkpoint trained before cannot be
 # loaded into the new network; every other spec keeps its key (and its checkpoints).
 ARCH_REVISION = 2
+MAX_SEED = 2**32 - 1  # what numpy and torch generators take
+MAX_EPOCHS = 10_000
+MIN_WIDTH = 1 / 16  # a ResNet18's first stage keeps 4 channels; narrower is no longer a network worth studying
+
+
+def _short(value: object) -> str:
+    """repr of ``value`` cut to 60 characters, for messages about absurd input."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fmt_number(value: float) -> str:
@@ -74,12 +83,12 @@ class ModelSpec:
             raise TrendError(
                 f"Unknown architecture {self.arch!r} for {self.dataset}; choose one of {', '.join(archs)}."
             )
-        if not (0 < self.width <= 4):
-            raise TrendError(f"Width multiplier must be in (0, 4], got {self.width}.")
+        if not (MIN_WIDTH <= self.width <= 4):
+            raise TrendError(f"Width multiplier must be in [{MIN_WIDTH}, 4], got {self.width}.")
         if self.optimizer not in OPTIMIZERS:
             raise TrendError(f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise TrendError(f"Seed must be a non-negative integer, got {self.seed!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise TrendError(f"Seed must be a whole number in 0..{MAX_SEED}, got {_short(self.seed)}.")
         if self.input_quant not in INPUT_QUANTS:
             raise TrendError(
                 f"Unknown input quantization {self.input_quant!r}; choose one of {', '.join(INPUT_QUANTS)}."
@@ -89,8 +98,8 @@ class ModelSpec:
                 bits == FULL_PRECISION_BITS or 1 <= bits <= 16
             ):
                 raise TrendError(f"{label} bits must be 1..16 or 32 (full precision), got {bits!r}.")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 0:
-            raise TrendError(f"Epochs must be a non-negative integer, got {self.epochs!r}.")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or not 1 <= self.epochs <= MAX_EPOCHS:
+            raise TrendError(f"Epochs must be a whole number in 1..{MAX_EPOCHS}, got {_short(self.epochs)}.")
         if not (0 < self.lr < 10):
             raise TrendError(f"Learning rate must be in (0, 10), got {self.lr}.")
         if self.pretrained and self.dataset != "imagenet":
@@ -170,6 +179,8 @@ class ModelSpec:
         """Parse a canonical name (see the module docstring) back into a spec."""
         if not isinstance(name, str) or not name.strip():
             raise TrendError("A model name is empty; expected e.g. 'digits/resnet18-w0.25/Q2/sgd/s0'.")
+        if len(name) > 200 or re.search(r"\d{19}", name):
+            raise TrendError(f"Model name {_short(name)} is too long or holds a number too large to be one.")
         parts = name.strip().strip("/").split("/")
         example = "'digits/resnet18-w0.25/Q2/sgd/s0'"
         if len(parts) < 5:

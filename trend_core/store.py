@@ -6,22 +6,32 @@ an interrupted sweep resumes where it stopped. Backed by diskcache (SQLite + fil
 to share between threads and processes) under ``$TREND_HOME/cache``. Values are serialized without pickle:
 tensors and containers of them with ``torch.save`` (read back with ``weights_only=True``), DataFrames as
 Parquet, so opening a cache never runs code.
+
+Damage is detected, not trusted: every value carries the sha256 of its bytes (a mismatch is a miss, with a
+warning, and the value is recomputed), and a cache database SQLite cannot read is moved aside
+(``cache.damaged-<time>``) and replaced by an empty one, with a warning; checkpoints live elsewhere
+(``models/``) and are never touched. ``Store.lock(key)`` lets processes that would compute the same value
+wait for the first one instead of repeating its work.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import sqlite3
 import threading
-from pathlib import Path
-from typing import Any
+import time
+import warnings
+from typing import Any, Callable
 
 import pandas as pd
 import torch
 
 MISSING = object()
+_CHECKED = b"TRENDv1\n"  # framing of stored values: this tag, the payload's sha256 (32 bytes), the payload
 _FINGERPRINT_ATTR = "_trend_fingerprint"
 _FRAME_TAG = "__dataframe_parquet__"
 _SCALARS = (str, int, float, bool, type(None))
@@ -148,6 +158,23 @@ def loads(data: bytes) -> Any:
     return _decode(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
 
 
+class StoreWarning(UserWarning):
+    """The store found damage and recovered from it (one sentence for the user)."""
+
+
+def _seal(data: bytes) -> bytes:
+    return _CHECKED + hashlib.sha256(data).digest() + data
+
+
+def _unseal(blob: bytes) -> bytes | None:
+    """The payload of a sealed value, or None when the tag or the checksum does not match."""
+    head = len(_CHECKED)
+    if not blob.startswith(_CHECKED) or len(blob) < head + 32:
+        return None
+    payload = blob[head + 32:]
+    return payload if hashlib.sha256(payload).digest() == blob[head:head + 32] else None
+
+
 # ----------------------------------------------------------------------------- stores
 class Store:
     """Results on disk under ``<root>/cache`` (root: $TREND_HOME by default), keyed by content keys.
@@ -157,45 +184,95 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
-        import diskcache
-
         from .zoo import Zoo
 
         self.directory = Zoo(root).root / "cache"
+        self._locks = self.directory.parent / "locks"
+        self._size_limit = int(size_limit_gb * 2**30)
+        self._guard = threading.RLock()
+        self._cache = None
+        self._call(lambda cache: len(cache))  # opens it, moving a database SQLite cannot read aside
+
+    def _open(self):
+        import diskcache
+
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(self.directory), size_limit=int(size_limit_gb * 2**30))
+        return diskcache.Cache(str(self.directory), size_limit=self._size_limit)
+
+    def _call(self, operation: Callable[[Any], Any]) -> Any:
+        """``operation(cache)``; when SQLite reports damage, move the cache aside, open a fresh one, retry once."""
+        try:
+            with self._guard:
+                if self._cache is None:
+                    self._cache = self._open()
+                cache = self._cache
+            return operation(cache)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "no such table" not in str(exc):
+                raise  # locked, disk full, no permission: the database itself is not damaged
+            self._quarantine(exc)
+            return operation(self._cache)
+
+    def _quarantine(self, exc: Exception) -> None:
+        with self._guard:
+            if self._cache is not None:
+                with contextlib.suppress(Exception):
+                    self._cache.close()
+            aside = self.directory.with_name(f"cache.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            with contextlib.suppress(OSError):
+                os.replace(self.directory, aside)
+            warnings.warn(StoreWarning(
+                f"The results cache {self.directory} was damaged ({exc}); moved it to {aside.name} and started "
+                "an empty one, so results will be recomputed (models are not affected)."), stacklevel=3)
+            self._cache = self._open()
 
     def get(self, key: str, default: Any = None) -> Any:
-        data = self._cache.get(key, default=MISSING, retry=True)
+        data = self._call(lambda cache: cache.get(key, default=MISSING, retry=True))
         if data is MISSING:
             return default
+        payload = _unseal(bytes(data))
+        if payload is None:
+            if bytes(data[:len(_CHECKED)]) == _CHECKED:  # older formats are dropped silently
+                warnings.warn(StoreWarning(f"A cached result ({key[:12]}) failed its checksum (damaged on "
+                                           "disk); it is recomputed."), stacklevel=2)
+            self.delete(key)
+            return default
         try:
-            return loads(bytes(data))
-        except Exception:  # an unreadable entry (older format, damaged file) is a miss, not a crash
+            return loads(payload)
+        except Exception:  # an entry written by an incompatible version is a miss, not a crash
             self.delete(key)
             return default
 
     def set(self, key: str, value: Any) -> None:
-        data = dumps(value)
+        data = _seal(dumps(value))
         if len(data) > _STREAM_BYTES:  # large values go to a file in 4 MiB chunks (bytes would be split at newlines)
-            self._cache.set(key, io.BytesIO(data), read=True, retry=True)
+            self._call(lambda cache: cache.set(key, io.BytesIO(data), read=True, retry=True))
         else:
-            self._cache.set(key, data, retry=True)
+            self._call(lambda cache: cache.set(key, data, retry=True))
 
     def has(self, key: str) -> bool:
-        return key in self._cache
+        return self._call(lambda cache: key in cache)
 
     def delete(self, key: str) -> bool:
-        return bool(self._cache.delete(key, retry=True))
+        return bool(self._call(lambda cache: cache.delete(key, retry=True)))
 
     def clear(self) -> int:
-        return self._cache.clear(retry=True)
+        return self._call(lambda cache: cache.clear(retry=True))
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager:
+        """An inter-process lock for computing ``key``'s value once: hold it, look in the store, compute only
+        if still missing. Keys share 4096 lock files, so an unrelated key can rarely wait too."""
+        from .locks import file_lock
+
+        return file_lock(self._locks / f"{key[:3]}.lock")
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return self._call(lambda cache: len(cache))
 
     def close(self) -> None:
-        self._cache.close()
+        with self._guard:
+            if self._cache is not None:
+                self._cache.close()
 
 
 class MemoryStore:

@@ -272,6 +272,21 @@ def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Te
                   epsilons: Sequence[float | None], store, data_key: str | None = None,
                   fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
                   ) -> tuple[list[dict], bool]:
+    """``_attack_cached`` under the store's lock for these keys (when it has locks), so two processes asking for
+    the same attack at once compute it once: the second waits and then reads the first one's results."""
+    lock = getattr(store, "lock", None)
+    if lock is None:
+        return _attack_cached(model, attack, x, y, epsilons, store, data_key, fingerprint, need_images)
+    data_key = data_key or content_key(CACHE_VERSION, "data", x, y)
+    fingerprint = fingerprint or model_fingerprint(model)
+    with lock(content_key("attack-lock", attack_keys(attack, epsilons, data_key, fingerprint))):
+        return _attack_cached(model, attack, x, y, epsilons, store, data_key, fingerprint, need_images)
+
+
+def _attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
+                   epsilons: Sequence[float | None], store, data_key: str | None = None,
+                   fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
+                   ) -> tuple[list[dict], bool]:
     """``attack.run`` over the eps not yet in ``store``; returns (one entry per eps, whether all came from the store).
 
     An entry holds ``clean_correct``, ``success``, ``l2`` and ``linf`` per image, and ``x_adv`` when freshly

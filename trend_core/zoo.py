@@ -3,24 +3,33 @@
 Layout under the store root (``$TREND_HOME``, default ``~/.cache/trend``)::
 
     models/<key>.safetensors   the state_dict, written to a temporary name and renamed (atomic)
-    models/<key>.json          spec, name, accuracies, training time, library versions
+    models/<key>.json          spec, name, accuracies, training time, library versions, the weights' sha256
+
+A model exists only when both files are complete and agree (the metadata records the weights' size and
+sha256). A save writes both under pending names first and then swaps them in under a per-model lock, so a
+retrain or an import killed at any moment leaves the old model or the new one, never a mix or nothing;
+a swap cut between its two renames is finished by the next reader. Leftovers and damaged entries are
+reported by ``Zoo.problems()`` and removed by ``Zoo.clean()``.
 
 Checkpoints are read with safetensors (no pickle); a user's ``.pt`` state_dict is read with
 ``torch.load(weights_only=True)``, which refuses arbitrary objects, so a hostile file is never executed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .errors import TrendError
+from .locks import file_lock
 from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from .specs import ModelSpec, parse_spec
@@ -80,31 +89,36 @@ class Zoo:
     def _meta_path(self, spec: ModelSpec) -> Path:
         return self.models_dir / f"{spec.key}.json"
 
+    def _lock_path(self, key: str) -> Path:
+        return self.models_dir / ".locks" / f"{key}.lock"
+
     # -- queries ----------------------------------------------------------------------------------------------
     def has(self, spec: ModelSpec | str) -> bool:
+        """Whether the zoo holds a complete model for ``spec`` (weights and metadata, written and agreeing)."""
         spec = parse_spec(spec)
-        return self._weights_path(spec).exists() and self._meta_path(spec).exists()
+        self._settle(spec.key)
+        return _complete_meta(self._meta_path(spec), self._weights_path(spec)) is not None
 
     def metadata(self, spec: ModelSpec | str) -> dict:
         spec = parse_spec(spec)
+        self._settle(spec.key)
         path = self._meta_path(spec)
         if not path.exists():
             raise TrendError(f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`.")
         try:
             return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             raise TrendError(f"The metadata of {spec.name} ({path}) is unreadable; delete the model and train it again.") from None
 
     def list(self, dataset: str | None = None) -> list[dict]:
-        """Metadata of every model in the zoo (those with both files), sorted by name."""
+        """Metadata of every complete model in the zoo, sorted by name (see ``problems`` for the rest)."""
         rows = []
         if self.models_dir.exists():
+            for key in {p.name.split(".")[0] for p in self.models_dir.glob("*.json.new")}:
+                self._settle(key)
             for meta_path in self.models_dir.glob("*.json"):
-                try:
-                    meta = json.loads(meta_path.read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                if not (self.models_dir / f"{meta_path.stem}.safetensors").exists():
+                meta = _complete_meta(meta_path, self.models_dir / f"{meta_path.stem}.safetensors")
+                if meta is None:
                     continue
                 if dataset is None or meta.get("spec", {}).get("dataset") == dataset:
                     rows.append(meta)
@@ -113,18 +127,74 @@ class Zoo:
     def specs(self, dataset: str | None = None) -> list[ModelSpec]:
         return [ModelSpec.from_dict(m["spec"]) for m in self.list(dataset)]
 
+    def problems(self) -> list[dict]:
+        """Entries of the models folder that are not complete models: one dict per key with ``key``, ``name``
+        (when the metadata says it), ``problem`` (one sentence) and ``files`` (what ``clean`` would remove)."""
+        if not self.models_dir.exists():
+            return []
+        files: dict[str, list[Path]] = {}
+        for path in self.models_dir.iterdir():
+            if path.is_file() and not path.name.startswith(".") and path.name.split(".")[0]:
+                files.setdefault(path.name.split(".")[0], []).append(path)
+        found = []
+        for key, paths in sorted(files.items()):
+            meta_path, weights_path = self.models_dir / f"{key}.json", self.models_dir / f"{key}.safetensors"
+            pending = [p for p in paths if p.name.endswith(".new")]
+            problem, name = None, None
+            if meta_path.exists():
+                try:
+                    meta = json.loads(meta_path.read_text())
+                    name = meta.get("name") if isinstance(meta, dict) else None
+                    if not isinstance(meta, dict) or "spec" not in meta:
+                        raise ValueError("no spec")
+                except (OSError, ValueError):
+                    problem = "its metadata is damaged (not readable JSON with a spec)"
+                else:
+                    if not weights_path.exists():
+                        problem = "its metadata has no weights file"
+                    elif _complete_meta(meta_path, weights_path) is None:
+                        problem = "its weights file does not match the size its metadata records"
+            elif weights_path.exists():
+                problem = "its weights file has no metadata (a save that was cut short)"
+            if problem is None and pending:
+                problem = "it has leftovers of an interrupted save"
+            if problem is not None:
+                found.append({"key": key, "name": name, "problem": problem, "files": sorted(map(str, paths))})
+        return found
+
+    def clean(self) -> list[dict]:
+        """Remove every entry ``problems`` reports (each under its model's lock); returns what was removed."""
+        removed = []
+        for entry in self.problems():
+            with file_lock(self._lock_path(entry["key"])):
+                self._settle_locked(entry["key"])
+                still = [e for e in self.problems() if e["key"] == entry["key"]]
+                if not still:
+                    continue
+                for path in still[0]["files"]:
+                    Path(path).unlink(missing_ok=True)
+                removed.append(still[0])
+        return removed
+
     # -- load / save ------------------------------------------------------------------------------------------
     def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
-        """The trained model in eval mode; a missing or damaged checkpoint is a TrendError."""
+        """The trained model in eval mode; a missing, incomplete or damaged checkpoint is a TrendError."""
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load as load_bytes
 
         spec = parse_spec(spec)
         path = self._weights_path(spec)
-        if not path.exists():
+        if not self.has(spec):
+            if path.exists() or self._meta_path(spec).exists():
+                raise TrendError(f"Model {spec.name} is incomplete in the zoo at {self.root} (a save was cut short "
+                                 f"or a file is damaged); run `trend zoo clean` and train it again.")
             raise TrendError(f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`.")
+        expected = self.metadata(spec).get("weights_sha256")
         try:
-            state = load_file(str(path))
+            data = path.read_bytes()
+            if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+                raise ValueError("its sha256 differs from the one recorded at save")
+            state = load_bytes(data)
         except (SafetensorError, OSError, ValueError) as exc:
             raise TrendError(f"The checkpoint of {spec.name} ({path}) is damaged ({exc}); delete it and train again.") from None
         model = build_model(spec)
@@ -132,11 +202,12 @@ class Zoo:
         return model.to(device).eval()
 
     def save(self, spec: ModelSpec, model: torch.nn.Module, metadata: dict | None = None) -> dict:
-        """Store a model's weights and metadata atomically; returns the metadata written."""
+        """Store a model's weights and metadata atomically as a pair, replacing any older model of ``spec``
+        only once the new one is completely written; returns the metadata written."""
         from safetensors.torch import save
 
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        atomic_write_bytes(self._weights_path(spec), save(state))
+        data = save(state)
         meta = {
             "name": spec.name,
             "key": spec.key,
@@ -145,24 +216,66 @@ class Zoo:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "versions": library_versions(),
             **(metadata or {}),
+            "weights_sha256": hashlib.sha256(data).hexdigest(),
+            "weights_bytes": len(data),
         }
-        atomic_write_json(self._meta_path(spec), meta)
+        weights, meta_path = self._weights_path(spec), self._meta_path(spec)
+        with file_lock(self._lock_path(spec.key)):
+            atomic_write_bytes(_pending(weights), data)
+            atomic_write_json(_pending(meta_path), meta)
+            os.replace(_pending(weights), weights)  # from here on the pending metadata finishes the swap
+            os.replace(_pending(meta_path), meta_path)
         return meta
 
     def delete(self, spec: ModelSpec | str) -> bool:
         spec = parse_spec(spec)
         found = False
-        for path in (self._weights_path(spec), self._meta_path(spec)):
-            if path.exists():
-                path.unlink()
-                found = True
+        if not self.models_dir.is_dir():
+            return False
+        with file_lock(self._lock_path(spec.key)):
+            for path in (self._weights_path(spec), self._meta_path(spec)):
+                if path.exists():
+                    path.unlink()
+                    found = True
+            for path in (_pending(self._weights_path(spec)), _pending(self._meta_path(spec))):
+                path.unlink(missing_ok=True)
         return found
 
+    def _settle(self, key: str) -> None:
+        """Finish or undo a save that was cut short (only when it left a pending metadata file)."""
+        if (self.models_dir / f"{key}.json.new").exists():
+            with file_lock(self._lock_path(key)):
+                self._settle_locked(key)
+
+    def _settle_locked(self, key: str) -> None:
+        meta_path, weights = self.models_dir / f"{key}.json", self.models_dir / f"{key}.safetensors"
+        pending_meta, pending_weights = _pending(meta_path), _pending(weights)
+        if not pending_meta.exists():
+            pending_weights.unlink(missing_ok=True)  # written before its metadata: an unfinished save
+            return
+        try:
+            expected = json.loads(pending_meta.read_text())["weights_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            expected = None
+        if expected is not None and _sha256_of(pending_weights) == expected:
+            os.replace(pending_weights, weights)  # both halves were written: finish the swap
+            os.replace(pending_meta, meta_path)
+        elif expected is not None and _sha256_of(weights) == expected:
+            os.replace(pending_meta, meta_path)  # cut between the two renames
+            pending_weights.unlink(missing_ok=True)
+        else:
+            pending_meta.unlink(missing_ok=True)
+            pending_weights.unlink(missing_ok=True)
+
     def get_or_train(self, spec: ModelSpec | str, device: str = "auto",
-                     progress: Callable | None = None, cancel: Callable[[], bool] | None = None) -> TrendModel:
-        """Load ``spec`` if the zoo has it, else train it (progress and cancel as in ``train_model``) and save."""
+                     progress: Callable | None = None, cancel: Callable[[], bool] | None = None,
+                     retrain: bool = False) -> TrendModel:
+        """Load ``spec`` if the zoo has it, else train it (progress and cancel as in ``train_model``) and save.
+
+        ``retrain``: train even if the zoo has it; the stored model is replaced only when the new one is saved.
+        """
         spec = parse_spec(spec)
-        if self.has(spec):
+        if self.has(spec) and not retrain:
             return self.load(spec)
         if spec.pretrained:
             model = build_model(spec)
@@ -182,17 +295,22 @@ class Zoo:
         return result.model.eval()
 
     def import_state_dict(self, spec: ModelSpec | str, path: str | os.PathLike, evaluate: bool = True,
-                          display_name: str | None = None) -> dict:
+                          display_name: str | None = None, replace: bool = False) -> dict:
         """Adopt a user's weights for ``spec`` from a .safetensors or .pt/.pth state_dict (never unpickled as code).
 
         ``display_name`` is the file's name as the user knows it (an upload lands in a temporary file whose name
-        means nothing to them); messages and the model's metadata use it.
+        means nothing to them); messages and the model's metadata use it. Weights with non-finite values or of the
+        wrong kind of dtype are refused; a model already in the zoo is replaced only with ``replace=True``.
         """
         spec = parse_spec(spec)
+        if self.has(spec) and not replace:
+            raise TrendError(f"{spec.name} is already in the zoo at {self.root}; confirm replacing it "
+                             "(`--force` on the command line).")
         shown = display_name or Path(path).name
         state = read_state_dict(path, shown)
         model = build_model(spec)
         _load_state(model, state, spec.name, shown)
+        _check_values(model, state, spec.name, shown)
         meta: dict = {"source": f"imported from {shown}", "train_seconds": None}
         if evaluate:
             from .data import load_dataset
@@ -225,7 +343,9 @@ def read_state_dict(path: str | os.PathLike, display_name: str | None = None) ->
             raise TrendError(f"{shown} is not a valid safetensors file (it is damaged or in another format); "
                              "save the weights with safetensors.torch.save_file(model.state_dict(), path).") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a file's pickle protocol is noise next to our verdict
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:  # UnpicklingError for hostile pickles, RuntimeError/EOFError for damaged files
         raise TrendError(
             f"{shown} is not a PyTorch state_dict this app can read: it is damaged, not a PyTorch file, or holds "
@@ -277,6 +397,46 @@ def _load_state(model: TrendModel, state: dict[str, torch.Tensor], name: str, fi
 def _shape(shape: tuple) -> str:
     return "x".join(str(d) for d in shape) if shape else "a scalar"
 
+
+def _check_values(model: TrendModel, state: dict[str, torch.Tensor], name: str, filename: str) -> None:
+    """Refuse weights whose dtype kind differs from the model's (int8 for float) or that are not finite."""
+    if state and not any(k.startswith("net.") for k in state):
+        state = {f"net.{k.removeprefix('module.')}": v for k, v in state.items()}
+    for key, expected in model.state_dict().items():
+        given = state.get(key)
+        if given is None:
+            continue
+        if given.dtype.is_floating_point != expected.dtype.is_floating_point or given.dtype == torch.bool:
+            raise TrendError(f"{filename} holds {key} as {str(given.dtype).removeprefix('torch.')}, but {name} "
+                             f"needs {str(expected.dtype).removeprefix('torch.')}; export the weights unconverted.")
+        if given.dtype.is_floating_point and not bool(torch.isfinite(given).all()):
+            raise TrendError(f"{filename} holds non-finite values (NaN or infinity) in {key}; these weights are "
+                             "not a trained model.")
+
+
+def _pending(path: Path) -> Path:
+    """Where a save writes ``path`` before swapping it in."""
+    return path.with_name(path.name + ".new")
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _complete_meta(meta_path: Path, weights_path: Path) -> dict | None:
+    """The metadata when it is readable and its weights file exists with the recorded size, else None."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        size = weights_path.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        return None
+    recorded = meta.get("weights_bytes")
+    return meta if recorded is None or recorded == size else None
 
 
 def get_zoo(root: str | os.PathLike | None = None) -> Zoo:

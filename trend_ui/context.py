@@ -1,7 +1,6 @@
 """The sidebar (dataset, device, store folder, running jobs) and the AppContext every page reads."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,12 +46,6 @@ class AppContext:
         return self.zoo.list(self.dataset)
 
 
-def _default_home() -> str:
-    from trend_core.zoo import default_home
-
-    return str(default_home())
-
-
 @st.cache_data(show_spinner=False)
 def _device_description() -> tuple[str, bool]:
     import torch
@@ -83,20 +76,55 @@ def sidebar() -> AppContext:
         if device == "cuda" and not has_cuda:
             st.error("No CUDA GPU is visible to PyTorch; using the CPU instead.")
             device = "cpu"
-        if "sb_home" not in st.session_state:
-            st.session_state["sb_home"] = os.environ.get("TREND_HOME") or _default_home()
-        home = st.text_input("Store folder", key="sb_home",
-                             help="Models, cached results and job logs live here ($TREND_HOME).")
+        home, problem = _store_folder()
         profile = st.radio("Method profile", list(PROFILE_LABELS), format_func=PROFILE_LABELS.get, horizontal=True,
                            key=PROFILE_KEY,
                            help="Paper: the project's documented choices. Authors' code: every setting as in the TREND "
                                 "authors' repository (batch-range input quantization, vote ties, ensemble eps 0.01, "
                                 "CW abort rule, TM fit points); see the README's Method defaults.")
         _active_jobs()
-    ctx = AppContext(dataset=dataset, device=device, home=Path(home.strip() or _default_home()).expanduser(),
-                     profile=profile)
+    if problem:
+        st.error(problem)
+        st.stop()
+    ctx = AppContext(dataset=dataset, device=device, home=home, profile=profile)
     st.session_state[CONTEXT_KEY] = ctx
     return ctx
+
+
+def _store_folder() -> tuple[Path, str | None]:
+    """The store folder: a choice among the homes the operator allows (never free text, so a browser cannot
+    name server paths), plus a new folder inside the operator's root when one is set; (folder, problem)."""
+    from trend_core.errors import TrendError
+    from trend_core.homes import check_home, home_in_root, known_homes, operator_root
+
+    homes = [str(h) for h in known_homes()]
+    picked = st.session_state.pop("sb_home_pick", None)
+    if picked in homes:
+        st.session_state["sb_home"] = picked
+    if st.session_state.get("sb_home") not in homes:
+        st.session_state["sb_home"] = homes[0]
+    choice = st.selectbox("Store folder", homes, key="sb_home",
+                          help="Models, cached results and job logs live here. The server's operator decides "
+                               "which folders are offered ($TREND_HOME, $TREND_HOMES, $TREND_HOME_ROOT).")
+    root = operator_root()
+    if root is not None:
+        new = st.text_input(f"New store folder in {root}", key="sb_home_new", placeholder="my-zoo",
+                            help="One plain folder name; it is created inside the operator's root.")
+        if new.strip():
+            try:
+                folder = home_in_root(new)
+                folder.mkdir(parents=True, exist_ok=True)
+            except (TrendError, OSError) as exc:
+                st.error(str(exc) if isinstance(exc, TrendError)
+                         else f"{root / new.strip()} cannot be created ({exc}).")
+            else:
+                st.session_state.pop("sb_home_new", None)
+                st.session_state["sb_home_pick"] = str(folder)
+                st.rerun()
+    try:
+        return check_home(choice), None
+    except TrendError as exc:
+        return Path(choice), f"{exc} Pick another store folder in the sidebar."
 
 
 def context() -> AppContext:

@@ -110,13 +110,21 @@ def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> f
         raise TrendError(f"eps must be in (0, 1] (images live in [0, 1]), got {value}.")
     if not value > 0:
         raise TrendError(f"eps must be positive, got {value}.")
+    if value == float("inf"):
+        raise TrendError("eps must be finite; leave it out for an unbounded minimum-norm attack (CW, DeepFool).")
     return value
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int >= minimum, or a TrendError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+MAX_STEPS = 100_000  # iterations of one attack: far beyond any setting here (CW 100, PGD 40), short of days
+
+
+def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum] (no upper bound by default), or a TrendError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or value in (float("inf"), float("-inf")) or value != int(value) or value < minimum:
         raise TrendError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise TrendError(f"{name} must be at most {maximum}, got {value!r}.")
     return int(value)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import Attack, check_float, check_int
+from .base import MAX_STEPS, Attack, check_float, check_int
 
 TANH_MARGIN = 1e-6  # keeps atanh finite for pixels at exactly 0 or 1
 C_UNBOUNDED = 1e10  # "no successful c yet": the search multiplies c by 10 until an upper bound exists
@@ -56,7 +56,7 @@ class CarliniWagnerL2(Attack):
         self.profile = get_profile(profile).name
         self._advertorch_abort = get_profile(profile).cw_abort == "advertorch"
         self.kappa = check_float("CW kappa", kappa, 0.0, strict=False)
-        self.steps = check_int("CW steps", steps)
+        self.steps = check_int("CW steps", steps, maximum=MAX_STEPS)
         self.lr = check_float("CW lr", lr)
         self.binary_search_steps = check_int("CW binary_search_steps", binary_search_steps)
         self.initial_c = check_float("CW initial_c", initial_c)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import Attack, check_float, check_int
+from .base import MAX_STEPS, Attack, check_float, check_int
 
 MIN_STEP = 1e-4  # extra L2 length of every step (as the authors' code): a step that lands on the boundary crosses it
 
@@ -56,7 +56,7 @@ class DeepFool(Attack):
     def __init__(self, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
                  batch_size: int | None = None, seed: int = 0):
         super().__init__(eps, batch_size, seed)
-        self.steps = check_int("DeepFool steps", steps)
+        self.steps = check_int("DeepFool steps", steps, maximum=MAX_STEPS)
         self.overshoot = check_float("DeepFool overshoot", overshoot, 0.0, strict=False)
         self.candidates = check_int("DeepFool candidates", candidates, minimum=2)
 

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ..errors import TrendError
 from ..nn.twin import inference_twin
-from .base import Attack, AttackResult, attack_mode, check_float, check_int, model_device
+from .base import MAX_STEPS, Attack, AttackResult, attack_mode, check_float, check_int, model_device
 from .pgd import gradient_and_logits, pgd_loop
 
 RULE_NAMES = ("dag", "empir", "ugd", "agd")
@@ -128,7 +128,7 @@ class EnsemblePGD(Attack):
             raise TrendError(f"Unknown EMPIR vote timing {empir_vote!r}; choose one of {', '.join(EMPIR_VOTES)}.")
         self.empir_vote = empir_vote
         self._start = settings.ensemble_start
-        self.steps = check_int("Ensemble attack steps", steps)
+        self.steps = check_int("Ensemble attack steps", steps, maximum=MAX_STEPS)
         self.step_size = check_float("Ensemble attack step_size", step_size)
         self.random_start = bool(random_start)
         if on_step is not None and not callable(on_step):

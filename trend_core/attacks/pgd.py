@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import TrendError
-from .base import Attack, check_float, check_int, clip_to_ball
+from .base import MAX_STEPS, Attack, check_float, check_int, clip_to_ball
 
 Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
 
@@ -90,7 +90,7 @@ class PGD(Attack):
             raise TrendError(f"PGD norm must be 'linf' or 'l2', got {norm!r}.")
         self.norm = norm  # set before the base class validates eps against this norm
         super().__init__(eps, batch_size, seed)
-        self.steps = check_int("PGD steps", steps)
+        self.steps = check_int("PGD steps", steps, maximum=MAX_STEPS)
         self.step_size = check_float("PGD step_size", step_size)
         self.random_start = bool(random_start)
         self.autocast = bool(autocast)

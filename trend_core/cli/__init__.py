@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    common.show_warnings_as_lines()
     try:
         return int(args.func(args) or 0)
     except TrendError as exc:

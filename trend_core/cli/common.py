@@ -45,9 +45,31 @@ def profile_of(args: argparse.Namespace) -> str:
 
 
 def zoo_from(args: argparse.Namespace) -> Zoo:
+    """The zoo under --home (checked: a folder that exists or can be created and written), else the default."""
+    from ..homes import check_home
     from ..zoo import Zoo
 
-    return Zoo(getattr(args, "home", None))
+    home = getattr(args, "home", None)
+    return Zoo(check_home(home) if home is not None else None)
+
+
+def check_outputs(**flags: str | None) -> None:
+    """Refuse output files that cannot be written (``--csv=path`` given as csv=path), before any work."""
+    from ..homes import check_output_file
+
+    for flag, path in flags.items():
+        if path:
+            check_output_file("--" + flag.replace("_", "-"), path)
+
+
+def show_warnings_as_lines() -> None:
+    """Print engine warnings (a damaged cache moved aside, a cached value failing its checksum) as one line."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"trend: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
 
 
 def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]:

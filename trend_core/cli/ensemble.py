@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..errors import TrendError
 from ..progress import WorkMeter
-from .common import (add_common, add_profile, emit_json, emit_table, load_models, parse_names, profile_of, work_bar,
-                     zoo_from)
-from .transfer import _number, build_attack
+from .common import (add_common, add_profile, check_outputs, emit_json, emit_table, load_models, parse_names,
+                     profile_of, work_bar, zoo_from)
+from .transfer import MAX_SEED, _number, build_attack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- ensemble-attack
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
+    from ..attacks.base import MAX_STEPS
     from ..attacks.ensemble import RULE_NAMES, check_rule
     from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
     from ..store import get_store
@@ -97,10 +98,10 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
         eps_list = [get_profile(profile).ensemble_eps]
     else:
         eps_list = _eps_list(args.eps, specs[0].dataset)
-    steps = _number("--steps", args.steps, int)
+    steps = _number("--steps", args.steps, int, minimum=1, maximum=MAX_STEPS)
     step_size = _number("--step-size", args.step_size, float)
-    seed = _number("--seed", args.seed, int)
-    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    seed = _number("--seed", args.seed, int, minimum=0, maximum=MAX_SEED)
+    limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     models = load_models(args, [s.name for s in specs])
     store = False if args.no_cache else get_store(args.home)
     with work_bar("ensemble attacks") as report:
@@ -154,9 +155,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..ensemble import read_tm, select_ensembles
 
     k = _number("-k", args.k, int)
-    top = _number("--top", args.top, int)
+    top = _number("--top", args.top, int, minimum=1)
+    min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float, minimum=0, maximum=1)
     tm = read_tm(args.tm)
-    min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float)
     accuracies = _zoo_accuracies(args, list(tm.index)) if min_acc is not None else _zoo_accuracies(args, list(tm.index), strict=False)
     ranked = select_ensembles(tm, k, require=args.require, min_acc=min_acc, accuracies=accuracies, top=top)
     print(f"TREND: {ranked.attrs['candidates']} candidate sets of {k} ({ranked.attrs['method']} search); "
@@ -207,8 +208,8 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
     if attack.minimum_norm:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
-    limit = None if args.limit is None else _number("--limit", args.limit, int)
-    points = _number("--points", args.points, int)
+    limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
+    points = _number("--points", args.points, int, minimum=0, maximum=10_000)
     if len({float(e) for e in fit_eps}) < MIN_POINTS:  # before any model is loaded or trained
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, "
                          f"got {len({float(e) for e in fit_eps})}.")
@@ -250,11 +251,12 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..zoo import atomic_write_bytes
 
+    check_outputs(out=args.out)
     specs = _one_dataset(parse_names(args.model))
     index = _number("--index", args.index, int)
-    resolution = _number("--resolution", args.resolution, int)
+    resolution = _number("--resolution", args.resolution, int, minimum=3, maximum=1001)
     span = None if args.span is None else _number("--span", args.span, float)
-    seed = _number("--seed", args.seed, int)
+    seed = _number("--seed", args.seed, int, minimum=0, maximum=MAX_SEED)
     x, y = load_dataset(specs[0].dataset).tensors("test")
     if not 0 <= index < len(x):
         raise TrendError(f"--index must be in 0..{len(x) - 1} (the {specs[0].dataset} test images), got {index}.")

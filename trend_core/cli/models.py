@@ -39,12 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     zimport = zsub.add_parser("import", help="adopt your own state_dict (.safetensors or .pt) for a spec")
     zimport.add_argument("name")
     zimport.add_argument("path")
+    zimport.add_argument("--force", action="store_true", help="replace the model if the zoo already has it")
     add_common(zimport)
     zimport.set_defaults(func=cmd_zoo_import)
     zdel = zsub.add_parser("delete", help="remove models from the zoo")
     zdel.add_argument("names", nargs="+", metavar="NAME")
     add_common(zdel)
     zdel.set_defaults(func=cmd_zoo_delete)
+    zclean = zsub.add_parser("clean", help="remove what interrupted saves or damage left in the models folder")
+    add_common(zclean)
+    zclean.set_defaults(func=cmd_zoo_clean)
 
     ev = sub.add_parser("eval", help="clean accuracy of models (the paper's Tables IV-VI)")
     ev.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every model in the zoo)")
@@ -76,15 +80,14 @@ def _train_all(args, specs, force: bool = False) -> None:
                    position=1, leave=False, disable=len(todo) < 2)
     try:
         for spec in todo:
-            if force:
-                zoo.delete(spec)
             bar = epoch_bar(spec)
 
             def progress(report, bar=bar) -> None:
                 bar(report)
                 overall.update(1)
 
-            zoo.get_or_train(spec, device=args.device, progress=progress)
+            # a retrain writes the new checkpoint beside the old one and swaps them in when complete
+            zoo.get_or_train(spec, device=args.device, progress=progress, retrain=force)
             meta = zoo.metadata(spec)
             overall.write(f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)",
                           file=sys.stderr)
@@ -115,7 +118,12 @@ def zoo_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def cmd_zoo_list(args) -> int:
-    rows = zoo_from(args).list(args.dataset)
+    zoo = zoo_from(args)
+    rows = zoo.list(args.dataset)
+    for entry in zoo.problems():
+        label = entry["name"] or f"key {entry['key']}"
+        print(f"warning: {label} is damaged or incomplete: {entry['problem']}; `trend zoo clean` removes it.",
+              file=sys.stderr)
     if args.json:
         emit_json(rows)
     elif not rows:
@@ -126,7 +134,7 @@ def cmd_zoo_list(args) -> int:
 
 
 def cmd_zoo_import(args) -> int:
-    meta = zoo_from(args).import_state_dict(parse_names([args.name])[0], args.path)
+    meta = zoo_from(args).import_state_dict(parse_names([args.name])[0], args.path, replace=args.force)
     acc = meta.get("test_acc")
     print(f"imported {meta['name']}" + (f" (test accuracy {acc:.4f})" if acc is not None else ""))
     return 0
@@ -138,6 +146,14 @@ def cmd_zoo_delete(args) -> int:
         if not zoo.delete(spec):
             raise TrendError(f"Model {spec.name} is not in the zoo at {zoo.root}.")
         print(f"deleted {spec.name}")
+    return 0
+
+
+def cmd_zoo_clean(args) -> int:
+    removed = zoo_from(args).clean()
+    for entry in removed:
+        print(f"removed {entry['name'] or 'key ' + entry['key']} ({entry['problem']})")
+    print(f"{len(removed)} damaged or incomplete entr{'y' if len(removed) == 1 else 'ies'} removed", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,9 @@ import sys
 import contextlib
 
 from ..errors import TrendError
-from .common import add_common, add_profile, emit_table, load_models, parse_names, profile_of
+from .common import add_common, add_profile, check_outputs, emit_table, load_models, parse_names, profile_of, zoo_from
+
+MAX_SEED = 2**32 - 1  # seeds as numpy and every torch generator accept them
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,13 +45,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ..store import get_store
     from ..transfer import run_transfer
 
+    check_outputs(csv=args.csv, long_csv=args.long_csv)
+    zoo_from(args)  # a --home that cannot be used fails here, before any training or attack
     specs = list(dict.fromkeys(parse_names(args.models, args.profile)))
     datasets = sorted({spec.dataset for spec in specs})
     if len(datasets) != 1:
         raise TrendError(f"All models of a transfer run must share one dataset, got {', '.join(datasets)}.")
     attack = build_attack(args.attack, get_info(datasets[0]).default_eps, eps=args.eps, steps=args.steps,
                           step_size=args.step_size, kappa=args.kappa, profile=profile_of(args))
-    limit = None if args.limit is None else _number("--limit", args.limit, int)
+    limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     if args.split not in ("train", "val", "test"):
         raise TrendError(f"Unknown split {args.split!r}; choose train, val or test.")
     sources = _subset(args.sources, specs, "--sources", args.profile)
@@ -95,12 +99,21 @@ def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=
     return make_attack(name, **params)
 
 
-def _number(flag: str, text: str, kind: type):
+def _number(flag: str, text: str, kind: type, minimum: float | None = None, maximum: float | None = None):
+    """``text`` as an int or a finite float within [minimum, maximum] (each bound optional), else a TrendError."""
+    what = "a whole number" if kind is int else "a number"
+    shown = text if len(str(text)) <= 40 else str(text)[:37] + "..."
     try:
-        return kind(text)
-    except (TypeError, ValueError):
-        what = "a whole number" if kind is int else "a number"
-        raise TrendError(f"{flag} must be {what}, got {text!r}.") from None
+        value = kind(text)
+    except (TypeError, ValueError):  # also int() of thousands of digits
+        raise TrendError(f"{flag} must be {what}, got {shown!r}.") from None
+    if kind is float and (value != value or abs(value) == float("inf")):
+        raise TrendError(f"{flag} must be a finite number, got {shown!r}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = (f"between {minimum} and {maximum}" if minimum is not None and maximum is not None
+                  else f"at least {minimum}" if minimum is not None else f"at most {maximum}")
+        raise TrendError(f"{flag} must be {bounds}, got {shown}.")
+    return value
 
 
 def _subset(names: list[str] | None, specs: list, flag: str, profile: str | None = None) -> list[str] | None:

@@ -1,0 +1,99 @@
+"""Checks on the folders a user names (the store folder, output files) before any work is done, and the
+store folders the dashboard may offer.
+
+A path is usable when it is, or can be created as, a directory (or file) that this process may write: the
+nearest part of it that exists must be a directory we can write into. Checking this first turns a failure
+after minutes of training into one sentence at once.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import TrendError
+
+HOMES_ENV = "TREND_HOMES"  # extra store folders the dashboard offers, separated by os.pathsep
+ROOT_ENV = "TREND_HOME_ROOT"  # an operator's root: dashboard users may pick or name folders inside it
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def _why_unwritable(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot be written (created) as a ``kind`` ('folder' or 'file'); None when it can."""
+    if "\x00" in str(path):
+        return "its name holds a NUL character"
+    if os.path.lexists(path):
+        if kind == "folder" and not path.is_dir():
+            return "it exists and is not a folder"
+        if kind == "file" and path.is_dir():
+            return "it is a folder"
+        target = path if kind == "folder" else path.parent
+        return None if os.access(target, os.W_OK | os.X_OK) else "this process may not write there"
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"this process may not create folders in {existing}"
+    return None
+
+
+def check_home(path: str | os.PathLike) -> Path:
+    """``path`` (user-expanded) when it can serve as a store folder, else a TrendError saying why."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise TrendError("The store folder is empty; name a folder (e.g. ~/.cache/trend).")
+    home = Path(text.strip()).expanduser()
+    why = _why_unwritable(home, "folder")
+    if why:
+        raise TrendError(f"The store folder {home} cannot be used: {why}.")
+    return home
+
+
+def check_output_file(flag: str, path: str | os.PathLike) -> Path:
+    """``path`` when a file can be written there (its folder may be created), else a TrendError naming ``flag``."""
+    target = Path(os.fspath(path)).expanduser()
+    why = _why_unwritable(target, "file")
+    if why:
+        raise TrendError(f"{flag} {target} cannot be written: {why}.")
+    return target
+
+
+def known_homes() -> list[Path]:
+    """The store folders the dashboard offers: $TREND_HOME (else the user's default), those in $TREND_HOMES,
+    and the folders directly inside the operator's root $TREND_HOME_ROOT; no duplicates, in that order."""
+    from .zoo import default_home
+
+    homes = [default_home()]
+    homes += [Path(p).expanduser() for p in os.environ.get(HOMES_ENV, "").split(os.pathsep) if p.strip()]
+    root = operator_root()
+    if root is not None and root.is_dir():
+        homes += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unique: dict[str, Path] = {}
+    for home in homes:
+        unique.setdefault(str(home.resolve()), home)
+    return list(unique.values())
+
+
+def operator_root() -> Path | None:
+    """The folder $TREND_HOME_ROOT names, inside which dashboard users may create store folders, or None."""
+    text = os.environ.get(ROOT_ENV, "").strip()
+    return Path(text).expanduser().resolve() if text else None
+
+
+def home_in_root(name: str) -> Path:
+    """The store folder ``name`` inside the operator's root: one plain folder name, no path; a TrendError
+    when there is no root, the name leaves it, or the folder cannot be created."""
+    root = operator_root()
+    if root is None:
+        raise TrendError(f"New store folders are disabled; the operator can allow them by setting {ROOT_ENV}.")
+    name = name.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}", name):
+        raise TrendError(f"A new store folder is one plain name inside {root} (letters, digits, - and _), "
+                         f"got {name!r}.")
+    return check_home(root / name)
