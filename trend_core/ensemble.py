@@ -161,7 +161,8 @@ def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: in
 def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
                      rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
                      step_size: float = 0.01, seed: int = 0, members_alone: bool = True, draws: int | None = None,
-                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None,
+                     executor=None) -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
     One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
@@ -171,7 +172,8 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     domination shows as one member fooled while the others are not). A member attacked alone gets the same
     attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
     Adversarial images are cached in the results store (``store``: a Store, None for the shared one, False
-    for none), so a repeated sweep only re-evaluates.
+    for none), so a repeated sweep only re-evaluates. With a distributed ``executor`` (``trend_core.executors``)
+    every (rule, attacked model, eps) point first runs as its own unit, and the loop below reads the store.
     """
     from .attacks.ensemble import EnsemblePGD, check_rule
     from .devices import resolve_device
@@ -193,6 +195,17 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     singles = [MajorityVote([m], seed, [name]) for m, name in zip(ensemble.members, ensemble.names)]
     clean_ens = ensemble.expected_accuracy(x, y, draws)
     clean_members = [s.expected_accuracy(x, y) for s in singles]
+    from .executors import get_executor
+
+    runner = get_executor(executor)
+    if runner.distributed:
+        from .scale import prefetch_attacks
+
+        points = []
+        for rule in rules:
+            attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed)
+            points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
+        prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
     rows = []
     for rule in rules:
         attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed)

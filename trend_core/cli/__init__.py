@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ..executors import set_default
+
+        set_default(getattr(args, "executor", None))
         return int(args.func(args) or 0)
     except TrendError as exc:
         print(f"trend: error: {exc}", file=sys.stderr)

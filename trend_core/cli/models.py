@@ -10,7 +10,7 @@ import pandas as pd
 from ..errors import TrendError
 from ..evaluate import accuracy_table
 from ..zoo import PRESETS, preset_specs
-from .common import add_common, emit_json, emit_table, epoch_bar, parse_names, zoo_from
+from .common import add_common, distributed, emit_json, emit_table, epoch_bar, parse_names, train_parallel, zoo_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_all(args, specs, force: bool = False) -> None:
     zoo = zoo_from(args)
     start = time.perf_counter()
+    if distributed():  # every missing model as its own task, in parallel
+        if force:
+            for spec in specs:
+                zoo.delete(spec)
+        present = [spec for spec in specs if zoo.has(spec)]
+        for spec in present:
+            print(f"{spec.name}: already in the zoo", file=sys.stderr)
+        train_parallel(args, [spec for spec in specs if spec not in present])
+        print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        return
     for spec in specs:
         if zoo.has(spec) and not force:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)
