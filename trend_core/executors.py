@@ -159,13 +159,14 @@ def _run_unit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _plain_error(exc: BaseException) -> BaseException:
-    """A Ray error as something a user can read: its cause's first line, not the remote traceback."""
+    """A Ray system error (a worker that kept dying, a lost node) as one sentence; a unit's own bug keeps its
+    traceback (Ray's RayTaskError carries it)."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, TrendError):
         return TrendError(str(cause))
-    if type(exc).__module__.startswith("ray"):
-        first = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-        return TrendError(f"A Ray task failed: {first}")
+    if cause is None and type(exc).__module__.startswith("ray"):
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return TrendError(f"A Ray task failed ({type(exc).__name__}){': ' + first if first else ''}")
     return exc
 
 
