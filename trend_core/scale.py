@@ -122,11 +122,11 @@ def train_specs(zoo, specs: Sequence[ModelSpec | str], device: Any = "auto", exe
     from .nn import build_model
 
     ex = get_executor(executor)
-    specs = list(dict.fromkeys(parse_spec(s) for s in specs))
-    for spec in specs:
+    chosen: list[ModelSpec] = list(dict.fromkeys(parse_spec(s) for s in specs))
+    for spec in chosen:
         if spec.pretrained and not zoo.has(spec):
             zoo.get_or_train(spec)
-    missing = [spec for spec in specs if not zoo.has(spec)]
+    missing = [spec for spec in chosen if not zoo.has(spec)]
     dev = worker_device(device)
     futures = {ex.submit(train_unit, spec.to_dict(), dev, gpu=dev != "cpu"): spec for spec in missing}
     for done, (future, value) in enumerate(_as_done(ex, futures, cancel, "Training"), start=1):
@@ -138,7 +138,7 @@ def train_specs(zoo, specs: Sequence[ModelSpec | str], device: Any = "auto", exe
         meta = zoo.save(spec, model, value["meta"])
         if progress is not None:
             progress(TrainStep(done, len(missing), spec.name, meta.get("test_acc")))
-    return [zoo.metadata(spec) for spec in specs]
+    return [zoo.metadata(spec) for spec in chosen]
 
 
 def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerprints: Sequence[str],
