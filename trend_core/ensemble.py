@@ -188,7 +188,7 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
                      rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
                      step_size: float = 0.01, seed: int = 0, members_alone: bool = True, draws: int | None = None,
                      store=None, device: str = "auto", progress: Callable[[str], None] | None = None,
-                     profile: str = "paper") -> pd.DataFrame:
+                     profile: str = "paper", executor=None) -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
     One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
@@ -199,7 +199,8 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
     Adversarial images are cached in the results store (``store``: a Store, None for the shared one, False
     for none), so a repeated sweep only re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule
-    and the attacks' random start.
+    and the attacks' random start. With a distributed ``executor`` (``trend_core.executors``) every (rule,
+    attacked model, eps) point first runs as its own unit, and the loop below reads the store.
     """
     from .attacks.ensemble import EnsemblePGD, check_rule
     from .devices import resolve_device
@@ -221,6 +222,17 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
     singles = [MajorityVote([m], seed, [name], profile) for m, name in zip(ensemble.members, ensemble.names)]
     clean_ens = ensemble.expected_accuracy(x, y, draws)
     clean_members = [s.expected_accuracy(x, y) for s in singles]
+    from .executors import get_executor
+
+    runner = get_executor(executor)
+    if runner.distributed:
+        from .scale import prefetch_attacks
+
+        points = []
+        for rule in rules:
+            attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
+            points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
+        prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
     rows = []
     for rule in rules:
         attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)

@@ -165,16 +165,17 @@ class TransferResult:
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
                  data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
                  device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., profile: str = ...
+                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., profile: str = ...,
+                 executor: Any = ...
                  ) -> TransferResult: ...
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
                  data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
                  device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
                  epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...,
-                 profile: str = ...) -> list[TransferResult]: ...
+                 profile: str = ..., executor: Any = ...) -> list[TransferResult]: ...
 def run_transfer(models, attack, split="test", limit=None, data=None, store=None, progress=None, device="auto",
-                 sources=None, targets=None, epsilons=None, cancel=None, profile="paper"):
+                 sources=None, targets=None, epsilons=None, cancel=None, profile="paper", executor=None):
     """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
 
     ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
@@ -183,6 +184,8 @@ def run_transfer(models, attack, split="test", limit=None, data=None, store=None
     ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
     Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each. ``profile``
     (paper or authors) configures an attack given by name (CW's abort rule); the models carry their own.
+    ``executor``: where the attacks and evaluations run (``trend_core.executors``; default: as chosen by
+    --executor / TREND_EXECUTOR, local threads unless Ray was asked for).
     """
     models = list(models)
     if not models:
@@ -208,6 +211,15 @@ def run_transfer(models, attack, split="test", limit=None, data=None, store=None
     fps = [model_fingerprint(m) for m in models]
     per_eps: list[dict] = [{name: {} for name in ("correct", "success", "l2", "linf", "pred", "keys")}
                            for _ in eps_list]
+    from .executors import get_executor
+
+    runner = get_executor(executor)
+    if runner.distributed:  # attacks and evaluations run as units elsewhere; the loop below then reads the store
+        from .scale import prefetch_transfer
+
+        prefetch_transfer(runner, models, fps, labels, src, tgt, attack, eps_list, x, y, data_key, store, device,
+                          progress, cancel)
+        progress = cancel = None
     for done, s in enumerate(src, start=1):
         if cancel is not None and cancel():
             raise TransferCancelled(f"The transfer run was cancelled after {done - 1} of {len(src)} sources.")

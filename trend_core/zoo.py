@@ -281,6 +281,13 @@ class Zoo:
             model = build_model(spec)
             self.save(spec, model, {"source": "torchvision", "val_acc": None, "test_acc": None, "train_seconds": 0.0})
             return model.eval()
+        from .executors import get_executor
+
+        if get_executor().distributed:  # trained on a worker; written here (no per-epoch progress from there)
+            from .scale import train_specs
+
+            train_specs(self, [spec], device=device, cancel=cancel)
+            return self.load(spec)
         from .train import train_model
 
         result = train_model(spec, device=device, progress=progress, cancel=cancel)

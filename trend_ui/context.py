@@ -6,6 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from .cluster import executor_status
+
 CONTEXT_KEY = "trend_context"
 PROFILE_KEY = "profile"  # session-state key of the method profile (paper or authors)
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA"}
@@ -73,6 +75,7 @@ def sidebar() -> AppContext:
         device = st.radio("Device", list(DEVICE_LABELS), format_func=DEVICE_LABELS.get, horizontal=True,
                           key="sb_device", help="Auto takes CUDA when PyTorch sees a GPU, else the CPU.")
         st.caption(f"Found: {found}")
+        executor_status()
         if device == "cuda" and not has_cuda:
             st.error("No CUDA GPU is visible to PyTorch; using the CPU instead.")
             device = "cpu"

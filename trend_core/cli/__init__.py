@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.show_warnings_as_lines()
     try:
+        from ..executors import set_default
+
+        set_default(getattr(args, "executor", None))
         return int(args.func(args) or 0)
     except TrendError as exc:
         print(f"trend: error: {exc}", file=sys.stderr)

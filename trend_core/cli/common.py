@@ -26,9 +26,11 @@ def version() -> str:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    """--device and --home, accepted by every command."""
+    """--device, --home and --executor, accepted by every command."""
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where to compute (default auto)")
     parser.add_argument("--home", default=None, help="store folder (default $TREND_HOME or ~/.cache/trend)")
+    parser.add_argument("--executor", choices=("local", "ray"), default=None,
+                        help="where heavy work runs: local threads or Ray tasks (default $TREND_EXECUTOR, else local)")
 
 
 def add_profile(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +98,8 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
     specs = parse_names(names)
     _set_threads(specs, args)
     models = []
+    if train_missing and distributed():  # train every missing model at once, in parallel on the cluster
+        train_parallel(args, [spec for spec in specs if not zoo.has(spec)])
     for spec in specs:
         if not zoo.has(spec) and train_missing:
             print(f"training {spec.name} ...", file=sys.stderr)
@@ -127,6 +131,35 @@ def restore_threads() -> None:
         import torch
 
         torch.set_num_threads(before)
+def distributed() -> bool:
+    """Whether the chosen executor (--executor, TREND_EXECUTOR) runs work off this process."""
+    from ..executors import get_executor
+
+    return get_executor().distributed
+
+
+def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
+    """Train ``specs`` as parallel units on the chosen executor, one line on stderr per finished model."""
+    from ..scale import train_specs
+
+    if not specs:
+        return
+    print(f"training {len(specs)} models on the {executor_label()} ...", file=sys.stderr)
+
+    def report(step) -> None:
+        acc = "" if step.test_acc is None else f": test accuracy {step.test_acc:.4f}"
+        print(f"[{step.done}/{step.total}] {step.name}{acc}", file=sys.stderr)
+
+    train_specs(zoo_from(args), specs, device=args.device, progress=report)
+
+
+def executor_label() -> str:
+    from ..executors import get_executor
+
+    status = get_executor().status()
+    if status["executor"] != "ray":
+        return "local executor"
+    return f"Ray cluster ({status['nodes']} nodes, {status['cpus']} CPUs, {status['gpus']} GPUs)"
 
 
 def epoch_bar(spec: ModelSpec):

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import TrendError
 from ..presets import PRESETS
-from .common import add_common, add_profile, emit_json, emit_table, epoch_bar, parse_names, profile_of, zoo_from
+from .common import (add_common, add_profile, distributed, emit_json, emit_table, epoch_bar, parse_names, profile_of,
+                     train_parallel, zoo_from)
 
 
 if TYPE_CHECKING:
@@ -72,6 +73,13 @@ def _train_all(args, specs, force: bool = False) -> None:
     zoo = zoo_from(args)
     start = time.perf_counter()
     todo = [spec for spec in specs if force or not zoo.has(spec)]
+    if distributed():  # every model to train as its own task, in parallel; the driver swaps each in when complete
+        for spec in specs:
+            if spec not in todo:
+                print(f"{spec.name}: already in the zoo", file=sys.stderr)
+        train_parallel(args, todo)
+        print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        return
     for spec in specs:
         if spec not in todo:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)

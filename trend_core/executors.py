@@ -1,0 +1,207 @@
+"""Where units of work run: local threads (the default) or Ray tasks on a cluster.
+
+An executor takes a plain function and its arguments and returns a ``concurrent.futures.Future``; engine
+functions (``trend_core.scale``) submit units of work to it and write what comes back into the zoo and the
+store themselves, so workers never touch the driver's files. Chosen by ``--executor local|ray`` on the CLI, or
+by ``TREND_EXECUTOR`` / ``TREND_RAY_ADDRESS`` (``auto``: a running cluster, ``ray://host:10001``: a remote
+one, ``local``: start Ray on this machine); setting only the address selects Ray.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any, Callable
+
+from .errors import TrendError
+
+EXECUTOR_CHOICES = ("local", "ray")
+TASK_RETRIES = 3  # Ray reruns a task whose worker died this many times; a TrendError is never retried
+
+_default_name: str | None = None
+_cache: dict[tuple, "Executor"] = {}
+_lock = threading.Lock()
+
+
+class Executor:
+    """Runs ``fn(*args, **kwargs)`` somewhere and hands back a Future; ``distributed`` says whether off-process."""
+
+    name = "executor"
+    distributed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Future:
+        raise NotImplementedError
+
+    def put(self, value: Any) -> Any:
+        """A handle to pass ``value`` to many tasks without copying it each time (the value itself locally)."""
+        return value
+
+    def cancel(self, future: Future) -> None:
+        future.cancel()
+
+    def status(self) -> dict:
+        """What the sidebar shows: the executor's name and, for a cluster, its nodes, GPUs, CPUs and tasks."""
+        return {"executor": self.name}
+
+
+class LocalExecutor(Executor):
+    """A small thread pool in this process (one worker by default: the laptop behaviour, one job at a time)."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="trend-unit")
+
+    def submit(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def status(self) -> dict:
+        return {"executor": self.name, "workers": self.workers}
+
+
+class RayExecutor(Executor):
+    """Ray core tasks: each unit asks for one CPU, or one GPU where the cluster has GPUs and the device allows."""
+
+    name = "ray"
+    distributed = True
+
+    def __init__(self, address: str | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise TrendError("The Ray executor needs Ray: install it with `pip install -e .[ray]`.") from None
+        self._ray = ray
+        self.address = address or "local"
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False,
+                         include_dashboard=False, configure_logging=False)
+            except Exception as exc:  # ConnectionError, ValueError for a bad address, RuntimeError, ...
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise TrendError(f"Could not start or reach the Ray cluster at {self.address!r}: {first}") from None
+        self._remote = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False)(_run_unit)
+        self._refs: dict[int, Any] = {}
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def has_gpus(self) -> bool:
+        return self._ray.cluster_resources().get("GPU", 0) > 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Future:
+        wants_gpu = gpu and self.has_gpus()
+        ref = self._remote.options(num_cpus=1, num_gpus=1 if wants_gpu else 0).remote(fn, *args, **kwargs)
+        outer: Future = Future()
+        with self._lock:
+            self._in_flight += 1
+            self._refs[id(outer)] = ref
+
+        def settle(inner: Future) -> None:
+            with self._lock:
+                self._in_flight -= 1
+                self._refs.pop(id(outer), None)
+            if outer.cancelled():
+                return
+            try:
+                outcome = inner.result()
+            except BaseException as exc:  # a worker that kept dying, a cancelled task, a bug in a unit
+                outcome = _Failure(None, _plain_error(exc))
+            try:
+                if isinstance(outcome, _Failure):
+                    outer.set_exception(outcome.error or TrendError(outcome.message))
+                else:
+                    outer.set_result(outcome)
+            except InvalidStateError:  # cancelled meanwhile
+                pass
+
+        ref.future().add_done_callback(settle)
+        return outer
+
+    def put(self, value: Any) -> Any:
+        return self._ray.put(value)
+
+    def cancel(self, future: Future) -> None:
+        with self._lock:
+            ref = self._refs.get(id(future))
+        if ref is not None:
+            try:
+                self._ray.cancel(ref, force=False)
+            except Exception:  # already finished or gone: nothing to stop
+                pass
+        future.cancel()
+
+    def status(self) -> dict:
+        ray = self._ray
+        total, free = ray.cluster_resources(), ray.available_resources()
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        busy = int(round(total.get("CPU", 0) - free.get("CPU", 0)))
+        with self._lock:
+            in_flight = self._in_flight
+        running = min(in_flight, busy)
+        return {"executor": self.name, "address": self.address, "nodes": len(nodes),
+                "gpus": int(total.get("GPU", 0)), "cpus": int(total.get("CPU", 0)),
+                "running": running, "queued": in_flight - running, "busy_cpus": busy}
+
+
+class _Failure:
+    """A unit's TrendError, returned (not raised) so that Ray does not retry it and no traceback reaches the user."""
+
+    def __init__(self, message: str | None, error: BaseException | None = None):
+        self.message, self.error = message, error
+
+
+def _run_unit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The body of every Ray task: run the unit; a TrendError comes back as a _Failure with its one-line message."""
+    try:
+        return fn(*args, **kwargs)
+    except TrendError as exc:
+        return _Failure(str(exc))
+
+
+def _plain_error(exc: BaseException) -> BaseException:
+    """A Ray system error (a worker that kept dying, a lost node) as one sentence; a unit's own bug keeps its
+    traceback (Ray's RayTaskError carries it)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, TrendError):
+        return TrendError(str(cause))
+    if cause is None and type(exc).__module__.startswith("ray"):
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return TrendError(f"A Ray task failed ({type(exc).__name__}){': ' + first if first else ''}")
+    return exc
+
+
+# ----------------------------------------------------------------------------- choosing one
+def set_default(name: str | None) -> None:
+    """Make ``name`` ("local" or "ray") this process's executor, over TREND_EXECUTOR (the CLI's --executor)."""
+    global _default_name
+    _default_name = _check_name(name) if name else None
+
+
+def chosen_name() -> str:
+    """The executor asked for: --executor, else TREND_EXECUTOR, else ray when TREND_RAY_ADDRESS is set, else local."""
+    if _default_name:
+        return _default_name
+    env = os.environ.get("TREND_EXECUTOR", "").strip().lower()
+    if env:
+        return _check_name(env)
+    return "ray" if os.environ.get("TREND_RAY_ADDRESS", "").strip() else "local"
+
+
+def get_executor(executor: Executor | str | None = None) -> Executor:
+    """An Executor: the one given, one by name, or the one chosen by the CLI / environment (one per process)."""
+    if isinstance(executor, Executor):
+        return executor
+    name = _check_name(executor) if executor else chosen_name()
+    address = os.environ.get("TREND_RAY_ADDRESS", "").strip() or "local"
+    key = (name, address if name == "ray" else None)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = RayExecutor(address) if name == "ray" else LocalExecutor()
+        return _cache[key]
+
+
+def _check_name(name: str) -> str:
+    name = str(name).strip().lower()
+    if name not in EXECUTOR_CHOICES:
+        raise TrendError(f"Unknown executor {name!r}; choose local or ray (TREND_EXECUTOR, --executor).")
+    return name

@@ -1,0 +1,297 @@
+"""Units of work for an Executor, and the driver side that schedules them and writes what they return.
+
+A unit is a plain function of plain inputs: train one spec (returns safetensors bytes and metadata), attack one
+model at some eps (returns the attack's per-image outcomes and images), predict one model on some images.
+Models travel as a spec plus safetensors bytes (rebuilt on the worker; any other module is sent as an object).
+Only the driver writes to the zoo and the results store, each result once it is complete, so a lost worker or
+a killed driver never leaves a partial entry and a rerun resumes from what is stored.
+"""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .executors import Executor, get_executor
+from .specs import ModelSpec, parse_spec
+
+POLL_SECONDS = 0.25  # how often a waiting driver checks its cancel callback
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Progress of ``train_specs``: ``done`` of ``total`` models finished; ``name`` the one just written."""
+
+    done: int
+    total: int
+    name: str
+    test_acc: float | None
+
+
+# ----------------------------------------------------------------------------- models as plain data
+def pack_model(model: nn.Module) -> dict:
+    """A model as plain data for a worker: spec + safetensors bytes, an ensemble of packed members, or the module."""
+    from safetensors.torch import save
+
+    from .ensemble import MajorityVote
+    from .nn import TrendModel
+
+    spec = getattr(model, "spec", None)
+    if isinstance(model, TrendModel) and isinstance(spec, ModelSpec):
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        return {"kind": "spec", "spec": spec.to_dict(), "weights": save(state), "training": model.training}
+    if isinstance(model, MajorityVote):
+        return {"kind": "vote", "members": [pack_model(m) for m in model.members], "seed": model.seed,
+                "names": list(model.names), "profile": model.profile}
+    return {"kind": "module", "module": model}
+
+
+def unpack_model(package: dict, device: torch.device) -> nn.Module:
+    """The module ``pack_model`` described, on ``device``, in the mode it was packed in."""
+    if package["kind"] == "spec":
+        from safetensors.torch import load
+
+        from .nn import build_model
+
+        model = build_model(ModelSpec.from_dict(package["spec"]))
+        model.load_state_dict(load(package["weights"]))
+        return model.to(device).train(package["training"])
+    if package["kind"] == "vote":
+        from .ensemble import MajorityVote
+
+        members = [unpack_model(p, device) for p in package["members"]]
+        return MajorityVote(members, package["seed"], package["names"], package.get("profile", "paper"))
+    return package["module"].to(device)
+
+
+def worker_device(device: Any) -> str:
+    """The device name to send to workers: a resolved torch.device says nothing about a worker, so it is auto."""
+    return "auto" if isinstance(device, torch.device) or device is None else str(device)
+
+
+# ----------------------------------------------------------------------------- units (run on workers)
+def train_unit(spec: dict, device: str = "auto") -> dict:
+    """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
+    from safetensors.torch import save
+
+    from .train import train_model
+
+    result = train_model(ModelSpec.from_dict(spec), device=device)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    return {"weights": save(state), "meta": {
+        "source": "trained", "val_acc": result.val_acc, "test_acc": result.test_acc,
+        "train_seconds": round(result.train_seconds, 3), "device": device,
+        "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
+    }}
+
+
+def attack_unit(package: dict, attack, data: tuple[torch.Tensor, torch.Tensor], epsilons: Sequence[float | None],
+                device: str = "auto") -> list[dict]:
+    """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU)."""
+    from .devices import resolve_device
+
+    dev = resolve_device(device)
+    model = unpack_model(package, dev)
+    x, y = data
+    outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons))
+    return [{"clean_correct": o.clean_correct.cpu(), "success": o.success.cpu(), "l2": o.l2.cpu(),
+             "linf": o.linf.cpu(), "x_adv": o.x_adv.cpu()} for o in outcomes]
+
+
+def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "auto") -> list[torch.Tensor]:
+    """One model's predicted classes on each batch of images (a target evaluated on a source's images)."""
+    from .attacks.base import predict
+    from .devices import resolve_device
+
+    dev = resolve_device(device)
+    model = unpack_model(package, dev)
+    return [predict(model, batch.to(dev)).cpu() for batch in images]
+
+
+# ----------------------------------------------------------------------------- driver side
+def train_specs(zoo, specs: Sequence[ModelSpec | str], device: Any = "auto", executor: Executor | str | None = None,
+                progress: Callable[[TrainStep], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> list[dict]:
+    """Train the specs the zoo lacks as parallel units and write each to the zoo as it completes.
+
+    Returns every spec's metadata (in the order given). Pretrained torchvision specs are fetched here, not trained.
+    """
+    from .nn import build_model
+
+    ex = get_executor(executor)
+    chosen: list[ModelSpec] = list(dict.fromkeys(parse_spec(s) for s in specs))
+    for spec in chosen:
+        if spec.pretrained and not zoo.has(spec):
+            zoo.get_or_train(spec)
+    missing = [spec for spec in chosen if not zoo.has(spec)]
+    dev = worker_device(device)
+    futures = {ex.submit(train_unit, spec.to_dict(), dev, gpu=dev != "cpu"): spec for spec in missing}
+    for done, (future, value) in enumerate(_as_done(ex, futures, cancel, "Training"), start=1):
+        spec = futures[future]
+        from safetensors.torch import load
+
+        model = build_model(spec)
+        model.load_state_dict(load(value["weights"]))
+        meta = zoo.save(spec, model, value["meta"])
+        if progress is not None:
+            progress(TrainStep(done, len(missing), spec.name, meta.get("test_acc")))
+    return [zoo.metadata(spec) for spec in chosen]
+
+
+def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerprints: Sequence[str],
+                      labels: Sequence[str], sources: Sequence[int], targets: Sequence[int], attack,
+                      epsilons: Sequence[float | None], x: torch.Tensor, y: torch.Tensor, data_key: str, store,
+                      device: Any = "auto", progress: Callable | None = None,
+                      cancel: Callable[[], bool] | None = None) -> None:
+    """Put every source's attack results and every target's predictions on them into ``store``, as units.
+
+    Attacks run one per source and eps (one per source for minimum-norm attacks, which serve every eps at once);
+    a target's evaluation starts as soon as its source's images are stored. ``progress`` gets a TransferStep
+    per finished source. Afterwards ``run_transfer``'s own loop finds everything in the store.
+    """
+    from .store import content_key
+    from .transfer import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
+
+    dev = worker_device(device)
+    gpu = dev != "cpu"
+    handles: dict[int, Any] = {}
+    data = executor.put((x.detach().cpu(), y.detach().cpu()))
+
+    def handle(i: int):
+        if i not in handles:
+            handles[i] = executor.put(pack_model(models[i]))
+        return handles[i]
+
+    pending: dict[Future, tuple] = {}
+    outstanding = {s: 0 for s in sources}
+    computed = {s: False for s in sources}
+    plan: dict[int, tuple[list[str], list[dict]]] = {}
+
+    def submit_predictions(s: int, slots: list[int], images: list[torch.Tensor]) -> None:
+        pred_keys = plan[s][1]
+        batches = dict(zip(slots, images))
+        for t in [t for t in targets if t != s]:
+            wanted = [slot for slot in slots if not store.has(pred_keys[slot][t])]
+            if wanted:
+                future = executor.submit(predict_unit, handle(t), [batches[slot] for slot in wanted], dev, gpu=gpu)
+                pending[future] = ("pred", s, wanted, t)
+                outstanding[s] += 1
+
+    for s in sources:
+        keys = attack_keys(attack, epsilons, data_key, fingerprints[s])
+        pred_keys = [{t: content_key(CACHE_VERSION, "pred", fingerprints[t], key) for t in targets if t != s}
+                     for key in keys]
+        plan[s] = (keys, pred_keys)
+        need_attack, ready = [], []
+        for slot, key in enumerate(keys):
+            preds_missing = not all(store.has(k) for k in pred_keys[slot].values())
+            if not store.has(key) or (preds_missing and not store.has(key + ":x_adv")):
+                need_attack.append(slot)
+            elif preds_missing:
+                ready.append(slot)
+        if ready:
+            submit_predictions(s, ready, [store.get(keys[slot] + ":x_adv") for slot in ready])
+        groups = [need_attack] if attack.minimum_norm and need_attack else [[slot] for slot in need_attack]
+        for group in groups:
+            future = executor.submit(attack_unit, handle(s), attack, data, [epsilons[i] for i in group], dev, gpu=gpu)
+            pending[future] = ("attack", s, group, None)
+            outstanding[s] += 1
+        computed[s] = bool(need_attack or ready)
+
+    finished = 0
+    for s in sources:
+        if outstanding[s] == 0:
+            finished += 1
+            if progress is not None:
+                progress(TransferStep(finished, len(sources), labels[s], True))
+    while pending:
+        if cancel is not None and cancel():
+            _cancel_all(executor, pending)
+            raise TransferCancelled(f"The transfer run was cancelled after {finished} of {len(sources)} sources.")
+        done, _ = wait(list(pending), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
+            kind, s, slots, t = pending.pop(future)
+            try:
+                value = future.result()
+            except BaseException:
+                _cancel_all(executor, pending)
+                raise
+            keys, pred_keys = plan[s]
+            if kind == "attack":
+                for slot, entry in zip(slots, value):
+                    summary = {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")}
+                    store.set(keys[slot] + ":x_adv", entry["x_adv"])  # images first: a summary implies its images
+                    store.set(keys[slot], summary)
+                submit_predictions(s, slots, [entry["x_adv"] for entry in value])
+            else:
+                for slot, pred in zip(slots, value):
+                    store.set(pred_keys[slot][t], pred)
+            outstanding[s] -= 1
+            if outstanding[s] == 0:
+                finished += 1
+                if progress is not None:
+                    progress(TransferStep(finished, len(sources), labels[s], not computed[s]))
+
+
+def prefetch_attacks(executor: Executor, jobs: Sequence[tuple[nn.Module, Any]], x: torch.Tensor, y: torch.Tensor,
+                     epsilons: Sequence[float | None], store, device: Any = "auto",
+                     progress: Callable[[str], None] | None = None) -> None:
+    """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
+
+    Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking.
+    """
+    from .store import content_key, model_fingerprint
+    from .transfer import CACHE_VERSION, attack_keys
+
+    dev = worker_device(device)
+    data_key = content_key(CACHE_VERSION, "data", x, y)
+    data = executor.put((x.detach().cpu(), y.detach().cpu()))
+    futures: dict[Future, tuple[list[str], str]] = {}
+    for model, attack in jobs:
+        keys = attack_keys(attack, epsilons, data_key, model_fingerprint(model))
+        missing = [slot for slot, key in enumerate(keys) if not (store.has(key) and store.has(key + ":x_adv"))]
+        if not missing:
+            continue
+        package = executor.put(pack_model(model))
+        groups = [missing] if attack.minimum_norm else [[slot] for slot in missing]
+        label = f"{getattr(attack, 'name', 'attack')} on {getattr(model, 'name', None) or type(model).__name__}"
+        for group in groups:
+            future = executor.submit(attack_unit, package, attack, data, [epsilons[i] for i in group], dev,
+                                     gpu=dev != "cpu")
+            futures[future] = ([keys[i] for i in group], label)
+    total = len(futures)
+    for n, (future, value) in enumerate(_as_done(executor, futures, None, "The sweep"), start=1):
+        keys, label = futures[future]
+        for key, entry in zip(keys, value):
+            store.set(key + ":x_adv", entry["x_adv"])
+            store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
+        if progress is not None:
+            progress(f"{n}/{total} attacks done ({label})")
+
+
+def _as_done(executor: Executor, futures: dict, cancel: Callable[[], bool] | None, what: str):
+    """(future, result) as each finishes; a failure or a cancel stops the others and raises."""
+    pending = set(futures)
+    while pending:
+        if cancel is not None and cancel():
+            _cancel_all(executor, pending)
+            from .train import TrainingCancelled
+
+            raise TrainingCancelled(f"{what} was cancelled.")
+        done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
+            try:
+                value = future.result()
+            except BaseException:
+                _cancel_all(executor, pending)
+                raise
+            yield future, value
+
+
+def _cancel_all(executor: Executor, futures) -> None:
+    for future in list(futures):
+        executor.cancel(future)
+
