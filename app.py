@@ -17,6 +17,7 @@ PAGES = (  # (file, title, icon); a page whose file does not exist yet is left o
     ("pages/ensemble_attacks.py", "Ensemble attacks", ":material/group_work:"),
     ("pages/trend_builder.py", "TREND builder", ":material/shield:"),
     ("pages/tm_curve.py", "TM curve", ":material/show_chart:"),
+    ("pages/reproduce.py", "Reproduce", ":material/fact_check:"),
 )
 
 
