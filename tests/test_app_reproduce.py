@@ -8,7 +8,7 @@ from app_support import assert_clean, figures, open_app, sync_jobs, texts, zoo_h
 from conftest import FP, FP_S1, Q1
 
 PAGE = "pages/reproduce.py"
-TINY = {"models": {"FP": FP, "FP-s1": FP_S1, "Q1": Q1}, "limit": 16, "pgd_steps": 2, "cw_steps": 3,
+TINY = {"models": {"FP": FP, "FP-s1": FP_S1, "Q1": Q1}, "limit": 10, "pgd_steps": 2, "cw_steps": 3,
         "cw_search_steps": 1, "deepfool_steps": 3, "ensemble_steps": 2, "ensemble_eps": (0.1,), "fit_steps": 2,
         "sweep_eps": (0.02, 0.1, 0.2, 0.3), "boundary_resolution": 5, "agreement_images": 2}
 

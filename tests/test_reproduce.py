@@ -19,9 +19,9 @@ from trend_core.reproduce.stages import STAGES
 
 # A miniature: four test-zoo models (two seeds, two input quantizations), 24 images, a few steps.
 MINI_MODELS = {"FP": FP, "FP-s1": FP_S1, "Q2": Q2, "Q1": Q1}
-MINI = {"models": MINI_MODELS, "limit": 24, "pgd_steps": 3, "cw_steps": 5, "cw_search_steps": 1, "deepfool_steps": 5,
-            "ensemble_steps": 3, "ensemble_eps": (0.05, 0.1), "fit_steps": 3,
-            "sweep_eps": (0.02, 0.076, 0.132, 0.188, 0.244, 0.3), "boundary_resolution": 7, "agreement_images": 4}
+MINI = {"models": MINI_MODELS, "limit": 12, "pgd_steps": 3, "cw_steps": 5, "cw_search_steps": 1, "deepfool_steps": 5,
+        "ensemble_steps": 3, "ensemble_eps": (0.1,), "fit_steps": 3, "sweep_eps": (0.02, 0.09, 0.16, 0.23, 0.3),
+        "boundary_resolution": 7, "agreement_images": 4}
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|@import\s+url\(\s*["']?(?:https?:)?//|url\(\s*["']?https?://""",
                       re.IGNORECASE)
 
@@ -106,7 +106,7 @@ def test_finding_7_reads_the_audit_of_every_trend_ensemble_and_member(mini_run):
     assert len(ensembles) == len(chosen) and all(len(c["names"]) == int(n) for c, n in zip(ensembles, [3, 4]))
     members = [c["names"][0] for c in calls if not c["ensemble"]]
     assert sorted(members) == sorted(MINI_MODELS.values())  # each member once, by canonical name
-    assert all(c["epsilons"] == [report["settings"]["trend_eps"]] and c["limit"] == 24 for c in calls)
+    assert all(c["epsilons"] == [report["settings"]["trend_eps"]] and c["limit"] == 12 for c in calls)
     worst = report["stages"]["audit"]["worst_case"]
     assert set(worst["model"]) == set(chosen) | {"FP-s0", "FP-s1", "Q2-s0", "Q1-s0"}
     seven = report["findings"][6]
