@@ -19,6 +19,7 @@ PAGES = (  # (file, title, icon); a page whose file does not exist yet is left o
     ("pages/trend_builder.py", "TREND builder", ":material/shield:"),
     ("pages/tm_curve.py", "TM curve", ":material/show_chart:"),
     ("pages/audit.py", "Robustness audit", ":material/policy:"),
+    ("pages/reproduce.py", "Reproduce", ":material/fact_check:"),
 )
 
 

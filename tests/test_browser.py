@@ -210,3 +210,19 @@ def run_scenario(server, page) -> None:
     assert any("alone" in m for m in metrics), metrics
     assert {re.search(r"vs (\S+) alone", m).group(1) for m in metrics} <= DEMO_LABELS  # members by model name
     shot(page, "06-trend-builder")
+    reproduce_step(page)
+
+
+def reproduce_step(page) -> None:
+    """The Reproduce page at the mini scale (the demo zoo's FP, Q2, Q1: nothing to train): the findings table and
+    the download buttons appear."""
+    goto_page(page, "Reproduce")
+    no_exception(page)
+    page.get_by_text("mini", exact=True).click()
+    page.get_by_role("button", name="Run the reproduction").click()
+    page.get_by_role("heading", name="Findings").wait_for(timeout=600_000)
+    no_exception(page)
+    page.get_by_role("button", name="Download the HTML report").wait_for()
+    text = page.get_by_test_id("stMain").inner_text()
+    assert "not testable at this scale" in text  # the mini scale lacks the seeds, VGG and W/A models
+    shot(page, "07-reproduce")

@@ -11,7 +11,7 @@ import sys
 from ..errors import TrendError
 from . import common
 
-COMMAND_MODULES = ("models", "transfer", "ensemble", "audit")
+COMMAND_MODULES = ("models", "transfer", "ensemble", "audit", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,414 @@
+"""`trend reproduce`: a miniature run through every stage, verdicts that follow the data, a self-contained report,
+reruns from the store, cancellation, the CLI, and CIFAR-10 on fake files in the real format."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from conftest import FP, FP_S1, Q1, Q2, TEST_ZOO_DIR
+
+from trend_core.errors import TrendError
+from trend_core.reproduce import findings as F
+from trend_core.reproduce import settings_for
+from trend_core.reproduce.stages import STAGES
+
+# A miniature: four test-zoo models (two seeds, two input quantizations), 24 images, a few steps.
+MINI_MODELS = {"FP": FP, "FP-s1": FP_S1, "Q2": Q2, "Q1": Q1}
+MINI = {"models": MINI_MODELS, "limit": 12, "pgd_steps": 3, "cw_steps": 5, "cw_search_steps": 1, "deepfool_steps": 5,
+        "ensemble_steps": 3, "ensemble_eps": (0.1,), "fit_steps": 3, "sweep_eps": (0.02, 0.09, 0.16, 0.23, 0.3),
+        "boundary_resolution": 7, "agreement_images": 4}
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|@import\s+url\(\s*["']?(?:https?:)?//|url\(\s*["']?https?://""",
+                      re.IGNORECASE)
+
+
+def mini_settings(**changes):
+    return settings_for("digits", "mini", **{**MINI, **changes})
+
+
+def fake_audit(calls: list, ensemble_acc: float = 0.6, member_acc: float = 0.3):
+    """A stand-in for trend_core.audit.run_audit with its documented result shape."""
+    def run_audit(zoo, names, *, ensemble, epsilons, level="quick", dataset=None, limit=None, device="auto",
+                  store=None, progress=None):
+        calls.append({"names": list(names), "ensemble": ensemble, "epsilons": list(epsilons), "level": level,
+                      "dataset": dataset, "limit": limit})
+        acc = ensemble_acc if ensemble else member_acc
+        robust = pd.DataFrame({"attack": ["apgd-ce", "square"], "eps": [epsilons[0]] * 2,
+                               "robust_accuracy": [acc + 0.1, acc], "n_images": [limit] * 2})
+        worst = pd.DataFrame({"eps": [epsilons[0]], "robust_accuracy": [acc]})
+        flags = [SimpleNamespace(name="gradient masking", fired=False, sentence="Black-box attacks are not stronger.")]
+        return SimpleNamespace(robust=robust, worst_case=worst, flags=flags, to_dict=dict)
+
+    return run_audit
+
+
+@pytest.fixture(scope="module")
+def mini_home(tmp_path_factory, zoo_model):
+    """A store folder whose models/ is the trained test zoo (nothing retrains), shared by this module."""
+    for name in MINI_MODELS.values():
+        zoo_model(name)
+    home = tmp_path_factory.mktemp("reproduce-home")
+    (home / "models").symlink_to(TEST_ZOO_DIR / "models", target_is_directory=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def mini_run(mini_home):
+    """The miniature reproduction with a fake audit, run once for the module: (report, audit calls, seconds)."""
+    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.store import get_store
+    from trend_core.zoo import Zoo
+
+    calls: list = []
+    patch = pytest.MonkeyPatch()
+    patch.setattr(stages, "audit_runner", lambda: fake_audit(calls))
+    try:
+        begun = time.perf_counter()
+        report = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
+        seconds = time.perf_counter() - begun
+    finally:
+        patch.undo()
+    return report, calls, seconds
+
+
+# ----------------------------------------------------------------------------- the whole pipeline
+def test_miniature_run_has_every_stage_and_a_verdict_per_finding(mini_run):
+    report, _calls, seconds = mini_run
+    print(f"miniature reproduction: {seconds:.1f} s")
+    assert list(report["stages"]) == list(STAGES)
+    assert {name: s["status"] for name, s in report["stages"].items()} == {name: "done" for name in STAGES}
+    assert [f["finding"] for f in report["findings"]] == list(range(1, 9))
+    for f in report["findings"]:
+        assert f["verdict"] in F.VERDICTS and f["rule"] and f["measured"]
+    verdicts = {f["finding"]: f["verdict"] for f in report["findings"]}
+    assert verdicts[3] == verdicts[5] == F.UNTESTABLE  # no VGG, no W/A models in the miniature
+    assert verdicts[4] == F.UNTESTABLE  # no Q8/Q4 source
+    stages = report["stages"]
+    table = stages["attacks"]["table"]
+    assert set(table["attack"]) == {"PGD", "CW k=0", "CW k=30", "DeepFool"}
+    assert set(table["relation"]) == {"between seeds (SGD)"}
+    pairs = stages["matrices"]["pairs"]
+    assert len(pairs) == 16 and (pairs.loc[pairs["source"] == pairs["target"], "tm"] == 1).all()
+    assert stages["trend"]["chosen"]["size"].tolist() == [3, 4]
+    assert all("FP-s0" in e for e in stages["trend"]["chosen"]["ensemble"])  # FP is required, as in FP-Q1-Q2
+    assert set(stages["fit"]["summary"]["pair"]) == {"FP-s0 -> FP-s1", "FP-s0 -> Q2-s0"}
+    assert (stages["fit"]["measured"].groupby("pair")["used_in_fit"].sum() == 4).all()
+
+
+def test_finding_7_reads_the_audit_of_every_trend_ensemble_and_member(mini_run):
+    report, calls, _ = mini_run
+    chosen = report["stages"]["trend"]["chosen"]["ensemble"].tolist()
+    ensembles = [c for c in calls if c["ensemble"]]
+    assert len(ensembles) == len(chosen) and all(len(c["names"]) == int(n) for c, n in zip(ensembles, [3, 4]))
+    members = [c["names"][0] for c in calls if not c["ensemble"]]
+    assert sorted(members) == sorted(MINI_MODELS.values())  # each member once, by canonical name
+    assert all(c["epsilons"] == [report["settings"]["trend_eps"]] and c["limit"] == 12 for c in calls)
+    worst = report["stages"]["audit"]["worst_case"]
+    assert set(worst["model"]) == set(chosen) | {"FP-s0", "FP-s1", "Q2-s0", "Q1-s0"}
+    seven = report["findings"][6]
+    audit_part = next(p for p in seven["parts"] if "audit" in p["part"])
+    assert audit_part["verdict"] == F.HELD  # the fake audit's ensembles (0.6) beat their members (0.3)
+
+
+def test_report_files_are_complete_and_self_contained(mini_run, tmp_path):
+    from trend_core.reproduce import write_outputs
+    from trend_core.reproduce.report import build_html
+
+    report, _, _ = mini_run
+    paths = write_outputs(report, tmp_path / "out")
+    names = {p.name for p in paths}
+    assert {"report.html", "findings.json", "findings.csv", "matrices_pairs.csv", "attacks_table.csv",
+            "fit_summary.csv", "audit_worst_case.csv"} <= names
+    data = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert list(data["stages"]) == list(STAGES) and len(data["findings"]) == 8
+    assert data["settings"]["profile"] == "paper" and data["run"]["wall_seconds"] > 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, re.DOTALL)
+    bundles = [s for s in scripts if len(s) > 1_000_000]
+    assert len(bundles) == 1 and "plotly" in bundles[0][:2000].lower()  # plotly.js inline, once
+    rest = page.replace(bundles[0], "")  # (the library's own code mentions map-tile and logo URLs it never loads)
+    assert not EXTERNAL.findall(rest), EXTERNAL.findall(rest)[:3]  # opens offline: no script, link or image URL
+    assert not re.search(r"<script[^>]+src=", page) and page.count("Plotly.newPlot") >= 10
+    for f in report["findings"]:
+        assert f["verdict"] in page and "Rule: " in page
+    csv = pd.read_csv(tmp_path / "out" / "findings.csv")
+    assert list(csv["verdict"]) == [f["verdict"] for f in report["findings"]]
+    assert build_html(report) == page  # deterministic for one report
+
+
+def test_rerun_is_served_from_the_store(mini_home, mini_run):
+    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.store import get_store
+    from trend_core.zoo import Zoo
+
+    report, calls, _ = mini_run
+    patch = pytest.MonkeyPatch()
+    patch.setattr(stages, "audit_runner", lambda: fake_audit(calls))
+    try:
+        again = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
+    finally:
+        patch.undo()
+    assert again["run"]["from_store"] == list(STAGES)
+    assert [f["verdict"] for f in again["findings"]] == [f["verdict"] for f in report["findings"]]
+
+
+def test_without_the_audit_module_the_audit_stage_says_so(mini_home, mini_run):
+    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.store import get_store
+    from trend_core.zoo import Zoo
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(stages, "audit_runner", lambda: None)
+    try:
+        report = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
+    finally:
+        patch.undo()
+    assert report["stages"]["audit"]["status"] == "not run: audit module unavailable"
+    assert report["run"]["from_store"] == [s for s in STAGES if s != "audit"]  # only the audit stage re-ran
+    parts = {p["part"]: p["verdict"] for p in report["findings"][6]["parts"]}
+    assert parts["under the audit's worst case"] == F.UNTESTABLE
+
+
+def test_a_cancelled_run_keeps_its_finished_stages(mini_home):
+    from trend_core.reproduce import ReproduceCancelled, run_reproduce
+    from trend_core.reproduce.pipeline import _identity, stage_key
+    from trend_core.store import MemoryStore
+    from trend_core.zoo import Zoo
+
+    settings, store, zoo = mini_settings(limit=8), MemoryStore(), Zoo(mini_home)
+    seen: list[str] = []
+
+    def cancel() -> bool:
+        return any(m.startswith("stage 2/") for m in seen)
+
+    with pytest.raises(ReproduceCancelled):
+        run_reproduce(settings, zoo, store, "cpu", progress=lambda f, m: seen.append(m), cancel=cancel)
+    identity = _identity(zoo, list(settings.models.values()))
+    assert store.has(stage_key(settings, "baseline", identity))
+    assert not store.has(stage_key(settings, "matrices", identity))
+
+
+# ----------------------------------------------------------------------------- settings and profiles
+def test_scales_and_datasets_follow_the_paper_where_they_should():
+    quick, full = settings_for("digits", "quick"), settings_for("digits", "full")
+    assert len(quick.models) == 12 and quick.limit == 200 and quick.eps == pytest.approx(0.1)
+    assert full.limit is None and full.pgd_steps == 40 and full.cw_steps == 100 and full.cw_search_steps == 9
+    assert len(full.fit_eps) == 4 and len(full.sweep_eps) == 20
+    from trend_core.zoo import PRESETS
+
+    assert set(quick.models.values()) == set(PRESETS["digits"])  # the dashboard's digits zoo is reused
+    cifar = settings_for("cifar10", "quick")
+    assert cifar.eps == pytest.approx(8 / 255) and cifar.pgd_steps == 40 and cifar.cw_steps == 100
+    assert cifar.models["FP"] == "cifar10/resnet18/FP/sgd/s0" and cifar.models["VGG"] == "cifar10/vgg11/FP/sgd/s0"
+    assert settings_for("cifar10", "full").limit is None and cifar.trend_eps == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: settings_for("digits", "huge"), "Unknown scale 'huge'"),
+    (lambda: settings_for("imagenet", "quick"), "runs on digits, cifar10, cifar100"),
+    (lambda: settings_for("digits", "quick", "mine"), "Unknown profile 'mine'"),
+    (lambda: settings_for("digits", "quick", limit=1), "image limit"),
+    (lambda: settings_for("digits", "quick", colour="red"), "Unknown reproduce setting 'colour'"),
+])
+def test_bad_settings_are_one_sentence(call, message):
+    with pytest.raises(TrendError, match=re.escape(message)):
+        call()
+
+
+def test_the_profile_is_recorded_and_keys_the_cache():
+    from trend_core.reproduce.pipeline import stage_key
+    from trend_core.reproduce.profile import engine_kwargs, profile_note
+
+    paper, authors = settings_for("digits", "quick", "paper"), settings_for("digits", "quick", "authors")
+    assert paper.to_dict()["profile"] == "paper" and authors.to_dict()["profile"] == "authors"
+    assert stage_key(paper, "matrices", []) != stage_key(authors, "matrices", [])
+    assert profile_note("paper") is None
+
+    def takes_profile(x, profile="paper"):
+        return profile
+
+    def no_profile(x):
+        return x
+
+    assert engine_kwargs(no_profile, "authors") == {}
+    assert engine_kwargs(takes_profile, "paper") in ({"profile": "paper"}, {})
+    try:
+        import trend_core.profiles  # noqa: F401
+    except ModuleNotFoundError:  # this build implements only the paper's method: the report must say so
+        assert "paper's method" in profile_note("authors") and engine_kwargs(takes_profile, "authors") == {}
+    else:
+        assert engine_kwargs(takes_profile, "authors") == {"profile": "authors"}
+
+
+# ----------------------------------------------------------------------------- verdicts follow the data
+def _attacks(pgd=0.9, cw0=0.2, cw30=0.6, df=0.3, l2_cw0=0.5, l2_cw30=1.5, seed_tms=(0.9, 0.88, 0.92),
+             to_adam=0.6, from_adam=0.7) -> dict:
+    from trend_core.transfer import pair_statistics
+
+    rows = []
+    for attack, tm, l2 in (("PGD", pgd, 1.0), ("CW k=0", cw0, l2_cw0), ("CW k=30", cw30, l2_cw30), ("DeepFool", df, 0.4)):
+        rows.append({"source": "a", "target": "b", "tm": tm, "mean_l2": l2, "mean_linf": 0.1, "attack": attack,
+                     "generated": 100, "transferred": int(100 * tm)})
+    pairs = pd.DataFrame(rows)
+    seed = pd.DataFrame({"tm": list(seed_tms), "generated": 100, "transferred": 0, "mean_l2": 1.0, "mean_linf": 0.1})
+    table = pd.DataFrame([
+        {"attack": "PGD", "relation": "between seeds (SGD)", **pair_statistics(seed)},
+        {"attack": "PGD", "relation": "SGD -> Adam", **pair_statistics(seed.assign(tm=to_adam))},
+        {"attack": "PGD", "relation": "Adam -> SGD", **pair_statistics(seed.assign(tm=from_adam))},
+    ])
+    return {"attacks": {"status": "done", "pairs": pairs, "table": table}}
+
+
+def _matrices(tm: dict) -> dict:
+    """A matrices stage from {(source, target): TM} over roles (labels = roles)."""
+    labels = sorted({s for s, _ in tm} | {t for _, t in tm})
+    rows = [{"source": s, "target": t, "tm": 1.0 if s == t else tm.get((s, t), 0.5)} for s in labels for t in labels]
+    return {"matrices": {"status": "done", "pairs": pd.DataFrame(rows), "labels": labels,
+                         "roles": {label: label for label in labels}, "families": {}}}
+
+
+def _verdict(rule, stages) -> str:
+    return rule(stages)["verdict"]
+
+
+def test_finding_1_follows_the_transfer_rates_and_norms():
+    assert _verdict(F.finding_1, _attacks()) == F.HELD
+    assert _verdict(F.finding_1, _attacks(pgd=0.35)) == F.FAILED  # PGD no longer far above CW / DeepFool
+    assert _verdict(F.finding_1, _attacks(l2_cw30=0.4)) == F.FAILED  # kappa 30 not larger in L2
+    assert _verdict(F.finding_1, {"attacks": {"status": "not run: x"}}) == F.UNTESTABLE
+
+
+def test_finding_2_follows_seed_spread_optimizer_gap_and_asymmetry():
+    assert _verdict(F.finding_2, _attacks()) == F.HELD
+    assert _verdict(F.finding_2, _attacks(seed_tms=(0.95, 0.5, 0.9))) == F.FAILED  # seeds vary a lot
+    assert _verdict(F.finding_2, _attacks(to_adam=0.65, from_adam=0.65)) == F.FAILED  # symmetric
+    assert _verdict(F.finding_2, _attacks(to_adam=0.9, from_adam=0.88)) == F.FAILED  # the optimizer does nothing
+
+
+def test_finding_3_follows_vgg_and_resnet_transfer():
+    base = {("VGG", "FP"): 0.8, ("FP", "VGG"): 0.5}
+    assert _verdict(F.finding_3, _matrices(base)) == F.HELD
+    assert _verdict(F.finding_3, _matrices({("VGG", "FP"): 0.4, ("FP", "VGG"): 0.5})) == F.FAILED
+    assert _verdict(F.finding_3, _matrices({("FP", "Q1"): 0.5})) == F.UNTESTABLE
+
+
+def test_finding_4_follows_low_bit_targets_and_high_bit_sources():
+    tm = {("FP", "Q1"): 0.1, ("FP", "Q2"): 0.2, ("FP", "Q8"): 0.9, ("FP", "Q4"): 0.8,
+          ("Q8", "FP"): 0.9, ("Q4", "FP"): 0.9, ("Q1", "FP"): 0.3, ("Q2", "FP"): 0.3}
+    assert _verdict(F.finding_4, _matrices(tm)) == F.HELD
+    assert _verdict(F.finding_4, _matrices({**tm, ("FP", "Q1"): 0.8, ("FP", "Q2"): 0.8})) == F.FAILED
+    assert _verdict(F.finding_4, _matrices({("FP", "Q1"): 0.1})) == F.UNTESTABLE
+
+
+def test_finding_5_needs_weight_or_activation_models_on_two_settings():
+    found = F.finding_5(_matrices({("FP", "W2"): 0.4}))
+    assert found["verdict"] == F.UNTESTABLE and "FP->W2 0.400" in found["measured"]
+
+
+def _ensembles(agd=0.5, dag=0.4, empir=0.45, ugd3=0.3, ugd4=0.2) -> dict:
+    rows = []
+    for size, ugd in ((3, ugd3), (4, ugd4)):
+        for rule, value in (("agd", agd), ("dag", dag), ("empir", empir), ("ugd", ugd)):
+            for eps, scale in ((0.02, 1.0), (0.1, 1.5)):
+                rows.append({"rule": rule, "eps": eps, "success_rate": min(1.0, value * scale), "size": size,
+                             "ensemble": f"e{size}"})
+    return {"ensembles": {"status": "done", "sweep": pd.DataFrame(rows)}}
+
+
+def test_finding_6_follows_the_rules_success_at_low_eps_and_ugd_with_size():
+    assert _verdict(F.finding_6, _ensembles()) == F.HELD
+    assert _verdict(F.finding_6, _ensembles(dag=0.6)) == F.FAILED  # D-AG beats A-GD at the lowest eps
+    assert _verdict(F.finding_6, _ensembles(ugd4=0.35)) == F.FAILED  # U-GD stronger with more members
+    assert _verdict(F.finding_6, _ensembles(dag=0.505)) == F.HELD  # within the stated tolerance
+
+
+def _trend(ensemble=0.7, members=(0.5, 0.4, 0.1), audit=None) -> dict:
+    names = ["FP", "Q1", "Q2"]
+    rows = [{"ensemble": "FP + Q1 + Q2", "model": "ensemble", "accuracy": ensemble}]
+    rows += [{"ensemble": "FP + Q1 + Q2", "model": n, "accuracy": a} for n, a in zip(names, members)]
+    stages = {"trend": {"status": "done", "comparison": pd.DataFrame(rows), "eps": 0.1},
+              "audit": {"status": "not run: audit module unavailable"}}
+    if audit is not None:
+        worst = pd.DataFrame({"model": ["FP + Q1 + Q2", *names], "worst_case_accuracy": audit})
+        stages["audit"] = {"status": "done", "worst_case": worst}
+    return stages
+
+
+def test_finding_7_follows_the_ensemble_against_its_best_member_and_the_audit():
+    assert _verdict(F.finding_7, _trend()) == F.HELD
+    assert _verdict(F.finding_7, _trend(ensemble=0.45)) == F.FAILED  # the best member is more robust
+    assert _verdict(F.finding_7, _trend(audit=[0.3, 0.2, 0.1, 0.0])) == F.HELD
+    assert _verdict(F.finding_7, _trend(audit=[0.05, 0.2, 0.1, 0.0])) == F.FAILED  # worst case tells otherwise
+
+
+def test_finding_8_follows_the_rmse():
+    def fit(rmse):
+        return {"fit": {"status": "done", "summary": pd.DataFrame({"pair": ["a -> b"], "rmse": [rmse],
+                                                                   "measured_points": [20]})}}
+
+    assert _verdict(F.finding_8, fit(0.03)) == F.HELD
+    assert _verdict(F.finding_8, fit(0.07)) == F.FAILED
+    assert _verdict(F.finding_8, fit(math.nan)) == F.UNTESTABLE
+
+
+# ----------------------------------------------------------------------------- the command
+def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from trend_core.cli import main
+
+    (tmp_path / "file").write_text("x")
+    for argv, message in ((["--scale", "huge"], "Unknown scale"), (["--profile", "x"], "Unknown profile"),
+                          (["--out", str(tmp_path / "file")], "is a file"),
+                          (["--dataset", "cifar10"], "was not found")):
+        code = main(["reproduce", "--home", str(tmp_path / "home"), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "home" / "models").exists()  # refused before any training
+
+
+def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, tmp_path, capsys, monkeypatch):
+    from trend_core import reproduce
+    from trend_core.cli import main
+    from trend_core.reproduce import stages
+
+    monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
+    monkeypatch.setattr(reproduce, "settings_for", lambda dataset, scale, profile: mini_settings(profile=profile))
+    code = main(["reproduce", "--scale", "mini", "--home", str(mini_home), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "stages from the store: " + ", ".join(STAGES) in err
+    for f in mini_run[0]["findings"]:
+        assert f["verdict"] in out
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "findings.json").is_file()
+
+
+# ----------------------------------------------------------------------------- CIFAR-10 (fake files, CPU)
+def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatch):
+    from test_data import write_fake_cifar10
+
+    from trend_core.data import _cached_cifar
+    from trend_core.reproduce import run_reproduce
+    from trend_core.store import MemoryStore
+    from trend_core.zoo import Zoo
+
+    write_fake_cifar10(tmp_path / "data", per_batch=12, test=10)
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    _cached_cifar.cache_clear()
+    try:
+        settings = settings_for("cifar10", "mini", width=0.0625, epochs=1, limit=6, pgd_steps=2, cw_steps=3,
+                                cw_search_steps=1, deepfool_steps=3, ensemble_steps=2, fit_steps=2,
+                                sweep_eps=(0.004, 0.03, 0.06), boundary_resolution=5, agreement_images=2)
+        assert settings.models["FP"] == "cifar10/resnet18-w0.0625/FP/sgd/s0/e1"
+        report = run_reproduce(settings, Zoo(tmp_path / "home"), MemoryStore(), "cpu")
+    finally:
+        _cached_cifar.cache_clear()
+    statuses = {name: s["status"] for name, s in report["stages"].items()}
+    assert all(statuses[s] == "done" for s in ("baseline", "matrices", "boundary", "ensembles", "trend", "fit"))
+    assert report["stages"]["boundary"]["classes"]["FP-s0"].shape == (5, 5)
+    accuracy = report["stages"]["baseline"]["accuracy"].set_index("role")
+    assert accuracy.loc["FP", "paper_acc_pct"] == pytest.approx(93.33)  # the paper's figure beside ours
+    assert len(report["findings"]) == 8

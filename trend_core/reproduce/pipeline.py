@@ -1,0 +1,169 @@
+"""Running a reproduction: train the missing models, run each stage (or read it from the store), judge the
+findings; and the same as a background job for the dashboard.
+
+Each stage's result is stored under a key of (stage, settings, the models' identities), so a run interrupted
+after some stages continues at the next one, and a finished run is read back in seconds.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import TrendError
+from .findings import evaluate_findings
+from .profile import profile_note
+from .settings import ReproSettings, settings_for
+from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
+
+VERSION = "reproduce/v1"
+ProgressFn = Callable[[float, str], None]
+
+
+def _identity(zoo, names) -> list:
+    from ..specs import ModelSpec
+
+    return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
+
+
+def stage_key(settings: ReproSettings, name: str, identity: list) -> str:
+    """Where a stage's result lives in the store; the audit's also says whether the audit module exists."""
+    from ..store import content_key
+    from .stages import audit_runner  # looked up at each call (tests replace it)
+
+    extra = [audit_runner() is not None] if name == "audit" else []
+    return content_key(VERSION, name, settings.to_dict(), identity, *extra)
+
+
+def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, cancel) -> float:
+    """Train every model the run needs and the zoo lacks; returns the seconds spent."""
+    from ..specs import ModelSpec
+    from ..train import TrainingCancelled
+
+    missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
+    start = time.time()
+    for i, spec in enumerate(missing):
+        def on_epoch(report, i=i, spec=spec) -> None:
+            progress((i + report.epoch / report.epochs) / len(missing),
+                     f"training {spec.short_name} ({i + 1}/{len(missing)}), epoch {report.epoch}/{report.epochs}")
+
+        progress(i / len(missing), f"training {spec.short_name} ({i + 1}/{len(missing)})")
+        try:
+            zoo.get_or_train(spec, device=device, progress=on_epoch, cancel=cancel)
+        except TrainingCancelled:
+            raise ReproduceCancelled("The reproduction was cancelled while training; trained models are kept.") \
+                from None
+    return time.time() - start
+
+
+def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str = "auto",
+                  progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> dict:
+    """Every stage of the reproduction and the eight findings, as one report dict (settings, run, stages,
+    findings). ``progress(fraction, message)`` follows the run; ``cancel()`` returning True stops it
+    (ReproduceCancelled) with the finished stages kept in the store."""
+    from ..devices import resolve_device
+    from ..store import get_store
+    from ..zoo import Zoo, library_versions
+
+    if not isinstance(settings, ReproSettings):
+        raise TrendError("run_reproduce needs ReproSettings (see settings_for).")
+    started = time.time()
+    zoo = zoo if zoo is not None else Zoo()
+    store = store if store is not None else get_store(zoo.root)
+    dev = resolve_device(device)
+    report_progress = progress or (lambda fraction, message: None)
+    total = len(STAGES) + 1
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise ReproduceCancelled("The reproduction was cancelled; finished work is kept in the store.")
+
+    check()
+    train_seconds = train_missing(settings, zoo, dev, lambda f, m: report_progress(f / total, m), cancel)
+    identity = _identity(zoo, list(settings.models.values()))
+    ctx = StageContext(settings, zoo, store, dev, cancel=cancel)
+    stages, from_store = {}, []
+    for i, (name, (title, fn)) in enumerate(STAGES.items(), start=1):
+        check()
+        key = stage_key(settings, name, identity)
+        result = store.get(key)
+        if result is not None:
+            from_store.append(name)
+            report_progress(i / total, f"{title}: read from the store")
+        else:
+            ctx.progress = lambda f, m, i=i, title=title: report_progress((i + min(max(f, 0.0), 1.0)) / total,
+                                                                          f"stage {i}/{total - 1}, {title}: {m}")
+            ctx.progress(0.0, "starting")
+            begun = time.time()
+            try:
+                result = check_stage_result(name, fn(ctx))
+            except TrendError as exc:  # the data do not allow this experiment (e.g. no adversarial image at all)
+                result = {"status": f"not run: {exc}"}
+            result["seconds"] = round(time.time() - begun, 3)
+            store.set(key, result)
+        stages[name] = ctx.results[name] = result
+    report_progress(1.0, "judging the findings")
+    notes = [n for n in [profile_note(settings.profile)] if n]
+    run = {"device": str(dev), "versions": library_versions(), "wall_seconds": round(time.time() - started, 3),
+           "train_seconds": round(train_seconds, 3),
+           "compute_seconds": round(train_seconds + sum(float(s.get("seconds") or 0) for s in stages.values()), 3),
+           "from_store": from_store, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": notes,
+           "store": str(Path(zoo.root).expanduser())}
+    return {"settings": settings.to_dict(), "run": run, "stages": stages, "findings": evaluate_findings(stages)}
+
+
+# ----------------------------------------------------------------------------- as a dashboard job
+def default_out_dir(zoo, settings: ReproSettings) -> Path:
+    """Where the dashboard's runs write their files: ``<store>/reproduce/<dataset>-<scale>-<profile>``."""
+    return Path(zoo.root).expanduser() / "reproduce" / f"{settings.dataset}-{settings.scale}-{settings.profile}"
+
+
+def job_key(zoo, settings: ReproSettings) -> str:
+    from ..jobs import _home
+    from ..store import content_key
+
+    return content_key(VERSION, "job", _home(zoo), settings.to_dict())
+
+
+def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", profile: str = "paper",
+                     device: str = "auto", rerun: bool = False, manager=None, **overrides):
+    """The reproduction as one heavy background job (per-stage progress, cancellable); its result is the report,
+    kept in the store so a restarted server shows it at once. ``rerun`` drops a stored report first (stages
+    whose models and settings did not change still come from the store)."""
+    from ..devices import resolve_device
+    from ..jobs import Job, _home, device_lane, get_manager
+
+    settings = settings_for(dataset, scale, profile, **overrides)
+    dev = resolve_device(device)
+    key = job_key(zoo, settings)
+    manager = manager or get_manager()
+    if rerun:
+        live = manager.get(key)
+        if live is None or live.finished:
+            store.delete(key)
+            manager.forget(key)
+
+    def run(job: Job) -> dict:
+        from ..jobs import JobCancelled
+
+        try:
+            report = run_reproduce(settings, zoo, store, dev, progress=job.progress, cancel=job.cancel_requested)
+        except ReproduceCancelled:
+            raise JobCancelled("cancelled") from None
+        from .report import write_outputs
+
+        write_outputs(report, default_out_dir(zoo, settings))
+        return report
+
+    return manager.submit(key, run, title=f"Reproduction on {dataset} ({scale}, {profile} profile)",
+                          kind="reproduce", device=device_lane(dev), store=store,
+                          log_dir=Path(zoo.root) / "logs",
+                          meta={"home": _home(zoo), "dataset": dataset, "scale": scale, "profile": profile})
+
+
+def stored_reproduction(zoo, store, dataset: str, scale: str, profile: str = "paper", manager=None):
+    """The job of this reproduction if the server knows it or its report is in the store (after a restart)."""
+    from ..jobs import get_manager
+
+    settings = settings_for(dataset, scale, profile)
+    return (manager or get_manager()).get(job_key(zoo, settings), store=store)

@@ -1,0 +1,136 @@
+"""What one `trend reproduce` run does at each scale: the models (by role), images, eps and step counts.
+
+``mini`` is a smoke test (three models, a few images and steps); ``quick`` runs the whole suite on digits in
+minutes on a CPU; ``full`` uses the paper's step counts and every test image. CIFAR follows the paper's
+attack settings (PGD 40 steps at 8/255, CW 100 iterations) at every scale; ``quick`` there limits the images.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data import get_info
+from ..errors import TrendError
+from ..specs import DEFAULT_EPOCHS, ModelSpec
+from .profile import DEFAULT_PROFILE, check_profile, profile_spec
+
+SCALES = ("mini", "quick", "full")
+DATASETS = ("digits", "cifar10", "cifar100")
+# Roles: the paper's model names. Each role is one configuration of a ResNet18 base (or VGG).
+ALL_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam", "VGG", "Q8", "Q4", "Q2", "Q1", "HT", "W2", "A2")
+MINI_ROLES = ("FP", "Q2", "Q1")
+_ROLE_CHANGES = {
+    "FP": {}, "FP-s1": {"seed": 1}, "FP-s2": {"seed": 2}, "FP-adam": {"optimizer": "adam"},
+    "Q8": {"input_quant": "Q8"}, "Q4": {"input_quant": "Q4"}, "Q2": {"input_quant": "Q2"},
+    "Q1": {"input_quant": "Q1"}, "HT": {"input_quant": "HT"}, "W2": {"weight_bits": 2}, "A2": {"act_bits": 2},
+}
+# The base architecture per dataset: digits uses the preset's quarter-width nets (the same checkpoints the
+# dashboard's digits zoo holds); CIFAR uses the paper's ResNet18 and VGG11.
+_BASES = {"digits": ("resnet18", 0.25, "vgg11_bn"), "cifar10": ("resnet18", 1.0, "vgg11"),
+          "cifar100": ("resnet18", 1.0, "vgg11")}
+
+
+def role_names(dataset: str, roles=ALL_ROLES, width: float | None = None, epochs: int | None = None) -> dict[str, str]:
+    """Canonical model names of ``roles`` on ``dataset`` (optionally another width or epoch count)."""
+    arch, base_width, vgg = _BASES[dataset]
+    width = base_width if width is None else width
+    epochs = DEFAULT_EPOCHS[dataset] if epochs is None else epochs
+    base = ModelSpec(dataset=dataset, arch=arch, width=width, epochs=epochs)
+    names = {}
+    for role in roles:
+        spec = base.replace(arch=vgg) if role == "VGG" else base.replace(**_ROLE_CHANGES[role])
+        names[role] = spec.name
+    return names
+
+
+@dataclass(frozen=True)
+class ReproSettings:
+    """Every knob of one reproduction; part of each stage's cache key and printed in the report."""
+
+    dataset: str
+    scale: str
+    profile: str = DEFAULT_PROFILE
+    models: dict = field(default_factory=dict)  # role -> canonical model name
+    limit: int | None = 200  # test images (None: all)
+    eps: float = 0.1  # the transfer runs' PGD eps (the dataset's default)
+    pgd_steps: int = 20
+    pgd_step_size: float = 0.01
+    cw_steps: int = 50
+    cw_search_steps: int = 5
+    deepfool_steps: int = 50
+    ensemble_eps: tuple = (0.02, 0.05, 0.1, 0.15)
+    ensemble_steps: int = 20
+    trend_eps: float = 0.1  # the eps of the TREND robustness comparison and the audit
+    fit_eps: tuple = (0.02, 0.113333, 0.206667, 0.3)
+    sweep_eps: tuple = ()
+    fit_steps: int = 20
+    boundary_resolution: int = 31
+    agreement_images: int = 32
+    audit_level: str = "quick"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise TrendError(f"Unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}.")
+        if self.dataset not in DATASETS:
+            raise TrendError(f"trend reproduce runs on {', '.join(DATASETS)}, not {self.dataset!r}.")
+        check_profile(self.profile)
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 2):
+            raise TrendError(f"The image limit must be a whole number >= 2, got {self.limit!r}.")
+        if not self.models or "FP" not in self.models:
+            raise TrendError("A reproduction needs at least the full-precision model (role FP).")
+
+    def roles(self, *wanted: str) -> list[str]:
+        """The ``wanted`` roles this run has, in the order given."""
+        return [r for r in wanted if r in self.models]
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes) -> ReproSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def _grid(low: float, high: float, points: int) -> tuple:
+    return tuple(float(v) for v in np.round(np.linspace(low, high, points), 6))
+
+
+def settings_for(dataset: str = "digits", scale: str = "quick", profile: str = DEFAULT_PROFILE,
+                 **overrides) -> ReproSettings:
+    """The settings of ``scale`` on ``dataset`` under ``profile``; ``overrides`` replace any field
+    (``width`` / ``epochs`` change the models' architecture width and training length)."""
+    if dataset not in DATASETS:
+        raise TrendError(f"trend reproduce runs on {', '.join(DATASETS)}, not {dataset!r}.")
+    if scale not in SCALES:
+        raise TrendError(f"Unknown scale {scale!r}; choose one of {', '.join(SCALES)}.")
+    check_profile(profile)
+    info = get_info(dataset)
+    low, high = info.eps_range
+    width, epochs = overrides.pop("width", None), overrides.pop("epochs", None)
+    roles = MINI_ROLES if scale == "mini" else ALL_ROLES
+    models = {role: profile_spec(name, profile).name
+              for role, name in role_names(dataset, roles, width, epochs).items()}
+    base: dict = {"dataset": dataset, "scale": scale, "profile": profile, "models": models, "eps": info.default_eps,
+                  "fit_eps": _grid(low, high, 4), "sweep_eps": _grid(low, high, 20)}
+    if dataset == "digits":
+        base.update(ensemble_eps=(0.02, 0.05, 0.1, 0.15), trend_eps=0.1)
+        if scale == "mini":
+            base.update(limit=40, pgd_steps=5, cw_steps=10, cw_search_steps=2, deepfool_steps=10, ensemble_steps=5,
+                        ensemble_eps=(0.05, 0.1), fit_steps=5, sweep_eps=_grid(low, high, 6), boundary_resolution=11,
+                        agreement_images=8)
+        elif scale == "full":
+            base.update(limit=None, pgd_steps=40, cw_steps=100, cw_search_steps=9, ensemble_steps=40, fit_steps=40,
+                        boundary_resolution=41, audit_level="thorough")
+    else:  # CIFAR: the paper's attack settings at every scale; the scale sets how many images
+        base.update(pgd_steps=40, cw_steps=100, cw_search_steps=9, ensemble_steps=40, fit_steps=40,
+                    ensemble_eps=(0.005, 0.01, 0.02, 0.03), trend_eps=0.01, boundary_resolution=41,
+                    limit={"mini": 40, "quick": 1000, "full": None}[scale],
+                    audit_level="thorough" if scale == "full" else "quick")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ReproSettings)})
+    if unknown:
+        raise TrendError(f"Unknown reproduce setting {unknown[0]!r}.")
+    base.update(overrides)
+    return ReproSettings(**base)

@@ -1,0 +1,445 @@
+"""The stages of a reproduction, one function each: ``stage(ctx) -> dict`` of plain data (DataFrames, numbers,
+strings, tensors) that the results store keeps and the findings rules and the report read.
+
+A stage that lacks the models it needs returns ``{"status": "not run: <why>"}``; every other returns
+``{"status": "done", ...}``. The engine caches every attack underneath, so a stage interrupted half way
+resumes at its first unfinished attack.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import TrendError
+from ..specs import ModelSpec
+from .profile import engine_kwargs
+from .settings import ReproSettings
+
+DONE = "done"
+# The paper's clean accuracies (PAPER.md section 10: ResNet18 SGD, and VGG11 FP on CIFAR-10), by role.
+PAPER_ACCURACY = {
+    "cifar10": {"FP": 93.33, "Q8": 94.03, "Q4": 93.42, "Q2": 88.22, "Q1": 78.25, "HT": 86.99, "VGG": 88.58},
+    "cifar100": {"FP": 72.55, "Q2": 62.66, "Q1": 48.17, "HT": 58.95},
+}
+TRANSFER_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam")
+FAMILIES = {  # the paper's Figs. 1-3: which roles make up each TM matrix
+    "architecture": ("FP", "VGG"),
+    "input quantization": ("FP", "Q8", "Q4", "Q2", "Q1", "HT"),
+    "weight/activation quantization": ("FP", "W2", "A2"),
+}
+PAPER_ENSEMBLES = (("FP", "Q1", "Q2"), ("FP", "Q1", "Q2", "HT"))
+
+
+class ReproduceCancelled(Exception):
+    """The run was cancelled; finished stages and attacks stay in the store."""
+
+
+@dataclass
+class StageContext:
+    """What every stage reads: the settings, zoo, store, device, the evaluation images and earlier stages."""
+
+    settings: ReproSettings
+    zoo: object
+    store: object
+    device: torch.device
+    progress: Callable[[float, str], None] = lambda fraction, message: None
+    cancel: Callable[[], bool] | None = None
+    results: dict = field(default_factory=dict)  # stage name -> its result, filled as the run goes
+    _models: dict = field(default_factory=dict)
+    _data: tuple | None = None
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise ReproduceCancelled("The reproduction was cancelled; finished work is kept in the store.")
+
+    def label(self, role: str) -> str:
+        return ModelSpec.parse(self.settings.models[role]).short_name
+
+    def model(self, role: str) -> torch.nn.Module:
+        if role not in self._models:
+            self._models[role] = self.zoo.load(self.settings.models[role], self.device)
+        return self._models[role]
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation images: the first ``limit`` test images."""
+        if self._data is None:
+            from ..data import load_dataset
+
+            self._data = load_dataset(self.settings.dataset).tensors("test", self.settings.limit)
+        return self._data
+
+
+def not_run(reason: str) -> dict:
+    return {"status": f"not run: {reason}"}
+
+
+def _missing(ctx: StageContext, roles, minimum: int) -> str | None:
+    have = ctx.settings.roles(*roles)
+    if len(have) < minimum:
+        return f"needs at least {minimum} of the models {', '.join(roles)}; this scale has {', '.join(have) or 'none'}"
+    return None
+
+
+# ----------------------------------------------------------------------------- 1. baseline accuracies
+def baseline(ctx: StageContext) -> dict:
+    """Clean test accuracy of every model used (the paper's Tables IV-VI), with the paper's figure beside it."""
+    from ..data import load_dataset
+    from ..train import accuracy
+
+    paper = PAPER_ACCURACY.get(ctx.settings.dataset, {})
+    rows = []
+    for i, (role, name) in enumerate(ctx.settings.models.items()):
+        ctx.check()
+        ctx.progress(i / len(ctx.settings.models), f"accuracy of {ctx.label(role)}")
+        acc = ctx.zoo.metadata(name).get("test_acc")
+        if acc is None:
+            acc = accuracy(ctx.model(role), load_dataset(ctx.settings.dataset).test, ctx.device)
+        rows.append({"role": role, "model": ctx.label(role), "name": name, "test_acc_pct": 100 * float(acc),
+                     "paper_acc_pct": paper.get(role, math.nan)})
+    return {"status": DONE, "accuracy": pd.DataFrame(rows)}
+
+
+# ----------------------------------------------------------------------------- 2. Tables II-III
+def attack_list(s: ReproSettings) -> list[tuple[str, str, dict]]:
+    """(label, registry name, parameters) of the four attacks the paper compares."""
+    return [
+        ("PGD", "pgd", {"eps": s.eps, "steps": s.pgd_steps, "step_size": s.pgd_step_size}),
+        ("CW k=0", "cw", {"kappa": 0.0, "steps": s.cw_steps, "binary_search_steps": s.cw_search_steps}),
+        ("CW k=30", "cw", {"kappa": 30.0, "steps": s.cw_steps, "binary_search_steps": s.cw_search_steps}),
+        ("DeepFool", "deepfool", {"steps": s.deepfool_steps}),
+    ]
+
+
+def _transfer(ctx: StageContext, roles, name: str, params: dict):
+    from ..attacks.registry import make_attack
+    from ..transfer import run_transfer
+
+    models = [ctx.model(r) for r in roles]
+    return run_transfer(models, make_attack(name, **params), data=ctx.data(), store=ctx.store, device=ctx.device,
+                        cancel=ctx.cancel, **engine_kwargs(run_transfer, ctx.settings.profile))
+
+
+def transfer_attacks(ctx: StageContext) -> dict:
+    """Transfer between seeds and between optimizers under PGD, CW (kappa 0, 30) and DeepFool (Tables II-III)."""
+    from ..transfer import pair_statistics
+
+    why = _missing(ctx, TRANSFER_ROLES, 2)
+    if why:
+        return not_run(why)
+    roles = ctx.settings.roles(*TRANSFER_ROLES)
+    labels = {r: ctx.label(r) for r in roles}
+    sgd = [labels[r] for r in roles if r != "FP-adam"]
+    adam = [labels[r] for r in roles if r == "FP-adam"]
+    relations = {"between seeds (SGD)": (sgd, sgd)}
+    if adam:
+        relations.update({"SGD -> Adam": (sgd, adam), "Adam -> SGD": (adam, sgd)})
+    attacks = attack_list(ctx.settings)
+    frames, rows = [], []
+    for i, (label, name, params) in enumerate(attacks):
+        ctx.check()
+        ctx.progress(i / len(attacks), f"{label}: attacking {len(roles)} models")
+        pairs = _transfer(ctx, roles, name, params).long()
+        pairs["attack"] = label
+        frames.append(pairs)
+        for relation, (src, tgt) in relations.items():
+            chosen = pairs[pairs["source"].isin(src) & pairs["target"].isin(tgt) & (pairs["source"] != pairs["target"])]
+            if len(chosen):
+                rows.append({"attack": label, "relation": relation, **pair_statistics(chosen)})
+    table = pd.DataFrame(rows)
+    return {"status": DONE, "table": table, "pairs": pd.concat(frames, ignore_index=True)}
+
+
+# ----------------------------------------------------------------------------- 3. TM matrices (Figs. 1-3)
+def matrices(ctx: StageContext) -> dict:
+    """One PGD transfer run over every model; the architecture, input- and weight/activation-quantization
+    matrices are its sub-matrices, and TREND selects from the whole."""
+    roles = list(ctx.settings.models)
+    if len(roles) < 2:
+        return not_run("needs at least two models")
+    ctx.progress(0.0, f"PGD: attacking {len(roles)} models")
+    pgd = attack_list(ctx.settings)[0]
+    result = _transfer(ctx, roles, pgd[1], pgd[2])
+    families = {}
+    for family, wanted in FAMILIES.items():
+        have = ctx.settings.roles(*wanted)
+        if len(have) >= 2:
+            families[family] = [ctx.label(r) for r in have]
+    return {"status": DONE, "pairs": result.long(), "labels": [ctx.label(r) for r in roles],
+            "roles": {ctx.label(r): r for r in roles}, "families": families, "warnings": list(result.warnings)}
+
+
+def tm_matrix(pairs: pd.DataFrame, labels) -> pd.DataFrame:
+    """TM as rows = source, columns = target over ``labels`` (from a transfer run's long form)."""
+    grid = pairs.pivot(index="source", columns="target", values="tm").astype(float)
+    labels = [label for label in labels if label in grid.index and label in grid.columns]
+    return grid.reindex(index=labels, columns=labels)
+
+
+def with_averages(grid: pd.DataFrame) -> pd.DataFrame:
+    """The matrix plus row_avg / col_avg leaving out the diagonal (as transfer results show them)."""
+    off = grid.where(~np.eye(len(grid), dtype=bool))
+    out = grid.copy()
+    out["row_avg"] = off.mean(axis=1)
+    out.loc["col_avg"] = [*off.mean(axis=0), off.stack().mean()]
+    return out
+
+
+# ----------------------------------------------------------------------------- 4. decision boundary (Fig. 4)
+def boundary(ctx: StageContext) -> dict:
+    """A decision-boundary slice around one test image for FP and Q1 (the first image FP classifies right)."""
+    from ..attacks.base import predict
+    from ..boundary import decision_boundary
+
+    pair = ctx.settings.roles("FP", "Q1") if "Q1" in ctx.settings.models else list(ctx.settings.models)[:2]
+    if len(pair) < 2:
+        return not_run("needs FP and a second model")
+    x, y = ctx.data()
+    correct = (predict(ctx.model("FP"), x.to(ctx.device)).cpu() == y).nonzero().flatten()
+    index = int(correct[0]) if len(correct) else 0
+    ctx.progress(0.2, f"classifying a {ctx.settings.boundary_resolution}-point grid around image {index}")
+    sl = decision_boundary([ctx.model(r) for r in pair], x[index], int(y[index]),
+                           resolution=ctx.settings.boundary_resolution, seed=ctx.settings.seed,
+                           names=[ctx.label(r) for r in pair])
+    return {"status": DONE, "index": index, "label": int(sl.label), "names": sl.names,
+            "x_offsets": [float(v) for v in sl.x_offsets], "y_offsets": [float(v) for v in sl.y_offsets],
+            "classes": {n: torch.from_numpy(sl.classes[n].astype("int64")) for n in sl.names},
+            "distances": sl.distance_frame().reset_index()}
+
+
+# ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
+def _vote(ctx: StageContext, roles):
+    from ..ensemble import MajorityVote
+
+    return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
+
+
+def _step_size(eps_max: float, steps: int) -> float:
+    from ..analysis_jobs import step_size_for
+
+    return step_size_for(eps_max, steps)
+
+
+def ensemble_attacks(ctx: StageContext) -> dict:
+    """D-AG, EMPIR, U-GD and A-GD over eps on FP+Q1+Q2 and FP+Q1+Q2+HT, and gradient domination on the first."""
+    from ..attacks.ensemble import RULE_NAMES
+    from ..ensemble import ENSEMBLE_LABEL, robustness_sweep
+
+    sets = [roles for roles in PAPER_ENSEMBLES if all(r in ctx.settings.models for r in roles)]
+    if not sets:
+        return not_run("needs the models FP, Q1 and Q2")
+    s = ctx.settings
+    eps = list(s.ensemble_eps)
+    frames = []
+    for i, roles in enumerate(sets):
+        ctx.check()
+        name = "+".join(roles)
+        ctx.progress(i / (len(sets) + 1), f"four ensemble attacks on {name}")
+        sweep = robustness_sweep(_vote(ctx, roles), eps, rules=RULE_NAMES, data=ctx.data(), steps=s.ensemble_steps,
+                                 step_size=_step_size(max(eps), s.ensemble_steps), seed=s.seed,
+                                 members_alone=False, store=ctx.store, device=ctx.device,
+                                 **engine_kwargs(robustness_sweep, s.profile))
+        rows = sweep[sweep["model"] == ENSEMBLE_LABEL].drop(columns=["model", "acc_on_ensemble_adv"])
+        frames.append(rows.assign(ensemble=name, size=len(roles)))
+    ctx.check()
+    ctx.progress(len(sets) / (len(sets) + 1), "gradient domination")
+    domination = gradient_domination(ctx, sets[0], min(eps))
+    return {"status": DONE, "sweep": pd.concat(frames, ignore_index=True), **domination}
+
+
+def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
+    """Per member: mean input-gradient L2 norm over the first images, and how often D-AG's and A-GD's step
+    direction agreed with its gradient sign (one member dominating D-AG shows as one high agreement)."""
+    from ..attacks.base import attack_mode
+    from ..attacks.ensemble import EnsemblePGD, agreement_trace, member_gradients
+
+    s = ctx.settings
+    x, y = ctx.data()
+    x, y = x[: s.agreement_images].to(ctx.device), y[: s.agreement_images].to(ctx.device)
+    vote = _vote(ctx, roles)
+    with contextlib.ExitStack() as stack:
+        for member in vote.members:
+            stack.enter_context(attack_mode(member))
+        grads, _ = member_gradients(list(vote.members), x.clone(), y)
+    norms = grads.flatten(2).norm(dim=2).mean(dim=1).cpu()
+    frames = []
+    for rule in ("dag", "agd"):
+        attack = EnsemblePGD(rule, eps, steps=s.ensemble_steps, step_size=_step_size(eps, s.ensemble_steps),
+                             seed=s.seed)
+        trace = agreement_trace(attack, vote, x, y)
+        frames.append(trace.groupby("member", sort=False, as_index=False)["agreement"].mean().assign(rule=rule))
+    agreement = pd.concat(frames, ignore_index=True)
+    gradients = pd.DataFrame({"member": vote.names, "mean_grad_l2": [float(v) for v in norms]})
+    return {"agreement": agreement, "gradients": gradients, "domination_ensemble": "+".join(roles),
+            "domination_eps": float(eps)}
+
+
+# ----------------------------------------------------------------------------- 6. TREND (Figs. 8-9)
+def trend(ctx: StageContext) -> dict:
+    """TREND ensembles chosen from the measured PGD matrix (FP required, as in the paper's FP-Q1-Q2) against
+    each member alone under A-GD, and robustness as the ensemble grows."""
+    from ..analysis_jobs import growing_ensembles
+    from ..ensemble import (
+        ENSEMBLE_LABEL,
+        robustness_ratios,
+        robustness_sweep,
+        select_ensembles,
+    )
+
+    m = ctx.results.get("matrices", {})
+    if m.get("status") != DONE or len(m["labels"]) < 3:
+        return not_run("needs the TM matrix of at least three models")
+    s = ctx.settings
+    tm = tm_matrix(m["pairs"], m["labels"])
+    role_of = m["roles"]
+    fp = ctx.label("FP")
+    chosen, comparisons = [], []
+    sizes = [k for k in (3, 4) if k <= len(m["labels"])]
+    for i, k in enumerate(sizes):
+        ctx.check()
+        best = select_ensembles(tm, k, require=[fp], top=1).iloc[0]
+        members = list(best["members"])
+        chosen.append({"size": k, "ensemble": " + ".join(members), "score": float(best["score"]),
+                       "max_pair_tm": float(best["max_pair_tm"])})
+        ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
+        sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
+                                 data=ctx.data(), steps=s.ensemble_steps,
+                                 step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
+                                 members_alone=True, store=ctx.store, device=ctx.device,
+                                 **engine_kwargs(robustness_sweep, s.profile))
+        ratios = robustness_ratios(sweep)
+        ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
+        comparisons.append(pd.DataFrame(
+            [{"ensemble": " + ".join(members), "model": "ensemble", "clean_accuracy": float(ens["clean_accuracy"]),
+              "accuracy": float(ens["accuracy"]), "times_more_robust": math.nan}]
+            + [{"ensemble": " + ".join(members), "model": r.member,
+                "clean_accuracy": float(sweep.loc[sweep["model"] == r.member, "clean_accuracy"].iloc[0]),
+                "accuracy": r.member_accuracy, "times_more_robust": r.times_more_robust}
+               for r in ratios.itertuples(index=False)]))
+    ctx.check()
+    ctx.progress(len(sizes) / (len(sizes) + 1), "robustness as the ensemble grows")
+    growth_rows = []
+    for members in growing_ensembles(tm, min(6, len(m["labels"])), fp):
+        ctx.check()
+        sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
+                                 data=ctx.data(), steps=s.ensemble_steps,
+                                 step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
+                                 members_alone=False, store=ctx.store, device=ctx.device,
+                                 **engine_kwargs(robustness_sweep, s.profile))
+        row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
+        growth_rows.append({"size": len(members), "members": " + ".join(members),
+                            "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
+                            "eps": s.trend_eps})
+    return {"status": DONE, "chosen": pd.DataFrame(chosen), "comparison": pd.concat(comparisons, ignore_index=True),
+            "growth": pd.DataFrame(growth_rows), "eps": s.trend_eps}
+
+
+# ----------------------------------------------------------------------------- 7. TM(eps) fit (Fig. 12, Table VII)
+def fit_pairs(settings: ReproSettings) -> list[tuple[str, str]]:
+    """The pairs whose TM(eps) is fitted: FP -> another seed and FP -> Q2, where present."""
+    return [("FP", t) for t in ("FP-s1", "Q2") if t in settings.models] or \
+        [("FP", r) for r in list(settings.models)[1:2]]
+
+
+def tm_fit(ctx: StageContext) -> dict:
+    """TM(eps) fitted from 4 eps against a 20-point measured PGD sweep, with the RMSE (the paper's Table VII)."""
+    from ..attacks.registry import make_attack
+    from ..curve import fit_tm
+
+    pairs = fit_pairs(ctx.settings)
+    if not pairs:
+        return not_run("needs two models")
+    s = ctx.settings
+    top = max([*s.fit_eps, *s.sweep_eps])
+    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=_step_size(top, s.fit_steps))
+    summaries, measured, curves, failures = [], [], [], []
+    for i, (src, tgt) in enumerate(pairs):
+        ctx.check()
+        ctx.progress(i / len(pairs), f"PGD at {len(set(s.fit_eps) | set(s.sweep_eps))} eps: "
+                                     f"{ctx.label(src)} -> {ctx.label(tgt)}")
+        pair = f"{ctx.label(src)} -> {ctx.label(tgt)}"
+        try:
+            result = fit_tm(ctx.model(src), ctx.model(tgt), list(s.fit_eps), list(s.sweep_eps), attack=attack,
+                            data=ctx.data(), store=ctx.store, device=ctx.device, **engine_kwargs(fit_tm, s.profile))
+        except TrendError as exc:  # e.g. the source yields no adversarial image at any eps
+            failures.append(f"{pair}: {exc}")
+            continue
+        summary = result.summary()
+        summaries.append({"pair": pair, "rmse": float(result.rmse), "max_abs_error": float(result.max_abs_error),
+                          "measured_points": summary["measured_points"], **result.curve.params()})
+        points = result.measured.copy()
+        points["tm_fit"] = result.curve.tm(points["eps"].to_numpy(float))
+        measured.append(points.assign(pair=pair))
+        curves.append(result.predictions(points=80).assign(pair=pair))
+    if not summaries:
+        return not_run("; ".join(failures))
+    return {"status": DONE, "summary": pd.DataFrame(summaries), "measured": pd.concat(measured, ignore_index=True),
+            "curves": pd.concat(curves, ignore_index=True), "failures": failures}
+
+
+# ----------------------------------------------------------------------------- 8. robustness audit
+def audit_runner() -> Callable | None:
+    """The audit's ``run_audit`` when this build has ``trend_core.audit``, else None."""
+    try:
+        from ..audit import run_audit  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return run_audit
+
+
+def audit(ctx: StageContext) -> dict:
+    """The audit's worst case (every attack of its battery) for each TREND ensemble and each of its members."""
+    run_audit = audit_runner()
+    if run_audit is None:
+        return not_run("audit module unavailable")
+    t = ctx.results.get("trend", {})
+    if t.get("status") != DONE:
+        return not_run("needs the TREND ensembles")
+    s = ctx.settings
+    role_of = ctx.results["matrices"]["roles"]
+    rows, flags = [], []
+    targets: list[tuple[str, list[str], bool]] = []
+    for ensemble in t["chosen"]["ensemble"]:
+        members = ensemble.split(" + ")
+        targets.append((ensemble, members, True))
+        targets += [(m, [m], False) for m in members if all(m != name for name, _, _ in targets)]
+    for i, (name, members, is_ensemble) in enumerate(targets):
+        ctx.check()
+        ctx.progress(i / len(targets), f"auditing {name}")
+        report = run_audit(ctx.zoo, [s.models[role_of[m]] for m in members], ensemble=is_ensemble,
+                           epsilons=[s.trend_eps], level=s.audit_level, dataset=s.dataset, limit=s.limit,
+                           device=str(ctx.device), store=ctx.store, progress=None,
+                           **engine_kwargs(run_audit, s.profile))
+        worst = report.worst_case
+        value = float(worst.loc[np.isclose(worst["eps"].astype(float), s.trend_eps), "robust_accuracy"].iloc[0])
+        robust = report.robust
+        strongest = robust.loc[robust["robust_accuracy"].astype(float).idxmin()]
+        rows.append({"model": name, "ensemble": bool(is_ensemble), "eps": s.trend_eps, "worst_case_accuracy": value,
+                     "strongest_attack": str(strongest["attack"])})
+        flags += [{"model": name, "flag": f.name, "fired": bool(f.fired), "sentence": f.sentence} for f in report.flags]
+    return {"status": DONE, "worst_case": pd.DataFrame(rows),
+            "flags": pd.DataFrame(flags, columns=["model", "flag", "fired", "sentence"])}
+
+
+STAGES: dict[str, tuple[str, Callable[[StageContext], dict]]] = {
+    "baseline": ("Baseline clean accuracy (Tables IV-VI)", baseline),
+    "attacks": ("Transfer between seeds and optimizers under four attacks (Tables II-III)", transfer_attacks),
+    "matrices": ("TM matrices: architecture, input and weight/activation quantization (Figs. 1-3)", matrices),
+    "boundary": ("Decision boundary FP vs Q1 (Fig. 4)", boundary),
+    "ensembles": ("Ensemble attacks over eps and gradient domination (Figs. 5-7)", ensemble_attacks),
+    "trend": ("TREND ensembles vs their members, and growth (Figs. 8-9)", trend),
+    "fit": ("TM(eps) fit from 4 points vs a 20-point sweep (Fig. 12, Table VII)", tm_fit),
+    "audit": ("Robustness audit of the TREND ensembles and their members", audit),
+}
+
+
+def check_stage_result(name: str, result: dict) -> dict:
+    """A stage's result must say whether it ran (a programming error otherwise)."""
+    if not isinstance(result, dict) or not str(result.get("status", "")).startswith(("done", "not run")):
+        raise TrendError(f"Stage {name} returned no status.")
+    return result
