@@ -346,7 +346,7 @@ def bench_transfer(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, ep
                     "trend_core.transfer.run_transfer is missing: not measured")]
     attack = PGD(eps=eps, steps=steps)
     singles = {f"pgd{i}": (lambda m=m: attack(m, x, y)) for i, m in enumerate(models)}
-    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), store=False,
+    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), cache=None,
                                                                    device=str(device))}, repeats, device)
     one_each = sum(times[k] for k in singles)
     note = (f"run_transfer {times['matrix']:.3f} s (6 attacks + 30 evaluations, no disk cache) vs "

@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch.nn as nn
 
+from .data import get_info
 from .errors import TrendError
+from .store import UNSET, Cache, cache_argument
+from .transfer import run_transfer
 
 MIN_POINTS = 3
 DEFAULT_FIT_POINTS = 4
@@ -174,21 +177,19 @@ class TMFitResult:
 
 def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS) -> list[float]:
     """``points`` eps values spread evenly over the dataset's eps range (PAPER.md: 4)."""
-    from .data import get_info
-
     low, high = get_info(dataset).eps_range
     return [float(v) for v in np.round(np.linspace(low, high, int(points)), 6)]
 
 
 def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack="pgd", data=None,
-               limit: int | None = None, store=None, device: str = "auto") -> pd.DataFrame:
-    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (cached in the store)."""
-    from .transfer import run_transfer
-
+               limit: int | None = None, cache: Cache = None, device: Any = "auto", store: Any = UNSET) -> pd.DataFrame:
+    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
+    ``run_transfer``)."""
+    cache = cache_argument(cache, store)
     eps_list = sorted({float(e) for e in epsilons})
     if not eps_list:
         raise TrendError("Give at least one eps.")
-    results = run_transfer([source, target], attack, data=data, limit=limit, store=store, device=device,
+    results = run_transfer([source, target], attack, data=data, limit=limit, cache=cache, device=device,
                            sources=[0], targets=[1], epsilons=eps_list)
     rows = []
     for result in results:
@@ -202,10 +203,12 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
 
 
 def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None = None,
-           eval_eps: Sequence[float] = (), attack="pgd", data=None, limit: int | None = None, store=None,
-           device: str = "auto", progress: Callable[[str], None] | None = None) -> TMFitResult:
+           eval_eps: Sequence[float] = (), attack="pgd", data=None, limit: int | None = None, cache: Cache = None,
+           device: Any = "auto", progress: Callable[[str], None] | None = None, store: Any = UNSET) -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: 4 over the dataset's range) and ``eval_eps``, fit on ``fit_eps``,
-    and report the RMSE of the fitted TM against every measured point."""
+    and report the RMSE of the fitted TM against every measured point. ``cache`` as in ``run_transfer`` (None:
+    nothing is written to disk)."""
+    cache = cache_argument(cache, store)
     if source is target:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     if fit_eps is None:
@@ -218,7 +221,7 @@ def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
         progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, store, device)
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]

@@ -13,13 +13,18 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import threading
-from pathlib import Path
+import warnings
 from typing import Any
 
 import pandas as pd
 import torch
+
+from .errors import TrendError
+
+log = logging.getLogger(__name__)
 
 MISSING = object()
 _FINGERPRINT_ATTR = "_trend_fingerprint"
@@ -171,8 +176,9 @@ class Store:
             return default
         try:
             return loads(bytes(data))
-        except Exception:  # an unreadable entry (older format, damaged file) is a miss, not a crash
-            self.delete(key)
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry (older format, damaged file) is a miss
+            log.warning("results store %s: entry %s is unreadable (%s: %s); treated as missing and kept for "
+                        "inspection until it is overwritten", self.directory, key, type(exc).__name__, exc)
             return default
 
     def set(self, key: str, value: Any) -> None:
@@ -246,3 +252,37 @@ def get_store(root: str | os.PathLike | None = None) -> Store:
         if store is None:
             store = _DEFAULT_STORES[key] = Store(root)
         return store
+
+
+Cache = Store | MemoryStore | str | os.PathLike | bool | None
+UNSET: Any = object()
+
+
+def resolve_cache(cache: Cache) -> Store | MemoryStore:
+    """The store a run reads and writes, from a ``cache=`` argument; one meaning per value:
+
+    ``None`` or ``False`` (the library's default): nothing is written anywhere (a fresh in-memory store for this
+    call); ``True``: the shared store under $TREND_HOME; a folder (str or path): the shared store there; a
+    Store or MemoryStore: that store.
+    """
+    if cache is None or cache is False:
+        return MemoryStore()
+    if cache is True:
+        return get_store()
+    if isinstance(cache, (Store, MemoryStore)):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return get_store(cache)
+    if all(callable(getattr(cache, name, None)) for name in ("get", "set", "has")):
+        return cache  # another object with the store interface (e.g. a remote store)
+    raise TrendError(f"cache must be None, True, a folder or a Store, got {type(cache).__name__}.")
+
+
+def cache_argument(cache: Cache, store: Any = UNSET) -> Cache:
+    """``cache``, or the old ``store=`` argument translated (None meant the shared store, False none) with a
+    DeprecationWarning, so callers written against the old keyword keep their meaning."""
+    if store is UNSET:
+        return cache
+    warnings.warn("store= is deprecated; use cache= (None: no disk cache, True: the shared store, "
+                  "a folder or a Store).", DeprecationWarning, stacklevel=3)
+    return True if store is None else store

@@ -22,9 +22,10 @@ import torch
 import torch.nn as nn
 
 from .attacks.base import Attack, check_eps, predict
+from .attacks.registry import make_attack
 from .devices import resolve_device
 from .errors import TrendError
-from .store import MemoryStore, Store, content_key, get_store, model_fingerprint
+from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
 
 CACHE_VERSION = "transfer/v1"
 PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
@@ -140,6 +141,16 @@ class TransferResult:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def spec_names(self, labels: Sequence[str]) -> list[str]:
+        """The canonical spec names of models given by their labels in this result (what the zoo loads)."""
+        names = []
+        for label in labels:
+            name = self.specs.get(label)
+            if not name:
+                raise TrendError(f"{label} is not a zoo model, so it cannot be loaded for the evaluation.")
+            names.append(name)
+        return names
+
     def examples(self, source: str, target: str) -> PairExamples:
         """The images ``source`` generated on the common subset with ``target``, split by whether they transferred."""
         if self.details is None:
@@ -163,25 +174,31 @@ class TransferResult:
 # ----------------------------------------------------------------------------- running
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: None = ..., cancel: Callable[[], bool] | None = ...) -> TransferResult: ...
+                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...) -> TransferResult: ...
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...
+                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...
                  ) -> list[TransferResult]: ...
-def run_transfer(models, attack, split="test", limit=None, data=None, store=None, progress=None, device="auto",
-                 sources=None, targets=None, epsilons=None, cancel=None):
+def run_transfer(models, attack, split="test", limit=None, data=None, cache=None, progress=None, device="auto",
+                 sources=None, targets=None, epsilons=None, cancel=None, store=UNSET):
     """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
 
     ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
     or ``model<i>``). ``data``: (x, y) tensors or a DatasetBundle; by default the models' dataset ``split``.
-    ``store``: a Store (default: the shared one under $TREND_HOME), or False for no disk cache.
+    ``cache``: None (default) writes nothing to disk; True keeps results in the shared store under $TREND_HOME,
+    a folder in the store there, a Store in that store (see ``store.resolve_cache``); a cached rerun runs no
+    attack. (``store=`` is the old, deprecated name: None meant the shared store.)
     ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
     Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each.
+
+    >>> result = run_transfer([model_a, model_b], PGD(eps=0.1), limit=200)   # doctest: +SKIP
+    >>> result.matrix()                                                      # doctest: +SKIP
     """
+    cache = cache_argument(cache, store)
     models = list(models)
     if not models:
         raise TrendError("Pick at least one model for a transfer run.")
@@ -200,7 +217,7 @@ def run_transfer(models, attack, split="test", limit=None, data=None, store=None
         model.to(dev)
     x, y = (t.clone() if t.is_inference() else t for t in evaluation_data(models, data, split, limit))
     x, y = x.to(dev), y.to(dev)  # (inference-mode tensors could not enter the attacks' autograd)
-    store = MemoryStore() if store is False else (store if store is not None else get_store())
+    store = resolve_cache(cache)
 
     data_key = content_key(CACHE_VERSION, "data", x, y)
     fps = [model_fingerprint(m) for m in models]
@@ -289,7 +306,7 @@ def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Te
             entries[slot] = entry
     missing = [slot for slot in range(len(keys)) if slot not in entries]
     if missing:
-        outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing])
+        outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing], speedup=True)
         for slot, outcome in zip(missing, outcomes):
             entry = {"clean_correct": outcome.clean_correct, "success": outcome.success, "l2": outcome.l2,
                      "linf": outcome.linf}
@@ -334,8 +351,6 @@ def model_labels(models: Sequence[nn.Module]) -> list[str]:
 # ----------------------------------------------------------------------------- helpers
 def _as_attack(attack) -> Attack:
     if isinstance(attack, str):
-        from .attacks.registry import make_attack
-
         return make_attack(attack)
     if not isinstance(attack, Attack):
         raise TrendError(f"A transfer run needs an Attack (e.g. PGD(eps=0.1)) or an attack name, "

@@ -159,15 +159,22 @@ class Attack:
         """Every setting that changes the result: part of the cache key."""
         return {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_") and k != "batch_size"}
 
-    def describe(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params().items()) + ")"
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({settings})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        """Attack images ``x`` (B, C, H, W) in [0, 1] with labels ``y`` (B,) at this attack's eps."""
         return self.run(model, x, y, [self.eps])[0]
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            epsilons: Sequence[float | None]) -> list[AttackResult]:
-        """One result per eps. Minimum-norm attacks are computed once and clipped to each eps."""
+            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
+        """One result per eps. Minimum-norm attacks are computed once and clipped to each eps.
+
+        ``speedup=True`` (what the runners pass: transfer runs, sweeps) iterates on ``runner(model)``, the
+        model's cached inference twin, and still judges success on the model itself; by default the attack
+        iterates on the model as given.
+        """
         if len(x) != len(y):
             raise TrendError(f"Got {len(x)} images but {len(y)} labels.")
         if len(epsilons) == 0:
@@ -176,7 +183,7 @@ class Attack:
         device = model_device(model)
         results: list[list[AttackResult]] = [[] for _ in epsilons]
         with attack_mode(model):
-            runner = self.runner(model)  # the iterations run on the twin, success is judged on the model
+            runner = self.runner(model) if speedup else model  # success is always judged on the model
             for x_chunk, y_chunk in self._chunks(x, y):
                 xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
                 clean_pred = predict(model, xd)
