@@ -5,5 +5,5 @@ from .deepfool import DeepFool
 from .pgd import PGD, pgd_loop
 from .registry import ATTACK_NAMES, attack_parameters, make_attack
 
-__all__ = ["ATTACK_NAMES", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "PGD", "attack_parameters",
+__all__ = ["ATTACK_NAMES", "PGD", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "attack_parameters",
            "clip_to_ball", "make_attack", "pgd_loop", "predict"]

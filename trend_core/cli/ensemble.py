@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import TrendError
 from .common import add_common, emit_json, emit_table, load_models, parse_names, zoo_from
 from .transfer import _number, build_attack
@@ -20,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--rule", nargs="+", default=["all"], metavar="RULE", help="dag, empir, ugd, agd or all (default)")
     ea.add_argument("--eps", nargs="+", default=None, metavar="E", help="eps values (default: the dataset's)")
     ea.add_argument("--steps", default="40", help="PGD steps (default 40)")
-    ea.add_argument("--step-size", default="0.01", help="step size alpha (default 0.01; also the random start radius)")
+    ea.add_argument("--step-size", default=None,
+                    help="step size alpha (default 0.01, larger when the steps could not reach the largest eps; "
+                         "also the random start radius)")
     ea.add_argument("--members", action="store_true",
                     help="also attack each member alone and print 'x times more robust' ratios")
     ea.add_argument("--limit", default=None, help="use the first N test images")
@@ -77,8 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- ensemble-attack
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
-    from ..attacks.ensemble import RULE_NAMES, check_rule
-    from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
+    # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
+    from ..attacks.ensemble_pgd import RULE_NAMES, check_rule
+    from ..ensemble import MajorityVote
+    from ..robustness import robustness_ratios, robustness_sweep
     from ..store import get_store
 
     specs = _one_dataset(parse_names(args.models))
@@ -87,13 +89,13 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]
     eps_list = _eps_list(args.eps, specs[0].dataset)
     steps = _number("--steps", args.steps, int)
-    step_size = _number("--step-size", args.step_size, float)
+    step_size = None if args.step_size is None else _number("--step-size", args.step_size, float)
     seed = _number("--seed", args.seed, int)
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     models = load_models(args, [s.name for s in specs])
-    store = False if args.no_cache else get_store(args.home)
+    cache = None if args.no_cache else get_store(args.home)
     sweep = robustness_sweep(MajorityVote(models, seed), eps_list, rules, limit=limit, steps=steps,
-                             step_size=step_size, seed=seed, members_alone=args.members, store=store,
+                             step_size=step_size, seed=seed, members_alone=args.members, cache=cache,
                              device=args.device, progress=lambda m: print(m, file=sys.stderr))
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
@@ -166,8 +168,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
-    from ..curve import default_fit_eps, fit_tm
-    from ..data import get_info
+    from ..curve import default_fit_eps, fit_tm  # (torch: imported when the command runs)
     from ..store import get_store
 
     specs = _one_dataset(parse_names([args.source, args.target]))
@@ -176,14 +177,15 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     dataset = specs[0].dataset
     fit_eps = default_fit_eps(dataset) if args.eps is None else [_number("--eps", e, float) for e in args.eps]
     eval_eps = [_number("--eval-eps", e, float) for e in args.eval_eps]
-    attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
+    top = max([*fit_eps, *eval_eps])  # the attack is built at the largest eps: its step size must reach it
+    attack = build_attack(args.attack, dataset, eps=str(top), steps=args.steps, step_size=args.step_size)
     if attack.minimum_norm:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
     limit = None if args.limit is None else _number("--limit", args.limit, int)
     points = _number("--points", args.points, int)
     source, target = load_models(args, [s.name for s in specs])
-    store = False if args.no_cache else get_store(args.home)
-    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device)
+    cache = None if args.no_cache else get_store(args.home)
+    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:
