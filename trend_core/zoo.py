@@ -262,13 +262,3 @@ def _load_state(model: TrendModel, state: dict[str, torch.Tensor], name: str) ->
             parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
         raise TrendError(f"These weights do not fit {name}: " + "; ".join(parts) + ".")
     model.load_state_dict(state)
-
-
-
-def get_zoo(root: str | os.PathLike | None = None) -> Zoo:
-    """The zoo at ``root`` or at the default home (re-read from $TREND_HOME each call)."""
-    return Zoo(root)
-
-
-def load_model(name_or_spec: ModelSpec | str, zoo: Zoo | None = None, device: str | torch.device = "cpu") -> TrendModel:
-    return (zoo or Zoo()).load(name_or_spec, device)

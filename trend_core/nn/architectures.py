@@ -251,6 +251,3 @@ def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Modu
                     setattr(parent, child_name, QReLU(act_bits))
     return net
 
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..data import get_info
 from .architectures import quantize_network
 from .quant import FloydSteinbergHalftone, Halftone, InputQuantizer
 from .registry import get_builder
@@ -58,13 +59,16 @@ class TrendModel(nn.Module):
 
 
 def build_model(spec, info=None, per_batch_range: bool = False) -> TrendModel:
-    """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked."""
-    from ..data import get_info
+    """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked.
 
+    The seed is applied inside a forked RNG state, so building (or loading) a model leaves the caller's global
+    random stream where it was.
+    """
     info = info or get_info(spec.dataset)
-    torch.manual_seed(spec.seed)
     channels, size, _ = info.input_shape
-    net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
-    quantize_network(net, spec.weight_bits, spec.act_bits)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
+        quantize_network(net, spec.weight_bits, spec.act_bits)
     preprocess = Preprocess(info.mean, info.std, spec.input_quant, per_batch_range)
     return TrendModel(preprocess, net, spec)

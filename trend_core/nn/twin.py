@@ -26,7 +26,7 @@ PROBE_IMAGES = 2
 PROBE_TOLERANCE = 1e-4  # relative to the largest logit: float rounding is ~1e-7, a wrong graph is ~1
 
 _lock = threading.Lock()
-_twins: "weakref.WeakKeyDictionary[nn.Module, dict[bool, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
+_twins: weakref.WeakKeyDictionary[nn.Module, dict[bool, tuple[tuple, nn.Module]]] = weakref.WeakKeyDictionary()
 
 
 def inference_twin(model: nn.Module, fold: bool = True) -> nn.Module:
