@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from .errors import TrendError
 from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
 from .robustness import robustness_ratios, robustness_sweep
 from .specs import ModelSpec
-from .store import content_key
+from .store import Cache, content_key
 from .transfer import TransferResult, attack_identity, model_labels, run_transfer
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
@@ -74,7 +74,7 @@ def check_members(zoo, names: Sequence[str], minimum: int = 1, what: str = "mode
 
 def check_epsilons(epsilons: Sequence[float]) -> list[float]:
     """Sorted distinct L-inf eps values, each in (0, 1]."""
-    values = sorted({check_eps(e) for e in epsilons})
+    values = sorted({float(check_eps(e) or 0.0) for e in epsilons})  # (check_eps(required=True) never gives None)
     if not values:
         raise TrendError("Give at least one eps.")
     return values
@@ -128,7 +128,7 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
     if len(names) > 2:
         raise TrendError(f"Pick one or two models for the decision boundary, not {len(names)}.")
     dataset = ModelSpec.parse(names[0]).dataset
-    total = len(load_dataset(dataset).test)
+    total = len(load_dataset(dataset).test)  # type: ignore[arg-type]  # (a torch Dataset with __len__)
     index = check_int("The image index", index, 0)
     if index >= total:
         raise TrendError(f"The {dataset} test split has {total} images; pick an index below {total}.")
@@ -511,7 +511,7 @@ def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[s
             origin = " (cached)" if step.from_cache else ""
             job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
 
-        result = run_transfer(models, attack_obj, split=split, limit=limit, cache=store, progress=on_step,
+        result = run_transfer(models, attack_obj, split=split, limit=limit, cache=cast(Cache, store), progress=on_step,
                               device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested)
         if not live:
             _record_transfer_run(zoo, store, key, request)

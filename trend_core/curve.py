@@ -164,7 +164,7 @@ class TMFitResult:
     def predictions(self, points: int = 60, eps_max: float | None = None) -> pd.DataFrame:
         """The fitted curves on a dense eps grid from 0 to ``eps_max`` (default: the largest measured eps)."""
         top = float(eps_max or self.measured["eps"].max())
-        return self.curve.predict(np.linspace(0.0, top, max(2, int(points))))
+        return self.curve.predict(list(np.linspace(0.0, top, max(2, int(points)))))
 
     def summary(self) -> dict:
         return {"source": self.source, "target": self.target, "attack": self.attack, **self.curve.params(),
@@ -194,7 +194,7 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
     rows = []
     for result in results:
         pair = result.long().iloc[0]
-        rows.append({"eps": float(result.eps), "f_st": int(pair["transferred"]), "f_ss": int(pair["generated"]),
+        rows.append({"eps": float(result.eps or 0.0), "f_st": int(pair["transferred"]), "f_ss": int(pair["generated"]),
                      "tm": float(pair["tm"]), "n_common": int(pair["n_common"])})
     frame = pd.DataFrame(rows)
     frame.attrs["source"], frame.attrs["target"] = results[0].sources[0], results[0].targets[0]

@@ -250,7 +250,7 @@ def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (
     if min_acc is not None:
         floor = _fraction("min_acc", min_acc)
         missing = [n for n in names if accuracies is None or n not in accuracies]
-        if missing:
+        if missing or accuracies is None:
             raise TrendError(f"An accuracy floor needs the clean accuracy of every model; {missing[0]!r} has none.")
         for r in required:
             if accuracies[r] < floor:

@@ -132,6 +132,8 @@ class Job:
                 return
             self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
         try:
+            if self._fn is None:
+                raise TrendError(f"{self.title} has nothing to run.")
             result = self._fn(self)
         except JobCancelled:
             self._finish(JobStatus.CANCELLED, message="cancelled")

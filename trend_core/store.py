@@ -39,7 +39,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
     digest = hashlib.sha256(f"{flat.dtype}|{tuple(tensor.shape)}|".encode())
     if flat.numel():
-        digest.update(flat.view(torch.uint8).numpy())
+        digest.update(flat.view(torch.uint8).numpy())  # type: ignore[arg-type]  # (an ndarray is a buffer)
     return digest.hexdigest()
 
 

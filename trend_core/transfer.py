@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from .attacks.base import Attack, check_eps, predict
 from .attacks.registry import make_attack
+from .data import load_dataset
 from .devices import resolve_device
 from .errors import TrendError
 from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
@@ -386,13 +387,12 @@ def evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise TrendError(f"The image limit must be a positive whole number, got {limit!r}.")
     if data is None:
-        datasets = {getattr(getattr(m, "spec", None), "dataset", None) for m in models}
-        if None in datasets:
+        found = {getattr(getattr(m, "spec", None), "dataset", None) for m in models}
+        datasets = {str(d) for d in found if d is not None}
+        if None in found:
             raise TrendError("Some models carry no spec, so their dataset is unknown; pass data=(x, y).")
         if len(datasets) > 1:
             raise TrendError(f"The models come from different datasets ({', '.join(sorted(datasets))}); pick one.")
-        from .data import load_dataset
-
         return load_dataset(datasets.pop()).tensors(split, limit)
     if hasattr(data, "tensors") and callable(data.tensors):
         return data.tensors(split, limit)
@@ -427,7 +427,8 @@ def _adv_loader(store, keys: dict[str, str]) -> Callable[[str], torch.Tensor]:
 def _build_result(d: TransferDetails, norms, sources: list[str], targets: list[str], attack: str,
                   eps: float | None, split: str, specs: dict) -> TransferResult:
     l2, linf = norms
-    rows, empty = [], {}
+    rows: list[dict] = []
+    empty: dict[str, list[str]] = {}
     for s in sources:
         for t in targets:
             generated = d.success[s] & d.correct[s] & d.correct[t]
@@ -499,9 +500,9 @@ def seed_group_table(result: TransferResult, groups: dict[str, Sequence[str]] | 
     """Mean +- std over each seed group (the paper's Table II): every source seed against every *other* target
     seed of the same configuration (diagonal excluded). ``groups`` default: ``model_groups(result)``.
     Std is the sample std over pairs (NaN for a single pair); NaN TMs are left out of the transfer % stats."""
-    groups = model_groups(result) if groups is None else {str(k): list(v) for k, v in groups.items()}
+    chosen = model_groups(result) if groups is None else {str(k): list(v) for k, v in groups.items()}
     rows = {}
-    for name, members in groups.items():
+    for name, members in chosen.items():
         _check_labels(result, members)
         pairs = result.pairs[result.pairs["source"].isin(members) & result.pairs["target"].isin(members)
                              & (result.pairs["source"] != result.pairs["target"])]

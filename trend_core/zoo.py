@@ -10,6 +10,7 @@ Checkpoints are read with safetensors (no pickle); a user's ``.pt`` state_dict i
 """
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import platform
@@ -126,7 +127,7 @@ class Zoo:
                     rows.append(meta)
         return sorted(rows, key=lambda m: m.get("name", ""))
 
-    def specs(self, dataset: str | None = None) -> list[ModelSpec]:
+    def specs(self, dataset: str | None = None) -> builtins.list[ModelSpec]:  # (list: the method above)
         return [ModelSpec.from_dict(m["spec"]) for m in self.list(dataset)]
 
     # -- load / save ------------------------------------------------------------------------------------------

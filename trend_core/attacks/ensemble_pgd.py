@@ -72,8 +72,8 @@ RULES: dict[str, Callable[..., torch.Tensor]] = {
 
 def check_rule(rule: str) -> str:
     """A rule name (case-insensitive; the paper's labels like 'A-GD' work too) -> its key, or a TrendError."""
-    key = str(rule).lower().replace("-", "").replace("_", "")
-    key = {"dag": "dag", "empir": "empir", "ugd": "ugd", "agd": "agd"}.get(key)
+    text = str(rule).lower().replace("-", "").replace("_", "")
+    key = {"dag": "dag", "empir": "empir", "ugd": "ugd", "agd": "agd"}.get(text)
     if key is None:
         raise TrendError(f"Unknown ensemble attack rule {rule!r}; choose one of {', '.join(RULE_NAMES)}.")
     return key
@@ -130,7 +130,7 @@ class EnsemblePGD(Attack):
         self._on_step = on_step
 
     @property
-    def name(self) -> str:  # the paper's label of the rule, e.g. "A-GD"
+    def name(self) -> str:  # type: ignore[override]  # the paper's label of the rule, e.g. "A-GD"
         return RULE_LABELS[self.rule]
 
     def run(self, model, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None], *,

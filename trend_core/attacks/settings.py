@@ -76,8 +76,9 @@ class AttackSettings:
         values.update({k: v for k, v in given.items() if v is not None})
         if self.minimum_norm and not values.get("eps"):
             values["eps"] = None
-        if "step_size" in values and given.get("step_size") is None and values.get("eps"):
-            values["step_size"] = step_size_for(float(values["eps"]), int(values.get("steps") or 1))
+        eps, steps = values.get("eps"), values.get("steps") or 1
+        if "step_size" in values and given.get("step_size") is None and isinstance(eps, (int, float)) and eps:
+            values["step_size"] = step_size_for(float(eps), int(steps) if isinstance(steps, (int, float)) else 1)
         return values
 
     def build(self, **given) -> Attack:
