@@ -50,7 +50,7 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
     eps is rescaled to [0, 1] for the optimizer (b is scaled back), so the fit is equally conditioned for CIFAR's
     eps ~ 0.03 and the digits' eps ~ 0.3. Raises TrendError with a clear message on bad input or no convergence.
     """
-    from scipy.optimize import OptimizeWarning, curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit  # (scipy loads only for a fit: ~0.3 s)
 
     e, c = _check_points(eps, counts, what)
     if not np.any(c > 0):

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .errors import TrendError
+from .zoo import Zoo
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,7 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
-        import diskcache
-
-        from .zoo import Zoo
+        import diskcache  # (SQLite opens only when a disk store is asked for)
 
         self.directory = Zoo(root).root / "cache"
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -244,8 +243,6 @@ _LOCK = threading.Lock()
 
 def get_store(root: str | os.PathLike | None = None) -> Store:
     """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process."""
-    from .zoo import Zoo
-
     key = (str(Zoo(root).root.resolve()), os.getpid())  # a forked child opens its own SQLite connection
     with _LOCK:
         store = _DEFAULT_STORES.get(key)

@@ -72,7 +72,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def library_versions() -> dict:
-    import torchvision
+    import torchvision  # (only to record its version)
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
 
@@ -133,7 +133,7 @@ class Zoo:
     # -- load / save ------------------------------------------------------------------------------------------
     def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
         """The trained model in eval mode; a missing or damaged checkpoint is a TrendError."""
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError  # (safetensors loads with the first checkpoint)
         from safetensors.torch import load_file
 
         spec = parse_spec(spec)
@@ -185,7 +185,7 @@ class Zoo:
             model = build_model(spec)
             self.save(spec, model, {"source": "torchvision", "val_acc": None, "test_acc": None, "train_seconds": 0.0})
             return model.eval()
-        from .train import train_model
+        from .train import train_model  # (train imports the data loaders; loading a zoo model needs neither)
 
         result = train_model(spec, device=device, progress=progress, cancel=cancel)
         self.save(spec, result.model, {

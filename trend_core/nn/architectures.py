@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..errors import TrendError
 from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU
 from .registry import register_arch
 
@@ -209,9 +210,8 @@ def _register_torchvision(name: str) -> None:
 
     @register_arch(name, datasets=("imagenet",))
     def build(num_classes, in_channels, image_size, width, pretrained=False):
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # (torchvision loads only for its architectures)
 
-        from ..errors import TrendError
 
         if width != 1.0:
             raise TrendError(f"{name} comes from torchvision and has no width multiplier; use width 1.")
