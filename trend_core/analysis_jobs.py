@@ -21,7 +21,7 @@ import torch
 
 from . import commands
 from .attacks.base import check_eps, check_int
-from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, gradient_views
+from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreement_trace, gradient_views
 from .attacks.pgd import step_size_for
 from .attacks.registry import make_attack
 from .attacks.settings import attack_settings
@@ -34,8 +34,9 @@ from .errors import TrendError
 from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
 from .robustness import robustness_ratios, robustness_sweep
 from .specs import ModelSpec
-from .store import Cache, content_key
+from .store import AnyStore, Cache, content_key
 from .transfer import TransferResult, attack_identity, model_labels, run_transfer
+from .zoo import Zoo
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
@@ -43,7 +44,7 @@ __all__ = ["step_size_for"]  # (re-exported: the step-size rule lives with PGD i
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def home_of(zoo) -> str:
+def home_of(zoo: Zoo) -> str:
     """The zoo's store folder, resolved: what keys a job to one folder and what pages match jobs against."""
     return str(Path(zoo.root).expanduser().resolve())
 
@@ -57,7 +58,7 @@ def dataset_of(names: Sequence[str]) -> str | None:
         return None
 
 
-def check_members(zoo, names: Sequence[str], minimum: int = 1, what: str = "model") -> list[str]:
+def check_members(zoo: Zoo, names: Sequence[str], minimum: int = 1, what: str = "model") -> list[str]:
     """Distinct zoo model names, at least ``minimum`` of them, all present in ``zoo``."""
     names = list(dict.fromkeys(str(n) for n in names))
     if len(names) < minimum:
@@ -80,12 +81,12 @@ def check_epsilons(epsilons: Sequence[float]) -> list[float]:
     return values
 
 
-def model_identity(zoo, names: Sequence[str]) -> list[tuple]:
+def model_identity(zoo: Zoo, names: Sequence[str]) -> list[tuple]:
     """What pins a zoo model's weights for a cache key: name, spec key and when it was saved."""
     return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
-def load_members(zoo, names: Sequence[str], device, job: Job | None = None) -> list:
+def load_members(zoo: Zoo, names: Sequence[str], device: str | torch.device, job: Job | None = None) -> list:
     """The named zoo models on ``device`` (eval mode), reporting progress while loading."""
     models = []
     for i, name in enumerate(names):
@@ -95,12 +96,12 @@ def load_members(zoo, names: Sequence[str], device, job: Job | None = None) -> l
     return models
 
 
-def test_images(dataset: str, limit: int):
+def test_images(dataset: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``limit`` test images and labels of ``dataset`` (the evaluation subset every page uses)."""
     return load_dataset(dataset).tensors("test", limit)
 
 
-def _submit(zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
+def _submit(zoo: Zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
             store, meta: dict, manager: JobManager | None, models: Sequence[str]) -> Job:
     """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content."""
     home = home_of(zoo)
@@ -115,7 +116,7 @@ def _check_limit(limit: int | None) -> int | None:
 
 
 # ----------------------------------------------------------------------------- decision boundary
-def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float | None = None,
+def submit_boundary(zoo: Zoo, store: AnyStore, models: Sequence[str], index: int, span: float | None = None,
                     resolution: int = 41, seed: int = 0, device: str = "auto",
                     manager: JobManager | None = None) -> Job:
     """Class maps of one or two models on a grid around test image ``index`` (x = the first model's gradient).
@@ -152,7 +153,7 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
 
 
 # ----------------------------------------------------------------------------- ensemble attacks
-def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
+def submit_ensemble_sweep(zoo: Zoo, store: AnyStore, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
                           limit: int | None = 100, agreement_images: int = AGREEMENT_IMAGES, device: str = "auto",
                           manager: JobManager | None = None) -> Job:
     """D-AG, EMPIR, U-GD and A-GD against the majority vote of ``members`` at every eps.
@@ -201,7 +202,7 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
                        names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device)})
 
 
-def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "auto"):
+def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str = "auto") -> GradientViews:
     """``gradient_views`` of the majority vote of ``members`` at test image ``index`` (one image: no job needed)."""
 
     names = check_members(zoo, members, 2, "ensemble member")
@@ -214,7 +215,7 @@ def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "au
 
 
 # ----------------------------------------------------------------------------- TREND ensembles
-def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, steps: int = 20,
+def submit_trend_evaluation(zoo: Zoo, store: AnyStore, members: Sequence[str], eps: float, steps: int = 20,
                             limit: int | None = 100, device: str = "auto", manager: JobManager | None = None) -> Job:
     """A-GD at ``eps`` against the ensemble and against each member alone ("x times more robust").
 
@@ -247,7 +248,7 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
                        home=zoo.root, device=device)})
 
 
-def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
+def submit_trend_growth(zoo: Zoo, store: AnyStore, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
                         limit: int | None = 100, device: str = "auto", manager: JobManager | None = None) -> Job:
     """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
     of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
@@ -302,7 +303,7 @@ def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, requir
 
 
 # ----------------------------------------------------------------------------- TM(eps)
-def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
+def submit_tm_fit(zoo: Zoo, store: AnyStore, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
                   steps: int = 20, limit: int | None = 200, device: str = "auto",
                   manager: JobManager | None = None) -> Job:
     """Fit TM(eps) of ``source`` -> ``target`` under PGD from ``fit_eps`` and compare with ``eval_eps``.
@@ -366,13 +367,13 @@ class _ZooHasAll:
         return None
 
 
-def training_key(zoo, specs) -> str:
+def training_key(zoo: Zoo, specs: Sequence[ModelSpec]) -> str:
     """Content key of 'train these specs into this zoo' (order-free)."""
     payload = "|".join([home_of(zoo)] + sorted(spec.key for spec in specs))
     return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None = None) -> Job:
+def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", manager: JobManager | None = None) -> Job:
     """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
 
     The job's result is the list of the models' metadata; it is done at once when the zoo has them all.
@@ -394,15 +395,15 @@ def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None
                              f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
                              f"validation accuracy {report.val_acc:.1%}")
 
-            zoo.get_or_train(spec, device=dev, progress=on_epoch, cancel=job.cancel_requested)
+            zoo.get_or_train(spec, device=str(dev), progress=on_epoch, cancel=job.cancel_requested)
         return [zoo.metadata(spec) for spec in specs]
 
     title = f"Training {n} model{'s' if n > 1 else ''}"
     return (manager or get_manager()).submit(
         training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
         store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs",
-        meta={"home": home_of(zoo), "dataset": dataset_of([getattr(spec, "name", spec) for spec in specs]),
-              "command": commands.train_command([getattr(spec, "name", str(spec)) for spec in specs], zoo.root,
+        meta={"home": home_of(zoo), "dataset": dataset_of([spec.name for spec in specs]),
+              "command": commands.train_command([spec.name for spec in specs], zoo.root,
                                                 device)})
 
 
@@ -425,14 +426,14 @@ class _CodecStore:
         self.store.set(key, self.encode(value))
 
 
-def transfer_summary(result) -> dict:
+def transfer_summary(result: TransferResult) -> dict:
     """What the store keeps of a TransferResult: everything but the per-image details."""
     return {"pairs": result.pairs, "sources": list(result.sources), "targets": list(result.targets),
             "attack": result.attack, "eps": result.eps, "split": result.split, "n_images": int(result.n_images),
             "specs": dict(result.specs), "warnings": list(result.warnings)}
 
 
-def transfer_from_summary(summary: dict):
+def transfer_from_summary(summary: dict) -> TransferResult:
     """A TransferResult rebuilt from ``transfer_summary`` (no per-image details: examples need a rerun)."""
     return TransferResult(summary["pairs"], list(summary["sources"]), list(summary["targets"]), summary["attack"],
                           summary["eps"], summary["split"], summary["n_images"], dict(summary["specs"]),
@@ -443,11 +444,11 @@ TRANSFER_INDEX_VERSION = "transfer-index/v1"
 _INDEX_LOCK = threading.Lock()
 
 
-def _transfer_index_key(zoo) -> str:
+def _transfer_index_key(zoo: Zoo) -> str:
     return content_key(TRANSFER_INDEX_VERSION, home_of(zoo))
 
 
-def _record_transfer_run(zoo, store: ResultStore, key: str, request: dict) -> None:
+def _record_transfer_run(zoo: Zoo, store: AnyStore, key: str, request: dict) -> None:
     """Note a finished transfer run in the store's index of this folder, so it is listed after a restart."""
     with _INDEX_LOCK:
         entries = [e for e in (store.get(_transfer_index_key(zoo)) or []) if e.get("key") != key]
@@ -455,7 +456,7 @@ def _record_transfer_run(zoo, store: ResultStore, key: str, request: dict) -> No
         store.set(_transfer_index_key(zoo), entries[-MAX_FINISHED_JOBS:])
 
 
-def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = None) -> list[Job]:
+def stored_transfer_runs(zoo: Zoo, store: AnyStore, manager: JobManager | None = None) -> list[Job]:
     """Finished transfer runs of this store folder, newest first, rebuilt from the store when the server
     process no longer knows them (after a restart); runs whose result has left the store are skipped."""
     manager = manager or get_manager()
@@ -476,7 +477,7 @@ def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = N
     return found
 
 
-def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[str], attack: str,
+def submit_transfer(zoo: Zoo, store: AnyStore, sources: list[str], targets: list[str], attack: str,
                     params: dict | None = None, limit: int | None = None, split: str = "test",
                     device: str = "auto", live: bool = False, manager: JobManager | None = None) -> Job:
     """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
@@ -538,7 +539,7 @@ def belongs_to(job: Job, home: str, dataset: str, strict: bool = False) -> bool:
     return meta.get("home", home) == home and meta.get("dataset", dataset) == dataset
 
 
-def finished_transfer_runs(zoo, store: ResultStore, dataset: str, manager: JobManager | None = None) -> list[Job]:
+def finished_transfer_runs(zoo: Zoo, store: AnyStore, dataset: str, manager: JobManager | None = None) -> list[Job]:
     """Every finished transfer run of this store folder on ``dataset``, newest first: those this process ran (or
     recalled), then those only the store's index still knows (after a server restart)."""
     manager = manager or get_manager()
@@ -550,7 +551,7 @@ def finished_transfer_runs(zoo, store: ResultStore, dataset: str, manager: JobMa
                    if job.key not in known and belongs_to(job, home, dataset)]
 
 
-def zoo_accuracies(zoo, result: TransferResult) -> dict[str, float]:
+def zoo_accuracies(zoo: Zoo, result: TransferResult) -> dict[str, float]:
     """Clean test accuracy of each zoo model of a transfer result, by its label (from the zoo's metadata)."""
     found = {}
     for label, name in result.specs.items():

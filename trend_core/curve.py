@@ -181,7 +181,7 @@ def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS) -> list[floa
     return [float(v) for v in np.round(np.linspace(low, high, int(points)), 6)]
 
 
-def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack="pgd", data=None,
+def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack: Any = "pgd", data: Any = None,
                limit: int | None = None, cache: Cache = None, device: Any = "auto", store: Any = UNSET) -> pd.DataFrame:
     """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
     ``run_transfer``)."""
@@ -203,7 +203,7 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
 
 
 def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None = None,
-           eval_eps: Sequence[float] = (), attack="pgd", data=None, limit: int | None = None, cache: Cache = None,
+           eval_eps: Sequence[float] = (), attack: Any = "pgd", data: Any = None, limit: int | None = None, cache: Cache = None,
            device: Any = "auto", progress: Callable[[str], None] | None = None, store: Any = UNSET) -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: 4 over the dataset's range) and ``eval_eps``, fit on ``fit_eps``,
     and report the RMSE of the fitted TM against every measured point. ``cache`` as in ``run_transfer`` (None:

@@ -23,7 +23,7 @@ from .transfer import attack_cached, evaluation_data
 
 
 def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
-                     rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
+                     rules: Sequence[str] = ("agd",), data: Any = None, limit: int | None = None, steps: int = 40,
                      step_size: float | None = None, seed: int = 0, members_alone: bool = True,
                      draws: int | None = None, cache: Cache = None, device: str | torch.device = "auto",
                      progress: Callable[[str], None] | None = None, store: Any = UNSET) -> pd.DataFrame:

@@ -251,6 +251,7 @@ def get_store(root: str | os.PathLike | None = None) -> Store:
         return store
 
 
+AnyStore = Store | MemoryStore
 Cache = Store | MemoryStore | str | os.PathLike | bool | None
 UNSET: Any = object()
 

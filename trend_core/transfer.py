@@ -285,7 +285,7 @@ def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str,
 
 
 def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                  epsilons: Sequence[float | None], store, data_key: str | None = None,
+                  epsilons: Sequence[float | None], store: Any, data_key: str | None = None,
                   fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
                   ) -> tuple[list[dict], bool]:
     """``attack.run`` over the eps not yet in ``store``; returns (one entry per eps, whether all came from the store).
@@ -381,7 +381,7 @@ def _select(chosen, models, labels, role: str) -> list[int]:
     return picked
 
 
-def evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_data(models: Sequence[nn.Module], data: Any, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels a run evaluates: ``data`` (a DatasetBundle or an (x, y) pair), or the ``split`` of
     the models' common dataset; the first ``limit`` images. Bad input raises a TrendError that says why."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):

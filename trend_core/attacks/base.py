@@ -113,17 +113,17 @@ def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> f
     return value
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
+def check_int(name: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int >= minimum, or a TrendError naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
         raise TrendError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
     return int(value)
 
 
-def check_float(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
+def check_float(name: str, value: object, minimum: float = 0.0, strict: bool = True) -> float:
     """``value`` as a finite float > minimum (or >= minimum when not strict), or a TrendError."""
     try:
-        number = float(value)
+        number = float(value)  # type: ignore[arg-type]  # (anything float() takes; the rest is refused below)
     except (TypeError, ValueError):
         raise TrendError(f"{name} must be a number, got {value!r}.") from None
     if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")) \

@@ -133,8 +133,8 @@ class EnsemblePGD(Attack):
     def name(self) -> str:  # type: ignore[override]  # the paper's label of the rule, e.g. "A-GD"
         return RULE_LABELS[self.rule]
 
-    def run(self, model, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None], *,
-            speedup: bool = False) -> list[AttackResult]:
+    def run(self, model: nn.Module | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,  # type: ignore[override]
+            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
         return super().run(as_ensemble(model, self.seed), x, y, epsilons, speedup=speedup)
 
     def runner(self, model: nn.Module) -> nn.Module:
@@ -143,7 +143,8 @@ class EnsemblePGD(Attack):
             return model
         return MajorityVote([inference_twin(member) for member in model.members], model.seed, model.names)
 
-    def perturb(self, model, x, y, eps, generator):
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
         if not isinstance(model, MajorityVote):
             raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
         rule = RULES[self.rule]
@@ -157,11 +158,11 @@ class EnsemblePGD(Attack):
                 self._on_step(step, sign_agreement(step_direction, grads).detach().cpu())
             return step_direction
 
-        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
                         start_radius=self.step_size if self.random_start else None, generator=generator)
 
 
-def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Tensor,
+def agreement_trace(attack: EnsemblePGD, ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
                     speedup: bool = False) -> pd.DataFrame:
     """Run ``attack`` once and return its per-step agreement with every member: columns step, member, agreement."""
     ensemble = as_ensemble(ensemble, attack.seed)
@@ -218,7 +219,7 @@ class GradientViews:
                              for rule, values in self.agreement.items() for i, name in enumerate(self.names)])
 
 
-def gradient_views(ensemble, x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
+def gradient_views(ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
     """Each member's gradient and gradient sign at one clean image, the D-AG and A-GD directions and their
     differences from each member's sign, as arrays ready to show as images."""
     ensemble = as_ensemble(ensemble)

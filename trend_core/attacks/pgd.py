@@ -112,9 +112,10 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.autocast = bool(autocast)
 
-    def perturb(self, model, x, y, eps, generator):
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
         def direction(x_t: torch.Tensor, _step: int) -> torch.Tensor:
             return gradient_direction(input_gradient(model, x_t, y, self.autocast), self.norm)
 
-        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
                         start_radius=eps if self.random_start else None, generator=generator)

@@ -5,13 +5,18 @@ halftoning, with BPDA) is its first module, so attacks work in pixel space on ev
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
-from ..data import get_info
+from ..data import DatasetInfo, get_info
 from .architectures import quantize_network
 from .quant import FloydSteinbergHalftone, Halftone, InputQuantizer
 from .registry import get_builder
+
+if TYPE_CHECKING:  # (specs imports nn lazily for its architecture names; the annotation needs no import at run time)
+    from ..specs import ModelSpec
 
 
 class Preprocess(nn.Module):
@@ -58,7 +63,7 @@ class TrendModel(nn.Module):
         return self.spec.name if self.spec is not None else self.__class__.__name__
 
 
-def build_model(spec, info=None, per_batch_range: bool = False) -> TrendModel:
+def build_model(spec: ModelSpec, info: DatasetInfo | None = None, per_batch_range: bool = False) -> TrendModel:
     """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked.
 
     The seed is applied inside a forked RNG state, so building (or loading) a model leaves the caller's global
