@@ -22,20 +22,20 @@ def describe_run(job) -> str:
 
 def launch_transfer(ctx, expanded: bool) -> None:
     """A PGD transfer run over a pool of zoo models (every model both source and target), as a job."""
-    from trend_core.data import get_info
-    from trend_core.errors import TrendError
     from trend_core.analysis_jobs import submit_transfer
+    from trend_core.attacks.settings import attack_settings
+    from trend_core.errors import TrendError
 
     metas = ctx.models()
     label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
     names = list(label_of)
-    info = get_info(ctx.dataset)
+    pgd = attack_settings("pgd", ctx.dataset)  # the same defaults and ranges as the CLI and Transferability
     with st.expander("Launch a transfer run here", expanded=expanded):
         pool = st.multiselect("Candidate pool (each model is attacked and evaluated)", names,
                               default=names[: min(6, len(names))], format_func=label_of.get, key="tb_pool")
         c1, c2, c3 = st.columns(3)
-        eps = c1.slider("PGD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
-                        step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_pool_eps")
+        eps = c1.slider("PGD eps", 0.0, float(pgd.eps.high), float(pgd.eps.default),
+                        step=float(round(float(pgd.eps.default) / 20, 5)), format="%.4f", key="tb_pool_eps")
         steps = c2.number_input("PGD steps", 1, 200, 20, key="tb_pool_steps")
         limit = c3.number_input("Test images", 1, 10_000, 200, key="tb_pool_limit")
         if st.button("Run transfer", icon=":material/play_arrow:", key="tb_launch"):

@@ -4,9 +4,9 @@
 paints before torch is imported. From a notebook::
 
     import trend_core as tl
-    zoo = tl.Zoo(".trend-home")
-    a, b = (zoo.get_or_train(n) for n in tl.list_models("digits/resnet18*/FP/sgd/s0") + tl.list_models("*Q1*"))
-    print(tl.run_transfer([a, b], tl.PGD(eps=0.1), limit=200).matrix())
+    zoo = tl.Zoo()  # $TREND_HOME; get_or_train trains what is missing
+    fp, q1 = (zoo.get_or_train(n) for n in ["digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q1/sgd/s0"])
+    print(tl.run_transfer([fp, q1], tl.PGD(eps=0.1), sources=[fp], limit=200).matrix())
 
 Attacks are listed from the attack registry (``tl.list_attacks()``), so an attack registered there appears
 here as ``tl.<ClassName>`` without editing this file.
