@@ -207,3 +207,15 @@ def test_store_keeps_and_logs_an_entry_it_cannot_read(tmp_path, caplog):
     assert store.has("broken")  # kept for inspection, not silently deleted
     store.set("broken", {"v": torch.ones(1)})
     assert torch.equal(store.get("broken")["v"], torch.ones(1))
+
+
+def test_a_store_whose_entries_became_unreadable_recomputes_the_same_result(tmp_path):
+    from trend_core.store import Store
+
+    store = Store(tmp_path)
+    models, data, attack = [tiny_classifier(0), tiny_classifier(1)], images(), tl.PGD(eps=0.2, steps=3)
+    first = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
+    for key in list(store._cache.iterkeys()):
+        store._cache.set(key, b"damaged")
+    again = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
+    assert again.pairs.equals(first.pairs)

@@ -265,13 +265,16 @@ def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_li
     pred_keys = [{t: content_key(CACHE_VERSION, "pred", fps[t], key) for t in evaluated} for key in keys]
     need_images = [not all(store.has(k) for k in slot.values()) for slot in pred_keys]
     entries, from_cache = attack_cached(models[s], attack, x, y, eps_list, store, data_key, fps[s], need_images)
-    for acc, entry, key, slot_keys in zip(per_eps, entries, keys, pred_keys):
+    for acc, entry, key, slot_keys, eps in zip(per_eps, entries, keys, pred_keys, eps_list):
         acc["keys"][s] = key
         for name in ("correct", "success", "l2", "linf"):
             acc[name][s] = entry["clean_correct" if name == "correct" else name].cpu()
         for t in evaluated:
             pred = store.get(slot_keys[t])
             if pred is None:
+                if "x_adv" not in entry:  # a stored prediction was there but unreadable: fetch (or redo) the images
+                    again, _ = attack_cached(models[s], attack, x, y, [eps], store, data_key, fps[s], [True])
+                    entry = {**entry, "x_adv": again[0]["x_adv"]}
                 pred = predict(models[t], entry["x_adv"])
                 store.set(slot_keys[t], pred)
             acc["pred"][(s, t)] = pred.cpu()
