@@ -44,6 +44,6 @@ def test_engine_jobs_record_their_commands(zoo_home):
     assert boundary.meta["command"] == f"trend boundary --model {FP} {Q1} --index 3 --resolution 5"
     evaluation = submit_trend_evaluation(zoo, store, [FP, FP_S1, Q1], eps=0.1, steps=2, limit=10)
     assert evaluation.meta["command"].startswith(f"trend ensemble-attack --models {FP} {FP_S1} {Q1} --rule agd")
-    assert "--members" in evaluation.meta["command"] and "--step-size 0.01" in evaluation.meta["command"]
+    assert "--members" in evaluation.meta["command"] and "--step-size 0.0625" in evaluation.meta["command"]  # 2 steps reach 0.1
     fit = submit_tm_fit(zoo, store, FP, Q1, [0.05, 0.1, 0.2], steps=2, limit=10)
     assert fit.meta["command"].startswith(f"trend fit-tm --source {FP} --target {Q1} --eps 0.05 0.1 0.2 --steps 2")
