@@ -196,15 +196,15 @@ def test_transfer_command_round_trips_through_the_cli_parser():
     assert rebuilt.params() == tl.make_attack("cw", **params).params()
 
 
-def test_store_keeps_and_logs_an_entry_it_cannot_read(tmp_path, caplog):
+def test_store_logs_an_entry_it_cannot_read_before_dropping_it(tmp_path, caplog):
     from trend_core.store import Store
 
     store = Store(tmp_path)
     store._cache.set("broken", b"not a torch file")
     with caplog.at_level(logging.WARNING, logger="trend_core.store"):
         assert store.get("broken", "fallback") == "fallback"
-    assert "broken" in caplog.text and "unreadable" in caplog.text
-    assert store.has("broken")  # kept for inspection, not silently deleted
+    assert "broken" in caplog.text and "unreadable" in caplog.text  # said, not silently deleted
+    assert not store.has("broken")  # so has() never promises what get() cannot give
     store.set("broken", {"v": torch.ones(1)})
     assert torch.equal(store.get("broken")["v"], torch.ones(1))
 

@@ -176,8 +176,9 @@ class Store:
         try:
             return loads(bytes(data))
         except Exception as exc:  # noqa: BLE001 - an unreadable entry (older format, damaged file) is a miss
-            log.warning("results store %s: entry %s is unreadable (%s: %s); treated as missing and kept for "
-                        "inspection until it is overwritten", self.directory, key, type(exc).__name__, exc)
+            log.warning("results store %s: entry %s is unreadable (%s: %s); it is dropped and will be computed "
+                        "again", self.directory, key, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.delete(key)
             return default
 
     def set(self, key: str, value: Any) -> None:
