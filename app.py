@@ -3,15 +3,12 @@
 Navigation over the pages in pages/, the shared sidebar (dataset, device, store folder) and the overview.
 Torch is imported lazily (inside trend_core calls) so the server answers quickly.
 """
-from pathlib import Path
-
 import streamlit as st
 
 import trend_ui
 from trend_ui.assets import apply_assets
 
-ROOT = Path(__file__).resolve().parent
-PAGES = (  # (file, title, icon); a page whose file does not exist yet is left out
+PAGES = (  # (file, title, icon)
     ("pages/model_zoo.py", "Model zoo", ":material/inventory_2:"),
     ("pages/transferability.py", "Transferability", ":material/grid_on:"),
     ("pages/decision_boundary.py", "Decision boundary", ":material/scatter_plot:"),
@@ -58,7 +55,7 @@ def overview() -> None:
 
 def navigation() -> st.navigation:
     pages = [st.Page(overview, title="Overview", icon=":material/home:", default=True)]
-    pages += [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (ROOT / path).exists()]
+    pages += [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES]
     return st.navigation(pages)
 
 

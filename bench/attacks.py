@@ -152,7 +152,8 @@ def bench_pgd(s: Setup, repeats: int, device) -> list[Row]:
 
     bare_runs = s.pgd_steps  # as long as the attack, so both meet the same machine load
     twin = ours.runner(s.model)
-    times, out = fastest({"ours": lambda: ours(s.model, s.x, s.y), "theirs": run_theirs,
+    times, out = fastest({"ours": lambda: ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0],
+                          "theirs": run_theirs,
                           "bare": lambda: [bare_step(s.model, s.x, s.y)() for _ in range(bare_runs)],
                           "bare twin": lambda: [bare_step(twin, s.x, s.y)() for _ in range(bare_runs)],
                           "evaluation": evaluation(s)}, repeats, device)
@@ -197,7 +198,7 @@ def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
 
     work = DeepFoolWork(ours.runner(s.model))
     try:
-        times, out = fastest({"ours": lambda: (ours(s.model, s.x, s.y), work.take()), "theirs": run_theirs,
+        times, out = fastest({"ours": lambda: (ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0], work.take()), "theirs": run_theirs,
                               "step": one_deepfool_step(s, backward=True), "forward": one_deepfool_step(s, False),
                               "evaluation": evaluation(s)}, min(repeats, 2), device)
     finally:
@@ -295,8 +296,9 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
             return theirs(s.x, s.y)
 
     def run_ours(iterations: int):
-        return CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c,
-                               abort_early=False)(s.model, s.x, s.y)
+        attack = CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c,
+                                 abort_early=False)
+        return attack.run(s.model, s.x, s.y, [None], speedup=True)[0]  # the runners' speed layer
 
     # Paired runs: torchattacks' early stop can come at a different iteration from one run to the next (on a
     # GPU, TF32 rounding moves its loss), so each of our runs takes the iteration count of the run before it;
@@ -346,7 +348,7 @@ def bench_transfer(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, ep
                     "trend_core.transfer.run_transfer is missing: not measured")]
     attack = PGD(eps=eps, steps=steps)
     singles = {f"pgd{i}": (lambda m=m: attack(m, x, y)) for i, m in enumerate(models)}
-    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), store=False,
+    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), cache=None,
                                                                    device=str(device))}, repeats, device)
     one_each = sum(times[k] for k in singles)
     note = (f"run_transfer {times['matrix']:.3f} s (6 attacks + 30 evaluations, no disk cache) vs "

@@ -20,10 +20,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks import PGD  # noqa: E402
-from trend_core.attacks.ensemble import RULE_LABELS, RULE_NAMES  # noqa: E402
+from trend_core.attacks.ensemble_pgd import RULE_LABELS, RULE_NAMES  # noqa: E402
 from trend_core.curve import default_fit_eps, fit_tm  # noqa: E402
 from trend_core.devices import resolve_device  # noqa: E402
-from trend_core.ensemble import MajorityVote, robustness_ratios, robustness_sweep, select_ensembles  # noqa: E402
+from trend_core.ensemble import MajorityVote, select_ensembles  # noqa: E402
+from trend_core.robustness import robustness_ratios, robustness_sweep  # noqa: E402
 from trend_core.errors import TrendError  # noqa: E402
 from trend_core.transfer import model_labels, run_transfer  # noqa: E402
 from trend_core.zoo import Zoo, preset_specs  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     device = resolve_device(args.device)
     zoo = Zoo(args.home)
     if args.no_cache:
-        store = False
+        store = None
     else:
         from trend_core.store import get_store
 
@@ -69,7 +70,7 @@ def main() -> None:
     by_label = dict(zip(labels, models))
     accuracies = {label: zoo.metadata(spec)["test_acc"] for label, spec in zip(labels, specs)}
     show(f"digits preset in {zoo.root} (clean test accuracy)", pd.Series(accuracies, name="test_acc").to_frame())
-    common = dict(limit=args.limit, steps=args.steps, step_size=args.step_size, store=store, device=str(device))
+    common = dict(limit=args.limit, steps=args.steps, step_size=args.step_size, cache=store, device=str(device))
 
     # -- 1. four ensemble attacks against FP + Q1 + Q2 -------------------------------------------------------
     t0 = time.perf_counter()
@@ -90,7 +91,7 @@ def main() -> None:
     # -- 2. TREND choice for k = 3 from a PGD transfer run over the preset -----------------------------------
     t0 = time.perf_counter()
     pgd = PGD(eps=TRANSFER_EPS, steps=args.steps, step_size=args.step_size)
-    transfer = run_transfer(models, pgd, limit=args.limit, store=store, device=str(device))
+    transfer = run_transfer(models, pgd, limit=args.limit, cache=store, device=str(device))
     tm = transfer.matrix(averages=False)
     show(f"TM matrix, PGD eps {TRANSFER_EPS} over the preset (rows: source, columns: target)", tm, "{:.2f}")
     choices = {
@@ -130,7 +131,7 @@ def main() -> None:
     for source, target in PAIRS:
         try:
             result = fit_tm(by_label[source], by_label[target], fit_eps, eval_eps=MEASURED_EPS, attack=pgd,
-                            limit=args.limit, store=store, device=str(device))
+                            limit=args.limit, cache=store, device=str(device))
         except TrendError as exc:
             print(f"\n## TM(eps) {source} -> {target}: no fit: {exc}")
             continue

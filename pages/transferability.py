@@ -5,8 +5,6 @@ import streamlit as st
 
 import trend_ui
 
-ATTACKS = {"pgd": "PGD (L-inf)", "pgd-l2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool (L2)",
-           "deepfool-linf": "DeepFool (L-inf, the paper's)"}
 EXAMPLES_SHOWN = 6
 
 
@@ -20,7 +18,7 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
                     help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
                          "input, weight or activation quantization); each is then both source and target.")
     if mode == "Family preset":
-        from trend_ui.families import families
+        from trend_core.families import families
 
         found = families(ModelSpec.parse(n) for n in names)
         if not found:
@@ -41,36 +39,32 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def choose_attack(ctx) -> tuple[str, dict, int]:
-    """The attack name, its parameters (eps, steps, kappa) and how many test images to use."""
-    from trend_core.data import get_info
+    """The attack name, its parameters (from the engine's ``attack_settings``, as the CLI reads them) and how
+    many test images to use."""
+    from trend_core.attacks.registry import ATTACK_NAMES
+    from trend_core.attacks.settings import attack_settings
 
-    info = get_info(ctx.dataset)
+    catalog = {name: attack_settings(name, ctx.dataset) for name in ATTACK_NAMES}
     c1, c2, c3, c4 = st.columns([1.3, 1.6, 1, 1])
-    attack = c1.selectbox("Attack", list(ATTACKS), format_func=ATTACKS.get, key="tr_attack")
-    minimum_norm = attack in ("cw", "deepfool", "deepfool-linf")
-    low, high = info.eps_range
-    top = round(max(high, info.default_eps) * (4 if attack == "pgd-l2" else 1), 4)
-    default = info.default_eps * (4 if attack == "pgd-l2" else 1)
-    eps = c2.slider("eps (perturbation budget)" + (", 0 = no clip" if minimum_norm else ""), 0.0, float(top),
+    attack = c1.selectbox("Attack", list(catalog), format_func=lambda n: catalog[n].label, key="tr_attack")
+    settings = catalog[attack]
+    eps_setting = settings.eps
+    default = eps_setting.default if eps_setting.default is not None else 0.0
+    top = float(eps_setting.high)
+    eps = c2.slider("eps (perturbation budget)" + (", 0 = no clip" if settings.minimum_norm else ""), 0.0, top,
                     float(round(default, 4)), step=float(round(top / 100, 5)), key=f"tr_eps_{attack}",
                     format="%.4f", help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
-                                        f"{info.name} default is {info.default_eps:.3g}.")
-    params: dict = {}
-    if attack in ("pgd", "pgd-l2"):
-        params["steps"] = c3.number_input("Steps", 1, 500, 40, key="tr_steps_pgd")
-        params["eps"] = eps
-        params["step_size"] = max(eps / 4, 1e-4) if attack == "pgd" else max(eps / 8, 1e-4)
-    elif attack == "cw":
-        params["steps"] = c3.number_input("Steps", 1, 1000, 100, key="tr_steps_cw")
-        params["kappa"] = c4.number_input("kappa (confidence)", 0.0, 100.0, 0.0, step=5.0, key="tr_kappa",
-                                          help="The paper compares kappa = 0 and 30: higher transfers more.")
-        params["eps"] = eps or None
-    elif attack == "deepfool-linf":  # foolbox's LinfDeepFool, 40 steps, as the paper's DeepFool rows
-        params["steps"] = c3.number_input("Steps", 1, 500, 40, key="tr_steps_dflinf")
-        params["eps"] = eps or None
-    else:
-        params["steps"] = c3.number_input("Steps", 1, 500, 50, key="tr_steps_df")
-        params["eps"] = eps or None
+                                        f"{ctx.dataset} default is {default:.3g}.")
+    steps = settings.setting("steps")
+    given: dict = {"eps": eps or None,
+                   "steps": int(c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default),
+                                                key=f"tr_steps_{attack}"))}
+    if "kappa" in {p.name for p in settings.params}:
+        kappa = settings.setting("kappa")
+        given["kappa"] = c4.number_input("kappa (confidence)", float(kappa.low), float(kappa.high),
+                                         float(kappa.default), step=5.0, key="tr_kappa",
+                                         help="The paper compares kappa = 0 and 30: higher transfers more.")
+    params = settings.complete(**given)
     total = trend_ui.count_test_images(ctx.dataset)
     if total <= 20:  # a slider needs a range: a small test split is used whole
         st.caption(f"Test images: all {total} of the {ctx.dataset} test split.")
@@ -80,6 +74,12 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
     return attack, params, int(limit)
 
 
+def attack_label(name: str, dataset: str) -> str:
+    from trend_core.attacks.registry import ATTACK_NAMES
+    from trend_core.attacks.settings import attack_settings
+
+    return attack_settings(name, dataset).label if name in ATTACK_NAMES else name
+
 
 def show_result(ctx, result) -> None:
     """Heatmap with averages, asymmetry, Table II-style tables, example images and downloads."""
@@ -88,7 +88,7 @@ def show_result(ctx, result) -> None:
     matrix, pairs = result.matrix(), result.long()
     eps_text = "no eps clip" if result.eps is None else f"eps {result.eps:.4g}"
     attack = result.attack.split("(")[0]
-    st.subheader(f"Transferability: {ATTACKS.get(attack, attack)}, {eps_text}, {result.n_images} images")
+    st.subheader(f"Transferability: {attack_label(attack, ctx.dataset)}, {eps_text}, {result.n_images} images")
     st.caption(f"Attack settings: {result.attack}")
     for warning in result.warnings:
         st.warning(warning)
@@ -144,7 +144,7 @@ def show_tables(result, pairs) -> None:
 def show_examples(ctx, result) -> None:
     """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
     from trend_core.data import get_info
-    from trend_core.jobs import submit_transfer
+    from trend_core.analysis_jobs import submit_transfer
     from trend_core.plots.transfer import pair_examples_figure
 
     pairs = [(s, t) for s in result.sources for t in result.targets if s != t]
@@ -177,7 +177,7 @@ def show_examples(ctx, result) -> None:
 
 
 def main() -> None:
-    from trend_core.jobs import submit_transfer
+    from trend_core.analysis_jobs import submit_transfer
 
     trend_ui.page_intro("Transferability", "Craft adversarial images on source models and count how many also "
                         "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).")

@@ -12,17 +12,10 @@ POOL_INPUTS = ("FP", "Q1", "Q2", "HT", "Q4", "Q8")
 
 # ----------------------------------------------------------------------------- 1. the transfer run
 def finished_runs(ctx) -> list:
-    """Finished transfer-run jobs of this store folder, newest first."""
-    from pathlib import Path
+    """Finished transfer-run jobs of this store folder and dataset, newest first."""
+    from trend_core.analysis_jobs import finished_transfer_runs
 
-    from trend_core.jobs import JobStatus, get_manager, stored_transfer_runs
-
-    home = str(Path(ctx.home).expanduser().resolve())
-    live = [job for job in get_manager().jobs(kind="transfer")
-            if job.status is JobStatus.DONE and trend_ui.belongs_to(job, home, ctx.dataset, strict=True)]
-    known = {job.key for job in live}
-    return live + [job for job in stored_transfer_runs(ctx.zoo, ctx.store)
-                   if job.key not in known and trend_ui.belongs_to(job, home, ctx.dataset)]
+    return finished_transfer_runs(ctx.zoo, ctx.store, ctx.dataset)
 
 
 def describe_run(job) -> str:
@@ -33,28 +26,28 @@ def describe_run(job) -> str:
 
 def launch_transfer(ctx, expanded: bool) -> None:
     """A PGD transfer run over a pool of zoo models (every model both source and target), as a job."""
-    from trend_core.data import get_info
-    from trend_core.errors import TrendError
-    from trend_core.jobs import submit_transfer
+    from trend_core.analysis_jobs import submit_transfer
+    from trend_core.attacks.settings import attack_settings
     from trend_core.labels import paper_picks
+    from trend_core.errors import TrendError
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
-    info = get_info(ctx.dataset)
+    pgd = attack_settings("pgd", ctx.dataset)  # the same defaults and ranges as the CLI and Transferability
     with st.expander("Launch a transfer run here", expanded=expanded):
         pool = st.multiselect("Candidate pool (each model is attacked and evaluated)", names,
                               default=paper_picks(names, POOL_INPUTS), format_func=label_of.get, key="tb_pool")
         c1, c2, c3 = st.columns(3)
-        eps = c1.slider("PGD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
-                        step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_pool_eps")
+        eps = c1.slider("PGD eps", 0.0, float(pgd.eps.high), float(pgd.eps.default),
+                        step=float(round(float(pgd.eps.default) / 20, 5)), format="%.4f", key="tb_pool_eps")
         steps = c2.number_input("PGD steps", 1, 200, 20, key="tb_pool_steps")
         limit = c3.number_input("Test images", 1, 10_000, 200, key="tb_pool_limit")
         if st.button("Run transfer", icon=":material/play_arrow:", key="tb_launch"):
             with trend_ui.guard("The transfer run"):
                 if len(pool) < 2:
                     raise TrendError("TREND needs a transfer run over at least two models; pick two or more.")
-                params = {"eps": eps, "steps": int(steps), "step_size": max(eps / 4, 1e-4)}
+                params = {"eps": eps, "steps": int(steps)}  # the step size follows the engine's rule
                 job = submit_transfer(ctx.zoo, ctx.store, pool, pool, "pgd", params, limit=int(limit),
                                       device=ctx.device, profile=ctx.profile)
                 trend_ui.remember_job("trend-transfer", job)
@@ -80,13 +73,9 @@ def choose_run(ctx):
 # ----------------------------------------------------------------------------- 2. candidates
 def accuracies_of(ctx, result) -> dict[str, float]:
     """Clean test accuracy of each model of the run (by its label), from the zoo's metadata."""
-    found = {}
-    for label, name in result.specs.items():
-        if name and ctx.zoo.has(name):
-            acc = ctx.zoo.metadata(name).get("test_acc")
-            if acc is not None:
-                found[label] = float(acc)
-    return found
+    from trend_core.analysis_jobs import zoo_accuracies
+
+    return zoo_accuracies(ctx.zoo, result)
 
 
 def choose_candidates(ctx, result) -> tuple | None:
@@ -129,15 +118,7 @@ def choose_candidates(ctx, result) -> tuple | None:
 
 # ----------------------------------------------------------------------------- 3. robustness
 def canonical(result, labels) -> list[str]:
-    from trend_core.errors import TrendError
-
-    names = []
-    for label in labels:
-        name = result.specs.get(label)
-        if not name:
-            raise TrendError(f"{label} is not a zoo model, so it cannot be loaded for the evaluation.")
-        names.append(name)
-    return names
+    return result.spec_names(labels)
 
 
 def attack_settings(ctx) -> dict:

@@ -127,7 +127,7 @@ def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monke
 def test_family_presets_group_models_differing_in_one_factor():
     from trend_core.specs import ModelSpec
     from trend_core.zoo import preset_specs
-    from trend_ui.families import families
+    from trend_core.families import families
 
     found = families(preset_specs("digits"))
     by_factor = {name.split(":")[0]: {s.short_name for s in specs} for name, specs in found.items()}

@@ -22,6 +22,11 @@ import pytest
 
 from conftest import REPO
 
+try:  # (the page fixture says what to do when Playwright is missing)
+    from playwright.sync_api import expect
+except ImportError:
+    expect = None
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("TREND_CHROMIUM", "/usr/bin/chromium")
@@ -111,14 +116,20 @@ def page(tmp_path):
 def shot(page, name: str) -> Path:
     """A screenshot of the whole page: the viewport grows to the height of Streamlit's scrolling main area."""
     path = ARTIFACTS / f"{name}.png"
-    page.wait_for_timeout(600)  # let plotly finish its transitions
+    settled(page)
     height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
                            "[data-testid=stAppViewContainer], section')].map(e => e.scrollHeight), 0)")
     page.set_viewport_size({"width": WIDTH, "height": int(min(max(height, HEIGHT), 8000))})
-    page.wait_for_timeout(400)
+    settled(page)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
     return path
+
+
+def settled(page) -> None:
+    """Wait until the script run is over (no status widget) and two animation frames have been painted."""
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def no_exception(page) -> None:
@@ -177,7 +188,8 @@ def run_scenario(server, page) -> None:
     limit = page.get_by_role("slider").nth(1)  # eps first, then the number of test images
     limit.focus()
     limit.press("Home")
-    page.wait_for_timeout(500)
+    expect(limit).to_have_attribute("aria-valuenow", limit.get_attribute("aria-valuemin") or "20")
+    settled(page)
     page.get_by_role("button", name="Run transfer").click()
     heatmap = page.locator(".js-plotly-plot").first
     heatmap.wait_for(timeout=120_000)
@@ -197,10 +209,7 @@ def run_scenario(server, page) -> None:
     page.get_by_text(re.compile(r"adversarial images of")).first.wait_for()
     shot(page, "05-transfer-examples")
 
-    # The TREND builder, when that page exists.
-    if not (REPO / "pages" / "trend_builder.py").exists():
-        print("TREND builder step skipped: pages/trend_builder.py does not exist yet")
-        return
+    # The TREND builder.
     goto_page(page, "TREND builder")
     no_exception(page)
     page.get_by_role("button", name="Evaluate the chosen ensemble").click()

@@ -24,7 +24,7 @@ def test_json_matches_the_engine(linked_zoo_home, zoo_model, capsys):
     for label in LABELS:
         assert data["tm"][label][label] == 1.0
     engine = run_transfer([zoo_model(n) for n in (FP, Q1, Q2)], PGD(eps=0.1, steps=10), limit=60, device="cpu",
-                          store=False)
+                          cache=None)
     for s in LABELS:
         for t in LABELS:
             assert data["tm"][s][t] == pytest.approx(engine.matrix().at[s, t], nan_ok=True)

@@ -78,18 +78,18 @@ def test_fit_tm_on_two_trained_models(zoo_model, digits):
     source, target = zoo_model(FP), zoo_model(Q2)
     data = digits.tensors("test", limit=40)
     attack = PGD(eps=0.1, steps=5, step_size=0.05)
-    result = fit_tm(source, target, [0.05, 0.15, 0.3], eval_eps=[0.1], attack=attack, data=data, store=False,
+    result = fit_tm(source, target, [0.05, 0.15, 0.3], eval_eps=[0.1], attack=attack, data=data, cache=None,
                     device="cpu")
     m = result.measured
     assert list(m["eps"]) == [0.05, 0.1, 0.15, 0.3] and list(m["used_in_fit"]) == [True, False, True, True]
     assert (m["f_st"] <= m["f_ss"]).all() and (m["f_ss"] <= m["n_common"]).all() and m["f_ss"].iloc[-1] > 0
     assert result.source == "FP-s0" and result.target == "Q2-s0"
-    direct = measure_tm(source, target, [0.1], attack=attack, data=data, store=False, device="cpu")
+    direct = measure_tm(source, target, [0.1], attack=attack, data=data, cache=None, device="cpu")
     assert direct.iloc[0]["f_ss"] == m.iloc[1]["f_ss"] and direct.iloc[0]["f_st"] == m.iloc[1]["f_st"]
     assert result.rmse == pytest.approx(tm_rmse(result.curve, m)) and 0 <= result.rmse <= 1
     assert result.predictions(11)["eps"].iloc[-1] == pytest.approx(0.3)
     with pytest.raises(TrendError, match="at least 3"):
-        fit_tm(source, target, [0.1, 0.2], attack=attack, data=data, store=False)
+        fit_tm(source, target, [0.1, 0.2], attack=attack, data=data, cache=None)
     with pytest.raises(TrendError, match="same model"):
-        fit_tm(source, source, [0.1, 0.2, 0.3], attack=attack, data=data, store=False)
+        fit_tm(source, source, [0.1, 0.2, 0.3], attack=attack, data=data, cache=None)
 

@@ -12,9 +12,9 @@ import torch.nn as nn
 from conftest import FP, Q1, Q2
 
 import trend_core.ensemble as ens_mod
-from trend_core.attacks.ensemble import EnsemblePGD
-from trend_core.ensemble import (MajorityVote, expected_correct, majority_vote, read_tm, robustness_ratios,
-                                 robustness_sweep, select_ensembles, symmetrize)
+from trend_core.attacks.ensemble_pgd import EnsemblePGD
+from trend_core.ensemble import MajorityVote, expected_correct, majority_vote, read_tm, select_ensembles, symmetrize
+from trend_core.robustness import robustness_ratios, robustness_sweep
 from trend_core.errors import TrendError
 from trend_core.store import MemoryStore
 from trend_core.transfer import PAIR_COLUMNS, TransferResult
@@ -231,7 +231,7 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     real = EnsemblePGD.perturb
     monkeypatch.setattr(EnsemblePGD, "perturb", lambda self, *a: calls.append(1) or real(self, *a))
     sweep = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             store=store, device="cpu")
+                             cache=store, device="cpu")
     assert len(sweep) == 2 * 2 * 3 and set(sweep["model"]) == {"ensemble", "FP-s0", "Q1-s0"}
     assert len(calls) == 2 * 3 * 2  # per rule: the ensemble and two members, each at two eps
     assert sweep[["accuracy", "clean_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
@@ -247,7 +247,7 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     row = sweep[(sweep["rule"] == "agd") & (sweep["eps"] == 0.05) & (sweep["model"] == "ensemble")]
     assert float(row["accuracy"].iloc[0]) == pytest.approx(float(expected))
     again = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             store=store, device="cpu")
+                             cache=store, device="cpu")
     assert len(calls) == 13 and again.equals(sweep)  # served from the store: only the check above attacked
     ratios = robustness_ratios(sweep)
     assert len(ratios) == 2 * 2 * 2
@@ -255,6 +255,6 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
         if r.member_accuracy > 0:
             assert r.times_more_robust == pytest.approx(r.ensemble_accuracy / r.member_accuracy)
     with pytest.raises(TrendError):
-        robustness_sweep(members, [0.1], rules=["bogus"], data=data, store=False)
+        robustness_sweep(members, [0.1], rules=["bogus"], data=data, cache=None)
     with pytest.raises(TrendError):
-        robustness_sweep(members, [], data=data, store=False)
+        robustness_sweep(members, [], data=data, cache=None)

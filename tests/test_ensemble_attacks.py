@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import FP, Q1, Q2
 
-import trend_core.attacks.ensemble as ensemble_attacks
-from trend_core.attacks.ensemble import (RULE_NAMES, EnsemblePGD, agd_direction, agreement_trace, check_rule,
+import trend_core.attacks.ensemble_pgd as ensemble_attacks
+from trend_core.attacks.ensemble_pgd import (RULE_NAMES, EnsemblePGD, agd_direction, agreement_trace, check_rule,
                                          dag_direction, empir_direction, gradient_views, member_gradients,
                                          sign_agreement, ugd_direction)
 from trend_core.ensemble import MajorityVote, majority_vote

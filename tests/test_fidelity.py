@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trend_core.attacks.cw import CarliniWagnerL2
-from trend_core.attacks.ensemble import EnsemblePGD, member_gradients
+from trend_core.attacks.ensemble_pgd import EnsemblePGD, member_gradients
 from trend_core.curve import default_fit_eps, measure_tm
 from trend_core.data import get_info
 from trend_core.ensemble import MajorityVote, expected_correct, majority_vote

@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from trend_core.errors import TrendError
-from trend_core.jobs import JobManager, JobStatus, submit_training, training_key
+from trend_core.analysis_jobs import submit_training, training_key
+from trend_core.jobs import Job, JobManager, JobStatus
 
 
 class DictStore(dict):
@@ -77,18 +78,19 @@ def test_light_jobs_run_beside_heavy_ones():
 
 
 def test_cancel_running_job_stops_at_next_progress_report():
-    manager, started = JobManager(sync=False), threading.Event()
+    manager, started, asked = JobManager(sync=False), threading.Event(), threading.Event()
 
     def loop(job):
+        job.progress(0.1, "running")
         started.set()
-        for i in range(10_000):
-            job.progress(i / 10_000, f"step {i}")
-            threading.Event().wait(0.001)
+        assert asked.wait(10)  # the test has asked for the cancel: the next report must stop the job
+        job.progress(0.5, "one more step")
         return "finished"
 
     job = manager.submit("c1", loop, title="Long loop", device="cpu")
-    assert started.wait(5)
+    assert started.wait(10)
     assert manager.cancel("c1")
+    asked.set()
     wait_all(job)
     assert job.status is JobStatus.CANCELLED and job.result is None and job.fraction < 1
 
@@ -172,16 +174,23 @@ def test_training_job_reports_epochs_and_is_done_from_the_zoo(trend_home):
         submit_training(zoo, [], manager=manager)
 
 
-def test_cancelled_training_saves_nothing(trend_home):
+def test_cancelled_training_saves_nothing(trend_home, monkeypatch):
     from trend_core.specs import ModelSpec
     from trend_core.zoo import Zoo
 
     zoo, spec = Zoo(trend_home), ModelSpec.parse("digits/resnet18-w0.25/Q2/sgd/s0/e50")
-    manager = JobManager(sync=False)
+    manager, reported = JobManager(sync=False), threading.Event()
+    original = Job.progress
+
+    def progress(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if "epoch" in str(self.message):
+            self.cancel()  # cancelled right after the first epoch report: training is mid-way, by construction
+            reported.set()
+
+    monkeypatch.setattr(Job, "progress", progress)
     job = submit_training(zoo, [spec], device="cpu", manager=manager)
-    while job.fraction == 0 and not job.finished:  # wait for the first epoch report
-        job.wait(0.05)
-    job.cancel()
+    assert reported.wait(120)
     wait_all(job, timeout=30)
     assert job.status is JobStatus.CANCELLED and not zoo.has(spec)
 

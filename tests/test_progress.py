@@ -73,7 +73,7 @@ def test_eta_comes_from_the_rate_since_the_first_move_and_the_bar_never_goes_bac
 
 
 def test_training_progress_counts_epochs(tmp_path, reports):
-    from trend_core.jobs import submit_training
+    from trend_core.analysis_jobs import submit_training
     from trend_core.specs import ModelSpec
     from trend_core.zoo import Zoo
 

@@ -129,7 +129,7 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
 
 def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_executor):
     from trend_core.curve import measure_tm
-    from trend_core.ensemble import robustness_sweep
+    from trend_core.robustness import robustness_sweep
 
     models = reference[0]
     with one_thread():

@@ -80,7 +80,7 @@ def row(result: TransferResult, s: str, tt: str) -> dict:
 
 # ----------------------------------------------------------------------------- exact counts
 def test_tm_counts_exact_on_hand_built_pair():
-    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu")
+    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu")
     ab, ba, aa, bb = row(result, "A", "B"), row(result, "B", "A"), row(result, "A", "A"), row(result, "B", "B")
     assert (ab["n_common"], ab["generated"], ab["transferred"]) == (4, 3, 2)
     assert (ba["n_common"], ba["generated"], ba["transferred"]) == (4, 3, 1)
@@ -95,7 +95,7 @@ def test_tm_counts_exact_on_hand_built_pair():
 
 
 def test_matrix_has_averages_without_the_diagonal():
-    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu")
+    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu")
     m = result.matrix()
     assert list(m.index) == ["A", "B", "col_avg"] and list(m.columns) == ["A", "B", "row_avg"]
     assert m.at["A", "A"] == 1.0 and m.at["B", "B"] == 1.0
@@ -107,7 +107,7 @@ def test_matrix_has_averages_without_the_diagonal():
 
 
 def test_examples_split_generated_images_by_transfer():
-    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu")
+    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu")
     ex = result.examples("A", "B")
     assert ex.indices.tolist() == [0, 1, 5]
     assert ex.transferred_indices.tolist() == [0, 5] and ex.resisted_indices.tolist() == [1]
@@ -120,7 +120,7 @@ def test_examples_split_generated_images_by_transfer():
 def test_json_and_long_form_agree():
     import json
 
-    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu")
+    result = run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu")
     data = json.loads(result.to_json())
     assert data["tm"]["A"]["B"] == pytest.approx(2 / 3) and data["row_avg"]["B"] == pytest.approx(1 / 3)
     assert len(data["pairs"]) == 4 and data["n_images"] == 7
@@ -128,13 +128,13 @@ def test_json_and_long_form_agree():
 
 def test_sources_and_targets_subsets():
     models = pair_models()
-    result = run_transfer(models, ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu",
+    result = run_transfer(models, ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu",
                           sources=["B"], targets=[models[0]])
     assert result.sources == ["B"] and result.targets == ["A"]
     assert list(result.matrix().columns) == ["A", "row_avg"]
     assert row(result, "B", "A")["transferred"] == 1
     with pytest.raises(TrendError):
-        run_transfer(models, ScriptedAttack(ADV), data=(X, Y), store=False, device="cpu", sources=["nope"])
+        run_transfer(models, ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu", sources=["nope"])
 
 
 def test_labels_are_unique():
@@ -150,7 +150,7 @@ def test_labels_are_unique():
 def test_unnamed_modules_get_labels():
     models = [nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2))]
     attack = PGD(eps=0.1, steps=2)
-    result = run_transfer(models, attack, data=(X, Y), store=False, device="cpu")
+    result = run_transfer(models, attack, data=(X, Y), cache=None, device="cpu")
     assert result.sources == ["model0", "model1"]
 
 
@@ -159,12 +159,12 @@ def test_identical_rerun_is_served_from_the_cache(tmp_path):
     store = Store(tmp_path)
     models = pair_models()
     first_attack = ScriptedAttack(ADV)
-    first = run_transfer(models, first_attack, data=(X, Y), store=store, device="cpu")
+    first = run_transfer(models, first_attack, data=(X, Y), cache=store, device="cpu")
     assert first_attack._calls == ["A", "B"]
     forwards = [m.forward_calls for m in models]
     steps = []
     again = ScriptedAttack(ADV)
-    second = run_transfer(models, again, data=(X, Y), store=Store(tmp_path), device="cpu", progress=steps.append)
+    second = run_transfer(models, again, data=(X, Y), cache=Store(tmp_path), device="cpu", progress=steps.append)
     assert again._calls == []  # no attack ran
     assert [m.forward_calls for m in models] == forwards  # no forward pass either: predictions were cached
     assert all(step.from_cache for step in steps) and [s.done for s in steps] == [1, 2]
@@ -175,28 +175,28 @@ def test_identical_rerun_is_served_from_the_cache(tmp_path):
 def test_changed_weights_or_attack_miss_the_cache(tmp_path):
     store = Store(tmp_path)
     models = pair_models()
-    run_transfer(models, ScriptedAttack(ADV), data=(X, Y), store=store, device="cpu")
+    run_transfer(models, ScriptedAttack(ADV), data=(X, Y), cache=store, device="cpu")
     with torch.no_grad():
         models[1].linear.bias[0] += 0.0  # an in-place write: same values, so the same fingerprint
     attack = ScriptedAttack(ADV)
-    run_transfer(models, attack, data=(X, Y), store=store, device="cpu")
+    run_transfer(models, attack, data=(X, Y), cache=store, device="cpu")
     assert attack._calls == []
     with torch.no_grad():
         models[1].linear.bias[0] -= 1.0  # B now says 1 everywhere: new weights, new results
     attack = ScriptedAttack(ADV)
-    run_transfer(models, attack, data=(X, Y), store=store, device="cpu")
+    run_transfer(models, attack, data=(X, Y), cache=store, device="cpu")
     assert attack._calls == ["B"]
     other = ScriptedAttack({k: v.flip(0) for k, v in ADV.items()})
-    run_transfer(models, other, data=(X, Y), store=store, device="cpu")
+    run_transfer(models, other, data=(X, Y), cache=store, device="cpu")
     assert other._calls == ["A", "B"]
 
 
 def test_interrupted_sweep_resumes_at_the_first_source_not_done(tmp_path):
     store = Store(tmp_path)
     with pytest.raises(RuntimeError, match="interrupted"):
-        run_transfer(pair_models(), ScriptedAttack(ADV, fail_on="B"), data=(X, Y), store=store, device="cpu")
+        run_transfer(pair_models(), ScriptedAttack(ADV, fail_on="B"), data=(X, Y), cache=store, device="cpu")
     resumed = ScriptedAttack(ADV)
-    result = run_transfer(pair_models(), resumed, data=(X, Y), store=store, device="cpu")
+    result = run_transfer(pair_models(), resumed, data=(X, Y), cache=store, device="cpu")
     assert resumed._calls == ["B"]  # A's adversarial images and target predictions came from the store
     assert row(result, "A", "B")["transferred"] == 2 and row(result, "B", "A")["transferred"] == 1
 
@@ -205,14 +205,14 @@ def test_cancel_stops_between_sources(tmp_path):
     store = Store(tmp_path)
     attack = ScriptedAttack(ADV)
     with pytest.raises(TransferCancelled):
-        run_transfer(pair_models(), attack, data=(X, Y), store=store, device="cpu",
+        run_transfer(pair_models(), attack, data=(X, Y), cache=store, device="cpu",
                      cancel=lambda: len(attack._calls) >= 1)
     assert attack._calls == ["A"]
 
 
 def test_several_eps_run_a_minimum_norm_attack_once():
     attack = ScriptedAttack(ADV)
-    small, unbounded = run_transfer(pair_models(), attack, data=(X, Y), store=False, device="cpu",
+    small, unbounded = run_transfer(pair_models(), attack, data=(X, Y), cache=None, device="cpu",
                                     epsilons=[0.2, None])
     assert attack._calls == ["A", "B"]
     assert (small.eps, unbounded.eps) == (0.2, None)
@@ -229,22 +229,22 @@ def test_several_eps_with_pgd_match_single_runs():
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2))]
     attack = PGD(eps=0.1, steps=5, step_size=0.05)
-    both = run_transfer(models, attack, data=(X, Y), store=False, device="cpu", epsilons=[0.1, 0.3])
-    single = run_transfer(models, PGD(eps=0.3, steps=5, step_size=0.05), data=(X, Y), store=False, device="cpu")
+    both = run_transfer(models, attack, data=(X, Y), cache=None, device="cpu", epsilons=[0.1, 0.3])
+    single = run_transfer(models, PGD(eps=0.3, steps=5, step_size=0.05), data=(X, Y), cache=None, device="cpu")
     pd.testing.assert_frame_equal(both[1].long(), single.long())
 
 
 def test_bad_input_is_a_trend_error():
     with pytest.raises(TrendError):
-        run_transfer([], PGD(eps=0.1), data=(X, Y), store=False)
+        run_transfer([], PGD(eps=0.1), data=(X, Y), cache=None)
     with pytest.raises(TrendError):
-        run_transfer(pair_models(), "no-such-attack", data=(X, Y), store=False)
+        run_transfer(pair_models(), "no-such-attack", data=(X, Y), cache=None)
     with pytest.raises(TrendError):
-        run_transfer(pair_models(), PGD(eps=0.1), data=(X, Y), store=False, epsilons=[0])
+        run_transfer(pair_models(), PGD(eps=0.1), data=(X, Y), cache=None, epsilons=[0])
     with pytest.raises(TrendError):
-        run_transfer(pair_models(), PGD(eps=0.1), store=False)  # no spec, no data
+        run_transfer(pair_models(), PGD(eps=0.1), cache=None)  # no spec, no data
     with pytest.raises(TrendError):
-        run_transfer(pair_models(), PGD(eps=0.1), data=(X, Y), limit=0, store=False)
+        run_transfer(pair_models(), PGD(eps=0.1), data=(X, Y), limit=0, cache=None)
 
 
 # ----------------------------------------------------------------------------- real models
@@ -253,7 +253,7 @@ def test_zoo_models_agree_with_a_direct_computation(zoo_model, digits, tmp_path)
 
     models = [zoo_model(FP), zoo_model(Q2)]
     attack = PGD(eps=0.1, steps=10)
-    result = run_transfer(models, attack, limit=60, store=Store(tmp_path), device="cpu")
+    result = run_transfer(models, attack, limit=60, cache=Store(tmp_path), device="cpu")
     assert result.sources == ["FP-s0", "Q2-s0"] and result.split == "test" and result.n_images == 60
     x, y = digits.tensors("test", 60)
     direct = attack(models[0], x, y)  # the same seeded attack on the same images
@@ -338,7 +338,7 @@ def test_seed_group_table_needs_two_seeds():
 
 def test_memory_store_is_a_store():
     store = MemoryStore()
-    run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), store=store, device="cpu")
+    run_transfer(pair_models(), ScriptedAttack(ADV), data=(X, Y), cache=store, device="cpu")
     attack = ScriptedAttack(ADV)
-    run_transfer(pair_models(), attack, data=(X, Y), store=store, device="cpu")
+    run_transfer(pair_models(), attack, data=(X, Y), cache=store, device="cpu")
     assert attack._calls == []

@@ -183,7 +183,8 @@ def test_attacks_on_the_twin_match_attacks_on_the_model(zoo_model, digits, name)
     plain = TrendModel(model.preprocess, model.net, None)  # no spec: twinned without a probe check...
     pin_twin(plain, plain)  # ...so pin it to itself
     for attack in (PGD(eps=0.1, steps=10), DeepFool(steps=10)):
-        ours, reference = attack(model, x, y), attack(plain, x, y)
+        ours = attack.run(model, x, y, [attack.eps], speedup=True)[0]  # the runners' speed layer
+        reference = attack.run(plain, x, y, [attack.eps], speedup=True)[0]
         assert torch.equal(ours.success, reference.success)
         # DeepFool may stop within float rounding of a boundary; such an image takes one more (tiny) step
         assert (ours.x_adv - reference.x_adv).abs().max() < 1e-4 if attack.name == "pgd" else \
@@ -209,9 +210,9 @@ def test_deepfool_finishes_on_the_model_what_stops_short_of_its_boundary(zoo_mod
     x, y = digits.tensors("test", limit=64)
     pin_twin(model, LoweredTop(model, 1.0).eval())
     try:
-        finished = DeepFool()(model, x, y)
+        finished = DeepFool().run(model, x, y, [None], speedup=True)[0]
         monkeypatch.setattr(DeepFool, "resumable", False)
-        unfinished = DeepFool()(model, x, y)
+        unfinished = DeepFool().run(model, x, y, [None], speedup=True)[0]
     finally:
         del twin_module._twins[model]
     correct = int(finished.clean_correct.sum())

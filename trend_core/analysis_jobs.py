@@ -1,46 +1,76 @@
-"""The dashboard's analysis work as background jobs: decision-boundary slices, ensemble-attack sweeps, TREND
-evaluations and growth curves, TM(eps) fits — one ``submit_*`` per page action, in the manner of
-``jobs.submit_transfer``.
+"""Every page action as a background job: training, transfer runs, decision-boundary slices, ensemble-attack
+sweeps, TREND evaluations and growth curves, TM(eps) fits — one ``submit_*`` each (``jobs.py`` is the generic
+job manager they run on).
 
 Each submit checks its input first (one TrendError sentence, before anything runs), keys the job by content
-(store folder, the models' identities, every setting), and returns the Job; the result is plain data (dicts of
-DataFrames, tensors, numbers) so the results store keeps it and a later session gets it back at once.
+(store folder, the models' identities, every setting), records the equivalent `trend ...` command in
+``job.meta["command"]`` and returns the Job; the result is plain data (dicts of DataFrames, tensors, numbers)
+so the results store keeps it and a later session gets it back at once.
 """
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
+import numpy as np
 import pandas as pd
+import torch
 
+from . import commands
+from .attacks.base import check_eps, check_int
+from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreement_trace, gradient_views
+from .attacks.pgd import step_size_for
+from .attacks.registry import attack_parameters, make_attack
+from .attacks.settings import attack_settings
+from .boundary import decision_boundary
+from .curve import MIN_POINTS, fit_tm, measure_tm
+from .data import load_dataset
+from .devices import resolve_device
+from .ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
 from .errors import TrendError
-from .jobs import Job, JobManager, _home, dataset_of, device_lane, get_manager
+from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
 from .profiles import check_profile
 from .progress import WorkMeter
+from .robustness import robustness_ratios, robustness_sweep
+from .specs import ModelSpec
+from .store import AnyStore, Cache, MemoryStore, content_key
+from .transfer import TransferResult, attack_identity, model_labels, run_transfer
+from .zoo import Zoo
 
-PAPER_STEP_SIZE = 0.01  # PAPER.md section 3: PGD step size
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
 RULE_TITLES = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}  # as the paper writes them
+__all__ = ["step_size_for"]  # (re-exported: the step-size rule lives with PGD in attacks/pgd.py)
 
 
 def rule_title(rule: str) -> str:
+    """The paper's name of an ensemble-attack rule (A-GD for agd)."""
     return RULE_TITLES.get(rule, rule)
 
 
 def _test_count(dataset: str) -> int:
-    from .data import load_dataset
-
     return len(load_dataset(dataset).test)
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def step_size_for(eps_max: float, steps: int) -> float:
-    """The paper's step size 0.01, or larger when ``steps`` steps of 0.01 could not reach the largest eps."""
-    return max(PAPER_STEP_SIZE, round(1.25 * float(eps_max) / int(steps), 6))
+def home_of(zoo: Zoo) -> str:
+    """The zoo's store folder, resolved: what keys a job to one folder and what pages match jobs against."""
+    return str(Path(zoo.root).expanduser().resolve())
 
 
-def check_members(zoo, names: Sequence[str], minimum: int = 1, what: str = "model") -> list[str]:
+def dataset_of(names: Sequence[str]) -> str | None:
+    """The dataset of the models a job works on (from the first name), so that pages show a job's result only
+    while the sidebar shows its dataset; None when unknown."""
+    try:
+        return ModelSpec.parse(names[0]).dataset if names else None
+    except (TrendError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def check_members(zoo: Zoo, names: Sequence[str], minimum: int = 1, what: str = "model") -> list[str]:
     """Distinct zoo model names, at least ``minimum`` of them, all present in ``zoo``."""
     names = list(dict.fromkeys(str(n) for n in names))
     if len(names) < minimum:
@@ -57,25 +87,19 @@ def check_members(zoo, names: Sequence[str], minimum: int = 1, what: str = "mode
 
 def check_epsilons(epsilons: Sequence[float]) -> list[float]:
     """Sorted distinct L-inf eps values, each in (0, 1]."""
-    from .attacks.base import check_eps
-
-    values = sorted({check_eps(e) for e in epsilons})
+    values = sorted({float(check_eps(e) or 0.0) for e in epsilons})  # (check_eps(required=True) never gives None)
     if not values:
         raise TrendError("Give at least one eps.")
     return values
 
 
-def model_identity(zoo, names: Sequence[str]) -> list[tuple]:
+def model_identity(zoo: Zoo, names: Sequence[str]) -> list[tuple]:
     """What pins a zoo model's weights for a cache key: name, spec key and when it was saved."""
-    from .specs import ModelSpec
-
     return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
-def load_members(zoo, names: Sequence[str], device, job: Job | None = None) -> list:
+def load_members(zoo: Zoo, names: Sequence[str], device: str | torch.device, job: Job | None = None) -> list:
     """The named zoo models on ``device`` (eval mode), reporting progress while loading."""
-    from .specs import ModelSpec
-
     models = []
     for i, name in enumerate(names):
         if job is not None:
@@ -84,19 +108,15 @@ def load_members(zoo, names: Sequence[str], device, job: Job | None = None) -> l
     return models
 
 
-def test_images(dataset: str, limit: int):
+def test_images(dataset: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``limit`` test images and labels of ``dataset`` (the evaluation subset every page uses)."""
-    from .data import load_dataset
-
     return load_dataset(dataset).tensors("test", limit)
 
 
-def _submit(zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
+def _submit(zoo: Zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
             store, meta: dict, manager: JobManager | None, models: Sequence[str]) -> Job:
     """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content."""
-    from .store import content_key
-
-    home = _home(zoo)
+    home = home_of(zoo)
     key = content_key(VERSION, kind, home, *key_parts)
     return (manager or get_manager()).submit(
         key, run, title=title, kind=kind, device=device_lane(device), store=store, log_dir=Path(zoo.root) / "logs",
@@ -104,13 +124,11 @@ def _submit(zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: 
 
 
 def _check_limit(limit: int | None) -> int | None:
-    from .attacks.base import check_int
-
     return None if limit is None else check_int("The image limit", limit)
 
 
 # ----------------------------------------------------------------------------- decision boundary
-def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float | None = None,
+def submit_boundary(zoo: Zoo, store: AnyStore, models: Sequence[str], index: int, span: float | None = None,
                     resolution: int = 41, seed: int = 0, device: str = "auto",
                     manager: JobManager | None = None) -> Job:
     """Class maps of one or two models on a grid around test image ``index`` (x = the first model's gradient).
@@ -118,26 +136,18 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
     Result: x_offsets, y_offsets (lists), names, classes (name -> (R, R) int tensor), distances (DataFrame:
     model, clean_pred, +x, -x, +y, -y), label, reference (the model giving the x direction), index.
     """
-    from .attacks.base import check_int
-    from .data import load_dataset
-    from .devices import resolve_device
-    from .specs import ModelSpec
 
     names = check_members(zoo, models, 1)
     if len(names) > 2:
         raise TrendError(f"Pick one or two models for the decision boundary, not {len(names)}.")
     dataset = ModelSpec.parse(names[0]).dataset
-    total = len(load_dataset(dataset).test)
+    total = len(load_dataset(dataset).test)  # type: ignore[arg-type]  # (a torch Dataset with __len__)
     index = check_int("The image index", index, 0)
     if index >= total:
         raise TrendError(f"The {dataset} test split has {total} images; pick an index below {total}.")
     dev = resolve_device(device)
 
     def run(job: Job) -> dict:
-        import torch
-
-        from .boundary import decision_boundary
-
         members = load_members(zoo, names, dev, job)
         x, y = test_images(dataset, index + 1)
         job.progress(0.5, f"classifying a {resolution} x {resolution} grid")
@@ -149,11 +159,13 @@ def submit_boundary(zoo, store, models: Sequence[str], index: int, span: float |
 
     return _submit(zoo, [model_identity(zoo, names), index, span, resolution, seed], run,
                    title=f"Decision boundary of image {index}", kind="boundary", device=dev, store=store,
-                   meta={"models": names, "index": index}, manager=manager, models=names)
+                   meta={"models": names, "index": index,
+                         "command": commands.boundary_command(names, index, span, resolution, seed, zoo.root, device)},
+                   manager=manager, models=names)
 
 
 # ----------------------------------------------------------------------------- ensemble attacks
-def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
+def submit_ensemble_sweep(zoo: Zoo, store: AnyStore, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
                           limit: int | None = 100, agreement_images: int = AGREEMENT_IMAGES, device: str = "auto",
                           manager: JobManager | None = None, profile: str = "paper") -> Job:
     """D-AG, EMPIR, U-GD and A-GD against the majority vote of ``members`` at every eps.
@@ -162,10 +174,6 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
     acc_on_ensemble_adv) and ``agreement`` (rule, eps, member, agreement: the fraction of pixels where the
     rule's step direction had the member's gradient sign, averaged over steps and the first images).
     """
-    from .attacks.base import check_int
-    from .attacks.ensemble import RULE_NAMES
-    from .devices import resolve_device
-    from .specs import ModelSpec
 
     names = check_members(zoo, members, 2, "ensemble member")
     dataset = ModelSpec.parse(names[0]).dataset
@@ -178,9 +186,6 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
     profile = check_profile(profile)
 
     def run(job: Job) -> dict:
-        from .attacks.ensemble import EnsemblePGD, agreement_trace
-        from .ensemble import MajorityVote, robustness_sweep
-
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         x, y = test_images(dataset, min(agreement_images, limit or agreement_images))
         # one unit of work per (rule, eps): the attack on the evaluation images, then the agreement trace on a
@@ -206,16 +211,14 @@ def submit_ensemble_sweep(zoo, store, members: Sequence[str], epsilons: Sequence
 
     return _submit(zoo, [model_identity(zoo, names), eps_list, steps, limit, agreement_images, profile], run,
                    title=f"Ensemble attacks on {len(names)} members ({len(eps_list)} eps)", kind="ensemble-sweep",
-                   device=dev, store=store, meta={"members": names}, manager=manager, models=names)
+                   device=dev, store=store, manager=manager, models=names,
+                   meta={"members": names, "command": commands.ensemble_attack_command(
+                       names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device,
+                       profile=profile)})
 
 
-def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "auto"):
+def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str = "auto") -> GradientViews:
     """``gradient_views`` of the majority vote of ``members`` at test image ``index`` (one image: no job needed)."""
-    from .attacks.base import check_int
-    from .attacks.ensemble import gradient_views
-    from .devices import resolve_device
-    from .ensemble import MajorityVote
-    from .specs import ModelSpec
 
     names = check_members(zoo, members, 2, "ensemble member")
     index = check_int("The image index", index, 0)
@@ -227,15 +230,13 @@ def gradient_views_of(zoo, members: Sequence[str], index: int, device: str = "au
 
 
 # ----------------------------------------------------------------------------- TREND ensembles
-def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, steps: int = 20,
+def submit_trend_evaluation(zoo: Zoo, store: AnyStore, members: Sequence[str], eps: float, steps: int = 20,
                             limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
                             profile: str = "paper") -> Job:
     """A-GD at ``eps`` against the ensemble and against each member alone ("x times more robust").
 
     Result: ``sweep`` (robustness_sweep rows for rule agd) and ``ratios`` (robustness_ratios).
     """
-    from .attacks.base import check_int
-    from .devices import resolve_device
 
     names = check_members(zoo, members, 2, "ensemble member")
     (eps,) = check_epsilons([eps])
@@ -245,8 +246,6 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
     profile = check_profile(profile)
 
     def run(job: Job) -> dict:
-        from .ensemble import MajorityVote, robustness_ratios, robustness_sweep
-
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         # the attack on the ensemble takes every member's gradient (weight N), each member alone its own (1)
         work = WorkMeter(job.progress, 2 * len(names))
@@ -262,16 +261,19 @@ def submit_trend_evaluation(zoo, store, members: Sequence[str], eps: float, step
             running.append(next(weights, 1))
 
         sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
-                                 step_size=step_size_for(eps, steps), store=store, device=dev, progress=tick,
+                                 step_size=step_size_for(eps, steps), cache=store, device=dev, progress=tick,
                                  profile=profile)
         return {"sweep": sweep, "ratios": robustness_ratios(sweep)}
 
     return _submit(zoo, [model_identity(zoo, names), eps, steps, limit, profile], run,
                    title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble", kind="trend-eval", device=dev,
-                   store=store, meta={"members": names}, manager=manager, models=names)
+                   store=store, manager=manager, models=names,
+                   meta={"members": names, "command": commands.ensemble_attack_command(
+                       names, [eps], ["agd"], steps, step_size_for(eps, steps), limit, members_alone=True,
+                       home=zoo.root, device=device, profile=profile)})
 
 
-def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
+def submit_trend_growth(zoo: Zoo, store: AnyStore, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
                         limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
                         profile: str = "paper") -> Job:
     """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
@@ -279,8 +281,6 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
 
     Result: a DataFrame size, members (labels joined by " + "), clean_accuracy, accuracy, eps.
     """
-    from .attacks.base import check_int
-    from .devices import resolve_device
 
     sets = [check_members(zoo, members, 1) for members in ensembles]
     if not sets:
@@ -293,9 +293,6 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
     profile = check_profile(profile)
 
     def run(job: Job) -> pd.DataFrame:
-        from .ensemble import ENSEMBLE_LABEL, MajorityVote, robustness_sweep
-        from .transfer import model_labels
-
         loaded = dict(zip(names, load_members(zoo, names, dev, job)))
         labels = dict(zip(names, model_labels(list(loaded.values()))))
         rows = []
@@ -305,7 +302,7 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
             ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members],
                                     profile=profile)
             sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
-                                     step_size=step_size_for(eps, steps), members_alone=False, store=store,
+                                     step_size=step_size_for(eps, steps), members_alone=False, cache=store,
                                      device=dev, profile=profile)
             row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
             rows.append({"size": len(members), "members": " + ".join(labels[n] for n in members),
@@ -316,7 +313,11 @@ def submit_trend_growth(zoo, store, ensembles: Sequence[Sequence[str]], eps: flo
 
     return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile], run,
                    title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles", kind="trend-growth", device=dev,
-                   store=store, meta={"ensembles": [list(s) for s in sets]}, manager=manager,
+                   store=store, manager=manager,
+                   meta={"ensembles": [list(s) for s in sets], "command": "\n".join(
+                       commands.ensemble_attack_command(s, [eps], ["agd"], steps, step_size_for(eps, steps), limit,
+                                                        home=zoo.root, device=device, profile=profile)
+                       for s in sets)},
                    models=[name for s in sets for name in s])
 
 
@@ -324,8 +325,6 @@ def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, requir
                       min_acc: float | None = None, accuracies: dict[str, float] | None = None) -> list[list[str]]:
     """``[start]``, then the best TREND set of every size 2..``max_size`` that contains ``start`` and ``require``
     (labels as in ``tm_matrix``)."""
-    from .ensemble import select_ensembles
-
     required = list(dict.fromkeys([start, *require]))
     sets = [[start]]
     for k in range(max(2, len(required)), int(max_size) + 1):
@@ -335,7 +334,7 @@ def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, requir
 
 
 # ----------------------------------------------------------------------------- TM(eps)
-def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
+def submit_tm_fit(zoo: Zoo, store: AnyStore, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
                   steps: int = 20, limit: int | None = 200, device: str = "auto",
                   manager: JobManager | None = None, profile: str = "paper") -> Job:
     """Fit TM(eps) of ``source`` -> ``target`` under PGD from ``fit_eps`` and compare with ``eval_eps``.
@@ -343,10 +342,6 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
     Result: source, target, attack, params (a_st, b_st, a_ss, b_ss), fit_eps, measured (eps, f_st, f_ss, tm,
     n_common, used_in_fit), curve (the fit on a dense eps grid), rmse (per quantity: DataFrame), warnings.
     """
-    from .attacks.base import check_int
-    from .attacks.registry import make_attack
-    from .curve import MIN_POINTS
-    from .devices import resolve_device
 
     names = check_members(zoo, [source, target], 1)
     if len(names) < 2:
@@ -363,15 +358,8 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
     profile = check_profile(profile)
 
     def run(job: Job) -> dict:
-        import numpy as np
-
-        from .curve import fit_tm
-
-        from .curve import measure_tm
-        from .store import MemoryStore
-
         src, tgt = load_members(zoo, names, dev, job)
-        cache = MemoryStore() if store is False else store  # the fit below reads what the eps loop measured
+        cache = MemoryStore() if store is False or store is None else store  # the fit reads what the loop measured
         # stage 1, one eps at a time (each a PGD run of equal cost) so the bar moves per point; stage 2, the fit,
         # finds every point in the cache and only solves the two small least-squares problems
         points = sorted({*fit_list, *eval_list})
@@ -381,7 +369,7 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
             measure_tm(src, tgt, [eps], attack, None, limit, cache, dev, profile=profile)
             work.done(1)
         work.start(f"fitting f_st and f_ss to {len(fit_list)} points")
-        result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, store=cache, device=dev,
+        result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, cache=cache, device=dev,
                         profile=profile)
         measured = result.measured.copy()
         measured["tm_fit"] = result.curve.tm(measured["eps"].to_numpy(float))
@@ -399,4 +387,226 @@ def submit_tm_fit(zoo, store, source: str, target: str, fit_eps: Sequence[float]
 
     return _submit(zoo, [model_identity(zoo, names), fit_list, eval_list, steps, limit, profile], run,
                    title=f"TM(eps) fit over {len(set(fit_list) | set(eval_list))} eps", kind="tm-fit", device=dev,
-                   store=store, meta={"source": names[0], "target": names[1]}, manager=manager, models=names)
+                   store=store, manager=manager, models=names,
+                   meta={"source": names[0], "target": names[1], "command": commands.fit_tm_command(
+                       names[0], names[1], fit_list, eval_list, steps, step_size_for(top, steps), limit,
+                       home=zoo.root, device=device, profile=profile)})
+
+
+# ----------------------------------------------------------------------------- training
+class _ZooHasAll:
+    """A read-only 'store' for training jobs: the result is there once the zoo holds every spec."""
+
+    def __init__(self, zoo, specs):
+        self.zoo, self.specs = zoo, list(specs)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if all(self.zoo.has(spec) for spec in self.specs):
+            return [self.zoo.metadata(spec) for spec in self.specs]
+        return default
+
+    def set(self, key: str, value: Any) -> None:  # the zoo already holds the checkpoints
+        return None
+
+
+def training_key(zoo: Zoo, specs: Sequence[ModelSpec]) -> str:
+    """Content key of 'train these specs into this zoo' (order-free)."""
+    payload = "|".join([home_of(zoo)] + sorted(spec.key for spec in specs))
+    return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", manager: JobManager | None = None) -> Job:
+    """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
+
+    The job's result is the list of the models' metadata; it is done at once when the zoo has them all.
+    """
+    specs = list(dict.fromkeys(specs))
+    if not specs:
+        raise TrendError("No models were chosen to train; pick at least one.")
+    dev = resolve_device(device)
+    n = len(specs)
+
+    def run(job: Job) -> list[dict]:
+        # progress counts epochs still to train, so a 4-epoch model moves the bar a fifth of a 20-epoch one
+        weights = [0 if zoo.has(spec) else max(1, spec.epochs) for spec in specs]
+        total, before = max(1, sum(weights)), 0
+        for i, (spec, weight) in enumerate(zip(specs, weights)):
+            job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")
+            if weight:
+                def on_epoch(report, i=i, spec=spec, before=before, weight=weight) -> None:
+                    job.progress((before + weight * report.epoch / report.epochs) / total,
+                                 f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
+                                 f"validation accuracy {report.val_acc:.1%}")
+
+                zoo.get_or_train(spec, device=str(dev), progress=on_epoch, cancel=job.cancel_requested)
+            before += weight
+        return [zoo.metadata(spec) for spec in specs]
+
+    title = f"Training {n} model{'s' if n > 1 else ''}"
+    return (manager or get_manager()).submit(
+        training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
+        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs",
+        meta={"home": home_of(zoo), "dataset": dataset_of([spec.name for spec in specs]),
+              "command": commands.train_command([spec.name for spec in specs], zoo.root,
+                                                device)})
+
+
+# ----------------------------------------------------------------------------- transfer runs
+TRANSFER_JOB_VERSION = "transfer-job/v1"
+
+
+class _CodecStore:
+    """A store view that writes ``encode(result)`` and reads back ``decode(value)`` (for results that hold
+    closures or tensors the store should not keep, like a TransferResult's per-image details)."""
+
+    def __init__(self, store: ResultStore, encode: Callable[[Any], Any], decode: Callable[[Any], Any]):
+        self.store, self.encode, self.decode = store, encode, decode
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.store.get(key)
+        return default if value is None else self.decode(value)
+
+    def set(self, key: str, value: Any) -> None:
+        self.store.set(key, self.encode(value))
+
+
+def transfer_summary(result: TransferResult) -> dict:
+    """What the store keeps of a TransferResult: everything but the per-image details."""
+    return {"pairs": result.pairs, "sources": list(result.sources), "targets": list(result.targets),
+            "attack": result.attack, "eps": result.eps, "split": result.split, "n_images": int(result.n_images),
+            "specs": dict(result.specs), "warnings": list(result.warnings)}
+
+
+def transfer_from_summary(summary: dict) -> TransferResult:
+    """A TransferResult rebuilt from ``transfer_summary`` (no per-image details: examples need a rerun)."""
+    return TransferResult(summary["pairs"], list(summary["sources"]), list(summary["targets"]), summary["attack"],
+                          summary["eps"], summary["split"], summary["n_images"], dict(summary["specs"]),
+                          list(summary["warnings"]))
+
+
+TRANSFER_INDEX_VERSION = "transfer-index/v1"
+_INDEX_LOCK = threading.Lock()
+
+
+def _transfer_index_key(zoo: Zoo) -> str:
+    return content_key(TRANSFER_INDEX_VERSION, home_of(zoo))
+
+
+def _record_transfer_run(zoo: Zoo, store: AnyStore, key: str, request: dict) -> None:
+    """Note a finished transfer run in the store's index of this folder, so it is listed after a restart."""
+    with _INDEX_LOCK:
+        entries = [e for e in (store.get(_transfer_index_key(zoo)) or []) if e.get("key") != key]
+        entries.append({"key": key, "request": request, "finished": time.time()})
+        store.set(_transfer_index_key(zoo), entries[-MAX_FINISHED_JOBS:])
+
+
+def stored_transfer_runs(zoo: Zoo, store: AnyStore, manager: JobManager | None = None) -> list[Job]:
+    """Finished transfer runs of this store folder, newest first, rebuilt from the store when the server
+    process no longer knows them (after a restart); runs whose result has left the store are skipped."""
+    manager = manager or get_manager()
+    codec = _CodecStore(store, transfer_summary, transfer_from_summary)
+    found = []
+    for entry in reversed(store.get(_transfer_index_key(zoo)) or []):
+        job = manager.get(entry["key"], store=codec)
+        if job is not None and job.status is JobStatus.DONE:
+            job.meta.setdefault("request", entry.get("request", {}))
+            job.meta.setdefault("home", home_of(zoo))
+            job.meta.setdefault("dataset", dataset_of(job.meta["request"].get("sources", [])))
+            if job.meta["request"] and job.meta["dataset"]:
+                request = job.meta["request"]
+                job.meta.setdefault("command", commands.transfer_command(
+                    request["sources"], request["targets"], request["attack"], request.get("params") or {},
+                    job.meta["dataset"], request.get("limit"), request.get("split", "test"), zoo.root))
+            found.append(job)
+    return found
+
+
+def submit_transfer(zoo: Zoo, store: AnyStore, sources: list[str], targets: list[str], attack: str,
+                    params: dict | None = None, limit: int | None = None, split: str = "test",
+                    device: str = "auto", live: bool = False, manager: JobManager | None = None,
+                    profile: str = "paper") -> Job:
+    """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
+
+    The finished TransferResult is summarized into ``store``, so a new session gets the matrix at once;
+    ``live=True`` asks for a result with per-image details (examples), recomputed from the cached attacks.
+    ``params`` are completed by ``attack_settings`` (the CLI's defaults; PGD's step size from eps and steps).
+    """
+    if not sources:
+        raise TrendError("Pick at least one source model to attack.")
+    if not targets:
+        raise TrendError("Pick at least one target model to evaluate.")
+    names = list(dict.fromkeys([*sources, *targets]))
+    missing = [n for n in names if not zoo.has(n)]
+    if missing:
+        raise TrendError(f"{missing[0]} is not in the zoo; train it on the Model zoo page first.")
+    dataset = ModelSpec.parse(names[0]).dataset
+    params = attack_settings(attack, dataset).complete(**(params or {}))
+    profile = check_profile(profile)
+    extra = {"profile": profile} if profile != "paper" and "profile" in attack_parameters(attack) else {}
+    attack_obj = make_attack(attack, **params, **extra)
+    dev = resolve_device(device)
+    identity = model_identity(zoo, names)
+    key = content_key(TRANSFER_JOB_VERSION, home_of(zoo), identity, list(sources), list(targets),
+                      attack_identity(attack_obj), attack_obj.eps, limit, split,
+                      *([] if profile == "paper" else [profile]))
+
+    def run(job: Job):
+        models = []
+        for i, name in enumerate(names):
+            job.progress(0.0, f"loading {ModelSpec.parse(name).short_name} ({i + 1}/{len(names)})")
+            models.append(zoo.load(name, dev))
+
+        def on_step(step) -> None:
+            origin = " (cached)" if step.from_cache else ""
+            job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
+
+        result = run_transfer(models, attack_obj, split=split, limit=limit, cache=cast(Cache, store), progress=on_step,
+                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested,
+                              profile=profile)
+        if not live:
+            _record_transfer_run(zoo, store, key, request)
+        return result
+
+    request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params),
+                   limit=limit, split=split, profile=profile)
+    command = commands.transfer_command(sources, targets, attack, params, dataset, limit, split, zoo.root, device,
+                                        profile)
+    n = len(sources)
+    title = f"{attack_obj.name.upper()} transfer run ({n} source{'s' if n > 1 else ''} x {len(targets)} targets)"
+    result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
+    return (manager or get_manager()).submit(
+        key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
+        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs",
+        meta={"request": request, "home": home_of(zoo), "dataset": dataset_of(sources), "command": command})
+
+
+def belongs_to(job: Job, home: str, dataset: str, strict: bool = False) -> bool:
+    """Whether ``job`` ran on the store folder ``home`` (resolved) and on ``dataset``. A job that does not say
+    (made by an older version) counts as a match unless ``strict``."""
+    meta = job.meta
+    if strict:
+        return meta.get("home") == home and meta.get("dataset", dataset) == dataset
+    return meta.get("home", home) == home and meta.get("dataset", dataset) == dataset
+
+
+def finished_transfer_runs(zoo: Zoo, store: AnyStore, dataset: str, manager: JobManager | None = None) -> list[Job]:
+    """Every finished transfer run of this store folder on ``dataset``, newest first: those this process ran (or
+    recalled), then those only the store's index still knows (after a server restart)."""
+    manager = manager or get_manager()
+    home = home_of(zoo)
+    live = [job for job in manager.jobs(kind="transfer")
+            if job.status is JobStatus.DONE and belongs_to(job, home, dataset, strict=True)]
+    known = {job.key for job in live}
+    return live + [job for job in stored_transfer_runs(zoo, store, manager)
+                   if job.key not in known and belongs_to(job, home, dataset)]
+
+
+def zoo_accuracies(zoo: Zoo, result: TransferResult) -> dict[str, float]:
+    """Clean test accuracy of each zoo model of a transfer result, by its label (from the zoo's metadata)."""
+    found = {}
+    for label, name in result.specs.items():
+        if name and zoo.has(name):
+            acc = zoo.metadata(name).get("test_acc")
+            if acc is not None:
+                found[label] = float(acc)
+    return found

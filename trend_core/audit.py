@@ -94,7 +94,7 @@ def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surro
     surrogate."""
     from .analysis_jobs import step_size_for
     from .attacks.apgd import APGD
-    from .attacks.ensemble import EnsemblePGD
+    from .attacks.ensemble_pgd import EnsemblePGD
     from .attacks.pgd import PGD
     from .attacks.square import Square
     from .ensemble import MajorityVote

@@ -15,9 +15,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.base import attack_mode, model_device
+from .attacks.base import attack_mode, model_device, predict
 from .attacks.pgd import input_gradient
+from .data import get_info
 from .errors import TrendError
+from .transfer import model_labels
 
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 
@@ -70,8 +72,6 @@ def decision_boundary(models: nn.Module | Sequence[nn.Module], image: torch.Tens
     if not models or not all(isinstance(m, nn.Module) for m in models):
         raise TrendError("Give one or more models (torch nn.Modules, pixels in [0, 1] -> logits).")
     if names is None:
-        from .transfer import model_labels
-
         names = model_labels(models)
     names = [str(n) for n in names]
     if len(names) != len(models) or len(set(names)) != len(names):
@@ -120,8 +120,6 @@ def _default_eps(model: nn.Module) -> float:
     dataset = getattr(getattr(model, "spec", None), "dataset", None)
     if dataset is None:
         raise TrendError("The model carries no dataset spec; give the grid's span.")
-    from .data import get_info
-
     return get_info(dataset).default_eps
 
 
@@ -160,8 +158,6 @@ def _classify(model: nn.Module, x: torch.Tensor, coeffs: torch.Tensor, basis: to
 
 
 def _predict_one(model: nn.Module, x: torch.Tensor) -> int:
-    from .attacks.base import predict
-
     return int(predict(model, x)[0])
 
 
@@ -181,7 +177,7 @@ def _axis_distances(grid: np.ndarray, offsets: np.ndarray) -> dict[str, float | 
 def class_map_image(boundary: BoundarySlice, cell_px: int = 8, gap_px: int = 6):
     """The class maps side by side as a PIL image: one flat colour per class (the dashboard's palette), rows
     top to bottom = +y to -y, the image's cell outlined in black."""
-    from PIL import Image, ImageColor, ImageDraw
+    from PIL import Image, ImageColor, ImageDraw  # (Pillow and plotly load only when a PNG is asked for)
 
     from .plots.boundary import class_color
 

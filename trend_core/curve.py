@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch.nn as nn
 
+from .data import get_info
 from .errors import TrendError
+from .profiles import get_profile
+from .store import UNSET, Cache, cache_argument
+from .transfer import run_transfer
 
 MIN_POINTS = 3
 DEFAULT_FIT_POINTS = 4
@@ -47,7 +51,7 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
     eps is rescaled to [0, 1] for the optimizer (b is scaled back), so the fit is equally conditioned for CIFAR's
     eps ~ 0.03 and the digits' eps ~ 0.3. Raises TrendError with a clear message on bad input or no convergence.
     """
-    from scipy.optimize import OptimizeWarning, curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit  # (scipy loads only for a fit: ~0.3 s)
 
     e, c = _check_points(eps, counts, what)
     if not np.any(c > 0):
@@ -161,7 +165,7 @@ class TMFitResult:
     def predictions(self, points: int = 60, eps_max: float | None = None) -> pd.DataFrame:
         """The fitted curves on a dense eps grid from 0 to ``eps_max`` (default: the largest measured eps)."""
         top = float(eps_max or self.measured["eps"].max())
-        return self.curve.predict(np.linspace(0.0, top, max(2, int(points))))
+        return self.curve.predict(list(np.linspace(0.0, top, max(2, int(points)))))
 
     def summary(self) -> dict:
         return {"source": self.source, "target": self.target, "attack": self.attack, **self.curve.params(),
@@ -175,9 +179,6 @@ class TMFitResult:
 def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS, profile: str = "paper") -> list[float]:
     """``points`` eps values spread evenly over the dataset's eps range (PAPER.md: 4); under the ``authors``
     profile their script's 0.02, 0.04, 0.06, 0.08."""
-    from .data import get_info
-    from .profiles import get_profile
-
     fixed = get_profile(profile).tm_fit_eps
     if fixed is not None:
         return list(fixed)
@@ -185,21 +186,21 @@ def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS, profile: str
     return [float(v) for v in np.round(np.linspace(low, high, int(points)), 6)]
 
 
-def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack="pgd", data=None,
-               limit: int | None = None, store=None, device: str = "auto", profile: str = "paper") -> pd.DataFrame:
-    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (cached in the store).
+def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack: Any = "pgd", data: Any = None,
+               limit: int | None = None, cache: Cache = None, device: Any = "auto", store: Any = UNSET,
+               profile: str = "paper") -> pd.DataFrame:
+    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
+    ``run_transfer``).
 
     f_ss counts the source's adversarial images among those both models classify correctly (paper profile) or,
     as the authors' fit script does, among all the source classifies correctly (authors); TM = f_st / f_ss.
     """
-    from .profiles import get_profile
-    from .transfer import run_transfer
-
+    cache = cache_argument(cache, store)
     eps_list = sorted({float(e) for e in epsilons})
     if not eps_list:
         raise TrendError("Give at least one eps.")
     own_total = get_profile(profile).tm_f_ss == "source"
-    results = run_transfer([source, target], attack, data=data, limit=limit, store=store, device=device,
+    results = run_transfer([source, target], attack, data=data, limit=limit, cache=cache, device=device,
                            sources=[0], targets=[0, 1] if own_total else [1], epsilons=eps_list, profile=profile)
     rows = []
     for result in results:
@@ -207,7 +208,7 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
         pair = long.iloc[-1]  # source -> target
         f_ss = int(long.iloc[0]["generated"]) if own_total else int(pair["generated"])  # iloc[0]: source -> source
         f_st = int(pair["transferred"])
-        rows.append({"eps": float(result.eps), "f_st": f_st, "f_ss": f_ss,
+        rows.append({"eps": float(result.eps or 0.0), "f_st": f_st, "f_ss": f_ss,
                      "tm": f_st / f_ss if f_ss else math.nan, "n_common": int(pair["n_common"])})
     frame = pd.DataFrame(rows)
     frame.attrs["source"], frame.attrs["target"] = results[0].sources[0], results[0].targets[0]
@@ -216,11 +217,14 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
 
 
 def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None = None,
-           eval_eps: Sequence[float] = (), attack="pgd", data=None, limit: int | None = None, store=None,
-           device: str = "auto", progress: Callable[[str], None] | None = None, profile: str = "paper") -> TMFitResult:
+           eval_eps: Sequence[float] = (), attack: Any = "pgd", data: Any = None, limit: int | None = None,
+           cache: Cache = None, device: Any = "auto", progress: Callable[[str], None] | None = None,
+           store: Any = UNSET, profile: str = "paper") -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: the profile's, see ``default_fit_eps``) and ``eval_eps``, fit on
-    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``profile`` also decides what
-    f_ss counts (see ``measure_tm``); TM is always the ratio f_st / f_ss."""
+    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``cache`` as in
+    ``run_transfer`` (None: nothing is written to disk). ``profile`` also decides what f_ss counts (see
+    ``measure_tm``); TM is always the ratio f_st / f_ss."""
+    cache = cache_argument(cache, store)
     if source is target:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     if fit_eps is None:
@@ -233,7 +237,8 @@ def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
         progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, store, device, profile)
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device,
+                          profile=profile)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]

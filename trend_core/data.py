@@ -250,7 +250,7 @@ class _UInt8Images(TensorDataset):
 def load_imagenet(root: str | os.PathLike | None = None) -> DatasetBundle:
     """ImageNet as an ImageFolder tree (``root/imagenet/train`` and ``root/imagenet/val``, or ``root`` itself):
     2.5% of train (fixed, seeded) is validation, the official val set is the test set; resize 256, crop 224."""
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # (torchvision loads only for an ImageNet folder)
     import torchvision.transforms as T
 
     base = data_root(root)

@@ -1,4 +1,5 @@
-"""Majority-vote ensembles (PAPER.md section 7): the vote, robustness sweeps under ensemble attacks, TREND selection.
+"""Majority-vote ensembles (PAPER.md section 7): the vote and TREND selection (robustness under the ensemble
+attacks is in ``robustness.py``, the attacks themselves in ``attacks/ensemble_pgd.py``).
 
 ``MajorityVote`` is an ``nn.Module``, so every attack and transfer run takes an ensemble where it takes a model.
 Its decision is the members' majority vote; where no class has a unique plurality, one member is drawn at random
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attacks.base import predict
 from .errors import TrendError
+from .transfer import model_labels
 
 ENSEMBLE_LABEL = "ensemble"
 EXHAUSTIVE_LIMIT = 50_000  # candidate subsets scored exhaustively; greedy search beyond
@@ -91,8 +94,6 @@ class MajorityVote(nn.Module):
         self.members = nn.ModuleList(members)
         self.seed = int(seed)
         if names is None:
-            from .transfer import model_labels
-
             names = model_labels(members)
         if len(names) != len(members):
             raise TrendError(f"Got {len(names)} names for {len(members)} ensemble members.")
@@ -105,10 +106,13 @@ class MajorityVote(nn.Module):
         profile = "" if self.profile == "paper" else f", profile={self.profile}"
         return f"seed={self.seed}, names={self.names}{profile}"
 
+    def __repr__(self) -> str:  # the members' own structure is in their weights' fingerprint, not worth a page
+        return f"MajorityVote(names={self.names}, seed={self.seed})"
+
     def __len__(self) -> int:
         return len(self.members)
 
-    def with_seed(self, seed: int) -> "MajorityVote":
+    def with_seed(self, seed: int) -> MajorityVote:
         """The same members with another tie-break seed (members are shared, not copied)."""
         return MajorityVote(list(self.members), seed, self.names, self.profile)
 
@@ -145,8 +149,6 @@ class MajorityVote(nn.Module):
     @torch.inference_mode()
     def votes(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Every member's predicted class (N, B), batched, on x's device."""
-        from .attacks.base import predict
-
         return torch.stack([predict(m, x, batch_size) for m in self.members])
 
     @torch.inference_mode()
@@ -181,112 +183,6 @@ def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: in
     except TypeError:
         raise TrendError(f"An ensemble is a MajorityVote or a list of models, got {type(models).__name__}.") from None
     return MajorityVote(members, seed, profile=profile or "paper")
-
-
-# ----------------------------------------------------------------------------- robustness sweeps
-def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
-                     rules: Sequence[str] = ("agd",), data=None, limit: int | None = None, steps: int = 40,
-                     step_size: float = 0.01, seed: int = 0, members_alone: bool = True, draws: int | None = None,
-                     store=None, device: str = "auto", progress: Callable[[str], None] | None = None,
-                     profile: str = "paper", executor=None) -> pd.DataFrame:
-    """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
-
-    One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
-    under attack over all images (the paper's robustness; for the ensemble, the expectation over tie-break
-    draws), ``success_rate`` the share of correctly classified images that the attack turned wrong, and for
-    members ``acc_on_ensemble_adv`` their accuracy on the images crafted against the ensemble (gradient
-    domination shows as one member fooled while the others are not). A member attacked alone gets the same
-    attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
-    Adversarial images are cached in the results store (``store``: a Store, None for the shared one, False
-    for none), so a repeated sweep only re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule
-    and the attacks' random start. With a distributed ``executor`` (``trend_core.executors``) every (rule,
-    attacked model, eps) point first runs as its own unit, and the loop below reads the store.
-    """
-    from .attacks.ensemble import EnsemblePGD, check_rule
-    from .devices import resolve_device
-    from .store import MemoryStore, get_store
-    from .transfer import attack_cached, evaluation_data
-
-    ensemble = as_ensemble(members, seed, profile)
-    rules = [check_rule(r) for r in rules]
-    if not rules:
-        raise TrendError("Pick at least one ensemble attack rule (dag, empir, ugd, agd).")
-    eps_list = list(epsilons)
-    if not eps_list:
-        raise TrendError("Give at least one eps.")
-    dev = resolve_device(device)
-    ensemble.to(dev)
-    x, y = evaluation_data(list(ensemble.members), data, "test", limit)
-    x, y = x.to(dev), y.to(dev)
-    store = MemoryStore() if store is False else (store if store is not None else get_store())
-    singles = [MajorityVote([m], seed, [name], profile) for m, name in zip(ensemble.members, ensemble.names)]
-    clean_ens = ensemble.expected_accuracy(x, y, draws)
-    clean_members = [s.expected_accuracy(x, y) for s in singles]
-    from .executors import get_executor
-
-    runner = get_executor(executor)
-    if runner.distributed:
-        from .scale import prefetch_attacks
-
-        points = []
-        for rule in rules:
-            attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
-            points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
-        prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
-    rows = []
-    for rule in rules:
-        attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
-        if progress is not None:
-            progress(f"{rule}: attacking the ensemble")
-        entries, _ = attack_cached(ensemble, attack, x, y, eps_list, store)
-        member_entries = []
-        if members_alone:
-            for single in singles:
-                if progress is not None:
-                    progress(f"{rule}: attacking {single.names[0]} alone")
-                member_entries.append(attack_cached(single, attack, x, y, eps_list, store)[0])
-        for slot, eps in enumerate(eps_list):
-            adv = entries[slot]["x_adv"].to(dev)
-            on_ens = ensemble.votes(adv) == y
-            rows.append(_robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ensemble.expected_accuracy(adv, y, draws)))
-            for i, single in enumerate(singles):
-                row = {"acc_on_ensemble_adv": float(on_ens[i].float().mean())}
-                if members_alone:
-                    member_adv = member_entries[i][slot]["x_adv"].to(dev)
-                    row = {**_robustness_row(rule, eps, single.names[0], clean_members[i],
-                                             single.expected_accuracy(member_adv, y)), **row}
-                else:
-                    row = {**_robustness_row(rule, eps, single.names[0], clean_members[i], None), **row}
-                rows.append(row)
-    return pd.DataFrame(rows, columns=["rule", "eps", "model", "clean_accuracy", "accuracy", "success_rate",
-                                       "acc_on_ensemble_adv"])
-
-
-def _robustness_row(rule: str, eps: float, model: str, clean: torch.Tensor, adv: torch.Tensor | None) -> dict:
-    """Accuracy under attack, and the success rate = expected (right on clean and wrong on adv) / expected right."""
-    row = {"rule": rule, "eps": float(eps), "model": model, "clean_accuracy": float(clean.mean())}
-    if adv is None:
-        return {**row, "accuracy": math.nan, "success_rate": math.nan}
-    right = float(clean.sum())
-    fooled = float((clean * (1 - adv)).sum())
-    return {**row, "accuracy": float(adv.mean()), "success_rate": fooled / right if right else math.nan}
-
-
-def robustness_ratios(sweep: pd.DataFrame) -> pd.DataFrame:
-    """"x times more robust": the ensemble's accuracy under attack over each member's, per rule and eps."""
-    needed = {"rule", "eps", "model", "accuracy"}
-    if not needed <= set(sweep.columns):
-        raise TrendError(f"A robustness table needs columns {', '.join(sorted(needed))}.")
-    ens = sweep[sweep["model"] == ENSEMBLE_LABEL].set_index(["rule", "eps"])["accuracy"]
-    rows = []
-    for row in sweep[sweep["model"] != ENSEMBLE_LABEL].itertuples(index=False):
-        ens_acc = float(ens.get((row.rule, row.eps), math.nan))
-        member = float(row.accuracy)
-        ratio = ens_acc / member if member > 0 else (math.inf if ens_acc > 0 else math.nan)
-        rows.append({"rule": row.rule, "eps": row.eps, "member": row.model, "ensemble_accuracy": ens_acc,
-                     "member_accuracy": member, "times_more_robust": ratio})
-    return pd.DataFrame(rows, columns=["rule", "eps", "member", "ensemble_accuracy", "member_accuracy",
-                                       "times_more_robust"])
 
 
 # ----------------------------------------------------------------------------- TREND selection
@@ -406,7 +302,7 @@ def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (
     if min_acc is not None:
         floor = _fraction("min_acc", min_acc)
         missing = [n for n in names if accuracies is None or n not in accuracies]
-        if missing:
+        if missing or accuracies is None:
             raise TrendError(f"An accuracy floor needs the clean accuracy of every model; {missing[0]!r} has none.")
         for r in required:
             if accuracies[r] < floor:

@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from .errors import TrendError
 
@@ -79,7 +79,7 @@ class Job:
     from_store: bool = False
     meta: dict = field(default_factory=dict)  # what the job was asked for (e.g. a transfer run's request)
     _rate_origin: tuple[float, float] | None = field(default=None, repr=False)  # (time, fraction) of 1st report
-    _fn: Callable[["Job"], Any] | None = field(default=None, repr=False)
+    _fn: Callable[[Job], Any] | None = field(default=None, repr=False)
     _store: ResultStore | None = field(default=None, repr=False)
     _log_dir: Path | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -166,6 +166,8 @@ class Job:
                 return
             self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
         try:
+            if self._fn is None:
+                raise TrendError(f"{self.title} has nothing to run.")
             with _threads_for(self):
                 result = self._fn(self)
         except JobCancelled:
@@ -254,7 +256,7 @@ class _DeviceWorker:
 
     def __init__(self, device: str):
         self.device = device
-        self.queue: "queue.Queue[Job]" = queue.Queue()
+        self.queue: queue.Queue[Job] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name=f"trend-jobs-{device}", daemon=True)
         self.thread.start()
 
@@ -350,18 +352,6 @@ class JobManager:
         job.cancel()
         return True
 
-    def forget(self, key: str) -> None:
-        """Drop a finished job from memory (its stored result stays in the store)."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and job.finished:
-                del self._jobs[key]
-
-    def queue_length(self, device: str) -> int:
-        with self._lock:
-            worker = self._workers.get(device)
-        return 0 if worker is None else worker.queue.qsize()
-
     # -- internals ------------------------------------------------------------------------------------------
     def _worker(self, device: str) -> _DeviceWorker:
         worker = self._workers.get(device)
@@ -406,210 +396,3 @@ def device_lane(device: Any) -> str:
     if text == "cuda":
         return "cuda:0"
     return text
-
-
-# -- the training job every page shares ---------------------------------------------------------------------
-class _ZooHasAll:
-    """A read-only 'store' for training jobs: the result is there once the zoo holds every spec."""
-
-    def __init__(self, zoo, specs):
-        self.zoo, self.specs = zoo, list(specs)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if all(self.zoo.has(spec) for spec in self.specs):
-            return [self.zoo.metadata(spec) for spec in self.specs]
-        return default
-
-    def set(self, key: str, value: Any) -> None:  # the zoo already holds the checkpoints
-        return None
-
-
-def _home(zoo) -> str:
-    return str(Path(zoo.root).expanduser().resolve())
-
-
-def training_key(zoo, specs) -> str:
-    """Content key of 'train these specs into this zoo' (order-free)."""
-    import hashlib
-
-    payload = "|".join([_home(zoo)] + sorted(spec.key for spec in specs))
-    return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def dataset_of(names: Sequence[str]) -> str | None:
-    """The dataset of the models a job works on (from the first name), so that pages show a job's result only
-    while the sidebar shows its dataset; None when unknown."""
-    from .specs import ModelSpec
-
-    try:
-        return ModelSpec.parse(names[0]).dataset if names else None
-    except (TrendError, ValueError, TypeError, AttributeError):
-        return None
-
-
-def submit_training(zoo, specs, device: str = "auto", manager: JobManager | None = None) -> Job:
-    """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
-
-    The job's result is the list of the models' metadata; it is done at once when the zoo has them all.
-    """
-    from .devices import resolve_device
-
-    specs = list(dict.fromkeys(specs))
-    if not specs:
-        raise TrendError("No models were chosen to train; pick at least one.")
-    dev = resolve_device(device)
-    n = len(specs)
-
-    def run(job: Job) -> list[dict]:
-        # progress counts epochs still to train, so a 4-epoch model moves the bar a fifth of a 20-epoch one
-        weights = [0 if zoo.has(spec) else max(1, spec.epochs) for spec in specs]
-        total, before = max(1, sum(weights)), 0
-        for i, (spec, weight) in enumerate(zip(specs, weights)):
-            job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")
-            if weight:
-                def on_epoch(report, i=i, spec=spec, before=before, weight=weight) -> None:
-                    job.progress((before + weight * report.epoch / report.epochs) / total,
-                                 f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
-                                 f"validation accuracy {report.val_acc:.1%}")
-
-                zoo.get_or_train(spec, device=dev, progress=on_epoch, cancel=job.cancel_requested)
-            before += weight
-        return [zoo.metadata(spec) for spec in specs]
-
-    title = f"Training {n} model{'s' if n > 1 else ''}"
-    return (manager or get_manager()).submit(
-        training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
-        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs",
-        meta={"home": _home(zoo), "dataset": dataset_of([getattr(spec, "name", spec) for spec in specs])})
-
-
-# -- transfer runs as jobs ----------------------------------------------------------------------------------
-TRANSFER_JOB_VERSION = "transfer-job/v1"
-
-
-class _CodecStore:
-    """A store view that writes ``encode(result)`` and reads back ``decode(value)`` (for results that hold
-    closures or tensors the store should not keep, like a TransferResult's per-image details)."""
-
-    def __init__(self, store: ResultStore, encode: Callable[[Any], Any], decode: Callable[[Any], Any]):
-        self.store, self.encode, self.decode = store, encode, decode
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.store.get(key)
-        return default if value is None else self.decode(value)
-
-    def set(self, key: str, value: Any) -> None:
-        self.store.set(key, self.encode(value))
-
-
-def transfer_summary(result) -> dict:
-    """What the store keeps of a TransferResult: everything but the per-image details."""
-    return {"pairs": result.pairs, "sources": list(result.sources), "targets": list(result.targets),
-            "attack": result.attack, "eps": result.eps, "split": result.split, "n_images": int(result.n_images),
-            "specs": dict(result.specs), "warnings": list(result.warnings)}
-
-
-def transfer_from_summary(summary: dict):
-    """A TransferResult rebuilt from ``transfer_summary`` (no per-image details: examples need a rerun)."""
-    from .transfer import TransferResult
-
-    return TransferResult(summary["pairs"], list(summary["sources"]), list(summary["targets"]), summary["attack"],
-                          summary["eps"], summary["split"], summary["n_images"], dict(summary["specs"]),
-                          list(summary["warnings"]))
-
-
-TRANSFER_INDEX_VERSION = "transfer-index/v1"
-_INDEX_LOCK = threading.Lock()
-
-
-def _transfer_index_key(zoo) -> str:
-    from .store import content_key
-
-    return content_key(TRANSFER_INDEX_VERSION, _home(zoo))
-
-
-def _record_transfer_run(zoo, store: ResultStore, key: str, request: dict) -> None:
-    """Note a finished transfer run in the store's index of this folder, so it is listed after a restart."""
-    with _INDEX_LOCK:
-        entries = [e for e in (store.get(_transfer_index_key(zoo)) or []) if e.get("key") != key]
-        entries.append({"key": key, "request": request, "finished": time.time()})
-        store.set(_transfer_index_key(zoo), entries[-MAX_FINISHED_JOBS:])
-
-
-def stored_transfer_runs(zoo, store: ResultStore, manager: JobManager | None = None) -> list[Job]:
-    """Finished transfer runs of this store folder, newest first, rebuilt from the store when the server
-    process no longer knows them (after a restart); runs whose result has left the store are skipped."""
-    manager = manager or get_manager()
-    codec = _CodecStore(store, transfer_summary, transfer_from_summary)
-    found = []
-    for entry in reversed(store.get(_transfer_index_key(zoo)) or []):
-        job = manager.get(entry["key"], store=codec)
-        if job is not None and job.status is JobStatus.DONE:
-            job.meta.setdefault("request", entry.get("request", {}))
-            job.meta.setdefault("home", _home(zoo))
-            job.meta.setdefault("dataset", dataset_of(job.meta["request"].get("sources", [])))
-            found.append(job)
-    return found
-
-
-def submit_transfer(zoo, store: ResultStore, sources: list[str], targets: list[str], attack: str,
-                    params: dict | None = None, limit: int | None = None, split: str = "test",
-                    device: str = "auto", live: bool = False, manager: JobManager | None = None,
-                    profile: str = "paper") -> Job:
-    """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
-
-    The finished TransferResult is summarized into ``store``, so a new session gets the matrix at once;
-    ``live=True`` asks for a result with per-image details (examples), recomputed from the cached attacks.
-    """
-    from .attacks.registry import make_attack
-    from .devices import resolve_device
-    from .specs import ModelSpec
-    from .store import content_key
-    from .transfer import attack_identity, run_transfer
-
-    if not sources:
-        raise TrendError("Pick at least one source model to attack.")
-    if not targets:
-        raise TrendError("Pick at least one target model to evaluate.")
-    names = list(dict.fromkeys([*sources, *targets]))
-    missing = [n for n in names if not zoo.has(n)]
-    if missing:
-        raise TrendError(f"{missing[0]} is not in the zoo; train it on the Model zoo page first.")
-    from .attacks.registry import attack_parameters
-    from .profiles import check_profile
-
-    profile = check_profile(profile)
-    extra = {"profile": profile} if profile != "paper" and "profile" in attack_parameters(attack) else {}
-    attack_obj = make_attack(attack, **(params or {}), **extra)
-    dev = resolve_device(device)
-    identity = [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
-    key = content_key(TRANSFER_JOB_VERSION, _home(zoo), identity, list(sources), list(targets),
-                      attack_identity(attack_obj), attack_obj.eps, limit, split,
-                      *([] if profile == "paper" else [profile]))
-
-    def run(job: Job):
-        models = []
-        for i, name in enumerate(names):
-            job.progress(0.0, f"loading {ModelSpec.parse(name).short_name} ({i + 1}/{len(names)})")
-            models.append(zoo.load(name, dev))
-
-        def on_step(step) -> None:
-            origin = " (cached)" if step.from_cache else ""
-            job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
-
-        result = run_transfer(models, attack_obj, split=split, limit=limit, store=store, progress=on_step,
-                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested,
-                              profile=profile)
-        if not live:
-            _record_transfer_run(zoo, store, key, request)
-        return result
-
-    request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params or {}),
-                   limit=limit, split=split, profile=profile)
-    n = len(sources)
-    title = f"{attack_obj.name.upper()} transfer run ({n} source{'s' if n > 1 else ''} x {len(targets)} targets)"
-    result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
-    return (manager or get_manager()).submit(
-        key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
-        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs",
-        meta={"request": request, "home": _home(zoo), "dataset": dataset_of(sources)})

@@ -43,7 +43,7 @@ def _short(value: object) -> str:
 def _fmt_number(value: float) -> str:
     """Shortest text that parses back to the same float (0.25 -> '0.25', 1.0 -> '1')."""
     text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class ModelSpec:
         colour_ht = self.input_quant == "HT" and self.dataset != "digits"
         return quantized or cifar_vgg or colour_ht
 
-    def replace(self, **changes) -> "ModelSpec":
+    def replace(self, **changes) -> ModelSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -167,7 +167,7 @@ class ModelSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelSpec":
+    def from_dict(cls, data: dict) -> ModelSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - fields
         if unknown:
@@ -175,7 +175,7 @@ class ModelSpec:
         return cls(**data)
 
     @classmethod
-    def parse(cls, name: str) -> "ModelSpec":
+    def parse(cls, name: str) -> ModelSpec:
         """Parse a canonical name (see the module docstring) back into a spec."""
         if not isinstance(name, str) or not name.strip():
             raise TrendError("A model name is empty; expected e.g. 'digits/resnet18-w0.25/Q2/sgd/s0'.")
@@ -233,6 +233,6 @@ class ModelSpec:
         return cls(**kwargs)
 
 
-def parse_spec(name_or_spec: "str | ModelSpec") -> ModelSpec:
+def parse_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
     """Accept either a spec or its canonical name."""
     return name_or_spec if isinstance(name_or_spec, ModelSpec) else ModelSpec.parse(name_or_spec)

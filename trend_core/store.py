@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,6 +30,11 @@ from typing import Any, Callable
 
 import pandas as pd
 import torch
+
+from .errors import TrendError
+from .zoo import Zoo
+
+log = logging.getLogger(__name__)
 
 MISSING = object()
 _CHECKED = b"TRENDv1\n"  # framing of stored values: this tag, the payload's sha256 (32 bytes), the payload
@@ -44,7 +50,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
     digest = hashlib.sha256(f"{flat.dtype}|{tuple(tensor.shape)}|".encode())
     if flat.numel():
-        digest.update(flat.view(torch.uint8).numpy())
+        digest.update(flat.view(torch.uint8).numpy())  # type: ignore[arg-type]  # (an ndarray is a buffer)
     return digest.hexdigest()
 
 
@@ -184,8 +190,6 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
-        from .zoo import Zoo
-
         self.directory = Zoo(root).root / "cache"
         self._locks = self.directory.parent / "locks"
         self._size_limit = int(size_limit_gb * 2**30)
@@ -239,7 +243,10 @@ class Store:
             return default
         try:
             return loads(payload)
-        except Exception:  # an entry written by an incompatible version is a miss, not a crash
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry (older format, damaged file) is a miss
+            log.warning("results store %s: entry %s is unreadable (%s: %s); it is dropped and will be computed "
+                        "again", self.directory, key, type(exc).__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "")
             self.delete(key)
             return default
 
@@ -315,11 +322,44 @@ _LOCK = threading.Lock()
 
 def get_store(root: str | os.PathLike | None = None) -> Store:
     """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process."""
-    from .zoo import Zoo
-
     key = (str(Zoo(root).root.resolve()), os.getpid())  # a forked child opens its own SQLite connection
     with _LOCK:
         store = _DEFAULT_STORES.get(key)
         if store is None:
             store = _DEFAULT_STORES[key] = Store(root)
         return store
+
+
+AnyStore = Store | MemoryStore
+Cache = Store | MemoryStore | str | os.PathLike | bool | None
+UNSET: Any = object()
+
+
+def resolve_cache(cache: Cache) -> Store | MemoryStore:
+    """The store a run reads and writes, from a ``cache=`` argument; one meaning per value:
+
+    ``None`` or ``False`` (the library's default): nothing is written anywhere (a fresh in-memory store for this
+    call); ``True``: the shared store under $TREND_HOME; a folder (str or path): the shared store there; a
+    Store or MemoryStore: that store.
+    """
+    if cache is None or cache is False:
+        return MemoryStore()
+    if cache is True:
+        return get_store()
+    if isinstance(cache, (Store, MemoryStore)):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return get_store(cache)
+    if all(callable(getattr(cache, name, None)) for name in ("get", "set", "has")):
+        return cache  # another object with the store interface (e.g. a remote store)
+    raise TrendError(f"cache must be None, True, a folder or a Store, got {type(cache).__name__}.")
+
+
+def cache_argument(cache: Cache, store: Any = UNSET) -> Cache:
+    """``cache``, or the old ``store=`` argument translated (None meant the shared store, False none) with a
+    DeprecationWarning, so callers written against the old keyword keep their meaning."""
+    if store is UNSET:
+        return cache
+    warnings.warn("store= is deprecated; use cache= (None: no disk cache, True: the shared store, "
+                  "a folder or a Store).", DeprecationWarning, stacklevel=3)
+    return True if store is None else store

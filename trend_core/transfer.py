@@ -22,9 +22,12 @@ import torch
 import torch.nn as nn
 
 from .attacks.base import Attack, check_eps, predict
+from .attacks.registry import attack_parameters, make_attack
+from .data import load_dataset
 from .devices import resolve_device
 from .errors import TrendError
-from .store import MemoryStore, Store, content_key, get_store, model_fingerprint
+from .profiles import check_profile
+from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
 
 CACHE_VERSION = "transfer/v1"
 PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
@@ -140,6 +143,16 @@ class TransferResult:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def spec_names(self, labels: Sequence[str]) -> list[str]:
+        """The canonical spec names of models given by their labels in this result (what the zoo loads)."""
+        names = []
+        for label in labels:
+            name = self.specs.get(label)
+            if not name:
+                raise TrendError(f"{label} is not a zoo model, so it cannot be loaded for the evaluation.")
+            names.append(name)
+        return names
+
     def examples(self, source: str, target: str) -> PairExamples:
         """The images ``source`` generated on the common subset with ``target``, split by whether they transferred."""
         if self.details is None:
@@ -163,30 +176,35 @@ class TransferResult:
 # ----------------------------------------------------------------------------- running
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., profile: str = ...,
-                 executor: Any = ...
-                 ) -> TransferResult: ...
+                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...,
+                 profile: str = ..., executor: Any = ...) -> TransferResult: ...
 @overload
 def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., store: Any = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: str = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ...,
+                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
+                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
+                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...,
                  profile: str = ..., executor: Any = ...) -> list[TransferResult]: ...
-def run_transfer(models, attack, split="test", limit=None, data=None, store=None, progress=None, device="auto",
-                 sources=None, targets=None, epsilons=None, cancel=None, profile="paper", executor=None):
+def run_transfer(models, attack, split="test", limit=None, data=None, cache=None, progress=None, device="auto",
+                 sources=None, targets=None, epsilons=None, cancel=None, store=UNSET, profile="paper", executor=None):
     """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
 
     ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
     or ``model<i>``). ``data``: (x, y) tensors or a DatasetBundle; by default the models' dataset ``split``.
-    ``store``: a Store (default: the shared one under $TREND_HOME), or False for no disk cache.
+    ``cache``: None (default) writes nothing to disk; True keeps results in the shared store under $TREND_HOME,
+    a folder in the store there, a Store in that store (see ``store.resolve_cache``); a cached rerun runs no
+    attack. (``store=`` is the old, deprecated name: None meant the shared store.)
     ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
     Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each. ``profile``
     (paper or authors) configures an attack given by name (CW's abort rule); the models carry their own.
     ``executor``: where the attacks and evaluations run (``trend_core.executors``; default: as chosen by
     --executor / TREND_EXECUTOR, local threads unless Ray was asked for).
+
+    >>> result = run_transfer([model_a, model_b], PGD(eps=0.1), limit=200)   # doctest: +SKIP
+    >>> result.matrix()                                                      # doctest: +SKIP
     """
+    cache = cache_argument(cache, store)
     models = list(models)
     if not models:
         raise TrendError("Pick at least one model for a transfer run.")
@@ -205,7 +223,7 @@ def run_transfer(models, attack, split="test", limit=None, data=None, store=None
         model.to(dev)
     x, y = (t.clone() if t.is_inference() else t for t in evaluation_data(models, data, split, limit))
     x, y = x.to(dev), y.to(dev)  # (inference-mode tensors could not enter the attacks' autograd)
-    store = MemoryStore() if store is False else (store if store is not None else get_store())
+    store = resolve_cache(cache)
 
     data_key = content_key(CACHE_VERSION, "data", x, y)
     fps = [model_fingerprint(m) for m in models]
@@ -261,13 +279,16 @@ def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_li
     pred_keys = [{t: content_key(CACHE_VERSION, "pred", fps[t], key) for t in evaluated} for key in keys]
     need_images = [not all(store.has(k) for k in slot.values()) for slot in pred_keys]
     entries, from_cache = attack_cached(models[s], attack, x, y, eps_list, store, data_key, fps[s], need_images)
-    for acc, entry, key, slot_keys in zip(per_eps, entries, keys, pred_keys):
+    for acc, entry, key, slot_keys, eps in zip(per_eps, entries, keys, pred_keys, eps_list):
         acc["keys"][s] = key
         for name in ("correct", "success", "l2", "linf"):
             acc[name][s] = entry["clean_correct" if name == "correct" else name].cpu()
         for t in evaluated:
             pred = store.get(slot_keys[t])
             if pred is None:
+                if "x_adv" not in entry:  # a stored prediction was there but unreadable: fetch (or redo) the images
+                    again, _ = attack_cached(models[s], attack, x, y, [eps], store, data_key, fps[s], [True])
+                    entry = {**entry, "x_adv": again[0]["x_adv"]}
                 pred = predict(models[t], entry["x_adv"])
                 store.set(slot_keys[t], pred)
             acc["pred"][(s, t)] = pred.cpu()
@@ -281,7 +302,7 @@ def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str,
 
 
 def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                  epsilons: Sequence[float | None], store, data_key: str | None = None,
+                  epsilons: Sequence[float | None], store: Any, data_key: str | None = None,
                   fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
                   ) -> tuple[list[dict], bool]:
     """``_attack_cached`` under the store's lock for these keys (when it has locks), so two processes asking for
@@ -318,7 +339,7 @@ def _attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.T
             entries[slot] = entry
     missing = [slot for slot in range(len(keys)) if slot not in entries]
     if missing:
-        outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing])
+        outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing], speedup=True)
         for slot, outcome in zip(missing, outcomes):
             entry = {"clean_correct": outcome.clean_correct, "success": outcome.success, "l2": outcome.l2,
                      "linf": outcome.linf}
@@ -364,13 +385,9 @@ def model_labels(models: Sequence[nn.Module]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _as_attack(attack, profile: str = "paper") -> Attack:
-    from .profiles import check_profile
-
+def _as_attack(attack: Any, profile: str = "paper") -> Attack:
     profile = check_profile(profile)
     if isinstance(attack, str):
-        from .attacks.registry import attack_parameters, make_attack
-
         if profile != "paper" and "profile" in attack_parameters(attack):
             return make_attack(attack, profile=profile)
         return make_attack(attack)
@@ -402,19 +419,18 @@ def _select(chosen, models, labels, role: str) -> list[int]:
     return picked
 
 
-def evaluation_data(models, data, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_data(models: Sequence[nn.Module], data: Any, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels a run evaluates: ``data`` (a DatasetBundle or an (x, y) pair), or the ``split`` of
     the models' common dataset; the first ``limit`` images. Bad input raises a TrendError that says why."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise TrendError(f"The image limit must be a positive whole number, got {limit!r}.")
     if data is None:
-        datasets = {getattr(getattr(m, "spec", None), "dataset", None) for m in models}
-        if None in datasets:
+        found = {getattr(getattr(m, "spec", None), "dataset", None) for m in models}
+        datasets = {str(d) for d in found if d is not None}
+        if None in found:
             raise TrendError("Some models carry no spec, so their dataset is unknown; pass data=(x, y).")
         if len(datasets) > 1:
             raise TrendError(f"The models come from different datasets ({', '.join(sorted(datasets))}); pick one.")
-        from .data import load_dataset
-
         return load_dataset(datasets.pop()).tensors(split, limit)
     if hasattr(data, "tensors") and callable(data.tensors):
         return data.tensors(split, limit)
@@ -449,7 +465,8 @@ def _adv_loader(store, keys: dict[str, str]) -> Callable[[str], torch.Tensor]:
 def _build_result(d: TransferDetails, norms, sources: list[str], targets: list[str], attack: str,
                   eps: float | None, split: str, specs: dict) -> TransferResult:
     l2, linf = norms
-    rows, empty = [], {}
+    rows: list[dict] = []
+    empty: dict[str, list[str]] = {}
     for s in sources:
         for t in targets:
             generated = d.success[s] & d.correct[s] & d.correct[t]
@@ -521,9 +538,9 @@ def seed_group_table(result: TransferResult, groups: dict[str, Sequence[str]] | 
     """Mean +- std over each seed group (the paper's Table II): every source seed against every *other* target
     seed of the same configuration (diagonal excluded). ``groups`` default: ``model_groups(result)``.
     Std is the sample std over pairs (NaN for a single pair); NaN TMs are left out of the transfer % stats."""
-    groups = model_groups(result) if groups is None else {str(k): list(v) for k, v in groups.items()}
+    chosen = model_groups(result) if groups is None else {str(k): list(v) for k, v in groups.items()}
     rows = {}
-    for name, members in groups.items():
+    for name, members in chosen.items():
         _check_labels(result, members)
         pairs = result.pairs[result.pairs["source"].isin(members) & result.pairs["target"].isin(members)
                              & (result.pairs["source"] != result.pairs["target"])]

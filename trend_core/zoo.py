@@ -16,6 +16,7 @@ Checkpoints are read with safetensors (no pickle); a user's ``.pt`` state_dict i
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -64,7 +65,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def library_versions() -> dict:
-    import torchvision
+    import torchvision  # (only to record its version)
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
 
@@ -124,7 +125,7 @@ class Zoo:
                     rows.append(meta)
         return sorted(rows, key=lambda m: m.get("name", ""))
 
-    def specs(self, dataset: str | None = None) -> list[ModelSpec]:
+    def specs(self, dataset: str | None = None) -> builtins.list[ModelSpec]:  # (list: the method above)
         return [ModelSpec.from_dict(m["spec"]) for m in self.list(dataset)]
 
     def problems(self) -> list[dict]:
@@ -288,7 +289,7 @@ class Zoo:
 
             train_specs(self, [spec], device=device, cancel=cancel)
             return self.load(spec)
-        from .train import train_model
+        from .train import train_model  # (train imports the data loaders; loading a zoo model needs neither)
 
         result = train_model(spec, device=device, progress=progress, cancel=cancel)
         self.save(spec, result.model, {
@@ -444,12 +445,3 @@ def _complete_meta(meta_path: Path, weights_path: Path) -> dict | None:
         return None
     recorded = meta.get("weights_bytes")
     return meta if recorded is None or recorded == size else None
-
-
-def get_zoo(root: str | os.PathLike | None = None) -> Zoo:
-    """The zoo at ``root`` or at the default home (re-read from $TREND_HOME each call)."""
-    return Zoo(root)
-
-
-def load_model(name_or_spec: ModelSpec | str, zoo: Zoo | None = None, device: str | torch.device = "cpu") -> TrendModel:
-    return (zoo or Zoo()).load(name_or_spec, device)

@@ -59,12 +59,10 @@ def recalled_job(slot: str, kind: str | None = None, home=None, dataset: str | N
 
 
 def belongs_to(job, home: str, dataset: str, strict: bool = False) -> bool:
-    """Whether ``job`` ran on the store folder ``home`` (resolved) and on ``dataset``. A job that does not say
-    (made by an older version) counts as a match unless ``strict``."""
-    meta = job.meta
-    if strict:
-        return meta.get("home") == home and meta.get("dataset", dataset) == dataset
-    return meta.get("home", home) == home and meta.get("dataset", dataset) == dataset
+    """Whether ``job`` ran on the store folder ``home`` and on ``dataset`` (the engine's rule)."""
+    from trend_core.analysis_jobs import belongs_to as engine_belongs_to
+
+    return engine_belongs_to(job, home, dataset, strict)
 
 
 def slot_result(slot: str, hint: str) -> Any | None:
@@ -83,6 +81,7 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
         return None
     from trend_core.jobs import JobStatus
 
+    show_command(job)
     if job.status is JobStatus.DONE:
         if show_done:
             from trend_core.jobs import format_seconds
@@ -98,6 +97,14 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
         return None
     _live_progress(job.key)
     return None
+
+
+def show_command(job) -> None:
+    """The `trend ...` command that reproduces this job's result from a shell (copyable)."""
+    command = job.meta.get("command")
+    if command:
+        with st.expander("Equivalent command", icon=":material/terminal:"):
+            st.code(command, language="bash")
 
 
 @st.fragment(run_every=REFRESH_SECONDS)

@@ -15,7 +15,7 @@ QUICK_DEMO = (
 
 def build_zoo_panel(ctx) -> None:
     """Buttons that train the default digits preset or the quick demo as a job, and its progress."""
-    from trend_core.jobs import submit_training
+    from trend_core.analysis_jobs import submit_training
     from trend_core.specs import ModelSpec
     from trend_core.zoo import preset_specs
 

@@ -7,6 +7,5 @@ from .pgd import PGD, pgd_loop
 from .registry import ATTACK_NAMES, attack_parameters, make_attack
 from .square import Square
 
-__all__ = ["APGD", "ATTACK_NAMES", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "DeepFoolLinf", "PGD",
-           "Square",
-           "attack_parameters", "clip_to_ball", "make_attack", "pgd_loop", "predict"]
+__all__ = ["APGD", "ATTACK_NAMES", "PGD", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "DeepFoolLinf",
+           "Square", "attack_parameters", "clip_to_ball", "make_attack", "pgd_loop", "predict"]

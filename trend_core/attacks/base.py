@@ -51,10 +51,10 @@ class AttackResult:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -118,7 +118,7 @@ def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> f
 MAX_STEPS = 100_000  # iterations of one attack: far beyond any setting here (CW 100, PGD 40), short of days
 
 
-def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int in [minimum, maximum] (no upper bound by default), or a TrendError naming it."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
             or value in (float("inf"), float("-inf")) or value != int(value) or value < minimum:
@@ -128,10 +128,10 @@ def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) ->
     return int(value)
 
 
-def check_float(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
+def check_float(name: str, value: object, minimum: float = 0.0, strict: bool = True) -> float:
     """``value`` as a finite float > minimum (or >= minimum when not strict), or a TrendError."""
     try:
-        number = float(value)
+        number = float(value)  # type: ignore[arg-type]  # (anything float() takes; the rest is refused below)
     except (TypeError, ValueError):
         raise TrendError(f"{name} must be a number, got {value!r}.") from None
     if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")) \
@@ -167,15 +167,22 @@ class Attack:
         """Every setting that changes the result: part of the cache key."""
         return {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_") and k != "batch_size"}
 
-    def describe(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params().items()) + ")"
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({settings})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        """Attack images ``x`` (B, C, H, W) in [0, 1] with labels ``y`` (B,) at this attack's eps."""
         return self.run(model, x, y, [self.eps])[0]
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            epsilons: Sequence[float | None]) -> list[AttackResult]:
-        """One result per eps. Minimum-norm attacks are computed once and clipped to each eps."""
+            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
+        """One result per eps. Minimum-norm attacks are computed once and clipped to each eps.
+
+        ``speedup=True`` (what the runners pass: transfer runs, sweeps) iterates on ``runner(model)``, the
+        model's cached inference twin, and still judges success on the model itself; by default the attack
+        iterates on the model as given.
+        """
         if len(x) != len(y):
             raise TrendError(f"Got {len(x)} images but {len(y)} labels.")
         if len(epsilons) == 0:
@@ -184,7 +191,7 @@ class Attack:
         device = model_device(model)
         results: list[list[AttackResult]] = [[] for _ in epsilons]
         with attack_mode(model):
-            runner = self.runner(model)  # the iterations run on the twin, success is judged on the model
+            runner = self.runner(model) if speedup else model  # success is always judged on the model
             for x_chunk, y_chunk in self._chunks(x, y):
                 xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
                 clean_pred = predict(model, xd)

@@ -2,7 +2,7 @@
 
 ``pgd_loop`` walks ``x_{t+1} = Proj(x_t + step_size * D_t)`` where ``D_t = direction(x_t)``; single-model PGD
 uses the sign (L-inf) or the unit-L2 gradient of the cross-entropy, the ensemble attacks plug in their own
-direction rules (``attacks/ensemble.py``).
+direction rules (``attacks/ensemble_pgd.py``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from ..errors import TrendError
 from .base import MAX_STEPS, Attack, check_float, check_int, clip_to_ball
 
 Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
+PAPER_STEP_SIZE = 0.01  # PAPER.md section 3
+REACH = 1.25  # steps * step_size covers eps with this margin when 0.01 would fall short
+
+
+def step_size_for(eps: float, steps: int) -> float:
+    """The step size every PGD-style attack uses unless told otherwise (library, CLI, dashboard and jobs alike):
+    the paper's 0.01, or ``1.25 eps / steps`` when ``steps`` steps of 0.01 could not reach eps."""
+    return max(PAPER_STEP_SIZE, round(REACH * float(eps) / int(steps), 6))
 
 
 def random_start_point(x: torch.Tensor, radius: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
@@ -76,28 +84,38 @@ def gradient_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 class PGD(Attack):
-    """PGD (Madry et al.): random start in the eps-ball, ``steps`` signed-gradient steps, projection.
+    """PGD (Madry et al. 2018): random start in the eps-ball, ``steps`` signed-gradient steps, projection.
 
-    Paper defaults: eps = 8/255, 40 steps, step size 0.01, L-inf. ``norm="l2"`` gives the L2 variant
-    (then eps and step_size are L2 lengths). ``autocast=True`` runs the model in bf16 on CUDA.
+    Paper defaults: eps = 8/255, 40 steps, step size 0.01, L-inf (``step_size=None`` means
+    ``step_size_for(eps, steps)``, which is 0.01 unless 40 steps of it cannot reach eps). ``norm="l2"`` gives
+    the L2 variant (then eps and step_size are L2 lengths). ``autocast=True`` runs the model in bf16 on CUDA.
+    Images ``x`` are (B, C, H, W) in [0, 1], labels ``y`` (B,); the model maps pixels to logits.
+
+    >>> attack = PGD(eps=8 / 255, steps=40)    # doctest: +SKIP
+    >>> result = attack(model, x, y)             # doctest: +SKIP
+    >>> result.success.float().mean()            # doctest: +SKIP
     """
 
     name = "pgd"
 
-    def __init__(self, eps: float = 8 / 255, steps: int = 40, step_size: float = 0.01, random_start: bool = True,
-                 norm: str = "linf", autocast: bool = False, batch_size: int | None = None, seed: int = 0):
+    def __init__(self, eps: float = 8 / 255, steps: int = 40, step_size: float | None = None,
+                 random_start: bool = True, norm: str = "linf", autocast: bool = False,
+                 batch_size: int | None = None, seed: int = 0):
         if norm not in ("linf", "l2"):
             raise TrendError(f"PGD norm must be 'linf' or 'l2', got {norm!r}.")
         self.norm = norm  # set before the base class validates eps against this norm
         super().__init__(eps, batch_size, seed)
         self.steps = check_int("PGD steps", steps, maximum=MAX_STEPS)
+        if step_size is None:
+            step_size = step_size_for(self.eps or 0.0, self.steps)
         self.step_size = check_float("PGD step_size", step_size)
         self.random_start = bool(random_start)
         self.autocast = bool(autocast)
 
-    def perturb(self, model, x, y, eps, generator):
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
         def direction(x_t: torch.Tensor, _step: int) -> torch.Tensor:
             return gradient_direction(input_gradient(model, x_t, y, self.autocast), self.norm)
 
-        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
                         start_radius=eps if self.random_start else None, generator=generator)

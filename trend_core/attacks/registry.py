@@ -1,7 +1,9 @@
 """Attacks by name: ``make_attack("cw", kappa=30)`` for the CLI, the dashboard and cached runs."""
 from __future__ import annotations
 
+import fnmatch
 import inspect
+
 from ..errors import TrendError
 from .apgd import APGD
 from .base import Attack
@@ -22,6 +24,22 @@ _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "square": (Square, {}),
 }
 ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def attack_class(name: str) -> tuple[type[Attack], dict]:
+    """The class behind ``name`` and the keyword arguments the name fixes (e.g. ``norm="l2"`` for pgd-l2)."""
+    cls, fixed = _lookup(name)
+    return cls, dict(fixed)
+
+
+def list_attacks(pattern: str = "*") -> list[str]:
+    """Registered attack names matching a shell-style wildcard (``list_attacks("pgd*")``)."""
+    return sorted(n for n in _FACTORIES if fnmatch.fnmatch(n, pattern.lower()))
+
+
+def attack_classes() -> dict[str, type[Attack]]:
+    """Every registered attack class by its class name (what ``import trend_core as tl; tl.PGD`` offers)."""
+    return {cls.__name__: cls for cls, _ in _FACTORIES.values()}
 
 
 def attack_parameters(name: str) -> list[str]:

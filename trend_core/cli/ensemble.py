@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ea.add_argument("--eps", nargs="+", default=None, metavar="E",
                     help="eps values (default: the dataset's; 0.01 under --profile authors)")
     ea.add_argument("--steps", default="40", help="PGD steps (default 40)")
-    ea.add_argument("--step-size", default="0.01",
-                    help="step size alpha (default 0.01; also the random start radius, which is eps under --profile "
-                         "authors)")
+    ea.add_argument("--step-size", default=None,
+                    help="step size alpha (default 0.01, larger when the steps could not reach the largest eps; "
+                         "also the random start radius, which is eps under --profile authors)")
     ea.add_argument("--members", action="store_true",
                     help="also attack each member alone and print 'x times more robust' ratios")
     ea.add_argument("--limit", default=None, help="use the first N test images")
@@ -82,9 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------- ensemble-attack
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
+    # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..attacks.base import MAX_STEPS
-    from ..attacks.ensemble import RULE_NAMES, check_rule
-    from ..ensemble import MajorityVote, robustness_ratios, robustness_sweep
+    from ..attacks.ensemble_pgd import RULE_NAMES, check_rule
+    from ..ensemble import MajorityVote
+    from ..robustness import robustness_ratios, robustness_sweep
     from ..store import get_store
 
     profile = profile_of(args)
@@ -99,11 +101,11 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     else:
         eps_list = _eps_list(args.eps, specs[0].dataset)
     steps = _number("--steps", args.steps, int, minimum=1, maximum=MAX_STEPS)
-    step_size = _number("--step-size", args.step_size, float)
+    step_size = None if args.step_size is None else _number("--step-size", args.step_size, float)
     seed = _number("--seed", args.seed, int, minimum=0, maximum=MAX_SEED)
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     models = load_models(args, [s.name for s in specs])
-    store = False if args.no_cache else get_store(args.home)
+    cache = None if args.no_cache else get_store(args.home)
     with work_bar("ensemble attacks") as report:
         # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
         n = len(models)
@@ -119,7 +121,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
             running.append(next(weights, 1))
 
         sweep = robustness_sweep(MajorityVote(models, seed, profile=profile), eps_list, rules, limit=limit,
-                                 steps=steps, step_size=step_size, seed=seed, members_alone=args.members, store=store,
+                                 steps=steps, step_size=step_size, seed=seed, members_alone=args.members, cache=cache,
                                  device=args.device, progress=tick, profile=profile)
         work.done(running.pop() if running else 0)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
@@ -193,8 +195,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
-    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
-    from ..data import get_info
+    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm  # (torch: imported when the command runs)
     from ..store import MemoryStore, get_store
 
     profile = profile_of(args)
@@ -205,7 +206,8 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     fit_eps = (default_fit_eps(dataset, profile=profile) if args.eps is None
                else [_number("--eps", e, float) for e in args.eps])
     eval_eps = [_number("--eval-eps", e, float) for e in args.eval_eps]
-    attack = build_attack(args.attack, get_info(dataset).default_eps, steps=args.steps, step_size=args.step_size)
+    top = max([*fit_eps, *eval_eps])  # the attack is built at the largest eps: its step size must reach it
+    attack = build_attack(args.attack, dataset, eps=str(top), steps=args.steps, step_size=args.step_size)
     if attack.minimum_norm:
         raise TrendError("TM(eps) needs an eps-bounded attack (pgd or pgd-l2), not a minimum-norm one.")
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
@@ -214,16 +216,16 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, "
                          f"got {len({float(e) for e in fit_eps})}.")
     source, target = load_models(args, [s.name for s in specs])
-    store = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
+    cache = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
     measured_eps = sorted({float(e) for e in [*fit_eps, *eval_eps]})
     with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
         work = WorkMeter(report, len(measured_eps) + 0.05)
         for i, eps in enumerate(measured_eps):
             work.start(f"eps {eps:g} ({i + 1}/{len(measured_eps)})")
-            measure_tm(source, target, [eps], attack, None, limit, store, args.device, profile=profile)
+            measure_tm(source, target, [eps], attack, None, limit, cache, args.device, profile=profile)
             work.done(1)
         work.start("fitting")
-        result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, store=store, device=args.device,
+        result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device,
                         profile=profile)
         work.done(0.05)
     for note in result.warnings:

@@ -6,8 +6,8 @@ the store, so a rerun is instant and an interrupted sweep resumes at the first s
 from __future__ import annotations
 
 import argparse
-import sys
 import contextlib
+import sys
 
 from ..errors import TrendError
 from .common import add_common, add_profile, check_outputs, emit_table, load_models, parse_names, profile_of, zoo_from
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", default=None, help="attack iterations")
     p.add_argument("--step-size", default=None, help="PGD step size (the learning rate for cw)")
     p.add_argument("--kappa", default=None, help="CW confidence (0 or 30 in the paper)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other attack parameter, e.g. --param overshoot=0.02 (repeatable)")
     p.add_argument("--limit", default=None, help="use the first N images of the split")
     p.add_argument("--split", default="test", help="test (default), val or train")
     p.add_argument("--sources", nargs="+", default=None, metavar="NAME", help="attack only these of --models")
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from ..data import get_info
+    # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..store import get_store
     from ..transfer import run_transfer
 
@@ -51,17 +53,17 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     datasets = sorted({spec.dataset for spec in specs})
     if len(datasets) != 1:
         raise TrendError(f"All models of a transfer run must share one dataset, got {', '.join(datasets)}.")
-    attack = build_attack(args.attack, get_info(datasets[0]).default_eps, eps=args.eps, steps=args.steps,
-                          step_size=args.step_size, kappa=args.kappa, profile=profile_of(args))
+    attack = build_attack(args.attack, datasets[0], eps=args.eps, steps=args.steps, step_size=args.step_size,
+                          kappa=args.kappa, params=args.param, profile=profile_of(args))
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     if args.split not in ("train", "val", "test"):
         raise TrendError(f"Unknown split {args.split!r}; choose train, val or test.")
     sources = _subset(args.sources, specs, "--sources", args.profile)
     targets = _subset(args.targets, specs, "--targets", args.profile)
     models = load_models(args, [spec.name for spec in specs])
-    store = False if args.no_cache else get_store(args.home)
+    cache = None if args.no_cache else get_store(args.home)
     with _source_bar(len(sources) if sources else len(models)) as progress:
-        result = run_transfer(models, attack, split=args.split, limit=limit, store=store, progress=progress,
+        result = run_transfer(models, attack, split=args.split, limit=limit, cache=cache, progress=progress,
                               device=args.device, sources=sources, targets=targets, profile=profile_of(args))
     bound = f"eps={result.eps}" if result.eps is not None else "no eps bound (minimum-norm perturbations)"
     print(f"TM under {result.attack} at {bound} on {result.n_images} {result.split} images "
@@ -79,24 +81,41 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_attack(name: str, default_eps: float, eps=None, steps=None, step_size=None, kappa=None,
+def build_attack(name: str, dataset: str, eps=None, steps=None, step_size=None, kappa=None, params=(),
                  profile: str = "paper"):
-    """The attack from command-line text; eps defaults to the dataset's for eps-bounded attacks, and to
-    none (unclipped minimum-norm perturbations, as the paper reports them) for CW and DeepFool. Attacks with
+    """The attack from command-line text, completed by ``attack_settings`` (the dashboard's defaults too): eps
+    defaults to the dataset's for eps-bounded attacks and to none (unclipped minimum-norm perturbations, as the
+    paper reports them) for CW and DeepFool; PGD's step size follows ``step_size_for(eps, steps)``. Attacks with
     profile-dependent settings (CW's abort rule) get ``profile``."""
     from ..attacks.registry import attack_parameters, make_attack
+    from ..attacks.settings import attack_settings  # (torch: imported when a command runs)
 
-    params = {"steps": None if steps is None else _number("--steps", steps, int),
-              "kappa": None if kappa is None else _number("--kappa", kappa, float)}
-    accepted = attack_parameters(name)  # an unknown attack name fails here, in one sentence
+    settings = attack_settings(name, dataset)  # an unknown attack name fails here, in one sentence
+    names = {s.name for s in settings.params}
+    given: dict = {"eps": None if eps is None else _number("--eps", eps, float),
+                   "steps": None if steps is None else _number("--steps", steps, int),
+                   "kappa": None if kappa is None else _number("--kappa", kappa, float)}
     if step_size is not None:
-        params["lr" if "step_size" not in accepted and "lr" in accepted else "step_size"] = \
+        given["lr" if "step_size" not in names and "lr" in names else "step_size"] = \
             _number("--step-size", step_size, float)
-    minimum_norm = make_attack(name).minimum_norm
-    params["eps"] = _number("--eps", eps, float) if eps is not None else (None if minimum_norm else default_eps)
-    if "profile" in accepted:
-        params["profile"] = profile
-    return make_attack(name, **params)
+    for text in params:
+        key, sep, value = str(text).partition("=")
+        if not sep or key.strip() not in names:
+            raise TrendError(f"--param takes NAME=VALUE with NAME one of {', '.join(sorted(names))}; got {text!r}.")
+        given[key.strip()] = _param_value(f"--param {key.strip()}", value.strip(), settings.setting(key.strip()).default)
+    values = settings.complete(**{k: v for k, v in given.items() if k == "eps" or k in names})
+    if profile != "paper" and "profile" in attack_parameters(name):
+        values["profile"] = profile
+    return make_attack(name, **values)
+
+
+def _param_value(flag: str, text: str, default):
+    """``text`` as the type of the parameter's default (bool, int or float)."""
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise TrendError(f"{flag} must be true or false, got {text!r}.")
+        return text.lower() in ("true", "1", "yes")
+    return _number(flag, text, int if isinstance(default, int) else float)
 
 
 def _number(flag: str, text: str, kind: type, minimum: float | None = None, maximum: float | None = None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..errors import TrendError
 from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU
 from .registry import register_arch
 
@@ -225,9 +226,8 @@ def _register_torchvision(name: str) -> None:
 
     @register_arch(name, datasets=("imagenet",))
     def build(num_classes, in_channels, image_size, width, pretrained=False):
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # (torchvision loads only for its architectures)
 
-        from ..errors import TrendError
 
         if width != 1.0:
             raise TrendError(f"{name} comes from torchvision and has no width multiplier; use width 1.")
@@ -281,7 +281,7 @@ def _quantize_weights(modules: list[nn.Module], weight_bits: int) -> None:
         module.weight_bits = weight_bits
 
 
-def _quantize_resnet(net: "CifarResNet", weight_bits: int, act_bits: int) -> nn.Module:
+def _quantize_resnet(net: CifarResNet, weight_bits: int, act_bits: int) -> nn.Module:
     """The authors' DoReFa ResNet (see ``quantize_network``)."""
     _quantize_weights([m for m in net.modules() if isinstance(m, nn.Conv2d)], weight_bits)
     if act_bits < FULL_PRECISION_BITS:
@@ -293,7 +293,3 @@ def _quantize_resnet(net: "CifarResNet", weight_bits: int, act_bits: int) -> nn.
                     setattr(block, name, QReLU(act_bits))
         net.feature_quant = QReLU(act_bits)
     return net
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -5,12 +5,19 @@ halftoning, with BPDA) is its first module, so attacks work in pixel space on ev
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
+from ..data import DatasetInfo, get_info
+from ..profiles import get_profile
 from .architectures import quantize_network
 from .quant import FloydSteinbergHalftone, Halftone, InputQuantizer
 from .registry import get_builder
+
+if TYPE_CHECKING:  # (specs imports nn lazily for its architecture names; the annotation needs no import at run time)
+    from ..specs import ModelSpec
 
 
 class Preprocess(nn.Module):
@@ -57,22 +64,23 @@ class TrendModel(nn.Module):
         return self.spec.name if self.spec is not None else self.__class__.__name__
 
 
-def build_model(spec, info=None, per_batch_range: bool | None = None) -> TrendModel:
+def build_model(spec: ModelSpec, info: DatasetInfo | None = None, per_batch_range: bool | None = None) -> TrendModel:
     """A freshly initialized (seeded) model for ``spec``; pretrained torchvision weights when asked.
 
     The spec's profile decides the normalization constants and whether input quantization takes its bounds from
     the minibatch (``per_batch_range`` overrides the latter).
-    """
-    from ..data import get_info
-    from ..profiles import get_profile
 
+    The seed is applied inside a forked RNG state, so building (or loading) a model leaves the caller's global
+    random stream where it was.
+    """
     info = info or get_info(spec.dataset)
     profile = get_profile(getattr(spec, "profile", None))
     per_batch = profile.per_batch_range if per_batch_range is None else per_batch_range
     mean, std = profile.normalization_for(spec.dataset, tuple(info.mean), tuple(info.std))
-    torch.manual_seed(spec.seed)
     channels, size, _ = info.input_shape
-    net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
-    quantize_network(net, spec.weight_bits, spec.act_bits)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        net = get_builder(spec.arch)(info.num_classes, channels, size, spec.width, pretrained=spec.pretrained)
+        quantize_network(net, spec.weight_bits, spec.act_bits)
     preprocess = Preprocess(mean, std, spec.input_quant, per_batch)
     return TrendModel(preprocess, net, spec)

@@ -19,6 +19,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 
+from ..data import get_info
 from .build import TrendModel
 from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
 
@@ -26,7 +27,7 @@ PROBE_IMAGES = 2
 PROBE_TOLERANCE = 1e-4  # relative to the largest logit: float rounding is ~1e-7, a wrong graph is ~1
 
 _lock = threading.Lock()
-_twins: "weakref.WeakKeyDictionary[nn.Module, dict[bool, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
+_twins: weakref.WeakKeyDictionary[nn.Module, dict[bool, tuple[tuple, nn.Module]]] = weakref.WeakKeyDictionary()
 
 
 def inference_twin(model: nn.Module, fold: bool = True) -> nn.Module:
@@ -111,8 +112,6 @@ def probe_input(model: TrendModel) -> torch.Tensor | None:
     """A fixed random batch in the network's input space (after preprocessing), when the spec says its shape."""
     if model.spec is None:
         return None
-    from ..data import get_info
-
     try:
         shape = get_info(model.spec.dataset).input_shape
     except Exception:  # noqa: BLE001 - an unknown dataset: no probe, the fold (exact in arithmetic) goes unchecked

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..attacks.ensemble import RULE_LABELS
+from ..attacks.ensemble_pgd import RULE_LABELS
 from . import base_layout, image_grid
 
 RULE_ORDER = tuple(RULE_LABELS.values())

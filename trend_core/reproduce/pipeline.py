@@ -119,10 +119,10 @@ def default_out_dir(zoo, settings: ReproSettings) -> Path:
 
 
 def job_key(zoo, settings: ReproSettings) -> str:
-    from ..jobs import _home
+    from ..analysis_jobs import home_of
     from ..store import content_key
 
-    return content_key(VERSION, "job", _home(zoo), settings.to_dict())
+    return content_key(VERSION, "job", home_of(zoo), settings.to_dict())
 
 
 def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", profile: str = "paper",
@@ -131,7 +131,8 @@ def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", 
     kept in the store so a restarted server shows it at once. ``rerun`` drops a stored report first (stages
     whose models and settings did not change still come from the store)."""
     from ..devices import resolve_device
-    from ..jobs import Job, _home, device_lane, get_manager
+    from ..analysis_jobs import home_of as _home
+    from ..jobs import Job, device_lane, get_manager
 
     settings = settings_for(dataset, scale, profile, **overrides)
     dev = resolve_device(device)

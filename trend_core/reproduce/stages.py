@@ -227,8 +227,9 @@ def _step_size(eps_max: float, steps: int) -> float:
 
 def ensemble_attacks(ctx: StageContext) -> dict:
     """D-AG, EMPIR, U-GD and A-GD over eps on FP+Q1+Q2 and FP+Q1+Q2+HT, and gradient domination on the first."""
-    from ..attacks.ensemble import RULE_NAMES
-    from ..ensemble import ENSEMBLE_LABEL, robustness_sweep
+    from ..attacks.ensemble_pgd import RULE_NAMES
+    from ..ensemble import ENSEMBLE_LABEL
+    from ..robustness import robustness_sweep
 
     sets = [roles for roles in PAPER_ENSEMBLES if all(r in ctx.settings.models for r in roles)]
     if not sets:
@@ -256,7 +257,7 @@ def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
     """Per member: mean input-gradient L2 norm over the first images, and how often D-AG's and A-GD's step
     direction agreed with its gradient sign (one member dominating D-AG shows as one high agreement)."""
     from ..attacks.base import attack_mode
-    from ..attacks.ensemble import EnsemblePGD, agreement_trace, member_gradients
+    from ..attacks.ensemble_pgd import EnsemblePGD, agreement_trace, member_gradients
 
     s = ctx.settings
     x, y = ctx.data()

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..ensemble import MajorityVote, as_ensemble
 from ..errors import TrendError
 from ..nn.twin import inference_twin
 from .base import MAX_STEPS, Attack, AttackResult, attack_mode, check_float, check_int, model_device
-from .pgd import gradient_and_logits, pgd_loop
+from .pgd import gradient_and_logits, pgd_loop, step_size_for
 
 RULE_NAMES = ("dag", "empir", "ugd", "agd")
 RULE_LABELS = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}
@@ -70,8 +72,8 @@ RULES: dict[str, Callable[..., torch.Tensor]] = {
 
 def check_rule(rule: str) -> str:
     """A rule name (case-insensitive; the paper's labels like 'A-GD' work too) -> its key, or a TrendError."""
-    key = str(rule).lower().replace("-", "").replace("_", "")
-    key = {"dag": "dag", "empir": "empir", "ugd": "ugd", "agd": "agd"}.get(key)
+    text = str(rule).lower().replace("-", "").replace("_", "")
+    key = {"dag": "dag", "empir": "empir", "ugd": "ugd", "agd": "agd"}.get(text)
     if key is None:
         raise TrendError(f"Unknown ensemble attack rule {rule!r}; choose one of {', '.join(RULE_NAMES)}.")
     return key
@@ -105,17 +107,22 @@ class EnsemblePGD(Attack):
     The model passed to ``attack``/``run`` is a ``MajorityVote`` (a list of members is wrapped in one with
     this attack's seed and profile); success is measured on the majority vote. Random start: under the
     ``paper`` profile x_0 = clip(x + step_size * U(-1, 1)), under ``authors`` clip(x + eps * U(-1, 1)), projected
-    onto the eps-ball; then ``steps`` projected steps of ``step_size`` along the rule's direction. ``eps``
-    defaults to the profile's (8/255 paper, 0.01 authors). EMPIR compares each member's vote with the ensemble's
-    decision at the start point (``empir_vote="start"``, the authors' timing, which made the paper's figures) or
-    recomputes the decision at every step (``"step"``). ``on_step(t, agreement)`` (optional, not part of the cache key)
+    onto the eps-ball; then ``steps`` projected steps of ``step_size`` (default ``step_size_for(eps, steps)``: the
+    paper's 0.01 unless that cannot reach eps) along the rule's direction. ``eps`` defaults to the profile's
+    (8/255 paper, 0.01 authors). EMPIR compares each member's vote with the ensemble's decision at the start
+    point (``empir_vote="start"``, the authors' timing, which made the paper's figures) or recomputes the
+    decision at every step (``"step"``). ``on_step(t, agreement)`` (optional, not part of the cache key)
     receives, after each step's direction, the per-member fraction of coordinates where the direction equals
-    that member's gradient sign ("gradient domination"); without it nothing extra is computed.
+    that member's gradient sign ("gradient domination"); without it nothing extra is computed. Images are
+    (B, C, H, W) in [0, 1].
+
+    >>> attack = EnsemblePGD("agd", eps=0.1, steps=20)            # doctest: +SKIP
+    >>> result = attack(MajorityVote([model_a, model_b, model_c]), x, y)  # doctest: +SKIP
     """
 
     norm = "linf"
 
-    def __init__(self, rule: str = "agd", eps: float | None = None, steps: int = 40, step_size: float = 0.01,
+    def __init__(self, rule: str = "agd", eps: float | None = None, steps: int = 40, step_size: float | None = None,
                  random_start: bool = True, batch_size: int | None = None, seed: int = 0,
                  on_step: StepCallback | None = None, empir_vote: str = "start", profile: str = "paper"):
         from ..profiles import get_profile
@@ -129,6 +136,8 @@ class EnsemblePGD(Attack):
         self.empir_vote = empir_vote
         self._start = settings.ensemble_start
         self.steps = check_int("Ensemble attack steps", steps, maximum=MAX_STEPS)
+        if step_size is None:
+            step_size = step_size_for(self.eps or 0.0, self.steps)
         self.step_size = check_float("Ensemble attack step_size", step_size)
         self.random_start = bool(random_start)
         if on_step is not None and not callable(on_step):
@@ -136,21 +145,26 @@ class EnsemblePGD(Attack):
         self._on_step = on_step
 
     @property
-    def name(self) -> str:  # the paper's label of the rule, e.g. "A-GD"
+    def name(self) -> str:  # type: ignore[override]  # the paper's label of the rule, e.g. "A-GD"
         return RULE_LABELS[self.rule]
 
-    def run(self, model, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None]) -> list[AttackResult]:
-        from ..ensemble import as_ensemble
+    def run(self, model: nn.Module | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,  # type: ignore[override]
+            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
+        return super().run(as_ensemble(model, self.seed, self.profile), x, y, epsilons, speedup=speedup)
 
-        return super().run(as_ensemble(model, self.seed, self.profile), x, y, epsilons)
+    def runner(self, model: nn.Module) -> nn.Module:
+        """The same vote over each member's inference twin (the speed layer ``run(speedup=True)`` applies)."""
+        if not isinstance(model, MajorityVote):
+            return model
+        return MajorityVote([inference_twin(member) for member in model.members], model.seed, model.names,
+                            model.profile)
 
-    def perturb(self, model, x, y, eps, generator):
-        from ..ensemble import MajorityVote
-
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
         if not isinstance(model, MajorityVote):
             raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
         rule = RULES[self.rule]
-        members = [inference_twin(member) for member in model.members]  # the vote itself stays on the members
+        members = list(model.members)
         start_decision: list[torch.Tensor] = []  # the ensemble's decision at the start point (EMPIR)
 
         def direction(x_t: torch.Tensor, step: int) -> torch.Tensor:
@@ -169,16 +183,13 @@ class EnsemblePGD(Attack):
             return step_direction
 
         radius = (self.step_size if self._start == "step" else eps) if self.random_start else None
-        return pgd_loop(x, direction, eps, self.steps, self.step_size, self.norm,
+        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
                         start_radius=radius, generator=generator)
 
 
-def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Tensor) -> "pd.DataFrame":
+def agreement_trace(attack: EnsemblePGD, ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
+                    speedup: bool = False) -> pd.DataFrame:
     """Run ``attack`` once and return its per-step agreement with every member: columns step, member, agreement."""
-    import pandas as pd
-
-    from ..ensemble import as_ensemble
-
     ensemble = as_ensemble(ensemble, attack.seed, attack.profile)
     rows: list[dict] = []
     previous = attack._on_step
@@ -188,7 +199,7 @@ def agreement_trace(attack: EnsemblePGD, ensemble, x: torch.Tensor, y: torch.Ten
 
     attack._on_step = record
     try:
-        attack(ensemble, x, y)
+        attack.run(ensemble, x, y, [attack.eps], speedup=speedup)
     finally:
         attack._on_step = previous
     frame = pd.DataFrame(rows, columns=["step", "member", "agreement"])
@@ -227,19 +238,15 @@ class GradientViews:
         rows.append(("ensemble", [("D-AG", self.dag), ("A-GD", self.agd)]))
         return rows
 
-    def agreement_frame(self) -> "pd.DataFrame":
+    def agreement_frame(self) -> pd.DataFrame:
         """Columns member, rule, agreement (for ``plots.ensemble.agreement_figure``)."""
-        import pandas as pd
-
         return pd.DataFrame([{"member": name, "rule": rule, "agreement": values[i]}
                              for rule, values in self.agreement.items() for i, name in enumerate(self.names)])
 
 
-def gradient_views(ensemble, x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
+def gradient_views(ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
     """Each member's gradient and gradient sign at one clean image, the D-AG and A-GD directions and their
     differences from each member's sign, as arrays ready to show as images."""
-    from ..ensemble import as_ensemble
-
     ensemble = as_ensemble(ensemble)
     image = x.detach()
     if image.dim() == 4:

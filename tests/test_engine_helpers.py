@@ -1,0 +1,46 @@
+"""Engine logic that used to live in pages: spec families, merging live and stored transfer runs, label -> spec
+name, accuracies from the zoo."""
+from __future__ import annotations
+
+import pytest
+
+from trend_core.analysis_jobs import belongs_to, finished_transfer_runs, submit_transfer, zoo_accuracies
+from trend_core.errors import TrendError
+from trend_core.families import families
+from trend_core.jobs import JobManager
+from trend_core.specs import ModelSpec
+from trend_core.store import MemoryStore
+from trend_core.zoo import Zoo
+
+from conftest import FP, FP_S1, Q1
+
+
+def test_families_group_specs_that_differ_in_one_factor():
+    specs = [ModelSpec.parse(n) for n in (FP, FP_S1, Q1, "digits/resnet18-w0.25/Q1/sgd/s1")]
+    found = families(specs)
+    seeds = [members for name, members in found.items() if name.startswith("seeds:")]
+    assert sorted(len(m) for m in seeds) == [2, 2]
+    inputs = [members for name, members in found.items() if name.startswith("input quantization:")]
+    assert [sorted(s.name for s in m) for m in inputs][0] == sorted([FP, Q1])
+    assert families([ModelSpec.parse(FP)]) == {}
+
+
+def test_finished_runs_merge_live_and_stored_runs_of_one_folder_and_dataset(linked_zoo_home):
+    zoo, store = Zoo(linked_zoo_home), MemoryStore()
+    manager = JobManager(sync=True)
+    job = submit_transfer(zoo, store, [FP], [FP, Q1], "pgd", {"eps": 0.1, "steps": 2}, limit=12, manager=manager)
+    assert finished_transfer_runs(zoo, store, "digits", manager) == [job]
+    assert finished_transfer_runs(zoo, store, "cifar10", manager) == []
+    restarted = JobManager(sync=True)  # a new server process: only the store's index knows the run
+    (again,) = finished_transfer_runs(zoo, store, "digits", restarted)
+    assert again.key == job.key and again.from_store and again.result.matrix().equals(job.result.matrix())
+    assert again.meta["command"] == job.meta["command"]
+    assert belongs_to(job, str(linked_zoo_home.resolve()), "digits", strict=True)
+    assert not belongs_to(job, "/elsewhere", "digits")
+
+    result = job.result
+    assert result.spec_names(["FP-s0", "Q1-s0"]) == [FP, Q1]
+    with pytest.raises(TrendError, match="not a zoo model"):
+        result.spec_names(["nobody"])
+    accuracies = zoo_accuracies(zoo, result)
+    assert set(accuracies) == {"FP-s0", "Q1-s0"} and all(0.5 < a <= 1 for a in accuracies.values())
