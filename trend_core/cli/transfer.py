@@ -94,7 +94,7 @@ def build_attack(name: str, dataset: str, eps=None, steps=None, step_size=None, 
         if not sep or key.strip() not in names:
             raise TrendError(f"--param takes NAME=VALUE with NAME one of {', '.join(sorted(names))}; got {text!r}.")
         given[key.strip()] = _param_value(f"--param {key.strip()}", value.strip(), settings.setting(key.strip()).default)
-    return settings.build(**{k: v for k, v in given.items() if k == "eps" or k in names})
+    return settings.build(**{k: v for k, v in given.items() if v is not None})  # an unknown one: one sentence
 
 
 def _param_value(flag: str, text: str, default):
