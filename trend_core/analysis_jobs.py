@@ -40,7 +40,6 @@ from .zoo import Zoo
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
-__all__ = ["step_size_for"]  # (re-exported: the step-size rule lives with PGD in attacks/pgd.py)
 
 
 # ----------------------------------------------------------------------------- shared pieces
