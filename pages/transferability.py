@@ -56,7 +56,7 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
                     format="%.4f", help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
                                         f"{ctx.dataset} default is {default:.3g}.")
     steps = settings.setting("steps")
-    given: dict = {"eps": eps or None,
+    given: dict = {"eps": (eps or None) if settings.minimum_norm else eps,  # PGD's eps 0: an error, said so
                    "steps": int(c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default),
                                                 key=f"tr_steps_{attack}"))}
     if "kappa" in {p.name for p in settings.params}:

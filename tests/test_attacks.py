@@ -283,7 +283,8 @@ def test_success_is_judged_by_forwarding_only_the_images_an_attack_moved(zoo_mod
     rows = []
     hook = model.register_forward_hook(lambda _m, inputs, _o: rows.append(len(inputs[0])))
     try:
-        result = CarliniWagnerL2(steps=20, lr=0.05, binary_search_steps=1, initial_c=1.0)(model, x, y)
+        attack = CarliniWagnerL2(steps=20, lr=0.05, binary_search_steps=1, initial_c=1.0)
+        result = attack.run(model, x, y, [None], speedup=True)[0]  # iterations on the twin, verdicts on the model
     finally:
         hook.remove()
     moved = int((result.x_adv != x).flatten(1).any(1).sum())

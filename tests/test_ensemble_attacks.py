@@ -130,7 +130,7 @@ def test_one_forward_per_member_per_step(trio, images):
     hooks += [inference_twin(m).register_forward_hook(lambda *_, i=i: steps.__setitem__(i, steps[i] + 1))
               for i, m in enumerate(trio)]
     try:
-        EnsemblePGD("empir", eps=EPS, steps=3, step_size=0.03)(trio, x, y)
+        EnsemblePGD("empir", eps=EPS, steps=3, step_size=0.03).run(trio, x, y, [EPS], speedup=True)
     finally:
         for h in hooks:
             h.remove()

@@ -43,7 +43,6 @@ from .zoo import Zoo
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
 RULE_TITLES = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}  # as the paper writes them
-__all__ = ["step_size_for"]  # (re-exported: the step-size rule lives with PGD in attacks/pgd.py)
 
 
 def rule_title(rule: str) -> str:

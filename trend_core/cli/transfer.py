@@ -103,7 +103,7 @@ def build_attack(name: str, dataset: str, eps=None, steps=None, step_size=None, 
         if not sep or key.strip() not in names:
             raise TrendError(f"--param takes NAME=VALUE with NAME one of {', '.join(sorted(names))}; got {text!r}.")
         given[key.strip()] = _param_value(f"--param {key.strip()}", value.strip(), settings.setting(key.strip()).default)
-    values = settings.complete(**{k: v for k, v in given.items() if k == "eps" or k in names})
+    values = settings.complete(**{k: v for k, v in given.items() if v is not None})  # an unknown one: one sentence
     if profile != "paper" and "profile" in attack_parameters(name):
         values["profile"] = profile
     return make_attack(name, **values)
