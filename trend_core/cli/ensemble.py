@@ -200,11 +200,11 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
                          f"got {len({float(e) for e in fit_eps})}.")
     source, target = load_models(args, [s.name for s in specs])
     store = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
-    points = sorted({float(e) for e in [*fit_eps, *eval_eps]})
+    measured = sorted({float(e) for e in [*fit_eps, *eval_eps]})
     with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
-        work = WorkMeter(report, len(points) + 0.05)
-        for i, eps in enumerate(points):
-            work.start(f"eps {eps:g} ({i + 1}/{len(points)})")
+        work = WorkMeter(report, len(measured) + 0.05)
+        for i, eps in enumerate(measured):
+            work.start(f"eps {eps:g} ({i + 1}/{len(measured)})")
             measure_tm(source, target, [eps], attack, None, limit, store, args.device)
             work.done(1)
         work.start("fitting")
