@@ -76,7 +76,8 @@ def test_asymmetry_tables_examples_and_downloads(finished_run):
     assert len(per_pair) == 6 and {"generated", "transferred", "transfer %", "L2", "L-inf"} <= set(per_pair.columns)
     assert (per_pair["transferred"] <= per_pair["generated"]).all()
     seeds = at.dataframe[1].value  # FP s0 and s1 form a seed group: mean ± std over its two pairs
-    assert len(seeds) == 1 and "±" in seeds["transfer_pct"].iloc[0]
+    assert len(seeds) == 1 and "±" in seeds["transfer %"].iloc[0]
+    assert {"mean L2", "mean L-inf"} <= set(seeds.columns) and "transfer_pct" not in seeds.columns
     example_figs = [f for f in figures(at) if any(t.get("name", "").startswith("clean") for t in f["data"])]
     assert example_figs, "no example images shown"
     tiles = example_figs[0]["data"]

@@ -166,6 +166,9 @@ def run_scenario(server, page) -> None:
     # its progress bar moves (in epochs) and says how long it has run
     bar = page.locator("[data-testid='stProgress'] [role='progressbar']").first
     bar.wait_for(timeout=120_000)
+    page.wait_for_function(  # queued ("waiting for the device") until the worker takes it
+        """() => { const p = document.querySelector("[data-testid='stProgress']");
+                   return !p || p.innerText.includes("elapsed"); }""", timeout=120_000)
     first = float(bar.get_attribute("aria-valuenow") or 0)
     text = page.get_by_test_id("stProgress").first.inner_text()
     assert "Training 3 models" in text and "elapsed" in text, text

@@ -144,7 +144,7 @@ def test_labels_are_unique():
 
     narrow, wide = (build_model(ModelSpec(dataset="digits", width=w)) for w in (0.25, 0.5))  # both "FP-s0"
     assert model_labels([narrow, wide, ThresholdRule("A", 0), ThresholdRule("A", 1)]) == [
-        narrow.spec.name, wide.spec.name, "A#1", "A#2"]
+        "FP-s0-w0.25", "FP-s0-w0.5", "A#1", "A#2"]  # the short name and what tells the two apart
 
 
 def test_unnamed_modules_get_labels():

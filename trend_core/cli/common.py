@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..profiles import DEFAULT_PROFILE, PROFILES
@@ -180,13 +181,23 @@ def epoch_bar(spec: ModelSpec):
 @contextlib.contextmanager
 def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
     """A tqdm bar over the fraction of the work done, with elapsed time and the time left; yields the
-    ``report(fraction, message)`` callback that ``trend_core.progress.WorkMeter`` drives (as a job's bar)."""
+    ``report(fraction, message)`` callback that ``trend_core.progress.WorkMeter`` drives (as a job's bar).
+
+    The bar appears once the first piece of work is done, so an error in the input (found as the work starts)
+    stays the one line on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(total=1.0, desc=desc, file=sys.stderr, leave=False,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+    bars: list = []
+    started = time.time()  # tqdm's clock
 
     def report(fraction: float | None, message: str | None = None) -> None:
+        if not bars:
+            if not fraction:
+                return
+            bars.append(tqdm(total=1.0, desc=desc, file=sys.stderr, leave=False,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}"))
+            bars[0].start_t = started  # elapsed time counts from the start of the work, not the first report
+        bar = bars[0]
         if fraction is not None and fraction > bar.n:
             bar.update(min(1.0, fraction) - bar.n)
         if message is not None:
@@ -195,7 +206,8 @@ def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
     try:
         yield report
     finally:
-        bar.close()
+        if bars:
+            bars[0].close()
 
 
 def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, float_format: str = "{:.3f}") -> None:
