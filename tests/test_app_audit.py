@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from app_support import assert_clean, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, Q1
+from test_app_trend_builder import LABELS, built  # noqa: F401  (the builder after a transfer run)
 
 PAGE = "pages/audit.py"
 
@@ -46,3 +47,21 @@ def test_an_ensemble_of_one_member_is_a_message(zoo_home):
     at.button(key="au_run").click().run()
     assert_clean(at)
     assert any("at least two members" in m for m in texts(at.error))
+
+
+def test_the_trend_builder_sets_a_gd_beside_the_worst_case(built):
+    at = built
+    at.slider(key="tb_k").set_value(2)
+    at.slider(key="tb_eps").set_value(0.1)
+    at.number_input(key="tb_limit").set_value(8)
+    at.button(key="tb_audit").click().run()
+    assert_clean(at)
+    assert not texts(at.error)
+    from trend_core.jobs import get_manager
+
+    summary = get_manager().jobs(kind="trend-audit")[0].result["summary"]
+    assert len(summary) == 3 and " + " in summary["model"].iloc[0]  # the ensemble, then each member alone
+    assert set(summary["model"].iloc[1:]) <= set(LABELS)
+    assert (summary["worst_case_accuracy"] <= summary["agd_accuracy"] + 1e-9).all()  # A-GD is in the battery
+    shown = at.dataframe[-1].value
+    assert list(shown["model"]) == list(summary["model"])

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import FP, HT, Q1, TEST_ZOO_DIR
 
-from trend_core.attacks.base import Attack
 import trend_core.audit as audit_module
+from trend_core.attacks.base import Attack
 from trend_core.audit import SANITY_EPS, AuditFlag, AuditReport, BatteryAttack, Budget, audit_flags, run_audit
 from trend_core.cli import main
 from trend_core.errors import TrendError
