@@ -145,7 +145,8 @@ def table(rows) -> pd.DataFrame:
 
 PLAN = [BatteryAttack("APGD-CE", "whitebox", None, None, [0.1], "ce"),
         BatteryAttack("APGD-CE (50 steps)", "whitebox", None, None, [0.1], "ce-short"),
-        BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity")]
+        BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity"),
+        BatteryAttack("APGD-CE (smooth BPDA)", "whitebox", None, None, [0.1], "bpda-smooth")]
 
 
 def flags_of(rows) -> dict[str, bool]:
@@ -156,6 +157,7 @@ def flags_of(rows) -> dict[str, bool]:
 
 HEALTHY = [("A-GD", 0.1, 0.40, "baseline"), ("APGD-CE", 0.1, 0.30, "whitebox"),
            ("APGD-CE (50 steps)", 0.1, 0.31, "whitebox"), ("APGD-CE (identity BPDA)", 0.1, 0.29, "whitebox"),
+           ("APGD-CE (smooth BPDA)", 0.1, 0.28, "whitebox"),
            ("Square", 0.1, 0.33, "blackbox"), ("transfer from X", 0.1, 0.80, "transfer"),
            ("APGD-CE", 0.5, 0.0, "whitebox"), ("Square", 0.5, 0.0, "blackbox")]
 
@@ -171,6 +173,7 @@ def test_no_flag_fires_on_a_healthy_table():
     ({("Square", 0.5): 0.60}, "not_monotone"),
     ({("APGD-CE (50 steps)", 0.1): 0.45}, "not_converged"),
     ({("APGD-CE (identity BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
+    ({("APGD-CE (smooth BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
 ])
 def test_each_flag_fires_on_its_symptom(change, flag):
     rows = [(a, e, change.get((a, e), r), k) for a, e, r, k in HEALTHY]
