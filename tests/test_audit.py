@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import FP, HT, Q1, TEST_ZOO_DIR
 
+import trend_core.audit as audit_module
 from trend_core.attacks.base import Attack
-from trend_core.audit import SANITY_EPS, AuditFlag, AuditReport, BatteryAttack, audit_flags, run_audit
+from trend_core.audit import SANITY_EPS, AuditFlag, AuditReport, BatteryAttack, Budget, audit_flags, run_audit
 from trend_core.cli import main
 from trend_core.errors import TrendError
 from trend_core.store import MemoryStore
@@ -18,12 +19,22 @@ from trend_core.store import MemoryStore
 LIMIT = 24
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_budget():
+    """The quick battery with tiny budgets (same attacks, same code paths): the suite stays fast."""
+    saved = dict(audit_module.LEVEL_BUDGETS)
+    audit_module.LEVEL_BUDGETS["quick"] = Budget(steps=8, restarts=1, queries=40, draws=2, surrogates=1)
+    yield
+    audit_module.LEVEL_BUDGETS.clear()
+    audit_module.LEVEL_BUDGETS.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +84,23 @@ def test_rerun_comes_from_the_store_without_attacking(fp_report, zoo_dir, monkey
     pd.testing.assert_frame_equal(again.worst_case, report.worst_case)
 
 
+class Interrupted(Exception):
+    """Stands for Ctrl-C (a real KeyboardInterrupt would stop pytest itself)."""
+
+
 def test_an_interrupted_audit_resumes_where_it_stopped(zoo_dir, monkeypatch):
-    store, calls = MemoryStore(), []
+    store, calls, armed = MemoryStore(), [], [True]
     real_run = Attack.run
 
     def flaky(self, *args, **kwargs):
         calls.append(self.name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
+        if armed[0] and len(calls) == 3:
+            armed[0] = False
+            raise Interrupted
         return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(Attack, "run", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.05], limit=8, store=store)
     done_before = len(calls) - 1
     calls.clear()
@@ -129,7 +145,8 @@ def table(rows) -> pd.DataFrame:
 
 PLAN = [BatteryAttack("APGD-CE", "whitebox", None, None, [0.1], "ce"),
         BatteryAttack("APGD-CE (50 steps)", "whitebox", None, None, [0.1], "ce-short"),
-        BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity")]
+        BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity"),
+        BatteryAttack("APGD-CE (smooth BPDA)", "whitebox", None, None, [0.1], "bpda-smooth")]
 
 
 def flags_of(rows) -> dict[str, bool]:
@@ -140,6 +157,7 @@ def flags_of(rows) -> dict[str, bool]:
 
 HEALTHY = [("A-GD", 0.1, 0.40, "baseline"), ("APGD-CE", 0.1, 0.30, "whitebox"),
            ("APGD-CE (50 steps)", 0.1, 0.31, "whitebox"), ("APGD-CE (identity BPDA)", 0.1, 0.29, "whitebox"),
+           ("APGD-CE (smooth BPDA)", 0.1, 0.28, "whitebox"),
            ("Square", 0.1, 0.33, "blackbox"), ("transfer from X", 0.1, 0.80, "transfer"),
            ("APGD-CE", 0.5, 0.0, "whitebox"), ("Square", 0.5, 0.0, "blackbox")]
 
@@ -155,6 +173,7 @@ def test_no_flag_fires_on_a_healthy_table():
     ({("Square", 0.5): 0.60}, "not_monotone"),
     ({("APGD-CE (50 steps)", 0.1): 0.45}, "not_converged"),
     ({("APGD-CE (identity BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
+    ({("APGD-CE (smooth BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
 ])
 def test_each_flag_fires_on_its_symptom(change, flag):
     rows = [(a, e, change.get((a, e), r), k) for a, e, r, k in HEALTHY]

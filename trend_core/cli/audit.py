@@ -73,15 +73,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 class _bar:
-    """A tqdm bar on stderr fed by run_audit's progress(fraction, message)."""
+    """A tqdm bar on stderr fed by run_audit's progress(fraction, message); opened at the first report, so an
+    input error (found before any work) prints alone."""
 
     def __enter__(self):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc="audit", unit="‰", leave=False, file=sys.stderr,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        self.bar = None
 
         def update(fraction: float, message: str) -> None:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=1000, desc="audit", leave=False, file=sys.stderr,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
             self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
             self.bar.set_postfix_str(message)
             self.bar.refresh()
@@ -89,4 +92,5 @@ class _bar:
         return update
 
     def __exit__(self, *exc) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
