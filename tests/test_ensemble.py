@@ -84,7 +84,14 @@ def test_forward_decides_by_vote_but_differentiates_the_mean_probability(zoo_mod
     xr2 = x.clone().requires_grad_(True)
     soft = torch.stack([m(xr2).softmax(1) for m in members]).mean(0).log()
     (g_soft,) = torch.autograd.grad(nn.functional.cross_entropy(soft, y, reduction="sum"), xr2)
-    assert torch.allclose(g_vote, g_soft, atol=1e-3, rtol=1e-3)
+    # where the vote picks the mean softmax's top class the nudge is 1e-4 and the gradients agree (compared as
+    # vectors: elementwise tolerances fail on near-zero entries whose rounding differs between torch builds);
+    # where the vote overrules it, the (detached) nudge lifts the voted class and the loss is taken there
+    with torch.no_grad():
+        agree = ensemble(x).argmax(1) == soft.detach().argmax(1)
+    assert int(agree.sum()) >= len(x) // 2
+    diff = (g_vote - g_soft)[agree].flatten(1).norm(dim=1)
+    assert bool((diff <= 1e-3 * g_soft[agree].flatten(1).norm(dim=1) + 1e-6).all())
     assert not ensemble.training and "seed=0" in repr(ensemble)
 
 
@@ -216,10 +223,15 @@ def test_bad_tm_files(tmp_path):
     with pytest.raises(TrendError, match="non-numeric"):
         read_tm(bad)
     two_eps = tmp_path / "two.csv"
-    pd.DataFrame({"source": ["A", "A"], "target": ["B", "B"], "tm": [0.1, 0.2], "eps": [0.1, 0.2]}).to_csv(two_eps)
+    pd.DataFrame({"source": ["A", "A", "B", "B"], "target": ["B", "B", "A", "A"], "tm": [0.1, 0.2, 0.3, 0.4],
+                  "eps": [0.1, 0.2, 0.1, 0.2]}).to_csv(two_eps)
     with pytest.raises(TrendError, match="several eps"):
         read_tm(two_eps)
     assert read_tm(two_eps, eps=0.2).at["A", "B"] == 0.2
+    one_way = tmp_path / "one_way.csv"  # a model with a row but no column would silently drop out of the choice
+    pd.DataFrame({"source": ["A"], "target": ["B"], "tm": [0.1]}).to_csv(one_way)
+    with pytest.raises(TrendError, match="incomplete"):
+        read_tm(one_way)
 
 
 # ----------------------------------------------------------------------------- robustness sweeps
