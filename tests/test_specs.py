@@ -22,7 +22,7 @@ def specs(draw):
         input_quant=draw(st.sampled_from(INPUT_QUANTS)),
         weight_bits=draw(bits),
         act_bits=draw(bits),
-        epochs=draw(st.integers(0, 500)),
+        epochs=draw(st.integers(1, 500)),
         lr=draw(st.sampled_from([0.01, 0.1, 0.001, 3e-4])),
     )
 
@@ -63,8 +63,11 @@ def test_keys_differ_for_different_specs_and_are_stable():
         ({"weight_bits": 0}, "1..16 or 32"),
         ({"act_bits": 20}, "1..16 or 32"),
         ({"seed": -1}, "non-negative"),
-        ({"width": 0}, "(0, 4]"),
-        ({"epochs": -3}, "non-negative"),
+        ({"seed": 2**32}, "up to 4294967295"),
+        ({"width": 0}, "[0.0625, 4]"),
+        ({"width": 0.0001}, "[0.0625, 4]"),
+        ({"epochs": -3}, "1..10000"),
+        ({"epochs": 0}, "1..10000"),
         ({"pretrained": True}, "ImageNet"),
         ({"dataset": "imagenet", "arch": "resnet18"}, "tv_resnet18"),
     ],

@@ -88,7 +88,7 @@ class ModelSpec:
         if self.optimizer not in OPTIMIZERS:
             raise TrendError(f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
-            raise TrendError(f"Seed must be a whole number in 0..{MAX_SEED}, got {_short(self.seed)}.")
+            raise TrendError(f"Seed must be a non-negative whole number up to {MAX_SEED}, got {_short(self.seed)}.")
         if self.input_quant not in INPUT_QUANTS:
             raise TrendError(
                 f"Unknown input quantization {self.input_quant!r}; choose one of {', '.join(INPUT_QUANTS)}."
