@@ -43,7 +43,7 @@ def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(z
 
     at = launch(open_app(PAGE))
     assert not texts(at.error)
-    findings = at.dataframe(key="rp_findings").value
+    findings = at.dataframe[0].value
     assert list(findings["finding"]) == list(range(1, 9))
     assert set(findings["verdict"]) <= set(VERDICTS)
     assert sum(int(m.value) for m in at.metric) == 8  # the verdict counts add up to the eight findings
@@ -64,7 +64,7 @@ def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(z
     again = open_app(PAGE)
     again.radio(key="rp_scale").set_value("mini").run()
     assert_clean(again)
-    assert list(again.dataframe(key="rp_findings").value["verdict"]) == list(findings["verdict"])
+    assert list(again.dataframe[0].value["verdict"]) == list(findings["verdict"])
     assert jobs.get_manager().get(job.key).from_store
 
 

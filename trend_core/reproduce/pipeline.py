@@ -104,7 +104,8 @@ def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str = "
         stages[name] = ctx.results[name] = result
     report_progress(1.0, "judging the findings")
     notes = [n for n in [profile_note(settings.profile)] if n]
-    run = {"device": str(dev), "versions": library_versions(), "wall_seconds": round(time.time() - started, 3),
+    versions = {k: str(v) for k, v in library_versions().items()}  # torch's is a str subclass the store refuses
+    run = {"device": str(dev), "versions": versions, "wall_seconds": round(time.time() - started, 3),
            "train_seconds": round(train_seconds, 3),
            "compute_seconds": round(train_seconds + sum(float(s.get("seconds") or 0) for s in stages.values()), 3),
            "from_store": from_store, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": notes,

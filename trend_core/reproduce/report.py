@@ -110,7 +110,7 @@ def build_html(report: dict) -> str:
     out.append("<h2>Settings</h2>")
     out.append(_table(pd.DataFrame({"setting": list(facts), "value": [str(v) for v in facts.values()]})))
     figures = report_figures(report)
-    first = True
+    first, count = True, 0
     for name, stage in report["stages"].items():
         title = STAGES[name][0] if name in STAGES else name
         out.append(f"<h2>{html.escape(title)}</h2>")
@@ -120,7 +120,8 @@ def build_html(report: dict) -> str:
             continue
         for caption, fig in figures.get(name, []):
             out.append(f"<h3>{html.escape(caption)}</h3>")
-            out.append(fig.to_html(full_html=False, include_plotlyjs=first,
+            count += 1  # fixed element ids: the same report gives the same file
+            out.append(fig.to_html(full_html=False, include_plotlyjs=first, div_id=f"figure-{count}",
                                    config={"displaylogo": False}))
             first = False
         for key, value in stage.items():
