@@ -69,7 +69,8 @@ def train_section(ctx) -> None:
         st.info("Pick at least one seed, input quantization, weight and activation bit width.")
         return
     specs = [ModelSpec(dataset=ctx.dataset, arch=arch, width=width, optimizer=optimizer, seed=int(seed),
-                       input_quant=inp, weight_bits=_bits(w), act_bits=_bits(a), epochs=int(epochs))
+                       input_quant=inp, weight_bits=_bits(w), act_bits=_bits(a), epochs=int(epochs),
+                       profile=ctx.profile)  # a model trained under the authors profile is its own spec
              for seed, inp, w, a in combos]
     missing = [s for s in specs if not ctx.zoo.has(s)]
     st.caption(f"{len(specs)} model{'s' if len(specs) != 1 else ''} selected, {len(missing)} not yet trained: "

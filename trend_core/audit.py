@@ -12,6 +12,7 @@ results store, so a rerun is a lookup and an interrupted audit resumes at the fi
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -368,7 +369,7 @@ def monotone_flag(robust: pd.DataFrame, margin: float) -> AuditFlag:
     findings = []
     for attack, rows in robust.groupby("attack", sort=False):
         values = rows.sort_values("eps")[["eps", "robust_accuracy"]].to_numpy()
-        for (e0, a0), (e1, a1) in zip(values, values[1:]):
+        for (e0, a0), (e1, a1) in itertools.pairwise(values):
             if a1 > a0 + margin:
                 findings.append(f"{attack}: {a0:.1%} at eps {e0:g} but {a1:.1%} at eps {e1:g}")
     if findings:

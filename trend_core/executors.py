@@ -19,7 +19,7 @@ EXECUTOR_CHOICES = ("local", "ray")
 TASK_RETRIES = 3  # Ray reruns a task whose worker died this many times; a TrendError is never retried
 
 _default_name: str | None = None
-_cache: dict[tuple, "Executor"] = {}
+_cache: dict[tuple, Executor] = {}
 _lock = threading.Lock()
 
 

@@ -64,7 +64,7 @@ _PROFILES = {
 }
 
 
-def get_profile(name: "str | Profile | None" = DEFAULT_PROFILE) -> Profile:
+def get_profile(name: str | Profile | None = DEFAULT_PROFILE) -> Profile:
     """The profile called ``name`` (``paper`` or ``authors``; None means ``paper``); a TrendError otherwise."""
     if isinstance(name, Profile):
         return name
@@ -74,6 +74,6 @@ def get_profile(name: "str | Profile | None" = DEFAULT_PROFILE) -> Profile:
     return _PROFILES[key]
 
 
-def check_profile(name: "str | Profile | None") -> str:
+def check_profile(name: str | Profile | None) -> str:
     """The canonical name of a profile, validated (for cache keys and specs)."""
     return get_profile(name).name

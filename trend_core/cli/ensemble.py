@@ -7,8 +7,18 @@ from pathlib import Path
 
 from ..errors import TrendError
 from ..progress import WorkMeter
-from .common import (add_common, add_profile, check_outputs, emit_json, emit_table, load_models, parse_names,
-                     profile_of, work_bar, zoo_from)
+from .common import (
+    add_common,
+    add_profile,
+    check_outputs,
+    emit_json,
+    emit_table,
+    load_models,
+    parse_names,
+    profile_of,
+    work_bar,
+    zoo_from,
+)
 from .transfer import MAX_SEED, _number, build_attack
 
 

@@ -8,9 +8,18 @@ from typing import TYPE_CHECKING
 
 from ..errors import TrendError
 from ..presets import PRESETS
-from .common import (add_common, add_profile, distributed, emit_json, emit_table, epoch_bar, parse_names, profile_of,
-                     train_parallel, zoo_from)
-
+from .common import (
+    add_common,
+    add_profile,
+    distributed,
+    emit_json,
+    emit_table,
+    epoch_bar,
+    parse_names,
+    profile_of,
+    train_parallel,
+    zoo_from,
+)
 
 if TYPE_CHECKING:
     import pandas as pd

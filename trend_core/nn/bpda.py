@@ -32,7 +32,7 @@ STAIRCASE_TEMPERATURE = 0.2  # of one bin width: each soft step spans about a fi
 STAIRCASE_MAX_BITS = 4
 
 _lock = threading.RLock()  # re-entered: wrapping a vote wraps its members
-_wrapped: "weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]]" = weakref.WeakKeyDictionary()
+_wrapped: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
 
 
 def check_backward(mode: str) -> str:

@@ -131,8 +131,8 @@ def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", 
     """The reproduction as one heavy background job (per-stage progress, cancellable); its result is the report,
     kept in the store so a restarted server shows it at once. ``rerun`` drops a stored report first (stages
     whose models and settings did not change still come from the store)."""
-    from ..devices import resolve_device
     from ..analysis_jobs import home_of as _home
+    from ..devices import resolve_device
     from ..jobs import Job, device_lane, get_manager
 
     settings = settings_for(dataset, scale, profile, **overrides)
