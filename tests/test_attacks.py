@@ -215,11 +215,7 @@ def test_attacks_leave_the_model_as_they_found_it(zoo_model, digits):
 
 
 def test_registry_builds_every_attack_with_its_defaults():
-<<<<<<< HEAD
-    assert ATTACK_NAMES[:4] == ("pgd", "pgd-l2", "cw", "deepfool")
-=======
-    assert ATTACK_NAMES == ("pgd", "pgd-l2", "cw", "deepfool", "deepfool-linf")
->>>>>>> fidelity
+    assert ATTACK_NAMES[:5] == ("pgd", "pgd-l2", "cw", "deepfool", "deepfool-linf")
     pgd = make_attack("pgd", eps=0.1, steps=None)
     assert isinstance(pgd, PGD) and pgd.norm == "linf" and pgd.steps == 40 and pgd.eps == 0.1
     pgd_l2 = make_attack("PGD-L2", eps=1.0)
