@@ -285,12 +285,8 @@ def trend(ctx: StageContext) -> dict:
     """TREND ensembles chosen from the measured PGD matrix (FP required, as in the paper's FP-Q1-Q2) against
     each member alone under A-GD, and robustness as the ensemble grows."""
     from ..analysis_jobs import growing_ensembles
-    from ..ensemble import (
-        ENSEMBLE_LABEL,
-        robustness_ratios,
-        robustness_sweep,
-        select_ensembles,
-    )
+    from ..ensemble import ENSEMBLE_LABEL, select_ensembles
+    from ..robustness import robustness_ratios, robustness_sweep
 
     m = ctx.results.get("matrices", {})
     if m.get("status") != DONE or len(m["labels"]) < 3:
