@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence, Sized, cast
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ def rule_title(rule: str) -> str:
 
 
 def _test_count(dataset: str) -> int:
-    return len(load_dataset(dataset).test)
+    return len(cast(Sized, load_dataset(dataset).test))
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -427,7 +427,7 @@ def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", 
 
     def run(job: Job) -> list[dict]:
         # progress counts epochs still to train, so a 4-epoch model moves the bar a fifth of a 20-epoch one
-        weights = [0 if zoo.has(spec) else max(1, spec.epochs) for spec in specs]
+        weights = [0 if zoo.has(spec) else max(1, spec.epochs or 1) for spec in specs]
         total, before = max(1, sum(weights)), 0
         for i, (spec, weight) in enumerate(zip(specs, weights)):
             job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from .attacks.base import Attack, check_eps
 from .errors import TrendError
 
 VERSION = "audit/v1"
@@ -94,7 +95,7 @@ class BatteryAttack:
 
     label: str
     kind: str  # whitebox | blackbox | transfer | baseline
-    attack: object  # an Attack (its eps is set per run)
+    attack: Attack  # its eps is set per run
     source: nn.Module  # what the attack is run on (the target, a BPDA variant of it, or a surrogate)
     epsilons: list[float]
     group: str = ""  # attacks compared by a flag (e.g. "ce-steps", "bpda")
@@ -203,7 +204,8 @@ def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[f
         raise TrendError("The audited models come from different datasets; pick models of one dataset.")
     if level not in LEVELS:
         raise TrendError(f"The audit level is 'quick' or 'thorough', got {level!r}.")
-    eps_list = sorted({check_eps(e) for e in (epsilons if isinstance(epsilons, (list, tuple)) else [epsilons])})
+    given: list = list(epsilons) if isinstance(epsilons, (list, tuple)) else [epsilons]
+    eps_list: list[float] = sorted({float(check_eps(e) or 0.0) for e in given})  # check_eps refuses None
     if not eps_list:
         raise TrendError("Give at least one eps.")
     if limit is not None:
@@ -402,7 +404,7 @@ def bpda_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], margin: float
     substitute by more than BPDA_MARGIN: the substitute's gradient, not the defence, made it look robust."""
     others = list(dict.fromkeys(p.label for p in plan if p.group in ("bpda-identity", "bpda-smooth")))
     default = next((p.label for p in plan if p.group == "ce"), None)
-    if not others:
+    if not others or default is None:
         return AuditFlag("bpda_identity_stronger", False, "Not applicable: no input transform here has a backward "
                          "substitute other than the identity.")
     findings = []

@@ -88,7 +88,7 @@ def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) 
             continue
         chosen.append(min(found, key=lambda n: (
             specs[n].weight_bits != 32, specs[n].act_bits != 32, not specs[n].arch.startswith("resnet18"),
-            specs[n].optimizer != "sgd", specs[n].seed, -specs[n].epochs, names.index(n))))
+            specs[n].optimizer != "sgd", specs[n].seed, -(specs[n].epochs or 0), names.index(n))))
     if fill:
         chosen += [n for n in names if n not in chosen][: max(0, len(inputs) - len(chosen))]
     return chosen

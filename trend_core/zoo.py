@@ -128,7 +128,7 @@ class Zoo:
     def specs(self, dataset: str | None = None) -> builtins.list[ModelSpec]:  # (list: the method above)
         return [ModelSpec.from_dict(m["spec"]) for m in self.list(dataset)]
 
-    def problems(self) -> list[dict]:
+    def problems(self) -> builtins.list[dict]:
         """Entries of the models folder that are not complete models: one dict per key with ``key``, ``name``
         (when the metadata says it), ``problem`` (one sentence) and ``files`` (what ``clean`` would remove)."""
         if not self.models_dir.exists():
@@ -163,7 +163,7 @@ class Zoo:
                 found.append({"key": key, "name": name, "problem": problem, "files": sorted(map(str, paths))})
         return found
 
-    def clean(self) -> list[dict]:
+    def clean(self) -> builtins.list[dict]:
         """Remove every entry ``problems`` reports (each under its model's lock); returns what was removed."""
         removed = []
         for entry in self.problems():

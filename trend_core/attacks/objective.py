@@ -94,6 +94,7 @@ class Objective:
         from ..ensemble import expected_correct
 
         vote = self.vote
+        assert vote is not None  # _vote runs only for a MajorityVote
         logits = vote.member_logits(x)  # (N, B, C)
         preds = logits.argmax(dim=-1).detach()
         soft = torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - math.log(len(vote.members))
