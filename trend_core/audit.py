@@ -171,7 +171,7 @@ def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[f
     (x, y) pair; ``limit``: the first N images; ``store``: a results Store, or None for no cache;
     ``progress(fraction, message)``. Bad input raises a TrendError before any attack runs.
     """
-    from .attacks.base import check_eps, check_int
+    from .attacks.base import check_int
     from .devices import resolve_device
     from .ensemble import MajorityVote
     from .specs import ModelSpec
