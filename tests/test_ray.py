@@ -80,7 +80,7 @@ def demo_zoos(tmp_path_factory, ray_executor):
 def attack():
     from trend_core.cli.transfer import build_attack
 
-    return build_attack("pgd", 0.1, eps="0.1", steps="20")
+    return build_attack("pgd", "digits", eps="0.1", steps="20")
 
 
 @pytest.fixture(scope="module")

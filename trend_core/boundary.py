@@ -19,7 +19,7 @@ from .attacks.base import attack_mode, model_device, predict
 from .attacks.pgd import input_gradient
 from .data import get_info
 from .errors import TrendError
-from .transfer import model_labels
+from .labels import model_labels
 
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .attacks.base import predict
 from .errors import TrendError
-from .transfer import model_labels
+from .labels import model_labels
 
 ENSEMBLE_LABEL = "ensemble"
 EXHAUSTIVE_LIMIT = 50_000  # candidate subsets scored exhaustively; greedy search beyond

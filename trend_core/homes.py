@@ -13,6 +13,14 @@ from pathlib import Path
 
 from .errors import TrendError
 
+
+def default_home() -> Path:
+    """The store root: $TREND_HOME, else the user's cache directory."""
+    env = os.environ.get("TREND_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trend"
+
 HOMES_ENV = "TREND_HOMES"  # extra store folders the dashboard offers, separated by os.pathsep
 ROOT_ENV = "TREND_HOME_ROOT"  # an operator's root: dashboard users may pick or name folders inside it
 
@@ -67,7 +75,6 @@ def check_output_file(flag: str, path: str | os.PathLike) -> Path:
 def known_homes() -> list[Path]:
     """The store folders the dashboard offers: $TREND_HOME (else the user's default), those in $TREND_HOMES,
     and the folders directly inside the operator's root $TREND_HOME_ROOT; no duplicates, in that order."""
-    from .zoo import default_home
 
     homes = [default_home()]
     homes += [Path(p).expanduser() for p in os.environ.get(HOMES_ENV, "").split(os.pathsep) if p.strip()]

@@ -7,7 +7,7 @@ every chart and picker shows a short label that names one model.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .errors import TrendError
 from .specs import ModelSpec
@@ -92,3 +92,24 @@ def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) 
     if fill:
         chosen += [n for n in names if n not in chosen][: max(0, len(inputs) - len(chosen))]
     return chosen
+
+
+def model_labels(models: Sequence[Any]) -> list[str]:
+    """Unique display labels: the spec's short name (with the distinguishing part where short names clash, e.g.
+    "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
+    def spec_of(m):
+        return getattr(m, "spec", None)
+
+    with_spec = [i for i, m in enumerate(models) if spec_of(m) is not None]
+    spec_labels = dict(zip(with_spec, unique_labels([spec_of(models[i]) for i in with_spec])))
+    labels = []
+    for i, m in enumerate(models):
+        name = getattr(m, "name", None)
+        labels.append(spec_labels[i] if i in spec_labels else name if isinstance(name, str) and name else f"model{i}")
+    clashing = {label for label in labels if labels.count(label) > 1}
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label in clashing:
+            seen[label] = seen.get(label, 0) + 1
+            labels[i] = f"{label}#{seen[label]}"
+    return labels

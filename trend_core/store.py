@@ -26,13 +26,14 @@ import sqlite3
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 import torch
 
 from .errors import TrendError
-from .zoo import Zoo
+from .homes import default_home
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,11 @@ def _unseal(blob: bytes) -> bytes | None:
     return payload if hashlib.sha256(payload).digest() == blob[head:head + 32] else None
 
 
+def store_root(root: str | os.PathLike | None = None) -> Path:
+    """The home folder a store lives under: ``root``, else $TREND_HOME or the default (the zoo's own root)."""
+    return Path(root).expanduser() if root else default_home()
+
+
 # ----------------------------------------------------------------------------- stores
 class Store:
     """Results on disk under ``<root>/cache`` (root: $TREND_HOME by default), keyed by content keys.
@@ -190,7 +196,7 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
-        self.directory = Zoo(root).root / "cache"
+        self.directory = store_root(root) / "cache"
         self._locks = self.directory.parent / "locks"
         self._size_limit = int(size_limit_gb * 2**30)
         self._guard = threading.RLock()
@@ -236,9 +242,12 @@ class Store:
             return default
         payload = _unseal(bytes(data))
         if payload is None:
-            if bytes(data[:len(_CHECKED)]) == _CHECKED:  # older formats are dropped silently
+            damaged = bytes(data[:len(_CHECKED)]) == _CHECKED
+            if damaged:  # the user hears of damage; an entry of an older format is only logged
                 warnings.warn(StoreWarning(f"A cached result ({key[:12]}) failed its checksum (damaged on "
                                            "disk); it is recomputed."), stacklevel=2)
+            log.warning("results store %s: entry %s is unreadable (%s); it is dropped and will be computed again",
+                        self.directory, key, "checksum mismatch" if damaged else "not in this version's format")
             self.delete(key)
             return default
         try:
@@ -322,7 +331,7 @@ _LOCK = threading.Lock()
 
 def get_store(root: str | os.PathLike | None = None) -> Store:
     """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process."""
-    key = (str(Zoo(root).root.resolve()), os.getpid())  # a forked child opens its own SQLite connection
+    key = (str(store_root(root).resolve()), os.getpid())  # a forked child opens its own SQLite connection
     with _LOCK:
         store = _DEFAULT_STORES.get(key)
         if store is None:

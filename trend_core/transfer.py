@@ -26,6 +26,7 @@ from .attacks.registry import attack_parameters, make_attack
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import TrendError
+from .labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
 from .profiles import check_profile
 from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
 
@@ -359,29 +360,6 @@ def describe_attack(attack: Attack) -> str:
     """The attack and its settings, without eps (a result carries its eps separately)."""
     params = attack_identity(attack)["params"]
     return f"{attack.name}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
-
-
-def model_labels(models: Sequence[nn.Module]) -> list[str]:
-    """Unique display labels: the spec's short name (with the distinguishing part where short names clash, e.g.
-    "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
-    from .labels import unique_labels
-
-    def spec_of(m):
-        return getattr(m, "spec", None)
-
-    with_spec = [i for i, m in enumerate(models) if spec_of(m) is not None]
-    spec_labels = dict(zip(with_spec, unique_labels([spec_of(models[i]) for i in with_spec])))
-    labels = []
-    for i, m in enumerate(models):
-        name = getattr(m, "name", None)
-        labels.append(spec_labels[i] if i in spec_labels else name if isinstance(name, str) and name else f"model{i}")
-    clashing = {label for label in labels if labels.count(label) > 1}
-    seen: dict[str, int] = {}
-    for i, label in enumerate(labels):
-        if label in clashing:
-            seen[label] = seen.get(label, 0) + 1
-            labels[i] = f"{label}#{seen[label]}"
-    return labels
 
 
 # ----------------------------------------------------------------------------- helpers

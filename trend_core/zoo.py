@@ -30,18 +30,11 @@ from typing import Callable
 import torch
 
 from .errors import TrendError
+from .homes import default_home  # noqa: F401  (re-exported: the zoo's root)
 from .locks import file_lock
 from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from .specs import ModelSpec, parse_spec
-
-
-def default_home() -> Path:
-    """The store root: $TREND_HOME, else the user's cache directory."""
-    env = os.environ.get("TREND_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trend"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import pandas as pd
-
 from ..errors import TrendError
 from .common import add_common, emit_json, parse_names, zoo_from
 
@@ -30,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from ..audit import run_audit
     from ..store import get_store
 
