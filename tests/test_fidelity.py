@@ -166,6 +166,18 @@ def test_vgg_head_is_dropout_linear_relu_twice_then_linear():
     assert (layers[1].in_features, layers[1].out_features) == (512, 512)
     assert (layers[4].in_features, layers[4].out_features) == (512, 512)
     assert (layers[6].in_features, layers[6].out_features) == (512, 10)
+    assert layers[0].p == layers[3].p == 0.5  # the authors' dropout at CIFAR size
+
+
+def test_digits_vgg_head_has_the_same_layers_without_dropout():
+    """Dropout 0.5 on a quarter-width digits head left the preset VGG11-BN at 84% after its 20 epochs; the
+    digits head keeps the authors' layers (and parameters) but drops nothing, and gets a fresh content key."""
+    spec = ModelSpec.parse("digits/vgg11_bn-w0.25/FP/sgd/s0")
+    layers = list(build_model(spec).net.classifier)
+    assert [type(m) for m in layers] == [nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Linear]
+    assert layers[0].p == layers[3].p == 0.0 and layers[1].out_features == 128
+    assert spec.key != "be7443d1c2e69148"  # the dropout-head checkpoint (ARCH_REVISION 2) is not reused
+    assert ModelSpec.parse("cifar10/vgg11/FP/sgd/s0").key == "bcb06e720dab15e9"  # CIFAR VGGs keep theirs
 
 
 # ----------------------------------------------------------------------------- 6. EMPIR's vote timing

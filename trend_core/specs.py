@@ -29,6 +29,9 @@ DEFAULT_EPOCHS = {"digits": 20, "cifar10": 400, "cifar100": 400, "imagenet": 250
 # placement, 3-channel HT) carry this revision in their content key, so a checkpoint trained before cannot be
 # loaded into the new network; every other spec keeps its key (and its checkpoints).
 ARCH_REVISION = 2
+# Digits VGGs changed once more (no head dropout below 32x32 images, issue #9's follow-up): their key carries this
+# revision, so a digits VGG trained with the slow-converging dropout head is retrained rather than reused.
+SMALL_VGG_REVISION = 3
 MAX_SEED = 2**32 - 1  # what numpy and torch generators take
 MAX_EPOCHS = 10_000
 MIN_WIDTH = 1 / 16  # a ResNet18's first stage keeps 4 channels; narrower is no longer a network worth studying
@@ -147,7 +150,8 @@ class ModelSpec:
         if self.profile == DEFAULT_PROFILE:  # the default profile keeps the keys specs had before it existed
             del fields["profile"]
         if self.revised:
-            fields["revision"] = ARCH_REVISION
+            small_vgg = self.arch.startswith("vgg") and self.dataset == "digits"
+            fields["revision"] = SMALL_VGG_REVISION if small_vgg else ARCH_REVISION
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
