@@ -110,7 +110,8 @@ def test_upload_adopts_a_state_dict_and_refuses_bad_files(zoo_home, capsys):
     assert error.startswith("q.pt holds weights of another architecture than digits/vgg11_bn-w0.25/FP/sgd/s0"), error
 
     at.file_uploader(key="zoo_up_file").set_value(("notes.pth", b"just some text", "application/octet-stream"))
-    at.text_input(key="zoo_up_name").set_value(FP).run()
+    at.text_input(key="zoo_up_name").set_value(FP).run()  # FP is in the zoo: replacing it needs a confirmation
+    at.checkbox(key="zoo_up_replace").check().run()
     at.button(key="zoo_up_go").click().run()
     assert_clean(at)
     (error,) = texts(at.error)
