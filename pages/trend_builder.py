@@ -203,7 +203,7 @@ def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, 
 # ----------------------------------------------------------------------------- 4. audit
 def audit_section(ctx, result, chosen: list[str], settings: dict) -> None:
     """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
-    from trend_core.audit_jobs import submit_trend_audit
+    from trend_core.analysis_jobs import submit_trend_audit
 
     st.subheader("Is this robustness real?")
     st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "

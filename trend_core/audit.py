@@ -109,10 +109,9 @@ def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surro
     (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
     ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
     surrogate."""
-    from .analysis_jobs import step_size_for
     from .attacks.apgd import APGD
     from .attacks.ensemble_pgd import EnsemblePGD
-    from .attacks.pgd import PGD
+    from .attacks.pgd import PGD, step_size_for
     from .attacks.square import Square
     from .ensemble import MajorityVote
     from .nn.bpda import backward_differs, with_backward

@@ -110,6 +110,19 @@ def boundary_command(models: Sequence[str], index: int, span: float | None, reso
     return shlex.join(args + common_flags(home, device))
 
 
+def audit_command(models: Sequence[str], epsilons: Sequence[float], ensemble: bool, level: str = "quick",
+                  limit: int | None = None, home: str | Path | None = None, device: str = "auto") -> str:
+    """`trend audit ...` for an audit of one model or the majority vote of several."""
+    args = ["trend", "audit", "--models", *models, "--eps", *map(number, epsilons)]
+    if ensemble:
+        args.append("--ensemble")
+    if level != "quick":
+        args.append(f"--{level}")
+    if limit is not None:
+        args += ["--limit", str(int(limit))]
+    return shlex.join(args + common_flags(home, device))
+
+
 def train_command(names: Sequence[str], home: str | Path | None = None, device: str = "auto") -> str:
     """`trend train ...` for training zoo models."""
     return shlex.join(["trend", "train", *names, *common_flags(home, device)])

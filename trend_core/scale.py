@@ -153,7 +153,7 @@ def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerpri
     per finished source. Afterwards ``run_transfer``'s own loop finds everything in the store.
     """
     from .store import content_key
-    from .transfer import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
+    from .transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
 
     dev = worker_device(device)
     gpu = dev != "cpu"
@@ -244,7 +244,7 @@ def prefetch_attacks(executor: Executor, jobs: Sequence[tuple[nn.Module, Any]], 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking.
     """
     from .store import content_key, model_fingerprint
-    from .transfer import CACHE_VERSION, attack_keys
+    from .transfer_keys import CACHE_VERSION, attack_keys
 
     dev = worker_device(device)
     data_key = content_key(CACHE_VERSION, "data", x, y)

@@ -29,25 +29,17 @@ from .errors import TrendError
 from .labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
 from .profiles import check_profile
 from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
+from .transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
+    CACHE_VERSION,
+    TransferCancelled,
+    TransferStep,
+    attack_identity,
+    attack_keys,
+)
 
-CACHE_VERSION = "transfer/v1"
 PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
 STAT_COLUMNS = {"generated": "generated", "transferred": "transferred", "transfer_pct": "transfer_pct",
                 "l2": "mean_l2", "linf": "mean_linf"}
-
-
-class TransferCancelled(Exception):
-    """Raised when the cancel callback returns True; sources finished so far stay in the store."""
-
-
-@dataclass(frozen=True)
-class TransferStep:
-    """Progress report after each source: ``done`` of ``total`` sources, and whether it came from the cache."""
-
-    done: int
-    total: int
-    source: str
-    from_cache: bool
 
 
 @dataclass
@@ -296,11 +288,6 @@ def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_li
     return from_cache and not any(need_images)
 
 
-def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str, fingerprint: str) -> list[str]:
-    """Store keys of one model's attack results: the weights, the attack's class and parameters, eps, the images."""
-    identity = attack_identity(attack)
-    return [content_key(CACHE_VERSION, "attack", fingerprint, identity, eps, data_key) for eps in epsilons]
-
 
 def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
                   epsilons: Sequence[float | None], store: Any, data_key: str | None = None,
@@ -349,11 +336,6 @@ def _attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.T
             entries[slot] = {**entry, "x_adv": outcome.x_adv}
     return [entries[slot] for slot in range(len(keys))], not missing
 
-
-def attack_identity(attack: Attack) -> dict:
-    """What makes an attack's output: its class and parameters (eps is keyed separately)."""
-    params = {k: v for k, v in attack.params().items() if k != "eps"}
-    return {"class": f"{type(attack).__module__}.{type(attack).__qualname__}", "name": attack.name, "params": params}
 
 
 def describe_attack(attack: Attack) -> str:

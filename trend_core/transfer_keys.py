@@ -1,0 +1,41 @@
+"""What names a transfer run's cached results and reports its progress: the store keys of an attack's output,
+the attack's identity, the progress step and the cancellation signal.
+
+Kept apart from ``transfer.py`` so that the units of work that fill the store elsewhere (``scale.py``, on a
+Ray cluster) write under the same keys without importing the transfer run itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .attacks.base import Attack
+from .store import content_key
+
+CACHE_VERSION = "transfer/v1"
+
+
+class TransferCancelled(Exception):
+    """Raised when the cancel callback returns True; sources finished so far stay in the store."""
+
+
+@dataclass(frozen=True)
+class TransferStep:
+    """Progress report after each source: ``done`` of ``total`` sources, and whether it came from the cache."""
+
+    done: int
+    total: int
+    source: str
+    from_cache: bool
+
+
+def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str, fingerprint: str) -> list[str]:
+    """Store keys of one model's attack results: the weights, the attack's class and parameters, eps, the images."""
+    identity = attack_identity(attack)
+    return [content_key(CACHE_VERSION, "attack", fingerprint, identity, eps, data_key) for eps in epsilons]
+
+
+def attack_identity(attack: Attack) -> dict:
+    """What makes an attack's output: its class and parameters (eps is keyed separately)."""
+    params = {k: v for k, v in attack.params().items() if k != "eps"}
+    return {"class": f"{type(attack).__module__}.{type(attack).__qualname__}", "name": attack.name, "params": params}
