@@ -134,7 +134,7 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
         raise SystemExit(f"not in the zoo: {', '.join(missing)}")
     print(f"\n== TREND choice: PGD-40 eps {EPS} transfer over {', '.join(pool)} ({load()})", flush=True)
     models = [zoo.load(names[label]) for label in pool]
-    tm = run_transfer(models, PGD(eps=EPS), limit=limit, store=store).matrix(averages=False)
+    tm = run_transfer(models, PGD(eps=EPS), limit=limit, cache=store).matrix(averages=False)
     chosen = select_ensembles(tm, 3, require=["FP-s0"], top=1).iloc[0]["members"]
     print(f"TREND-chosen 3-member ensemble (require FP-s0): {' + '.join(chosen)}")
     targets = [(label, [label], False) for label in ALONE if label in names]

@@ -77,7 +77,7 @@ def main() -> None:
 
     def transfer(executor) -> None:
         models = [zoo.load(name) for name in transfer_names]
-        run_transfer(models, attack, limit=args.limit, store=False, device="cpu", executor=executor)
+        run_transfer(models, attack, limit=args.limit, cache=None, device="cpu", executor=executor)
 
     def training(executor) -> None:
         with tempfile.TemporaryDirectory() as home:

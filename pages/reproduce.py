@@ -11,12 +11,12 @@ SCALE_HELP = ("mini: three models, a few images (a smoke test, about a minute); 
 
 
 def choose(ctx) -> tuple[str, str]:
-    from trend_core.reproduce.profile import available_profiles
+    from trend_core.profiles import PROFILES
     from trend_core.reproduce.settings import SCALES
 
     left, right = st.columns(2)
     scale = left.radio("Scale", SCALES, index=SCALES.index("quick"), horizontal=True, key="rp_scale", help=SCALE_HELP)
-    profiles = list(available_profiles())
+    profiles = list(PROFILES)
     profile = right.radio("Profile", profiles, horizontal=True, key="rp_profile",
                           help="paper: the method as the paper describes it; authors: as the authors' code does it.")
     return scale, profile

@@ -156,21 +156,23 @@ def test_rerun_is_served_from_the_store(mini_home, mini_run):
     assert [f["verdict"] for f in again["findings"]] == [f["verdict"] for f in report["findings"]]
 
 
-def test_without_the_audit_module_the_audit_stage_says_so(mini_home, mini_run):
-    from trend_core.reproduce import run_reproduce, stages
-    from trend_core.store import get_store
+def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_home, mini_run):
+    import torch
+
+    from trend_core.reproduce import stages
+    from trend_core.store import MemoryStore
     from trend_core.zoo import Zoo
 
-    patch = pytest.MonkeyPatch()
-    patch.setattr(stages, "audit_runner", lambda: None)
-    try:
-        report = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
-    finally:
-        patch.undo()
-    assert report["stages"]["audit"]["status"] == "not run: audit module unavailable"
-    assert report["run"]["from_store"] == [s for s in STAGES if s != "audit"]  # only the audit stage re-ran
-    parts = {p["part"]: p["verdict"] for p in report["findings"][6]["parts"]}
-    assert parts["under the audit's worst case"] == F.UNTESTABLE
+    def failing_audit(*args, **kwargs):
+        raise TrendError("No test image is classified correctly.")
+
+    ctx = stages.StageContext(mini_settings(), Zoo(mini_home), MemoryStore(), torch.device("cpu"),
+                              results=dict(mini_run[0]["stages"]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "audit_runner", lambda: failing_audit)
+        result = stages.audit(ctx)
+    assert result["status"].startswith("not run: the audit of ")
+    assert result["status"].endswith("failed: No test image is classified correctly.")
 
 
 def test_a_cancelled_run_keeps_its_finished_stages(mini_home):
@@ -221,27 +223,12 @@ def test_bad_settings_are_one_sentence(call, message):
 
 def test_the_profile_is_recorded_and_keys_the_cache():
     from trend_core.reproduce.pipeline import stage_key
-    from trend_core.reproduce.profile import engine_kwargs, profile_note
 
     paper, authors = settings_for("digits", "quick", "paper"), settings_for("digits", "quick", "authors")
     assert paper.to_dict()["profile"] == "paper" and authors.to_dict()["profile"] == "authors"
     assert stage_key(paper, "matrices", []) != stage_key(authors, "matrices", [])
-    assert profile_note("paper") is None
-
-    def takes_profile(x, profile="paper"):
-        return profile
-
-    def no_profile(x):
-        return x
-
-    assert engine_kwargs(no_profile, "authors") == {}
-    assert engine_kwargs(takes_profile, "paper") in ({"profile": "paper"}, {})
-    try:
-        import trend_core.profiles  # noqa: F401
-    except ModuleNotFoundError:  # this build implements only the paper's method: the report must say so
-        assert "paper's method" in profile_note("authors") and engine_kwargs(takes_profile, "authors") == {}
-    else:
-        assert engine_kwargs(takes_profile, "authors") == {"profile": "authors"}
+    assert all(name.endswith("/authors") for name in authors.models.values())
+    assert not any(name.endswith("/authors") for name in paper.models.values())
 
 
 # ----------------------------------------------------------------------------- verdicts follow the data
@@ -331,7 +318,7 @@ def _trend(ensemble=0.7, members=(0.5, 0.4, 0.1), audit=None) -> dict:
     rows = [{"ensemble": "FP + Q1 + Q2", "model": "ensemble", "accuracy": ensemble}]
     rows += [{"ensemble": "FP + Q1 + Q2", "model": n, "accuracy": a} for n, a in zip(names, members)]
     stages = {"trend": {"status": "done", "comparison": pd.DataFrame(rows), "eps": 0.1},
-              "audit": {"status": "not run: audit module unavailable"}}
+              "audit": {"status": "not run: needs the TREND ensembles"}}
     if audit is not None:
         worst = pd.DataFrame({"model": ["FP + Q1 + Q2", *names], "worst_case_accuracy": audit})
         stages["audit"] = {"status": "done", "worst_case": worst}

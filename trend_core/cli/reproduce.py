@@ -14,7 +14,7 @@ from .common import add_common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..reproduce.profile import available_profiles
+    from ..profiles import PROFILES
     from ..reproduce.settings import DATASETS, SCALES
 
     p = sub.add_parser("reproduce", help="reproduce the paper's findings end to end and write a report",
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", default="quick",
                    help=f"one of {', '.join(SCALES)}: mini is a smoke test, quick takes minutes on a CPU for "
                         "digits, full uses the paper's step counts and every test image (default quick)")
-    p.add_argument("--profile", default="paper", help=f"one of {', '.join(available_profiles())} (default paper)")
+    p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where to write the report (default ./trend-reproduce-DATASET-SCALE)")
     add_common(p)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import TrendError
 from .findings import evaluate_findings
-from .profile import profile_note
 from .settings import ReproSettings, settings_for
 from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
 
@@ -27,11 +26,12 @@ def _identity(zoo, names) -> list:
 
 
 def stage_key(settings: ReproSettings, name: str, identity: list) -> str:
-    """Where a stage's result lives in the store; the audit's also says whether the audit module exists."""
+    """Where a stage's result lives in the store."""
     from ..store import content_key
-    from .stages import audit_runner  # looked up at each call (tests replace it)
 
-    extra = [audit_runner() is not None] if name == "audit" else []
+    # the audit's key once also said whether the audit module existed; it always does now, and the constant
+    # keeps the keys of audits already stored
+    extra = [True] if name == "audit" else []
     return content_key(VERSION, name, settings.to_dict(), identity, *extra)
 
 
@@ -103,12 +103,11 @@ def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str = "
             store.set(key, result)
         stages[name] = ctx.results[name] = result
     report_progress(1.0, "judging the findings")
-    notes = [n for n in [profile_note(settings.profile)] if n]
     versions = {k: str(v) for k, v in library_versions().items()}  # torch's is a str subclass the store refuses
     run = {"device": str(dev), "versions": versions, "wall_seconds": round(time.time() - started, 3),
            "train_seconds": round(train_seconds, 3),
            "compute_seconds": round(train_seconds + sum(float(s.get("seconds") or 0) for s in stages.values()), 3),
-           "from_store": from_store, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": notes,
+           "from_store": from_store, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": [],
            "store": str(Path(zoo.root).expanduser())}
     return {"settings": settings.to_dict(), "run": run, "stages": stages, "findings": evaluate_findings(stages)}
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..data import get_info
 from ..errors import TrendError
+from ..profiles import DEFAULT_PROFILE, check_profile
 from ..specs import DEFAULT_EPOCHS, ModelSpec
-from .profile import DEFAULT_PROFILE, check_profile, profile_spec
 
 SCALES = ("mini", "quick", "full")
 DATASETS = ("digits", "cifar10", "cifar100")
@@ -106,12 +106,12 @@ def settings_for(dataset: str = "digits", scale: str = "quick", profile: str = D
         raise TrendError(f"trend reproduce runs on {', '.join(DATASETS)}, not {dataset!r}.")
     if scale not in SCALES:
         raise TrendError(f"Unknown scale {scale!r}; choose one of {', '.join(SCALES)}.")
-    check_profile(profile)
+    profile = check_profile(profile)
     info = get_info(dataset)
     low, high = info.eps_range
     width, epochs = overrides.pop("width", None), overrides.pop("epochs", None)
     roles = MINI_ROLES if scale == "mini" else ALL_ROLES
-    models = {role: profile_spec(name, profile).name
+    models = {role: ModelSpec.parse(name).replace(profile=profile).name
               for role, name in role_names(dataset, roles, width, epochs).items()}
     base: dict = {"dataset": dataset, "scale": scale, "profile": profile, "models": models, "eps": info.default_eps,
                   "fit_eps": _grid(low, high, 4), "sweep_eps": _grid(low, high, 20)}

@@ -18,7 +18,6 @@ import torch
 
 from ..errors import TrendError
 from ..specs import ModelSpec
-from .profile import engine_kwargs
 from .settings import ReproSettings
 
 DONE = "done"
@@ -121,8 +120,8 @@ def _transfer(ctx: StageContext, roles, name: str, params: dict):
     from ..transfer import run_transfer
 
     models = [ctx.model(r) for r in roles]
-    return run_transfer(models, make_attack(name, **params), data=ctx.data(), store=ctx.store, device=ctx.device,
-                        cancel=ctx.cancel, **engine_kwargs(run_transfer, ctx.settings.profile))
+    return run_transfer(models, make_attack(name, **params), data=ctx.data(), cache=ctx.store, device=ctx.device,
+                        cancel=ctx.cancel, profile=ctx.settings.profile)
 
 
 def transfer_attacks(ctx: StageContext) -> dict:
@@ -243,8 +242,8 @@ def ensemble_attacks(ctx: StageContext) -> dict:
         ctx.progress(i / (len(sets) + 1), f"four ensemble attacks on {name}")
         sweep = robustness_sweep(_vote(ctx, roles), eps, rules=RULE_NAMES, data=ctx.data(), steps=s.ensemble_steps,
                                  step_size=_step_size(max(eps), s.ensemble_steps), seed=s.seed,
-                                 members_alone=False, store=ctx.store, device=ctx.device,
-                                 **engine_kwargs(robustness_sweep, s.profile))
+                                 members_alone=False, cache=ctx.store, device=ctx.device,
+                                 profile=s.profile)
         rows = sweep[sweep["model"] == ENSEMBLE_LABEL].drop(columns=["model", "acc_on_ensemble_adv"])
         frames.append(rows.assign(ensemble=name, size=len(roles)))
     ctx.check()
@@ -307,8 +306,8 @@ def trend(ctx: StageContext) -> dict:
         sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
                                  data=ctx.data(), steps=s.ensemble_steps,
                                  step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
-                                 members_alone=True, store=ctx.store, device=ctx.device,
-                                 **engine_kwargs(robustness_sweep, s.profile))
+                                 members_alone=True, cache=ctx.store, device=ctx.device,
+                                 profile=s.profile)
         ratios = robustness_ratios(sweep)
         ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
         comparisons.append(pd.DataFrame(
@@ -326,8 +325,8 @@ def trend(ctx: StageContext) -> dict:
         sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
                                  data=ctx.data(), steps=s.ensemble_steps,
                                  step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
-                                 members_alone=False, store=ctx.store, device=ctx.device,
-                                 **engine_kwargs(robustness_sweep, s.profile))
+                                 members_alone=False, cache=ctx.store, device=ctx.device,
+                                 profile=s.profile)
         row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
         growth_rows.append({"size": len(members), "members": " + ".join(members),
                             "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
@@ -362,7 +361,7 @@ def tm_fit(ctx: StageContext) -> dict:
         pair = f"{ctx.label(src)} -> {ctx.label(tgt)}"
         try:
             result = fit_tm(ctx.model(src), ctx.model(tgt), list(s.fit_eps), list(s.sweep_eps), attack=attack,
-                            data=ctx.data(), store=ctx.store, device=ctx.device, **engine_kwargs(fit_tm, s.profile))
+                            data=ctx.data(), cache=ctx.store, device=ctx.device, profile=s.profile)
         except TrendError as exc:  # e.g. the source yields no adversarial image at any eps
             failures.append(f"{pair}: {exc}")
             continue
@@ -380,20 +379,16 @@ def tm_fit(ctx: StageContext) -> dict:
 
 
 # ----------------------------------------------------------------------------- 8. robustness audit
-def audit_runner() -> Callable | None:
-    """The audit's ``run_audit`` when this build has ``trend_core.audit``, else None."""
-    try:
-        from ..audit import run_audit  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+def audit_runner() -> Callable:
+    """The audit's ``run_audit`` (looked up at each call: tests replace this function)."""
+    from ..audit import run_audit
+
     return run_audit
 
 
 def audit(ctx: StageContext) -> dict:
     """The audit's worst case (every attack of its battery) for each TREND ensemble and each of its members."""
     run_audit = audit_runner()
-    if run_audit is None:
-        return not_run("audit module unavailable")
     t = ctx.results.get("trend", {})
     if t.get("status") != DONE:
         return not_run("needs the TREND ensembles")
@@ -411,10 +406,9 @@ def audit(ctx: StageContext) -> dict:
         try:
             report = run_audit(ctx.zoo, [s.models[role_of[m]] for m in members], ensemble=is_ensemble,
                                epsilons=[s.trend_eps], level=s.audit_level, dataset=s.dataset, limit=s.limit,
-                               device=str(ctx.device), store=ctx.store, progress=None,
-                               **engine_kwargs(run_audit, s.profile))
-        except ImportError as exc:  # an audit module whose attacks this build lacks
-            return not_run(f"audit module unavailable ({exc})")
+                               device=str(ctx.device), store=ctx.store, progress=None)
+        except TrendError as exc:  # the data do not allow this audit (e.g. a model the battery cannot attack)
+            return not_run(f"the audit of {name} failed: {exc}")
         worst = report.worst_case
         value = float(worst.loc[np.isclose(worst["eps"].astype(float), s.trend_eps), "robust_accuracy"].iloc[0])
         robust = report.robust
