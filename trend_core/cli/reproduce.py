@@ -15,7 +15,7 @@ from .common import add_common
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..profiles import PROFILES
-    from ..reproduce.settings import DATASETS, SCALES
+    from ..reproduce.choices import DATASETS, SCALES
 
     p = sub.add_parser("reproduce", help="reproduce the paper's findings end to end and write a report",
                        description="Train the models it needs, run every stage (baseline accuracy, transfer "

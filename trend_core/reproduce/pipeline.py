@@ -9,11 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import TrendError
 from .findings import evaluate_findings
 from .settings import ReproSettings, settings_for
 from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
+
+if TYPE_CHECKING:
+    import torch
 
 VERSION = "reproduce/v1"
 ProgressFn = Callable[[float, str], None]
@@ -56,7 +60,7 @@ def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, ca
     return time.time() - start
 
 
-def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str = "auto",
+def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str | torch.device = "auto",
                   progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> dict:
     """Every stage of the reproduction and the eight findings, as one report dict (settings, run, stages,
     findings). ``progress(fraction, message)`` follows the run; ``cancel()`` returning True stops it
@@ -91,8 +95,10 @@ def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str = "
             from_store.append(name)
             report_progress(i / total, f"{title}: read from the store")
         else:
-            ctx.progress = lambda f, m, i=i, title=title: report_progress((i + min(max(f, 0.0), 1.0)) / total,
-                                                                          f"stage {i}/{total - 1}, {title}: {m}")
+            def stage_progress(f: float, m: str, i: int = i, title: str = title) -> None:
+                report_progress((i + min(max(f, 0.0), 1.0)) / total, f"stage {i}/{total - 1}, {title}: {m}")
+
+            ctx.progress = stage_progress
             ctx.progress(0.0, "starting")
             begun = time.time()
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,13 +16,12 @@ from ..data import get_info
 from ..errors import TrendError
 from ..profiles import DEFAULT_PROFILE, check_profile
 from ..specs import DEFAULT_EPOCHS, ModelSpec
+from .choices import DATASETS, SCALES  # noqa: E402,F401  (torch-free, so `trend --help` stays fast)
 
-SCALES = ("mini", "quick", "full")
-DATASETS = ("digits", "cifar10", "cifar100")
 # Roles: the paper's model names. Each role is one configuration of a ResNet18 base (or VGG).
 ALL_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam", "VGG", "Q8", "Q4", "Q2", "Q1", "HT", "W2", "A2")
 MINI_ROLES = ("FP", "Q2", "Q1")
-_ROLE_CHANGES = {
+_ROLE_CHANGES: dict[str, dict[str, Any]] = {
     "FP": {}, "FP-s1": {"seed": 1}, "FP-s2": {"seed": 2}, "FP-adam": {"optimizer": "adam"},
     "Q8": {"input_quant": "Q8"}, "Q4": {"input_quant": "Q4"}, "Q2": {"input_quant": "Q2"},
     "Q1": {"input_quant": "Q1"}, "HT": {"input_quant": "HT"}, "W2": {"weight_bits": 2}, "A2": {"act_bits": 2},

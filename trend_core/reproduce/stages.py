@@ -18,6 +18,8 @@ import torch
 
 from ..errors import TrendError
 from ..specs import ModelSpec
+from ..store import Store
+from ..zoo import Zoo
 from .settings import ReproSettings
 
 DONE = "done"
@@ -44,8 +46,8 @@ class StageContext:
     """What every stage reads: the settings, zoo, store, device, the evaluation images and earlier stages."""
 
     settings: ReproSettings
-    zoo: object
-    store: object
+    zoo: Zoo
+    store: Store
     device: torch.device
     progress: Callable[[float, str], None] = lambda fraction, message: None
     cancel: Callable[[], bool] | None = None
