@@ -11,6 +11,7 @@ paints before torch is imported. From a notebook::
 Attacks are listed from the attack registry (``tl.list_attacks()``), so an attack registered there appears
 here as ``tl.<ClassName>`` without editing this file.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,13 +24,30 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it (imported on first access)
 _LAZY = {
-    "Attack": "attacks.base", "AttackResult": "attacks.base", "make_attack": "attacks.registry",
-    "list_attacks": "attacks.registry", "attack_settings": "attacks.settings", "step_size_for": "attacks.pgd",
-    "EnsemblePGD": "attacks.ensemble_pgd", "MajorityVote": "ensemble", "select_ensembles": "ensemble",
-    "robustness_sweep": "robustness", "robustness_ratios": "robustness", "Zoo": "zoo", "load_dataset": "data",
-    "list_datasets": "data", "run_transfer": "transfer", "TransferResult": "transfer", "fit_tm": "curve",
-    "decision_boundary": "boundary", "with_preprocessing": "nn.wrap", "list_models": "discovery",
-    "list_architectures": "discovery", "list_presets": "discovery", "Store": "store", "MemoryStore": "store",
+    "Attack": "attacks.base",
+    "AttackResult": "attacks.base",
+    "make_attack": "attacks.registry",
+    "list_attacks": "attacks.registry",
+    "attack_settings": "attacks.settings",
+    "step_size_for": "attacks.pgd",
+    "EnsemblePGD": "attacks.ensemble_pgd",
+    "MajorityVote": "ensemble",
+    "select_ensembles": "ensemble",
+    "robustness_sweep": "robustness",
+    "robustness_ratios": "robustness",
+    "Zoo": "zoo",
+    "load_dataset": "data",
+    "list_datasets": "data",
+    "run_transfer": "transfer",
+    "TransferResult": "transfer",
+    "fit_tm": "curve",
+    "decision_boundary": "boundary",
+    "with_preprocessing": "nn.wrap",
+    "list_models": "discovery",
+    "list_architectures": "discovery",
+    "list_presets": "discovery",
+    "Store": "store",
+    "MemoryStore": "store",
 }
 
 

@@ -7,6 +7,7 @@ Each submit checks its input first (one TrendError sentence, before anything run
 ``job.meta["command"]`` and returns the Job; the result is plain data (dicts of DataFrames, tensors, numbers)
 so the results store keeps it and a later session gets it back at once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,8 +75,9 @@ def check_members(zoo: Zoo, names: Sequence[str], minimum: int = 1, what: str = 
     names = list(dict.fromkeys(str(n) for n in names))
     if len(names) < minimum:
         if minimum == 2 and what == "ensemble member":
-            raise TrendError(f"An ensemble needs at least two members; {'only one was' if names else 'none was'} "
-                             "chosen.")
+            raise TrendError(
+                f"An ensemble needs at least two members; {'only one was' if names else 'none was'} chosen."
+            )
         count = {1: "one", 2: "two"}.get(minimum, str(minimum))
         raise TrendError(f"Pick at least {count} {what}{'s' if minimum > 1 else ''}.")
     missing = [n for n in names if not zoo.has(n)]
@@ -112,14 +114,32 @@ def test_images(dataset: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     return load_dataset(dataset).tensors("test", limit)
 
 
-def _submit(zoo: Zoo, key_parts: Sequence[Any], run: Callable[[Job], Any], *, title: str, kind: str, device,
-            store, meta: dict, manager: JobManager | None, models: Sequence[str]) -> Job:
+def _submit(
+    zoo: Zoo,
+    key_parts: Sequence[Any],
+    run: Callable[[Job], Any],
+    *,
+    title: str,
+    kind: str,
+    device,
+    store,
+    meta: dict,
+    manager: JobManager | None,
+    models: Sequence[str],
+) -> Job:
     """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content."""
     home = home_of(zoo)
     key = content_key(VERSION, kind, home, *key_parts)
     return (manager or get_manager()).submit(
-        key, run, title=title, kind=kind, device=device_lane(device), store=store, log_dir=Path(zoo.root) / "logs",
-        meta={**meta, "home": home, "dataset": dataset_of(models)})
+        key,
+        run,
+        title=title,
+        kind=kind,
+        device=device_lane(device),
+        store=store,
+        log_dir=Path(zoo.root) / "logs",
+        meta={**meta, "home": home, "dataset": dataset_of(models)},
+    )
 
 
 def _check_limit(limit: int | None) -> int | None:
@@ -127,9 +147,17 @@ def _check_limit(limit: int | None) -> int | None:
 
 
 # ----------------------------------------------------------------------------- decision boundary
-def submit_boundary(zoo: Zoo, store: AnyStore, models: Sequence[str], index: int, span: float | None = None,
-                    resolution: int = 41, seed: int = 0, device: str = "auto",
-                    manager: JobManager | None = None) -> Job:
+def submit_boundary(
+    zoo: Zoo,
+    store: AnyStore,
+    models: Sequence[str],
+    index: int,
+    span: float | None = None,
+    resolution: int = 41,
+    seed: int = 0,
+    device: str = "auto",
+    manager: JobManager | None = None,
+) -> Job:
     """Class maps of one or two models on a grid around test image ``index`` (x = the first model's gradient).
 
     Result: x_offsets, y_offsets (lists), names, classes (name -> (R, R) int tensor), distances (DataFrame:
@@ -152,21 +180,48 @@ def submit_boundary(zoo: Zoo, store: AnyStore, models: Sequence[str], index: int
         job.progress(0.5, f"classifying a {resolution} x {resolution} grid")
         sl = decision_boundary(members, x[index], int(y[index]), span=span, resolution=resolution, seed=seed)
         distances = sl.distance_frame().reset_index()
-        return {"x_offsets": [float(v) for v in sl.x_offsets], "y_offsets": [float(v) for v in sl.y_offsets],
-                "names": sl.names, "classes": {n: torch.from_numpy(sl.classes[n].astype("int64")) for n in sl.names},
-                "distances": distances, "label": int(sl.label), "reference": sl.reference, "index": index}
+        return {
+            "x_offsets": [float(v) for v in sl.x_offsets],
+            "y_offsets": [float(v) for v in sl.y_offsets],
+            "names": sl.names,
+            "classes": {n: torch.from_numpy(sl.classes[n].astype("int64")) for n in sl.names},
+            "distances": distances,
+            "label": int(sl.label),
+            "reference": sl.reference,
+            "index": index,
+        }
 
-    return _submit(zoo, [model_identity(zoo, names), index, span, resolution, seed], run,
-                   title=f"Decision boundary of image {index}", kind="boundary", device=dev, store=store,
-                   meta={"models": names, "index": index,
-                         "command": commands.boundary_command(names, index, span, resolution, seed, zoo.root, device)},
-                   manager=manager, models=names)
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), index, span, resolution, seed],
+        run,
+        title=f"Decision boundary of image {index}",
+        kind="boundary",
+        device=dev,
+        store=store,
+        meta={
+            "models": names,
+            "index": index,
+            "command": commands.boundary_command(names, index, span, resolution, seed, zoo.root, device),
+        },
+        manager=manager,
+        models=names,
+    )
 
 
 # ----------------------------------------------------------------------------- ensemble attacks
-def submit_ensemble_sweep(zoo: Zoo, store: AnyStore, members: Sequence[str], epsilons: Sequence[float], steps: int = 20,
-                          limit: int | None = 100, agreement_images: int = AGREEMENT_IMAGES, device: str = "auto",
-                          manager: JobManager | None = None, profile: str = "paper") -> Job:
+def submit_ensemble_sweep(
+    zoo: Zoo,
+    store: AnyStore,
+    members: Sequence[str],
+    epsilons: Sequence[float],
+    steps: int = 20,
+    limit: int | None = 100,
+    agreement_images: int = AGREEMENT_IMAGES,
+    device: str = "auto",
+    manager: JobManager | None = None,
+    profile: str = "paper",
+) -> Job:
     """D-AG, EMPIR, U-GD and A-GD against the majority vote of ``members`` at every eps.
 
     Result: ``sweep`` (robustness_sweep rows: rule, eps, model, clean_accuracy, accuracy, success_rate,
@@ -195,12 +250,27 @@ def submit_ensemble_sweep(zoo: Zoo, store: AnyStore, members: Sequence[str], eps
         for rule in RULE_NAMES:
             for eps in eps_list:
                 work.start(f"{rule_title(rule)} at eps {eps:g}: attacking the ensemble")
-                sweeps.append(robustness_sweep(ensemble, [eps], rules=[rule], limit=limit, steps=steps,
-                                               step_size=step_size, members_alone=False, store=store, device=dev,
-                                               profile=profile))
+                sweeps.append(
+                    robustness_sweep(
+                        ensemble,
+                        [eps],
+                        rules=[rule],
+                        limit=limit,
+                        steps=steps,
+                        step_size=step_size,
+                        members_alone=False,
+                        store=store,
+                        device=dev,
+                        profile=profile,
+                    )
+                )
                 work.done(n_eval, f"{rule_title(rule)} at eps {eps:g}: gradient agreement")
-                trace = agreement_trace(EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
-                                        ensemble, x.to(dev), y.to(dev))
+                trace = agreement_trace(
+                    EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
+                    ensemble,
+                    x.to(dev),
+                    y.to(dev),
+                )
                 mean = trace.groupby("member", sort=False, as_index=False)["agreement"].mean()
                 frames.append(mean.assign(rule=rule, eps=eps))
                 work.done(len(x))
@@ -208,12 +278,23 @@ def submit_ensemble_sweep(zoo: Zoo, store: AnyStore, members: Sequence[str], eps
         agreement = pd.concat(frames, ignore_index=True)[["rule", "eps", "member", "agreement"]]
         return {"sweep": sweep, "agreement": agreement}
 
-    return _submit(zoo, [model_identity(zoo, names), eps_list, steps, limit, agreement_images, profile], run,
-                   title=f"Ensemble attacks on {len(names)} members ({len(eps_list)} eps)", kind="ensemble-sweep",
-                   device=dev, store=store, manager=manager, models=names,
-                   meta={"members": names, "command": commands.ensemble_attack_command(
-                       names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device,
-                       profile=profile)})
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), eps_list, steps, limit, agreement_images, profile],
+        run,
+        title=f"Ensemble attacks on {len(names)} members ({len(eps_list)} eps)",
+        kind="ensemble-sweep",
+        device=dev,
+        store=store,
+        manager=manager,
+        models=names,
+        meta={
+            "members": names,
+            "command": commands.ensemble_attack_command(
+                names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device, profile=profile
+            ),
+        },
+    )
 
 
 def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str = "auto") -> GradientViews:
@@ -229,9 +310,17 @@ def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str 
 
 
 # ----------------------------------------------------------------------------- TREND ensembles
-def submit_trend_evaluation(zoo: Zoo, store: AnyStore, members: Sequence[str], eps: float, steps: int = 20,
-                            limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
-                            profile: str = "paper") -> Job:
+def submit_trend_evaluation(
+    zoo: Zoo,
+    store: AnyStore,
+    members: Sequence[str],
+    eps: float,
+    steps: int = 20,
+    limit: int | None = 100,
+    device: str = "auto",
+    manager: JobManager | None = None,
+    profile: str = "paper",
+) -> Job:
     """A-GD at ``eps`` against the ensemble and against each member alone ("x times more robust").
 
     Result: ``sweep`` (robustness_sweep rows for rule agd) and ``ratios`` (robustness_ratios).
@@ -259,22 +348,59 @@ def submit_trend_evaluation(zoo: Zoo, store: AnyStore, members: Sequence[str], e
                 work.start(message)
             running.append(next(weights, 1))
 
-        sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
-                                 step_size=step_size_for(eps, steps), cache=store, device=dev, progress=tick,
-                                 profile=profile)
+        sweep = robustness_sweep(
+            ensemble,
+            [eps],
+            rules=["agd"],
+            limit=limit,
+            steps=steps,
+            step_size=step_size_for(eps, steps),
+            cache=store,
+            device=dev,
+            progress=tick,
+            profile=profile,
+        )
         return {"sweep": sweep, "ratios": robustness_ratios(sweep)}
 
-    return _submit(zoo, [model_identity(zoo, names), eps, steps, limit, profile], run,
-                   title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble", kind="trend-eval", device=dev,
-                   store=store, manager=manager, models=names,
-                   meta={"members": names, "command": commands.ensemble_attack_command(
-                       names, [eps], ["agd"], steps, step_size_for(eps, steps), limit, members_alone=True,
-                       home=zoo.root, device=device, profile=profile)})
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), eps, steps, limit, profile],
+        run,
+        title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble",
+        kind="trend-eval",
+        device=dev,
+        store=store,
+        manager=manager,
+        models=names,
+        meta={
+            "members": names,
+            "command": commands.ensemble_attack_command(
+                names,
+                [eps],
+                ["agd"],
+                steps,
+                step_size_for(eps, steps),
+                limit,
+                members_alone=True,
+                home=zoo.root,
+                device=device,
+                profile=profile,
+            ),
+        },
+    )
 
 
-def submit_trend_growth(zoo: Zoo, store: AnyStore, ensembles: Sequence[Sequence[str]], eps: float, steps: int = 20,
-                        limit: int | None = 100, device: str = "auto", manager: JobManager | None = None,
-                        profile: str = "paper") -> Job:
+def submit_trend_growth(
+    zoo: Zoo,
+    store: AnyStore,
+    ensembles: Sequence[Sequence[str]],
+    eps: float,
+    steps: int = 20,
+    limit: int | None = 100,
+    device: str = "auto",
+    manager: JobManager | None = None,
+    profile: str = "paper",
+) -> Job:
     """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
     of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
 
@@ -298,30 +424,70 @@ def submit_trend_growth(zoo: Zoo, store: AnyStore, ensembles: Sequence[Sequence[
         work = WorkMeter(job.progress, sum(len(members) for members in sets))  # an attack costs one gradient a member
         for members in sets:
             work.start(f"A-GD on {' + '.join(labels[n] for n in members)}")
-            ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members],
-                                    profile=profile)
-            sweep = robustness_sweep(ensemble, [eps], rules=["agd"], limit=limit, steps=steps,
-                                     step_size=step_size_for(eps, steps), members_alone=False, cache=store,
-                                     device=dev, profile=profile)
+            ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members], profile=profile)
+            sweep = robustness_sweep(
+                ensemble,
+                [eps],
+                rules=["agd"],
+                limit=limit,
+                steps=steps,
+                step_size=step_size_for(eps, steps),
+                members_alone=False,
+                cache=store,
+                device=dev,
+                profile=profile,
+            )
             row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-            rows.append({"size": len(members), "members": " + ".join(labels[n] for n in members),
-                         "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
-                         "eps": eps})
+            rows.append(
+                {
+                    "size": len(members),
+                    "members": " + ".join(labels[n] for n in members),
+                    "clean_accuracy": float(row["clean_accuracy"]),
+                    "accuracy": float(row["accuracy"]),
+                    "eps": eps,
+                }
+            )
             work.done(len(members))
         return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy", "eps"])
 
-    return _submit(zoo, [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile], run,
-                   title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles", kind="trend-growth", device=dev,
-                   store=store, manager=manager,
-                   meta={"ensembles": [list(s) for s in sets], "command": "\n".join(
-                       commands.ensemble_attack_command(s, [eps], ["agd"], steps, step_size_for(eps, steps), limit,
-                                                        home=zoo.root, device=device, profile=profile)
-                       for s in sets)},
-                   models=[name for s in sets for name in s])
+    return _submit(
+        zoo,
+        [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile],
+        run,
+        title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles",
+        kind="trend-growth",
+        device=dev,
+        store=store,
+        manager=manager,
+        meta={
+            "ensembles": [list(s) for s in sets],
+            "command": "\n".join(
+                commands.ensemble_attack_command(
+                    s,
+                    [eps],
+                    ["agd"],
+                    steps,
+                    step_size_for(eps, steps),
+                    limit,
+                    home=zoo.root,
+                    device=device,
+                    profile=profile,
+                )
+                for s in sets
+            ),
+        },
+        models=[name for s in sets for name in s],
+    )
 
 
-def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, require: Sequence[str] = (),
-                      min_acc: float | None = None, accuracies: dict[str, float] | None = None) -> list[list[str]]:
+def growing_ensembles(
+    tm_matrix: pd.DataFrame,
+    max_size: int,
+    start: str,
+    require: Sequence[str] = (),
+    min_acc: float | None = None,
+    accuracies: dict[str, float] | None = None,
+) -> list[list[str]]:
     """``[start]``, then the best TREND set of every size 2..``max_size`` that contains ``start`` and ``require``
     (labels as in ``tm_matrix``)."""
     required = list(dict.fromkeys([start, *require]))
@@ -333,9 +499,19 @@ def growing_ensembles(tm_matrix: pd.DataFrame, max_size: int, start: str, requir
 
 
 # ----------------------------------------------------------------------------- TM(eps)
-def submit_tm_fit(zoo: Zoo, store: AnyStore, source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float] = (),
-                  steps: int = 20, limit: int | None = 200, device: str = "auto",
-                  manager: JobManager | None = None, profile: str = "paper") -> Job:
+def submit_tm_fit(
+    zoo: Zoo,
+    store: AnyStore,
+    source: str,
+    target: str,
+    fit_eps: Sequence[float],
+    eval_eps: Sequence[float] = (),
+    steps: int = 20,
+    limit: int | None = 200,
+    device: str = "auto",
+    manager: JobManager | None = None,
+    profile: str = "paper",
+) -> Job:
     """Fit TM(eps) of ``source`` -> ``target`` under PGD from ``fit_eps`` and compare with ``eval_eps``.
 
     Result: source, target, attack, params (a_st, b_st, a_ss, b_ss), fit_eps, measured (eps, f_st, f_ss, tm,
@@ -368,34 +544,88 @@ def submit_tm_fit(zoo: Zoo, store: AnyStore, source: str, target: str, fit_eps: 
             measure_tm(src, tgt, [eps], attack, None, limit, cache, dev, profile=profile)
             work.done(1)
         work.start(f"fitting f_st and f_ss to {len(fit_list)} points")
-        result = fit_tm(src, tgt, fit_list, eval_list, attack=attack, limit=limit, cache=cache, device=dev,
-                        profile=profile)
+        result = fit_tm(
+            src, tgt, fit_list, eval_list, attack=attack, limit=limit, cache=cache, device=dev, profile=profile
+        )
         measured = result.measured.copy()
         measured["tm_fit"] = result.curve.tm(measured["eps"].to_numpy(float))
-        errors = pd.DataFrame([
-            {"quantity": "TM (every measured eps)", "points": int(measured["tm"].notna().sum()),
-             "rmse": result.rmse, "max_abs_error": result.max_abs_error},
-            *({"quantity": f"{col} (fit points, images)", "points": len(fit_list), "rmse": fit.rmse,
-               "max_abs_error": float(np.abs(fit(measured.loc[measured["used_in_fit"], "eps"])
-                                             - measured.loc[measured["used_in_fit"], col]).max())}
-              for col, fit in (("f_st", result.curve.st), ("f_ss", result.curve.ss))),
-        ])
-        return {"source": result.source, "target": result.target, "attack": result.attack,
-                "params": result.curve.params(), "fit_eps": list(result.curve.fit_eps), "measured": measured,
-                "curve": result.predictions(points=80), "rmse": errors, "warnings": list(result.warnings)}
+        errors = pd.DataFrame(
+            [
+                {
+                    "quantity": "TM (every measured eps)",
+                    "points": int(measured["tm"].notna().sum()),
+                    "rmse": result.rmse,
+                    "max_abs_error": result.max_abs_error,
+                },
+                *(
+                    {
+                        "quantity": f"{col} (fit points, images)",
+                        "points": len(fit_list),
+                        "rmse": fit.rmse,
+                        "max_abs_error": float(
+                            np.abs(
+                                fit(measured.loc[measured["used_in_fit"], "eps"])
+                                - measured.loc[measured["used_in_fit"], col]
+                            ).max()
+                        ),
+                    }
+                    for col, fit in (("f_st", result.curve.st), ("f_ss", result.curve.ss))
+                ),
+            ]
+        )
+        return {
+            "source": result.source,
+            "target": result.target,
+            "attack": result.attack,
+            "params": result.curve.params(),
+            "fit_eps": list(result.curve.fit_eps),
+            "measured": measured,
+            "curve": result.predictions(points=80),
+            "rmse": errors,
+            "warnings": list(result.warnings),
+        }
 
-    return _submit(zoo, [model_identity(zoo, names), fit_list, eval_list, steps, limit, profile], run,
-                   title=f"TM(eps) fit over {len(set(fit_list) | set(eval_list))} eps", kind="tm-fit", device=dev,
-                   store=store, manager=manager, models=names,
-                   meta={"source": names[0], "target": names[1], "command": commands.fit_tm_command(
-                       names[0], names[1], fit_list, eval_list, steps, step_size_for(top, steps), limit,
-                       home=zoo.root, device=device, profile=profile)})
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), fit_list, eval_list, steps, limit, profile],
+        run,
+        title=f"TM(eps) fit over {len(set(fit_list) | set(eval_list))} eps",
+        kind="tm-fit",
+        device=dev,
+        store=store,
+        manager=manager,
+        models=names,
+        meta={
+            "source": names[0],
+            "target": names[1],
+            "command": commands.fit_tm_command(
+                names[0],
+                names[1],
+                fit_list,
+                eval_list,
+                steps,
+                step_size_for(top, steps),
+                limit,
+                home=zoo.root,
+                device=device,
+                profile=profile,
+            ),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- robustness audit
-def submit_audit(zoo, store, names: Sequence[str], epsilons: Sequence[float], ensemble: bool,
-                 level: str = "quick", limit: int | None = 100, device: str = "auto",
-                 manager: JobManager | None = None) -> Job:
+def submit_audit(
+    zoo,
+    store,
+    names: Sequence[str],
+    epsilons: Sequence[float],
+    ensemble: bool,
+    level: str = "quick",
+    limit: int | None = 100,
+    device: str = "auto",
+    manager: JobManager | None = None,
+) -> Job:
     """Run ``run_audit`` on one model or the majority vote of ``names`` as a job (see trend_core.audit)."""
     from .audit import LEVELS  # (the audit's attacks load only when an audit is asked for)
 
@@ -411,24 +641,61 @@ def submit_audit(zoo, store, names: Sequence[str], epsilons: Sequence[float], en
     def run(job: Job) -> dict:
         from .audit import run_audit
 
-        report = run_audit(zoo, names, ensemble=ensemble, epsilons=eps_list, level=level, limit=limit,
-                           device=str(dev), store=store, progress=lambda f, m: job.progress(f, m))
-        return {"robust": report.robust, "worst_case": report.worst_case,
-                "flags": [{"name": f.name, "fired": f.fired, "sentence": f.sentence} for f in report.flags],
-                "meta": {"models": report.models, "ensemble": report.ensemble, "level": report.level,
-                         "n_images": report.n_images, "clean_accuracy": report.clean_accuracy,
-                         "notes": list(report.notes)}}
+        report = run_audit(
+            zoo,
+            names,
+            ensemble=ensemble,
+            epsilons=eps_list,
+            level=level,
+            limit=limit,
+            device=str(dev),
+            store=store,
+            progress=lambda f, m: job.progress(f, m),
+        )
+        return {
+            "robust": report.robust,
+            "worst_case": report.worst_case,
+            "flags": [{"name": f.name, "fired": f.fired, "sentence": f.sentence} for f in report.flags],
+            "meta": {
+                "models": report.models,
+                "ensemble": report.ensemble,
+                "level": report.level,
+                "n_images": report.n_images,
+                "clean_accuracy": report.clean_accuracy,
+                "notes": list(report.notes),
+            },
+        }
 
     what = f"the vote of {len(names)} models" if ensemble else "one model"
-    return _submit(zoo, [model_identity(zoo, names), eps_list, bool(ensemble), level, limit], run,
-                   title=f"Audit ({level}) of {what} at eps {', '.join(f'{e:g}' for e in eps_list)}", kind="audit",
-                   device=dev, store=store, manager=manager, models=names,
-                   meta={"models": names, "ensemble": bool(ensemble), "command": commands.audit_command(
-                       names, eps_list, bool(ensemble), level, limit, home=zoo.root, device=device)})
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), eps_list, bool(ensemble), level, limit],
+        run,
+        title=f"Audit ({level}) of {what} at eps {', '.join(f'{e:g}' for e in eps_list)}",
+        kind="audit",
+        device=dev,
+        store=store,
+        manager=manager,
+        models=names,
+        meta={
+            "models": names,
+            "ensemble": bool(ensemble),
+            "command": commands.audit_command(
+                names, eps_list, bool(ensemble), level, limit, home=zoo.root, device=device
+            ),
+        },
+    )
 
 
-def submit_trend_audit(zoo, store, members: Sequence[str], eps: float, limit: int | None = 100,
-                       device: str = "auto", manager: JobManager | None = None) -> Job:
+def submit_trend_audit(
+    zoo,
+    store,
+    members: Sequence[str],
+    eps: float,
+    limit: int | None = 100,
+    device: str = "auto",
+    manager: JobManager | None = None,
+) -> Job:
     """The quick audit of a TREND ensemble and of each member alone at ``eps`` (the TREND builder's check).
 
     Result: ``summary`` (model, eps, clean_accuracy, agd_accuracy, worst_case_accuracy, flags) and ``flags``
@@ -442,17 +709,36 @@ def submit_trend_audit(zoo, store, members: Sequence[str], eps: float, limit: in
     def run(job: Job) -> dict:
         from .audit import audit_ensemble_and_members
 
-        summary, flags = audit_ensemble_and_members(zoo, names, eps, limit=limit, device=str(dev), store=store,
-                                                    progress=lambda f, m: job.progress(f, m))
-        return {"summary": summary, "flags": [{"model": model, "name": f.name, "fired": f.fired,
-                                               "sentence": f.sentence} for model, fs in flags.items() for f in fs]}
+        summary, flags = audit_ensemble_and_members(
+            zoo, names, eps, limit=limit, device=str(dev), store=store, progress=lambda f, m: job.progress(f, m)
+        )
+        return {
+            "summary": summary,
+            "flags": [
+                {"model": model, "name": f.name, "fired": f.fired, "sentence": f.sentence}
+                for model, fs in flags.items()
+                for f in fs
+            ],
+        }
 
-    return _submit(zoo, [model_identity(zoo, names), eps, limit], run,
-                   title=f"Audit of a {len(names)}-member ensemble and its members at eps {eps:g}",
-                   kind="trend-audit", device=dev, store=store, manager=manager, models=names,
-                   meta={"members": names, "command": "\n".join(
-                       commands.audit_command(ms, [eps], len(ms) > 1, "quick", limit, home=zoo.root, device=device)
-                       for ms in [names, *([n] for n in names)])})
+    return _submit(
+        zoo,
+        [model_identity(zoo, names), eps, limit],
+        run,
+        title=f"Audit of a {len(names)}-member ensemble and its members at eps {eps:g}",
+        kind="trend-audit",
+        device=dev,
+        store=store,
+        manager=manager,
+        models=names,
+        meta={
+            "members": names,
+            "command": "\n".join(
+                commands.audit_command(ms, [eps], len(ms) > 1, "quick", limit, home=zoo.root, device=device)
+                for ms in [names, *([n] for n in names)]
+            ),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -477,7 +763,9 @@ def training_key(zoo: Zoo, specs: Sequence[ModelSpec]) -> str:
     return "train-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", manager: JobManager | None = None) -> Job:
+def submit_training(
+    zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", manager: JobManager | None = None
+) -> Job:
     """Train the missing ``specs`` into ``zoo`` as one heavy job on the resolved device (progress per epoch).
 
     The job's result is the list of the models' metadata; it is done at once when the zoo has them all.
@@ -495,10 +783,13 @@ def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", 
         for i, (spec, weight) in enumerate(zip(specs, weights)):
             job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")
             if weight:
+
                 def on_epoch(report, i=i, spec=spec, before=before, weight=weight) -> None:
-                    job.progress((before + weight * report.epoch / report.epochs) / total,
-                                 f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
-                                 f"validation accuracy {report.val_acc:.1%}")
+                    job.progress(
+                        (before + weight * report.epoch / report.epochs) / total,
+                        f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
+                        f"validation accuracy {report.val_acc:.1%}",
+                    )
 
                 zoo.get_or_train(spec, device=str(dev), progress=on_epoch, cancel=job.cancel_requested)
             before += weight
@@ -506,11 +797,19 @@ def submit_training(zoo: Zoo, specs: Sequence[ModelSpec], device: str = "auto", 
 
     title = f"Training {n} model{'s' if n > 1 else ''}"
     return (manager or get_manager()).submit(
-        training_key(zoo, specs), run, title=title, kind="train", device=device_lane(dev),
-        store=_ZooHasAll(zoo, specs), log_dir=Path(zoo.root) / "logs",
-        meta={"home": home_of(zoo), "dataset": dataset_of([spec.name for spec in specs]),
-              "command": commands.train_command([spec.name for spec in specs], zoo.root,
-                                                device)})
+        training_key(zoo, specs),
+        run,
+        title=title,
+        kind="train",
+        device=device_lane(dev),
+        store=_ZooHasAll(zoo, specs),
+        log_dir=Path(zoo.root) / "logs",
+        meta={
+            "home": home_of(zoo),
+            "dataset": dataset_of([spec.name for spec in specs]),
+            "command": commands.train_command([spec.name for spec in specs], zoo.root, device),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- transfer runs
@@ -534,16 +833,32 @@ class _CodecStore:
 
 def transfer_summary(result: TransferResult) -> dict:
     """What the store keeps of a TransferResult: everything but the per-image details."""
-    return {"pairs": result.pairs, "sources": list(result.sources), "targets": list(result.targets),
-            "attack": result.attack, "eps": result.eps, "split": result.split, "n_images": int(result.n_images),
-            "specs": dict(result.specs), "warnings": list(result.warnings)}
+    return {
+        "pairs": result.pairs,
+        "sources": list(result.sources),
+        "targets": list(result.targets),
+        "attack": result.attack,
+        "eps": result.eps,
+        "split": result.split,
+        "n_images": int(result.n_images),
+        "specs": dict(result.specs),
+        "warnings": list(result.warnings),
+    }
 
 
 def transfer_from_summary(summary: dict) -> TransferResult:
     """A TransferResult rebuilt from ``transfer_summary`` (no per-image details: examples need a rerun)."""
-    return TransferResult(summary["pairs"], list(summary["sources"]), list(summary["targets"]), summary["attack"],
-                          summary["eps"], summary["split"], summary["n_images"], dict(summary["specs"]),
-                          list(summary["warnings"]))
+    return TransferResult(
+        summary["pairs"],
+        list(summary["sources"]),
+        list(summary["targets"]),
+        summary["attack"],
+        summary["eps"],
+        summary["split"],
+        summary["n_images"],
+        dict(summary["specs"]),
+        list(summary["warnings"]),
+    )
 
 
 TRANSFER_INDEX_VERSION = "transfer-index/v1"
@@ -576,17 +891,37 @@ def stored_transfer_runs(zoo: Zoo, store: AnyStore, manager: JobManager | None =
             job.meta.setdefault("dataset", dataset_of(job.meta["request"].get("sources", [])))
             if job.meta["request"] and job.meta["dataset"]:
                 request = job.meta["request"]
-                job.meta.setdefault("command", commands.transfer_command(
-                    request["sources"], request["targets"], request["attack"], request.get("params") or {},
-                    job.meta["dataset"], request.get("limit"), request.get("split", "test"), zoo.root))
+                job.meta.setdefault(
+                    "command",
+                    commands.transfer_command(
+                        request["sources"],
+                        request["targets"],
+                        request["attack"],
+                        request.get("params") or {},
+                        job.meta["dataset"],
+                        request.get("limit"),
+                        request.get("split", "test"),
+                        zoo.root,
+                    ),
+                )
             found.append(job)
     return found
 
 
-def submit_transfer(zoo: Zoo, store: AnyStore, sources: list[str], targets: list[str], attack: str,
-                    params: dict | None = None, limit: int | None = None, split: str = "test",
-                    device: str = "auto", live: bool = False, manager: JobManager | None = None,
-                    profile: str = "paper") -> Job:
+def submit_transfer(
+    zoo: Zoo,
+    store: AnyStore,
+    sources: list[str],
+    targets: list[str],
+    attack: str,
+    params: dict | None = None,
+    limit: int | None = None,
+    split: str = "test",
+    device: str = "auto",
+    live: bool = False,
+    manager: JobManager | None = None,
+    profile: str = "paper",
+) -> Job:
     """A transfer run of zoo models (by canonical name) as a heavy job; the attack is checked first.
 
     The finished TransferResult is summarized into ``store``, so a new session gets the matrix at once;
@@ -608,9 +943,18 @@ def submit_transfer(zoo: Zoo, store: AnyStore, sources: list[str], targets: list
     attack_obj = make_attack(attack, **params, **extra)
     dev = resolve_device(device)
     identity = model_identity(zoo, names)
-    key = content_key(TRANSFER_JOB_VERSION, home_of(zoo), identity, list(sources), list(targets),
-                      attack_identity(attack_obj), attack_obj.eps, limit, split,
-                      *([] if profile == "paper" else [profile]))
+    key = content_key(
+        TRANSFER_JOB_VERSION,
+        home_of(zoo),
+        identity,
+        list(sources),
+        list(targets),
+        attack_identity(attack_obj),
+        attack_obj.eps,
+        limit,
+        split,
+        *([] if profile == "paper" else [profile]),
+    )
 
     def run(job: Job):
         models = []
@@ -622,24 +966,48 @@ def submit_transfer(zoo: Zoo, store: AnyStore, sources: list[str], targets: list
             origin = " (cached)" if step.from_cache else ""
             job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
 
-        result = run_transfer(models, attack_obj, split=split, limit=limit, cache=cast(Cache, store), progress=on_step,
-                              device=dev, sources=list(sources), targets=list(targets), cancel=job.cancel_requested,
-                              profile=profile)
+        result = run_transfer(
+            models,
+            attack_obj,
+            split=split,
+            limit=limit,
+            cache=cast(Cache, store),
+            progress=on_step,
+            device=dev,
+            sources=list(sources),
+            targets=list(targets),
+            cancel=job.cancel_requested,
+            profile=profile,
+        )
         if not live:
             _record_transfer_run(zoo, store, key, request)
         return result
 
-    request = dict(sources=list(sources), targets=list(targets), attack=attack, params=dict(params),
-                   limit=limit, split=split, profile=profile)
-    command = commands.transfer_command(sources, targets, attack, params, dataset, limit, split, zoo.root, device,
-                                        profile)
+    request = dict(
+        sources=list(sources),
+        targets=list(targets),
+        attack=attack,
+        params=dict(params),
+        limit=limit,
+        split=split,
+        profile=profile,
+    )
+    command = commands.transfer_command(
+        sources, targets, attack, params, dataset, limit, split, zoo.root, device, profile
+    )
     n = len(sources)
     title = f"{attack_obj.name.upper()} transfer run ({n} source{'s' if n > 1 else ''} x {len(targets)} targets)"
     result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
     return (manager or get_manager()).submit(
-        key + (":live" if live else ""), run, title=title, kind="transfer-live" if live else "transfer",
-        device=device_lane(dev), store=result_store, log_dir=Path(zoo.root) / "logs",
-        meta={"request": request, "home": home_of(zoo), "dataset": dataset_of(sources), "command": command})
+        key + (":live" if live else ""),
+        run,
+        title=title,
+        kind="transfer-live" if live else "transfer",
+        device=device_lane(dev),
+        store=result_store,
+        log_dir=Path(zoo.root) / "logs",
+        meta={"request": request, "home": home_of(zoo), "dataset": dataset_of(sources), "command": command},
+    )
 
 
 def belongs_to(job: Job, home: str, dataset: str, strict: bool = False) -> bool:
@@ -656,11 +1024,17 @@ def finished_transfer_runs(zoo: Zoo, store: AnyStore, dataset: str, manager: Job
     recalled), then those only the store's index still knows (after a server restart)."""
     manager = manager or get_manager()
     home = home_of(zoo)
-    live = [job for job in manager.jobs(kind="transfer")
-            if job.status is JobStatus.DONE and belongs_to(job, home, dataset, strict=True)]
+    live = [
+        job
+        for job in manager.jobs(kind="transfer")
+        if job.status is JobStatus.DONE and belongs_to(job, home, dataset, strict=True)
+    ]
     known = {job.key for job in live}
-    return live + [job for job in stored_transfer_runs(zoo, store, manager)
-                   if job.key not in known and belongs_to(job, home, dataset)]
+    return live + [
+        job
+        for job in stored_transfer_runs(zoo, store, manager)
+        if job.key not in known and belongs_to(job, home, dataset)
+    ]
 
 
 def zoo_accuracies(zoo: Zoo, result: TransferResult) -> dict[str, float]:

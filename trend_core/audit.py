@@ -10,6 +10,7 @@ from surrogate zoo models outside the audited set (and from a vote of them). San
 numbers, say when the figures should not be trusted (``audit_flags``). Every attack's result is kept in the
 results store, so a rerun is a lookup and an interrupted audit resumes at the first attack not yet done.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -79,14 +80,20 @@ class AuditReport:
 
     def to_dict(self) -> dict:
         """Everything above as JSON-ready data (NaN -> None)."""
-        return _json_safe({
-            "models": self.models, "ensemble": self.ensemble, "level": self.level, "epsilons": self.epsilons,
-            "n_images": self.n_images, "clean_accuracy": self.clean_accuracy,
-            "robust": self.robust.to_dict(orient="records"),
-            "worst_case": self.worst_case.to_dict(orient="records"),
-            "flags": [{"name": f.name, "fired": f.fired, "sentence": f.sentence} for f in self.flags],
-            "notes": self.notes,
-        })
+        return _json_safe(
+            {
+                "models": self.models,
+                "ensemble": self.ensemble,
+                "level": self.level,
+                "epsilons": self.epsilons,
+                "n_images": self.n_images,
+                "clean_accuracy": self.clean_accuracy,
+                "robust": self.robust.to_dict(orient="records"),
+                "worst_case": self.worst_case.to_dict(orient="records"),
+                "flags": [{"name": f.name, "fired": f.fired, "sentence": f.sentence} for f in self.flags],
+                "notes": self.notes,
+            }
+        )
 
 
 @dataclass
@@ -102,8 +109,14 @@ class BatteryAttack:
 
 
 # ----------------------------------------------------------------------------- the battery
-def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surrogates: Sequence[nn.Module] = (),
-                 surrogate_names: Sequence[str] = (), seed: int = 0) -> list[BatteryAttack]:
+def battery_plan(
+    target: nn.Module,
+    epsilons: Sequence[float],
+    level: str,
+    surrogates: Sequence[nn.Module] = (),
+    surrogate_names: Sequence[str] = (),
+    seed: int = 0,
+) -> list[BatteryAttack]:
     """The attacks an audit runs on ``target`` (a model or a MajorityVote) at ``epsilons``, plus APGD-CE (each
     backward pass) and Square at SANITY_EPS with a quarter of the budget. ``quick``: APGD 100 steps and 1 restart
     (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
@@ -127,9 +140,15 @@ def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surro
     def apgd(loss: str, n: int, r: int) -> APGD:
         return APGD(top, steps=n, restarts=r, loss=loss, eot_draws=draws, seed=seed)
 
-    plan = [BatteryAttack("A-GD", "baseline", EnsemblePGD("agd", top, steps=AGD_STEPS,
-                                                          step_size=step_size_for(top, AGD_STEPS), seed=seed),
-                          target if is_vote else MajorityVote([target], seed), eps)]
+    plan = [
+        BatteryAttack(
+            "A-GD",
+            "baseline",
+            EnsemblePGD("agd", top, steps=AGD_STEPS, step_size=step_size_for(top, AGD_STEPS), seed=seed),
+            target if is_vote else MajorityVote([target], seed),
+            eps,
+        )
+    ]
     plan.append(BatteryAttack("APGD-CE", "whitebox", apgd("ce", steps, restarts), target, eps, "ce"))
     short = f"APGD-CE ({steps // 2} steps{', 1 restart' if restarts > 1 else ''})"
     plan.append(BatteryAttack(short, "whitebox", apgd("ce", steps // 2, 1), target, eps, "ce-short"))
@@ -138,8 +157,11 @@ def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surro
     for mode in ("identity", "smooth"):
         if backward_differs(target, mode):
             label = f"APGD-CE ({mode} BPDA)"
-            plan.append(BatteryAttack(label, "whitebox", apgd("ce", steps, restarts), with_backward(target, mode),
-                                      eps, f"bpda-{mode}"))
+            plan.append(
+                BatteryAttack(
+                    label, "whitebox", apgd("ce", steps, restarts), with_backward(target, mode), eps, f"bpda-{mode}"
+                )
+            )
             variants.append((label, with_backward(target, mode), f"bpda-{mode}"))
     plan.append(BatteryAttack("Square", "blackbox", Square(top, queries=queries, seed=seed), target, eps))
     if sanity:
@@ -148,21 +170,43 @@ def battery_plan(target: nn.Module, epsilons: Sequence[float], level: str, surro
         plan.append(BatteryAttack("Square", "blackbox", Square(top, queries=queries // 4, seed=seed), target, sanity))
     chosen = list(zip(surrogate_names, surrogates))
     for name, model in chosen:
-        plan.append(BatteryAttack(f"transfer from {name}", "transfer",
-                                  PGD(top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS),
-                                      seed=seed), model, eps))
+        plan.append(
+            BatteryAttack(
+                f"transfer from {name}",
+                "transfer",
+                PGD(top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS), seed=seed),
+                model,
+                eps,
+            )
+        )
     if len(chosen) >= 2:
         vote = MajorityVote([m for _, m in chosen], seed, [n for n, _ in chosen])
-        plan.append(BatteryAttack("transfer from a vote of the surrogates", "transfer",
-                                  EnsemblePGD("agd", top, steps=TRANSFER_STEPS,
-                                              step_size=step_size_for(top, TRANSFER_STEPS), seed=seed), vote, eps))
+        plan.append(
+            BatteryAttack(
+                "transfer from a vote of the surrogates",
+                "transfer",
+                EnsemblePGD("agd", top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS), seed=seed),
+                vote,
+                eps,
+            )
+        )
     return plan
 
 
 # ----------------------------------------------------------------------------- running
-def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[float], level: str = "quick",
-              dataset=None, limit: int | None = None, device: str = "auto", store=None,
-              progress: ProgressFn | None = None) -> AuditReport:
+def run_audit(
+    zoo,
+    names: Sequence[str],
+    *,
+    ensemble: bool,
+    epsilons: Sequence[float],
+    level: str = "quick",
+    dataset=None,
+    limit: int | None = None,
+    device: str = "auto",
+    store=None,
+    progress: ProgressFn | None = None,
+) -> AuditReport:
     """Audit one zoo model (``ensemble=False``) or the majority vote of several (``ensemble=True``).
 
     ``zoo``: a Zoo (or its folder); ``names``: model names in it; ``epsilons``: L-inf budgets in (0, 1];
@@ -185,8 +229,9 @@ def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[f
     if not names:
         raise TrendError("Pick a model to audit (or several with ensemble=True).")
     if not ensemble and len(names) > 1:
-        raise TrendError(f"Auditing {len(names)} models needs ensemble=True (their majority vote); "
-                         "audit one model otherwise.")
+        raise TrendError(
+            f"Auditing {len(names)} models needs ensemble=True (their majority vote); audit one model otherwise."
+        )
     specs = []
     for name in names:
         try:
@@ -224,7 +269,7 @@ def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[f
     store = store if store is not None else MemoryStore()
     surrogate_names = pick_surrogates(zoo, specs, level)
     surrogates = [zoo.load(n, dev) for n in surrogate_names]
-    surrogate_labels = model_labels(surrogates + members)[:len(surrogates)]
+    surrogate_labels = model_labels(surrogates + members)[: len(surrogates)]
     plan = battery_plan(target, eps_list, level, surrogates, surrogate_labels)
 
     data_key = content_key(VERSION, "data", x, y)
@@ -242,10 +287,17 @@ def run_audit(zoo, names: Sequence[str], *, ensemble: bool, epsilons: Sequence[f
         progress(1.0, "done")
 
     n = len(y)
-    rows = [{"attack": item.label, "eps": eps, "robust_accuracy": float(torch.minimum(scores[(item.label, eps)],
-                                                                                      clean).mean()),
-             "n_images": n, "kind": item.kind}
-            for item in plan for eps in item.epsilons]
+    rows = [
+        {
+            "attack": item.label,
+            "eps": eps,
+            "robust_accuracy": float(torch.minimum(scores[(item.label, eps)], clean).mean()),
+            "n_images": n,
+            "kind": item.kind,
+        }
+        for item in plan
+        for eps in item.epsilons
+    ]
     robust = pd.DataFrame(rows, columns=["attack", "eps", "robust_accuracy", "n_images", "kind"])
     worst_rows = []
     for eps in sorted({e for item in plan for e in item.epsilons}):
@@ -282,8 +334,9 @@ def correctness(target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return (predict(target, x) == y).float()
 
 
-def attack_scores(item: BatteryAttack, target: nn.Module, x: torch.Tensor, y: torch.Tensor, data_key: str,
-                  store) -> list[torch.Tensor]:
+def attack_scores(
+    item: BatteryAttack, target: nn.Module, x: torch.Tensor, y: torch.Tensor, data_key: str, store
+) -> list[torch.Tensor]:
     """Per eps of ``item``, the target's correctness on the images ``item`` crafted: from the store when known,
     else attacked (its images cached the way transfer runs cache theirs) and evaluated."""
     from .store import content_key, model_fingerprint
@@ -296,8 +349,9 @@ def attack_scores(item: BatteryAttack, target: nn.Module, x: torch.Tensor, y: to
     missing = [i for i, v in enumerate(found) if v is None]
     if missing:
         eps_missing = [item.epsilons[i] for i in missing]
-        entries, _ = attack_cached(item.source, item.attack, x, y, eps_missing, store,
-                                   content_key("transfer/v1", "data", x, y), source_fp)
+        entries, _ = attack_cached(
+            item.source, item.attack, x, y, eps_missing, store, content_key("transfer/v1", "data", x, y), source_fp
+        )
         for i, entry in zip(missing, entries):
             adv = entry["x_adv"].to(x.device)
             assert_in_ball(x, adv, item.epsilons[i])
@@ -318,9 +372,13 @@ def audit_flags(robust: pd.DataFrame, worst: pd.DataFrame, plan: Sequence[Batter
     """The sanity flags, each computed from the robust-accuracy table."""
     margin = max(MARGIN, 2 / max(n, 1))
     eps_user = sorted(set(robust.loc[robust["kind"] == "baseline", "eps"])) or sorted(set(robust["eps"]))
-    return [masking_flag(robust, eps_user, margin), large_eps_flag(robust, worst),
-            monotone_flag(robust, margin), convergence_flag(robust, plan, eps_user, margin),
-            bpda_flag(robust, plan, margin)]
+    return [
+        masking_flag(robust, eps_user, margin),
+        large_eps_flag(robust, worst),
+        monotone_flag(robust, margin),
+        convergence_flag(robust, plan, eps_user, margin),
+        bpda_flag(robust, plan, margin),
+    ]
 
 
 def _acc(robust: pd.DataFrame, attack: str, eps: float) -> float | None:
@@ -339,15 +397,24 @@ def masking_flag(robust: pd.DataFrame, eps_user: Sequence[float], margin: float)
         best_white = white.loc[white["robust_accuracy"].idxmin()]
         best_other = other.loc[other["robust_accuracy"].idxmin()]
         if best_other["robust_accuracy"] < best_white["robust_accuracy"] - margin:
-            findings.append(f"at eps {eps:g} {best_other['attack']} leaves {best_other['robust_accuracy']:.1%} "
-                            f"where the best gradient attack ({best_white['attack']}) leaves "
-                            f"{best_white['robust_accuracy']:.1%}")
+            findings.append(
+                f"at eps {eps:g} {best_other['attack']} leaves {best_other['robust_accuracy']:.1%} "
+                f"where the best gradient attack ({best_white['attack']}) leaves "
+                f"{best_white['robust_accuracy']:.1%}"
+            )
     if findings:
-        return AuditFlag("gradient_masking", True, "Gradient masking: a black-box or transfer attack beats every "
-                         "white-box one (" + "; ".join(findings) + "), so the gradients the white-box attacks "
-                         "follow are misleading and gradient-based robustness figures overstate robustness.")
-    return AuditFlag("gradient_masking", False, "No sign of gradient masking: no black-box or transfer attack is "
-                     "stronger than the best white-box attack.")
+        return AuditFlag(
+            "gradient_masking",
+            True,
+            "Gradient masking: a black-box or transfer attack beats every "
+            "white-box one (" + "; ".join(findings) + "), so the gradients the white-box attacks "
+            "follow are misleading and gradient-based robustness figures overstate robustness.",
+        )
+    return AuditFlag(
+        "gradient_masking",
+        False,
+        "No sign of gradient masking: no black-box or transfer attack is stronger than the best white-box attack.",
+    )
 
 
 def large_eps_flag(robust: pd.DataFrame, worst: pd.DataFrame) -> AuditFlag:
@@ -358,12 +425,20 @@ def large_eps_flag(robust: pd.DataFrame, worst: pd.DataFrame) -> AuditFlag:
     best = at.loc[at["robust_accuracy"].idxmin()]
     worst_acc = float(w["robust_accuracy"].iloc[0]) if len(w) else math.nan
     if best["robust_accuracy"] > NEAR_ZERO or worst_acc > NEAR_ZERO:
-        return AuditFlag("large_eps_not_zero", True, f"At eps {SANITY_EPS:g}, where any image can be turned into "
-                         f"almost any other, the best white-box attack ({best['attack']}) still leaves "
-                         f"{best['robust_accuracy']:.1%} robust (worst case {worst_acc:.1%}): the attacks are "
-                         "not reaching what the budget allows, a sign of masked gradients or a broken attack.")
-    return AuditFlag("large_eps_not_zero", False, f"At eps {SANITY_EPS:g} the attacks leave {worst_acc:.1%} robust "
-                     f"({best['attack']}: {best['robust_accuracy']:.1%}), as an honest attack should.")
+        return AuditFlag(
+            "large_eps_not_zero",
+            True,
+            f"At eps {SANITY_EPS:g}, where any image can be turned into "
+            f"almost any other, the best white-box attack ({best['attack']}) still leaves "
+            f"{best['robust_accuracy']:.1%} robust (worst case {worst_acc:.1%}): the attacks are "
+            "not reaching what the budget allows, a sign of masked gradients or a broken attack.",
+        )
+    return AuditFlag(
+        "large_eps_not_zero",
+        False,
+        f"At eps {SANITY_EPS:g} the attacks leave {worst_acc:.1%} robust "
+        f"({best['attack']}: {best['robust_accuracy']:.1%}), as an honest attack should.",
+    )
 
 
 def monotone_flag(robust: pd.DataFrame, margin: float) -> AuditFlag:
@@ -374,13 +449,18 @@ def monotone_flag(robust: pd.DataFrame, margin: float) -> AuditFlag:
             if a1 > a0 + margin:
                 findings.append(f"{attack}: {a0:.1%} at eps {e0:g} but {a1:.1%} at eps {e1:g}")
     if findings:
-        return AuditFlag("not_monotone", True, "Robust accuracy rises with eps (" + "; ".join(findings) + "): a "
-                         "larger budget contains every smaller one, so the attack is failing to use it.")
+        return AuditFlag(
+            "not_monotone",
+            True,
+            "Robust accuracy rises with eps (" + "; ".join(findings) + "): a "
+            "larger budget contains every smaller one, so the attack is failing to use it.",
+        )
     return AuditFlag("not_monotone", False, "Robust accuracy falls (or stays) as eps grows, for every attack.")
 
 
-def convergence_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], eps_user: Sequence[float],
-                     margin: float) -> AuditFlag:
+def convergence_flag(
+    robust: pd.DataFrame, plan: Sequence[BatteryAttack], eps_user: Sequence[float], margin: float
+) -> AuditFlag:
     long = next((p.label for p in plan if p.group == "ce"), None)
     short = next((p.label for p in plan if p.group == "ce-short"), None)
     if long is None or short is None:
@@ -391,11 +471,20 @@ def convergence_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], eps_us
         if a_short is not None and a_long is not None and a_long < a_short - margin:
             findings.append(f"at eps {eps:g} {a_short:.1%} with {short} but {a_long:.1%} with {long}")
     if findings:
-        return AuditFlag("not_converged", True, "More steps or restarts still lower robust accuracy ("
-                         + "; ".join(findings) + "): the attack has not converged and a stronger budget "
-                         "(the thorough level) may lower it further.")
-    return AuditFlag("not_converged", False, f"Doubling the budget ({short} to {long}) lowers robust accuracy by "
-                     f"less than {margin:.0%}: the attack has converged.")
+        return AuditFlag(
+            "not_converged",
+            True,
+            "More steps or restarts still lower robust accuracy ("
+            + "; ".join(findings)
+            + "): the attack has not converged and a stronger budget "
+            "(the thorough level) may lower it further.",
+        )
+    return AuditFlag(
+        "not_converged",
+        False,
+        f"Doubling the budget ({short} to {long}) lowers robust accuracy by "
+        f"less than {margin:.0%}: the attack has converged.",
+    )
 
 
 def bpda_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], margin: float) -> AuditFlag:
@@ -404,21 +493,32 @@ def bpda_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], margin: float
     others = list(dict.fromkeys(p.label for p in plan if p.group in ("bpda-identity", "bpda-smooth")))
     default = next((p.label for p in plan if p.group == "ce"), None)
     if not others or default is None:
-        return AuditFlag("bpda_identity_stronger", False, "Not applicable: no input transform here has a backward "
-                         "substitute other than the identity.")
+        return AuditFlag(
+            "bpda_identity_stronger",
+            False,
+            "Not applicable: no input transform here has a backward substitute other than the identity.",
+        )
     findings = []
     for other in others:
         for eps in sorted(set(robust.loc[robust["attack"] == other, "eps"])):
             a_default, a_other = _acc(robust, default, eps), _acc(robust, other, eps)
             if a_default is not None and a_other is not None and a_other < a_default - max(BPDA_MARGIN, margin):
-                findings.append(f"at eps {eps:g} {a_other:.1%} with {other} against {a_default:.1%} through the "
-                                "default substitute")
+                findings.append(
+                    f"at eps {eps:g} {a_other:.1%} with {other} against {a_default:.1%} through the default substitute"
+                )
     if findings:
-        return AuditFlag("bpda_identity_stronger", True, "Another backward pass (BPDA) is much stronger than the "
-                         "default substitute (" + "; ".join(findings) + "): robustness measured through the "
-                         "substitute comes from its weak gradient, not from the defence.")
-    return AuditFlag("bpda_identity_stronger", False, "Neither the identity nor the smooth backward pass (BPDA) is "
-                     "much stronger than the default substitute.")
+        return AuditFlag(
+            "bpda_identity_stronger",
+            True,
+            "Another backward pass (BPDA) is much stronger than the "
+            "default substitute (" + "; ".join(findings) + "): robustness measured through the "
+            "substitute comes from its weak gradient, not from the defence.",
+        )
+    return AuditFlag(
+        "bpda_identity_stronger",
+        False,
+        "Neither the identity nor the smooth backward pass (BPDA) is much stronger than the default substitute.",
+    )
 
 
 def _json_safe(obj):
@@ -439,18 +539,30 @@ def summary_row(label: str, report: AuditReport, eps: float) -> dict:
     flags that fired."""
     agd = report.robust[(report.robust["attack"] == "A-GD") & (report.robust["eps"] == eps)]["robust_accuracy"]
     worst = report.worst_case[report.worst_case["eps"] == eps]["robust_accuracy"]
-    return {"model": label, "eps": eps, "clean_accuracy": report.clean_accuracy,
-            "agd_accuracy": float(agd.iloc[0]) if len(agd) else math.nan,
-            "worst_case_accuracy": float(worst.iloc[0]) if len(worst) else math.nan,
-            "flags": ", ".join(f.name for f in report.fired()) or "none"}
+    return {
+        "model": label,
+        "eps": eps,
+        "clean_accuracy": report.clean_accuracy,
+        "agd_accuracy": float(agd.iloc[0]) if len(agd) else math.nan,
+        "worst_case_accuracy": float(worst.iloc[0]) if len(worst) else math.nan,
+        "flags": ", ".join(f.name for f in report.fired()) or "none",
+    }
 
 
 SUMMARY_COLUMNS = ["model", "eps", "clean_accuracy", "agd_accuracy", "worst_case_accuracy", "flags"]
 
 
-def audit_ensemble_and_members(zoo, names: Sequence[str], eps: float, *, level: str = "quick",
-                               limit: int | None = None, device: str = "auto", store=None,
-                               progress: ProgressFn | None = None) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
+def audit_ensemble_and_members(
+    zoo,
+    names: Sequence[str],
+    eps: float,
+    *,
+    level: str = "quick",
+    limit: int | None = None,
+    device: str = "auto",
+    store=None,
+    progress: ProgressFn | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
     """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
     ensemble first) and every audit's flags by row label."""
     from .specs import ModelSpec
@@ -459,12 +571,22 @@ def audit_ensemble_and_members(zoo, names: Sequence[str], eps: float, *, level: 
     jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
     rows, flags = [], {}
     for i, (label, members, vote) in enumerate(jobs):
+
         def part(fraction: float, message: str, i=i, label=label) -> None:
             if progress is not None:
                 progress((i + fraction) / len(jobs), f"{label}: {message}")
 
-        report = run_audit(zoo, members, ensemble=vote, epsilons=[eps], level=level, limit=limit, device=device,
-                           store=store, progress=part)
+        report = run_audit(
+            zoo,
+            members,
+            ensemble=vote,
+            epsilons=[eps],
+            level=level,
+            limit=limit,
+            device=device,
+            store=store,
+            progress=part,
+        )
         rows.append(summary_row(label, report, eps))
         flags[label] = report.flags
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), flags

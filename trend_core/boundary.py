@@ -4,6 +4,7 @@ x axis: the normalized (unit L2) input gradient of the reference model's loss at
 climbs; y axis: a seeded random direction orthogonal to it. Offsets are L2 lengths in pixel space; grid images
 are clipped to [0, 1] (what a model can be shown). The grid is classified in batches under inference_mode.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,10 +59,17 @@ class BoundarySlice:
         return pd.DataFrame(rows).set_index("model")
 
 
-def decision_boundary(models: nn.Module | Sequence[nn.Module], image: torch.Tensor, label: int,
-                      span: float | None = None, resolution: int = 41, seed: int = 0,
-                      names: Sequence[str] | None = None, reference: int = 0,
-                      batch_size: int = 1024) -> BoundarySlice:
+def decision_boundary(
+    models: nn.Module | Sequence[nn.Module],
+    image: torch.Tensor,
+    label: int,
+    span: float | None = None,
+    resolution: int = 41,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    reference: int = 0,
+    batch_size: int = 1024,
+) -> BoundarySlice:
     """Classify a (resolution x resolution) grid of ``image + a u + b v`` (a, b in [-span, span]) for every model.
 
     u = the unit input gradient of ``models[reference]`` at (image, label); v = a random unit direction
@@ -77,7 +85,9 @@ def decision_boundary(models: nn.Module | Sequence[nn.Module], image: torch.Tens
     if len(names) != len(models) or len(set(names)) != len(names):
         raise TrendError("Give one distinct name per model.")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 3 or resolution % 2 == 0:
-        raise TrendError(f"The grid resolution must be an odd whole number >= 3 (so the image is a grid point), got {resolution!r}.")
+        raise TrendError(
+            f"The grid resolution must be an odd whole number >= 3 (so the image is a grid point), got {resolution!r}."
+        )
     if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < len(models):
         raise TrendError(f"The reference model index must be in 0..{len(models) - 1}, got {reference!r}.")
     x = torch.as_tensor(image).detach().float()
@@ -98,8 +108,10 @@ def decision_boundary(models: nn.Module | Sequence[nn.Module], image: torch.Tens
         grad = input_gradient(ref, xb, yb)[0]
     u = _unit(grad.flatten())
     if u is None:
-        raise TrendError("The reference model's loss gradient is zero at this image, so it has no adversarial direction; "
-                         "pick another image or model.")
+        raise TrendError(
+            "The reference model's loss gradient is zero at this image, so it has no adversarial direction; "
+            "pick another image or model."
+        )
     v = _random_orthogonal(u, seed)
     half = resolution // 2
     offsets = torch.arange(-half, half + 1, dtype=torch.float32) * (float(span) / half)  # exact 0 at the centre
@@ -112,8 +124,18 @@ def decision_boundary(models: nn.Module | Sequence[nn.Module], image: torch.Tens
         classes[name] = grid
         clean_pred[name] = _predict_one(model, xb)
         distances[name] = _axis_distances(grid, offsets.numpy())
-    return BoundarySlice(offsets.numpy(), offsets.numpy(), classes, clean_pred, distances, int(label),
-                         x.cpu().numpy(), u.view_as(x).cpu().numpy(), v.view_as(x).cpu().numpy(), names[reference])
+    return BoundarySlice(
+        offsets.numpy(),
+        offsets.numpy(),
+        classes,
+        clean_pred,
+        distances,
+        int(label),
+        x.cpu().numpy(),
+        u.view_as(x).cpu().numpy(),
+        v.view_as(x).cpu().numpy(),
+        names[reference],
+    )
 
 
 def _default_eps(model: nn.Module) -> float:
@@ -144,13 +166,15 @@ def _random_orthogonal(u: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _classify(model: nn.Module, x: torch.Tensor, coeffs: torch.Tensor, basis: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _classify(
+    model: nn.Module, x: torch.Tensor, coeffs: torch.Tensor, basis: torch.Tensor, batch_size: int
+) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
         out = []
         for i in range(0, len(coeffs), batch_size):
-            points = (x.flatten(1) + coeffs[i:i + batch_size] @ basis).clamp(0, 1).view(-1, *x.shape[1:])
+            points = (x.flatten(1) + coeffs[i : i + batch_size] @ basis).clamp(0, 1).view(-1, *x.shape[1:])
             out.append(model(points).argmax(dim=1))
         return torch.cat(out)
     finally:
@@ -165,8 +189,8 @@ def _axis_distances(grid: np.ndarray, offsets: np.ndarray) -> dict[str, float | 
     """Distance from the centre to the first cell of another class along +x, -x, +y and -y."""
     c = len(offsets) // 2
     centre = grid[c, c]
-    lines = {"+x": grid[c, c + 1:], "-x": grid[c, :c][::-1], "+y": grid[c + 1:, c], "-y": grid[:c, c][::-1]}
-    steps = offsets[c + 1:]
+    lines = {"+x": grid[c, c + 1 :], "-x": grid[c, :c][::-1], "+y": grid[c + 1 :, c], "-y": grid[:c, c][::-1]}
+    steps = offsets[c + 1 :]
     result: dict[str, float | None] = {}
     for direction in DIRECTIONS:
         changed = np.flatnonzero(lines[direction] != centre)

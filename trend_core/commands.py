@@ -4,6 +4,7 @@ reproduced (and scripted) from a shell. Every ``submit_*`` records its command i
 Numbers are written with ``repr`` (the shortest text that reads back as the same float), so the command's
 parameters are bit-identical to the page's; parameters at their defaults are left out.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -52,9 +53,18 @@ def attack_flags(attack: str, dataset: str, params: dict) -> list[str]:
     return flags
 
 
-def transfer_command(sources: Sequence[str], targets: Sequence[str], attack: str, params: dict, dataset: str,
-                     limit: int | None = None, split: str = "test", home: str | Path | None = None,
-                     device: str = "auto", profile: str = "paper") -> str:
+def transfer_command(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    attack: str,
+    params: dict,
+    dataset: str,
+    limit: int | None = None,
+    split: str = "test",
+    home: str | Path | None = None,
+    device: str = "auto",
+    profile: str = "paper",
+) -> str:
     """`trend transfer ...` for a transfer run of zoo models (canonical names)."""
     models = list(dict.fromkeys([*sources, *targets]))
     args = ["trend", "transfer", "--models", *models]
@@ -70,13 +80,34 @@ def transfer_command(sources: Sequence[str], targets: Sequence[str], attack: str
     return shlex.join(args + common_flags(home, device, profile))
 
 
-def ensemble_attack_command(members: Sequence[str], epsilons: Sequence[float], rules: Sequence[str], steps: int,
-                            step_size: float, limit: int | None, seed: int = 0, members_alone: bool = False,
-                            home: str | Path | None = None, device: str = "auto",
-                            profile: str = "paper") -> str:
+def ensemble_attack_command(
+    members: Sequence[str],
+    epsilons: Sequence[float],
+    rules: Sequence[str],
+    steps: int,
+    step_size: float,
+    limit: int | None,
+    seed: int = 0,
+    members_alone: bool = False,
+    home: str | Path | None = None,
+    device: str = "auto",
+    profile: str = "paper",
+) -> str:
     """`trend ensemble-attack ...` for a robustness sweep of a majority vote."""
-    args = ["trend", "ensemble-attack", "--models", *members, "--rule", *rules,
-            "--eps", *map(number, epsilons), "--steps", str(int(steps)), "--step-size", number(step_size)]
+    args = [
+        "trend",
+        "ensemble-attack",
+        "--models",
+        *members,
+        "--rule",
+        *rules,
+        "--eps",
+        *map(number, epsilons),
+        "--steps",
+        str(int(steps)),
+        "--step-size",
+        number(step_size),
+    ]
     if limit is not None:
         args += ["--limit", str(int(limit))]
     if seed:
@@ -86,9 +117,18 @@ def ensemble_attack_command(members: Sequence[str], epsilons: Sequence[float], r
     return shlex.join(args + common_flags(home, device, profile))
 
 
-def fit_tm_command(source: str, target: str, fit_eps: Sequence[float], eval_eps: Sequence[float], steps: int,
-                   step_size: float, limit: int | None, home: str | Path | None = None, device: str = "auto",
-                   profile: str = "paper") -> str:
+def fit_tm_command(
+    source: str,
+    target: str,
+    fit_eps: Sequence[float],
+    eval_eps: Sequence[float],
+    steps: int,
+    step_size: float,
+    limit: int | None,
+    home: str | Path | None = None,
+    device: str = "auto",
+    profile: str = "paper",
+) -> str:
     """`trend fit-tm ...` for a TM(eps) fit under PGD."""
     args = ["trend", "fit-tm", "--source", source, "--target", target, "--eps", *map(number, fit_eps)]
     if eval_eps:
@@ -99,8 +139,15 @@ def fit_tm_command(source: str, target: str, fit_eps: Sequence[float], eval_eps:
     return shlex.join(args + common_flags(home, device, profile))
 
 
-def boundary_command(models: Sequence[str], index: int, span: float | None, resolution: int, seed: int,
-                     home: str | Path | None = None, device: str = "auto") -> str:
+def boundary_command(
+    models: Sequence[str],
+    index: int,
+    span: float | None,
+    resolution: int,
+    seed: int,
+    home: str | Path | None = None,
+    device: str = "auto",
+) -> str:
     """`trend boundary ...` for a decision-boundary slice."""
     args = ["trend", "boundary", "--model", *models, "--index", str(int(index)), "--resolution", str(int(resolution))]
     if span is not None:
@@ -110,8 +157,15 @@ def boundary_command(models: Sequence[str], index: int, span: float | None, reso
     return shlex.join(args + common_flags(home, device))
 
 
-def audit_command(models: Sequence[str], epsilons: Sequence[float], ensemble: bool, level: str = "quick",
-                  limit: int | None = None, home: str | Path | None = None, device: str = "auto") -> str:
+def audit_command(
+    models: Sequence[str],
+    epsilons: Sequence[float],
+    ensemble: bool,
+    level: str = "quick",
+    limit: int | None = None,
+    home: str | Path | None = None,
+    device: str = "auto",
+) -> str:
     """`trend audit ...` for an audit of one model or the majority vote of several."""
     args = ["trend", "audit", "--models", *models, "--eps", *map(number, epsilons)]
     if ensemble:

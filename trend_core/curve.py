@@ -6,6 +6,7 @@ Each count is fitted with scipy's ``curve_fit`` (b bounded negative: a rising, s
 measured eps; TM is their true ratio (the original code multiplied), and the fit is judged by the RMSE of
 predicted against measured TM at every measured eps (the paper's Table VII).
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,10 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
         if sse < best_sse:
             best, best_sse = params, sse
     if best is None:
-        raise TrendError(f"The fit of {what}(eps) did not converge ({last_error or 'no finite solution'}); "
-                         "measure more eps values or a wider eps range.")
+        raise TrendError(
+            f"The fit of {what}(eps) did not converge ({last_error or 'no finite solution'}); "
+            "measure more eps values or a wider eps range."
+        )
     a, b_unit = float(best[0]), float(best[1])
     return SaturatingFit(a, b_unit / scale, math.sqrt(best_sse / len(c)), unsaturated=a >= 0.99 * a_upper)
 
@@ -99,7 +102,9 @@ def _check_points(eps, counts, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(e)) and np.all(np.isfinite(c))):
         raise TrendError(f"eps and {what} must be finite numbers.")
     if np.unique(e).size < MIN_POINTS:
-        raise TrendError(f"Fitting {what}(eps) needs at least {MIN_POINTS} distinct eps values, got {np.unique(e).size}.")
+        raise TrendError(
+            f"Fitting {what}(eps) needs at least {MIN_POINTS} distinct eps values, got {np.unique(e).size}."
+        )
     if np.any(e <= 0):
         raise TrendError(f"eps values must be positive, got {e.min():g}.")
     if np.any(c < 0):
@@ -135,10 +140,11 @@ class TMCurve:
 def fit_tm_curve(eps: Sequence[float], f_st: Sequence[float], f_ss: Sequence[float]) -> TMCurve:
     """Fit both counts from the same eps values (>= 3) and return the TM(eps) curve."""
     if not np.any(np.asarray(f_ss, dtype=float) > 0):
-        raise TrendError("The source produced no adversarial image at any of these eps, so TM(eps) is undefined; "
-                         "use larger eps values.")
-    return TMCurve(fit_saturating(eps, f_st, "f_st"), fit_saturating(eps, f_ss, "f_ss"),
-                   tuple(float(e) for e in eps))
+        raise TrendError(
+            "The source produced no adversarial image at any of these eps, so TM(eps) is undefined; "
+            "use larger eps values."
+        )
+    return TMCurve(fit_saturating(eps, f_st, "f_st"), fit_saturating(eps, f_ss, "f_ss"), tuple(float(e) for e in eps))
 
 
 def tm_rmse(curve: TMCurve, measured: pd.DataFrame) -> float:
@@ -168,9 +174,16 @@ class TMFitResult:
         return self.curve.predict(list(np.linspace(0.0, top, max(2, int(points)))))
 
     def summary(self) -> dict:
-        return {"source": self.source, "target": self.target, "attack": self.attack, **self.curve.params(),
-                "fit_eps": list(self.curve.fit_eps), "measured_points": int(self.measured["tm"].notna().sum()),
-                "rmse": self.rmse, "max_abs_error": self.max_abs_error}
+        return {
+            "source": self.source,
+            "target": self.target,
+            "attack": self.attack,
+            **self.curve.params(),
+            "fit_eps": list(self.curve.fit_eps),
+            "measured_points": int(self.measured["tm"].notna().sum()),
+            "rmse": self.rmse,
+            "max_abs_error": self.max_abs_error,
+        }
 
     def to_dict(self) -> dict:
         return {**self.summary(), "measured": self.measured.to_dict(orient="records"), "warnings": self.warnings}
@@ -186,9 +199,18 @@ def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS, profile: str
     return [float(v) for v in np.round(np.linspace(low, high, int(points)), 6)]
 
 
-def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], attack: Any = "pgd", data: Any = None,
-               limit: int | None = None, cache: Cache = None, device: Any = "auto", store: Any = UNSET,
-               profile: str = "paper") -> pd.DataFrame:
+def measure_tm(
+    source: nn.Module,
+    target: nn.Module,
+    epsilons: Sequence[float],
+    attack: Any = "pgd",
+    data: Any = None,
+    limit: int | None = None,
+    cache: Cache = None,
+    device: Any = "auto",
+    store: Any = UNSET,
+    profile: str = "paper",
+) -> pd.DataFrame:
     """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
     ``run_transfer``).
 
@@ -200,26 +222,53 @@ def measure_tm(source: nn.Module, target: nn.Module, epsilons: Sequence[float], 
     if not eps_list:
         raise TrendError("Give at least one eps.")
     own_total = get_profile(profile).tm_f_ss == "source"
-    results = run_transfer([source, target], attack, data=data, limit=limit, cache=cache, device=device,
-                           sources=[0], targets=[0, 1] if own_total else [1], epsilons=eps_list, profile=profile)
+    results = run_transfer(
+        [source, target],
+        attack,
+        data=data,
+        limit=limit,
+        cache=cache,
+        device=device,
+        sources=[0],
+        targets=[0, 1] if own_total else [1],
+        epsilons=eps_list,
+        profile=profile,
+    )
     rows = []
     for result in results:
         long = result.long()
         pair = long.iloc[-1]  # source -> target
         f_ss = int(long.iloc[0]["generated"]) if own_total else int(pair["generated"])  # iloc[0]: source -> source
         f_st = int(pair["transferred"])
-        rows.append({"eps": float(result.eps or 0.0), "f_st": f_st, "f_ss": f_ss,
-                     "tm": f_st / f_ss if f_ss else math.nan, "n_common": int(pair["n_common"])})
+        rows.append(
+            {
+                "eps": float(result.eps or 0.0),
+                "f_st": f_st,
+                "f_ss": f_ss,
+                "tm": f_st / f_ss if f_ss else math.nan,
+                "n_common": int(pair["n_common"]),
+            }
+        )
     frame = pd.DataFrame(rows)
     frame.attrs["source"], frame.attrs["target"] = results[0].sources[0], results[0].targets[0]
     frame.attrs["attack"] = results[0].attack
     return frame
 
 
-def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None = None,
-           eval_eps: Sequence[float] = (), attack: Any = "pgd", data: Any = None, limit: int | None = None,
-           cache: Cache = None, device: Any = "auto", progress: Callable[[str], None] | None = None,
-           store: Any = UNSET, profile: str = "paper") -> TMFitResult:
+def fit_tm(
+    source: nn.Module,
+    target: nn.Module,
+    fit_eps: Sequence[float] | None = None,
+    eval_eps: Sequence[float] = (),
+    attack: Any = "pgd",
+    data: Any = None,
+    limit: int | None = None,
+    cache: Cache = None,
+    device: Any = "auto",
+    progress: Callable[[str], None] | None = None,
+    store: Any = UNSET,
+    profile: str = "paper",
+) -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: the profile's, see ``default_fit_eps``) and ``eval_eps``, fit on
     ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``cache`` as in
     ``run_transfer`` (None: nothing is written to disk). ``profile`` also decides what f_ss counts (see
@@ -237,19 +286,30 @@ def fit_tm(source: nn.Module, target: nn.Module, fit_eps: Sequence[float] | None
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
         progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device,
-                          profile=profile)
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device, profile=profile)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]
     curve = fit_tm_curve(fit_rows["eps"], fit_rows["f_st"], fit_rows["f_ss"])
-    notes = [f"TM is undefined at eps {e:g}: the source produced no adversarial image there."
-             for e in measured.loc[measured["f_ss"] == 0, "eps"]]
-    notes += [f"{name}(eps) does not saturate over the fit's eps (it grows like a straight line or faster), so "
-              "a (1 - exp(b eps)) fits it poorly; its constants sit at the fit's bounds."
-              for name, fit in (("f_st", curve.st), ("f_ss", curve.ss)) if fit.unsaturated]
-    errors = (curve.tm(measured["eps"].to_numpy(float)) - measured["tm"].to_numpy(float))
+    notes = [
+        f"TM is undefined at eps {e:g}: the source produced no adversarial image there."
+        for e in measured.loc[measured["f_ss"] == 0, "eps"]
+    ]
+    notes += [
+        f"{name}(eps) does not saturate over the fit's eps (it grows like a straight line or faster), so "
+        "a (1 - exp(b eps)) fits it poorly; its constants sit at the fit's bounds."
+        for name, fit in (("f_st", curve.st), ("f_ss", curve.ss))
+        if fit.unsaturated
+    ]
+    errors = curve.tm(measured["eps"].to_numpy(float)) - measured["tm"].to_numpy(float)
     errors = errors[np.isfinite(errors)]
-    return TMFitResult(measured.attrs.get("source", "source"), measured.attrs.get("target", "target"),
-                       measured.attrs.get("attack", ""), curve, measured, tm_rmse(curve, measured),
-                       float(np.abs(errors).max()) if errors.size else math.nan, notes)
+    return TMFitResult(
+        measured.attrs.get("source", "source"),
+        measured.attrs.get("target", "target"),
+        measured.attrs.get("attack", ""),
+        curve,
+        measured,
+        tm_rmse(curve, measured),
+        float(np.abs(errors).max()) if errors.size else math.nan,
+        notes,
+    )

@@ -3,6 +3,7 @@
 Every dataset yields images in [0, 1] (N, C, H, W) float tensors and integer labels; normalization belongs
 to the model. ``get_info`` describes a dataset without touching the disk; ``load_dataset`` loads it.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,51 @@ class DatasetInfo:
 DIGITS_EPS = 0.1
 
 _INFOS = {
-    "digits": DatasetInfo("digits", 10, (1, 8, 8), (0.3055,), (0.3844,), DIGITS_EPS, (0.02, 0.3),
-                          tuple(str(i) for i in range(10)), augment_padding=1),
-    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           8 / 255, (1 / 255, 16 / 255), CIFAR10_CLASSES, 4, True),
-    "cifar100": DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(100)), 4, True),
-    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                            8 / 255, (1 / 255, 16 / 255), tuple(f"class{i}" for i in range(1000))),
+    "digits": DatasetInfo(
+        "digits",
+        10,
+        (1, 8, 8),
+        (0.3055,),
+        (0.3844,),
+        DIGITS_EPS,
+        (0.02, 0.3),
+        tuple(str(i) for i in range(10)),
+        augment_padding=1,
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10",
+        10,
+        (3, 32, 32),
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        8 / 255,
+        (1 / 255, 16 / 255),
+        CIFAR10_CLASSES,
+        4,
+        True,
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100",
+        100,
+        (3, 32, 32),
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        8 / 255,
+        (1 / 255, 16 / 255),
+        tuple(f"class{i}" for i in range(100)),
+        4,
+        True,
+    ),
+    "imagenet": DatasetInfo(
+        "imagenet",
+        1000,
+        (3, 224, 224),
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        8 / 255,
+        (1 / 255, 16 / 255),
+        tuple(f"class{i}" for i in range(1000)),
+    ),
 }
 
 
@@ -149,15 +187,24 @@ def load_digits(seed: int = 0) -> DatasetBundle:
 # ----------------------------------------------------------------------------- CIFAR
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _CIFAR_FILES = {
-    "cifar10": (["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"], ["test_batch"],
-                "batches.meta", b"label_names", b"labels"),
+    "cifar10": (
+        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
+        ["test_batch"],
+        "batches.meta",
+        b"label_names",
+        b"labels",
+    ),
     "cifar100": (["train"], ["test"], "meta", b"fine_label_names", b"fine_labels"),
 }
 # The CIFAR python files are pickles of dicts of bytes, lists and numpy arrays: nothing else may be built.
 _SAFE_PICKLE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
 }
 
 
@@ -195,8 +242,9 @@ def _read_cifar_split(folder: Path, files: list[str], label_key: bytes) -> tuple
     return torch.cat(xs), torch.cat(ys)
 
 
-def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool = False,
-               val_size: int = 5000) -> DatasetBundle:
+def load_cifar(
+    name: str, root: str | os.PathLike | None = None, download: bool = False, val_size: int = 5000
+) -> DatasetBundle:
     """CIFAR-10/100 from ``root`` (torchvision's on-disk layout); torchvision downloads it only when asked.
 
     The last ``val_size`` training images after a fixed shuffle are the validation set (45,000 / 5,000 as
@@ -225,7 +273,7 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool 
     classes = tuple(_decode(c) for c in meta.get(names_key, info.class_names))
     val_size = min(val_size, len(y_train) // 10)
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(y_train)))
-    train_idx, val_idx = order[: len(order) - val_size], order[len(order) - val_size:]
+    train_idx, val_idx = order[: len(order) - val_size], order[len(order) - val_size :]
     info = DatasetInfo(**{**info.__dict__, "class_names": classes})
     return DatasetBundle(
         info,
@@ -268,8 +316,13 @@ def load_imagenet(root: str | os.PathLike | None = None) -> DatasetBundle:
     test = tvd.ImageFolder(str(test_dir), transform=eval_tf)
     labels = np.asarray(train_all.targets)
     rest, val = stratified_split(labels, 0.025, 0) if len(labels) >= 80 else (np.arange(len(labels)), np.arange(0))
-    info = DatasetInfo(**{**_INFOS["imagenet"].__dict__, "num_classes": len(train_all.classes),
-                          "class_names": tuple(train_all.classes)})
+    info = DatasetInfo(
+        **{
+            **_INFOS["imagenet"].__dict__,
+            "num_classes": len(train_all.classes),
+            "class_names": tuple(train_all.classes),
+        }
+    )
     return DatasetBundle(info, Subset(train_all, rest.tolist()), Subset(train_eval, val.tolist()), test)
 
 

@@ -1,4 +1,5 @@
 """Device choice: 'auto' takes CUDA when present, else the CPU; asking for CUDA without one is a user error."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Discovery in the manner of timm's ``list_models``: architectures, preset models and attacks by wildcard."""
+
 from __future__ import annotations
 
 import fnmatch

@@ -6,6 +6,7 @@ Its decision is the members' majority vote; where no class has a unique pluralit
 (seeded, per image) and its prediction used. ``select_ensembles`` picks the k-member set with the lowest mean
 pairwise (symmetrized) TM from a transfer run's matrix.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,9 @@ def drawn_ties(counts: torch.Tensor, ties: str = "any") -> torch.Tensor:
     return (counts == top.unsqueeze(1)).sum(dim=1) > 1
 
 
-def majority_vote(preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int | None = None,
-                  ties: str = "any") -> torch.Tensor:
+def majority_vote(
+    preds: torch.Tensor, tiebreak: torch.Tensor, num_classes: int | None = None, ties: str = "any"
+) -> torch.Tensor:
     """The plurality class of each column of ``preds`` (N members, B images); where ``ties`` says the vote is
     drawn (see ``drawn_ties``), member ``tiebreak[b]``'s vote."""
     counts = F.one_hot(preds, num_classes or -1).sum(0)  # (B, C)
@@ -77,8 +79,9 @@ class MajorityVote(nn.Module):
     ``with_seed`` gives another independent draw.
     """
 
-    def __init__(self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None,
-                 profile: str = "paper"):
+    def __init__(
+        self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None, profile: str = "paper"
+    ):
         from .profiles import get_profile
 
         super().__init__()
@@ -130,8 +133,9 @@ class MajorityVote(nn.Module):
         weights, offset = self._hash_weights[key]
         return ((flat * weights).sum(dim=1) + offset).remainder(len(self.members))
 
-    def decide(self, preds: torch.Tensor, x: torch.Tensor, seed: int | None = None,
-               num_classes: int | None = None) -> torch.Tensor:
+    def decide(
+        self, preds: torch.Tensor, x: torch.Tensor, seed: int | None = None, num_classes: int | None = None
+    ) -> torch.Tensor:
         """The vote on images ``x`` from the members' predictions ``preds`` (N, B)."""
         return majority_vote(preds, self.tiebreak(x, seed), num_classes, self.ties)
 
@@ -168,8 +172,9 @@ class MajorityVote(nn.Module):
         return torch.stack(hits).mean(dim=0)
 
 
-def as_ensemble(models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: int = 0,
-                profile: str | None = None) -> MajorityVote:
+def as_ensemble(
+    models: MajorityVote | Sequence[nn.Module] | nn.Module, seed: int = 0, profile: str | None = None
+) -> MajorityVote:
     """A MajorityVote as given (with ``profile``'s vote when one is named), or one built from a list of members
     (a single model is a one-member ensemble) under ``profile`` (default paper)."""
     if isinstance(models, MajorityVote):
@@ -211,7 +216,9 @@ def read_tm(path: str | Path, eps: float | None = None, attack: str | None = Non
     try:
         frame = frame.apply(pd.to_numeric, errors="raise").astype(float)
     except (ValueError, TypeError):
-        raise TrendError(f"{path} has non-numeric TM values; expected the CSV that `trend transfer --csv` writes.") from None
+        raise TrendError(
+            f"{path} has non-numeric TM values; expected the CSV that `trend transfer --csv` writes."
+        ) from None
     frame.index.name, frame.columns.name = "source", "target"
     return _checked_tm(frame, path)
 
@@ -232,8 +239,10 @@ def _checked_tm(grid: pd.DataFrame, path: Path) -> pd.DataFrame:
     bad = ~np.isnan(values) & ~((values >= 0) & (values <= 1))
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
-        raise TrendError(f"{path}: TM of {rows[i]!r} -> {columns[j]!r} is {values[i, j]}, outside [0, 1]; "
-                         "TM is a fraction of adversarial images.")
+        raise TrendError(
+            f"{path}: TM of {rows[i]!r} -> {columns[j]!r} is {values[i, j]}, outside [0, 1]; "
+            "TM is a fraction of adversarial images."
+        )
     return grid
 
 
@@ -242,7 +251,9 @@ def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str 
         if column not in frame.columns:
             continue
         if wanted is not None:
-            keep = np.isclose(frame[column].astype(float), float(wanted)) if column == "eps" else frame[column] == wanted
+            keep = (
+                np.isclose(frame[column].astype(float), float(wanted)) if column == "eps" else frame[column] == wanted
+            )
             frame = frame[keep]
             if frame.empty:
                 raise TrendError(f"{path} has no rows with {column} = {wanted}.")
@@ -254,8 +265,9 @@ def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str 
     try:
         frame = frame.assign(tm=pd.to_numeric(frame["tm"], errors="raise").astype(float))
     except (ValueError, TypeError):
-        raise TrendError(f"{path} has non-numeric TM values; expected the CSV that `trend transfer --long-csv` "
-                         "writes.") from None
+        raise TrendError(
+            f"{path} has non-numeric TM values; expected the CSV that `trend transfer --long-csv` writes."
+        ) from None
     grid = frame.pivot(index="source", columns="target", values="tm")
     grid.index, grid.columns = grid.index.map(str), grid.columns.map(str)
     grid.index.name, grid.columns.name = "source", "target"
@@ -267,7 +279,9 @@ def symmetrize(tm: pd.DataFrame) -> pd.DataFrame:
     is missing); the diagonal is NaN (a model is not its own ensemble partner)."""
     models = [m for m in tm.index if m in tm.columns]
     if len(models) < 2:
-        raise TrendError("TREND selection needs a TM matrix over at least two models that are both sources and targets.")
+        raise TrendError(
+            "TREND selection needs a TM matrix over at least two models that are both sources and targets."
+        )
     if len(set(models)) != len(models):
         raise TrendError("The TM matrix names some model twice.")
     square = tm.loc[models, models].astype(float).to_numpy()
@@ -278,8 +292,14 @@ def symmetrize(tm: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sym, index=models, columns=models)
 
 
-def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (), min_acc: float | None = None,
-                     accuracies: dict[str, float] | None = None, top: int = 10) -> pd.DataFrame:
+def select_ensembles(
+    tm_matrix: pd.DataFrame,
+    k: int,
+    require: Iterable[str] = (),
+    min_acc: float | None = None,
+    accuracies: dict[str, float] | None = None,
+    top: int = 10,
+) -> pd.DataFrame:
     """Rank k-member candidate ensembles by mean pairwise symmetrized TM (lower: attacks transfer less among them).
 
     ``require``: members every candidate must contain; ``min_acc`` with ``accuracies`` (model -> clean accuracy
@@ -306,7 +326,9 @@ def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (
             raise TrendError(f"An accuracy floor needs the clean accuracy of every model; {missing[0]!r} has none.")
         for r in required:
             if accuracies[r] < floor:
-                raise TrendError(f"Required member {r!r} has clean accuracy {accuracies[r]:.4f}, below the floor {floor}.")
+                raise TrendError(
+                    f"Required member {r!r} has clean accuracy {accuracies[r]:.4f}, below the floor {floor}."
+                )
         pool = [n for n in names if accuracies[n] >= floor]
     if len(pool) < k:
         raise TrendError(f"Only {len(pool)} models pass the filters, fewer than the ensemble size {k}.")
@@ -327,8 +349,14 @@ def select_ensembles(tm_matrix: pd.DataFrame, k: int, require: Iterable[str] = (
     rows = []
     for rank, i in enumerate(order, start=1):
         members = tuple(names[j] for j in combos[i])
-        row = {"rank": rank, "ensemble": " + ".join(members), "members": members, "score": float(score[i]),
-               "max_pair_tm": float(worst[i]), "undefined_pairs": int(undefined[i])}
+        row = {
+            "rank": rank,
+            "ensemble": " + ".join(members),
+            "members": members,
+            "score": float(score[i]),
+            "max_pair_tm": float(worst[i]),
+            "undefined_pairs": int(undefined[i]),
+        }
         if accuracies is not None and all(m in accuracies for m in members):
             accs = [float(accuracies[m]) for m in members]
             row.update(min_acc=min(accs), mean_acc=float(np.mean(accs)))

@@ -1,4 +1,5 @@
 """Clean-accuracy tables of zoo models, like the paper's Tables IV-VI."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -18,9 +19,17 @@ def accuracy_table(specs: list[ModelSpec], zoo: Zoo, split: str = "test", device
     for spec in specs:
         bundle = bundles.setdefault(spec.dataset, load_dataset(spec.dataset))
         model = zoo.load(spec, dev)
-        rows.append({
-            "name": spec.name, "label": spec.short_name, "arch": spec.arch, "input": spec.input_quant,
-            "weight_bits": spec.weight_bits, "act_bits": spec.act_bits, "optimizer": spec.optimizer,
-            "seed": spec.seed, f"{split}_acc_%": 100 * accuracy(model, bundle.split(split), dev),
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "label": spec.short_name,
+                "arch": spec.arch,
+                "input": spec.input_quant,
+                "weight_bits": spec.weight_bits,
+                "act_bits": spec.act_bits,
+                "optimizer": spec.optimizer,
+                "seed": spec.seed,
+                f"{split}_acc_%": 100 * accuracy(model, bundle.split(split), dev),
+            }
+        )
     return pd.DataFrame(rows).set_index("name")

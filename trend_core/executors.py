@@ -6,6 +6,7 @@ store themselves, so workers never touch the driver's files. Chosen by ``--execu
 by ``TREND_EXECUTOR`` / ``TREND_RAY_ADDRESS`` (``auto``: a running cluster, ``ray://host:10001``: a remote
 one, ``local``: start Ray on this machine); setting only the address selects Ray.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,13 @@ class RayExecutor(Executor):
         self.address = address or "local"
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False,
-                         include_dashboard=False, configure_logging=False)
+                ray.init(
+                    address=self.address,
+                    ignore_reinit_error=True,
+                    log_to_driver=False,
+                    include_dashboard=False,
+                    configure_logging=False,
+                )
             except Exception as exc:  # ConnectionError, ValueError for a bad address, RuntimeError, ...
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                 raise TrendError(f"Could not start or reach the Ray cluster at {self.address!r}: {first}") from None
@@ -138,9 +144,16 @@ class RayExecutor(Executor):
         with self._lock:
             in_flight = self._in_flight
         running = min(in_flight, busy)
-        return {"executor": self.name, "address": self.address, "nodes": len(nodes),
-                "gpus": int(total.get("GPU", 0)), "cpus": int(total.get("CPU", 0)),
-                "running": running, "queued": in_flight - running, "busy_cpus": busy}
+        return {
+            "executor": self.name,
+            "address": self.address,
+            "nodes": len(nodes),
+            "gpus": int(total.get("GPU", 0)),
+            "cpus": int(total.get("CPU", 0)),
+            "running": running,
+            "queued": in_flight - running,
+            "busy_cpus": busy,
+        }
 
 
 class _Failure:

@@ -1,4 +1,5 @@
 """Family presets for transfer runs, built from the zoo's specs: models that differ in one factor only."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,5 +46,7 @@ def families(specs: Iterable) -> dict[str, list]:
             groups.setdefault(rest, []).append(spec)
         ranked = sorted((g for g in groups.values() if len(g) >= 2), key=lambda g: (-len(g), g[0].name))
         for group in ranked:
-            found[f"{factor}: {_describe(group[0], varying)} ({len(group)} models)"] = sorted(group, key=lambda s: s.name)
+            found[f"{factor}: {_describe(group[0], varying)} ({len(group)} models)"] = sorted(
+                group, key=lambda s: s.name
+            )
     return found

@@ -5,6 +5,7 @@ A path is usable when it is, or can be created as, a directory (or file) that th
 nearest part of it that exists must be a directory we can write into. Checking this first turns a failure
 after minutes of training into one sentence at once.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,6 +21,7 @@ def default_home() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trend"
+
 
 HOMES_ENV = "TREND_HOMES"  # extra store folders the dashboard offers, separated by os.pathsep
 ROOT_ENV = "TREND_HOME_ROOT"  # an operator's root: dashboard users may pick or name folders inside it
@@ -101,6 +103,7 @@ def home_in_root(name: str) -> Path:
         raise TrendError(f"New store folders are disabled; the operator can allow them by setting {ROOT_ENV}.")
     name = name.strip()
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}", name):
-        raise TrendError(f"A new store folder is one plain name inside {root} (letters, digits, - and _), "
-                         f"got {name!r}.")
+        raise TrendError(
+            f"A new store folder is one plain name inside {root} (letters, digits, - and _), got {name!r}."
+        )
     return check_home(root / name)

@@ -13,6 +13,7 @@ TrendError's message, or for a bug a short note whose traceback goes to ``<home>
 
 Set ``TREND_JOBS_SYNC=1`` (tests, scripts) to run every job inline in the submitting thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -188,8 +189,9 @@ class Job:
             self.result = result
             self._finish(JobStatus.DONE, message="done", fraction=1.0)
 
-    def _finish(self, status: JobStatus, message: str | None = None, error: str | None = None,
-                fraction: float | None = None) -> None:
+    def _finish(
+        self, status: JobStatus, message: str | None = None, error: str | None = None, fraction: float | None = None
+    ) -> None:
         self.error = error
         if message is not None:
             self.message = message
@@ -284,9 +286,18 @@ class JobManager:
             return self._sync
         return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes")
 
-    def submit(self, key: str, fn: Callable[[Job], Any], *, title: str, kind: str = "job",
-               device: str | None = None, store: ResultStore | None = None,
-               log_dir: str | os.PathLike | None = None, meta: dict | None = None) -> Job:
+    def submit(
+        self,
+        key: str,
+        fn: Callable[[Job], Any],
+        *,
+        title: str,
+        kind: str = "job",
+        device: str | None = None,
+        store: ResultStore | None = None,
+        log_dir: str | os.PathLike | None = None,
+        meta: dict | None = None,
+    ) -> Job:
         """The job for ``key``: the live or finished one if known, one rebuilt from ``store`` if the result
         is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try, and
         so is a done one whose result has since left ``store``.
@@ -302,14 +313,32 @@ class JobManager:
                 if not stale:  # (a done job whose stored result was deleted, e.g. a model, runs again)
                     return job
             if stored is not None:
-                job = Job(key, title, kind, device, status=JobStatus.DONE, fraction=1.0, message="done",
-                          result=stored, from_store=True, meta=dict(meta or {}))
+                job = Job(
+                    key,
+                    title,
+                    kind,
+                    device,
+                    status=JobStatus.DONE,
+                    fraction=1.0,
+                    message="done",
+                    result=stored,
+                    from_store=True,
+                    meta=dict(meta or {}),
+                )
                 job.started = job.finished_at = job.created
                 job._done.set()
                 self._remember(job)
                 return job
-            job = Job(key, title, kind, device, _fn=fn, _store=store, meta=dict(meta or {}),
-                      _log_dir=Path(log_dir) if log_dir is not None else None)
+            job = Job(
+                key,
+                title,
+                kind,
+                device,
+                _fn=fn,
+                _store=store,
+                meta=dict(meta or {}),
+                _log_dir=Path(log_dir) if log_dir is not None else None,
+            )
             self._remember(job)
             if not self.sync:
                 if device is None:
@@ -332,8 +361,7 @@ class JobManager:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
-                job = Job(key, key, status=JobStatus.DONE, fraction=1.0, message="done", result=stored,
-                          from_store=True)
+                job = Job(key, key, status=JobStatus.DONE, fraction=1.0, message="done", result=stored, from_store=True)
                 job._done.set()
                 self._remember(job)
             return job
@@ -341,8 +369,9 @@ class JobManager:
     def jobs(self, kind: str | None = None, active_only: bool = False) -> list[Job]:
         """Known jobs, newest first, optionally of one kind and only the queued or running ones."""
         with self._lock:
-            found = [j for j in self._jobs.values()
-                     if (kind is None or j.kind == kind) and not (active_only and j.finished)]
+            found = [
+                j for j in self._jobs.values() if (kind is None or j.kind == kind) and not (active_only and j.finished)
+            ]
         return sorted(found, key=lambda j: j.created, reverse=True)
 
     def cancel(self, key: str) -> bool:

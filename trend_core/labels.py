@@ -5,6 +5,7 @@ A spec's ``short_name`` (FP-s0, Q2-s0, FP-VGG11BN-s0) follows the paper but is n
 where two models share it, appends the parts of their specs that tell them apart ("FP-s0-e4", "FP-s0-w0.5"), so
 every chart and picker shows a short label that names one model.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
@@ -43,8 +44,7 @@ def unique_labels(models: Sequence[ModelSpec | str]) -> list[str]:
         distinct = list(dict.fromkeys(specs[i] for i in members))
         if len(distinct) < 2:
             continue
-        fields = [(name, write) for name, write in _DISTINGUISHING
-                  if len({getattr(s, name) for s in distinct}) > 1]
+        fields = [(name, write) for name, write in _DISTINGUISHING if len({getattr(s, name) for s in distinct}) > 1]
         for i in members:
             labels[i] = "-".join([label, *(write(specs[i]) for _, write in fields)])
     counts: dict[str, set[ModelSpec]] = {}
@@ -86,9 +86,20 @@ def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) 
         found = [n for n, s in specs.items() if s.input_quant == wanted and n not in chosen]
         if not found:
             continue
-        chosen.append(min(found, key=lambda n: (
-            specs[n].weight_bits != 32, specs[n].act_bits != 32, not specs[n].arch.startswith("resnet18"),
-            specs[n].optimizer != "sgd", specs[n].seed, -(specs[n].epochs or 0), names.index(n))))
+        chosen.append(
+            min(
+                found,
+                key=lambda n: (
+                    specs[n].weight_bits != 32,
+                    specs[n].act_bits != 32,
+                    not specs[n].arch.startswith("resnet18"),
+                    specs[n].optimizer != "sgd",
+                    specs[n].seed,
+                    -(specs[n].epochs or 0),
+                    names.index(n),
+                ),
+            )
+        )
     if fill:
         chosen += [n for n in names if n not in chosen][: max(0, len(inputs) - len(chosen))]
     return chosen
@@ -97,6 +108,7 @@ def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) 
 def model_labels(models: Sequence[Any]) -> list[str]:
     """Unique display labels: the spec's short name (with the distinguishing part where short names clash, e.g.
     "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
+
     def spec_of(m):
         return getattr(m, "spec", None)
 

@@ -4,6 +4,7 @@ A lock is an exclusive ``flock`` on a small file; the kernel releases it when it
 exits (SIGKILL included), so a killed process never leaves a lock behind. Where ``fcntl`` does not exist
 (Windows) the lock is a no-op and the store falls back to its atomic renames alone.
 """
+
 from __future__ import annotations
 
 import contextlib

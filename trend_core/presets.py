@@ -2,6 +2,7 @@
 
 Plain names only, no torch: the CLI lists the presets in ``trend --help`` without importing PyTorch.
 """
+
 from __future__ import annotations
 
 PRESETS = {

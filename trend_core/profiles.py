@@ -5,6 +5,7 @@ and look their settings up here, so a result computed under one profile never bo
 The bugs fixed for issue #9 (DoReFa scale, HT normalization, ResNet activation placement, the VGG head, EMPIR's
 vote timing) are not profile settings: both profiles get the corrected behaviour.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class Profile:
     tm_fit_eps: tuple[float, ...] | None
     tm_f_ss: str  # "common": images both models classify correctly; "source": every image the source gets right
 
-    def normalization_for(self, dataset: str, mean: tuple[float, ...], std: tuple[float, ...]
-                          ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def normalization_for(
+        self, dataset: str, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) this profile normalizes ``dataset`` with (``mean``/``std``: the dataset's own)."""
         for name, m, s in self.normalization:
             if name == dataset:
@@ -50,16 +52,35 @@ class Profile:
 
 _PROFILES = {
     "paper": Profile(
-        name="paper", per_batch_range=False, normalization=(), vote_ties="any", ensemble_eps=8 / 255,
-        ensemble_start="step", cw_abort="relative", train_batch=None, adam_lr=None, adam_lr_vgg_bn=None,
-        tm_fit_eps=None, tm_f_ss="common",
+        name="paper",
+        per_batch_range=False,
+        normalization=(),
+        vote_ties="any",
+        ensemble_eps=8 / 255,
+        ensemble_start="step",
+        cw_abort="relative",
+        train_batch=None,
+        adam_lr=None,
+        adam_lr_vgg_bn=None,
+        tm_fit_eps=None,
+        tm_f_ss="common",
     ),
     "authors": Profile(
-        name="authors", per_batch_range=True,
-        normalization=(("cifar10", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-                       ("cifar100", (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))),
-        vote_ties="all_disagree", ensemble_eps=0.01, ensemble_start="eps", cw_abort="advertorch",
-        train_batch=512, adam_lr=1e-3, adam_lr_vgg_bn=1e-4, tm_fit_eps=(0.02, 0.04, 0.06, 0.08), tm_f_ss="source",
+        name="authors",
+        per_batch_range=True,
+        normalization=(
+            ("cifar10", (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+            ("cifar100", (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+        ),
+        vote_ties="all_disagree",
+        ensemble_eps=0.01,
+        ensemble_start="eps",
+        cw_abort="advertorch",
+        train_batch=512,
+        adam_lr=1e-3,
+        adam_lr_vgg_bn=1e-4,
+        tm_fit_eps=(0.02, 0.04, 0.06, 0.08),
+        tm_f_ss="source",
     ),
 }
 

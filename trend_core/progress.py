@@ -5,6 +5,7 @@ before it starts; it declares the total, reports each finished piece, and the me
 ``report(fraction, message)`` — ``Job.progress`` for a background job, a tqdm bar's update for the CLI — so the
 bar moves with the work and an estimate of the time left can be taken from its rate.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -4,6 +4,7 @@ D-AG, EMPIR, U-GD and A-GD for the ensemble and each member attacked alone, and 
 It sits above the vote (``ensemble.py``) and the ensemble attack (``attacks/ensemble_pgd.py``), so neither of
 them imports the other's caller.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,24 @@ from .store import UNSET, Cache, cache_argument, resolve_cache
 from .transfer import attack_cached, evaluation_data
 
 
-def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequence[float],
-                     rules: Sequence[str] = ("agd",), data: Any = None, limit: int | None = None, steps: int = 40,
-                     step_size: float | None = None, seed: int = 0, members_alone: bool = True,
-                     draws: int | None = None, cache: Cache = None, device: str | torch.device = "auto",
-                     progress: Callable[[str], None] | None = None, store: Any = UNSET, profile: str = "paper",
-                     executor: Any = None) -> pd.DataFrame:
+def robustness_sweep(
+    members: Sequence[nn.Module] | MajorityVote,
+    epsilons: Sequence[float],
+    rules: Sequence[str] = ("agd",),
+    data: Any = None,
+    limit: int | None = None,
+    steps: int = 40,
+    step_size: float | None = None,
+    seed: int = 0,
+    members_alone: bool = True,
+    draws: int | None = None,
+    cache: Cache = None,
+    device: str | torch.device = "auto",
+    progress: Callable[[str], None] | None = None,
+    store: Any = UNSET,
+    profile: str = "paper",
+    executor: Any = None,
+) -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
     One row per (rule, eps, model). ``model`` is ``"ensemble"`` or a member's label; ``accuracy`` is accuracy
@@ -84,18 +97,25 @@ def robustness_sweep(members: Sequence[nn.Module] | MajorityVote, epsilons: Sequ
         for slot, eps in enumerate(eps_list):
             adv = entries[slot]["x_adv"].to(dev)
             on_ens = ensemble.votes(adv) == y
-            rows.append(_robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ensemble.expected_accuracy(adv, y, draws)))
+            rows.append(
+                _robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ensemble.expected_accuracy(adv, y, draws))
+            )
             for i, single in enumerate(singles):
                 row = {"acc_on_ensemble_adv": float(on_ens[i].float().mean())}
                 if members_alone:
                     member_adv = member_entries[i][slot]["x_adv"].to(dev)
-                    row = {**_robustness_row(rule, eps, single.names[0], clean_members[i],
-                                             single.expected_accuracy(member_adv, y)), **row}
+                    row = {
+                        **_robustness_row(
+                            rule, eps, single.names[0], clean_members[i], single.expected_accuracy(member_adv, y)
+                        ),
+                        **row,
+                    }
                 else:
                     row = {**_robustness_row(rule, eps, single.names[0], clean_members[i], None), **row}
                 rows.append(row)
-    return pd.DataFrame(rows, columns=["rule", "eps", "model", "clean_accuracy", "accuracy", "success_rate",
-                                       "acc_on_ensemble_adv"])
+    return pd.DataFrame(
+        rows, columns=["rule", "eps", "model", "clean_accuracy", "accuracy", "success_rate", "acc_on_ensemble_adv"]
+    )
 
 
 def _robustness_row(rule: str, eps: float, model: str, clean: torch.Tensor, adv: torch.Tensor | None) -> dict:
@@ -109,7 +129,7 @@ def _robustness_row(rule: str, eps: float, model: str, clean: torch.Tensor, adv:
 
 
 def robustness_ratios(sweep: pd.DataFrame) -> pd.DataFrame:
-    """"x times more robust": the ensemble's accuracy under attack over each member's, per rule and eps."""
+    """ "x times more robust": the ensemble's accuracy under attack over each member's, per rule and eps."""
     needed = {"rule", "eps", "model", "accuracy"}
     if not needed <= set(sweep.columns):
         raise TrendError(f"A robustness table needs columns {', '.join(sorted(needed))}.")
@@ -119,7 +139,16 @@ def robustness_ratios(sweep: pd.DataFrame) -> pd.DataFrame:
         ens_acc = float(ens.get((row.rule, row.eps), math.nan))
         member = float(row.accuracy)
         ratio = ens_acc / member if member > 0 else (math.inf if ens_acc > 0 else math.nan)
-        rows.append({"rule": row.rule, "eps": row.eps, "member": row.model, "ensemble_accuracy": ens_acc,
-                     "member_accuracy": member, "times_more_robust": ratio})
-    return pd.DataFrame(rows, columns=["rule", "eps", "member", "ensemble_accuracy", "member_accuracy",
-                                       "times_more_robust"])
+        rows.append(
+            {
+                "rule": row.rule,
+                "eps": row.eps,
+                "member": row.model,
+                "ensemble_accuracy": ens_acc,
+                "member_accuracy": member,
+                "times_more_robust": ratio,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["rule", "eps", "member", "ensemble_accuracy", "member_accuracy", "times_more_robust"]
+    )

@@ -6,6 +6,7 @@ Models travel as a spec plus safetensors bytes (rebuilt on the worker; any other
 Only the driver writes to the zoo and the results store, each result once it is complete, so a lost worker or
 a killed driver never leaves a partial entry and a rerun resumes from what is stored.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -44,8 +45,13 @@ def pack_model(model: nn.Module) -> dict:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         return {"kind": "spec", "spec": spec.to_dict(), "weights": save(state), "training": model.training}
     if isinstance(model, MajorityVote):
-        return {"kind": "vote", "members": [pack_model(m) for m in model.members], "seed": model.seed,
-                "names": list(model.names), "profile": model.profile}
+        return {
+            "kind": "vote",
+            "members": [pack_model(m) for m in model.members],
+            "seed": model.seed,
+            "names": list(model.names),
+            "profile": model.profile,
+        }
     return {"kind": "module", "module": model}
 
 
@@ -81,15 +87,26 @@ def train_unit(spec: dict, device: str = "auto") -> dict:
 
     result = train_model(ModelSpec.from_dict(spec), device=device)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    return {"weights": save(state), "meta": {
-        "source": "trained", "val_acc": result.val_acc, "test_acc": result.test_acc,
-        "train_seconds": round(result.train_seconds, 3), "device": device,
-        "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
-    }}
+    return {
+        "weights": save(state),
+        "meta": {
+            "source": "trained",
+            "val_acc": result.val_acc,
+            "test_acc": result.test_acc,
+            "train_seconds": round(result.train_seconds, 3),
+            "device": device,
+            "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
+        },
+    }
 
 
-def attack_unit(package: dict, attack, data: tuple[torch.Tensor, torch.Tensor], epsilons: Sequence[float | None],
-                device: str = "auto") -> list[dict]:
+def attack_unit(
+    package: dict,
+    attack,
+    data: tuple[torch.Tensor, torch.Tensor],
+    epsilons: Sequence[float | None],
+    device: str = "auto",
+) -> list[dict]:
     """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU)."""
     from .devices import resolve_device
 
@@ -97,8 +114,16 @@ def attack_unit(package: dict, attack, data: tuple[torch.Tensor, torch.Tensor], 
     model = unpack_model(package, dev)
     x, y = data
     outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons))
-    return [{"clean_correct": o.clean_correct.cpu(), "success": o.success.cpu(), "l2": o.l2.cpu(),
-             "linf": o.linf.cpu(), "x_adv": o.x_adv.cpu()} for o in outcomes]
+    return [
+        {
+            "clean_correct": o.clean_correct.cpu(),
+            "success": o.success.cpu(),
+            "l2": o.l2.cpu(),
+            "linf": o.linf.cpu(),
+            "x_adv": o.x_adv.cpu(),
+        }
+        for o in outcomes
+    ]
 
 
 def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "auto") -> list[torch.Tensor]:
@@ -112,9 +137,14 @@ def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "a
 
 
 # ----------------------------------------------------------------------------- driver side
-def train_specs(zoo, specs: Sequence[ModelSpec | str], device: Any = "auto", executor: Executor | str | None = None,
-                progress: Callable[[TrainStep], None] | None = None,
-                cancel: Callable[[], bool] | None = None) -> list[dict]:
+def train_specs(
+    zoo,
+    specs: Sequence[ModelSpec | str],
+    device: Any = "auto",
+    executor: Executor | str | None = None,
+    progress: Callable[[TrainStep], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> list[dict]:
     """Train the specs the zoo lacks as parallel units and write each to the zoo as it completes.
 
     Returns every spec's metadata (in the order given). Pretrained torchvision specs are fetched here, not trained.
@@ -141,11 +171,23 @@ def train_specs(zoo, specs: Sequence[ModelSpec | str], device: Any = "auto", exe
     return [zoo.metadata(spec) for spec in chosen]
 
 
-def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerprints: Sequence[str],
-                      labels: Sequence[str], sources: Sequence[int], targets: Sequence[int], attack,
-                      epsilons: Sequence[float | None], x: torch.Tensor, y: torch.Tensor, data_key: str, store,
-                      device: Any = "auto", progress: Callable | None = None,
-                      cancel: Callable[[], bool] | None = None) -> None:
+def prefetch_transfer(
+    executor: Executor,
+    models: Sequence[nn.Module],
+    fingerprints: Sequence[str],
+    labels: Sequence[str],
+    sources: Sequence[int],
+    targets: Sequence[int],
+    attack,
+    epsilons: Sequence[float | None],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_key: str,
+    store,
+    device: Any = "auto",
+    progress: Callable | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> None:
     """Put every source's attack results and every target's predictions on them into ``store``, as units.
 
     Attacks run one per source and eps (one per source for minimum-norm attacks, which serve every eps at once);
@@ -182,8 +224,9 @@ def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerpri
 
     for s in sources:
         keys = attack_keys(attack, epsilons, data_key, fingerprints[s])
-        pred_keys = [{t: content_key(CACHE_VERSION, "pred", fingerprints[t], key) for t in targets if t != s}
-                     for key in keys]
+        pred_keys = [
+            {t: content_key(CACHE_VERSION, "pred", fingerprints[t], key) for t in targets if t != s} for key in keys
+        ]
         plan[s] = (keys, pred_keys)
         need_attack, ready = [], []
         for slot, key in enumerate(keys):
@@ -236,9 +279,16 @@ def prefetch_transfer(executor: Executor, models: Sequence[nn.Module], fingerpri
                     progress(TransferStep(finished, len(sources), labels[s], not computed[s]))
 
 
-def prefetch_attacks(executor: Executor, jobs: Sequence[tuple[nn.Module, Any]], x: torch.Tensor, y: torch.Tensor,
-                     epsilons: Sequence[float | None], store, device: Any = "auto",
-                     progress: Callable[[str], None] | None = None) -> None:
+def prefetch_attacks(
+    executor: Executor,
+    jobs: Sequence[tuple[nn.Module, Any]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float | None],
+    store,
+    device: Any = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking.
@@ -259,8 +309,9 @@ def prefetch_attacks(executor: Executor, jobs: Sequence[tuple[nn.Module, Any]], 
         groups = [missing] if attack.minimum_norm else [[slot] for slot in missing]
         label = f"{getattr(attack, 'name', 'attack')} on {getattr(model, 'name', None) or type(model).__name__}"
         for group in groups:
-            future = executor.submit(attack_unit, package, attack, data, [epsilons[i] for i in group], dev,
-                                     gpu=dev != "cpu")
+            future = executor.submit(
+                attack_unit, package, attack, data, [epsilons[i] for i in group], dev, gpu=dev != "cpu"
+            )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)
     for n, (future, value) in enumerate(_as_done(executor, futures, None, "The sweep"), start=1):
@@ -294,4 +345,3 @@ def _as_done(executor: Executor, futures: dict, cancel: Callable[[], bool] | Non
 def _cancel_all(executor: Executor, futures) -> None:
     for future in list(futures):
         executor.cancel(future)
-

@@ -7,6 +7,7 @@ Canonical name (fields equal to their defaults are left out, parsing fills them 
 for example ``digits/resnet18-w0.25/Q2/sgd/s0`` or ``cifar10/vgg11/FP-W2/adam/s3/e400``; the last part names the
 method profile (``trend_core.profiles``) when it is not the default ``paper``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,8 +98,10 @@ class ModelSpec:
                 f"Unknown input quantization {self.input_quant!r}; choose one of {', '.join(INPUT_QUANTS)}."
             )
         for label, bits in (("Weight", self.weight_bits), ("Activation", self.act_bits)):
-            if not isinstance(bits, int) or isinstance(bits, bool) or not (
-                bits == FULL_PRECISION_BITS or 1 <= bits <= 16
+            if (
+                not isinstance(bits, int)
+                or isinstance(bits, bool)
+                or not (bits == FULL_PRECISION_BITS or 1 <= bits <= 16)
             ):
                 raise TrendError(f"{label} bits must be 1..16 or 32 (full precision), got {bits!r}.")
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or not 1 <= self.epochs <= MAX_EPOCHS:
@@ -232,8 +235,10 @@ class ModelSpec:
             elif extra in PROFILES:
                 kwargs["profile"] = extra
             else:
-                raise TrendError(f"Unknown part {extra!r} in {name!r}; expected e<epochs>, lr<rate>, pretrained "
-                                 f"or a profile ({', '.join(p for p in PROFILES if p != DEFAULT_PROFILE)}).")
+                raise TrendError(
+                    f"Unknown part {extra!r} in {name!r}; expected e<epochs>, lr<rate>, pretrained "
+                    f"or a profile ({', '.join(p for p in PROFILES if p != DEFAULT_PROFILE)})."
+                )
         return cls(**kwargs)
 
 

@@ -13,6 +13,7 @@ warning, and the value is recomputed), and a cache database SQLite cannot read i
 (``models/``) and are never touched. ``Store.lock(key)`` lets processes that would compute the same value
 wait for the first one instead of repeating its work.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,8 +75,10 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, torch.dtype | torch.device):
         return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__dataclass__": type(obj).__qualname__,
-                "fields": {f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+        return {
+            "__dataclass__": type(obj).__qualname__,
+            "fields": {f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
     if hasattr(obj, "__array__"):
         return {"__tensor__": tensor_digest(torch.as_tensor(obj))}
     raise TypeError(f"content_key cannot hash a {type(obj).__name__}; pass JSON-able values or tensors.")
@@ -114,8 +117,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         return cached[1]
     spec = getattr(model, "spec", None)
     fingerprint = content_key(
-        "model", f"{type(model).__module__}.{type(model).__qualname__}", repr(model),
-        getattr(spec, "name", None), [(name, tensor_digest(t)) for name, t in _tensors(model)],
+        "model",
+        f"{type(model).__module__}.{type(model).__qualname__}",
+        repr(model),
+        getattr(spec, "name", None),
+        [(name, tensor_digest(t)) for name, t in _tensors(model)],
     )
     if signature is not None:
         object.__setattr__(model, _FINGERPRINT_ATTR, (signature, fingerprint))
@@ -141,8 +147,9 @@ def _encode(value: Any) -> Any:
         return {k: _encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_encode(v) for v in value)
-    raise TypeError(f"The store keeps tensors, DataFrames, numbers, strings and dicts/lists of them, "
-                    f"not {type(value).__name__}.")
+    raise TypeError(
+        f"The store keeps tensors, DataFrames, numbers, strings and dicts/lists of them, not {type(value).__name__}."
+    )
 
 
 def _decode(value: Any) -> Any:
@@ -178,8 +185,8 @@ def _unseal(blob: bytes) -> bytes | None:
     head = len(_CHECKED)
     if not blob.startswith(_CHECKED) or len(blob) < head + 32:
         return None
-    payload = blob[head + 32:]
-    return payload if hashlib.sha256(payload).digest() == blob[head:head + 32] else None
+    payload = blob[head + 32 :]
+    return payload if hashlib.sha256(payload).digest() == blob[head : head + 32] else None
 
 
 def store_root(root: str | os.PathLike | None = None) -> Path:
@@ -231,9 +238,13 @@ class Store:
             aside = self.directory.with_name(f"cache.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
             with contextlib.suppress(OSError):
                 os.replace(self.directory, aside)
-            warnings.warn(StoreWarning(
-                f"The results cache {self.directory} was damaged ({exc}); moved it to {aside.name} and started "
-                "an empty one, so results will be recomputed (models are not affected)."), stacklevel=3)
+            warnings.warn(
+                StoreWarning(
+                    f"The results cache {self.directory} was damaged ({exc}); moved it to {aside.name} and started "
+                    "an empty one, so results will be recomputed (models are not affected)."
+                ),
+                stacklevel=3,
+            )
             self._cache = self._open()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -242,20 +253,32 @@ class Store:
             return default
         payload = _unseal(bytes(data))
         if payload is None:
-            damaged = bytes(data[:len(_CHECKED)]) == _CHECKED
+            damaged = bytes(data[: len(_CHECKED)]) == _CHECKED
             if damaged:  # the user hears of damage; an entry of an older format is only logged
-                warnings.warn(StoreWarning(f"A cached result ({key[:12]}) failed its checksum (damaged on "
-                                           "disk); it is recomputed."), stacklevel=2)
-            log.warning("results store %s: entry %s is unreadable (%s); it is dropped and will be computed again",
-                        self.directory, key, "checksum mismatch" if damaged else "not in this version's format")
+                warnings.warn(
+                    StoreWarning(
+                        f"A cached result ({key[:12]}) failed its checksum (damaged on disk); it is recomputed."
+                    ),
+                    stacklevel=2,
+                )
+            log.warning(
+                "results store %s: entry %s is unreadable (%s); it is dropped and will be computed again",
+                self.directory,
+                key,
+                "checksum mismatch" if damaged else "not in this version's format",
+            )
             self.delete(key)
             return default
         try:
             return loads(payload)
         except Exception as exc:  # noqa: BLE001 - an unreadable entry (older format, damaged file) is a miss
-            log.warning("results store %s: entry %s is unreadable (%s: %s); it is dropped and will be computed "
-                        "again", self.directory, key, type(exc).__name__,
-                        str(exc).splitlines()[0][:200] if str(exc) else "")
+            log.warning(
+                "results store %s: entry %s is unreadable (%s: %s); it is dropped and will be computed again",
+                self.directory,
+                key,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
             self.delete(key)
             return default
 
@@ -369,6 +392,9 @@ def cache_argument(cache: Cache, store: Any = UNSET) -> Cache:
     DeprecationWarning, so callers written against the old keyword keep their meaning."""
     if store is UNSET:
         return cache
-    warnings.warn("store= is deprecated; use cache= (None: no disk cache, True: the shared store, "
-                  "a folder or a Store).", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        "store= is deprecated; use cache= (None: no disk cache, True: the shared store, a folder or a Store).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return True if store is None else store

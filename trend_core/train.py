@@ -2,6 +2,7 @@
 weights kept, test accuracy reported. Deterministic on the CPU for a given seed; reports progress through a
 callback and stops early when a cancel callback says so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,8 +104,13 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4,
     return torch.where(flips.view(n, 1, 1, 1), out.flip(3), out)
 
 
-def iterate_batches(dataset: Dataset, batch_size: int, generator: torch.Generator | None = None,
-                    shuffle: bool = False, drop_last: bool = False):
+def iterate_batches(
+    dataset: Dataset,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    shuffle: bool = False,
+    drop_last: bool = False,
+):
     """(x in [0, 1], y) batches; in-memory tensor datasets are sliced directly (no per-item collation)."""
     if isinstance(dataset, TensorDataset):
         x_all, y_all = dataset.tensors
@@ -112,11 +118,17 @@ def iterate_batches(dataset: Dataset, batch_size: int, generator: torch.Generato
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for i in range(0, stop, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             yield as_float_images(x_all[idx]), y_all[idx]
         return
-    yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=drop_last, num_workers=min(8, (os.cpu_count() or 1)) if shuffle else 0)
+    yield from DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        num_workers=min(8, (os.cpu_count() or 1)) if shuffle else 0,
+    )
 
 
 @torch.inference_mode()
@@ -160,9 +172,15 @@ def make_optimizer(spec: ModelSpec, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=learning_rate(spec))
 
 
-def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str = "auto",
-                progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
-                batch_size: int | None = None, amp: bool = True) -> TrainResult:
+def train_model(
+    spec: ModelSpec,
+    data: DatasetBundle | None = None,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    batch_size: int | None = None,
+    amp: bool = True,
+) -> TrainResult:
     """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies.
 
     On CUDA the forward pass runs under bf16 autocast unless ``amp=False`` (the CPU path is plain fp32).
@@ -175,8 +193,15 @@ def train_model(spec: ModelSpec, data: DatasetBundle | None = None, device: str 
         return _train(spec, data, dev, progress, cancel, batch_size, amp)
 
 
-def _train(spec: ModelSpec, data: DatasetBundle, dev: torch.device, progress: ProgressFn | None,
-           cancel: Callable[[], bool] | None, batch_size: int | None, amp: bool) -> TrainResult:
+def _train(
+    spec: ModelSpec,
+    data: DatasetBundle,
+    dev: torch.device,
+    progress: ProgressFn | None,
+    cancel: Callable[[], bool] | None,
+    batch_size: int | None,
+    amp: bool,
+) -> TrainResult:
     """The training loop of ``train_model`` (threads already set)."""
     torch.manual_seed(spec.seed)
     model = build_model(spec, data.info).to(dev)
@@ -213,8 +238,7 @@ def _train(spec: ModelSpec, data: DatasetBundle, dev: torch.device, progress: Pr
         if val_acc > best_acc or best_acc < 0:
             best_acc = val_acc
             best_state = copy.deepcopy(model.state_dict())
-        report = EpochReport(epoch, epochs, total / max(count, 1), val_acc, best_acc,
-                             time.perf_counter() - epoch_start)
+        report = EpochReport(epoch, epochs, total / max(count, 1), val_acc, best_acc, time.perf_counter() - epoch_start)
         history.append(report)
         if progress is not None:
             progress(report)

@@ -10,6 +10,7 @@ source not yet done. For every ordered pair (source s, target t), on the images 
     transferred  f_st: those of f_ss that also fool t
     tm           f_st / f_ss  (NaN when f_ss = 0: undefined, and reported in ``warnings``); 1 on the diagonal
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ from .transfer_keys import (  # noqa: F401  (re-exported: the transfer run's pub
 )
 
 PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
-STAT_COLUMNS = {"generated": "generated", "transferred": "transferred", "transfer_pct": "transfer_pct",
-                "l2": "mean_l2", "linf": "mean_linf"}
+STAT_COLUMNS = {
+    "generated": "generated",
+    "transferred": "transferred",
+    "transfer_pct": "transfer_pct",
+    "l2": "mean_l2",
+    "linf": "mean_linf",
+}
 
 
 @dataclass
@@ -123,15 +129,22 @@ class TransferResult:
     def to_dict(self) -> dict:
         """A JSON-able summary: settings, the TM matrix with averages, the long form and warnings (NaN -> None)."""
         matrix = self.matrix()
-        return _json_safe({
-            "attack": self.attack, "eps": self.eps, "split": self.split, "n_images": self.n_images,
-            "sources": self.sources, "targets": self.targets, "specs": self.specs,
-            "tm": {s: {t: matrix.at[s, t] for t in self.targets} for s in self.sources},
-            "row_avg": {s: matrix.at[s, "row_avg"] for s in self.sources},
-            "col_avg": {t: matrix.at["col_avg", t] for t in self.targets},
-            "pairs": self.pairs[PAIR_COLUMNS].to_dict(orient="records"),
-            "warnings": self.warnings,
-        })
+        return _json_safe(
+            {
+                "attack": self.attack,
+                "eps": self.eps,
+                "split": self.split,
+                "n_images": self.n_images,
+                "sources": self.sources,
+                "targets": self.targets,
+                "specs": self.specs,
+                "tm": {s: {t: matrix.at[s, t] for t in self.targets} for s in self.sources},
+                "row_avg": {s: matrix.at[s, "row_avg"] for s in self.sources},
+                "col_avg": {t: matrix.at["col_avg", t] for t in self.targets},
+                "pairs": self.pairs[PAIR_COLUMNS].to_dict(orient="records"),
+                "warnings": self.warnings,
+            }
+        )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -151,8 +164,10 @@ class TransferResult:
         if self.details is None:
             raise TrendError("This transfer result carries no per-image details; rerun the transfer to see examples.")
         if source not in self.sources or target not in self.targets:
-            raise TrendError(f"No pair {source!r} -> {target!r} in this result; sources: {', '.join(self.sources)}; "
-                             f"targets: {', '.join(self.targets)}.")
+            raise TrendError(
+                f"No pair {source!r} -> {target!r} in this result; sources: {', '.join(self.sources)}; "
+                f"targets: {', '.join(self.targets)}."
+            )
         d = self.details
         generated = d.success[source] & d.correct[source] & d.correct[target]
         idx = generated.nonzero().flatten()
@@ -168,19 +183,58 @@ class TransferResult:
 
 # ----------------------------------------------------------------------------- running
 @overload
-def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: None = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...,
-                 profile: str = ..., executor: Any = ...) -> TransferResult: ...
+def run_transfer(
+    models: Sequence[nn.Module],
+    attack: Attack | str,
+    split: str = ...,
+    limit: int | None = ...,
+    data: Any = ...,
+    cache: Cache = ...,
+    progress: Callable[[TransferStep], None] | None = ...,
+    device: Any = ...,
+    sources: Sequence | None = ...,
+    targets: Sequence | None = ...,
+    epsilons: None = ...,
+    cancel: Callable[[], bool] | None = ...,
+    store: Any = ...,
+    profile: str = ...,
+    executor: Any = ...,
+) -> TransferResult: ...
 @overload
-def run_transfer(models: Sequence[nn.Module], attack: Attack | str, split: str = ..., limit: int | None = ...,
-                 data: Any = ..., cache: Cache = ..., progress: Callable[[TransferStep], None] | None = ...,
-                 device: Any = ..., sources: Sequence | None = ..., targets: Sequence | None = ...,
-                 epsilons: Sequence[float | None] = ..., cancel: Callable[[], bool] | None = ..., store: Any = ...,
-                 profile: str = ..., executor: Any = ...) -> list[TransferResult]: ...
-def run_transfer(models, attack, split="test", limit=None, data=None, cache=None, progress=None, device="auto",
-                 sources=None, targets=None, epsilons=None, cancel=None, store=UNSET, profile="paper", executor=None):
+def run_transfer(
+    models: Sequence[nn.Module],
+    attack: Attack | str,
+    split: str = ...,
+    limit: int | None = ...,
+    data: Any = ...,
+    cache: Cache = ...,
+    progress: Callable[[TransferStep], None] | None = ...,
+    device: Any = ...,
+    sources: Sequence | None = ...,
+    targets: Sequence | None = ...,
+    epsilons: Sequence[float | None] = ...,
+    cancel: Callable[[], bool] | None = ...,
+    store: Any = ...,
+    profile: str = ...,
+    executor: Any = ...,
+) -> list[TransferResult]: ...
+def run_transfer(
+    models,
+    attack,
+    split="test",
+    limit=None,
+    data=None,
+    cache=None,
+    progress=None,
+    device="auto",
+    sources=None,
+    targets=None,
+    epsilons=None,
+    cancel=None,
+    store=UNSET,
+    profile="paper",
+    executor=None,
+):
     """TM of every ordered (source, target) pair; one TransferResult, or one per eps when ``epsilons`` is given.
 
     ``models``: TrendModels or any pixels-in/logits-out nn.Module (labelled by ``.spec.short_name``, ``.name``
@@ -220,16 +274,18 @@ def run_transfer(models, attack, split="test", limit=None, data=None, cache=None
 
     data_key = content_key(CACHE_VERSION, "data", x, y)
     fps = [model_fingerprint(m) for m in models]
-    per_eps: list[dict] = [{name: {} for name in ("correct", "success", "l2", "linf", "pred", "keys")}
-                           for _ in eps_list]
+    per_eps: list[dict] = [
+        {name: {} for name in ("correct", "success", "l2", "linf", "pred", "keys")} for _ in eps_list
+    ]
     from .executors import get_executor
 
     runner = get_executor(executor)
     if runner.distributed:  # attacks and evaluations run as units elsewhere; the loop below then reads the store
         from .scale import prefetch_transfer
 
-        prefetch_transfer(runner, models, fps, labels, src, tgt, attack, eps_list, x, y, data_key, store, device,
-                          progress, cancel)
+        prefetch_transfer(
+            runner, models, fps, labels, src, tgt, attack, eps_list, x, y, data_key, store, device, progress, cancel
+        )
         progress = cancel = None
     for done, s in enumerate(src, start=1):
         if cancel is not None and cancel():
@@ -250,20 +306,33 @@ def run_transfer(models, attack, split="test", limit=None, data=None, cache=None
     results = []
     for eps, acc in zip(eps_list, per_eps):
         details = TransferDetails(
-            x_cpu, y_cpu, {labels[i]: correct[i] for i in involved},
+            x_cpu,
+            y_cpu,
+            {labels[i]: correct[i] for i in involved},
             {labels[s]: v for s, v in acc["success"].items()},
             {(labels[s], labels[t]): v for (s, t), v in acc["pred"].items()},
             _adv_loader(store, {labels[s]: k for s, k in acc["keys"].items()}),
             {labels[i]: models[i] for i in src},
         )
         norms = ({labels[s]: v for s, v in acc["l2"].items()}, {labels[s]: v for s, v in acc["linf"].items()})
-        results.append(_build_result(details, norms, [labels[i] for i in src], [labels[i] for i in tgt],
-                                     describe_attack(attack), eps, split_name, specs))
+        results.append(
+            _build_result(
+                details,
+                norms,
+                [labels[i] for i in src],
+                [labels[i] for i in tgt],
+                describe_attack(attack),
+                eps,
+                split_name,
+                specs,
+            )
+        )
     return results if epsilons is not None else results[0]
 
 
-def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_list, x, y, data_key: str, store,
-                     per_eps: list[dict]) -> bool:
+def _transfer_source(
+    s: int, tgt: list[int], models, fps, attack: Attack, eps_list, x, y, data_key: str, store, per_eps: list[dict]
+) -> bool:
     """Attack source ``s`` (or read it from the store) and predict every other target on its images, per eps.
 
     Fills each eps's accumulator; returns whether nothing had to be computed."""
@@ -288,11 +357,17 @@ def _transfer_source(s: int, tgt: list[int], models, fps, attack: Attack, eps_li
     return from_cache and not any(need_images)
 
 
-
-def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                  epsilons: Sequence[float | None], store: Any, data_key: str | None = None,
-                  fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
-                  ) -> tuple[list[dict], bool]:
+def attack_cached(
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float | None],
+    store: Any,
+    data_key: str | None = None,
+    fingerprint: str | None = None,
+    need_images: Sequence[bool] | None = None,
+) -> tuple[list[dict], bool]:
     """``_attack_cached`` under the store's lock for these keys (when it has locks), so two processes asking for
     the same attack at once compute it once: the second waits and then reads the first one's results."""
     lock = getattr(store, "lock", None)
@@ -304,10 +379,17 @@ def attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Te
         return _attack_cached(model, attack, x, y, epsilons, store, data_key, fingerprint, need_images)
 
 
-def _attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-                   epsilons: Sequence[float | None], store, data_key: str | None = None,
-                   fingerprint: str | None = None, need_images: Sequence[bool] | None = None,
-                   ) -> tuple[list[dict], bool]:
+def _attack_cached(
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float | None],
+    store,
+    data_key: str | None = None,
+    fingerprint: str | None = None,
+    need_images: Sequence[bool] | None = None,
+) -> tuple[list[dict], bool]:
     """``attack.run`` over the eps not yet in ``store``; returns (one entry per eps, whether all came from the store).
 
     An entry holds ``clean_correct``, ``success``, ``l2`` and ``linf`` per image, and ``x_adv`` when freshly
@@ -329,13 +411,16 @@ def _attack_cached(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.T
     if missing:
         outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing], speedup=True)
         for slot, outcome in zip(missing, outcomes):
-            entry = {"clean_correct": outcome.clean_correct, "success": outcome.success, "l2": outcome.l2,
-                     "linf": outcome.linf}
+            entry = {
+                "clean_correct": outcome.clean_correct,
+                "success": outcome.success,
+                "l2": outcome.l2,
+                "linf": outcome.linf,
+            }
             store.set(keys[slot] + ":x_adv", outcome.x_adv)  # images first: a summary implies its images
             store.set(keys[slot], entry)
             entries[slot] = {**entry, "x_adv": outcome.x_adv}
     return [entries[slot] for slot in range(len(keys))], not missing
-
 
 
 def describe_attack(attack: Attack) -> str:
@@ -352,8 +437,9 @@ def _as_attack(attack: Any, profile: str = "paper") -> Attack:
             return make_attack(attack, profile=profile)
         return make_attack(attack)
     if not isinstance(attack, Attack):
-        raise TrendError(f"A transfer run needs an Attack (e.g. PGD(eps=0.1)) or an attack name, "
-                         f"got {type(attack).__name__}.")
+        raise TrendError(
+            f"A transfer run needs an Attack (e.g. PGD(eps=0.1)) or an attack name, got {type(attack).__name__}."
+        )
     return attack
 
 
@@ -379,7 +465,9 @@ def _select(chosen, models, labels, role: str) -> list[int]:
     return picked
 
 
-def evaluation_data(models: Sequence[nn.Module], data: Any, split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_data(
+    models: Sequence[nn.Module], data: Any, split: str, limit: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels a run evaluates: ``data`` (a DatasetBundle or an (x, y) pair), or the ``split`` of
     the models' common dataset; the first ``limit`` images. Bad input raises a TrendError that says why."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
@@ -422,8 +510,16 @@ def _adv_loader(store, keys: dict[str, str]) -> Callable[[str], torch.Tensor]:
     return load
 
 
-def _build_result(d: TransferDetails, norms, sources: list[str], targets: list[str], attack: str,
-                  eps: float | None, split: str, specs: dict) -> TransferResult:
+def _build_result(
+    d: TransferDetails,
+    norms,
+    sources: list[str],
+    targets: list[str],
+    attack: str,
+    eps: float | None,
+    split: str,
+    specs: dict,
+) -> TransferResult:
     l2, linf = norms
     rows: list[dict] = []
     empty: dict[str, list[str]] = {}
@@ -438,16 +534,26 @@ def _build_result(d: TransferDetails, norms, sources: list[str], targets: list[s
                 tm = f_st / f_ss if f_ss else math.nan
                 if not f_ss:
                     empty.setdefault(s, []).append(t)
-            rows.append({
-                "source": s, "target": t, "n_common": int((d.correct[s] & d.correct[t]).sum()),
-                "generated": f_ss, "transferred": f_st, "tm": tm,
-                "mean_l2": float(l2[s][generated].mean()) if f_ss else math.nan,
-                "mean_linf": float(linf[s][generated].mean()) if f_ss else math.nan,
-            })
-    warnings = [f"TM is undefined (NaN) for {s} -> {', '.join(ts)}: the attack on {s} generated no adversarial "
-                f"images among the images both models classify correctly." for s, ts in empty.items()]
-    return TransferResult(pd.DataFrame(rows, columns=PAIR_COLUMNS), sources, targets, attack, eps, split,
-                          len(d.y), specs, warnings, d)
+            rows.append(
+                {
+                    "source": s,
+                    "target": t,
+                    "n_common": int((d.correct[s] & d.correct[t]).sum()),
+                    "generated": f_ss,
+                    "transferred": f_st,
+                    "tm": tm,
+                    "mean_l2": float(l2[s][generated].mean()) if f_ss else math.nan,
+                    "mean_linf": float(linf[s][generated].mean()) if f_ss else math.nan,
+                }
+            )
+    warnings = [
+        f"TM is undefined (NaN) for {s} -> {', '.join(ts)}: the attack on {s} generated no adversarial "
+        f"images among the images both models classify correctly."
+        for s, ts in empty.items()
+    ]
+    return TransferResult(
+        pd.DataFrame(rows, columns=PAIR_COLUMNS), sources, targets, attack, eps, split, len(d.y), specs, warnings, d
+    )
 
 
 def _diagonal_mask(grid: pd.DataFrame) -> pd.DataFrame:
@@ -502,8 +608,11 @@ def seed_group_table(result: TransferResult, groups: dict[str, Sequence[str]] | 
     rows = {}
     for name, members in chosen.items():
         _check_labels(result, members)
-        pairs = result.pairs[result.pairs["source"].isin(members) & result.pairs["target"].isin(members)
-                             & (result.pairs["source"] != result.pairs["target"])]
+        pairs = result.pairs[
+            result.pairs["source"].isin(members)
+            & result.pairs["target"].isin(members)
+            & (result.pairs["source"] != result.pairs["target"])
+        ]
         if len(pairs):
             rows[name] = {"models": len(members), **pair_statistics(pairs)}
     if not rows:
@@ -528,11 +637,15 @@ def cross_table(result: TransferResult, group_a: Sequence[str] | str, group_b: S
     (name_a, a), (name_b, b) = named
     rows = {}
     for (n_src, src), (n_tgt, tgt) in (((name_a, a), (name_b, b)), ((name_b, b), (name_a, a))):
-        pairs = result.pairs[result.pairs["source"].isin(src) & result.pairs["target"].isin(tgt)
-                             & (result.pairs["source"] != result.pairs["target"])]
+        pairs = result.pairs[
+            result.pairs["source"].isin(src)
+            & result.pairs["target"].isin(tgt)
+            & (result.pairs["source"] != result.pairs["target"])
+        ]
         if not len(pairs):
-            raise TrendError(f"The result has no pairs from {n_src} to {n_tgt}; "
-                             "include both groups as sources and targets.")
+            raise TrendError(
+                f"The result has no pairs from {n_src} to {n_tgt}; include both groups as sources and targets."
+            )
         rows[f"{n_src} -> {n_tgt}"] = pair_statistics(pairs)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("direction")
 

@@ -4,6 +4,7 @@ the attack's identity, the progress step and the cancellation signal.
 Kept apart from ``transfer.py`` so that the units of work that fill the store elsewhere (``scale.py``, on a
 Ray cluster) write under the same keys without importing the transfer run itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -14,6 +14,7 @@ reported by ``Zoo.problems()`` and removed by ``Zoo.clean()``.
 Checkpoints are read with safetensors (no pickle); a user's ``.pt`` state_dict is read with
 ``torch.load(weights_only=True)``, which refuses arbitrary objects, so a hostile file is never executed.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -98,11 +99,15 @@ class Zoo:
         self._settle(spec.key)
         path = self._meta_path(spec)
         if not path.exists():
-            raise TrendError(f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`.")
+            raise TrendError(
+                f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`."
+            )
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
-            raise TrendError(f"The metadata of {spec.name} ({path}) is unreadable; delete the model and train it again.") from None
+            raise TrendError(
+                f"The metadata of {spec.name} ({path}) is unreadable; delete the model and train it again."
+            ) from None
 
     def list(self, dataset: str | None = None) -> list[dict]:
         """Metadata of every complete model in the zoo, sorted by name (see ``problems`` for the rest)."""
@@ -180,9 +185,13 @@ class Zoo:
         path = self._weights_path(spec)
         if not self.has(spec):
             if path.exists() or self._meta_path(spec).exists():
-                raise TrendError(f"Model {spec.name} is incomplete in the zoo at {self.root} (a save was cut short "
-                                 f"or a file is damaged); run `trend zoo clean` and train it again.")
-            raise TrendError(f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`.")
+                raise TrendError(
+                    f"Model {spec.name} is incomplete in the zoo at {self.root} (a save was cut short "
+                    f"or a file is damaged); run `trend zoo clean` and train it again."
+                )
+            raise TrendError(
+                f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`."
+            )
         expected = self.metadata(spec).get("weights_sha256")
         try:
             data = path.read_bytes()
@@ -190,7 +199,9 @@ class Zoo:
                 raise ValueError("its sha256 differs from the one recorded at save")
             state = load_bytes(data)
         except (SafetensorError, OSError, ValueError) as exc:
-            raise TrendError(f"The checkpoint of {spec.name} ({path}) is damaged ({exc}); delete it and train again.") from None
+            raise TrendError(
+                f"The checkpoint of {spec.name} ({path}) is damaged ({exc}); delete it and train again."
+            ) from None
         model = build_model(spec)
         _load_state(model, state, spec.name)
         return model.to(device).eval()
@@ -261,9 +272,14 @@ class Zoo:
             pending_meta.unlink(missing_ok=True)
             pending_weights.unlink(missing_ok=True)
 
-    def get_or_train(self, spec: ModelSpec | str, device: str = "auto",
-                     progress: Callable | None = None, cancel: Callable[[], bool] | None = None,
-                     retrain: bool = False) -> TrendModel:
+    def get_or_train(
+        self,
+        spec: ModelSpec | str,
+        device: str = "auto",
+        progress: Callable | None = None,
+        cancel: Callable[[], bool] | None = None,
+        retrain: bool = False,
+    ) -> TrendModel:
         """Load ``spec`` if the zoo has it, else train it (progress and cancel as in ``train_model``) and save.
 
         ``retrain``: train even if the zoo has it; the stored model is replaced only when the new one is saved.
@@ -285,18 +301,28 @@ class Zoo:
         from .train import train_model  # (train imports the data loaders; loading a zoo model needs neither)
 
         result = train_model(spec, device=device, progress=progress, cancel=cancel)
-        self.save(spec, result.model, {
-            "source": "trained",
-            "val_acc": result.val_acc,
-            "test_acc": result.test_acc,
-            "train_seconds": round(result.train_seconds, 3),
-            "device": str(device),
-            "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
-        })
+        self.save(
+            spec,
+            result.model,
+            {
+                "source": "trained",
+                "val_acc": result.val_acc,
+                "test_acc": result.test_acc,
+                "train_seconds": round(result.train_seconds, 3),
+                "device": str(device),
+                "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
+            },
+        )
         return result.model.eval()
 
-    def import_state_dict(self, spec: ModelSpec | str, path: str | os.PathLike, evaluate: bool = True,
-                          display_name: str | None = None, replace: bool = False) -> dict:
+    def import_state_dict(
+        self,
+        spec: ModelSpec | str,
+        path: str | os.PathLike,
+        evaluate: bool = True,
+        display_name: str | None = None,
+        replace: bool = False,
+    ) -> dict:
         """Adopt a user's weights for ``spec`` from a .safetensors or .pt/.pth state_dict (never unpickled as code).
 
         ``display_name`` is the file's name as the user knows it (an upload lands in a temporary file whose name
@@ -305,8 +331,10 @@ class Zoo:
         """
         spec = parse_spec(spec)
         if self.has(spec) and not replace:
-            raise TrendError(f"{spec.name} is already in the zoo at {self.root}; confirm replacing it "
-                             "(`--force` on the command line).")
+            raise TrendError(
+                f"{spec.name} is already in the zoo at {self.root}; confirm replacing it "
+                "(`--force` on the command line)."
+            )
         shown = display_name or Path(path).name
         state = read_state_dict(path, shown)
         model = build_model(spec)
@@ -341,8 +369,10 @@ def read_state_dict(path: str | os.PathLike, display_name: str | None = None) ->
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError):
-            raise TrendError(f"{shown} is not a valid safetensors file (it is damaged or in another format); "
-                             "save the weights with safetensors.torch.save_file(model.state_dict(), path).") from None
+            raise TrendError(
+                f"{shown} is not a valid safetensors file (it is damaged or in another format); "
+                "save the weights with safetensors.torch.save_file(model.state_dict(), path)."
+            ) from None
     try:
         with warnings.catch_warnings():  # torch's note on a file's pickle protocol is noise next to our verdict
             warnings.simplefilter("ignore")
@@ -356,8 +386,10 @@ def read_state_dict(path: str | os.PathLike, display_name: str | None = None) ->
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise TrendError(f"{shown} does not hold a state_dict (a mapping of layer names to tensors); save it with "
-                         "torch.save(model.state_dict(), path).")
+        raise TrendError(
+            f"{shown} does not hold a state_dict (a mapping of layer names to tensors); save it with "
+            "torch.save(model.state_dict(), path)."
+        )
     if not obj:
         raise TrendError(f"{shown} holds an empty state_dict: no tensors to load.")
     return obj
@@ -371,27 +403,35 @@ def _load_state(model: TrendModel, state: dict[str, torch.Tensor], name: str, fi
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    wrong = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if len(missing) == len(expected):
-        raise TrendError(f"{file} holds weights of another architecture than {name}: none of its {len(state)} "
-                         f"tensors has a name {name} uses (it has {next(iter(state)).removeprefix('net.')}, "
-                         f"{name} starts with {next(iter(expected)).removeprefix('net.')}).")
+        raise TrendError(
+            f"{file} holds weights of another architecture than {name}: none of its {len(state)} "
+            f"tensors has a name {name} uses (it has {next(iter(state)).removeprefix('net.')}, "
+            f"{name} starts with {next(iter(expected)).removeprefix('net.')})."
+        )
     if wrong:
         key, got, want = wrong[0]
         more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-        raise TrendError(f"{file} has the layers of {name} but other shapes: {key.removeprefix('net.')} is "
-                         f"{_shape(got)} in the file and {_shape(want)} in the spec{more}; check the spec's width "
-                         "and the dataset's number of classes.")
+        raise TrendError(
+            f"{file} has the layers of {name} but other shapes: {key.removeprefix('net.')} is "
+            f"{_shape(got)} in the file and {_shape(want)} in the spec{more}; check the spec's width "
+            "and the dataset's number of classes."
+        )
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"{len(missing)} tensors of {name} are missing (first: {missing[0].removeprefix('net.')})")
         if unexpected:
-            parts.append(f"{len(unexpected)} tensors are not in {name} "
-                         f"(first: {unexpected[0].removeprefix('net.')})")
-        raise TrendError(f"{file} does not match {name}: " + " and ".join(parts) + "; check the spec's "
-                         "architecture and its weight and activation quantization.")
+            parts.append(f"{len(unexpected)} tensors are not in {name} (first: {unexpected[0].removeprefix('net.')})")
+        raise TrendError(
+            f"{file} does not match {name}: " + " and ".join(parts) + "; check the spec's "
+            "architecture and its weight and activation quantization."
+        )
     model.load_state_dict(state)
 
 
@@ -408,11 +448,14 @@ def _check_values(model: TrendModel, state: dict[str, torch.Tensor], name: str, 
         if given is None:
             continue
         if given.dtype.is_floating_point != expected.dtype.is_floating_point or given.dtype == torch.bool:
-            raise TrendError(f"{filename} holds {key} as {str(given.dtype).removeprefix('torch.')}, but {name} "
-                             f"needs {str(expected.dtype).removeprefix('torch.')}; export the weights unconverted.")
+            raise TrendError(
+                f"{filename} holds {key} as {str(given.dtype).removeprefix('torch.')}, but {name} "
+                f"needs {str(expected.dtype).removeprefix('torch.')}; export the weights unconverted."
+            )
         if given.dtype.is_floating_point and not bool(torch.isfinite(given).all()):
-            raise TrendError(f"{filename} holds non-finite values (NaN or infinity) in {key}; these weights are "
-                             "not a trained model.")
+            raise TrendError(
+                f"{filename} holds non-finite values (NaN or infinity) in {key}; these weights are not a trained model."
+            )
 
 
 def _pending(path: Path) -> Path:

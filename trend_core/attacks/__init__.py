@@ -1,4 +1,5 @@
 """Attacks on pixel-space models: one contract (``attack(model, x, y) -> AttackResult``), one PGD loop."""
+
 from .apgd import APGD
 from .base import Attack, AttackResult, clip_to_ball, predict
 from .cw import CarliniWagnerL2
@@ -7,5 +8,19 @@ from .pgd import PGD, pgd_loop
 from .registry import ATTACK_NAMES, attack_parameters, make_attack
 from .square import Square
 
-__all__ = ["APGD", "ATTACK_NAMES", "PGD", "Attack", "AttackResult", "CarliniWagnerL2", "DeepFool", "DeepFoolLinf",
-           "Square", "attack_parameters", "clip_to_ball", "make_attack", "pgd_loop", "predict"]
+__all__ = [
+    "APGD",
+    "ATTACK_NAMES",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "CarliniWagnerL2",
+    "DeepFool",
+    "DeepFoolLinf",
+    "Square",
+    "attack_parameters",
+    "clip_to_ball",
+    "make_attack",
+    "pgd_loop",
+    "predict",
+]

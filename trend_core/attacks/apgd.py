@@ -9,6 +9,7 @@ attack again, from new random points, only the images still classified correctly
 (``ce``) or the difference of logits ratio (``dlr``, scale invariant). For a majority vote the loss is
 averaged over ``eot_draws`` tie-break draws, and the image kept is the one the vote gets right least often.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,9 +56,18 @@ class APGD(Attack):
 
     name = "apgd"
 
-    def __init__(self, eps: float = 8 / 255, steps: int = 100, restarts: int = 1, loss: str = "ce",
-                 norm: str = "linf", rho: float = 0.75, eot_draws: int = 1, batch_size: int | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        steps: int = 100,
+        restarts: int = 1,
+        loss: str = "ce",
+        norm: str = "linf",
+        rho: float = 0.75,
+        eot_draws: int = 1,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         if norm not in ("linf", "l2"):
             raise TrendError(f"APGD norm must be 'linf' or 'l2', got {norm!r}.")
         self.norm = norm
@@ -92,8 +102,9 @@ class APGD(Attack):
             best_score[todo[better]] = score[better]
         return best
 
-    def _run(self, objective: Objective, x: torch.Tensor, y: torch.Tensor, eps: float,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(
+        self, objective: Objective, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One APGD run from a random start: the least-correct point seen per image and its correctness.
 
         An image leaves the loop once it is fooled for sure (correctness 0): its answer cannot improve."""
@@ -118,8 +129,7 @@ class APGD(Attack):
             momentum = 0.75 if i > 0 else 1.0
             xs, here = x[active], x_adv[active]
             z = project(xs, here + step[active] * unit(grad[active], self.norm), eps, self.norm)
-            moved = project(xs, here + momentum * (z - here) + (1 - momentum) * (here - x_prev[active]), eps,
-                            self.norm)
+            moved = project(xs, here + momentum * (z - here) + (1 - momentum) * (here - x_prev[active]), eps, self.norm)
             x_prev[active], x_adv[active] = here, moved
             loss_a, grad_a, score_a = objective(moved, y[active])
             grad[active] = grad_a

@@ -4,6 +4,7 @@ Images are pixels in [0, 1]; the model contains its own preprocessing (and BPDA)
 input gradients. Subclasses implement ``perturb`` (one eps, or none for minimum-norm attacks); this base
 class handles eval mode, frozen parameters, devices, chunking, the success mask and the norms.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -81,7 +82,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     was_training = model.training
     model.eval()
     try:
-        out = [model(x[i:i + batch_size].to(device)).argmax(1).to(x.device) for i in range(0, len(x), batch_size)]
+        out = [model(x[i : i + batch_size].to(device)).argmax(1).to(x.device) for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
@@ -120,8 +121,14 @@ MAX_STEPS = 100_000  # iterations of one attack: far beyond any setting here (CW
 
 def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int in [minimum, maximum] (no upper bound by default), or a TrendError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-            or value in (float("inf"), float("-inf")) or value != int(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or value in (float("inf"), float("-inf"))
+        or value != int(value)
+        or value < minimum
+    ):
         raise TrendError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
     if maximum is not None and value > maximum:
         raise TrendError(f"{name} must be at most {maximum}, got {value!r}.")
@@ -134,8 +141,13 @@ def check_float(name: str, value: object, minimum: float = 0.0, strict: bool = T
         number = float(value)  # type: ignore[arg-type]  # (anything float() takes; the rest is refused below)
     except (TypeError, ValueError):
         raise TrendError(f"{name} must be a number, got {value!r}.") from None
-    if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")) \
-            or number < minimum or (strict and number == minimum):
+    if (
+        isinstance(value, bool)
+        or number != number
+        or number in (float("inf"), float("-inf"))
+        or number < minimum
+        or (strict and number == minimum)
+    ):
         relation = ">" if strict else ">="
         raise TrendError(f"{name} must be a finite number {relation} {minimum}, got {value!r}.")
     return number
@@ -158,8 +170,9 @@ class Attack:
         self.seed = seed
 
     # -- to implement ------------------------------------------------------------------------------
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     # -- public --------------------------------------------------------------------------------------
@@ -175,8 +188,15 @@ class Attack:
         """Attack images ``x`` (B, C, H, W) in [0, 1] with labels ``y`` (B,) at this attack's eps."""
         return self.run(model, x, y, [self.eps])[0]
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epsilons: Sequence[float | None],
+        *,
+        speedup: bool = False,
+    ) -> list[AttackResult]:
         """One result per eps. Minimum-norm attacks are computed once and clipped to each eps.
 
         ``speedup=True`` (what the runners pass: transfer runs, sweeps) iterates on ``runner(model)``, the
@@ -199,8 +219,7 @@ class Attack:
                 if self.minimum_norm:
                     unbounded = self._perturb_checked(runner, xd, yd, None)
                     if self.resumable and runner is not model:
-                        unbounded, unbounded_pred = self._finish_on_model(model, runner, xd, yd, unbounded,
-                                                                          clean_pred)
+                        unbounded, unbounded_pred = self._finish_on_model(model, runner, xd, yd, unbounded, clean_pred)
                     advs = [unbounded if e is None else clip_to_ball(xd, unbounded, e, self.norm) for e in epsilons]
                 else:
                     advs = [self._perturb_checked(runner, xd, yd, e) for e in epsilons]
@@ -219,7 +238,7 @@ class Attack:
     def _chunks(self, x, y):
         size = self.batch_size or len(x) or 1
         for i in range(0, max(len(x), 1), size):
-            yield x[i:i + size], y[i:i + size]
+            yield x[i : i + size], y[i : i + size]
 
     def _perturb_checked(self, model, x, y, eps):
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
@@ -249,8 +268,15 @@ class Attack:
         clean_correct = clean_pred == y
         success = clean_correct & (adv_pred != y)
         l2, linf = perturbation_norms(x, adv)
-        return AttackResult(adv.to(out_device), success.to(out_device), clean_correct.to(out_device),
-                            l2.to(out_device), linf.to(out_device), eps, self.name)
+        return AttackResult(
+            adv.to(out_device),
+            success.to(out_device),
+            clean_correct.to(out_device),
+            l2.to(out_device),
+            linf.to(out_device),
+            eps,
+            self.name,
+        )
 
 
 def predict_moved(model: nn.Module, x: torch.Tensor, adv: torch.Tensor, clean_pred: torch.Tensor) -> torch.Tensor:
@@ -281,6 +307,9 @@ def merge_results(parts: list[AttackResult]) -> AttackResult:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    fields = {f.name: torch.cat([getattr(p, f.name) for p in parts])
-              for f in dataclasses.fields(AttackResult) if isinstance(getattr(first, f.name), torch.Tensor)}
+    fields = {
+        f.name: torch.cat([getattr(p, f.name) for p in parts])
+        for f in dataclasses.fields(AttackResult)
+        if isinstance(getattr(first, f.name), torch.Tensor)
+    }
     return AttackResult(**fields, eps=first.eps, attack=first.attack)

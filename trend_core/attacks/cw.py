@@ -4,6 +4,7 @@ Minimises ``||x' - x||^2 + c * f(x')`` over ``x' = (tanh(w) + 1) / 2`` (always a
 ``f = max(Z_y - max_{i != y} Z_i, -kappa)``. The binary search over c runs per image but batched: every image
 has its own c, bounds and best result, and one Adam run per search step serves the whole batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,9 +48,19 @@ class CarliniWagnerL2(Attack):
     minimum_norm = True
     norm = "l2"
 
-    def __init__(self, kappa: float = 0.0, steps: int = 100, lr: float = 0.01, binary_search_steps: int = 9,
-                 initial_c: float = 1e-3, abort_early: bool = True, eps: float | None = None,
-                 batch_size: int | None = None, seed: int = 0, profile: str = "paper"):
+    def __init__(
+        self,
+        kappa: float = 0.0,
+        steps: int = 100,
+        lr: float = 0.01,
+        binary_search_steps: int = 9,
+        initial_c: float = 1e-3,
+        abort_early: bool = True,
+        eps: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        profile: str = "paper",
+    ):
         from ..profiles import get_profile
 
         super().__init__(eps, batch_size, seed)
@@ -62,8 +73,9 @@ class CarliniWagnerL2(Attack):
         self.initial_c = check_float("CW initial_c", initial_c)
         self.abort_early = bool(abort_early)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
         x = x.detach()
         n, view = len(x), (-1,) + (1,) * (x.dim() - 1)
         w_start = to_tanh_space(x)

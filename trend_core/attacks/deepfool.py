@@ -6,6 +6,7 @@ one vectorised backward pass that returns the gradients of every candidate logit
 also gives the clean logits that choose each image's candidates. Images that are misclassified, from the start
 or after a step, stop moving.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ from .base import MAX_STEPS, Attack, check_float, check_int
 MIN_STEP = 1e-4  # extra L2 length of every step (as the authors' code): a step that lands on the boundary crosses it
 
 
-def candidate_gradients(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-                        candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def candidate_gradients(
+    x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Differences ``Z_k - Z_y`` (n, k) and their input gradients (n, k, *x.shape[1:]).
 
     ``logits`` come from one forward pass of ``x`` (which requires grad); the k backward passes run as one
@@ -53,15 +55,23 @@ class DeepFool(Attack):
     resumable = True  # started from an already perturbed image, it simply continues from there
     norm = "l2"
 
-    def __init__(self, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
-                 batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        steps: int = 50,
+        overshoot: float = 0.02,
+        candidates: int = 10,
+        eps: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(eps, batch_size, seed)
         self.steps = check_int("DeepFool steps", steps, maximum=MAX_STEPS)
         self.overshoot = check_float("DeepFool overshoot", overshoot, 0.0, strict=False)
         self.candidates = check_int("DeepFool candidates", candidates, minimum=2)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
         x = x.detach()
         x_adv, total = x.clone(), torch.zeros_like(x)  # total: the sum of the linearised steps, r_tot
         active = torch.arange(len(x), device=x.device)  # the images still classified correctly
@@ -85,8 +95,9 @@ class DeepFool(Attack):
             rows = torch.arange(len(active), device=x.device)
             w, w_norm = grads[rows, nearest], norms[rows, nearest]
             # the step to the nearest linearised boundary, MIN_STEP longer; the overshoot scales the total
-            total[active] += self.step_to_boundary(per_image(diff[rows, nearest].abs() / w_norm + MIN_STEP, w), w,
-                                                   w_norm)
+            total[active] += self.step_to_boundary(
+                per_image(diff[rows, nearest].abs() / w_norm + MIN_STEP, w), w, w_norm
+            )
             x_adv[active] = (x[active] + (1 + self.overshoot) * total[active]).clamp(0, 1)
             moves += 1
         return x_adv
@@ -111,8 +122,15 @@ class DeepFoolLinf(DeepFool):
     name = "deepfool-linf"
     norm = "linf"
 
-    def __init__(self, steps: int = 40, overshoot: float = 0.02, candidates: int = 10, eps: float | None = None,
-                 batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        steps: int = 40,
+        overshoot: float = 0.02,
+        candidates: int = 10,
+        eps: float | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(steps, overshoot, candidates, eps, batch_size, seed)
 
     @staticmethod

@@ -10,6 +10,7 @@ Each step computes every member's input gradient G_i (one forward/backward per m
 
 The rules are pure functions of the gradient stack (and, for empir, the votes), testable on hand-made tensors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,26 +33,30 @@ StepCallback = Callable[[int, torch.Tensor], None]  # (step index, per-member ag
 
 
 # ----------------------------------------------------------------------------- direction rules
-def dag_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
-                  decision: torch.Tensor | None = None) -> torch.Tensor:
+def dag_direction(
+    grads: torch.Tensor, preds: torch.Tensor | None = None, decision: torch.Tensor | None = None
+) -> torch.Tensor:
     """D-AG: the sign of the members' mean gradient (a member with a much larger gradient dominates it)."""
     return grads.mean(dim=0).sign()
 
 
-def agd_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
-                  decision: torch.Tensor | None = None) -> torch.Tensor:
+def agd_direction(
+    grads: torch.Tensor, preds: torch.Tensor | None = None, decision: torch.Tensor | None = None
+) -> torch.Tensor:
     """A-GD: the sign of the mean of the members' gradient signs (a per-coordinate majority of signs)."""
     return grads.sign().mean(dim=0).sign()
 
 
-def ugd_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
-                  decision: torch.Tensor | None = None) -> torch.Tensor:
+def ugd_direction(
+    grads: torch.Tensor, preds: torch.Tensor | None = None, decision: torch.Tensor | None = None
+) -> torch.Tensor:
     """U-GD: the members' common sign where all agree, 0 elsewhere (M = floor(|A|) sign(A), A = mean sign)."""
     return grads.sign().mean(dim=0).trunc()
 
 
-def empir_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
-                    decision: torch.Tensor | None = None) -> torch.Tensor:
+def empir_direction(
+    grads: torch.Tensor, preds: torch.Tensor | None = None, decision: torch.Tensor | None = None
+) -> torch.Tensor:
     """EMPIR-style: the sign of the mean gradient of the members whose vote equals the ensemble's, per image.
 
     ``preds`` (N, B): each member's predicted class at the current point; ``decision`` (B,): the ensemble's (as
@@ -66,7 +71,10 @@ def empir_direction(grads: torch.Tensor, preds: torch.Tensor | None = None,
 
 
 RULES: dict[str, Callable[..., torch.Tensor]] = {
-    "dag": dag_direction, "empir": empir_direction, "ugd": ugd_direction, "agd": agd_direction,
+    "dag": dag_direction,
+    "empir": empir_direction,
+    "ugd": ugd_direction,
+    "agd": agd_direction,
 }
 
 
@@ -84,7 +92,9 @@ def sign_agreement(direction: torch.Tensor, grads: torch.Tensor) -> torch.Tensor
     return (grads.sign() == direction.unsqueeze(0)).flatten(1).float().mean(dim=1)
 
 
-def member_gradients(members: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def member_gradients(
+    members: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every member's input gradient of its summed cross-entropy (N, B, ...) and its predictions (N, B) at x.
 
     One forward and one backward per member; parameters must not require grad (see ``attack_mode``).
@@ -122,9 +132,19 @@ class EnsemblePGD(Attack):
 
     norm = "linf"
 
-    def __init__(self, rule: str = "agd", eps: float | None = None, steps: int = 40, step_size: float | None = None,
-                 random_start: bool = True, batch_size: int | None = None, seed: int = 0,
-                 on_step: StepCallback | None = None, empir_vote: str = "start", profile: str = "paper"):
+    def __init__(
+        self,
+        rule: str = "agd",
+        eps: float | None = None,
+        steps: int = 40,
+        step_size: float | None = None,
+        random_start: bool = True,
+        batch_size: int | None = None,
+        seed: int = 0,
+        on_step: StepCallback | None = None,
+        empir_vote: str = "start",
+        profile: str = "paper",
+    ):
         from ..profiles import get_profile
 
         self.rule = check_rule(rule)
@@ -148,19 +168,28 @@ class EnsemblePGD(Attack):
     def name(self) -> str:  # type: ignore[override]  # the paper's label of the rule, e.g. "A-GD"
         return RULE_LABELS[self.rule]
 
-    def run(self, model: nn.Module | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,  # type: ignore[override]
-            epsilons: Sequence[float | None], *, speedup: bool = False) -> list[AttackResult]:
+    def run(
+        self,
+        model: nn.Module | Sequence[nn.Module],
+        x: torch.Tensor,
+        y: torch.Tensor,  # type: ignore[override]
+        epsilons: Sequence[float | None],
+        *,
+        speedup: bool = False,
+    ) -> list[AttackResult]:
         return super().run(as_ensemble(model, self.seed, self.profile), x, y, epsilons, speedup=speedup)
 
     def runner(self, model: nn.Module) -> nn.Module:
         """The same vote over each member's inference twin (the speed layer ``run(speedup=True)`` applies)."""
         if not isinstance(model, MajorityVote):
             return model
-        return MajorityVote([inference_twin(member) for member in model.members], model.seed, model.names,
-                            model.profile)
+        return MajorityVote(
+            [inference_twin(member) for member in model.members], model.seed, model.names, model.profile
+        )
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
         if not isinstance(model, MajorityVote):
             raise TrendError("Ensemble attacks need a MajorityVote ensemble (or a list of member models).")
         rule = RULES[self.rule]
@@ -183,12 +212,25 @@ class EnsemblePGD(Attack):
             return step_direction
 
         radius = (self.step_size if self._start == "step" else eps) if self.random_start else None
-        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
-                        start_radius=radius, generator=generator)
+        return pgd_loop(
+            x,
+            direction,
+            float(eps or 0.0),
+            self.steps,
+            self.step_size,
+            self.norm,
+            start_radius=radius,
+            generator=generator,
+        )
 
 
-def agreement_trace(attack: EnsemblePGD, ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
-                    speedup: bool = False) -> pd.DataFrame:
+def agreement_trace(
+    attack: EnsemblePGD,
+    ensemble: MajorityVote | Sequence[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    speedup: bool = False,
+) -> pd.DataFrame:
     """Run ``attack`` once and return its per-step agreement with every member: columns step, member, agreement."""
     ensemble = as_ensemble(ensemble, attack.seed, attack.profile)
     rows: list[dict] = []
@@ -233,18 +275,34 @@ class GradientViews:
         """Rows of (title, array) tiles for ``plots.ensemble.image_tiles_figure``: one row per member."""
         rows = []
         for i, name in enumerate(self.names):
-            rows.append((name, [("gradient", self.gradients[i]), ("sign", self.signs[i]),
-                                ("D-AG - sign", self.dag_diff[i]), ("A-GD - sign", self.agd_diff[i])]))
+            rows.append(
+                (
+                    name,
+                    [
+                        ("gradient", self.gradients[i]),
+                        ("sign", self.signs[i]),
+                        ("D-AG - sign", self.dag_diff[i]),
+                        ("A-GD - sign", self.agd_diff[i]),
+                    ],
+                )
+            )
         rows.append(("ensemble", [("D-AG", self.dag), ("A-GD", self.agd)]))
         return rows
 
     def agreement_frame(self) -> pd.DataFrame:
         """Columns member, rule, agreement (for ``plots.ensemble.agreement_figure``)."""
-        return pd.DataFrame([{"member": name, "rule": rule, "agreement": values[i]}
-                             for rule, values in self.agreement.items() for i, name in enumerate(self.names)])
+        return pd.DataFrame(
+            [
+                {"member": name, "rule": rule, "agreement": values[i]}
+                for rule, values in self.agreement.items()
+                for i, name in enumerate(self.names)
+            ]
+        )
 
 
-def gradient_views(ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: int | torch.Tensor) -> GradientViews:
+def gradient_views(
+    ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor, y: int | torch.Tensor
+) -> GradientViews:
     """Each member's gradient and gradient sign at one clean image, the D-AG and A-GD directions and their
     differences from each member's sign, as arrays ready to show as images."""
     ensemble = as_ensemble(ensemble)
@@ -267,9 +325,15 @@ def gradient_views(ensemble: MajorityVote | Sequence[nn.Module], x: torch.Tensor
         return t.squeeze(0).detach().float().cpu().numpy()
 
     return GradientViews(
-        names=list(ensemble.names), image=arr(xb), label=int(yb.item()),
-        gradients=[arr(g) for g in grads], signs=[arr(s) for s in signs], dag=arr(dag), agd=arr(agd),
-        dag_diff=[arr(dag - s) for s in signs], agd_diff=[arr(agd - s) for s in signs],
+        names=list(ensemble.names),
+        image=arr(xb),
+        label=int(yb.item()),
+        gradients=[arr(g) for g in grads],
+        signs=[arr(s) for s in signs],
+        dag=arr(dag),
+        agd=arr(agd),
+        dag_diff=[arr(dag - s) for s in signs],
+        agd_diff=[arr(agd - s) for s in signs],
         agreement={"dag": sign_agreement(dag, grads).tolist(), "agd": sign_agreement(agd, grads).tolist()},
         gradient_norms=[float(g.norm()) for g in grads],
     )

@@ -6,6 +6,7 @@ Transformation): the members run once, each draw only changes which class the vo
 the ensemble is on an image is the exact expectation over the tie-break (1, 0, or votes-for-y / N on a tie),
 so an attack keeps the image that is wrong most often, not the one that was wrong under one lucky draw.
 """
+
 from __future__ import annotations
 
 import math

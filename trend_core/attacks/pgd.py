@@ -4,6 +4,7 @@
 uses the sign (L-inf) or the unit-L2 gradient of the cross-entropy, the ensemble attacks plug in their own
 direction rules (``attacks/ensemble_pgd.py``).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -36,9 +37,16 @@ def random_start_point(x: torch.Tensor, radius: float, norm: str, generator: tor
     return (x + radius * noise).clamp(0, 1)
 
 
-def pgd_loop(x: torch.Tensor, direction: Direction, eps: float, steps: int, step_size: float,
-             norm: str = "linf", start_radius: float | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd_loop(
+    x: torch.Tensor,
+    direction: Direction,
+    eps: float,
+    steps: int,
+    step_size: float,
+    norm: str = "linf",
+    start_radius: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Iterate ``steps`` projected steps from x (or a random start of ``start_radius``); returns x_adv.
 
     Each step projects onto the eps-ball around x and onto [0, 1], so every iterate is a valid image.
@@ -56,8 +64,9 @@ def pgd_loop(x: torch.Tensor, direction: Direction, eps: float, steps: int, step
     return x_adv
 
 
-def gradient_and_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def gradient_and_logits(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """d/dx of the summed cross-entropy of ``model`` at x, and the (detached) logits of that one forward pass.
 
     Parameters must not require grad (see ``attack_mode``), so no parameter gradients are computed.
@@ -98,9 +107,17 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, eps: float = 8 / 255, steps: int = 40, step_size: float | None = None,
-                 random_start: bool = True, norm: str = "linf", autocast: bool = False,
-                 batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        steps: int = 40,
+        step_size: float | None = None,
+        random_start: bool = True,
+        norm: str = "linf",
+        autocast: bool = False,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         if norm not in ("linf", "l2"):
             raise TrendError(f"PGD norm must be 'linf' or 'l2', got {norm!r}.")
         self.norm = norm  # set before the base class validates eps against this norm
@@ -112,10 +129,19 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.autocast = bool(autocast)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
         def direction(x_t: torch.Tensor, _step: int) -> torch.Tensor:
             return gradient_direction(input_gradient(model, x_t, y, self.autocast), self.norm)
 
-        return pgd_loop(x, direction, float(eps or 0.0), self.steps, self.step_size, self.norm,
-                        start_radius=eps if self.random_start else None, generator=generator)
+        return pgd_loop(
+            x,
+            direction,
+            float(eps or 0.0),
+            self.steps,
+            self.step_size,
+            self.norm,
+            start_radius=eps if self.random_start else None,
+            generator=generator,
+        )

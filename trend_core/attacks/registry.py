@@ -1,4 +1,5 @@
 """Attacks by name: ``make_attack("cw", kappa=30)`` for the CLI, the dashboard and cached runs."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -58,8 +59,9 @@ def make_attack(name: str, **params) -> Attack:
     allowed = attack_parameters(name)
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise TrendError(f"Attack {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"valid ones are: {', '.join(allowed)}.")
+        raise TrendError(
+            f"Attack {name!r} has no parameter {', '.join(map(repr, unknown))}; valid ones are: {', '.join(allowed)}."
+        )
     try:
         return cls(**given, **fixed)
     except TypeError as error:  # a value of the wrong kind deep inside a constructor
@@ -71,4 +73,3 @@ def _lookup(name: str) -> tuple[type[Attack], dict]:
     if key not in _FACTORIES:
         raise TrendError(f"Unknown attack {name!r}; choose one of: {', '.join(ATTACK_NAMES)}.")
     return _FACTORIES[key]
-

@@ -5,6 +5,7 @@ The dashboard's widgets, the analysis jobs and the `trend` command all take thei
 launched anywhere gets the same parameters (and the echoed `trend ...` command reproduces a page's run).
 Attacks registered later (``registry.make_attack``) get their defaults from their constructor's signature.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,12 +18,25 @@ from .pgd import step_size_for
 from .registry import attack_class, attack_parameters, make_attack
 
 L2_EPS_SCALE = 4.0  # an L2 budget comparable to the dataset's L-inf one (the dashboard's long-standing choice)
-LABELS = {"pgd": "PGD (L-inf)", "pgd-l2": "PGD (L2)", "cw": "Carlini-Wagner L2", "deepfool": "DeepFool (L2)",
-          "deepfool-linf": "DeepFool (L-inf, the paper's)", "apgd-ce": "APGD-CE (L-inf)", "apgd-dlr": "APGD-DLR (L-inf)",
-          "apgd-ce-l2": "APGD-CE (L2)", "square": "Square (L-inf, score-based)"}
+LABELS = {
+    "pgd": "PGD (L-inf)",
+    "pgd-l2": "PGD (L2)",
+    "cw": "Carlini-Wagner L2",
+    "deepfool": "DeepFool (L2)",
+    "deepfool-linf": "DeepFool (L-inf, the paper's)",
+    "apgd-ce": "APGD-CE (L-inf)",
+    "apgd-dlr": "APGD-DLR (L-inf)",
+    "apgd-ce-l2": "APGD-CE (L2)",
+    "square": "Square (L-inf, score-based)",
+}
 # integer parameters: (low, high) of the range a form offers; floats: (low, high)
-RANGES: dict[str, tuple[float, float]] = {"steps": (1, 1000), "kappa": (0.0, 100.0), "candidates": (2, 1000),
-                                          "binary_search_steps": (1, 50), "overshoot": (0.0, 1.0)}
+RANGES: dict[str, tuple[float, float]] = {
+    "steps": (1, 1000),
+    "kappa": (0.0, 100.0),
+    "candidates": (2, 1000),
+    "binary_search_steps": (1, 50),
+    "overshoot": (0.0, 1.0),
+}
 HIDDEN = ("batch_size", "autocast", "norm", "profile")  # not choices a form offers (the profile is the sidebar's)
 
 
@@ -73,8 +87,10 @@ class AttackSettings:
         values = {s.name: s.default for s in (self.eps, *self.params)}
         unknown = sorted(set(given) - set(values))
         if unknown:
-            raise TrendError(f"Attack {self.attack!r} has no parameter {', '.join(map(repr, unknown))}; "
-                             f"valid ones are: {', '.join(values)}.")
+            raise TrendError(
+                f"Attack {self.attack!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"valid ones are: {', '.join(values)}."
+            )
         values.update({k: v for k, v in given.items() if v is not None})
         if self.minimum_norm and not values.get("eps"):
             values["eps"] = None
@@ -108,5 +124,4 @@ def attack_settings(attack: str, dataset: str) -> AttackSettings:
             default = None
         low, high = RANGES.get(name, (None, None))
         params.append(Setting(name, default, low, high))
-    return AttackSettings(key, dataset, LABELS.get(key, cls.__name__), bool(cls.minimum_norm), norm, eps,
-                          tuple(params))
+    return AttackSettings(key, dataset, LABELS.get(key, cls.__name__), bool(cls.minimum_norm), norm, eps, tuple(params))

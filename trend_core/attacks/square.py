@@ -7,6 +7,7 @@ change when the margin z_y - max_{i != y} z_i went down. The square's area is a 
 shrinks on the authors' schedule (p_init halved at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of
 10,000 queries, rescaled to ``queries``). Squares are drawn per image, batched.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,15 @@ class Square(Attack):
 
     name = "square"
 
-    def __init__(self, eps: float = 8 / 255, queries: int = 1000, p_init: float = 0.8, restarts: int = 1,
-                 batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        queries: int = 1000,
+        p_init: float = 0.8,
+        restarts: int = 1,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(eps, batch_size, seed)
         self.queries = check_int("Square queries", queries, 2)
         self.p_init = check_float("Square p_init", p_init)
@@ -61,8 +69,9 @@ class Square(Attack):
             best[todo[better]], best_score[todo[better]] = adv[better], score[better]
         return best
 
-    def _run(self, objective: Objective, x: torch.Tensor, y: torch.Tensor, eps: float,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(
+        self, objective: Objective, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
         signs = torch.randint(0, 2, (b, c, 1, w), generator=generator, device=x.device).to(x.dtype) * 2 - 1
         adv = (x + eps * signs).clamp(0, 1)

@@ -3,6 +3,7 @@
 Each command group lives in its own module with a ``register(subparsers)`` function; ``main`` turns every
 TrendError into one line on stderr and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`trend audit`: a battery of adaptive attacks on one model or a majority-vote ensemble, with sanity flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,17 +10,25 @@ from .common import add_common, emit_json, parse_names, zoo_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    au = sub.add_parser("audit", help="robustness audit: APGD, Square, BPDA, EOT and transfer attacks, with flags",
-                        description="Robust accuracy of one model (or the majority vote of several, --ensemble) "
-                                    "under each attack of the battery and in the worst case per image, and sanity "
-                                    "flags that say when the figures overstate robustness.")
+    au = sub.add_parser(
+        "audit",
+        help="robustness audit: APGD, Square, BPDA, EOT and transfer attacks, with flags",
+        description="Robust accuracy of one model (or the majority vote of several, --ensemble) "
+        "under each attack of the battery and in the worst case per image, and sanity "
+        "flags that say when the figures overstate robustness.",
+    )
     au.add_argument("--models", nargs="+", required=True, metavar="NAME", help="the model, or the ensemble's members")
     au.add_argument("--ensemble", action="store_true", help="audit the majority vote of --models")
     au.add_argument("--eps", nargs="+", required=True, metavar="E", help="L-inf budgets in (0, 1]")
     level = au.add_mutually_exclusive_group()
     level.add_argument("--quick", dest="level", action="store_const", const="quick", help="the quick battery (default)")
-    level.add_argument("--thorough", dest="level", action="store_const", const="thorough",
-                       help="more steps, restarts, queries, tie-break draws and every surrogate")
+    level.add_argument(
+        "--thorough",
+        dest="level",
+        action="store_const",
+        const="thorough",
+        help="more steps, restarts, queries, tie-break draws and every surrogate",
+    )
     au.add_argument("--limit", default=None, help="use the first N test images")
     au.add_argument("--no-cache", action="store_true", help="compute afresh and store nothing")
     au.add_argument("--json", action="store_true")
@@ -51,14 +60,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     zoo = zoo_from(args)
     store = None if args.no_cache else get_store(args.home)
     with _bar() as progress:
-        report = run_audit(zoo, names, ensemble=bool(args.ensemble), epsilons=epsilons, level=args.level,
-                           limit=limit, device=args.device, store=store, progress=progress)
+        report = run_audit(
+            zoo,
+            names,
+            ensemble=bool(args.ensemble),
+            epsilons=epsilons,
+            level=args.level,
+            limit=limit,
+            device=args.device,
+            store=store,
+            progress=progress,
+        )
     if args.json:
         emit_json(report.to_dict())
         return 0
     what = "majority vote of " + ", ".join(report.models) if report.ensemble else report.models[0]
-    print(f"audit ({report.level}) of the {what} on {report.n_images} test images; clean accuracy "
-          f"{report.clean_accuracy:.1%}")
+    print(
+        f"audit ({report.level}) of the {what} on {report.n_images} test images; clean accuracy "
+        f"{report.clean_accuracy:.1%}"
+    )
     table = report.robust.pivot_table(index="attack", columns="eps", values="robust_accuracy", sort=False)
     worst = report.worst_case.set_index("eps")["robust_accuracy"].rename("worst case (every attack)")
     table = pd.concat([table, worst.to_frame().T])
@@ -83,8 +103,13 @@ class _bar:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=1000, desc="audit", leave=False, file=sys.stderr,
-                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+                self.bar = tqdm(
+                    total=1000,
+                    desc="audit",
+                    leave=False,
+                    file=sys.stderr,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                )
             self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
             self.bar.set_postfix_str(message)
             self.bar.refresh()

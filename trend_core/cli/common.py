@@ -1,4 +1,5 @@
 """Helpers shared by the CLI command modules: device and store options, model resolution, output."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,24 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     """--device, --home and --executor, accepted by every command."""
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where to compute (default auto)")
     parser.add_argument("--home", default=None, help="store folder (default $TREND_HOME or ~/.cache/trend)")
-    parser.add_argument("--executor", choices=("local", "ray"), default=None,
-                        help="where heavy work runs: local threads or Ray tasks (default $TREND_EXECUTOR, else local)")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=None,
+        help="where heavy work runs: local threads or Ray tasks (default $TREND_EXECUTOR, else local)",
+    )
 
 
 def add_profile(parser: argparse.ArgumentParser) -> None:
     """--profile paper|authors, for the commands whose results depend on it."""
-    parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help="method profile: paper (default; the project's documented choices) or authors (the TREND "
-                             "authors' code: batch-range input quantization, their CIFAR std, batch 512, ...); "
-                             "models named without a profile part get this one")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="method profile: paper (default; the project's documented choices) or authors (the TREND "
+        "authors' code: batch-range input quantization, their CIFAR std, batch 512, ...); "
+        "models named without a profile part get this one",
+    )
 
 
 def profile_of(args: argparse.Namespace) -> str:
@@ -132,6 +141,8 @@ def restore_threads() -> None:
         import torch
 
         torch.set_num_threads(before)
+
+
 def distributed() -> bool:
     """Whether the chosen executor (--executor, TREND_EXECUTOR) runs work off this process."""
     from ..executors import get_executor
@@ -194,8 +205,15 @@ def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
         if not bars:
             if not fraction:
                 return
-            bars.append(tqdm(total=1.0, desc=desc, file=sys.stderr, leave=False,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}"))
+            bars.append(
+                tqdm(
+                    total=1.0,
+                    desc=desc,
+                    file=sys.stderr,
+                    leave=False,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}",
+                )
+            )
             bars[0].start_t = started  # elapsed time counts from the start of the work, not the first report
         bar = bars[0]
         if fraction is not None and fraction > bar.n:

@@ -1,4 +1,5 @@
 """`trend ensemble-attack`, `trend select`, `trend fit-tm`, `trend boundary`: ensembles, TREND, TM(eps), boundaries."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,31 @@ from .transfer import MAX_SEED, _number, build_attack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ea = sub.add_parser("ensemble-attack", help="attack a majority-vote ensemble with D-AG, EMPIR, U-GD or A-GD",
-                        description="Attack success and accuracy under attack of a majority-vote ensemble (ties: "
-                                    "expectation over the random tie-break) for each rule and eps.")
+    ea = sub.add_parser(
+        "ensemble-attack",
+        help="attack a majority-vote ensemble with D-AG, EMPIR, U-GD or A-GD",
+        description="Attack success and accuracy under attack of a majority-vote ensemble (ties: "
+        "expectation over the random tie-break) for each rule and eps.",
+    )
     ea.add_argument("--models", nargs="+", required=True, metavar="NAME", help="the ensemble's members")
     ea.add_argument("--rule", nargs="+", default=["all"], metavar="RULE", help="dag, empir, ugd, agd or all (default)")
-    ea.add_argument("--eps", nargs="+", default=None, metavar="E",
-                    help="eps values (default: the dataset's; 0.01 under --profile authors)")
+    ea.add_argument(
+        "--eps",
+        nargs="+",
+        default=None,
+        metavar="E",
+        help="eps values (default: the dataset's; 0.01 under --profile authors)",
+    )
     ea.add_argument("--steps", default="40", help="PGD steps (default 40)")
-    ea.add_argument("--step-size", default=None,
-                    help="step size alpha (default 0.01, larger when the steps could not reach the largest eps; "
-                         "also the random start radius, which is eps under --profile authors)")
-    ea.add_argument("--members", action="store_true",
-                    help="also attack each member alone and print 'x times more robust' ratios")
+    ea.add_argument(
+        "--step-size",
+        default=None,
+        help="step size alpha (default 0.01, larger when the steps could not reach the largest eps; "
+        "also the random start radius, which is eps under --profile authors)",
+    )
+    ea.add_argument(
+        "--members", action="store_true", help="also attack each member alone and print 'x times more robust' ratios"
+    )
     ea.add_argument("--limit", default=None, help="use the first N test images")
     ea.add_argument("--seed", default="0", help="random start and tie-break seed")
     ea.add_argument("--no-cache", action="store_true", help="compute afresh and store nothing")
@@ -44,9 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(ea)
     ea.set_defaults(func=cmd_ensemble_attack)
 
-    sel = sub.add_parser("select", help="TREND: the k-member ensembles with the lowest mean pairwise TM",
-                         description="Rank k-member sets from a TM matrix (the CSV of `trend transfer --csv` or "
-                                     "--long-csv) by mean pairwise symmetrized TM.")
+    sel = sub.add_parser(
+        "select",
+        help="TREND: the k-member ensembles with the lowest mean pairwise TM",
+        description="Rank k-member sets from a TM matrix (the CSV of `trend transfer --csv` or "
+        "--long-csv) by mean pairwise symmetrized TM.",
+    )
     sel.add_argument("--tm", required=True, metavar="FILE.csv", help="TM matrix CSV (matrix or long form)")
     sel.add_argument("-k", required=True, help="ensemble size (>= 2)")
     sel.add_argument("--require", nargs="+", default=[], metavar="NAME", help="members every candidate must contain")
@@ -57,13 +73,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(sel)
     sel.set_defaults(func=cmd_select)
 
-    fit = sub.add_parser("fit-tm", help="fit TM(eps) = f_st/f_ss from a few eps and report its RMSE",
-                         description="Measure f_st and f_ss of one pair at the fit eps (and --eval-eps), fit "
-                                     "a (1 - exp(b eps)) to each, and compare predicted with measured TM.")
+    fit = sub.add_parser(
+        "fit-tm",
+        help="fit TM(eps) = f_st/f_ss from a few eps and report its RMSE",
+        description="Measure f_st and f_ss of one pair at the fit eps (and --eval-eps), fit "
+        "a (1 - exp(b eps)) to each, and compare predicted with measured TM.",
+    )
     fit.add_argument("--source", required=True, metavar="NAME")
     fit.add_argument("--target", required=True, metavar="NAME")
-    fit.add_argument("--eps", nargs="+", default=None, metavar="E",
-                     help="eps values to fit from (>= 3; default 4 over the dataset's range)")
+    fit.add_argument(
+        "--eps",
+        nargs="+",
+        default=None,
+        metavar="E",
+        help="eps values to fit from (>= 3; default 4 over the dataset's range)",
+    )
     fit.add_argument("--eval-eps", nargs="+", default=[], metavar="E", help="more measured eps to judge the fit on")
     fit.add_argument("--attack", default="pgd", help="pgd (default) or pgd-l2")
     fit.add_argument("--steps", default=None, help="attack iterations (default: the attack's, 40 for pgd)")
@@ -76,9 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(fit)
     fit.set_defaults(func=cmd_fit_tm)
 
-    bd = sub.add_parser("boundary", help="decision-boundary slice around one test image (PNG and distances)",
-                        description="Classify a 2-D grid around one image (x: the gradient direction of the "
-                                    "first model, y: a random orthogonal direction) for each model.")
+    bd = sub.add_parser(
+        "boundary",
+        help="decision-boundary slice around one test image (PNG and distances)",
+        description="Classify a 2-D grid around one image (x: the gradient direction of the "
+        "first model, y: a random orthogonal direction) for each model.",
+    )
     bd.add_argument("--model", nargs="+", required=True, metavar="NAME", help="one or more models")
     bd.add_argument("--index", required=True, help="test image index")
     bd.add_argument("--out", default=None, metavar="FILE.png", help="write the class maps as a PNG")
@@ -130,17 +157,32 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
                 work.start(message)
             running.append(next(weights, 1))
 
-        sweep = robustness_sweep(MajorityVote(models, seed, profile=profile), eps_list, rules, limit=limit,
-                                 steps=steps, step_size=step_size, seed=seed, members_alone=args.members, cache=cache,
-                                 device=args.device, progress=tick, profile=profile)
+        sweep = robustness_sweep(
+            MajorityVote(models, seed, profile=profile),
+            eps_list,
+            rules,
+            limit=limit,
+            steps=steps,
+            step_size=step_size,
+            seed=seed,
+            members_alone=args.members,
+            cache=cache,
+            device=args.device,
+            progress=tick,
+            profile=profile,
+        )
         work.done(running.pop() if running else 0)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
-    members = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
-                                                              values="acc_on_ensemble_adv", sort=False)
+    members = sweep[sweep["model"] != "ensemble"].pivot_table(
+        index=["rule", "eps"], columns="model", values="acc_on_ensemble_adv", sort=False
+    )
     table = ens.join(members.add_prefix("on_adv:"))
-    print(f"majority vote of {len(models)} models on {'all' if limit is None else f'the first {limit}'} test images; "
-          "accuracy = under attack (ties: expectation over the draw); on_adv:M = member M's accuracy on the "
-          "ensemble's adversarial images", file=sys.stderr)
+    print(
+        f"majority vote of {len(models)} models on {'all' if limit is None else f'the first {limit}'} test images; "
+        "accuracy = under attack (ties: expectation over the draw); on_adv:M = member M's accuracy on the "
+        "ensemble's adversarial images",
+        file=sys.stderr,
+    )
     if args.json:
         out = {"ensemble": [s.name for s in specs], "sweep": sweep.to_dict(orient="records")}
         if args.members:
@@ -150,13 +192,15 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     emit_table(table, False)
     if args.members:
         print()
-        alone = sweep[sweep["model"] != "ensemble"].pivot_table(index=["rule", "eps"], columns="model",
-                                                                values="accuracy", sort=False)
+        alone = sweep[sweep["model"] != "ensemble"].pivot_table(
+            index=["rule", "eps"], columns="model", values="accuracy", sort=False
+        )
         print("each member attacked alone (accuracy under attack):")
         emit_table(alone, False)
         print()
-        ratios = robustness_ratios(sweep).pivot_table(index=["rule", "eps"], columns="member",
-                                                      values="times_more_robust", sort=False)
+        ratios = robustness_ratios(sweep).pivot_table(
+            index=["rule", "eps"], columns="member", values="times_more_robust", sort=False
+        )
         print("ensemble accuracy / member accuracy (x times more robust):")
         emit_table(ratios, False, float_format="{:.2f}")
     return 0
@@ -170,10 +214,17 @@ def cmd_select(args: argparse.Namespace) -> int:
     top = _number("--top", args.top, int, minimum=1)
     min_acc = None if args.min_acc is None else _number("--min-acc", args.min_acc, float, minimum=0, maximum=1)
     tm = read_tm(args.tm)
-    accuracies = _zoo_accuracies(args, list(tm.index)) if min_acc is not None else _zoo_accuracies(args, list(tm.index), strict=False)
+    accuracies = (
+        _zoo_accuracies(args, list(tm.index))
+        if min_acc is not None
+        else _zoo_accuracies(args, list(tm.index), strict=False)
+    )
     ranked = select_ensembles(tm, k, require=args.require, min_acc=min_acc, accuracies=accuracies, top=top)
-    print(f"TREND: {ranked.attrs['candidates']} candidate sets of {k} ({ranked.attrs['method']} search); "
-          "score = mean pairwise symmetrized TM (lower is better)", file=sys.stderr)
+    print(
+        f"TREND: {ranked.attrs['candidates']} candidate sets of {k} ({ranked.attrs['method']} search); "
+        "score = mean pairwise symmetrized TM (lower is better)",
+        file=sys.stderr,
+    )
     if args.json:
         emit_json(ranked.reset_index().to_dict(orient="records"))
     else:
@@ -197,8 +248,10 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
                 continue
             if len(found) > 1:
                 raise TrendError(f"{label!r} matches {len(found)} zoo models; name the dataset with --dataset.")
-            raise TrendError(f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
-                             "train it there or drop --min-acc.")
+            raise TrendError(
+                f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
+                "train it there or drop --min-acc."
+            )
         accuracies[label] = float(found[0]["test_acc"])
     return accuracies or None
 
@@ -213,8 +266,11 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     if len(specs) != 2:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     dataset = specs[0].dataset
-    fit_eps = (default_fit_eps(dataset, profile=profile) if args.eps is None
-               else [_number("--eps", e, float) for e in args.eps])
+    fit_eps = (
+        default_fit_eps(dataset, profile=profile)
+        if args.eps is None
+        else [_number("--eps", e, float) for e in args.eps]
+    )
     eval_eps = [_number("--eval-eps", e, float) for e in args.eval_eps]
     top = max([*fit_eps, *eval_eps])  # the attack is built at the largest eps: its step size must reach it
     attack = build_attack(args.attack, dataset, eps=str(top), steps=args.steps, step_size=args.step_size)
@@ -223,8 +279,9 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     points = _number("--points", args.points, int, minimum=0, maximum=10_000)
     if len({float(e) for e in fit_eps}) < MIN_POINTS:  # before any model is loaded or trained
-        raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, "
-                         f"got {len({float(e) for e in fit_eps})}.")
+        raise TrendError(
+            f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len({float(e) for e in fit_eps})}."
+        )
     source, target = load_models(args, [s.name for s in specs])
     cache = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
     measured_eps = sorted({float(e) for e in [*fit_eps, *eval_eps]})
@@ -235,8 +292,9 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
             measure_tm(source, target, [eps], attack, None, limit, cache, args.device, profile=profile)
             work.done(1)
         work.start("fitting")
-        result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device,
-                        profile=profile)
+        result = fit_tm(
+            source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device, profile=profile
+        )
         work.done(0.05)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
@@ -247,8 +305,10 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     print(f"{result.source} -> {result.target} under {result.attack}")
     print(f"f_st(eps) = {params['a_st']:.2f} (1 - exp({params['b_st']:.3f} eps))")
     print(f"f_ss(eps) = {params['a_ss']:.2f} (1 - exp({params['b_ss']:.3f} eps))")
-    print(f"RMSE of TM over {int(result.measured['tm'].notna().sum())} measured eps: {result.rmse:.4f} "
-          f"(max |error| {result.max_abs_error:.4f})")
+    print(
+        f"RMSE of TM over {int(result.measured['tm'].notna().sum())} measured eps: {result.rmse:.4f} "
+        f"(max |error| {result.max_abs_error:.4f})"
+    )
     measured = result.measured.assign(tm_fit=result.curve.tm(result.measured["eps"].to_numpy(float)))
     emit_table(measured.set_index("eps"), False, float_format="{:.4f}")
     if points:
@@ -282,15 +342,27 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         buffer = io.BytesIO()
         class_map_image(result).save(buffer, format="PNG")
         atomic_write_bytes(Path(args.out), buffer.getvalue())
-        print(f"wrote {args.out} (models left to right: {', '.join(result.names)}; x: gradient of "
-              f"{result.reference}, y: random orthogonal; +y at the top)", file=sys.stderr)
+        print(
+            f"wrote {args.out} (models left to right: {', '.join(result.names)}; x: gradient of "
+            f"{result.reference}, y: random orthogonal; +y at the top)",
+            file=sys.stderr,
+        )
     table = result.distance_frame()
     if args.json:
-        emit_json({"index": index, "label": result.label, "span": float(result.x_offsets[-1]),
-                   "resolution": resolution, "models": table.reset_index().to_dict(orient="records")})
+        emit_json(
+            {
+                "index": index,
+                "label": result.label,
+                "span": float(result.x_offsets[-1]),
+                "resolution": resolution,
+                "models": table.reset_index().to_dict(orient="records"),
+            }
+        )
     else:
-        print(f"image {index} (label {result.label}); distance (L2) to the nearest other class along each axis "
-              f"within span {float(result.x_offsets[-1]):.3f} (blank: none)")
+        print(
+            f"image {index} (label {result.label}); distance (L2) to the nearest other class along each axis "
+            f"within span {float(result.x_offsets[-1]):.3f} (blank: none)"
+        )
         emit_table(table, False)
     return 0
 

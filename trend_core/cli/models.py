@@ -1,4 +1,5 @@
 """`trend train`, `trend zoo ...`, `trend eval`, `trend data download`: building and inspecting the zoo."""
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,15 @@ def _train_all(args, specs, force: bool = False) -> None:
         if spec not in todo:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)
     # one bar over every epoch still to train, so elapsed time and the time left cover the whole run
-    overall = tqdm(total=sum(spec.epochs for spec in todo), desc="all models", unit="epoch", file=sys.stderr,
-                   position=1, leave=False, disable=len(todo) < 2)
+    overall = tqdm(
+        total=sum(spec.epochs for spec in todo),
+        desc="all models",
+        unit="epoch",
+        file=sys.stderr,
+        position=1,
+        leave=False,
+        disable=len(todo) < 2,
+    )
     try:
         for spec in todo:
             bar = epoch_bar(spec)
@@ -106,8 +114,9 @@ def _train_all(args, specs, force: bool = False) -> None:
             # a retrain writes the new checkpoint beside the old one and swaps them in when complete
             zoo.get_or_train(spec, device=args.device, progress=progress, retrain=force)
             meta = zoo.metadata(spec)
-            overall.write(f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)",
-                          file=sys.stderr)
+            overall.write(
+                f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)", file=sys.stderr
+            )
     finally:
         overall.close()
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -126,12 +135,20 @@ def cmd_zoo_preset(args) -> int:
 def zoo_frame(rows: list[dict]) -> pd.DataFrame:
     import pandas as pd
 
-    records = [{
-        "name": m["name"], "label": m.get("short_name", ""),
-        "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
-        "train_seconds": m.get("train_seconds"), "source": m.get("source", ""),
-    } for m in rows]
-    return pd.DataFrame(records, columns=["name", "label", "val_acc", "test_acc", "train_seconds", "source"]).set_index("name")
+    records = [
+        {
+            "name": m["name"],
+            "label": m.get("short_name", ""),
+            "val_acc": m.get("val_acc"),
+            "test_acc": m.get("test_acc"),
+            "train_seconds": m.get("train_seconds"),
+            "source": m.get("source", ""),
+        }
+        for m in rows
+    ]
+    return pd.DataFrame(records, columns=["name", "label", "val_acc", "test_acc", "train_seconds", "source"]).set_index(
+        "name"
+    )
 
 
 def cmd_zoo_list(args) -> int:
@@ -139,8 +156,10 @@ def cmd_zoo_list(args) -> int:
     rows = zoo.list(args.dataset)
     for entry in zoo.problems():
         label = entry["name"] or f"key {entry['key']}"
-        print(f"warning: {label} is damaged or incomplete: {entry['problem']}; `trend zoo clean` removes it.",
-              file=sys.stderr)
+        print(
+            f"warning: {label} is damaged or incomplete: {entry['problem']}; `trend zoo clean` removes it.",
+            file=sys.stderr,
+        )
     if args.json:
         emit_json(rows)
     elif not rows:

@@ -3,6 +3,7 @@
 Stages are kept in the store as they finish, so an interrupted run continues where it stopped and a finished
 one is read back in seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,17 +18,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..profiles import PROFILES
     from ..reproduce.choices import DATASETS, SCALES
 
-    p = sub.add_parser("reproduce", help="reproduce the paper's findings end to end and write a report",
-                       description="Train the models it needs, run every stage (baseline accuracy, transfer "
-                                   "tables, TM matrices, boundary, ensemble attacks, TREND, TM(eps) fit, audit) "
-                                   "and write DIR/report.html, DIR/*.csv and DIR/findings.json.")
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's findings end to end and write a report",
+        description="Train the models it needs, run every stage (baseline accuracy, transfer "
+        "tables, TM matrices, boundary, ensemble attacks, TREND, TM(eps) fit, audit) "
+        "and write DIR/report.html, DIR/*.csv and DIR/findings.json.",
+    )
     p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
-    p.add_argument("--scale", default="quick",
-                   help=f"one of {', '.join(SCALES)}: mini is a smoke test, quick takes minutes on a CPU for "
-                        "digits, full uses the paper's step counts and every test image (default quick)")
+    p.add_argument(
+        "--scale",
+        default="quick",
+        help=f"one of {', '.join(SCALES)}: mini is a smoke test, quick takes minutes on a CPU for "
+        "digits, full uses the paper's step counts and every test image (default quick)",
+    )
     p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="where to write the report (default ./trend-reproduce-DATASET-SCALE)")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="where to write the report (default ./trend-reproduce-DATASET-SCALE)"
+    )
     add_common(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -63,8 +71,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     load_dataset(settings.dataset)  # missing CIFAR files fail here, before any training
     out = check_out_dir(args.out or f"trend-reproduce-{settings.dataset}-{settings.scale}")
     zoo = Zoo(args.home)
-    bar = tqdm(total=1000, desc="reproduce", unit="‰", leave=False, file=sys.stderr,
-               bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+    bar = tqdm(
+        total=1000,
+        desc="reproduce",
+        unit="‰",
+        leave=False,
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {elapsed} {postfix}",
+    )
 
     def progress(fraction: float, message: str) -> None:
         bar.n = int(1000 * fraction)
@@ -84,6 +98,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 150):
         print(frame.to_string(index=False))
     run = report["run"]
-    print(f"wall time {run['wall_seconds']:.1f} s (stages from the store: {', '.join(run['from_store']) or 'none'}); "
-          f"wrote {len(paths)} files to {out} (open {out / 'report.html'})", file=sys.stderr)
+    print(
+        f"wall time {run['wall_seconds']:.1f} s (stages from the store: {', '.join(run['from_store']) or 'none'}); "
+        f"wrote {len(paths)} files to {out} (open {out / 'report.html'})",
+        file=sys.stderr,
+    )
     return 0

@@ -1,6 +1,7 @@
 """Networks: CIFAR-style ResNets and VGGs with a width multiplier, a small CNN for digits, and torchvision's
 ImageNet models. All are built from plain layers; ``quantize_network`` turns them into DoReFa W/A versions.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,9 +30,7 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
         self.input_quant: nn.Module | None = None  # DoReFa: quantizes the conv path's input (set by quantize_network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,8 +126,7 @@ for _name in _RESNET_DEPTHS:
 # ----------------------------------------------------------------------------- CIFAR VGGs
 _VGG_CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
 }
 
 
@@ -144,8 +142,7 @@ class CifarVGG(nn.Module):
     made the digits VGG11-BN converge too slowly for its 20 epochs (84% test accuracy instead of 97%).
     """
 
-    def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float,
-                 batch_norm: bool):
+    def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float, batch_norm: bool):
         super().__init__()
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
@@ -167,8 +164,12 @@ class CifarVGG(nn.Module):
         # The authors' dropout (0.5) for CIFAR/ImageNet-size inputs; none for digits (see the docstring, README).
         drop = HEAD_DROPOUT if image_size >= 32 else 0.0
         self.classifier = nn.Sequential(
-            nn.Dropout(drop), nn.Linear(channels, hidden), nn.ReLU(),
-            nn.Dropout(drop), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Dropout(drop),
+            nn.Linear(channels, hidden),
+            nn.ReLU(),
+            nn.Dropout(drop),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
         for module in self.modules():  # He init as in torchvision: plain (no-BN) VGGs do not train without it
@@ -201,8 +202,13 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2 = scaled(32, width), scaled(64, width)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.classifier = nn.Linear(c2 * 4, num_classes)
@@ -234,7 +240,6 @@ def _register_torchvision(name: str) -> None:
     @register_arch(name, datasets=("imagenet",))
     def build(num_classes, in_channels, image_size, width, pretrained=False):
         import torchvision.models as tvm  # (torchvision loads only for its architectures)
-
 
         if width != 1.0:
             raise TrendError(f"{name} comes from torchvision and has no width multiplier; use width 1.")

@@ -13,6 +13,7 @@ same forward pass and another backward:
 
 The forward value always comes from the model's own transform, so which images an attack fools is unchanged.
 """
+
 from __future__ import annotations
 
 import threading
@@ -81,8 +82,9 @@ def with_backward(model: nn.Module, mode: str) -> nn.Module:
     if isinstance(model, MajorityVote):
         if not backward_differs(model, mode):
             return model
-        return _cached(model, mode, lambda: MajorityVote([with_backward(m, mode) for m in model.members],
-                                                         model.seed, model.names))
+        return _cached(
+            model, mode, lambda: MajorityVote([with_backward(m, mode) for m in model.members], model.seed, model.names)
+        )
     if not backward_differs(model, mode) or not isinstance(model, TrendModel):
         return model
     return _cached(model, mode, lambda: TrendModel(BackwardChoice(model.preprocess, mode), model.net, model.spec))

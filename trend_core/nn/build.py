@@ -3,6 +3,7 @@
 The model is ``TrendModel(preprocess, net)``: preprocessing (normalization, then input quantization or
 halftoning, with BPDA) is its first module, so attacks work in pixel space on every model.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -3,6 +3,7 @@
 Every non-differentiable step passes gradients by BPDA (Athalye et al.): the forward pass computes the
 quantized value, the backward pass uses the identity (straight-through) or, for HT, a smooth substitute.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ A builder takes ``(num_classes, in_channels, image_size, width, weight_bits, act
 returns the bare network (no preprocessing); ``trend_core.nn.build`` wraps it. The builders register when
 ``nn/architectures.py`` is imported, which the ``trend_core.nn`` package does before any of its modules.
 """
+
 from __future__ import annotations
 
 from typing import Callable

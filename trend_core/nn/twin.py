@@ -7,6 +7,7 @@ rounding, ~1e-7). Folding is skipped in networks with activation quantization, w
 could move an activation across a quantization level. The twin is rebuilt when the model's weights change;
 a model it cannot trace, or whose folded twin disagrees with it on a probe batch, is used unfolded.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,10 +59,12 @@ def weights_signature(model: nn.Module) -> tuple:
     if not tensors:
         return ()
     with torch.no_grad():
-        sums = torch.stack([torch.stack([t.float().sum(), torch.linalg.vector_norm(t.float(), 1)])
-                            for t in tensors]).cpu()
-    return tuple((t.data_ptr(), t._version, t.device, t.dtype, tuple(t.shape)) for t in tensors) + \
-        (tuple(sums.flatten().tolist()),)
+        sums = torch.stack(
+            [torch.stack([t.float().sum(), torch.linalg.vector_norm(t.float(), 1)]) for t in tensors]
+        ).cpu()
+    return tuple((t.data_ptr(), t._version, t.device, t.dtype, tuple(t.shape)) for t in tensors) + (
+        tuple(sums.flatten().tolist()),
+    )
 
 
 def build_twin_network(net: nn.Module, probe: torch.Tensor | None, fold: bool = True) -> nn.Module:

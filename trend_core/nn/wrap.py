@@ -6,6 +6,7 @@ Every attack and ``run_transfer`` take any ``nn.Module`` that maps pixels in [0,
 one from a network that expects normalized inputs, and lets a defence such as bit-depth reduction or JPEG run in
 the forward pass while the attacks see the gradient of ``backward`` (by default the identity: straight-through).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -41,8 +42,14 @@ class Preprocessed(nn.Module):
     ``x`` is (B, C, H, W); ``mean`` / ``std`` have one value per channel.
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 transform: Transform | None = None, backward: Transform | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        transform: Transform | None = None,
+        backward: Transform | None = None,
+    ):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TrendError(f"with_preprocessing wraps a torch nn.Module, got {type(model).__name__}.")
@@ -71,8 +78,13 @@ class Preprocessed(nn.Module):
         return f"transform={transform}, backward={getattr(self.backward_approx, '__name__', 'custom')}"
 
 
-def with_preprocessing(model: nn.Module, mean: Sequence[float], std: Sequence[float],
-                       transform: Transform | None = None, backward: Transform | None = None) -> Preprocessed:
+def with_preprocessing(
+    model: nn.Module,
+    mean: Sequence[float],
+    std: Sequence[float],
+    transform: Transform | None = None,
+    backward: Transform | None = None,
+) -> Preprocessed:
     """``model`` (which expects normalized inputs) as a pixels-in [0, 1] model for every attack and transfer run.
 
     ``transform``: an input defence applied to the pixels first, differentiable or not (rounding, JPEG);

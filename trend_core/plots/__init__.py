@@ -1,5 +1,6 @@
 """Plotly figure builders for the dashboard: pure functions over DataFrames and arrays, testable without a
 browser. One module per page topic (zoo, transfer, boundary, ensemble, curve); shared pieces live here."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,7 +16,9 @@ FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
 
 def base_layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """The house style: white background, readable font, tight margins."""
-    fig.update_layout(template="plotly_white", font=FONT, title=title, margin=dict(l=10, r=10, t=50 if title else 20, b=10))
+    fig.update_layout(
+        template="plotly_white", font=FONT, title=title, margin=dict(l=10, r=10, t=50 if title else 20, b=10)
+    )
     if height is not None:
         fig.update_layout(height=height)
     return fig
@@ -40,17 +43,33 @@ def _tile(image, mode: str, name: str, limit: float):
     arr = _as_display(image)
     if mode == "pixels":
         if arr.ndim == 2:
-            return go.Heatmap(z=arr[::-1], zmin=0, zmax=1, colorscale="Greys_r", showscale=False, name=name,
-                              hovertemplate=f"{name}<br>pixel %{{z:.2f}}<extra></extra>")
+            return go.Heatmap(
+                z=arr[::-1],
+                zmin=0,
+                zmax=1,
+                colorscale="Greys_r",
+                showscale=False,
+                name=name,
+                hovertemplate=f"{name}<br>pixel %{{z:.2f}}<extra></extra>",
+            )
         return go.Image(z=(arr.clip(0, 1) * 255).astype(np.uint8), name=name)
     if arr.ndim == 3:  # colour perturbation: mid-grey = 0
         return go.Image(z=((arr / limit + 1) / 2 * 255).clip(0, 255).astype(np.uint8), name=name)
-    return go.Heatmap(z=arr[::-1], zmin=-limit, zmax=limit, zmid=0, colorscale=DIFF_COLORSCALE, showscale=False,
-                      name=name, hovertemplate=f"{name}<br>change %{{z:+.3f}}<extra></extra>")
+    return go.Heatmap(
+        z=arr[::-1],
+        zmin=-limit,
+        zmax=limit,
+        zmid=0,
+        colorscale=DIFF_COLORSCALE,
+        showscale=False,
+        name=name,
+        hovertemplate=f"{name}<br>change %{{z:+.3f}}<extra></extra>",
+    )
 
 
-def image_grid(rows: Sequence[tuple[str, str, Sequence[tuple[str, object]]]], tile_px: int = 110,
-               signed_limit: float | None = None) -> go.Figure:
+def image_grid(
+    rows: Sequence[tuple[str, str, Sequence[tuple[str, object]]]], tile_px: int = 110, signed_limit: float | None = None
+) -> go.Figure:
     """A grid of image tiles with square pixels: ``rows`` = [(row label, 'pixels' | 'signed', [(title, image)])].
 
     'pixels' tiles show values in [0, 1] as they are; 'signed' tiles (perturbations) share one diverging
@@ -65,8 +84,14 @@ def image_grid(rows: Sequence[tuple[str, str, Sequence[tuple[str, object]]]], ti
     titles = []
     for _, _, tiles in rows:
         titles += [title for title, _ in tiles] + [""] * (n_cols - len(tiles))
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.015,
-                        vertical_spacing=min(0.1, 0.6 / n_rows), row_titles=[label for label, _, _ in rows])
+    fig = make_subplots(
+        rows=n_rows,
+        cols=n_cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.015,
+        vertical_spacing=min(0.1, 0.6 / n_rows),
+        row_titles=[label for label, _, _ in rows],
+    )
     for r, (label, mode, tiles) in enumerate(rows, start=1):
         for c, (title, image) in enumerate(tiles, start=1):
             fig.add_trace(_tile(image, mode, f"{label} {title}".strip(), signed_limit), row=r, col=c)

@@ -2,6 +2,7 @@
 
 Pure functions over the audit's DataFrames; no engine objects, no Streamlit.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -23,13 +24,27 @@ def robust_accuracy_figure(robust: pd.DataFrame, worst_case: pd.DataFrame, title
     for attack in dict.fromkeys(robust["attack"]):
         part = robust[robust["attack"] == attack].sort_values("eps")
         kind = part["kind"].iloc[0] if "kind" in part.columns else "whitebox"
-        fig.add_trace(go.Scatter(x=part["eps"], y=part["robust_accuracy"], mode="lines+markers", name=attack,
-                                 line=dict(dash=DASHES.get(kind, "solid")),
-                                 hovertemplate=f"{attack}<br>eps %{{x:.4g}}<br>robust %{{y:.1%}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["eps"],
+                y=part["robust_accuracy"],
+                mode="lines+markers",
+                name=attack,
+                line=dict(dash=DASHES.get(kind, "solid")),
+                hovertemplate=f"{attack}<br>eps %{{x:.4g}}<br>robust %{{y:.1%}}<extra></extra>",
+            )
+        )
     worst = worst_case.sort_values("eps")
-    fig.add_trace(go.Scatter(x=worst["eps"], y=worst["robust_accuracy"], mode="lines+markers", name=WORST_LABEL,
-                             line=dict(color="black", width=4),
-                             hovertemplate="worst case<br>eps %{x:.4g}<br>robust %{y:.1%}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=worst["eps"],
+            y=worst["robust_accuracy"],
+            mode="lines+markers",
+            name=WORST_LABEL,
+            line=dict(color="black", width=4),
+            hovertemplate="worst case<br>eps %{x:.4g}<br>robust %{y:.1%}<extra></extra>",
+        )
+    )
     fig.update_yaxes(title="robust accuracy", tickformat=".0%", range=[0, 1.02])
     fig.update_xaxes(title="eps (L-inf, pixel units)")
     return base_layout(fig, title, height=460)

@@ -3,6 +3,7 @@
 Pure functions over plain arrays (numpy or CPU tensors): a class map is an (H, W) array of class indices
 over the grid ``x_offsets`` x ``y_offsets`` around one image, which sits at offset (0, 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,19 @@ def discrete_colorscale(num_classes: int) -> list[list]:
         scale.append([(i + 1) / n, class_color(i)])
     return scale
 
+
 LEGEND_PER_ROW = 8  # legend entries per row below the class maps
 
 
-def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offsets: Sequence[float],
-                     y_offsets: Sequence[float], class_names: Sequence[str],
-                     x_label: str = X_AXIS_LABEL, y_label: str = Y_AXIS_LABEL) -> go.Figure:
+def class_map_figure(
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    x_offsets: Sequence[float],
+    y_offsets: Sequence[float],
+    class_names: Sequence[str],
+    x_label: str = X_AXIS_LABEL,
+    y_label: str = Y_AXIS_LABEL,
+) -> go.Figure:
     """Side-by-side class maps (one per model) coloured by class, the image at the centre marked by a cross.
 
     ``maps[i]`` has shape (len(y_offsets), len(x_offsets)); the legend lists the classes present.
@@ -56,39 +64,74 @@ def class_map_figure(maps: Sequence[np.ndarray], titles: Sequence[str], x_offset
         if grid.shape != (len(ys), len(xs)):
             raise ValueError(f"map {col} has shape {grid.shape}, expected {(len(ys), len(xs))}")
         present.update(int(c) for c in np.unique(grid))
-        fig.add_trace(go.Heatmap(
-            z=grid, x=xs, y=ys, zmin=-0.5, zmax=n_classes - 0.5, colorscale=discrete_colorscale(n_classes),
-            showscale=False, name=titles[col - 1], text=np.asarray(class_names, dtype=object)[grid],
-            hovertemplate="x %{x:.3f}<br>y %{y:.3f}<br>class %{text}<extra>%{fullData.name}</extra>",
-        ), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=[0.0], y=[0.0], mode="markers", name="image", legendgroup="image", showlegend=col == 1,
-            marker=dict(symbol="x", size=14, color="black", line=dict(width=2, color="white")),
-            hovertemplate="the image (offset 0, 0)<extra></extra>",
-        ), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=grid,
+                x=xs,
+                y=ys,
+                zmin=-0.5,
+                zmax=n_classes - 0.5,
+                colorscale=discrete_colorscale(n_classes),
+                showscale=False,
+                name=titles[col - 1],
+                text=np.asarray(class_names, dtype=object)[grid],
+                hovertemplate="x %{x:.3f}<br>y %{y:.3f}<br>class %{text}<extra>%{fullData.name}</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[0.0],
+                y=[0.0],
+                mode="markers",
+                name="image",
+                legendgroup="image",
+                showlegend=col == 1,
+                marker=dict(symbol="x", size=14, color="black", line=dict(width=2, color="white")),
+                hovertemplate="the image (offset 0, 0)<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text=x_label, row=1, col=col)
         fig.update_yaxes(title_text=y_label if col == 1 else None, row=1, col=col)
     for cls in sorted(present):  # legend entries: heatmaps have none of their own
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {class_names[cls]}",
-                                 marker=dict(symbol="square", size=12, color=class_color(cls)),
-                                 legendgroup=f"class-{cls}", hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=f"class {class_names[cls]}",
+                marker=dict(symbol="square", size=12, color=class_color(cls)),
+                legendgroup=f"class-{cls}",
+                hoverinfo="skip",
+            )
+        )
     base_layout(fig)
     # the legend goes below the maps in rows (a column beside them is cut off once it is taller than the maps);
     # the figure grows by one legend row per LEGEND_PER_ROW entries so nothing is clipped
     legend_rows = math.ceil((len(present) + 1) / LEGEND_PER_ROW)
-    fig.update_layout(height=420 + 26 * legend_rows, margin=dict(l=60, r=20, t=60, b=70 + 26 * legend_rows),
-                      legend=dict(title_text="class", orientation="h", yanchor="top", x=0, xanchor="left",
-                                  y=-0.22))  # plot area 290 px: the top of the legend 64 px below it
+    fig.update_layout(
+        height=420 + 26 * legend_rows,
+        margin=dict(l=60, r=20, t=60, b=70 + 26 * legend_rows),
+        legend=dict(title_text="class", orientation="h", yanchor="top", x=0, xanchor="left", y=-0.22),
+    )  # plot area 290 px: the top of the legend 64 px below it
     return fig
 
 
-def grid_frame(classes: dict, x_offsets: Sequence[float], y_offsets: Sequence[float],
-               class_names: Sequence[str]) -> pd.DataFrame:
+def grid_frame(
+    classes: dict, x_offsets: Sequence[float], y_offsets: Sequence[float], class_names: Sequence[str]
+) -> pd.DataFrame:
     """Every grid point of every model's class map as a row: model, x, y, class (for downloads)."""
     xs, ys = np.meshgrid(np.asarray(x_offsets, dtype=float), np.asarray(y_offsets, dtype=float))
     names = np.asarray(class_names, dtype=object)
-    frames = [pd.DataFrame({"model": model, "x": xs.ravel(), "y": ys.ravel(),
-                            "class": names[np.asarray(grid, dtype=int).ravel()]}) for model, grid in classes.items()]
+    frames = [
+        pd.DataFrame(
+            {"model": model, "x": xs.ravel(), "y": ys.ravel(), "class": names[np.asarray(grid, dtype=int).ravel()]}
+        )
+        for model, grid in classes.items()
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "x", "y", "class"])
 
 

@@ -3,6 +3,7 @@ robustness against each member, and robustness as the ensemble grows (the paper'
 
 Pure functions over long-format DataFrames and plain arrays; no engine objects, no Streamlit.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -36,12 +37,25 @@ def success_lines_figure(df: pd.DataFrame, value: str = "success_rate") -> go.Fi
     data = df.assign(label=df["rule"].map(rule_label))
     for label in _ordered(data["label"]):
         part = data[data["label"] == label].sort_values("eps")
-        fig.add_trace(go.Scatter(x=part["eps"], y=part[value], mode="lines+markers", name=label,
-                                 hovertemplate=f"{label}<br>eps %{{x:.4g}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["eps"],
+                y=part[value],
+                mode="lines+markers",
+                name=label,
+                hovertemplate=f"{label}<br>eps %{{x:.4g}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>",
+            )
+        )
     base_layout(fig)
-    fig.update_layout(xaxis_title="eps (L-inf)", yaxis_title=SUCCESS_LABEL, yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.02], legend_title_text="attack", height=380,
-                      margin=dict(l=60, r=20, t=40, b=50))
+    fig.update_layout(
+        xaxis_title="eps (L-inf)",
+        yaxis_title=SUCCESS_LABEL,
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.02],
+        legend_title_text="attack",
+        height=380,
+        margin=dict(l=60, r=20, t=40, b=50),
+    )
     return fig
 
 
@@ -52,11 +66,26 @@ def success_bars_figure(df: pd.DataFrame, eps: float, value: str = "success_rate
     part = df[np.isclose(df["eps"], nearest)].assign(label=lambda d: d["rule"].map(rule_label))
     order = _ordered(part["label"])
     part = part.set_index("label").loc[order]
-    fig = go.Figure(go.Bar(x=order, y=part[value], text=[f"{v:.1%}" for v in part[value]], textposition="outside",
-                           hovertemplate=f"%{{x}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>", name=SUCCESS_LABEL))
+    fig = go.Figure(
+        go.Bar(
+            x=order,
+            y=part[value],
+            text=[f"{v:.1%}" for v in part[value]],
+            textposition="outside",
+            hovertemplate=f"%{{x}}<br>{SUCCESS_LABEL} %{{y:.1%}}<extra></extra>",
+            name=SUCCESS_LABEL,
+        )
+    )
     base_layout(fig)
-    fig.update_layout(title_text=f"eps = {nearest:.4g}", xaxis_title="attack", yaxis_title=SUCCESS_LABEL,
-                      yaxis_tickformat=".0%", yaxis_range=[0, 1.1], height=380, margin=dict(l=60, r=20, t=50, b=50))
+    fig.update_layout(
+        title_text=f"eps = {nearest:.4g}",
+        xaxis_title="attack",
+        yaxis_title=SUCCESS_LABEL,
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.1],
+        height=380,
+        margin=dict(l=60, r=20, t=50, b=50),
+    )
     return fig
 
 
@@ -76,13 +105,26 @@ def agreement_figure(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for label in _ordered(data["label"]):
         part = data[data["label"] == label].set_index("member").reindex(members)
-        fig.add_trace(go.Bar(x=members, y=part["agreement"], name=label,
-                             text=[f"{v:.0%}" if pd.notna(v) else "" for v in part["agreement"]],
-                             hovertemplate=f"{label}<br>%{{x}}<br>agreement %{{y:.1%}}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=members,
+                y=part["agreement"],
+                name=label,
+                text=[f"{v:.0%}" if pd.notna(v) else "" for v in part["agreement"]],
+                hovertemplate=f"{label}<br>%{{x}}<br>agreement %{{y:.1%}}<extra></extra>",
+            )
+        )
     base_layout(fig)
-    fig.update_layout(barmode="group", xaxis_title="member", yaxis_title="sign agreement with the member",
-                      yaxis_tickformat=".0%", yaxis_range=[0, 1.05], legend_title_text="attack", height=380,
-                      margin=dict(l=60, r=20, t=40, b=50))
+    fig.update_layout(
+        barmode="group",
+        xaxis_title="member",
+        yaxis_title="sign agreement with the member",
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.05],
+        legend_title_text="attack",
+        height=380,
+        margin=dict(l=60, r=20, t=40, b=50),
+    )
     return fig
 
 
@@ -94,10 +136,18 @@ def gradient_figures(views) -> tuple[go.Figure, go.Figure]:
     is much larger (and so dominates D-AG) stands out. Second: per member its gradient sign and where the D-AG
     and A-GD directions differ from it (direction - sign, in {-2..2}), then the two ensemble directions.
     """
-    grads = [(f"{name} (|g| {norm:.2g})", g) for name, norm, g in zip(views.names, views.gradient_norms, views.gradients)]
+    grads = [
+        (f"{name} (|g| {norm:.2g})", g) for name, norm, g in zip(views.names, views.gradient_norms, views.gradients)
+    ]
     gradient_fig = image_grid([("image", "pixels", [("clean", views.image)]), ("gradients", "signed", grads)])
-    rows = [(name, "signed", [("sign", views.signs[i]), ("D-AG - sign", views.dag_diff[i]),
-                              ("A-GD - sign", views.agd_diff[i])]) for i, name in enumerate(views.names)]
+    rows = [
+        (
+            name,
+            "signed",
+            [("sign", views.signs[i]), ("D-AG - sign", views.dag_diff[i]), ("A-GD - sign", views.agd_diff[i])],
+        )
+        for i, name in enumerate(views.names)
+    ]
     rows.append(("ensemble", "signed", [("D-AG direction", views.dag), ("A-GD direction", views.agd)]))
     return gradient_fig, image_grid(rows, signed_limit=2.0)
 
@@ -118,12 +168,26 @@ def robustness_bars_figure(df: pd.DataFrame, ensemble_label: str = "ensemble") -
         else:
             texts.append(f"{acc:.1%} ({robustness_ratio_text(ens_acc, acc)})")
             colors.append("#1f77b4")
-    fig = go.Figure(go.Bar(x=list(df["model"]), y=df["accuracy"], text=texts, textposition="outside",
-                           marker_color=colors, name="accuracy under attack",
-                           hovertemplate="%{x}<br>accuracy under attack %{y:.1%}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=list(df["model"]),
+            y=df["accuracy"],
+            text=texts,
+            textposition="outside",
+            marker_color=colors,
+            name="accuracy under attack",
+            hovertemplate="%{x}<br>accuracy under attack %{y:.1%}<extra></extra>",
+        )
+    )
     base_layout(fig)
-    fig.update_layout(xaxis_title="model", yaxis_title="accuracy under attack", yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.15], height=400, margin=dict(l=60, r=20, t=40, b=60))
+    fig.update_layout(
+        xaxis_title="model",
+        yaxis_title="accuracy under attack",
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.15],
+        height=400,
+        margin=dict(l=60, r=20, t=40, b=60),
+    )
     return fig
 
 
@@ -145,11 +209,26 @@ def growth_figure(df: pd.DataFrame, attack_label: str = "under attack") -> go.Fi
     data = df.sort_values("size")
     fig = go.Figure()
     for column, name, dash in (("clean_accuracy", "clean", "dot"), ("accuracy", attack_label, "solid")):
-        fig.add_trace(go.Scatter(x=data["size"], y=data[column], mode="lines+markers", name=name,
-                                 line=dict(dash=dash), customdata=data["members"],
-                                 hovertemplate="%{customdata}<br>size %{x}<br>%{y:.1%}<extra>%{fullData.name}</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=data["size"],
+                y=data[column],
+                mode="lines+markers",
+                name=name,
+                line=dict(dash=dash),
+                customdata=data["members"],
+                hovertemplate="%{customdata}<br>size %{x}<br>%{y:.1%}<extra>%{fullData.name}</extra>",
+            )
+        )
     base_layout(fig)
-    fig.update_layout(xaxis_title="ensemble size", yaxis_title="accuracy", yaxis_tickformat=".0%",
-                      yaxis_range=[0, 1.05], xaxis_dtick=1, legend_title_text="", height=380,
-                      margin=dict(l=60, r=20, t=40, b=50))
+    fig.update_layout(
+        xaxis_title="ensemble size",
+        yaxis_title="accuracy",
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.05],
+        xaxis_dtick=1,
+        legend_title_text="",
+        height=380,
+        margin=dict(l=60, r=20, t=40, b=50),
+    )
     return fig

@@ -5,6 +5,7 @@ Inputs are the plain frames a TransferResult gives: ``matrix`` = ``result.matrix
 = target, plus a ``row_avg`` column and a ``col_avg`` row) and ``pairs`` = ``result.long()`` (one row per
 ordered pair with n_common, generated, transferred, tm, mean_l2, mean_linf).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ def cell_font_size(n_cells: int) -> int | None:
 
 
 def _cell_text(values: np.ndarray) -> list[list[str]]:
-    return [["" if (v is None or (isinstance(v, float) and math.isnan(v))) else f"{v:.2f}" for v in row]
-            for row in values]
+    return [
+        ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else f"{v:.2f}" for v in row] for row in values
+    ]
 
 
 def _hover_data(pairs: pd.DataFrame | None, sources: Sequence[str], targets: Sequence[str]) -> np.ndarray | None:
@@ -69,38 +71,97 @@ def tm_heatmap(matrix: pd.DataFrame, pairs: pd.DataFrame | None = None, title: s
     custom = _hover_data(pairs, sources, targets)
     n_s, n_t = len(sources), len(targets)
     side = max(1.0, 0.12 * n_t)  # width of the averages column in cell units (readable, not dominant)
-    fig = make_subplots(rows=2, cols=2, shared_xaxes=True, shared_yaxes=True,
-                        column_widths=[n_t, side], row_heights=[n_s, max(1.0, 0.12 * n_s)],
-                        horizontal_spacing=0.02, vertical_spacing=0.03)
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        shared_xaxes=True,
+        shared_yaxes=True,
+        column_widths=[n_t, side],
+        row_heights=[n_s, max(1.0, 0.12 * n_s)],
+        horizontal_spacing=0.02,
+        vertical_spacing=0.03,
+    )
     font = cell_font_size(max(n_s, n_t))
-    common = dict(colorscale=TM_COLORSCALE, zmin=0, zmax=1, texttemplate="%{text}" if font else "",
-                  textfont=dict(size=font or 12))
-    hover = ("source %{y}<br>target %{x}<br>TM %{z:.3f}"
-             + ("<br>transferred %{customdata[1]:.0f} of %{customdata[0]:.0f} generated"
-                "<br>both correct on %{customdata[2]:.0f} images"
-                "<br>mean L2 %{customdata[3]:.3f}, mean L-inf %{customdata[4]:.3f}" if custom is not None else "")
-             + "<extra></extra>")
-    fig.add_trace(go.Heatmap(z=z, x=targets, y=sources, text=_cell_text(z), customdata=custom,
-                             hovertemplate=hover, name="TM", colorbar=dict(title="TM", thickness=14, len=0.8, y=0.55),
-                             **common), row=1, col=1)
+    common = dict(
+        colorscale=TM_COLORSCALE, zmin=0, zmax=1, texttemplate="%{text}" if font else "", textfont=dict(size=font or 12)
+    )
+    hover = (
+        "source %{y}<br>target %{x}<br>TM %{z:.3f}"
+        + (
+            "<br>transferred %{customdata[1]:.0f} of %{customdata[0]:.0f} generated"
+            "<br>both correct on %{customdata[2]:.0f} images"
+            "<br>mean L2 %{customdata[3]:.3f}, mean L-inf %{customdata[4]:.3f}"
+            if custom is not None
+            else ""
+        )
+        + "<extra></extra>"
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=z,
+            x=targets,
+            y=sources,
+            text=_cell_text(z),
+            customdata=custom,
+            hovertemplate=hover,
+            name="TM",
+            colorbar=dict(title="TM", thickness=14, len=0.8, y=0.55),
+            **common,
+        ),
+        row=1,
+        col=1,
+    )
     avg_label_row, avg_label_col = "row average", "column average"
     if row_avg is not None:
         values = row_avg.to_numpy(dtype=float).reshape(-1, 1)
-        fig.add_trace(go.Heatmap(z=values, x=[avg_label_row], y=sources, text=_cell_text(values), showscale=False,
-                                 hovertemplate="source %{y}<br>average TM to the other targets %{z:.3f}"
-                                               "<br>(higher: a better source for the attacker)<extra></extra>",
-                                 name=avg_label_row, **common), row=1, col=2)
+        fig.add_trace(
+            go.Heatmap(
+                z=values,
+                x=[avg_label_row],
+                y=sources,
+                text=_cell_text(values),
+                showscale=False,
+                hovertemplate="source %{y}<br>average TM to the other targets %{z:.3f}"
+                "<br>(higher: a better source for the attacker)<extra></extra>",
+                name=avg_label_row,
+                **common,
+            ),
+            row=1,
+            col=2,
+        )
     if col_avg is not None:
         values = col_avg.to_numpy(dtype=float).reshape(1, -1)
-        fig.add_trace(go.Heatmap(z=values, x=targets, y=[avg_label_col], text=_cell_text(values), showscale=False,
-                                 hovertemplate="target %{x}<br>average TM from the other sources %{z:.3f}"
-                                               "<br>(lower: a safer target for the defender)<extra></extra>",
-                                 name=avg_label_col, **common), row=2, col=1)
+        fig.add_trace(
+            go.Heatmap(
+                z=values,
+                x=targets,
+                y=[avg_label_col],
+                text=_cell_text(values),
+                showscale=False,
+                hovertemplate="target %{x}<br>average TM from the other sources %{z:.3f}"
+                "<br>(lower: a safer target for the defender)<extra></extra>",
+                name=avg_label_col,
+                **common,
+            ),
+            row=2,
+            col=1,
+        )
     if corner is not None:
         values = np.array([[corner]])
-        fig.add_trace(go.Heatmap(z=values, x=[avg_label_row], y=[avg_label_col], text=_cell_text(values),
-                                 showscale=False, hovertemplate="mean off-diagonal TM %{z:.3f}<extra></extra>",
-                                 name="overall", **common), row=2, col=2)
+        fig.add_trace(
+            go.Heatmap(
+                z=values,
+                x=[avg_label_row],
+                y=[avg_label_col],
+                text=_cell_text(values),
+                showscale=False,
+                hovertemplate="mean off-diagonal TM %{z:.3f}<extra></extra>",
+                name="overall",
+                **common,
+            ),
+            row=2,
+            col=2,
+        )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", side="bottom", tickangle=-35 if max(map(len, targets), default=0) > 6 else 0)
     fig.update_yaxes(title_text="source (attacked model)", row=1, col=1)
@@ -108,8 +169,9 @@ def tm_heatmap(matrix: pd.DataFrame, pairs: pd.DataFrame | None = None, title: s
     cell = 46 if n_s <= 10 else 34 if n_s <= 20 else 24
     height = int(cell * (n_s + max(1.0, 0.12 * n_s)) + 190)
     base_layout(fig, title=title, height=max(360, height))
-    fig.update_layout(margin=dict(l=label_margin(sources) + 30, r=20, t=60 if title else 30,
-                                  b=label_margin(targets) + 30))
+    fig.update_layout(
+        margin=dict(l=label_margin(sources) + 30, r=20, t=60 if title else 30, b=label_margin(targets) + 30)
+    )
     return fig
 
 
@@ -131,26 +193,45 @@ def asymmetry_heatmap(matrix: pd.DataFrame, title: str | None = None) -> go.Figu
     custom = np.stack([forward, forward.T], axis=-1) if len(models) else None
     limit = float(np.nanmax(np.abs(z))) if z.size and not np.all(np.isnan(z)) else 0.0
     limit = max(limit, 0.05)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=models, y=models, text=_cell_text(z), texttemplate="%{text}" if cell_font_size(len(models)) else "",
-        textfont=dict(size=cell_font_size(len(models)) or 12), customdata=custom,
-        colorscale=DIFF_COLORSCALE, zmid=0, zmin=-limit, zmax=limit,
-        colorbar=dict(title="TM(a→b) −<br>TM(b→a)", thickness=14),
-        hovertemplate="a = %{y}, b = %{x}<br>TM(a→b) %{customdata[0]:.3f}<br>TM(b→a) %{customdata[1]:.3f}"
-                      "<br>difference %{z:+.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=models,
+            y=models,
+            text=_cell_text(z),
+            texttemplate="%{text}" if cell_font_size(len(models)) else "",
+            textfont=dict(size=cell_font_size(len(models)) or 12),
+            customdata=custom,
+            colorscale=DIFF_COLORSCALE,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorbar=dict(title="TM(a→b) −<br>TM(b→a)", thickness=14),
+            hovertemplate="a = %{y}, b = %{x}<br>TM(a→b) %{customdata[0]:.3f}<br>TM(b→a) %{customdata[1]:.3f}"
+            "<br>difference %{z:+.3f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", type="category", title_text="a (source)")
-    fig.update_xaxes(type="category", title_text="b (target)",
-                     tickangle=-35 if max(map(len, models), default=0) > 6 else 0)
+    fig.update_xaxes(
+        type="category", title_text="b (target)", tickangle=-35 if max(map(len, models), default=0) > 6 else 0
+    )
     n = len(models)
     base_layout(fig, title=title, height=max(340, (46 if n <= 10 else 34 if n <= 20 else 24) * n + 170))
-    fig.update_layout(margin=dict(l=label_margin(models) + 30, r=20, t=60 if title else 30,
-                                  b=label_margin(models) + 30))
+    fig.update_layout(
+        margin=dict(l=label_margin(models) + 30, r=20, t=60 if title else 30, b=label_margin(models) + 30)
+    )
     return fig
 
 
-def pair_examples_figure(clean, adv, labels: Sequence[int], source_pred: Sequence[int],
-                         target_pred: Sequence[int], class_names: Sequence[str] | None = None,
-                         heading: str = "") -> go.Figure:
+def pair_examples_figure(
+    clean,
+    adv,
+    labels: Sequence[int],
+    source_pred: Sequence[int],
+    target_pred: Sequence[int],
+    class_names: Sequence[str] | None = None,
+    heading: str = "",
+) -> go.Figure:
     """Columns of examples (clean image, adversarial image, perturbation adv - clean) with the true class and
     what the source and the target predict on the adversarial image."""
     names = list(class_names) if class_names else None
@@ -162,10 +243,16 @@ def pair_examples_figure(clean, adv, labels: Sequence[int], source_pred: Sequenc
     titles = [f"{cls(y)} → S:{cls(s)} T:{cls(t)}" for y, s, t in zip(labels, source_pred, target_pred)]
     clean_tiles = [(title, clean[i]) for i, title in enumerate(titles)]
     adv_tiles = [("", adv[i]) for i in range(len(titles))]
-    delta_tiles = [("", np.asarray(adv[i], dtype=np.float32) - np.asarray(clean[i], dtype=np.float32))
-                   for i in range(len(titles))]
-    fig = image_grid([("clean", "pixels", clean_tiles), ("adversarial", "pixels", adv_tiles),
-                      ("perturbation", "signed", delta_tiles)])
+    delta_tiles = [
+        ("", np.asarray(adv[i], dtype=np.float32) - np.asarray(clean[i], dtype=np.float32)) for i in range(len(titles))
+    ]
+    fig = image_grid(
+        [
+            ("clean", "pixels", clean_tiles),
+            ("adversarial", "pixels", adv_tiles),
+            ("perturbation", "signed", delta_tiles),
+        ]
+    )
     if heading:
         fig.update_layout(title=dict(text=heading, font_size=13), margin=dict(t=70))
     return fig

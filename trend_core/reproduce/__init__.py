@@ -5,15 +5,25 @@ judges the findings, ``write_outputs`` writes the HTML report, CSVs and findings
 ``submit_reproduce`` runs it all as a dashboard job. Names load on first use (PEP 562), so importing
 ``trend_core.reproduce.choices`` for the command line does not import torch.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_HOMES = {"evaluate_findings": "findings", "run_reproduce": "pipeline", "stored_reproduction": "pipeline",
-          "submit_reproduce": "pipeline", "build_html": "report", "csv_bundle": "report", "write_outputs": "report",
-          "SCALES": "choices", "ReproSettings": "settings", "settings_for": "settings",
-          "ReproduceCancelled": "stages"}
+_HOMES = {
+    "evaluate_findings": "findings",
+    "run_reproduce": "pipeline",
+    "stored_reproduction": "pipeline",
+    "submit_reproduce": "pipeline",
+    "build_html": "report",
+    "csv_bundle": "report",
+    "write_outputs": "report",
+    "SCALES": "choices",
+    "ReproSettings": "settings",
+    "settings_for": "settings",
+    "ReproduceCancelled": "stages",
+}
 
 __all__ = [
     "SCALES",

@@ -2,6 +2,7 @@
 
 Pure functions of the report's data (no engine objects, no Streamlit).
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -11,8 +12,9 @@ import plotly.graph_objects as go
 from ..plots import base_layout
 
 
-def _bar(frame: pd.DataFrame, x: str, y: str, color: str | None, title: str, y_title: str,
-         percent: bool = True) -> go.Figure:
+def _bar(
+    frame: pd.DataFrame, x: str, y: str, color: str | None, title: str, y_title: str, percent: bool = True
+) -> go.Figure:
     fig = px.bar(frame, x=x, y=y, color=color, barmode="group", title=title)
     base_layout(fig, title=title, height=380)
     fig.update_layout(yaxis_title=y_title, yaxis_tickformat=".0%" if percent else None)
@@ -40,35 +42,64 @@ def stage_figures(name: str, stage: dict, dataset: str = "digits") -> list[tuple
         figs.append(("Clean test accuracy of every model", accuracy_figure(frame, color=None)))
     elif name == "attacks":
         table = stage["table"].assign(transfer=lambda d: d["transfer_pct_mean"] / 100)
-        figs.append(("Mean transfer rate per attack and relation (Tables II-III)",
-                     _bar(table, "attack", "transfer", "relation", "transfer rate by attack", "transferred / generated")))
+        figs.append(
+            (
+                "Mean transfer rate per attack and relation (Tables II-III)",
+                _bar(table, "attack", "transfer", "relation", "transfer rate by attack", "transferred / generated"),
+            )
+        )
     elif name == "matrices":
         pairs = stage["pairs"]
         for family, labels in [("all models", stage["labels"]), *stage["families"].items()]:
             sub = pairs[pairs["source"].isin(labels) & pairs["target"].isin(labels)]
-            figs.append((f"TM matrix under PGD: {family}",
-                         tm_heatmap(with_averages(tm_matrix(pairs, labels)), sub, title=f"TM: {family}")))
+            figs.append(
+                (
+                    f"TM matrix under PGD: {family}",
+                    tm_heatmap(with_averages(tm_matrix(pairs, labels)), sub, title=f"TM: {family}"),
+                )
+            )
     elif name == "boundary":
         from ..data import get_info
 
         maps = [stage["classes"][n].numpy() for n in stage["names"]]
-        figs.append((f"Decision boundary around test image {stage['index']} (label {stage['label']})",
-                     class_map_figure(maps, stage["names"], stage["x_offsets"], stage["y_offsets"],
-                                      get_info(dataset).class_names)))
+        figs.append(
+            (
+                f"Decision boundary around test image {stage['index']} (label {stage['label']})",
+                class_map_figure(
+                    maps, stage["names"], stage["x_offsets"], stage["y_offsets"], get_info(dataset).class_names
+                ),
+            )
+        )
     elif name == "ensembles":
         for ensemble, part in stage["sweep"].groupby("ensemble", sort=False):
             fig = success_lines_figure(part)
             fig.update_layout(title=f"ensemble attacks on {ensemble}")
             figs.append((f"Attack success over eps on {ensemble}", fig))
         agreement = stage["agreement"].assign(rule=lambda d: d["rule"].str.upper())
-        caption = (f"Gradient domination on {stage['domination_ensemble']} at eps {stage['domination_eps']:g}: how "
-                   "often each rule's step followed each member's gradient sign")
-        figs.append((caption,
-                     _bar(agreement, "member", "agreement", "rule", "sign agreement with each member",
-                          "fraction of pixels")))
-        figs.append(("Mean input-gradient L2 norm of each member",
-                     _bar(stage["gradients"], "member", "mean_grad_l2", None, "gradient norm per member",
-                          "mean L2 norm", percent=False)))
+        caption = (
+            f"Gradient domination on {stage['domination_ensemble']} at eps {stage['domination_eps']:g}: how "
+            "often each rule's step followed each member's gradient sign"
+        )
+        figs.append(
+            (
+                caption,
+                _bar(agreement, "member", "agreement", "rule", "sign agreement with each member", "fraction of pixels"),
+            )
+        )
+        figs.append(
+            (
+                "Mean input-gradient L2 norm of each member",
+                _bar(
+                    stage["gradients"],
+                    "member",
+                    "mean_grad_l2",
+                    None,
+                    "gradient norm per member",
+                    "mean L2 norm",
+                    percent=False,
+                ),
+            )
+        )
     elif name == "trend":
         for ensemble, part in stage["comparison"].groupby("ensemble", sort=False):
             fig = robustness_bars_figure(part)
@@ -79,12 +110,20 @@ def stage_figures(name: str, stage: dict, dataset: str = "digits") -> list[tuple
         for pair, curve in stage["curves"].groupby("pair", sort=False):
             measured = stage["measured"][stage["measured"]["pair"] == pair]
             fit_eps = list(measured.loc[measured["used_in_fit"], "eps"])
-            figs.append((f"TM(eps) of {pair}: 4-point fit against the measured sweep",
-                         tm_curve_figure(curve, measured, fit_eps, title=pair)))
+            figs.append(
+                (
+                    f"TM(eps) of {pair}: 4-point fit against the measured sweep",
+                    tm_curve_figure(curve, measured, fit_eps, title=pair),
+                )
+            )
     elif name == "audit":
         worst = stage["worst_case"]
-        figs.append(("Worst-case accuracy over the audit's battery",
-                     _bar(worst, "model", "worst_case_accuracy", None, "audit worst case", "robust accuracy")))
+        figs.append(
+            (
+                "Worst-case accuracy over the audit's battery",
+                _bar(worst, "model", "worst_case_accuracy", None, "audit worst case", "robust accuracy"),
+            )
+        )
     return figs
 
 

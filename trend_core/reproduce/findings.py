@@ -4,6 +4,7 @@ Each rule reads the numbers, states the test it applies (shown next to the verdi
 ``held``, ``did not hold`` or ``not testable at this scale``. Nothing here is written by hand per run: change
 the data and the verdict follows.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,9 +25,9 @@ RMSE_MAX = 0.05  # finding 8: the paper's 5%
 
 CLAIMS = {
     1: "PGD transfers far more than CW (kappa 0) and DeepFool; CW with kappa 30 transfers much more than kappa 0, "
-       "at larger L2/L-inf norms.",
+    "at larger L2/L-inf norms.",
     2: "Seeds barely change transferability; the optimizer does (SGD vs Adam), and transfer between SGD- and "
-       "Adam-trained models is asymmetric.",
+    "Adam-trained models is asymmetric.",
     3: "VGG sources transfer to ResNets more than the reverse; ResNets are the most exposed targets.",
     4: "Low-bit input quantization (Q1, Q2, HT) as target sharply lowers TM; Q-bits > 2 make good sources.",
     5: "Weight/activation quantization effects depend on dataset and architecture.",
@@ -36,23 +37,32 @@ CLAIMS = {
 }
 PAPER = {
     1: "CIFAR-10 ResNet18 between seeds: PGD 89.9% transferred (8166 of 9085), mean L2 1.409, L-inf 0.031; "
-       "CW kappa 0 and DeepFool far lower; kappa 30 higher than kappa 0 at larger norms.",
+    "CW kappa 0 and DeepFool far lower; kappa 30 higher than kappa 0 at larger norms.",
     2: "Small std over 10 seeds; SGD <-> Adam transfer lower and asymmetric.",
     3: "VGG -> ResNet higher than ResNet -> VGG; ResNet columns have the highest averages.",
     4: "Q1, Q2, HT columns sharply lower; Q8..Q4 rows high.",
     5: "Differs between CIFAR-10, CIFAR-100 and ImageNet and between architectures.",
     6: "A-GD up to 1.56x the attack success of D-AG / EMPIR at small eps, meeting near eps 0.03; U-GD weakens "
-       "as members are added.",
+    "as members are added.",
     7: "FP-Q1-Q2 at eps 0.01 under A-GD: 1.30x Q1, 1.36x Q2, 8.43x FP (CIFAR-10).",
     8: "RMSE < 5%; mean difference 0.055 (CIFAR-10 ResNet18).",
 }
 
 
-def finding(number: int, verdict: str, rule: str, measured: str, numbers: dict | None = None,
-            parts: list | None = None) -> dict:
+def finding(
+    number: int, verdict: str, rule: str, measured: str, numbers: dict | None = None, parts: list | None = None
+) -> dict:
     assert verdict in VERDICTS
-    return {"finding": number, "claim": CLAIMS[number], "paper": PAPER[number], "measured": measured,
-            "verdict": verdict, "rule": rule, "numbers": _clean(numbers or {}), "parts": parts or []}
+    return {
+        "finding": number,
+        "claim": CLAIMS[number],
+        "paper": PAPER[number],
+        "measured": measured,
+        "verdict": verdict,
+        "rule": rule,
+        "numbers": _clean(numbers or {}),
+        "parts": parts or [],
+    }
 
 
 def _clean(obj):
@@ -82,9 +92,11 @@ def _pct(value: float) -> str:
 
 # ----------------------------------------------------------------------------- the eight rules
 def finding_1(stages: dict) -> dict:
-    rule = (f"held if PGD's mean transfer % is at least {FAR_MORE}x both CW(k=0)'s and DeepFool's, CW(k=30)'s "
-            "exceeds CW(k=0)'s, and CW(k=30)'s mean L2 exceeds CW(k=0)'s (all off-diagonal pairs of the "
-            "seed/optimizer models)")
+    rule = (
+        f"held if PGD's mean transfer % is at least {FAR_MORE}x both CW(k=0)'s and DeepFool's, CW(k=30)'s "
+        "exceeds CW(k=0)'s, and CW(k=30)'s mean L2 exceeds CW(k=0)'s (all off-diagonal pairs of the "
+        "seed/optimizer models)"
+    )
     stage = _done(stages, "attacks")
     if stage is None:
         return finding(1, UNTESTABLE, rule, f"transfer stage {_why(stages, 'attacks')}")
@@ -92,42 +104,60 @@ def finding_1(stages: dict) -> dict:
     off = pairs[pairs["source"] != pairs["target"]]
     stats = {}
     for attack, group in off.groupby("attack"):
-        stats[attack] = {"transfer_pct": 100 * float(group["tm"].mean()), "l2": float(group["mean_l2"].mean()),
-                         "linf": float(group["mean_linf"].mean())}
+        stats[attack] = {
+            "transfer_pct": 100 * float(group["tm"].mean()),
+            "l2": float(group["mean_l2"].mean()),
+            "linf": float(group["mean_linf"].mean()),
+        }
     needed = ("PGD", "CW k=0", "CW k=30", "DeepFool")
     if any(a not in stats or not math.isfinite(stats[a]["transfer_pct"]) for a in needed):
         return finding(1, UNTESTABLE, rule, "some attack generated no adversarial image", stats)
     pgd, cw0, cw30, df = (stats[a] for a in needed)
-    held = (pgd["transfer_pct"] >= FAR_MORE * cw0["transfer_pct"] and pgd["transfer_pct"] >= FAR_MORE * df["transfer_pct"]
-            and cw30["transfer_pct"] > cw0["transfer_pct"] and cw30["l2"] > cw0["l2"])
-    measured = (f"transfer %: PGD {_pct(pgd['transfer_pct'])}, CW k=0 {_pct(cw0['transfer_pct'])}, CW k=30 "
-                f"{_pct(cw30['transfer_pct'])}, DeepFool {_pct(df['transfer_pct'])}; mean L2 CW k=0 {cw0['l2']:.3f}, "
-                f"k=30 {cw30['l2']:.3f}; PGD L2 {pgd['l2']:.3f}, L-inf {pgd['linf']:.3f}")
+    held = (
+        pgd["transfer_pct"] >= FAR_MORE * cw0["transfer_pct"]
+        and pgd["transfer_pct"] >= FAR_MORE * df["transfer_pct"]
+        and cw30["transfer_pct"] > cw0["transfer_pct"]
+        and cw30["l2"] > cw0["l2"]
+    )
+    measured = (
+        f"transfer %: PGD {_pct(pgd['transfer_pct'])}, CW k=0 {_pct(cw0['transfer_pct'])}, CW k=30 "
+        f"{_pct(cw30['transfer_pct'])}, DeepFool {_pct(df['transfer_pct'])}; mean L2 CW k=0 {cw0['l2']:.3f}, "
+        f"k=30 {cw30['l2']:.3f}; PGD L2 {pgd['l2']:.3f}, L-inf {pgd['linf']:.3f}"
+    )
     return finding(1, HELD if held else FAILED, rule, measured, stats)
 
 
 def finding_2(stages: dict) -> dict:
-    rule = (f"held if, under PGD, the std of transfer % over seed pairs is at most {SEED_STD_MAX:g} points, the "
-            f"seed pairs' mean transfer % exceeds the SGD<->Adam pairs' by at least {OPTIMIZER_GAP:g} points, and "
-            f"|SGD->Adam - Adam->SGD| is at least {ASYMMETRY_MIN:g} points")
+    rule = (
+        f"held if, under PGD, the std of transfer % over seed pairs is at most {SEED_STD_MAX:g} points, the "
+        f"seed pairs' mean transfer % exceeds the SGD<->Adam pairs' by at least {OPTIMIZER_GAP:g} points, and "
+        f"|SGD->Adam - Adam->SGD| is at least {ASYMMETRY_MIN:g} points"
+    )
     stage = _done(stages, "attacks")
     if stage is None:
         return finding(2, UNTESTABLE, rule, f"transfer stage {_why(stages, 'attacks')}")
     table = stage["table"]
     pgd = table[table["attack"] == "PGD"].set_index("relation")
-    if not {"between seeds (SGD)", "SGD -> Adam", "Adam -> SGD"} <= set(pgd.index) \
-            or pgd.loc["between seeds (SGD)", "pairs"] < 2:
+    if (
+        not {"between seeds (SGD)", "SGD -> Adam", "Adam -> SGD"} <= set(pgd.index)
+        or pgd.loc["between seeds (SGD)", "pairs"] < 2
+    ):
         return finding(2, UNTESTABLE, rule, "needs at least two seed pairs and an Adam-trained model")
     seed_mean = float(pgd.loc["between seeds (SGD)", "transfer_pct_mean"])
     seed_std = float(pgd.loc["between seeds (SGD)", "transfer_pct_std"])
     to_adam = float(pgd.loc["SGD -> Adam", "transfer_pct_mean"])
     from_adam = float(pgd.loc["Adam -> SGD", "transfer_pct_mean"])
     cross = (to_adam + from_adam) / 2
-    numbers = {"seed_mean_pct": seed_mean, "seed_std_pct": seed_std, "sgd_to_adam_pct": to_adam,
-               "adam_to_sgd_pct": from_adam}
+    numbers = {
+        "seed_mean_pct": seed_mean,
+        "seed_std_pct": seed_std,
+        "sgd_to_adam_pct": to_adam,
+        "adam_to_sgd_pct": from_adam,
+    }
     held = seed_std <= SEED_STD_MAX and seed_mean - cross >= OPTIMIZER_GAP and abs(to_adam - from_adam) >= ASYMMETRY_MIN
-    measured = (f"seeds {_pct(seed_mean)} (std {seed_std:.1f} points); SGD->Adam {_pct(to_adam)}, Adam->SGD "
-                f"{_pct(from_adam)}")
+    measured = (
+        f"seeds {_pct(seed_mean)} (std {seed_std:.1f} points); SGD->Adam {_pct(to_adam)}, Adam->SGD {_pct(from_adam)}"
+    )
     return finding(2, HELD if held else FAILED, rule, measured, numbers)
 
 
@@ -143,27 +173,37 @@ def _label(roles: dict, role: str) -> str | None:
 
 
 def finding_3(stages: dict) -> dict:
-    rule = ("held if TM(VGG -> ResNet FP) exceeds TM(ResNet FP -> VGG) and the ResNet's column average (TM into it "
-            "from the other models) is at least the VGG's")
+    rule = (
+        "held if TM(VGG -> ResNet FP) exceeds TM(ResNet FP -> VGG) and the ResNet's column average (TM into it "
+        "from the other models) is at least the VGG's"
+    )
     tm, roles = _matrix(stages)
     if tm is None or _label(roles, "VGG") is None:
         return finding(3, UNTESTABLE, rule, "needs a VGG and a ResNet in the TM matrix")
     vgg, rn = _label(roles, "VGG"), _label(roles, "FP")
     off = tm.where(~np.eye(len(tm), dtype=bool))
     col = off.mean(axis=0)
-    numbers = {"vgg_to_resnet": float(tm.at[vgg, rn]), "resnet_to_vgg": float(tm.at[rn, vgg]),
-               "resnet_col_avg": float(col[rn]), "vgg_col_avg": float(col[vgg])}
+    numbers = {
+        "vgg_to_resnet": float(tm.at[vgg, rn]),
+        "resnet_to_vgg": float(tm.at[rn, vgg]),
+        "resnet_col_avg": float(col[rn]),
+        "vgg_col_avg": float(col[vgg]),
+    }
     if any(not math.isfinite(v) for v in numbers.values()):
         return finding(3, UNTESTABLE, rule, "a TM is undefined (no adversarial image generated)", numbers)
     held = numbers["vgg_to_resnet"] > numbers["resnet_to_vgg"] and numbers["resnet_col_avg"] >= numbers["vgg_col_avg"]
-    measured = (f"VGG->ResNet {numbers['vgg_to_resnet']:.3f}, ResNet->VGG {numbers['resnet_to_vgg']:.3f}; column "
-                f"average ResNet {numbers['resnet_col_avg']:.3f}, VGG {numbers['vgg_col_avg']:.3f}")
+    measured = (
+        f"VGG->ResNet {numbers['vgg_to_resnet']:.3f}, ResNet->VGG {numbers['resnet_to_vgg']:.3f}; column "
+        f"average ResNet {numbers['resnet_col_avg']:.3f}, VGG {numbers['vgg_col_avg']:.3f}"
+    )
     return finding(3, HELD if held else FAILED, rule, measured, numbers)
 
 
 def finding_4(stages: dict) -> dict:
-    rule = (f"held if the mean TM from FP into Q1, Q2, HT is at most {SHARP_DROP:g}x the mean TM from FP into Q8, Q4, "
-            "and the mean row average of Q8, Q4 (as sources) is at least that of Q1, Q2, HT")
+    rule = (
+        f"held if the mean TM from FP into Q1, Q2, HT is at most {SHARP_DROP:g}x the mean TM from FP into Q8, Q4, "
+        "and the mean row average of Q8, Q4 (as sources) is at least that of Q1, Q2, HT"
+    )
     tm, roles = _matrix(stages)
     low = [x for x in (_label(roles, r) for r in ("Q1", "Q2", "HT")) if x] if tm is not None else []
     high = [x for x in (_label(roles, r) for r in ("Q8", "Q4")) if x] if tm is not None else []
@@ -172,20 +212,30 @@ def finding_4(stages: dict) -> dict:
     fp = _label(roles, "FP")
     off = tm.where(~np.eye(len(tm), dtype=bool))
     row = off.mean(axis=1)
-    numbers = {"fp_to_low": float(tm.loc[fp, low].mean()), "fp_to_high": float(tm.loc[fp, high].mean()),
-               "row_avg_high": float(row[high].mean()), "row_avg_low": float(row[low].mean())}
+    numbers = {
+        "fp_to_low": float(tm.loc[fp, low].mean()),
+        "fp_to_high": float(tm.loc[fp, high].mean()),
+        "row_avg_high": float(row[high].mean()),
+        "row_avg_low": float(row[low].mean()),
+    }
     if any(not math.isfinite(v) for v in numbers.values()):
         return finding(4, UNTESTABLE, rule, "a TM is undefined (no adversarial image generated)", numbers)
-    held = numbers["fp_to_low"] <= SHARP_DROP * numbers["fp_to_high"] and numbers["row_avg_high"] >= numbers["row_avg_low"]
-    measured = (f"FP into {'/'.join(low)} {numbers['fp_to_low']:.3f} vs into {'/'.join(high)} "
-                f"{numbers['fp_to_high']:.3f}; row average {'/'.join(high)} {numbers['row_avg_high']:.3f}, "
-                f"{'/'.join(low)} {numbers['row_avg_low']:.3f}")
+    held = (
+        numbers["fp_to_low"] <= SHARP_DROP * numbers["fp_to_high"] and numbers["row_avg_high"] >= numbers["row_avg_low"]
+    )
+    measured = (
+        f"FP into {'/'.join(low)} {numbers['fp_to_low']:.3f} vs into {'/'.join(high)} "
+        f"{numbers['fp_to_high']:.3f}; row average {'/'.join(high)} {numbers['row_avg_high']:.3f}, "
+        f"{'/'.join(low)} {numbers['row_avg_low']:.3f}"
+    )
     return finding(4, HELD if held else FAILED, rule, measured, numbers)
 
 
 def finding_5(stages: dict) -> dict:
-    rule = ("testable only with weight/activation-quantized models on at least two datasets or architectures; then "
-            "held if the sign of (TM from FP into W/A models - TM from FP into FP seeds) differs between them")
+    rule = (
+        "testable only with weight/activation-quantized models on at least two datasets or architectures; then "
+        "held if the sign of (TM from FP into W/A models - TM from FP into FP seeds) differs between them"
+    )
     tm, roles = _matrix(stages)
     if tm is None:
         return finding(5, UNTESTABLE, rule, f"matrix stage {_why(stages, 'matrices')}")
@@ -194,15 +244,19 @@ def finding_5(stages: dict) -> dict:
     if not wa:
         return finding(5, UNTESTABLE, rule, "no weight/activation-quantized models at this scale")
     numbers = {f"fp_to_{w}": float(tm.at[fp, w]) for w in wa}
-    measured = ", ".join(f"FP->{w} {tm.at[fp, w]:.3f}" for w in wa) + \
-        "; one dataset and one architecture with W/A models in this run"
+    measured = (
+        ", ".join(f"FP->{w} {tm.at[fp, w]:.3f}" for w in wa)
+        + "; one dataset and one architecture with W/A models in this run"
+    )
     return finding(5, UNTESTABLE, rule, measured, numbers)
 
 
 def finding_6(stages: dict) -> dict:
-    rule = (f"held if, at the lowest eps on the 3-member ensemble, A-GD's attack success is at least D-AG's and "
-            f"EMPIR's minus {AGD_TOLERANCE:g}, and U-GD's success averaged over eps is lower on the 4-member "
-            "ensemble than on the 3-member one")
+    rule = (
+        f"held if, at the lowest eps on the 3-member ensemble, A-GD's attack success is at least D-AG's and "
+        f"EMPIR's minus {AGD_TOLERANCE:g}, and U-GD's success averaged over eps is lower on the 4-member "
+        "ensemble than on the 3-member one"
+    )
     stage = _done(stages, "ensembles")
     if stage is None:
         return finding(6, UNTESTABLE, rule, f"ensemble stage {_why(stages, 'ensembles')}")
@@ -211,15 +265,18 @@ def finding_6(stages: dict) -> dict:
     low = small[np.isclose(small["eps"], small["eps"].min())].set_index("rule")["success_rate"]
     numbers = {f"{r}_success_low_eps": float(low[r]) for r in ("agd", "dag", "empir", "ugd") if r in low}
     agd_ok = low["agd"] >= low["dag"] - AGD_TOLERANCE and low["agd"] >= low["empir"] - AGD_TOLERANCE
-    measured = (f"at eps {small['eps'].min():g}: A-GD {low['agd']:.1%}, D-AG {low['dag']:.1%}, EMPIR "
-                f"{low['empir']:.1%}, U-GD {low['ugd']:.1%}")
+    measured = (
+        f"at eps {small['eps'].min():g}: A-GD {low['agd']:.1%}, D-AG {low['dag']:.1%}, EMPIR "
+        f"{low['empir']:.1%}, U-GD {low['ugd']:.1%}"
+    )
     sizes = sorted(sweep["size"].unique())
     parts = [{"part": "A-GD >= D-AG, EMPIR at low eps", "verdict": HELD if agd_ok else FAILED}]
     if len(sizes) < 2:
         parts.append({"part": "U-GD weakens with more members", "verdict": UNTESTABLE})
         verdict = UNTESTABLE if agd_ok else FAILED
-        return finding(6, verdict, rule, measured + "; only one ensemble size, so U-GD's trend is untested",
-                       numbers, parts)
+        return finding(
+            6, verdict, rule, measured + "; only one ensemble size, so U-GD's trend is untested", numbers, parts
+        )
     ugd = sweep[sweep["rule"] == "ugd"].groupby("size")["success_rate"].mean()
     numbers.update({f"ugd_mean_success_{int(k)}": float(v) for k, v in ugd.items()})
     ugd_ok = ugd[sizes[-1]] < ugd[sizes[0]]
@@ -229,9 +286,11 @@ def finding_6(stages: dict) -> dict:
 
 
 def finding_7(stages: dict) -> dict:
-    rule = ("held if every TREND ensemble's accuracy under A-GD exceeds each of its members' (attacked alone), and, "
-            "where the audit ran, its worst-case accuracy over the audit's battery exceeds each member's; the "
-            "verdict is 'did not hold' if any tested part fails")
+    rule = (
+        "held if every TREND ensemble's accuracy under A-GD exceeds each of its members' (attacked alone), and, "
+        "where the audit ran, its worst-case accuracy over the audit's battery exceeds each member's; the "
+        "verdict is 'did not hold' if any tested part fails"
+    )
     stage = _done(stages, "trend")
     if stage is None:
         return finding(7, UNTESTABLE, rule, f"TREND stage {_why(stages, 'trend')}")
@@ -248,8 +307,7 @@ def finding_7(stages: dict) -> dict:
     parts.append({"part": f"under A-GD at eps {stage['eps']:g}", "verdict": HELD if agd_ok else FAILED})
     audit = _done(stages, "audit")
     if audit is None:
-        parts.append({"part": "under the audit's worst case", "verdict": UNTESTABLE,
-                      "note": _why(stages, "audit")})
+        parts.append({"part": "under the audit's worst case", "verdict": UNTESTABLE, "note": _why(stages, "audit")})
         texts.append(f"audit part not testable ({_why(stages, 'audit')})")
         verdict = HELD if agd_ok else FAILED
     else:
@@ -258,8 +316,10 @@ def finding_7(stages: dict) -> dict:
         for ensemble in comparison["ensemble"].unique():
             members = ensemble.split(" + ")
             audit_ok &= float(worst[ensemble]) > max(float(worst[m]) for m in members)
-            texts.append(f"worst case {ensemble} {float(worst[ensemble]):.1%} vs best member "
-                         f"{max(float(worst[m]) for m in members):.1%}")
+            texts.append(
+                f"worst case {ensemble} {float(worst[ensemble]):.1%} vs best member "
+                f"{max(float(worst[m]) for m in members):.1%}"
+            )
         numbers["audit_worst_case"] = {k: float(v) for k, v in worst.items()}
         parts.append({"part": "under the audit's worst case", "verdict": HELD if audit_ok else FAILED})
         verdict = HELD if agd_ok and audit_ok else FAILED
@@ -281,8 +341,16 @@ def finding_8(stages: dict) -> dict:
     return finding(8, HELD if held else FAILED, rule, measured, {"rmse": rmse})
 
 
-RULES: tuple[Callable[[dict], dict], ...] = (finding_1, finding_2, finding_3, finding_4, finding_5, finding_6,
-                                            finding_7, finding_8)
+RULES: tuple[Callable[[dict], dict], ...] = (
+    finding_1,
+    finding_2,
+    finding_3,
+    finding_4,
+    finding_5,
+    finding_6,
+    finding_7,
+    finding_8,
+)
 
 
 def evaluate_findings(stages: dict) -> list[dict]:
@@ -292,5 +360,6 @@ def evaluate_findings(stages: dict) -> list[dict]:
 
 def findings_frame(findings: list[dict]) -> pd.DataFrame:
     """The findings table: number, claim, measured, paper, verdict, rule."""
-    return pd.DataFrame([{k: f[k] for k in ("finding", "claim", "measured", "paper", "verdict", "rule")}
-                         for f in findings])
+    return pd.DataFrame(
+        [{k: f[k] for k in ("finding", "claim", "measured", "paper", "verdict", "rule")} for f in findings]
+    )

@@ -4,6 +4,7 @@ findings; and the same as a background job for the dashboard.
 Each stage's result is stored under a key of (stage, settings, the models' identities), so a run interrupted
 after some stages continues at the next one, and a finished run is read back in seconds.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,21 +48,31 @@ def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, ca
     missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
     start = time.time()
     for i, spec in enumerate(missing):
+
         def on_epoch(report, i=i, spec=spec) -> None:
-            progress((i + report.epoch / report.epochs) / len(missing),
-                     f"training {spec.short_name} ({i + 1}/{len(missing)}), epoch {report.epoch}/{report.epochs}")
+            progress(
+                (i + report.epoch / report.epochs) / len(missing),
+                f"training {spec.short_name} ({i + 1}/{len(missing)}), epoch {report.epoch}/{report.epochs}",
+            )
 
         progress(i / len(missing), f"training {spec.short_name} ({i + 1}/{len(missing)})")
         try:
             zoo.get_or_train(spec, device=device, progress=on_epoch, cancel=cancel)
         except TrainingCancelled:
-            raise ReproduceCancelled("The reproduction was cancelled while training; trained models are kept.") \
-                from None
+            raise ReproduceCancelled(
+                "The reproduction was cancelled while training; trained models are kept."
+            ) from None
     return time.time() - start
 
 
-def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str | torch.device = "auto",
-                  progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> dict:
+def run_reproduce(
+    settings: ReproSettings,
+    zoo=None,
+    store=None,
+    device: str | torch.device = "auto",
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict:
     """Every stage of the reproduction and the eight findings, as one report dict (settings, run, stages,
     findings). ``progress(fraction, message)`` follows the run; ``cancel()`` returning True stops it
     (ReproduceCancelled) with the finished stages kept in the store."""
@@ -95,6 +106,7 @@ def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str | t
             from_store.append(name)
             report_progress(i / total, f"{title}: read from the store")
         else:
+
             def stage_progress(f: float, m: str, i: int = i, title: str = title) -> None:
                 report_progress((i + min(max(f, 0.0), 1.0)) / total, f"stage {i}/{total - 1}, {title}: {m}")
 
@@ -110,11 +122,17 @@ def run_reproduce(settings: ReproSettings, zoo=None, store=None, device: str | t
         stages[name] = ctx.results[name] = result
     report_progress(1.0, "judging the findings")
     versions = {k: str(v) for k, v in library_versions().items()}  # torch's is a str subclass the store refuses
-    run = {"device": str(dev), "versions": versions, "wall_seconds": round(time.time() - started, 3),
-           "train_seconds": round(train_seconds, 3),
-           "compute_seconds": round(train_seconds + sum(float(s.get("seconds") or 0) for s in stages.values()), 3),
-           "from_store": from_store, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": [],
-           "store": str(Path(zoo.root).expanduser())}
+    run = {
+        "device": str(dev),
+        "versions": versions,
+        "wall_seconds": round(time.time() - started, 3),
+        "train_seconds": round(train_seconds, 3),
+        "compute_seconds": round(train_seconds + sum(float(s.get("seconds") or 0) for s in stages.values()), 3),
+        "from_store": from_store,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "notes": [],
+        "store": str(Path(zoo.root).expanduser()),
+    }
     return {"settings": settings.to_dict(), "run": run, "stages": stages, "findings": evaluate_findings(stages)}
 
 
@@ -131,8 +149,17 @@ def job_key(zoo, settings: ReproSettings) -> str:
     return content_key(VERSION, "job", home_of(zoo), settings.to_dict())
 
 
-def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", profile: str = "paper",
-                     device: str = "auto", rerun: bool = False, manager=None, **overrides):
+def submit_reproduce(
+    zoo,
+    store,
+    dataset: str = "digits",
+    scale: str = "quick",
+    profile: str = "paper",
+    device: str = "auto",
+    rerun: bool = False,
+    manager=None,
+    **overrides,
+):
     """The reproduction as one heavy background job (per-stage progress, cancellable); its result is the report,
     kept in the store so a restarted server shows it at once. ``rerun`` drops a stored report first (stages
     whose models and settings did not change still come from the store)."""
@@ -162,10 +189,16 @@ def submit_reproduce(zoo, store, dataset: str = "digits", scale: str = "quick", 
         write_outputs(report, default_out_dir(zoo, settings))
         return report
 
-    return manager.submit(key, run, title=f"Reproduction on {dataset} ({scale}, {profile} profile)",
-                          kind="reproduce", device=device_lane(dev), store=store,
-                          log_dir=Path(zoo.root) / "logs",
-                          meta={"home": _home(zoo), "dataset": dataset, "scale": scale, "profile": profile})
+    return manager.submit(
+        key,
+        run,
+        title=f"Reproduction on {dataset} ({scale}, {profile} profile)",
+        kind="reproduce",
+        device=device_lane(dev),
+        store=store,
+        log_dir=Path(zoo.root) / "logs",
+        meta={"home": _home(zoo), "dataset": dataset, "scale": scale, "profile": profile},
+    )
 
 
 def stored_reproduction(zoo, store, dataset: str, scale: str, profile: str = "paper", manager=None):

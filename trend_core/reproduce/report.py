@@ -1,5 +1,6 @@
 """The reproduction's outputs: a self-contained HTML report (plotly's JS inline, no external URL), one CSV per
 table, ``findings.json``, and a zip of the CSVs for the dashboard's download button."""
+
 from __future__ import annotations
 
 import html
@@ -63,8 +64,9 @@ def _table(frame: pd.DataFrame, digits: int = 4) -> str:
         return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
@@ -76,9 +78,12 @@ def findings_html(findings: list[dict]) -> str:
         rows.append(
             f"<tr><td>{f['finding']}</td><td>{html.escape(f['claim'])}</td><td>{html.escape(f['measured'])}</td>"
             f"<td>{html.escape(f['paper'])}</td><td><span class='verdict' style='color:{color}'>"
-            f"{html.escape(f['verdict'])}</span>{parts}<div class='rule'>Rule: {html.escape(f['rule'])}</div></td></tr>")
-    return ("<table><thead><tr><th>#</th><th>claim</th><th>measured here</th><th>paper</th><th>verdict and rule"
-            "</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            f"{html.escape(f['verdict'])}</span>{parts}<div class='rule'>Rule: {html.escape(f['rule'])}</div></td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>#</th><th>claim</th><th>measured here</th><th>paper</th><th>verdict and rule"
+        "</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def build_html(report: dict) -> str:
@@ -86,27 +91,42 @@ def build_html(report: dict) -> str:
     from .figures import report_figures
 
     settings, run = report["settings"], report["run"]
-    out = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-           f"<title>TREND reproduction: {html.escape(settings['dataset'])} ({html.escape(settings['scale'])})</title>",
-           f"<style>{STYLE}</style></head><body>",
-           (f"<h1>TREND reproduction on {html.escape(settings['dataset'])}, scale {html.escape(settings['scale'])}, "
-            f"profile {html.escape(settings['profile'])}</h1>")]
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>TREND reproduction: {html.escape(settings['dataset'])} ({html.escape(settings['scale'])})</title>",
+        f"<style>{STYLE}</style></head><body>",
+        (
+            f"<h1>TREND reproduction on {html.escape(settings['dataset'])}, scale {html.escape(settings['scale'])}, "
+            f"profile {html.escape(settings['profile'])}</h1>"
+        ),
+    ]
     for note in run.get("notes", []):
         out.append(f"<p class='note'>{html.escape(note)}</p>")
-    out.append("<h2>Findings</h2><p>Each verdict is computed from the numbers of this run by the rule printed "
-               "under it; 'not testable at this scale' means the run lacks the models or data the rule needs.</p>")
+    out.append(
+        "<h2>Findings</h2><p>Each verdict is computed from the numbers of this run by the rule printed "
+        "under it; 'not testable at this scale' means the run lacks the models or data the rule needs.</p>"
+    )
     out.append(findings_html(report["findings"]))
-    facts = {"models": ", ".join(f"{r}: {n}" for r, n in settings["models"].items()),
-             "test images": settings["limit"] or "all", "transfer eps (PGD)": settings["eps"],
-             "PGD steps / step size": f"{settings['pgd_steps']} / {settings['pgd_step_size']}",
-             "CW steps / binary-search steps": f"{settings['cw_steps']} / {settings['cw_search_steps']}",
-             "DeepFool steps": settings["deepfool_steps"], "ensemble eps": settings["ensemble_eps"],
-             "ensemble attack steps": settings["ensemble_steps"], "TREND / audit eps": settings["trend_eps"],
-             "TM(eps) fit eps": settings["fit_eps"], "measured sweep eps": len(settings["sweep_eps"]),
-             "seed": settings["seed"], "device": run["device"], "versions": run["versions"],
-             "wall time of this run (s)": f"{run['wall_seconds']:.1f}",
-             "compute time of the stages when first run (s)": f"{run['compute_seconds']:.1f}",
-             "stages read from the store": ", ".join(run["from_store"]) or "none", "finished": run["finished"]}
+    facts = {
+        "models": ", ".join(f"{r}: {n}" for r, n in settings["models"].items()),
+        "test images": settings["limit"] or "all",
+        "transfer eps (PGD)": settings["eps"],
+        "PGD steps / step size": f"{settings['pgd_steps']} / {settings['pgd_step_size']}",
+        "CW steps / binary-search steps": f"{settings['cw_steps']} / {settings['cw_search_steps']}",
+        "DeepFool steps": settings["deepfool_steps"],
+        "ensemble eps": settings["ensemble_eps"],
+        "ensemble attack steps": settings["ensemble_steps"],
+        "TREND / audit eps": settings["trend_eps"],
+        "TM(eps) fit eps": settings["fit_eps"],
+        "measured sweep eps": len(settings["sweep_eps"]),
+        "seed": settings["seed"],
+        "device": run["device"],
+        "versions": run["versions"],
+        "wall time of this run (s)": f"{run['wall_seconds']:.1f}",
+        "compute time of the stages when first run (s)": f"{run['compute_seconds']:.1f}",
+        "stages read from the store": ", ".join(run["from_store"]) or "none",
+        "finished": run["finished"],
+    }
     out.append("<h2>Settings</h2>")
     out.append(_table(pd.DataFrame({"setting": list(facts), "value": [str(v) for v in facts.values()]})))
     figures = report_figures(report)
@@ -121,13 +141,18 @@ def build_html(report: dict) -> str:
         for caption, fig in figures.get(name, []):
             out.append(f"<h3>{html.escape(caption)}</h3>")
             count += 1  # fixed element ids: the same report gives the same file
-            out.append(fig.to_html(full_html=False, include_plotlyjs=first, div_id=f"figure-{count}",
-                                   config={"displaylogo": False}))
+            out.append(
+                fig.to_html(
+                    full_html=False, include_plotlyjs=first, div_id=f"figure-{count}", config={"displaylogo": False}
+                )
+            )
             first = False
         for key, value in stage.items():
             if isinstance(value, pd.DataFrame) and len(value) <= 400:
-                out.append(f"<h3>{html.escape(name)}: {html.escape(key)} (CSV: {html.escape(name)}_{html.escape(key)}"
-                           f".csv)</h3>")
+                out.append(
+                    f"<h3>{html.escape(name)}: {html.escape(key)} (CSV: {html.escape(name)}_{html.escape(key)}"
+                    f".csv)</h3>"
+                )
                 out.append(_table(value))
     out.append("</body></html>")
     return "\n".join(out)
@@ -142,7 +167,8 @@ def write_outputs(report: dict, out_dir: str | Path) -> list[Path]:
     for filename, frame in stage_tables(report).items():
         atomic_write_bytes(folder / filename, frame.to_csv(index=False).encode())
         written.append(folder / filename)
-    atomic_write_bytes(folder / "findings.json",
-                       json.dumps(findings_json(report), indent=2, default=_json_default).encode())
+    atomic_write_bytes(
+        folder / "findings.json", json.dumps(findings_json(report), indent=2, default=_json_default).encode()
+    )
     atomic_write_bytes(folder / "report.html", build_html(report).encode())
     return [*written, folder / "findings.json", folder / "report.html"]

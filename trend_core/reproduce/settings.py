@@ -4,6 +4,7 @@
 minutes on a CPU; ``full`` uses the paper's step counts and every test image. CIFAR follows the paper's
 attack settings (PGD 40 steps at 8/255, CW 100 iterations) at every scale; ``quick`` there limits the images.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,14 +23,25 @@ from .choices import DATASETS, SCALES  # noqa: E402,F401  (torch-free, so `trend
 ALL_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam", "VGG", "Q8", "Q4", "Q2", "Q1", "HT", "W2", "A2")
 MINI_ROLES = ("FP", "Q2", "Q1")
 _ROLE_CHANGES: dict[str, dict[str, Any]] = {
-    "FP": {}, "FP-s1": {"seed": 1}, "FP-s2": {"seed": 2}, "FP-adam": {"optimizer": "adam"},
-    "Q8": {"input_quant": "Q8"}, "Q4": {"input_quant": "Q4"}, "Q2": {"input_quant": "Q2"},
-    "Q1": {"input_quant": "Q1"}, "HT": {"input_quant": "HT"}, "W2": {"weight_bits": 2}, "A2": {"act_bits": 2},
+    "FP": {},
+    "FP-s1": {"seed": 1},
+    "FP-s2": {"seed": 2},
+    "FP-adam": {"optimizer": "adam"},
+    "Q8": {"input_quant": "Q8"},
+    "Q4": {"input_quant": "Q4"},
+    "Q2": {"input_quant": "Q2"},
+    "Q1": {"input_quant": "Q1"},
+    "HT": {"input_quant": "HT"},
+    "W2": {"weight_bits": 2},
+    "A2": {"act_bits": 2},
 }
 # The base architecture per dataset: digits uses the preset's quarter-width nets (the same checkpoints the
 # dashboard's digits zoo holds); CIFAR uses the paper's ResNet18 and VGG11.
-_BASES = {"digits": ("resnet18", 0.25, "vgg11_bn"), "cifar10": ("resnet18", 1.0, "vgg11"),
-          "cifar100": ("resnet18", 1.0, "vgg11")}
+_BASES = {
+    "digits": ("resnet18", 0.25, "vgg11_bn"),
+    "cifar10": ("resnet18", 1.0, "vgg11"),
+    "cifar100": ("resnet18", 1.0, "vgg11"),
+}
 
 
 def role_names(dataset: str, roles=ALL_ROLES, width: float | None = None, epochs: int | None = None) -> dict[str, str]:
@@ -77,8 +89,9 @@ class ReproSettings:
         if self.dataset not in DATASETS:
             raise TrendError(f"trend reproduce runs on {', '.join(DATASETS)}, not {self.dataset!r}.")
         check_profile(self.profile)
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 2):
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 2
+        ):
             raise TrendError(f"The image limit must be a whole number >= 2, got {self.limit!r}.")
         if not self.models or "FP" not in self.models:
             raise TrendError("A reproduction needs at least the full-precision model (role FP).")
@@ -98,8 +111,9 @@ def _grid(low: float, high: float, points: int) -> tuple:
     return tuple(float(v) for v in np.round(np.linspace(low, high, points), 6))
 
 
-def settings_for(dataset: str = "digits", scale: str = "quick", profile: str = DEFAULT_PROFILE,
-                 **overrides) -> ReproSettings:
+def settings_for(
+    dataset: str = "digits", scale: str = "quick", profile: str = DEFAULT_PROFILE, **overrides
+) -> ReproSettings:
     """The settings of ``scale`` on ``dataset`` under ``profile``; ``overrides`` replace any field
     (``width`` / ``epochs`` change the models' architecture width and training length)."""
     if dataset not in DATASETS:
@@ -111,24 +125,59 @@ def settings_for(dataset: str = "digits", scale: str = "quick", profile: str = D
     low, high = info.eps_range
     width, epochs = overrides.pop("width", None), overrides.pop("epochs", None)
     roles = MINI_ROLES if scale == "mini" else ALL_ROLES
-    models = {role: ModelSpec.parse(name).replace(profile=profile).name
-              for role, name in role_names(dataset, roles, width, epochs).items()}
-    base: dict = {"dataset": dataset, "scale": scale, "profile": profile, "models": models, "eps": info.default_eps,
-                  "fit_eps": _grid(low, high, 4), "sweep_eps": _grid(low, high, 20)}
+    models = {
+        role: ModelSpec.parse(name).replace(profile=profile).name
+        for role, name in role_names(dataset, roles, width, epochs).items()
+    }
+    base: dict = {
+        "dataset": dataset,
+        "scale": scale,
+        "profile": profile,
+        "models": models,
+        "eps": info.default_eps,
+        "fit_eps": _grid(low, high, 4),
+        "sweep_eps": _grid(low, high, 20),
+    }
     if dataset == "digits":
         base.update(ensemble_eps=(0.02, 0.05, 0.1, 0.15), trend_eps=0.1)
         if scale == "mini":
-            base.update(limit=40, pgd_steps=5, cw_steps=10, cw_search_steps=2, deepfool_steps=10, ensemble_steps=5,
-                        ensemble_eps=(0.05, 0.1), fit_steps=5, sweep_eps=_grid(low, high, 6), boundary_resolution=11,
-                        agreement_images=8)
+            base.update(
+                limit=40,
+                pgd_steps=5,
+                cw_steps=10,
+                cw_search_steps=2,
+                deepfool_steps=10,
+                ensemble_steps=5,
+                ensemble_eps=(0.05, 0.1),
+                fit_steps=5,
+                sweep_eps=_grid(low, high, 6),
+                boundary_resolution=11,
+                agreement_images=8,
+            )
         elif scale == "full":
-            base.update(limit=None, pgd_steps=40, cw_steps=100, cw_search_steps=9, ensemble_steps=40, fit_steps=40,
-                        boundary_resolution=41, audit_level="thorough")
+            base.update(
+                limit=None,
+                pgd_steps=40,
+                cw_steps=100,
+                cw_search_steps=9,
+                ensemble_steps=40,
+                fit_steps=40,
+                boundary_resolution=41,
+                audit_level="thorough",
+            )
     else:  # CIFAR: the paper's attack settings at every scale; the scale sets how many images
-        base.update(pgd_steps=40, cw_steps=100, cw_search_steps=9, ensemble_steps=40, fit_steps=40,
-                    ensemble_eps=(0.005, 0.01, 0.02, 0.03), trend_eps=0.01, boundary_resolution=41,
-                    limit={"mini": 40, "quick": 1000, "full": None}[scale],
-                    audit_level="thorough" if scale == "full" else "quick")
+        base.update(
+            pgd_steps=40,
+            cw_steps=100,
+            cw_search_steps=9,
+            ensemble_steps=40,
+            fit_steps=40,
+            ensemble_eps=(0.005, 0.01, 0.02, 0.03),
+            trend_eps=0.01,
+            boundary_resolution=41,
+            limit={"mini": 40, "quick": 1000, "full": None}[scale],
+            audit_level="thorough" if scale == "full" else "quick",
+        )
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ReproSettings)})
     if unknown:
         raise TrendError(f"Unknown reproduce setting {unknown[0]!r}.")

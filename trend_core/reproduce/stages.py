@@ -5,6 +5,7 @@ A stage that lacks the models it needs returns ``{"status": "not run: <why>"}``;
 ``{"status": "done", ...}``. The engine caches every attack underneath, so a stage interrupted half way
 resumes at its first unfinished attack.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -101,8 +102,15 @@ def baseline(ctx: StageContext) -> dict:
         acc = ctx.zoo.metadata(name).get("test_acc")
         if acc is None:
             acc = accuracy(ctx.model(role), load_dataset(ctx.settings.dataset).test, ctx.device)
-        rows.append({"role": role, "model": ctx.label(role), "name": name, "test_acc_pct": 100 * float(acc),
-                     "paper_acc_pct": paper.get(role, math.nan)})
+        rows.append(
+            {
+                "role": role,
+                "model": ctx.label(role),
+                "name": name,
+                "test_acc_pct": 100 * float(acc),
+                "paper_acc_pct": paper.get(role, math.nan),
+            }
+        )
     return {"status": DONE, "accuracy": pd.DataFrame(rows)}
 
 
@@ -122,8 +130,15 @@ def _transfer(ctx: StageContext, roles, name: str, params: dict):
     from ..transfer import run_transfer
 
     models = [ctx.model(r) for r in roles]
-    return run_transfer(models, make_attack(name, **params), data=ctx.data(), cache=ctx.store, device=ctx.device,
-                        cancel=ctx.cancel, profile=ctx.settings.profile)
+    return run_transfer(
+        models,
+        make_attack(name, **params),
+        data=ctx.data(),
+        cache=ctx.store,
+        device=ctx.device,
+        cancel=ctx.cancel,
+        profile=ctx.settings.profile,
+    )
 
 
 def transfer_attacks(ctx: StageContext) -> dict:
@@ -171,8 +186,14 @@ def matrices(ctx: StageContext) -> dict:
         have = ctx.settings.roles(*wanted)
         if len(have) >= 2:
             families[family] = [ctx.label(r) for r in have]
-    return {"status": DONE, "pairs": result.long(), "labels": [ctx.label(r) for r in roles],
-            "roles": {ctx.label(r): r for r in roles}, "families": families, "warnings": list(result.warnings)}
+    return {
+        "status": DONE,
+        "pairs": result.long(),
+        "labels": [ctx.label(r) for r in roles],
+        "roles": {ctx.label(r): r for r in roles},
+        "families": families,
+        "warnings": list(result.warnings),
+    }
 
 
 def tm_matrix(pairs: pd.DataFrame, labels) -> pd.DataFrame:
@@ -204,13 +225,24 @@ def boundary(ctx: StageContext) -> dict:
     correct = (predict(ctx.model("FP"), x.to(ctx.device)).cpu() == y).nonzero().flatten()
     index = int(correct[0]) if len(correct) else 0
     ctx.progress(0.2, f"classifying a {ctx.settings.boundary_resolution}-point grid around image {index}")
-    sl = decision_boundary([ctx.model(r) for r in pair], x[index], int(y[index]),
-                           resolution=ctx.settings.boundary_resolution, seed=ctx.settings.seed,
-                           names=[ctx.label(r) for r in pair])
-    return {"status": DONE, "index": index, "label": int(sl.label), "names": sl.names,
-            "x_offsets": [float(v) for v in sl.x_offsets], "y_offsets": [float(v) for v in sl.y_offsets],
-            "classes": {n: torch.from_numpy(sl.classes[n].astype("int64")) for n in sl.names},
-            "distances": sl.distance_frame().reset_index()}
+    sl = decision_boundary(
+        [ctx.model(r) for r in pair],
+        x[index],
+        int(y[index]),
+        resolution=ctx.settings.boundary_resolution,
+        seed=ctx.settings.seed,
+        names=[ctx.label(r) for r in pair],
+    )
+    return {
+        "status": DONE,
+        "index": index,
+        "label": int(sl.label),
+        "names": sl.names,
+        "x_offsets": [float(v) for v in sl.x_offsets],
+        "y_offsets": [float(v) for v in sl.y_offsets],
+        "classes": {n: torch.from_numpy(sl.classes[n].astype("int64")) for n in sl.names},
+        "distances": sl.distance_frame().reset_index(),
+    }
 
 
 # ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
@@ -242,10 +274,19 @@ def ensemble_attacks(ctx: StageContext) -> dict:
         ctx.check()
         name = "+".join(roles)
         ctx.progress(i / (len(sets) + 1), f"four ensemble attacks on {name}")
-        sweep = robustness_sweep(_vote(ctx, roles), eps, rules=RULE_NAMES, data=ctx.data(), steps=s.ensemble_steps,
-                                 step_size=_step_size(max(eps), s.ensemble_steps), seed=s.seed,
-                                 members_alone=False, cache=ctx.store, device=ctx.device,
-                                 profile=s.profile)
+        sweep = robustness_sweep(
+            _vote(ctx, roles),
+            eps,
+            rules=RULE_NAMES,
+            data=ctx.data(),
+            steps=s.ensemble_steps,
+            step_size=_step_size(max(eps), s.ensemble_steps),
+            seed=s.seed,
+            members_alone=False,
+            cache=ctx.store,
+            device=ctx.device,
+            profile=s.profile,
+        )
         rows = sweep[sweep["model"] == ENSEMBLE_LABEL].drop(columns=["model", "acc_on_ensemble_adv"])
         frames.append(rows.assign(ensemble=name, size=len(roles)))
     ctx.check()
@@ -271,14 +312,19 @@ def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
     norms = grads.flatten(2).norm(dim=2).mean(dim=1).cpu()
     frames = []
     for rule in ("dag", "agd"):
-        attack = EnsemblePGD(rule, eps, steps=s.ensemble_steps, step_size=_step_size(eps, s.ensemble_steps),
-                             seed=s.seed)
+        attack = EnsemblePGD(
+            rule, eps, steps=s.ensemble_steps, step_size=_step_size(eps, s.ensemble_steps), seed=s.seed
+        )
         trace = agreement_trace(attack, vote, x, y)
         frames.append(trace.groupby("member", sort=False, as_index=False)["agreement"].mean().assign(rule=rule))
     agreement = pd.concat(frames, ignore_index=True)
     gradients = pd.DataFrame({"member": vote.names, "mean_grad_l2": [float(v) for v in norms]})
-    return {"agreement": agreement, "gradients": gradients, "domination_ensemble": "+".join(roles),
-            "domination_eps": float(eps)}
+    return {
+        "agreement": agreement,
+        "gradients": gradients,
+        "domination_ensemble": "+".join(roles),
+        "domination_eps": float(eps),
+    }
 
 
 # ----------------------------------------------------------------------------- 6. TREND (Figs. 8-9)
@@ -302,46 +348,96 @@ def trend(ctx: StageContext) -> dict:
         ctx.check()
         best = select_ensembles(tm, k, require=[fp], top=1).iloc[0]
         members = list(best["members"])
-        chosen.append({"size": k, "ensemble": " + ".join(members), "score": float(best["score"]),
-                       "max_pair_tm": float(best["max_pair_tm"])})
+        chosen.append(
+            {
+                "size": k,
+                "ensemble": " + ".join(members),
+                "score": float(best["score"]),
+                "max_pair_tm": float(best["max_pair_tm"]),
+            }
+        )
         ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
-        sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
-                                 data=ctx.data(), steps=s.ensemble_steps,
-                                 step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
-                                 members_alone=True, cache=ctx.store, device=ctx.device,
-                                 profile=s.profile)
+        sweep = robustness_sweep(
+            _vote(ctx, [role_of[x] for x in members]),
+            [s.trend_eps],
+            rules=["agd"],
+            data=ctx.data(),
+            steps=s.ensemble_steps,
+            step_size=_step_size(s.trend_eps, s.ensemble_steps),
+            seed=s.seed,
+            members_alone=True,
+            cache=ctx.store,
+            device=ctx.device,
+            profile=s.profile,
+        )
         ratios = robustness_ratios(sweep)
         ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-        comparisons.append(pd.DataFrame(
-            [{"ensemble": " + ".join(members), "model": "ensemble", "clean_accuracy": float(ens["clean_accuracy"]),
-              "accuracy": float(ens["accuracy"]), "times_more_robust": math.nan}]
-            + [{"ensemble": " + ".join(members), "model": r.member,
-                "clean_accuracy": float(sweep.loc[sweep["model"] == r.member, "clean_accuracy"].iloc[0]),
-                "accuracy": r.member_accuracy, "times_more_robust": r.times_more_robust}
-               for r in ratios.itertuples(index=False)]))
+        comparisons.append(
+            pd.DataFrame(
+                [
+                    {
+                        "ensemble": " + ".join(members),
+                        "model": "ensemble",
+                        "clean_accuracy": float(ens["clean_accuracy"]),
+                        "accuracy": float(ens["accuracy"]),
+                        "times_more_robust": math.nan,
+                    }
+                ]
+                + [
+                    {
+                        "ensemble": " + ".join(members),
+                        "model": r.member,
+                        "clean_accuracy": float(sweep.loc[sweep["model"] == r.member, "clean_accuracy"].iloc[0]),
+                        "accuracy": r.member_accuracy,
+                        "times_more_robust": r.times_more_robust,
+                    }
+                    for r in ratios.itertuples(index=False)
+                ]
+            )
+        )
     ctx.check()
     ctx.progress(len(sizes) / (len(sizes) + 1), "robustness as the ensemble grows")
     growth_rows = []
     for members in growing_ensembles(tm, min(6, len(m["labels"])), fp):
         ctx.check()
-        sweep = robustness_sweep(_vote(ctx, [role_of[x] for x in members]), [s.trend_eps], rules=["agd"],
-                                 data=ctx.data(), steps=s.ensemble_steps,
-                                 step_size=_step_size(s.trend_eps, s.ensemble_steps), seed=s.seed,
-                                 members_alone=False, cache=ctx.store, device=ctx.device,
-                                 profile=s.profile)
+        sweep = robustness_sweep(
+            _vote(ctx, [role_of[x] for x in members]),
+            [s.trend_eps],
+            rules=["agd"],
+            data=ctx.data(),
+            steps=s.ensemble_steps,
+            step_size=_step_size(s.trend_eps, s.ensemble_steps),
+            seed=s.seed,
+            members_alone=False,
+            cache=ctx.store,
+            device=ctx.device,
+            profile=s.profile,
+        )
         row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-        growth_rows.append({"size": len(members), "members": " + ".join(members),
-                            "clean_accuracy": float(row["clean_accuracy"]), "accuracy": float(row["accuracy"]),
-                            "eps": s.trend_eps})
-    return {"status": DONE, "chosen": pd.DataFrame(chosen), "comparison": pd.concat(comparisons, ignore_index=True),
-            "growth": pd.DataFrame(growth_rows), "eps": s.trend_eps}
+        growth_rows.append(
+            {
+                "size": len(members),
+                "members": " + ".join(members),
+                "clean_accuracy": float(row["clean_accuracy"]),
+                "accuracy": float(row["accuracy"]),
+                "eps": s.trend_eps,
+            }
+        )
+    return {
+        "status": DONE,
+        "chosen": pd.DataFrame(chosen),
+        "comparison": pd.concat(comparisons, ignore_index=True),
+        "growth": pd.DataFrame(growth_rows),
+        "eps": s.trend_eps,
+    }
 
 
 # ----------------------------------------------------------------------------- 7. TM(eps) fit (Fig. 12, Table VII)
 def fit_pairs(settings: ReproSettings) -> list[tuple[str, str]]:
     """The pairs whose TM(eps) is fitted: FP -> another seed and FP -> Q2, where present."""
-    return [("FP", t) for t in ("FP-s1", "Q2") if t in settings.models] or \
-        [("FP", r) for r in list(settings.models)[1:2]]
+    return [("FP", t) for t in ("FP-s1", "Q2") if t in settings.models] or [
+        ("FP", r) for r in list(settings.models)[1:2]
+    ]
 
 
 def tm_fit(ctx: StageContext) -> dict:
@@ -358,26 +454,48 @@ def tm_fit(ctx: StageContext) -> dict:
     summaries, measured, curves, failures = [], [], [], []
     for i, (src, tgt) in enumerate(pairs):
         ctx.check()
-        ctx.progress(i / len(pairs), f"PGD at {len(set(s.fit_eps) | set(s.sweep_eps))} eps: "
-                                     f"{ctx.label(src)} -> {ctx.label(tgt)}")
+        ctx.progress(
+            i / len(pairs), f"PGD at {len(set(s.fit_eps) | set(s.sweep_eps))} eps: {ctx.label(src)} -> {ctx.label(tgt)}"
+        )
         pair = f"{ctx.label(src)} -> {ctx.label(tgt)}"
         try:
-            result = fit_tm(ctx.model(src), ctx.model(tgt), list(s.fit_eps), list(s.sweep_eps), attack=attack,
-                            data=ctx.data(), cache=ctx.store, device=ctx.device, profile=s.profile)
+            result = fit_tm(
+                ctx.model(src),
+                ctx.model(tgt),
+                list(s.fit_eps),
+                list(s.sweep_eps),
+                attack=attack,
+                data=ctx.data(),
+                cache=ctx.store,
+                device=ctx.device,
+                profile=s.profile,
+            )
         except TrendError as exc:  # e.g. the source yields no adversarial image at any eps
             failures.append(f"{pair}: {exc}")
             continue
         summary = result.summary()
-        summaries.append({"pair": pair, "rmse": float(result.rmse), "max_abs_error": float(result.max_abs_error),
-                          "measured_points": summary["measured_points"], **result.curve.params()})
+        summaries.append(
+            {
+                "pair": pair,
+                "rmse": float(result.rmse),
+                "max_abs_error": float(result.max_abs_error),
+                "measured_points": summary["measured_points"],
+                **result.curve.params(),
+            }
+        )
         points = result.measured.copy()
         points["tm_fit"] = result.curve.tm(points["eps"].to_numpy(float))
         measured.append(points.assign(pair=pair))
         curves.append(result.predictions(points=80).assign(pair=pair))
     if not summaries:
         return not_run("; ".join(failures))
-    return {"status": DONE, "summary": pd.DataFrame(summaries), "measured": pd.concat(measured, ignore_index=True),
-            "curves": pd.concat(curves, ignore_index=True), "failures": failures}
+    return {
+        "status": DONE,
+        "summary": pd.DataFrame(summaries),
+        "measured": pd.concat(measured, ignore_index=True),
+        "curves": pd.concat(curves, ignore_index=True),
+        "failures": failures,
+    }
 
 
 # ----------------------------------------------------------------------------- 8. robustness audit
@@ -406,20 +524,39 @@ def audit(ctx: StageContext) -> dict:
         ctx.check()
         ctx.progress(i / len(targets), f"auditing {name}")
         try:
-            report = run_audit(ctx.zoo, [s.models[role_of[m]] for m in members], ensemble=is_ensemble,
-                               epsilons=[s.trend_eps], level=s.audit_level, dataset=s.dataset, limit=s.limit,
-                               device=str(ctx.device), store=ctx.store, progress=None)
+            report = run_audit(
+                ctx.zoo,
+                [s.models[role_of[m]] for m in members],
+                ensemble=is_ensemble,
+                epsilons=[s.trend_eps],
+                level=s.audit_level,
+                dataset=s.dataset,
+                limit=s.limit,
+                device=str(ctx.device),
+                store=ctx.store,
+                progress=None,
+            )
         except TrendError as exc:  # the data do not allow this audit (e.g. a model the battery cannot attack)
             return not_run(f"the audit of {name} failed: {exc}")
         worst = report.worst_case
         value = float(worst.loc[np.isclose(worst["eps"].astype(float), s.trend_eps), "robust_accuracy"].iloc[0])
         robust = report.robust
         strongest = robust.loc[robust["robust_accuracy"].astype(float).idxmin()]
-        rows.append({"model": name, "ensemble": bool(is_ensemble), "eps": s.trend_eps, "worst_case_accuracy": value,
-                     "strongest_attack": str(strongest["attack"])})
+        rows.append(
+            {
+                "model": name,
+                "ensemble": bool(is_ensemble),
+                "eps": s.trend_eps,
+                "worst_case_accuracy": value,
+                "strongest_attack": str(strongest["attack"]),
+            }
+        )
         flags += [{"model": name, "flag": f.name, "fired": bool(f.fired), "sentence": f.sentence} for f in report.flags]
-    return {"status": DONE, "worst_case": pd.DataFrame(rows),
-            "flags": pd.DataFrame(flags, columns=["model", "flag", "fired", "sentence"])}
+    return {
+        "status": DONE,
+        "worst_case": pd.DataFrame(rows),
+        "flags": pd.DataFrame(flags, columns=["model", "flag", "fired", "sentence"]),
+    }
 
 
 STAGES: dict[str, tuple[str, Callable[[StageContext], dict]]] = {
