@@ -24,6 +24,9 @@ from conftest import REPO
 
 try:  # (the page fixture says what to do when Playwright is missing)
     from playwright.sync_api import expect
+
+    # expect() polls for 5 s by default; a rerun after a widget change takes longer on a busy 2-core machine
+    expect.set_options(timeout=60_000)
 except ImportError:
     expect = None
 
