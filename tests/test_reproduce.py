@@ -378,12 +378,15 @@ def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatc
     from test_data import write_fake_cifar10
 
     from trend_core.data import _cached_cifar
-    from trend_core.reproduce import run_reproduce
+    from trend_core.reproduce import run_reproduce, stages
     from trend_core.store import MemoryStore
     from trend_core.zoo import Zoo
 
     write_fake_cifar10(tmp_path / "data", per_batch=12, test=10)
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    # the audit's battery (APGD, Square, BPDA, transfer) at its real budgets would dominate a CPU test; its stage
+    # is tested with the same fake elsewhere, and the audit itself in test_audit.py
+    monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
     _cached_cifar.cache_clear()
     try:
         settings = settings_for("cifar10", "mini", width=0.0625, epochs=1, limit=6, pgd_steps=2, cw_steps=3,
