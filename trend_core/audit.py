@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from .attacks.base import Attack, check_eps
 from .errors import TrendError
+from .transfer import json_safe
 
 VERSION = "audit/v1"
 LEVELS = ("quick", "thorough")
@@ -80,7 +81,7 @@ class AuditReport:
 
     def to_dict(self) -> dict:
         """Everything above as JSON-ready data (NaN -> None)."""
-        return _json_safe(
+        return json_safe(
             {
                 "models": self.models,
                 "ensemble": self.ensemble,
@@ -519,18 +520,6 @@ def bpda_flag(robust: pd.DataFrame, plan: Sequence[BatteryAttack], margin: float
         False,
         "Neither the identity nor the smooth backward pass (BPDA) is much stronger than the default substitute.",
     )
-
-
-def _json_safe(obj):
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item"):
-        return _json_safe(obj.item())
-    return obj
 
 
 # ----------------------------------------------------------------------------- summaries

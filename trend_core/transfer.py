@@ -129,7 +129,7 @@ class TransferResult:
     def to_dict(self) -> dict:
         """A JSON-able summary: settings, the TM matrix with averages, the long form and warnings (NaN -> None)."""
         matrix = self.matrix()
-        return _json_safe(
+        return json_safe(
             {
                 "attack": self.attack,
                 "eps": self.eps,
@@ -560,15 +560,16 @@ def _diagonal_mask(grid: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([[s == t for t in grid.columns] for s in grid.index], index=grid.index, columns=grid.columns)
 
 
-def _json_safe(obj):
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf as None, numpy/torch scalars as numbers and keys as strings: ready for json.dumps."""
     if isinstance(obj, float):
         return None if math.isnan(obj) or math.isinf(obj) else obj
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item"):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
 
 
