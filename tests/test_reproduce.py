@@ -389,15 +389,18 @@ def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatc
     monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
     _cached_cifar.cache_clear()
     try:
-        settings = settings_for("cifar10", "mini", width=0.0625, epochs=1, limit=6, pgd_steps=2, cw_steps=3,
+        settings = settings_for("cifar10", "mini", width=0.125, epochs=1, limit=10, pgd_steps=2, cw_steps=3,
                                 cw_search_steps=1, deepfool_steps=3, ensemble_steps=2, fit_steps=2,
-                                sweep_eps=(0.004, 0.03, 0.06), boundary_resolution=5, agreement_images=2)
-        assert settings.models["FP"] == "cifar10/resnet18-w0.0625/FP/sgd/s0/e1"
+                                sweep_eps=(0.05, 0.2, 0.3), fit_eps=(0.05, 0.1, 0.2, 0.3), boundary_resolution=5, agreement_images=2)
+        assert settings.models["FP"] == "cifar10/resnet18-w0.125/FP/sgd/s0/e1"
         report = run_reproduce(settings, Zoo(tmp_path / "home"), MemoryStore(), "cpu")
     finally:
         _cached_cifar.cache_clear()
     statuses = {name: s["status"] for name, s in report["stages"].items()}
-    assert all(statuses[s] == "done" for s in ("baseline", "matrices", "boundary", "ensembles", "trend", "fit"))
+    assert all(statuses[s] == "done" for s in ("baseline", "matrices", "boundary", "ensembles", "trend")), statuses
+    # random labels: a one-epoch model may be constant, so no source makes an adversarial image to fit TM(eps) on;
+    # the stage then says so instead of failing
+    assert statuses["fit"] == "done" or "no adversarial image" in statuses["fit"], statuses["fit"]
     assert report["stages"]["boundary"]["classes"]["FP-s0"].shape == (5, 5)
     accuracy = report["stages"]["baseline"]["accuracy"].set_index("role")
     assert accuracy.loc["FP", "paper_acc_pct"] == pytest.approx(93.33)  # the paper's figure beside ours
