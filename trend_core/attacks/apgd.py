@@ -1,7 +1,8 @@
 """APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness..."): PGD without a step size to tune.
 
-Per image: start at a random point of the eps-ball, step size 2 eps; each step moves along the sign (L-inf)
-or the unit gradient (L2) and mixes in 25% of the previous move (momentum 0.75, none on the first step). At
+Per image: start at a random point on the eps-ball's surface, step size 2 eps; each step moves along the sign
+(L-inf) or the unit gradient (L2) and mixes in 25% of the previous move (momentum 0.75, none on the first step;
+after a return to the best point the move is taken from the iterate before it, as in the authors' code). At
 checkpoints w_j (w_1 = 0.22 n, each next gap 0.03 n shorter, at least 0.06 n) an
 image halves its step and returns to its best point when the loss rose in fewer than rho = 75% of the steps
 since the last checkpoint, or when the step was kept last time and the best loss has not improved. Restarts
@@ -17,7 +18,6 @@ import torch
 from ..errors import TrendError
 from .base import Attack, check_float, check_int
 from .objective import Objective, attack_runner, check_loss
-from .pgd import random_start_point
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -39,6 +39,19 @@ def project(x: torch.Tensor, x_new: torch.Tensor, eps: float, norm: str) -> torc
     delta = x_new - x
     norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
     return (x + delta * (eps / norms).clamp(max=1.0)).clamp(0, 1)
+
+
+def start_point(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """Croce & Hein's start: a random direction scaled to the ball's surface (L-inf: uniform noise divided by its
+    largest entry, so some pixel moves by exactly eps; L2: a Gaussian direction of norm eps), then into [0, 1]."""
+    shape = (-1, *[1] * (x.dim() - 1))
+    if norm == "linf":
+        t = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        t = t / t.flatten(1).abs().amax(dim=1).clamp_min(1e-12).view(shape)
+    else:
+        t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
+    return (x + eps * t).clamp(0, 1)
 
 
 def unit(grad: torch.Tensor, norm: str) -> torch.Tensor:
@@ -110,7 +123,7 @@ class APGD(Attack):
         An image leaves the loop once it is fooled for sure (correctness 0): its answer cannot improve."""
         n = self.steps
         shape = (-1, *[1] * (x.dim() - 1))
-        x_adv = project(x, random_start_point(x, eps, self.norm, generator), eps, self.norm)
+        x_adv = start_point(x, eps, self.norm, generator)
         step = torch.full((len(x),), 2.0 * eps, device=x.device).view(shape)
         loss, grad, score = objective(x_adv, y)
         best_adv, best_score = x_adv.clone(), score.clone()  # the least-correct point (what is returned)
@@ -150,7 +163,6 @@ class APGD(Attack):
                     step[halve] /= 2
                     x_adv = torch.where(halve.view(shape), x_max, x_adv)
                     grad = torch.where(halve.view(shape), grad_max, grad)
-                    x_prev = torch.where(halve.view(shape), x_max, x_prev)
                 rises.zero_()
                 last_mark = i + 1
         # images never fooled: return their highest-loss point (the most useful one to transfer)
