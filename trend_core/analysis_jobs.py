@@ -26,6 +26,7 @@ from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreem
 from .attacks.pgd import step_size_for
 from .attacks.registry import attack_parameters, make_attack
 from .attacks.settings import attack_settings
+from .audit import LEVELS, audit_ensemble_and_members, run_audit
 from .boundary import decision_boundary
 from .curve import MIN_POINTS, fit_tm, measure_tm
 from .data import load_dataset
@@ -627,20 +628,16 @@ def submit_audit(
     manager: JobManager | None = None,
 ) -> Job:
     """Run ``run_audit`` on one model or the majority vote of ``names`` as a job (see trend_core.audit)."""
-    from .audit import LEVELS  # (the audit's attacks load only when an audit is asked for)
-
     names = check_members(zoo, names, 2 if ensemble else 1, "ensemble member" if ensemble else "model")
     if not ensemble and len(names) != 1:
         raise TrendError("Pick one model to audit, or audit the majority vote of several.")
     eps_list = check_epsilons(epsilons)
     if level not in LEVELS:
-        raise TrendError(f"The audit level is 'quick' or 'thorough', got {level!r}.")
+        raise TrendError(f"The audit level is one of {', '.join(LEVELS)}, got {level!r}.")
     limit = _check_limit(limit)
     dev = resolve_device(device)
 
     def run(job: Job) -> dict:
-        from .audit import run_audit
-
         report = run_audit(
             zoo,
             names,
@@ -707,8 +704,6 @@ def submit_trend_audit(
     dev = resolve_device(device)
 
     def run(job: Job) -> dict:
-        from .audit import audit_ensemble_and_members
-
         summary, flags = audit_ensemble_and_members(
             zoo, names, eps, limit=limit, device=str(dev), store=store, progress=lambda f, m: job.progress(f, m)
         )

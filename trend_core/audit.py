@@ -22,12 +22,22 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.base import Attack, check_eps
+from .attacks.apgd import APGD
+from .attacks.base import Attack, check_eps, check_int, predict
+from .attacks.ensemble_pgd import EnsemblePGD
+from .attacks.pgd import PGD, step_size_for
+from .attacks.square import Square
+from .devices import resolve_device
+from .ensemble import MajorityVote
 from .errors import TrendError
-from .transfer import json_safe
+from .nn.bpda import backward_differs, with_backward
+from .specs import ModelSpec
+from .store import MemoryStore, content_key, model_fingerprint
+from .transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
+from .zoo import Zoo
 
 VERSION = "audit/v1"
-LEVELS = ("quick", "thorough")
+LEVELS = ("smoke", "quick", "thorough")  # smoke: the mini reproduction's check of the pipeline, no verdict
 SANITY_EPS = 0.5  # a budget at which every honest L-inf attack should leave (almost) nothing robust
 NEAR_ZERO = 0.05  # "near 0" robust accuracy at SANITY_EPS
 MARGIN = 0.02  # differences smaller than this (or than two images) are noise, not a finding
@@ -49,7 +59,11 @@ class Budget:
     surrogates: int | None
 
 
-LEVEL_BUDGETS = {"quick": Budget(100, 1, 1000, 4, 3), "thorough": Budget(200, 3, 5000, 8, None)}
+LEVEL_BUDGETS = {
+    "smoke": Budget(10, 1, 100, 2, 1),
+    "quick": Budget(100, 1, 1000, 4, 3),
+    "thorough": Budget(200, 3, 5000, 8, None),
+}
 
 
 @dataclass(frozen=True)
@@ -123,13 +137,6 @@ def battery_plan(
     (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
     ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
     surrogate."""
-    from .attacks.apgd import APGD
-    from .attacks.ensemble_pgd import EnsemblePGD
-    from .attacks.pgd import PGD, step_size_for
-    from .attacks.square import Square
-    from .ensemble import MajorityVote
-    from .nn.bpda import backward_differs, with_backward
-
     budget = LEVEL_BUDGETS[level]
     steps, restarts, queries = budget.steps, budget.restarts, budget.queries
     is_vote = isinstance(target, MajorityVote)
@@ -215,14 +222,6 @@ def run_audit(
     (x, y) pair; ``limit``: the first N images; ``store``: a results Store, or None for no cache;
     ``progress(fraction, message)``. Bad input raises a TrendError before any attack runs.
     """
-    from .attacks.base import check_int
-    from .devices import resolve_device
-    from .ensemble import MajorityVote
-    from .specs import ModelSpec
-    from .store import MemoryStore, content_key
-    from .transfer import evaluation_data, model_labels
-    from .zoo import Zoo
-
     zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     if isinstance(names, str):
         names = [names]
@@ -248,7 +247,7 @@ def run_audit(
     if len({s.dataset for s in specs}) > 1:
         raise TrendError("The audited models come from different datasets; pick models of one dataset.")
     if level not in LEVELS:
-        raise TrendError(f"The audit level is 'quick' or 'thorough', got {level!r}.")
+        raise TrendError(f"The audit level is one of {', '.join(LEVELS)}, got {level!r}.")
     given: list = list(epsilons) if isinstance(epsilons, (list, tuple)) else [epsilons]
     eps_list: list[float] = sorted({float(check_eps(e) or 0.0) for e in given})  # check_eps refuses None
     if not eps_list:
@@ -327,9 +326,6 @@ def pick_surrogates(zoo, specs, level: str) -> list[str]:
 
 def correctness(target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per image, the probability the target is right (a vote: the expectation over its tie-break)."""
-    from .attacks.base import predict
-    from .ensemble import MajorityVote
-
     if isinstance(target, MajorityVote):
         return target.expected_accuracy(x, y).float().to(x.device)
     return (predict(target, x) == y).float()
@@ -340,9 +336,6 @@ def attack_scores(
 ) -> list[torch.Tensor]:
     """Per eps of ``item``, the target's correctness on the images ``item`` crafted: from the store when known,
     else attacked (its images cached the way transfer runs cache theirs) and evaluated."""
-    from .store import content_key, model_fingerprint
-    from .transfer import attack_cached, attack_identity
-
     source_fp, target_fp = model_fingerprint(item.source), model_fingerprint(target)
     identity = attack_identity(item.attack)
     keys = [content_key(VERSION, "score", target_fp, source_fp, identity, eps, data_key) for eps in item.epsilons]
@@ -554,8 +547,6 @@ def audit_ensemble_and_members(
 ) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
     """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
     ensemble first) and every audit's flags by row label."""
-    from .specs import ModelSpec
-
     labels = [ModelSpec.parse(n).short_name for n in names]
     jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
     rows, flags = [], {}

@@ -153,6 +153,7 @@ def settings_for(
                 sweep_eps=_grid(low, high, 6),
                 boundary_resolution=11,
                 agreement_images=8,
+                audit_level="smoke",
             )
         elif scale == "full":
             base.update(
@@ -176,7 +177,7 @@ def settings_for(
             trend_eps=0.01,
             boundary_resolution=41,
             limit={"mini": 40, "quick": 1000, "full": None}[scale],
-            audit_level="thorough" if scale == "full" else "quick",
+            audit_level={"mini": "smoke", "quick": "quick", "full": "thorough"}[scale],
         )
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ReproSettings)})
     if unknown:
