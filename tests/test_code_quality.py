@@ -19,12 +19,19 @@ def module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """trend_core module -> the trend_core modules it imports anywhere (top level or inside functions)."""
+    """trend_core module -> the trend_core modules it imports anywhere (top level or inside functions).
+
+    A top-level import of trend_core.a.b first runs trend_core/a/__init__.py, so it also gets an edge to each
+    enclosing package (other than the importer's own, already initialising, and the lazy root package): the
+    cycle that hoisting an import into nn.bpda once made (ensemble -> nn -> ... -> ensemble) shows up here."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        in_function = {id(inner) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       for inner in ast.walk(node) if inner is not node}
+        for node in ast.walk(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -35,7 +42,16 @@ def import_graph() -> dict[str, set[str]]:
                     base = ".".join(anchor + ([node.module] if node.module else []))
                 targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
                            for alias in node.names]
-            graph[name] |= {t for t in targets if t in modules and t != name}
+            found = {t for t in targets if t in modules and t != name}
+            graph[name] |= found
+            if id(node) in in_function:
+                continue
+            for target in found:
+                parts = target.split(".")
+                for i in range(2, len(parts)):
+                    enclosing = ".".join(parts[:i])
+                    if enclosing in modules and enclosing != name and not name.startswith(enclosing + "."):
+                        graph[name].add(enclosing)
     return graph
 
 
@@ -102,3 +118,26 @@ def test_ruff_format_is_clean():
 def test_mypy_passes():
     out = subprocess.run([*_tool("mypy")], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_every_function_local_import_says_why():
+    """Imports live at the top of a module; the few kept inside a function (torch kept off the start-up path of
+    `trend --help` and the app, optional dependencies, a name tests replace) carry a comment saying so."""
+    unexplained = []
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines), str(path))
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            imports = [n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom))]
+            covered = {i for n in imports for i in range(n.lineno, (n.end_lineno or n.lineno) + 1)}
+            for node in imports:
+                if "#" in lines[node.lineno - 1]:
+                    continue
+                above = node.lineno - 1  # 1-based number of the line above; the group's reason may sit on any
+                explained = False  # import line of the group or on the comment line just above it
+                while above >= 1 and (above in covered or not lines[above - 1].strip()):
+                    explained = explained or (above in covered and "#" in lines[above - 1])
+                    above -= 1
+                if not explained and not lines[above - 1].strip().startswith("#"):
+                    unexplained.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not unexplained, "function-local imports without a reason: " + ", ".join(unexplained)

@@ -52,7 +52,7 @@ _LAZY = {
 
 
 def _attack_classes() -> dict[str, type]:
-    from .attacks.registry import attack_classes
+    from .attacks.registry import attack_classes  # local: loads torch on first use (PEP 562, see above)
 
     return attack_classes()
 

@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+from PIL import Image, ImageColor, ImageDraw
 
 from .attacks.base import attack_mode, model_device, predict
 from .attacks.pgd import input_gradient
 from .data import get_info
 from .errors import TrendError
 from .labels import model_labels
+from .plots.boundary import class_color
 
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 
@@ -201,10 +203,6 @@ def _axis_distances(grid: np.ndarray, offsets: np.ndarray) -> dict[str, float | 
 def class_map_image(boundary: BoundarySlice, cell_px: int = 8, gap_px: int = 6):
     """The class maps side by side as a PIL image: one flat colour per class (the dashboard's palette), rows
     top to bottom = +y to -y, the image's cell outlined in black."""
-    from PIL import Image, ImageColor, ImageDraw  # (Pillow and plotly load only when a PNG is asked for)
-
-    from .plots.boundary import class_color
-
     if cell_px < 1 or gap_px < 0:
         raise TrendError("Cell size must be >= 1 pixel and the gap >= 0.")
     maps = [boundary.classes[n][::-1] for n in boundary.names]  # +y at the top

@@ -254,7 +254,7 @@ def load_cifar(
     base = data_root(root)
     folder = base / _CIFAR_FOLDERS[name]
     if download:
-        import torchvision
+        import torchvision  # local: torchvision takes seconds to import; only the CIFAR files need it
 
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
         try:
@@ -298,9 +298,6 @@ class _UInt8Images(TensorDataset):
 def load_imagenet(root: str | os.PathLike | None = None) -> DatasetBundle:
     """ImageNet as an ImageFolder tree (``root/imagenet/train`` and ``root/imagenet/val``, or ``root`` itself):
     2.5% of train (fixed, seeded) is validation, the official val set is the test set; resize 256, crop 224."""
-    import torchvision.datasets as tvd  # (torchvision loads only for an ImageNet folder)
-    import torchvision.transforms as T
-
     base = data_root(root)
     folder = base / "imagenet" if (base / "imagenet").is_dir() else base
     train_dir, test_dir = folder / "train", folder / "val"
@@ -309,6 +306,9 @@ def load_imagenet(root: str | os.PathLike | None = None) -> DatasetBundle:
             f"ImageNet was not found: expected ImageFolder trees {train_dir} and {test_dir} "
             "(one sub-folder per class); point TREND_DATA at their parent."
         )
+    import torchvision.datasets as tvd  # local: torchvision takes seconds to import; only ImageNet needs it
+    import torchvision.transforms as T
+
     eval_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
     train_tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
     train_all = tvd.ImageFolder(str(train_dir), transform=train_tf)

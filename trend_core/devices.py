@@ -1,8 +1,10 @@
-"""Device choice: 'auto' takes CUDA when present, else the CPU; asking for CUDA without one is a user error."""
+"""Devices: 'auto' takes CUDA when present, else the CPU (asking for CUDA without one is a user error); the device a
+model lives on and batched predictions there (used by the attacks, the vote and the runners alike)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from .errors import TrendError
 
@@ -30,3 +32,25 @@ def describe_devices() -> str:
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         return f"CUDA: {names}"
     return f"CPU only ({torch.get_num_threads()} threads)"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted classes of ``x`` (on x's device), in eval mode, batched."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[i : i + batch_size].to(device)).argmax(1).to(x.device) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)

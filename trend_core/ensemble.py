@@ -20,9 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks.base import predict
+from .devices import predict
 from .errors import TrendError
 from .labels import model_labels
+from .profiles import get_profile
 
 ENSEMBLE_LABEL = "ensemble"
 EXHAUSTIVE_LIMIT = 50_000  # candidate subsets scored exhaustively; greedy search beyond
@@ -82,7 +83,6 @@ class MajorityVote(nn.Module):
     def __init__(
         self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None, profile: str = "paper"
     ):
-        from .profiles import get_profile
 
         super().__init__()
         self.profile = get_profile(profile).name

@@ -69,6 +69,7 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None):
         try:
+            # local: optional dependency, imported only when used
             import ray
         except ImportError:
             raise TrendError("The Ray executor needs Ray: install it with `pip install -e .[ray]`.") from None

@@ -16,6 +16,7 @@ Set ``TREND_JOBS_SYNC=1`` (tests, scripts) to run every job inline in the submit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -224,11 +225,10 @@ class Job:
 def _threads_for(job: Job):
     """The CPU thread setting a heavy CPU job runs under: one thread for small-image datasets (digits), whose
     ops are too small to share between threads (``train.training_threads``); otherwise PyTorch's own."""
-    import contextlib
-
     dataset = job.meta.get("dataset")
     if job.device != "cpu" or not dataset:
         return contextlib.nullcontext()
+    # local: loads torch only when needed (keeps start-up fast)
     import torch
 
     from .data import get_info

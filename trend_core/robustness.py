@@ -20,6 +20,7 @@ from .devices import resolve_device
 from .ensemble import ENSEMBLE_LABEL, MajorityVote, as_ensemble
 from .errors import TrendError
 from .executors import get_executor
+from .scale import prefetch_attacks
 from .store import UNSET, Cache, cache_argument, resolve_cache
 from .transfer import attack_cached, evaluation_data
 
@@ -75,8 +76,6 @@ def robustness_sweep(
     clean_members = [s.expected_accuracy(x, y) for s in singles]
     runner = get_executor(executor)
     if runner.distributed:
-        from .scale import prefetch_attacks  # the Ray units: only when a distributed executor was asked for
-
         points: list = []
         for rule in rules:
             attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)

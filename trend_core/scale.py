@@ -15,9 +15,17 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load, save
 
+from .attacks.base import predict
+from .devices import resolve_device
+from .ensemble import MajorityVote
 from .executors import Executor, get_executor
+from .nn import TrendModel, build_model
 from .specs import ModelSpec, parse_spec
+from .store import content_key, model_fingerprint
+from .train import TrainingCancelled
+from .transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
 
 POLL_SECONDS = 0.25  # how often a waiting driver checks its cancel callback
 
@@ -35,11 +43,6 @@ class TrainStep:
 # ----------------------------------------------------------------------------- models as plain data
 def pack_model(model: nn.Module) -> dict:
     """A model as plain data for a worker: spec + safetensors bytes, an ensemble of packed members, or the module."""
-    from safetensors.torch import save
-
-    from .ensemble import MajorityVote
-    from .nn import TrendModel
-
     spec = getattr(model, "spec", None)
     if isinstance(model, TrendModel) and isinstance(spec, ModelSpec):
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -58,16 +61,10 @@ def pack_model(model: nn.Module) -> dict:
 def unpack_model(package: dict, device: torch.device) -> nn.Module:
     """The module ``pack_model`` described, on ``device``, in the mode it was packed in."""
     if package["kind"] == "spec":
-        from safetensors.torch import load
-
-        from .nn import build_model
-
         model = build_model(ModelSpec.from_dict(package["spec"]))
         model.load_state_dict(load(package["weights"]))
         return model.to(device).train(package["training"])
     if package["kind"] == "vote":
-        from .ensemble import MajorityVote
-
         members = [unpack_model(p, device) for p in package["members"]]
         return MajorityVote(members, package["seed"], package["names"], package.get("profile", "paper"))
     return package["module"].to(device)
@@ -81,8 +78,7 @@ def worker_device(device: Any) -> str:
 # ----------------------------------------------------------------------------- units (run on workers)
 def train_unit(spec: dict, device: str = "auto") -> dict:
     """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
-    from safetensors.torch import save
-
+    # local: looked up at call time (tests replace it)
     from .train import train_model
 
     result = train_model(ModelSpec.from_dict(spec), device=device)
@@ -108,8 +104,6 @@ def attack_unit(
     device: str = "auto",
 ) -> list[dict]:
     """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU)."""
-    from .devices import resolve_device
-
     dev = resolve_device(device)
     model = unpack_model(package, dev)
     x, y = data
@@ -128,9 +122,6 @@ def attack_unit(
 
 def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "auto") -> list[torch.Tensor]:
     """One model's predicted classes on each batch of images (a target evaluated on a source's images)."""
-    from .attacks.base import predict
-    from .devices import resolve_device
-
     dev = resolve_device(device)
     model = unpack_model(package, dev)
     return [predict(model, batch.to(dev)).cpu() for batch in images]
@@ -149,8 +140,6 @@ def train_specs(
 
     Returns every spec's metadata (in the order given). Pretrained torchvision specs are fetched here, not trained.
     """
-    from .nn import build_model
-
     ex = get_executor(executor)
     chosen: list[ModelSpec] = list(dict.fromkeys(parse_spec(s) for s in specs))
     for spec in chosen:
@@ -161,7 +150,6 @@ def train_specs(
     futures = {ex.submit(train_unit, spec.to_dict(), dev, gpu=dev != "cpu"): spec for spec in missing}
     for done, (future, value) in enumerate(_as_done(ex, futures, cancel, "Training"), start=1):
         spec = futures[future]
-        from safetensors.torch import load
 
         model = build_model(spec)
         model.load_state_dict(load(value["weights"]))
@@ -194,9 +182,6 @@ def prefetch_transfer(
     a target's evaluation starts as soon as its source's images are stored. ``progress`` gets a TransferStep
     per finished source. Afterwards ``run_transfer``'s own loop finds everything in the store.
     """
-    from .store import content_key
-    from .transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
-
     dev = worker_device(device)
     gpu = dev != "cpu"
     handles: dict[int, Any] = {}
@@ -293,9 +278,6 @@ def prefetch_attacks(
 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking.
     """
-    from .store import content_key, model_fingerprint
-    from .transfer_keys import CACHE_VERSION, attack_keys
-
     dev = worker_device(device)
     data_key = content_key(CACHE_VERSION, "data", x, y)
     data = executor.put((x.detach().cpu(), y.detach().cpu()))
@@ -329,7 +311,6 @@ def _as_done(executor: Executor, futures: dict, cancel: Callable[[], bool] | Non
     while pending:
         if cancel is not None and cancel():
             _cancel_all(executor, pending)
-            from .train import TrainingCancelled
 
             raise TrainingCancelled(f"{what} was cancelled.")
         done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)

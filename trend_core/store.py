@@ -30,11 +30,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import diskcache
 import pandas as pd
 import torch
 
 from .errors import TrendError
 from .homes import default_home
+from .locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,6 @@ class Store:
         self._call(lambda cache: len(cache))  # opens it, moving a database SQLite cannot read aside
 
     def _open(self):
-        import diskcache
 
         self.directory.mkdir(parents=True, exist_ok=True)
         return diskcache.Cache(str(self.directory), size_limit=self._size_limit)
@@ -301,8 +302,6 @@ class Store:
     def lock(self, key: str) -> contextlib.AbstractContextManager:
         """An inter-process lock for computing ``key``'s value once: hold it, look in the store, compute only
         if still missing. Keys share 4096 lock files, so an unrelated key can rarely wait too."""
-        from .locks import file_lock
-
         return file_lock(self._locks / f"{key[:3]}.lock")
 
     def __len__(self) -> int:

@@ -22,7 +22,8 @@ from .data import DatasetBundle, DatasetInfo, as_float_images, load_dataset
 from .devices import resolve_device
 from .errors import TrendError
 from .nn import TrendModel, build_model
-from .specs import ModelSpec
+from .profiles import get_profile
+from .specs import DEFAULT_LR, ModelSpec
 
 ProgressFn = Callable[["EpochReport"], None]
 
@@ -148,9 +149,6 @@ def accuracy(model: nn.Module, dataset: Dataset, device: torch.device | str = "c
 def learning_rate(spec: ModelSpec) -> float:
     """The initial learning rate: the spec's, except that under the ``authors`` profile Adam with the default
     rate uses the authors' 1e-3 (1e-4 for VGG11-BN)."""
-    from .profiles import get_profile
-    from .specs import DEFAULT_LR
-
     profile = get_profile(spec.profile)
     if spec.optimizer == "adam" and spec.lr == DEFAULT_LR and profile.adam_lr is not None:
         if spec.arch == "vgg11_bn" and profile.adam_lr_vgg_bn is not None:
@@ -161,8 +159,6 @@ def learning_rate(spec: ModelSpec) -> float:
 
 def training_batch_size(spec: ModelSpec, info: DatasetInfo) -> int:
     """The minibatch size: the profile's (the authors' 512) or the dataset's default."""
-    from .profiles import get_profile
-
     return get_profile(spec.profile).train_batch or default_batch_size(info)
 
 

@@ -27,8 +27,10 @@ from .attacks.registry import attack_parameters, make_attack
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import TrendError
+from .executors import get_executor
 from .labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
 from .profiles import check_profile
+from .scale import prefetch_transfer
 from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
 from .transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
     CACHE_VERSION,
@@ -277,12 +279,9 @@ def run_transfer(
     per_eps: list[dict] = [
         {name: {} for name in ("correct", "success", "l2", "linf", "pred", "keys")} for _ in eps_list
     ]
-    from .executors import get_executor
 
     runner = get_executor(executor)
     if runner.distributed:  # attacks and evaluations run as units elsewhere; the loop below then reads the store
-        from .scale import prefetch_transfer
-
         prefetch_transfer(
             runner, models, fps, labels, src, tgt, attack, eps_list, x, y, data_key, store, device, progress, cancel
         )

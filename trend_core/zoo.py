@@ -29,13 +29,20 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import load_file, save
 
+from .data import load_dataset
 from .errors import TrendError
+from .executors import get_executor
 from .homes import default_home  # noqa: F401  (re-exported: the zoo's root)
 from .locks import file_lock
 from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
+from .scale import train_specs
 from .specs import ModelSpec, parse_spec
+from .train import accuracy
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -59,7 +66,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def library_versions() -> dict:
-    import torchvision  # (only to record its version)
+    import torchvision  # local: torchvision takes seconds to import; here only for its version
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
 
@@ -178,9 +185,6 @@ class Zoo:
     # -- load / save ------------------------------------------------------------------------------------------
     def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
         """The trained model in eval mode; a missing, incomplete or damaged checkpoint is a TrendError."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load as load_bytes
-
         spec = parse_spec(spec)
         path = self._weights_path(spec)
         if not self.has(spec):
@@ -209,8 +213,6 @@ class Zoo:
     def save(self, spec: ModelSpec, model: torch.nn.Module, metadata: dict | None = None) -> dict:
         """Store a model's weights and metadata atomically as a pair, replacing any older model of ``spec``
         only once the new one is completely written; returns the metadata written."""
-        from safetensors.torch import save
-
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         data = save(state)
         meta = {
@@ -291,11 +293,8 @@ class Zoo:
             model = build_model(spec)
             self.save(spec, model, {"source": "torchvision", "val_acc": None, "test_acc": None, "train_seconds": 0.0})
             return model.eval()
-        from .executors import get_executor
 
         if get_executor().distributed:  # trained on a worker; written here (no per-epoch progress from there)
-            from .scale import train_specs
-
             train_specs(self, [spec], device=device, cancel=cancel)
             return self.load(spec)
         from .train import train_model  # (train imports the data loaders; loading a zoo model needs neither)
@@ -342,9 +341,6 @@ class Zoo:
         _check_values(model, state, spec.name, shown)
         meta: dict = {"source": f"imported from {shown}", "train_seconds": None}
         if evaluate:
-            from .data import load_dataset
-            from .train import accuracy
-
             try:
                 data = load_dataset(spec.dataset)
                 meta["val_acc"], meta["test_acc"] = accuracy(model, data.val), accuracy(model, data.test)
@@ -363,9 +359,6 @@ def read_state_dict(path: str | os.PathLike, display_name: str | None = None) ->
     if not path.is_file():
         raise TrendError(f"No weights file at {path}.")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError):

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn as nn
 
+from ..devices import model_device, predict  # noqa: F401  (re-exported: part of the attack API)
 from ..errors import TrendError
 from ..nn.twin import inference_twin
 
@@ -51,14 +52,6 @@ class AttackResult:
         }
 
 
-def model_device(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
-
-
 @contextlib.contextmanager
 def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and no parameter gradients while attacking; the model's previous state is restored."""
@@ -73,19 +66,6 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Predicted classes of ``x`` (on x's device), in eval mode, batched."""
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(x[i : i + batch_size].to(device)).argmax(1).to(x.device) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
 def autograd_ready(t: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..profiles import get_profile
 from .base import MAX_STEPS, Attack, check_float, check_int
 
 TANH_MARGIN = 1e-6  # keeps atanh finite for pixels at exactly 0 or 1
@@ -61,7 +62,6 @@ class CarliniWagnerL2(Attack):
         seed: int = 0,
         profile: str = "paper",
     ):
-        from ..profiles import get_profile
 
         super().__init__(eps, batch_size, seed)
         self.profile = get_profile(profile).name

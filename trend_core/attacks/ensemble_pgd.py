@@ -24,6 +24,7 @@ import torch.nn as nn
 from ..ensemble import MajorityVote, as_ensemble
 from ..errors import TrendError
 from ..nn.twin import inference_twin
+from ..profiles import get_profile
 from .base import MAX_STEPS, Attack, AttackResult, attack_mode, check_float, check_int, model_device
 from .pgd import gradient_and_logits, pgd_loop, step_size_for
 
@@ -145,7 +146,6 @@ class EnsemblePGD(Attack):
         empir_vote: str = "start",
         profile: str = "paper",
     ):
-        from ..profiles import get_profile
 
         self.rule = check_rule(rule)
         settings = get_profile(profile)

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ensemble import MajorityVote, expected_correct
 from ..errors import TrendError
 from ..nn.twin import inference_twin
 
@@ -57,8 +58,6 @@ def per_image_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Te
 
 def attack_runner(model: nn.Module) -> nn.Module:
     """The network an attack iterates on: a model's inference twin, or a vote over its members' twins."""
-    from ..ensemble import MajorityVote
-
     if isinstance(model, MajorityVote):
         return MajorityVote([inference_twin(m) for m in model.members], model.seed, model.names)
     return inference_twin(model)
@@ -72,7 +71,6 @@ class Objective:
     """
 
     def __init__(self, model: nn.Module, loss: str = "ce", draws: int = 1):
-        from ..ensemble import MajorityVote
 
         self.model = model
         self.loss = check_loss(loss)
@@ -92,7 +90,6 @@ class Objective:
         return losses.detach(), grad, correct.detach()
 
     def _vote(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..ensemble import expected_correct
 
         vote = self.vote
         assert vote is not None  # _vote runs only for a MajorityVote

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from ..errors import TrendError
+from ..executors import set_default
 from . import common
 
 COMMAND_MODULES = ("models", "transfer", "ensemble", "audit", "reproduce")
@@ -31,8 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.show_warnings_as_lines()
     try:
-        from ..executors import set_default
-
         set_default(getattr(args, "executor", None))
         return int(args.func(args) or 0)
     except TrendError as exc:

@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    # local: keeps this torch-free module's start-up light
     import pandas as pd
 
+    # local: loads torch only when needed (keeps start-up fast)
     from ..audit import run_audit
     from ..store import get_store
 
@@ -101,6 +103,7 @@ class _bar:
 
         def update(fraction: float, message: str) -> None:
             if self.bar is None:
+                # local: keeps this torch-free module's start-up light
                 from tqdm import tqdm
 
                 self.bar = tqdm(

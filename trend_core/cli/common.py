@@ -7,8 +7,13 @@ import contextlib
 import json
 import sys
 import time
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from .. import __version__
+from ..executors import get_executor
+from ..homes import check_home, check_output_file
 from ..profiles import DEFAULT_PROFILE, PROFILES
 from ..specs import ModelSpec
 
@@ -22,7 +27,6 @@ _THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
 def version() -> str:
-    from .. import __version__
 
     return __version__
 
@@ -58,7 +62,7 @@ def profile_of(args: argparse.Namespace) -> str:
 
 def zoo_from(args: argparse.Namespace) -> Zoo:
     """The zoo under --home (checked: a folder that exists or can be created and written), else the default."""
-    from ..homes import check_home
+    # local: loads torch only when needed (keeps start-up fast)
     from ..zoo import Zoo
 
     home = getattr(args, "home", None)
@@ -67,8 +71,6 @@ def zoo_from(args: argparse.Namespace) -> Zoo:
 
 def check_outputs(**flags: str | None) -> None:
     """Refuse output files that cannot be written (``--csv=path`` given as csv=path), before any work."""
-    from ..homes import check_output_file
-
     for flag, path in flags.items():
         if path:
             check_output_file("--" + flag.replace("_", "-"), path)
@@ -76,7 +78,6 @@ def check_outputs(**flags: str | None) -> None:
 
 def show_warnings_as_lines() -> None:
     """Print engine warnings (a damaged cache moved aside, a cached value failing its checksum) as one line."""
-    import warnings
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"trend: warning: {message}", file=file or sys.stderr)
@@ -89,6 +90,7 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
 
     With a ``profile`` other than the default, every spec at the default profile is given it (so
     ``--profile authors`` turns ``preset:digits`` into the authors' versions of the preset)."""
+    # local: loads torch only when needed (keeps start-up fast)
     from ..zoo import preset_specs
 
     specs: list[ModelSpec] = []
@@ -121,6 +123,7 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
 def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
     """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
     are too small to share between threads (``trend_core.train.training_threads``)."""
+    # local: loads torch only when needed (keeps start-up fast)
     import torch
 
     from ..data import get_info
@@ -138,6 +141,7 @@ def restore_threads() -> None:
     """Undo ``_set_threads`` (the CLI's main calls this after each command, for callers that stay in-process)."""
     before = _THREADS_BEFORE.pop("threads", None)
     if before is not None:
+        # local: loads torch only when needed (keeps start-up fast)
         import torch
 
         torch.set_num_threads(before)
@@ -145,13 +149,12 @@ def restore_threads() -> None:
 
 def distributed() -> bool:
     """Whether the chosen executor (--executor, TREND_EXECUTOR) runs work off this process."""
-    from ..executors import get_executor
-
     return get_executor().distributed
 
 
 def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
     """Train ``specs`` as parallel units on the chosen executor, one line on stderr per finished model."""
+    # local: loads torch only when needed (keeps start-up fast)
     from ..scale import train_specs
 
     if not specs:
@@ -166,7 +169,6 @@ def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
 
 
 def executor_label() -> str:
-    from ..executors import get_executor
 
     status = get_executor().status()
     if status["executor"] != "ray":
@@ -176,6 +178,7 @@ def executor_label() -> str:
 
 def epoch_bar(spec: ModelSpec):
     """A tqdm progress callback for train_model."""
+    # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
     bar = tqdm(total=spec.epochs, desc=spec.name, unit="epoch", leave=False, file=sys.stderr)
@@ -196,6 +199,7 @@ def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
 
     The bar appears once the first piece of work is done, so an error in the input (found as the work starts)
     stays the one line on stderr."""
+    # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
     bars: list = []
@@ -230,11 +234,11 @@ def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
 
 def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, float_format: str = "{:.3f}") -> None:
     """Print a DataFrame as text or JSON records, or write it as CSV (atomically)."""
+    # local: keeps this torch-free module's start-up light
     import pandas as pd
 
     if csv_path:
-        from pathlib import Path
-
+        # local: loads torch only when needed (keeps start-up fast)
         from ..zoo import atomic_write_bytes
 
         atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())

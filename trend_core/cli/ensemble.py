@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 from ..errors import TrendError
+from ..profiles import get_profile
 from ..progress import WorkMeter
 from .common import (
     add_common,
@@ -121,6 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..attacks.base import MAX_STEPS
+
+    # local: loads torch only when needed (keeps start-up fast)
     from ..attacks.ensemble_pgd import RULE_NAMES, check_rule
     from ..ensemble import MajorityVote
     from ..robustness import robustness_ratios, robustness_sweep
@@ -132,8 +136,6 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
         raise TrendError("An ensemble needs at least two distinct member models.")
     rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]
     if args.eps is None and profile != "paper":
-        from ..profiles import get_profile
-
         eps_list = [get_profile(profile).ensemble_eps]
     else:
         eps_list = _eps_list(args.eps, specs[0].dataset)
@@ -208,6 +210,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- select
 def cmd_select(args: argparse.Namespace) -> int:
+    # local: loads torch only when needed (keeps start-up fast)
     from ..ensemble import read_tm, select_ensembles
 
     k = _number("-k", args.k, int)
@@ -259,6 +262,8 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
     from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm  # (torch: imported when the command runs)
+
+    # local: loads torch only when needed (keeps start-up fast)
     from ..store import MemoryStore, get_store
 
     profile = profile_of(args)
@@ -319,6 +324,7 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- boundary
 def cmd_boundary(args: argparse.Namespace) -> int:
+    # local: loads torch only when needed (keeps start-up fast)
     from ..boundary import class_map_image, decision_boundary
     from ..data import load_dataset
     from ..zoo import atomic_write_bytes
@@ -337,8 +343,6 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     models = load_models(args, [s.name for s in specs])
     result = decision_boundary(models, x[index], int(y[index]), span=span, resolution=resolution, seed=seed)
     if args.out:
-        import io
-
         buffer = io.BytesIO()
         class_map_image(result).save(buffer, format="PNG")
         atomic_write_bytes(Path(args.out), buffer.getvalue())
@@ -377,6 +381,7 @@ def _one_dataset(specs: list) -> list:
 
 
 def _eps_list(values: list[str] | None, dataset: str) -> list[float]:
+    # local: loads torch only when needed (keeps start-up fast)
     from ..data import get_info
 
     if not values:

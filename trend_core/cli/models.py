@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_all(args, specs, force: bool = False) -> None:
+    # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
     zoo = zoo_from(args)
@@ -133,6 +134,7 @@ def cmd_zoo_preset(args) -> int:
 
 
 def zoo_frame(rows: list[dict]) -> pd.DataFrame:
+    # local: keeps this torch-free module's start-up light
     import pandas as pd
 
     records = [
@@ -198,6 +200,7 @@ def cmd_eval(args) -> int:
     specs = parse_names(args.names) if args.names else zoo.specs()
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
+    # local: loads torch only when needed (keeps start-up fast)
     from ..evaluate import accuracy_table
 
     table = accuracy_table(specs, zoo, split=args.split, device=args.device)
@@ -206,6 +209,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_data_download(args) -> int:
+    # local: loads torch only when needed (keeps start-up fast)
     from ..data import load_cifar
 
     bundle = load_cifar(args.dataset, args.root, download=True)

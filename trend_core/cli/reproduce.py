@@ -7,16 +7,17 @@ one is read back in seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from ..errors import TrendError
+from ..profiles import PROFILES
+from ..reproduce.choices import DATASETS, SCALES
 from .common import add_common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..profiles import PROFILES
-    from ..reproduce.choices import DATASETS, SCALES
 
     p = sub.add_parser(
         "reproduce",
@@ -42,8 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_out_dir(text: str) -> Path:
     """The output folder: created if missing; an existing file or an unwritable place is an error."""
-    import os
-
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise TrendError(f"--out {text} is a file, not a folder.")
@@ -57,10 +56,14 @@ def check_out_dir(text: str) -> Path:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
+    # local: loads torch only when needed (keeps start-up fast)
     from ..data import load_dataset
     from ..devices import resolve_device
+
+    # local: looked up at call time (tests replace it)
     from ..reproduce import run_reproduce, settings_for, write_outputs
     from ..reproduce.findings import findings_frame
     from ..store import get_store
@@ -93,6 +96,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for note in report["run"]["notes"]:
         print(f"note: {note}", file=sys.stderr)
     frame = findings_frame(report["findings"])[["finding", "verdict", "measured"]]
+    # local: keeps this torch-free module's start-up light
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_colwidth", 150):

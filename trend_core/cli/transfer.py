@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_transfer(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..store import get_store
+
+    # local: loads torch only when needed (keeps start-up fast)
     from ..transfer import run_transfer
 
     check_outputs(csv=args.csv, long_csv=args.long_csv)
@@ -126,6 +128,7 @@ def build_attack(
     defaults to the dataset's for eps-bounded attacks and to none (unclipped minimum-norm perturbations, as the
     paper reports them) for CW and DeepFool; PGD's step size follows ``step_size_for(eps, steps)``. Attacks with
     profile-dependent settings (CW's abort rule) get ``profile``."""
+    # local: loads torch only when needed (keeps start-up fast)
     from ..attacks.registry import attack_parameters, make_attack
     from ..attacks.settings import attack_settings  # (torch: imported when a command runs)
 
@@ -197,6 +200,7 @@ def _subset(names: list[str] | None, specs: list, flag: str, profile: str | None
 @contextlib.contextmanager
 def _source_bar(total: int):
     """A tqdm bar over sources, fed by run_transfer's progress callback."""
+    # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc="sources", unit="model", leave=False, file=sys.stderr)

@@ -239,7 +239,7 @@ def _register_torchvision(name: str) -> None:
 
     @register_arch(name, datasets=("imagenet",))
     def build(num_classes, in_channels, image_size, width, pretrained=False):
-        import torchvision.models as tvm  # (torchvision loads only for its architectures)
+        import torchvision.models as tvm  # local: torchvision takes seconds to import; only its models need it
 
         if width != 1.0:
             raise TrendError(f"{name} comes from torchvision and has no width multiplier; use width 1.")

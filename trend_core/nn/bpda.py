@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ensemble import MajorityVote
+from ..errors import TrendError
 from .build import Preprocess, TrendModel
 from .quant import HALFTONE_KERNEL, Halftone, InputQuantizer
 
@@ -38,8 +40,6 @@ _wrapped: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.W
 
 def check_backward(mode: str) -> str:
     """A backward mode name (substitute, identity, smooth), or a TrendError naming the choices."""
-    from ..errors import TrendError
-
     key = str(mode).strip().lower()
     if key not in BACKWARD_MODES:
         raise TrendError(f"Unknown backward pass {mode!r}; choose one of {', '.join(BACKWARD_MODES)}.")
@@ -76,8 +76,6 @@ def with_backward(model: nn.Module, mode: str) -> nn.Module:
     A majority-vote ensemble gets each member wrapped (same seed and names). Wrappers are cached per model,
     so attacks reuse one wrapper (and its inference twin); the model itself is returned when nothing changes.
     """
-    from ..ensemble import MajorityVote
-
     mode = check_backward(mode)
     if isinstance(model, MajorityVote):
         if not backward_differs(model, mode):

@@ -162,6 +162,7 @@ def finding_2(stages: dict) -> dict:
 
 
 def _matrix(stages: dict):
+    # local: loads torch only when needed (keeps start-up fast)
     from .stages import tm_matrix
 
     stage = _done(stages, "matrices")

@@ -12,8 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..analysis_jobs import home_of
+from ..analysis_jobs import home_of as _home
+from ..devices import resolve_device
 from ..errors import TrendError
+from ..jobs import Job, JobCancelled, device_lane, get_manager
+from ..specs import ModelSpec
+from ..store import content_key, get_store
+from ..train import TrainingCancelled
+from ..zoo import Zoo, library_versions
 from .findings import evaluate_findings
+from .report import write_outputs
 from .settings import ReproSettings, settings_for
 from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
 
@@ -25,15 +34,12 @@ ProgressFn = Callable[[float, str], None]
 
 
 def _identity(zoo, names) -> list:
-    from ..specs import ModelSpec
 
     return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
 def stage_key(settings: ReproSettings, name: str, identity: list) -> str:
     """Where a stage's result lives in the store."""
-    from ..store import content_key
-
     # the audit's key once also said whether the audit module existed; it always does now, and the constant
     # keeps the keys of audits already stored
     extra = [True] if name == "audit" else []
@@ -42,9 +48,6 @@ def stage_key(settings: ReproSettings, name: str, identity: list) -> str:
 
 def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, cancel) -> float:
     """Train every model the run needs and the zoo lacks; returns the seconds spent."""
-    from ..specs import ModelSpec
-    from ..train import TrainingCancelled
-
     missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
     start = time.time()
     for i, spec in enumerate(missing):
@@ -76,10 +79,6 @@ def run_reproduce(
     """Every stage of the reproduction and the eight findings, as one report dict (settings, run, stages,
     findings). ``progress(fraction, message)`` follows the run; ``cancel()`` returning True stops it
     (ReproduceCancelled) with the finished stages kept in the store."""
-    from ..devices import resolve_device
-    from ..store import get_store
-    from ..zoo import Zoo, library_versions
-
     if not isinstance(settings, ReproSettings):
         raise TrendError("run_reproduce needs ReproSettings (see settings_for).")
     started = time.time()
@@ -143,8 +142,6 @@ def default_out_dir(zoo, settings: ReproSettings) -> Path:
 
 
 def job_key(zoo, settings: ReproSettings) -> str:
-    from ..analysis_jobs import home_of
-    from ..store import content_key
 
     return content_key(VERSION, "job", home_of(zoo), settings.to_dict())
 
@@ -163,10 +160,6 @@ def submit_reproduce(
     """The reproduction as one heavy background job (per-stage progress, cancellable); its result is the report,
     kept in the store so a restarted server shows it at once. ``rerun`` drops a stored report first (stages
     whose models and settings did not change still come from the store)."""
-    from ..analysis_jobs import home_of as _home
-    from ..devices import resolve_device
-    from ..jobs import Job, device_lane, get_manager
-
     settings = settings_for(dataset, scale, profile, **overrides)
     dev = resolve_device(device)
     key = job_key(zoo, settings)
@@ -178,13 +171,11 @@ def submit_reproduce(
             manager.forget(key)
 
     def run(job: Job) -> dict:
-        from ..jobs import JobCancelled
 
         try:
             report = run_reproduce(settings, zoo, store, dev, progress=job.progress, cancel=job.cancel_requested)
         except ReproduceCancelled:
             raise JobCancelled("cancelled") from None
-        from .report import write_outputs
 
         write_outputs(report, default_out_dir(zoo, settings))
         return report
@@ -203,7 +194,5 @@ def submit_reproduce(
 
 def stored_reproduction(zoo, store, dataset: str, scale: str, profile: str = "paper", manager=None):
     """The job of this reproduction if the server knows it or its report is in the store (after a restart)."""
-    from ..jobs import get_manager
-
     settings = settings_for(dataset, scale, profile)
     return (manager or get_manager()).get(job_key(zoo, settings), store=store)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..zoo import atomic_write_bytes
+from .figures import report_figures
 from .findings import FAILED, HELD, findings_frame
 from .stages import STAGES
 
@@ -88,8 +90,6 @@ def findings_html(findings: list[dict]) -> str:
 
 def build_html(report: dict) -> str:
     """The whole report as one HTML page; plotly's JS is embedded once, so it opens offline from a file."""
-    from .figures import report_figures
-
     settings, run = report["settings"], report["run"]
     out = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -160,8 +160,6 @@ def build_html(report: dict) -> str:
 
 def write_outputs(report: dict, out_dir: str | Path) -> list[Path]:
     """Write report.html, the CSVs and findings.json into ``out_dir`` (each atomically); returns the paths."""
-    from ..zoo import atomic_write_bytes
-
     folder = Path(out_dir).expanduser()
     written = []
     for filename, frame in stage_tables(report).items():

@@ -17,9 +17,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..analysis_jobs import growing_ensembles, step_size_for
+from ..attacks.base import attack_mode, predict
+from ..attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, member_gradients
+from ..attacks.registry import make_attack
+from ..audit import run_audit
+from ..boundary import decision_boundary
+from ..curve import fit_tm
+from ..data import load_dataset
+from ..ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
 from ..errors import TrendError
+from ..robustness import robustness_ratios, robustness_sweep
 from ..specs import ModelSpec
 from ..store import Store
+from ..train import accuracy
+from ..transfer import pair_statistics, run_transfer
 from ..zoo import Zoo
 from .settings import ReproSettings
 
@@ -71,8 +83,6 @@ class StageContext:
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The evaluation images: the first ``limit`` test images."""
         if self._data is None:
-            from ..data import load_dataset
-
             self._data = load_dataset(self.settings.dataset).tensors("test", self.settings.limit)
         return self._data
 
@@ -91,9 +101,6 @@ def _missing(ctx: StageContext, roles, minimum: int) -> str | None:
 # ----------------------------------------------------------------------------- 1. baseline accuracies
 def baseline(ctx: StageContext) -> dict:
     """Clean test accuracy of every model used (the paper's Tables IV-VI), with the paper's figure beside it."""
-    from ..data import load_dataset
-    from ..train import accuracy
-
     paper = PAPER_ACCURACY.get(ctx.settings.dataset, {})
     rows = []
     for i, (role, name) in enumerate(ctx.settings.models.items()):
@@ -126,8 +133,6 @@ def attack_list(s: ReproSettings) -> list[tuple[str, str, dict]]:
 
 
 def _transfer(ctx: StageContext, roles, name: str, params: dict):
-    from ..attacks.registry import make_attack
-    from ..transfer import run_transfer
 
     models = [ctx.model(r) for r in roles]
     return run_transfer(
@@ -143,8 +148,6 @@ def _transfer(ctx: StageContext, roles, name: str, params: dict):
 
 def transfer_attacks(ctx: StageContext) -> dict:
     """Transfer between seeds and between optimizers under PGD, CW (kappa 0, 30) and DeepFool (Tables II-III)."""
-    from ..transfer import pair_statistics
-
     why = _missing(ctx, TRANSFER_ROLES, 2)
     if why:
         return not_run(why)
@@ -215,9 +218,6 @@ def with_averages(grid: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- 4. decision boundary (Fig. 4)
 def boundary(ctx: StageContext) -> dict:
     """A decision-boundary slice around one test image for FP and Q1 (the first image FP classifies right)."""
-    from ..attacks.base import predict
-    from ..boundary import decision_boundary
-
     pair = ctx.settings.roles("FP", "Q1") if "Q1" in ctx.settings.models else list(ctx.settings.models)[:2]
     if len(pair) < 2:
         return not_run("needs FP and a second model")
@@ -247,23 +247,17 @@ def boundary(ctx: StageContext) -> dict:
 
 # ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
 def _vote(ctx: StageContext, roles):
-    from ..ensemble import MajorityVote
 
     return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
 
 
 def _step_size(eps_max: float, steps: int) -> float:
-    from ..analysis_jobs import step_size_for
 
     return step_size_for(eps_max, steps)
 
 
 def ensemble_attacks(ctx: StageContext) -> dict:
     """D-AG, EMPIR, U-GD and A-GD over eps on FP+Q1+Q2 and FP+Q1+Q2+HT, and gradient domination on the first."""
-    from ..attacks.ensemble_pgd import RULE_NAMES
-    from ..ensemble import ENSEMBLE_LABEL
-    from ..robustness import robustness_sweep
-
     sets = [roles for roles in PAPER_ENSEMBLES if all(r in ctx.settings.models for r in roles)]
     if not sets:
         return not_run("needs the models FP, Q1 and Q2")
@@ -298,9 +292,6 @@ def ensemble_attacks(ctx: StageContext) -> dict:
 def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
     """Per member: mean input-gradient L2 norm over the first images, and how often D-AG's and A-GD's step
     direction agreed with its gradient sign (one member dominating D-AG shows as one high agreement)."""
-    from ..attacks.base import attack_mode
-    from ..attacks.ensemble_pgd import EnsemblePGD, agreement_trace, member_gradients
-
     s = ctx.settings
     x, y = ctx.data()
     x, y = x[: s.agreement_images].to(ctx.device), y[: s.agreement_images].to(ctx.device)
@@ -331,10 +322,6 @@ def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
 def trend(ctx: StageContext) -> dict:
     """TREND ensembles chosen from the measured PGD matrix (FP required, as in the paper's FP-Q1-Q2) against
     each member alone under A-GD, and robustness as the ensemble grows."""
-    from ..analysis_jobs import growing_ensembles
-    from ..ensemble import ENSEMBLE_LABEL, select_ensembles
-    from ..robustness import robustness_ratios, robustness_sweep
-
     m = ctx.results.get("matrices", {})
     if m.get("status") != DONE or len(m["labels"]) < 3:
         return not_run("needs the TM matrix of at least three models")
@@ -442,9 +429,6 @@ def fit_pairs(settings: ReproSettings) -> list[tuple[str, str]]:
 
 def tm_fit(ctx: StageContext) -> dict:
     """TM(eps) fitted from 4 eps against a 20-point measured PGD sweep, with the RMSE (the paper's Table VII)."""
-    from ..attacks.registry import make_attack
-    from ..curve import fit_tm
-
     pairs = fit_pairs(ctx.settings)
     if not pairs:
         return not_run("needs two models")
@@ -501,8 +485,6 @@ def tm_fit(ctx: StageContext) -> dict:
 # ----------------------------------------------------------------------------- 8. robustness audit
 def audit_runner() -> Callable:
     """The audit's ``run_audit`` (looked up at each call: tests replace this function)."""
-    from ..audit import run_audit
-
     return run_audit
 
 
