@@ -124,7 +124,8 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
     assert [s.done for s in steps] == [1, 2, 3] and not any(s.from_cache for s in steps)
     keys = set(store._cache)
     assert keys == set(local_store._cache)
-    assert all(_same(store.get(k), local_store.get(k)) for k in keys)
+    differ = [k for k in keys if not _same(store.get(k), local_store.get(k))]
+    assert not differ, [(k, store.get(k), local_store.get(k)) for k in differ[:2]]
 
 
 def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_executor):
