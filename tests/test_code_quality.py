@@ -141,3 +141,12 @@ def test_every_function_local_import_says_why():
                 if not explained and not lines[above - 1].strip().startswith("#"):
                     unexplained.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not unexplained, "function-local imports without a reason: " + ", ".join(unexplained)
+
+
+def test_the_project_stands_alone():
+    """A user's clone has no design notes beside it: code and README never point at files outside the project."""
+    outside = ("PAPER.md", "DESIGN.md", "../shared")
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "trend_ui").rglob("*.py"), *(REPO / "pages").rglob("*.py"),
+             REPO / "app.py", REPO / "README.md"]
+    hits = [f"{p.relative_to(REPO)}: {word}" for p in files if p.exists() for word in outside if word in p.read_text()]
+    assert not hits, hits

@@ -1,4 +1,4 @@
-"""Decision-boundary slices (PAPER.md section 8): the class of every point of a 2-D grid around one image.
+"""Decision-boundary slices: the class of every point of a 2-D grid around one image.
 
 x axis: the normalized (unit L2) input gradient of the reference model's loss at the image, the direction PGD
 climbs; y axis: a seeded random direction orthogonal to it. Offsets are L2 lengths in pixel space; grid images

@@ -1,4 +1,4 @@
-"""TM as a function of attack strength (PAPER.md section 5): fit f_st and f_ss from a few eps, predict TM(eps).
+"""TM as a function of attack strength: fit f_st and f_ss from a few eps, predict TM(eps).
 
     f_st(eps) = a  (1 - exp(b  eps)),   f_ss(eps) = a' (1 - exp(b' eps)),   TM(eps) = f_st(eps) / f_ss(eps)
 
@@ -190,7 +190,7 @@ class TMFitResult:
 
 
 def default_fit_eps(dataset: str, points: int = DEFAULT_FIT_POINTS, profile: str = "paper") -> list[float]:
-    """``points`` eps values spread evenly over the dataset's eps range (PAPER.md: 4); under the ``authors``
+    """``points`` eps values spread evenly over the dataset's eps range (the paper: 4); under the ``authors``
     profile their script's 0.02, 0.04, 0.06, 0.08."""
     fixed = get_profile(profile).tm_fit_eps
     if fixed is not None:

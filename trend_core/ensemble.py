@@ -1,4 +1,4 @@
-"""Majority-vote ensembles (PAPER.md section 7): the vote and TREND selection (robustness under the ensemble
+"""Majority-vote ensembles: the vote and TREND selection (robustness under the ensemble
 attacks is in ``robustness.py``, the attacks themselves in ``attacks/ensemble_pgd.py``).
 
 ``MajorityVote`` is an ``nn.Module``, so every attack and transfer run takes an ensemble where it takes a model.

@@ -1,4 +1,4 @@
-"""Robustness of a majority-vote ensemble under the ensemble attacks (PAPER.md sections 6-7): accuracy under
+"""Robustness of a majority-vote ensemble under the ensemble attacks: accuracy under
 D-AG, EMPIR, U-GD and A-GD for the ensemble and each member attacked alone, and "x times more robust" ratios.
 
 It sits above the vote (``ensemble.py``) and the ensemble attack (``attacks/ensemble_pgd.py``), so neither of

@@ -1,4 +1,4 @@
-"""Transfer runs (PAPER.md section 4): attack each source once, evaluate every target on its adversarial images.
+"""Transfer runs: attack each source once, evaluate every target on its adversarial images.
 
 Cost is k attacks + k^2 batched forward passes, never k^2 attacks. Each source's adversarial images and each
 target's predictions on them are cached in the results store by content (model weights, attack parameters,

@@ -1,11 +1,11 @@
-"""Ensemble attacks (PAPER.md section 6): the shared PGD loop with a pluggable ensemble direction rule.
+"""Ensemble attacks: the shared PGD loop with a pluggable ensemble direction rule.
 
 Each step computes every member's input gradient G_i (one forward/backward per member) and turns the stack
 (N, B, ...) into a direction D in {-1, 0, 1}:
 
     dag    sign(mean_i G_i)                                    direction of the average gradient
     empir  sign(mean of G_i over members voting for the ensemble's predicted class), per image
-    ugd    sign(A) where all members' signs agree, 0 elsewhere; A = mean_i sign(G_i)   (PAPER.md's decision)
+    ugd    sign(A) where all members' signs agree, 0 elsewhere; A = mean_i sign(G_i)   (our reading of the paper)
     agd    sign(mean_i sign(G_i))                              average gradient direction
 
 The rules are pure functions of the gradient stack (and, for empir, the votes), testable on hand-made tensors.
@@ -113,7 +113,7 @@ EMPIR_VOTES = ("start", "step")
 
 
 class EnsemblePGD(Attack):
-    """PGD against a majority-vote ensemble with one of the four direction rules (PAPER.md section 6).
+    """PGD against a majority-vote ensemble with one of the four direction rules.
 
     The model passed to ``attack``/``run`` is a ``MajorityVote`` (a list of members is wrapped in one with
     this attack's seed and profile); success is measured on the majority vote. Random start: under the

@@ -17,7 +17,7 @@ from ..errors import TrendError
 from .base import MAX_STEPS, Attack, check_float, check_int, clip_to_ball
 
 Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
-PAPER_STEP_SIZE = 0.01  # PAPER.md section 3
+PAPER_STEP_SIZE = 0.01  # the TREND paper's PGD step; README "Method defaults"
 REACH = 1.25  # steps * step_size covers eps with this margin when 0.01 would fall short
 
 

@@ -1,4 +1,4 @@
-"""`trend transfer`: the TM matrix of a set of models under one attack (PAPER.md section 4).
+"""`trend transfer`: the TM matrix of a set of models under one attack.
 
 Each source is attacked once and every target evaluated on its adversarial images; results are cached in
 the store, so a rerun is instant and an interrupted sweep resumes at the first source not yet done.

@@ -23,7 +23,7 @@ def straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tens
 
 
 class InputQuantizer(nn.Module):
-    """n-bit input quantization of PAPER.md §2 on normalized inputs, identity backward.
+    """n-bit input quantization of the TREND paper on normalized inputs, identity backward.
 
     ``lo``/``hi`` are per-channel bounds of the normalized range (what pixel 0 and 1 map to), so one image's
     quantization never depends on its batch; ``per_batch=True`` uses the minibatch min/max instead (the paper's).

@@ -1,4 +1,4 @@
-"""Figures for the TM(eps) fit (PAPER.md section 5): fitted f_st, f_ss and TM against a denser measured sweep.
+"""Figures for the TM(eps) fit: fitted f_st, f_ss and TM against a denser measured sweep.
 
 Pure functions over DataFrames with columns eps, f_st, f_ss, tm (curves and measured points alike).
 """

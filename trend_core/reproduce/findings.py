@@ -1,4 +1,4 @@
-"""Verdicts on the paper's eight findings (PAPER.md section 9), computed from a reproduction's stage results.
+"""Verdicts on the paper's eight findings, computed from a reproduction's stage results.
 
 Each rule reads the numbers, states the test it applies (shown next to the verdict in the report) and returns
 ``held``, ``did not hold`` or ``not testable at this scale``. Nothing here is written by hand per run: change

@@ -36,7 +36,7 @@ from ..zoo import Zoo
 from .settings import ReproSettings
 
 DONE = "done"
-# The paper's clean accuracies (PAPER.md section 10: ResNet18 SGD, and VGG11 FP on CIFAR-10), by role.
+# The paper's clean accuracies (the TREND paper's tables: ResNet18 SGD, and VGG11 FP on CIFAR-10), by role.
 PAPER_ACCURACY = {
     "cifar10": {"FP": 93.33, "Q8": 94.03, "Q4": 93.42, "Q2": 88.22, "Q1": 78.25, "HT": 86.99, "VGG": 88.58},
     "cifar100": {"FP": 72.55, "Q2": 62.66, "Q1": 48.17, "HT": 58.95},
