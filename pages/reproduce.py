@@ -6,7 +6,7 @@ import streamlit as st
 
 import trend_ui
 
-SCALE_HELP = ("mini: three models, a few images (a smoke test, about a minute); quick: the whole suite on the "
+SCALE_HELP = ("mini: the quick demo zoo's three models, a few images (a smoke test, about a minute); quick: the whole suite on the "
               "digits preset in minutes on a CPU; full: the paper's step counts and every test image.")
 
 
