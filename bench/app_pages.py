@@ -3,6 +3,11 @@ cached (target < 1 s per page).
 
     python bench/app_pages.py            # every page of app.py, 5 timed renders each
     python bench/app_pages.py --runs 9
+    python bench/app_pages.py --defaults HOME   # each page's default run, timed, on the zoo in HOME
+
+--defaults copies the models of HOME (e.g. the digits preset that `trend reproduce --scale quick --home HOME`
+trains) into an empty store and clicks each page's run buttons without touching a setting: the time a new
+user waits for each page's default run on this machine (nothing cached; jobs synchronous).
 
 The store is a temporary folder whose models/ is a copy of the test zoo (.trend-home/test-zoo; trained on
 first use). Each page is rendered once to warm up (for Transferability: a small transfer run is launched and
@@ -121,10 +126,50 @@ def bench_page(path: str | None, runs: int) -> tuple[float, float, int, list[str
     return first, statistics.median(times), charts, problems
 
 
+# page -> its run buttons in the order a user clicks them (the TREND builder needs its transfer run first)
+DEFAULT_RUNS = {
+    "pages/transferability.py": ["tr_run"],
+    "pages/decision_boundary.py": ["db_run"],
+    "pages/ensemble_attacks.py": ["ea_run"],
+    "pages/trend_builder.py": ["tb_launch", "tb_eval", "tb_grow", "tb_audit"],
+    "pages/tm_curve.py": ["tc_run"],
+    "pages/audit.py": ["au_run"],
+}
+
+
+def bench_defaults(source_home: Path) -> None:
+    """Seconds of each page's default run (each button of DEFAULT_RUNS, clicked with the page's defaults)."""
+    from streamlit.testing.v1 import AppTest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(source_home / "models", home / "models")
+        os.environ["TREND_HOME"] = str(home)
+        os.environ["TREND_JOBS_SYNC"] = "1"
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        print(f"Each page's default run on the zoo of {source_home} (nothing cached; load average {load})")
+        print(f"{'page':<20}{'button':<14}{'seconds':>9}  page shows")
+        for path, keys in DEFAULT_RUNS.items():
+            at = AppTest.from_file(str(REPO / "app.py"), default_timeout=3600).run()
+            at.switch_page(path).run()
+            for key in keys:
+                start = time.perf_counter()
+                at.button(key=key).click().run()
+                seconds = time.perf_counter() - start
+                shown = [e.value for e in at.exception] + [e.value for e in at.error]
+                print(f"{path.split('/')[-1][:-3]:<20}{key:<14}{seconds:>9.1f}  {shown[0][:80] if shown else 'ok'}",
+                      flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed renders per page (median reported)")
+    parser.add_argument("--defaults", metavar="HOME", default=None,
+                        help="time each page's default run on the models of HOME instead of cached renders")
     args = parser.parse_args()
+    if args.defaults:
+        bench_defaults(Path(args.defaults))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         prepare_home(home)
