@@ -83,7 +83,6 @@ class MajorityVote(nn.Module):
     def __init__(
         self, models: Sequence[nn.Module], seed: int = 0, names: Sequence[str] | None = None, profile: str = "paper"
     ):
-
         super().__init__()
         self.profile = get_profile(profile).name
         self.ties = get_profile(profile).vote_ties  # which ties a random member decides

@@ -213,7 +213,6 @@ class Store:
         self._call(lambda cache: len(cache))  # opens it, moving a database SQLite cannot read aside
 
     def _open(self):
-
         self.directory.mkdir(parents=True, exist_ok=True)
         return diskcache.Cache(str(self.directory), size_limit=self._size_limit)
 

@@ -62,7 +62,6 @@ class CarliniWagnerL2(Attack):
         seed: int = 0,
         profile: str = "paper",
     ):
-
         super().__init__(eps, batch_size, seed)
         self.profile = get_profile(profile).name
         self._advertorch_abort = get_profile(profile).cw_abort == "advertorch"

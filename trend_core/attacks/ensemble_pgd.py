@@ -146,7 +146,6 @@ class EnsemblePGD(Attack):
         empir_vote: str = "start",
         profile: str = "paper",
     ):
-
         self.rule = check_rule(rule)
         settings = get_profile(profile)
         self.profile = settings.name

@@ -71,7 +71,6 @@ class Objective:
     """
 
     def __init__(self, model: nn.Module, loss: str = "ce", draws: int = 1):
-
         self.model = model
         self.loss = check_loss(loss)
         self.draws = max(1, int(draws))
@@ -90,7 +89,6 @@ class Objective:
         return losses.detach(), grad, correct.detach()
 
     def _vote(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-
         vote = self.vote
         assert vote is not None  # _vote runs only for a MajorityVote
         logits = vote.member_logits(x)  # (N, B, C)

@@ -27,7 +27,6 @@ _THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
 def version() -> str:
-
     return __version__
 
 
@@ -169,7 +168,6 @@ def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
 
 
 def executor_label() -> str:
-
     status = get_executor().status()
     if status["executor"] != "ray":
         return "local executor"

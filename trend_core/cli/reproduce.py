@@ -18,7 +18,6 @@ from .common import add_common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser(
         "reproduce",
         help="reproduce the paper's findings end to end and write a report",

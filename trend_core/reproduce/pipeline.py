@@ -34,7 +34,6 @@ ProgressFn = Callable[[float, str], None]
 
 
 def _identity(zoo, names) -> list:
-
     return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
@@ -142,7 +141,6 @@ def default_out_dir(zoo, settings: ReproSettings) -> Path:
 
 
 def job_key(zoo, settings: ReproSettings) -> str:
-
     return content_key(VERSION, "job", home_of(zoo), settings.to_dict())
 
 
@@ -171,7 +169,6 @@ def submit_reproduce(
             manager.forget(key)
 
     def run(job: Job) -> dict:
-
         try:
             report = run_reproduce(settings, zoo, store, dev, progress=job.progress, cancel=job.cancel_requested)
         except ReproduceCancelled:

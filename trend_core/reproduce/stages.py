@@ -133,7 +133,6 @@ def attack_list(s: ReproSettings) -> list[tuple[str, str, dict]]:
 
 
 def _transfer(ctx: StageContext, roles, name: str, params: dict):
-
     models = [ctx.model(r) for r in roles]
     return run_transfer(
         models,
@@ -247,12 +246,10 @@ def boundary(ctx: StageContext) -> dict:
 
 # ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
 def _vote(ctx: StageContext, roles):
-
     return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
 
 
 def _step_size(eps_max: float, steps: int) -> float:
-
     return step_size_for(eps_max, steps)
 
 
