@@ -133,7 +133,9 @@ class APGD(Attack):
         rises = torch.zeros(len(x), device=x.device)
         loss_max_at_mark = loss_max.clone()
         halved_at_mark = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        previous_loss = loss.clone()
+        # the authors' loss history starts at zero, so their first window compares the first step's loss with 0
+        # (not with the start's): for DLR, negative while the model is right, one rise fewer and an earlier halving
+        previous_loss = torch.zeros_like(loss)
         x_prev = x_adv.clone()
         for i in range(n):
             active = (best_score > 0).nonzero().squeeze(1)
