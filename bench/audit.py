@@ -9,7 +9,8 @@ Parts:
   check    APGD-CE, APGD-DLR and Square against torchattacks 3.3 (APGD, Square) on the same model, images and
            settings: a trained digits FP ResNet18 (width 0.25) and an untrained full-width CIFAR ResNet18 on
            random images labelled with its own predictions. Robust accuracy of each (ours should be within 2
-           points or lower) and the process-CPU-time ratio ours / theirs (one thread, best of --repeats).
+           points or lower; with --seeds N, means over N attack seeds, each seed's pair printed below) and the
+           process-CPU-time ratio ours / theirs (one thread, best of --repeats, summed over the seeds).
   battery  the whole quick battery on the 3-member digits ensemble FP + Q1 + Q2 over all test images at eps 0.1,
            computed afresh (no cache): wall time.
   table    at eps 0.1, for FP, Q1, Q2, HT alone, FP + Q1 + Q2 and the TREND-chosen 3-member ensemble (a PGD
@@ -64,7 +65,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 # ----------------------------------------------------------------------------- check
-def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool) -> None:
+def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seeds: int = 1) -> None:
     import torchattacks
 
     from trend_core.attacks import APGD, Square, predict
@@ -86,22 +87,29 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool) -> N
     print(f"{'setup':28} {'attack':9} {'ours %':>7} {'theirs %':>8} {'ours s':>8} {'theirs s':>8} {'ratio':>6}")
     for setup, model, xs, ys, eps, steps, queries in setups:
         pairs = [
-            ("APGD-CE", lambda: APGD(eps, steps=steps, loss="ce")(model, xs, ys).x_adv,
-             lambda: torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", n_restarts=1, seed=0)(xs, ys)),
-            ("APGD-DLR", lambda: APGD(eps, steps=steps, loss="dlr")(model, xs, ys).x_adv,
-             lambda: torchattacks.APGD(model, eps=eps, steps=steps, loss="dlr", n_restarts=1, seed=0)(xs, ys)),
-            ("Square", lambda: Square(eps, queries=queries)(model, xs, ys).x_adv,
-             lambda: torchattacks.Square(model, eps=eps, n_queries=queries, seed=0)(xs, ys)),
+            ("APGD-CE", lambda seed: APGD(eps, steps=steps, loss="ce", seed=seed)(model, xs, ys).x_adv,
+             lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", n_restarts=1, seed=seed)(xs, ys)),
+            ("APGD-DLR", lambda seed: APGD(eps, steps=steps, loss="dlr", seed=seed)(model, xs, ys).x_adv,
+             lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="dlr", n_restarts=1, seed=seed)(xs, ys)),
+            ("Square", lambda seed: Square(eps, queries=queries, seed=seed)(model, xs, ys).x_adv,
+             lambda seed: torchattacks.Square(model, eps=eps, n_queries=queries, seed=seed)(xs, ys)),
         ]
+        right = predict(model, xs) == ys
         for label, ours, theirs in pairs:
-            t_ours, adv_ours = timed(ours, repeats)
-            with attack_mode(model):
-                t_theirs, adv_theirs = timed(theirs, repeats)
-            right = predict(model, xs) == ys
-            r_ours = float((right & (predict(model, adv_ours) == ys)).float().mean())
-            r_theirs = float((right & (predict(model, adv_theirs) == ys)).float().mean())
-            print(f"{setup:28} {label:9} {100 * r_ours:7.1f} {100 * r_theirs:8.1f} {t_ours:8.2f} {t_theirs:8.2f} "
+            r_ours, r_theirs, t_ours, t_theirs = [], [], 0.0, 0.0
+            for seed in range(seeds):  # a random start moves APGD by a point or two: compare means over seeds
+                t, adv_ours = timed(lambda: ours(seed), repeats)
+                t_ours += t
+                with attack_mode(model):
+                    t, adv_theirs = timed(lambda: theirs(seed), repeats)
+                t_theirs += t
+                r_ours.append(float((right & (predict(model, adv_ours) == ys)).float().mean()))
+                r_theirs.append(float((right & (predict(model, adv_theirs) == ys)).float().mean()))
+            mean_ours, mean_theirs = 100 * sum(r_ours) / seeds, 100 * sum(r_theirs) / seeds
+            print(f"{setup:28} {label:9} {mean_ours:7.1f} {mean_theirs:8.1f} {t_ours:8.2f} {t_theirs:8.2f} "
                   f"{t_ours / t_theirs:6.2f}", flush=True)
+            if seeds > 1:
+                print(f"{'':28} {'seeds':9} " + " ".join(f"{100 * a:.1f}/{100 * b:.1f}" for a, b in zip(r_ours, r_theirs)))
 
 
 # ----------------------------------------------------------------------------- battery
@@ -170,6 +178,8 @@ def main() -> None:
                         help="the TREND candidate pool (default: the whole digits preset)")
     parser.add_argument("--limit", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="check: robust accuracy as the mean over this many attack seeds (ours and theirs)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -178,7 +188,7 @@ def main() -> None:
     zoo = Zoo(args.home)
     names = preset_by_label(zoo, train=not args.no_train)
     if "check" in args.parts:
-        cross_check(zoo, names, args.repeats, args.quick)
+        cross_check(zoo, names, args.repeats, args.quick, args.seeds)
     if "battery" in args.parts:
         battery_time(zoo, names, args.limit)
     if "table" in args.parts:
