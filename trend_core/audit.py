@@ -47,6 +47,13 @@ TRANSFER_STEPS = 40
 ProgressFn = Callable[[float, str], None]
 
 
+def check_level(level: str) -> str:
+    """``level`` if it names an audit level; otherwise one sentence listing the levels (UI, CLI and jobs)."""
+    if level not in LEVELS:
+        raise TrendError(f"The audit level is one of {', '.join(LEVELS)}, got {level!r}.")
+    return level
+
+
 @dataclass(frozen=True)
 class Budget:
     """How hard a level attacks: APGD steps and restarts, Square queries, tie-break draws (EOT) for a vote, and
@@ -135,7 +142,8 @@ def battery_plan(
     """The attacks an audit runs on ``target`` (a model or a MajorityVote) at ``epsilons``, plus APGD-CE (each
     backward pass) and Square at SANITY_EPS with a quarter of the budget. ``quick``: APGD 100 steps and 1 restart
     (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
-    ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
+    ``smoke`` (the mini reproduction's check that the pipeline runs; no verdict): APGD 10 steps, 1 restart, Square
+    100 queries, 2 draws, 1 surrogate; ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
     surrogate."""
     budget = LEVEL_BUDGETS[level]
     steps, restarts, queries = budget.steps, budget.restarts, budget.queries
@@ -246,8 +254,7 @@ def run_audit(
             raise TrendError(f"{name} is not in the zoo at {zoo.root}; train it first (`trend train {name}`).")
     if len({s.dataset for s in specs}) > 1:
         raise TrendError("The audited models come from different datasets; pick models of one dataset.")
-    if level not in LEVELS:
-        raise TrendError(f"The audit level is one of {', '.join(LEVELS)}, got {level!r}.")
+    check_level(level)
     given: list = list(epsilons) if isinstance(epsilons, (list, tuple)) else [epsilons]
     eps_list: list[float] = sorted({float(check_eps(e) or 0.0) for e in given})  # check_eps refuses None
     if not eps_list:

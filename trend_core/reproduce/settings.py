@@ -107,6 +107,9 @@ class ReproSettings:
         return dataclasses.replace(self, **changes)
 
 
+AUDIT_LEVEL_OF_SCALE = {"mini": "smoke", "quick": "quick", "full": "thorough"}  # mini: a pipeline check, no verdict
+
+
 def _grid(low: float, high: float, points: int) -> tuple:
     return tuple(float(v) for v in np.round(np.linspace(low, high, points), 6))
 
@@ -139,6 +142,7 @@ def settings_for(
         "eps": info.default_eps,
         "fit_eps": _grid(low, high, 4),
         "sweep_eps": _grid(low, high, 20),
+        "audit_level": AUDIT_LEVEL_OF_SCALE[scale],
     }
     if dataset == "digits":
         base.update(ensemble_eps=(0.02, 0.05, 0.1, 0.15), trend_eps=0.1)
@@ -155,7 +159,6 @@ def settings_for(
                 sweep_eps=_grid(low, high, 6),
                 boundary_resolution=11,
                 agreement_images=8,
-                audit_level="smoke",
             )
         elif scale == "full":
             base.update(
@@ -166,7 +169,6 @@ def settings_for(
                 ensemble_steps=40,
                 fit_steps=40,
                 boundary_resolution=41,
-                audit_level="thorough",
             )
     else:  # CIFAR: the paper's attack settings at every scale; the scale sets how many images
         base.update(
@@ -179,7 +181,6 @@ def settings_for(
             trend_eps=0.01,
             boundary_resolution=41,
             limit={"mini": 40, "quick": 1000, "full": None}[scale],
-            audit_level={"mini": "smoke", "quick": "quick", "full": "thorough"}[scale],
         )
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ReproSettings)})
     if unknown:
