@@ -36,14 +36,22 @@ def test_dataset_infos():
         get_info("mnist")
 
 
-def write_fake_cifar10(root, per_batch=20, test=15):
-    """Files in the real CIFAR-10 python format: pickled dicts of bytes keys, uint8 rows, label lists."""
+def write_fake_cifar10(root, per_batch=20, test=15, learnable=False):
+    """Files in the real CIFAR-10 python format: pickled dicts of bytes keys, uint8 rows, label lists.
+    ``learnable``: each class has its own mean colour (plus noise), so a model trained briefly on them predicts
+    more than one class; otherwise the pixels are uniform noise."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
+    colours = np.random.default_rng(1).integers(40, 216, (10, 3))  # one mean colour per class
     for name, count in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]:
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, count).tolist(),
-                 b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        labels = rng.integers(0, 10, count)
+        if learnable:
+            noise = rng.integers(-40, 41, (count, 3, 1024))
+            pixels = np.clip(colours[labels][:, :, None] + noise, 0, 255).astype(np.uint8).reshape(count, 3072)
+        else:
+            pixels = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": pixels,
                  b"filenames": [f"{i}.png".encode() for i in range(count)]}
         with open(folder / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
