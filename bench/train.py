@@ -44,7 +44,7 @@ def load() -> str:
 
 def bench_threads(device: str, repeats: int = 2) -> None:
     """Two epochs of the digits ResNet18 with one thread and with PyTorch's default, alternated."""
-    from trend_core.train import _train, training_threads
+    from trend_core.train import train_loop, training_threads
 
     default = torch.get_num_threads()
     spec = ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0/e2")
@@ -56,7 +56,7 @@ def bench_threads(device: str, repeats: int = 2) -> None:
         for threads in times:
             torch.set_num_threads(threads)
             start = time.perf_counter()
-            result = _train(spec, data, dev, None, None, None, True)  # the loop itself, threads as set here
+            result = train_loop(spec, data, dev, None, None, None, True)  # the loop itself, threads as set here
             times[threads].append(time.perf_counter() - start)
             print(f"  {threads} thread(s): {times[threads][-1]:.1f} s, test acc {result.test_acc:.3f} ({load()})")
     torch.set_num_threads(default)

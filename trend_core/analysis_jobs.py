@@ -26,7 +26,7 @@ from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreem
 from .attacks.pgd import step_size_for
 from .attacks.registry import attack_parameters, make_attack
 from .attacks.settings import attack_settings
-from .audit import LEVELS, audit_ensemble_and_members, run_audit
+from .audit import audit_ensemble_and_members, check_level, run_audit
 from .boundary import decision_boundary
 from .curve import MIN_POINTS, fit_tm, measure_tm
 from .data import load_dataset
@@ -632,8 +632,7 @@ def submit_audit(
     if not ensemble and len(names) != 1:
         raise TrendError("Pick one model to audit, or audit the majority vote of several.")
     eps_list = check_epsilons(epsilons)
-    if level not in LEVELS:
-        raise TrendError(f"The audit level is one of {', '.join(LEVELS)}, got {level!r}.")
+    check_level(level)
     limit = _check_limit(limit)
     dev = resolve_device(device)
 
@@ -772,22 +771,15 @@ def submit_training(
     n = len(specs)
 
     def run(job: Job) -> list[dict]:
-        # progress counts epochs still to train, so a 4-epoch model moves the bar a fifth of a 20-epoch one
-        weights = [0 if zoo.has(spec) else max(1, spec.epochs or 1) for spec in specs]
-        total, before = max(1, sum(weights)), 0
-        for i, (spec, weight) in enumerate(zip(specs, weights)):
-            job.progress(before / total, f"{spec.short_name} ({i + 1}/{n})")
-            if weight:
-
-                def on_epoch(report, i=i, spec=spec, before=before, weight=weight) -> None:
-                    job.progress(
-                        (before + weight * report.epoch / report.epochs) / total,
-                        f"{spec.short_name} ({i + 1}/{n}): epoch {report.epoch}/{report.epochs}, "
-                        f"validation accuracy {report.val_acc:.1%}",
-                    )
-
-                zoo.get_or_train(spec, device=str(dev), progress=on_epoch, cancel=job.cancel_requested)
-            before += weight
+        # progress counts epochs, so a 4-epoch model moves the bar a fifth of a 20-epoch one; small-image models
+        # train side by side (one per core), so reports from several models interleave
+        job.progress(0.0, f"training {n} model{'s' if n > 1 else ''}")
+        zoo.train_many(
+            specs,
+            device=str(dev),
+            progress=lambda step: job.progress(step.fraction, step.message),
+            cancel=job.cancel_requested,
+        )
         return [zoo.metadata(spec) for spec in specs]
 
     title = f"Training {n} model{'s' if n > 1 else ''}"

@@ -79,21 +79,11 @@ def worker_device(device: Any) -> str:
 def train_unit(spec: dict, device: str = "auto") -> dict:
     """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
     # local: looked up at call time (tests replace it)
-    from .train import train_model
+    from .train import train_model, trained_metadata
 
     result = train_model(ModelSpec.from_dict(spec), device=device)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    return {
-        "weights": save(state),
-        "meta": {
-            "source": "trained",
-            "val_acc": result.val_acc,
-            "test_acc": result.test_acc,
-            "train_seconds": round(result.train_seconds, 3),
-            "device": device,
-            "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
-        },
-    }
+    return {"weights": save(state), "meta": trained_metadata(result, device)}
 
 
 def attack_unit(

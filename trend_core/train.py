@@ -51,8 +51,21 @@ class TrainResult:
     history: list[EpochReport] = field(default_factory=list)
 
 
+def trained_metadata(result: TrainResult, device: str) -> dict:
+    """What the zoo stores about a model it trained: accuracies, seconds, device and the per-epoch history."""
+    return {
+        "source": "trained",
+        "val_acc": result.val_acc,
+        "test_acc": result.test_acc,
+        "train_seconds": round(result.train_seconds, 3),
+        "device": str(device),
+        "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
+    }
+
+
 SMALL_IMAGE_PIXELS = 16 * 16  # images up to this size (digits: 8x8, not CIFAR: 32x32) train on one CPU thread
 _THREADS_LOCK = threading.RLock()
+_INIT_LOCK = threading.Lock()  # seeding torch's global generator and drawing the initial weights, as one step
 
 
 def training_threads(info: DatasetInfo, device: torch.device) -> int | None:
@@ -186,10 +199,10 @@ def train_model(
     data = data or load_dataset(spec.dataset)
     dev = resolve_device(device)
     with cpu_threads(training_threads(data.info, dev)):
-        return _train(spec, data, dev, progress, cancel, batch_size, amp)
+        return train_loop(spec, data, dev, progress, cancel, batch_size, amp)
 
 
-def _train(
+def train_loop(
     spec: ModelSpec,
     data: DatasetBundle,
     dev: torch.device,
@@ -198,9 +211,11 @@ def _train(
     batch_size: int | None,
     amp: bool,
 ) -> TrainResult:
-    """The training loop of ``train_model`` (threads already set)."""
-    torch.manual_seed(spec.seed)
-    model = build_model(spec, data.info).to(dev)
+    """The training loop of ``train_model``, with the CPU threads as the caller set them (``train_many`` trains
+    several at once, each on one thread)."""
+    with _INIT_LOCK:  # another thread training at the same time must not draw from the seeded generator between
+        torch.manual_seed(spec.seed)
+        model = build_model(spec, data.info).to(dev)
     optimizer = make_optimizer(spec, model.parameters())
     epochs = spec.epochs
     milestones = sorted({int(round(0.6 * epochs)), int(round(0.8 * epochs))} - {0})

@@ -26,7 +26,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -42,7 +42,8 @@ from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from .scale import train_specs
 from .specs import ModelSpec, parse_spec
-from .train import accuracy
+from .train import accuracy, train_model, trained_metadata
+from .train_many import ManyProgress, train_models
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -297,22 +298,37 @@ class Zoo:
         if get_executor().distributed:  # trained on a worker; written here (no per-epoch progress from there)
             train_specs(self, [spec], device=device, cancel=cancel)
             return self.load(spec)
-        from .train import train_model  # (train imports the data loaders; loading a zoo model needs neither)
-
         result = train_model(spec, device=device, progress=progress, cancel=cancel)
-        self.save(
-            spec,
-            result.model,
-            {
-                "source": "trained",
-                "val_acc": result.val_acc,
-                "test_acc": result.test_acc,
-                "train_seconds": round(result.train_seconds, 3),
-                "device": str(device),
-                "history": [{"epoch": h.epoch, "loss": h.loss, "val_acc": h.val_acc} for h in result.history],
-            },
-        )
+        self.save(spec, result.model, trained_metadata(result, device))
         return result.model.eval()
+
+    def train_many(
+        self,
+        specs: Sequence[ModelSpec | str],
+        device: str = "auto",
+        progress: Callable[[ManyProgress], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        retrain: bool = False,
+    ) -> builtins.list[ModelSpec]:
+        """Train the ``specs`` the zoo lacks (every one with ``retrain``) and save each as soon as it is done;
+        returns the specs trained. Small-image models on the CPU train side by side, one per core, each with the
+        weights it gets alone (``trend_core.train_many``); a distributed executor trains them on its workers."""
+        chosen = list(dict.fromkeys(parse_spec(s) for s in specs))
+        for spec in chosen:
+            if spec.pretrained and not self.has(spec):
+                self.get_or_train(spec)
+        todo = [s for s in chosen if not s.pretrained and (retrain or not self.has(s))]
+        if not todo:
+            return []
+        if get_executor().distributed:  # trained on workers; written here (progress per model, not per epoch)
+            train_specs(self, todo, device=device, cancel=cancel)
+            return todo
+
+        def save_trained(spec: ModelSpec, result) -> None:
+            self.save(spec, result.model, trained_metadata(result, device))
+
+        train_models(todo, save_trained, device=device, progress=progress, cancel=cancel)
+        return todo
 
     def import_state_dict(
         self,

@@ -109,12 +109,13 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
     specs = parse_names(names)
     _set_threads(specs, args)
     models = []
-    if train_missing and distributed():  # train every missing model at once, in parallel on the cluster
-        train_parallel(args, [spec for spec in specs if not zoo.has(spec)])
+    missing = [spec for spec in specs if not zoo.has(spec)]
+    if train_missing and missing:
+        if distributed():  # train every missing model at once, in parallel on the cluster
+            train_parallel(args, missing)
+        else:
+            train_with_bar(args, missing)
     for spec in specs:
-        if not zoo.has(spec) and train_missing:
-            print(f"training {spec.name} ...", file=sys.stderr)
-            zoo.get_or_train(spec, device=args.device, progress=epoch_bar(spec))
         models.append(zoo.load(spec))
     return models
 
@@ -174,20 +175,32 @@ def executor_label() -> str:
     return f"Ray cluster ({status['nodes']} nodes, {status['cpus']} CPUs, {status['gpus']} GPUs)"
 
 
-def epoch_bar(spec: ModelSpec):
-    """A tqdm progress callback for train_model."""
+def train_with_bar(args: argparse.Namespace, specs: list[ModelSpec], retrain: bool = False) -> None:
+    """Train ``specs`` into the zoo under one bar over all their epochs (elapsed time, time left), with a line
+    per finished model; small-image models on the CPU train side by side (``Zoo.train_many``)."""
     # local: keeps this torch-free module's start-up light
     from tqdm import tqdm
 
-    bar = tqdm(total=spec.epochs, desc=spec.name, unit="epoch", leave=False, file=sys.stderr)
+    if not specs:
+        return
+    zoo = zoo_from(args)
+    print(f"training {len(specs)} model{'s' if len(specs) > 1 else ''} ...", file=sys.stderr)
+    bar = tqdm(total=sum(spec.epochs or 1 for spec in specs), desc="training", unit="epoch", file=sys.stderr)
 
-    def update(report) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{report.loss:.3f}", val=f"{report.val_acc:.3f}")
-        if report.epoch >= report.epochs:
-            bar.close()
+    def progress(step) -> None:
+        if step.result is None:
+            bar.update(1)
+            bar.set_postfix_str(step.message, refresh=False)
+        else:
+            bar.write(
+                f"{step.spec.name}: test accuracy {step.result.test_acc:.4f} ({step.result.train_seconds:.1f} s)",
+                file=sys.stderr,
+            )
 
-    return update
+    try:
+        zoo.train_many(specs, device=args.device, progress=progress, retrain=retrain)
+    finally:
+        bar.close()
 
 
 @contextlib.contextmanager

@@ -15,10 +15,10 @@ from .common import (
     distributed,
     emit_json,
     emit_table,
-    epoch_bar,
     parse_names,
     profile_of,
     train_parallel,
+    train_with_bar,
     zoo_from,
 )
 
@@ -78,48 +78,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_all(args, specs, force: bool = False) -> None:
-    # local: keeps this torch-free module's start-up light
-    from tqdm import tqdm
-
     zoo = zoo_from(args)
     start = time.perf_counter()
     todo = [spec for spec in specs if force or not zoo.has(spec)]
-    if distributed():  # every model to train as its own task, in parallel; the driver swaps each in when complete
-        for spec in specs:
-            if spec not in todo:
-                print(f"{spec.name}: already in the zoo", file=sys.stderr)
-        train_parallel(args, todo)
-        print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        return
     for spec in specs:
         if spec not in todo:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)
-    # one bar over every epoch still to train, so elapsed time and the time left cover the whole run
-    overall = tqdm(
-        total=sum(spec.epochs for spec in todo),
-        desc="all models",
-        unit="epoch",
-        file=sys.stderr,
-        position=1,
-        leave=False,
-        disable=len(todo) < 2,
-    )
-    try:
-        for spec in todo:
-            bar = epoch_bar(spec)
-
-            def progress(report, bar=bar) -> None:
-                bar(report)
-                overall.update(1)
-
-            # a retrain writes the new checkpoint beside the old one and swaps them in when complete
-            zoo.get_or_train(spec, device=args.device, progress=progress, retrain=force)
-            meta = zoo.metadata(spec)
-            overall.write(
-                f"{spec.name}: test accuracy {meta['test_acc']:.4f} ({meta['train_seconds']:.1f} s)", file=sys.stderr
-            )
-    finally:
-        overall.close()
+    if distributed():  # every model to train as its own task, in parallel; the driver swaps each in when complete
+        train_parallel(args, todo)
+    else:  # a retrain writes the new checkpoint beside the old one and swaps them in when complete
+        train_with_bar(args, todo, retrain=force)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 

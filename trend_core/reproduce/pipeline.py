@@ -49,21 +49,17 @@ def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, ca
     """Train every model the run needs and the zoo lacks; returns the seconds spent."""
     missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
     start = time.time()
-    for i, spec in enumerate(missing):
-
-        def on_epoch(report, i=i, spec=spec) -> None:
-            progress(
-                (i + report.epoch / report.epochs) / len(missing),
-                f"training {spec.short_name} ({i + 1}/{len(missing)}), epoch {report.epoch}/{report.epochs}",
-            )
-
-        progress(i / len(missing), f"training {spec.short_name} ({i + 1}/{len(missing)})")
-        try:
-            zoo.get_or_train(spec, device=device, progress=on_epoch, cancel=cancel)
-        except TrainingCancelled:
-            raise ReproduceCancelled(
-                "The reproduction was cancelled while training; trained models are kept."
-            ) from None
+    if missing:
+        progress(0.0, f"training {len(missing)} model{'s' if len(missing) > 1 else ''}")
+    try:
+        zoo.train_many(
+            missing,
+            device=device,
+            progress=lambda step: progress(step.fraction, f"training models: {step.message}"),
+            cancel=cancel,
+        )
+    except TrainingCancelled:
+        raise ReproduceCancelled("The reproduction was cancelled while training; trained models are kept.") from None
     return time.time() - start
 
 
