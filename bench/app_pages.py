@@ -4,10 +4,14 @@ cached (target < 1 s per page).
     python bench/app_pages.py            # every page of app.py, 5 timed renders each
     python bench/app_pages.py --runs 9
     python bench/app_pages.py --defaults HOME   # each page's default run, timed, on the zoo in HOME
+    python bench/app_pages.py --zoo-button default   # the Overview's starter-zoo button, timed on an empty store
 
 --defaults copies the models of HOME (e.g. the digits preset that `trend reproduce --scale quick --home HOME`
 trains) into an empty store and clicks each page's run buttons without touching a setting: the time a new
-user waits for each page's default run on this machine (nothing cached; jobs synchronous).
+user waits for each page's default run on this machine (nothing cached; jobs synchronous). --zoo-button
+clicks "Build the default digits zoo" (default) or "Quick demo zoo" (demo) on the Overview of an empty store
+and times the training it starts. Pages or buttons a checkout lacks are reported as absent, so the same
+script times an older checkout (copy it there) for before/after figures.
 
 The store is a temporary folder whose models/ is a copy of the test zoo (.trend-home/test-zoo; trained on
 first use). Each page is rendered once to warm up (for Transferability: a small transfer run is launched and
@@ -150,9 +154,15 @@ def bench_defaults(source_home: Path) -> None:
         print(f"Each page's default run on the zoo of {source_home} (nothing cached; load average {load})")
         print(f"{'page':<20}{'button':<14}{'seconds':>9}  page shows")
         for path, keys in DEFAULT_RUNS.items():
+            if not (REPO / path).exists():
+                print(f"{path.split('/')[-1][:-3]:<20}{'-':<14}{'-':>9}  absent in this checkout", flush=True)
+                continue
             at = AppTest.from_file(str(REPO / "app.py"), default_timeout=3600).run()
             at.switch_page(path).run()
             for key in keys:
+                if not any(getattr(b, "key", None) == key for b in at.button):
+                    print(f"{path.split('/')[-1][:-3]:<20}{key:<14}{'-':>9}  absent in this checkout", flush=True)
+                    continue
                 start = time.perf_counter()
                 at.button(key=key).click().run()
                 seconds = time.perf_counter() - start
@@ -161,12 +171,38 @@ def bench_defaults(source_home: Path) -> None:
                       flush=True)
 
 
+ZOO_BUTTONS = {"default": "build_default_zoo", "demo": "build_demo_zoo"}
+
+
+def bench_zoo_button(which: str) -> None:
+    """Seconds from clicking an Overview starter-zoo button on an empty store until its training job is done."""
+    from streamlit.testing.v1 import AppTest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TREND_HOME"] = str(Path(tmp) / "home")
+        os.environ["TREND_JOBS_SYNC"] = "1"
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=3600).run()
+        start = time.perf_counter()
+        at.button(key=ZOO_BUTTONS[which]).click().run()
+        seconds = time.perf_counter() - start
+        models = sorted(p.stem for p in (Path(tmp) / "home" / "models").glob("*.json"))
+        shown = [e.value for e in at.exception] + [e.value for e in at.error]
+        print(f"Overview button {ZOO_BUTTONS[which]!r}: {seconds:.1f} s for {len(models)} models "
+              f"(load average before {load}){'; page shows: ' + shown[0][:90] if shown else ''}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed renders per page (median reported)")
     parser.add_argument("--defaults", metavar="HOME", default=None,
                         help="time each page's default run on the models of HOME instead of cached renders")
+    parser.add_argument("--zoo-button", choices=sorted(ZOO_BUTTONS), default=None,
+                        help="time the Overview's starter-zoo button on an empty store")
     args = parser.parse_args()
+    if args.zoo_button:
+        bench_zoo_button(args.zoo_button)
+        return
     if args.defaults:
         bench_defaults(Path(args.defaults))
         return

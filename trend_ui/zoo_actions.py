@@ -29,10 +29,10 @@ def build_zoo_panel(ctx) -> None:
                  else f"Complete the default digits zoo ({len(missing)} missing)")
         if missing and left.button(label, type="primary", icon=":material/construction:", key="build_default_zoo",
                                    help="The 12-model digits preset (input, weight and activation quantization, "
-                                        "seeds, VGG, Adam); about 3.5 minutes on an idle 2-core CPU."):
+                                        "seeds, VGG, Adam); about 1.5 minutes on an idle 2-core CPU."):
             job = submit_training(ctx.zoo, preset, ctx.device)
         if empty and right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
-                                  help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: about 15 s on a CPU, "
+                                  help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: about 10 s on a CPU, "
                                        "for a first look."):
             job = submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO], ctx.device)
     else:
