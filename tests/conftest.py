@@ -28,8 +28,11 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def test_zoo() -> Zoo:
-    """The persistent zoo of trained test models (shared by every test, trained on first use)."""
-    return Zoo(TEST_ZOO_DIR)
+    """The persistent zoo of trained test models (shared by every test, trained on first use; the five most
+    used are trained together at the start, side by side on a multi-core machine)."""
+    zoo = Zoo(TEST_ZOO_DIR)
+    zoo.train_many([FP, FP_S1, Q1, Q2, HT], device="cpu")
+    return zoo
 
 
 @pytest.fixture(scope="session")

@@ -95,3 +95,21 @@ def test_a_failure_in_one_model_stops_the_others_and_is_raised(monkeypatch):
     with pytest.raises(ValueError, match="boom"):
         tm.train_models(SPECS, lambda spec, result: trained.__setitem__(spec, result), device="cpu", workers=2)
     assert SPECS[1] not in trained
+
+
+def test_a_distributed_executor_reports_each_model_as_it_lands(tmp_path, monkeypatch):
+    from trend_core import zoo as zoo_module
+    from trend_core.executors import LocalExecutor
+
+    class OffProcess(LocalExecutor):  # runs units in threads here, but the zoo treats it like a cluster
+        distributed = True
+
+    executor = OffProcess(workers=2)
+    monkeypatch.setattr(zoo_module, "get_executor", lambda *a: executor)
+    monkeypatch.setattr("trend_core.scale.get_executor", lambda *a: executor)
+    steps = []
+    zoo = Zoo(tmp_path)
+    assert zoo.train_many(SPECS[:2], device="cpu", progress=steps.append) == SPECS[:2]
+    assert all(zoo.has(s) for s in SPECS[:2])
+    assert [s.models_done for s in steps] == [1, 2] and steps[-1].fraction == 1.0
+    assert all(s.report is None and "trained (" in s.message for s in steps)

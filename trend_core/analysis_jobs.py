@@ -773,7 +773,7 @@ def submit_training(
     def run(job: Job) -> list[dict]:
         # progress counts epochs, so a 4-epoch model moves the bar a fifth of a 20-epoch one; small-image models
         # train side by side (one per core), so reports from several models interleave
-        job.progress(0.0, f"training {n} model{'s' if n > 1 else ''}")
+        job.progress(0.0, "first epochs under way")
         zoo.train_many(
             specs,
             device=str(dev),

@@ -27,12 +27,13 @@ from .train import EpochReport, TrainingCancelled, TrainResult, cpu_threads, tra
 
 @dataclass(frozen=True)
 class ManyProgress:
-    """An epoch finished somewhere in ``train_models`` (or, with ``result``, a whole model, just saved): which
-    model, its epoch report, and the run's count of epochs and models (the fraction: epochs done over all)."""
+    """An epoch finished somewhere in ``train_models`` (or, with ``result``, a whole model, just saved; on a
+    distributed executor only whole models are reported, with neither report nor result): which model, its epoch
+    report, and the run's count of epochs and models (the fraction: epochs done over all)."""
 
     spec: ModelSpec
     position: int  # 1-based place of ``spec`` among the models to train
-    report: EpochReport
+    report: EpochReport | None
     epochs_done: int
     epochs_total: int
     models_done: int
@@ -46,10 +47,11 @@ class ManyProgress:
     @property
     def message(self) -> str:
         r = self.report
-        if self.result is not None:
+        if r is None or self.result is not None:
+            accuracy = "" if self.result is None else f": test accuracy {self.result.test_acc:.1%}"
             return (
-                f"{self.spec.short_name} ({self.position}/{self.models_total}) trained: test accuracy "
-                f"{self.result.test_acc:.1%} ({self.models_done}/{self.models_total} models done)"
+                f"{self.spec.short_name} ({self.position}/{self.models_total}) trained{accuracy} "
+                f"({self.models_done}/{self.models_total} models done)"
             )
         return (
             f"{self.spec.short_name} ({self.position}/{self.models_total}): epoch {r.epoch}/{r.epochs}, "

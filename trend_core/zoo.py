@@ -40,7 +40,7 @@ from .homes import default_home  # noqa: F401  (re-exported: the zoo's root)
 from .locks import file_lock
 from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
-from .scale import train_specs
+from .scale import TrainStep, train_specs
 from .specs import ModelSpec, parse_spec
 from .train import accuracy, train_model, trained_metadata
 from .train_many import ManyProgress, train_models
@@ -321,7 +321,17 @@ class Zoo:
         if not todo:
             return []
         if get_executor().distributed:  # trained on workers; written here (progress per model, not per epoch)
-            train_specs(self, todo, device=device, cancel=cancel)
+            total, epochs_done = sum(s.epochs or 1 for s in todo), [0]
+            by_name = {s.name: s for s in todo}
+
+            def on_model(step: TrainStep) -> None:
+                spec = by_name[step.name]
+                epochs_done[0] += spec.epochs or 1
+                if progress is not None:
+                    position = todo.index(spec) + 1
+                    progress(ManyProgress(spec, position, None, epochs_done[0], total, step.done, step.total))
+
+            train_specs(self, todo, device=device, cancel=cancel, progress=on_model)
             return todo
 
         def save_trained(spec: ModelSpec, result) -> None:

@@ -188,14 +188,14 @@ def train_with_bar(args: argparse.Namespace, specs: list[ModelSpec], retrain: bo
     bar = tqdm(total=sum(spec.epochs or 1 for spec in specs), desc="training", unit="epoch", file=sys.stderr)
 
     def progress(step) -> None:
-        if step.result is None:
-            bar.update(1)
-            bar.set_postfix_str(step.message, refresh=False)
-        else:
+        if step.result is not None:
             bar.write(
                 f"{step.spec.name}: test accuracy {step.result.test_acc:.4f} ({step.result.train_seconds:.1f} s)",
                 file=sys.stderr,
             )
+        else:  # an epoch (or, on a cluster, a whole model) done
+            bar.update(step.epochs_done - bar.n)
+            bar.set_postfix_str(step.message, refresh=False)
 
     try:
         zoo.train_many(specs, device=args.device, progress=progress, retrain=retrain)
