@@ -267,6 +267,12 @@ def test_finding_1_follows_the_transfer_rates_and_norms():
     assert _verdict(F.finding_1, _attacks(pgd=0.35)) == F.FAILED  # PGD no longer far above CW / DeepFool
     assert _verdict(F.finding_1, _attacks(l2_cw30=0.4)) == F.FAILED  # kappa 30 not larger in L2
     assert _verdict(F.finding_1, {"attacks": {"status": "not run: x"}}) == F.UNTESTABLE
+    stages = _attacks()
+    pairs = stages["attacks"]["pairs"]
+    pairs.loc[pairs["attack"] == "CW k=30", "tm"] = float("nan")  # the digits case: no image reaches a margin of 30
+    no_cw30 = F.finding_1(stages)
+    assert no_cw30["verdict"] == F.UNTESTABLE
+    assert no_cw30["measured"].startswith("CW k=30 generated no adversarial image") and "by 30" in no_cw30["measured"]
 
 
 def test_finding_2_follows_seed_spread_optimizer_gap_and_asymmetry():

@@ -110,8 +110,12 @@ def finding_1(stages: dict) -> dict:
             "linf": float(group["mean_linf"].mean()),
         }
     needed = ("PGD", "CW k=0", "CW k=30", "DeepFool")
-    if any(a not in stats or not math.isfinite(stats[a]["transfer_pct"]) for a in needed):
-        return finding(1, UNTESTABLE, rule, "some attack generated no adversarial image", stats)
+    empty = [a for a in needed if a not in stats or not math.isfinite(stats[a]["transfer_pct"])]
+    if empty:
+        why = f"{' and '.join(empty)} generated no adversarial image"
+        if "CW k=30" in empty:  # success needs another class's logit 30 above the true one's
+            why += " (CW k=30 succeeds only where another class's logit exceeds the true one's by 30)"
+        return finding(1, UNTESTABLE, rule, why, stats)
     pgd, cw0, cw30, df = (stats[a] for a in needed)
     held = (
         pgd["transfer_pct"] >= FAR_MORE * cw0["transfer_pct"]
