@@ -6,7 +6,7 @@ import streamlit as st
 
 import trend_ui
 
-SCALE_HELP = ("mini: the quick demo zoo's three models, a few images (a smoke test, about a minute); quick: the whole "
+SCALE_HELP = ("mini: the quick demo zoo's three models, a few images (a smoke test, about 40 s); quick: the whole "
               "suite on the digits preset, about 10 minutes on an idle 2-core CPU from an empty zoo (8 with the preset "
               "trained); full: the paper's step counts and every test image.")
 
