@@ -85,10 +85,10 @@ def test_a_cancel_stops_models_training_side_by_side(tmp_path, monkeypatch):
 def test_a_failure_in_one_model_stops_the_others_and_is_raised(monkeypatch):
     real = tm.train_loop
 
-    def failing(spec, *args):
+    def failing(spec, *args, **kwargs):
         if spec == SPECS[1]:
             raise ValueError("boom")
-        return real(spec, *args)
+        return real(spec, *args, **kwargs)
 
     monkeypatch.setattr(tm, "train_loop", failing)
     trained = {}

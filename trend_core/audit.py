@@ -143,8 +143,8 @@ def battery_plan(
     backward pass) and Square at SANITY_EPS with a quarter of the budget. ``quick``: APGD 100 steps and 1 restart
     (and 50 steps, to check it converged), Square 1,000 queries, EOT over 4 tie-break draws, up to 3 surrogates;
     ``smoke`` (the mini reproduction's check that the pipeline runs; no verdict): APGD 10 steps, 1 restart, Square
-    100 queries, 2 draws, 1 surrogate; ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart), Square 5,000 queries, 8 draws, every
-    surrogate."""
+    100 queries, 2 draws, 1 surrogate; ``thorough``: APGD 200 steps and 3 restarts (and 100 steps, 1 restart),
+    Square 5,000 queries, 8 draws, every surrogate."""
     budget = LEVEL_BUDGETS[level]
     steps, restarts, queries = budget.steps, budget.restarts, budget.queries
     is_vote = isinstance(target, MajorityVote)

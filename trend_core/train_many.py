@@ -118,7 +118,7 @@ def train_models(
             if stop():
                 raise TrainingCancelled(f"Training of {spec.name} was cancelled.")
             data = load_dataset(spec.dataset)
-            result = train_loop(spec, data, dev, on_epoch, stop, None, True)
+            result = train_loop(spec, data, dev, progress=on_epoch, cancel=stop, batch_size=None, amp=True)
             with lock:
                 on_trained(spec, result)
                 counts["models"] += 1

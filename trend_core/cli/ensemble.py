@@ -123,8 +123,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..attacks.base import MAX_STEPS
-
-    # local: loads torch only when needed (keeps start-up fast)
     from ..attacks.ensemble_pgd import RULE_NAMES, check_rule
     from ..ensemble import MajorityVote
     from ..robustness import robustness_ratios, robustness_sweep
@@ -261,9 +259,8 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
-    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm  # (torch: imported when the command runs)
-
-    # local: loads torch only when needed (keeps start-up fast)
+    # local: loads torch only when the command runs (keeps start-up fast)
+    from ..curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
     from ..store import MemoryStore, get_store
 
     profile = profile_of(args)

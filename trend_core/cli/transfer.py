@@ -62,8 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_transfer(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from ..store import get_store
-
-    # local: loads torch only when needed (keeps start-up fast)
     from ..transfer import run_transfer
 
     check_outputs(csv=args.csv, long_csv=args.long_csv)
@@ -130,7 +128,7 @@ def build_attack(
     profile-dependent settings (CW's abort rule) get ``profile``."""
     # local: loads torch only when needed (keeps start-up fast)
     from ..attacks.registry import attack_parameters, make_attack
-    from ..attacks.settings import attack_settings  # (torch: imported when a command runs)
+    from ..attacks.settings import attack_settings
 
     settings = attack_settings(name, dataset)  # an unknown attack name fails here, in one sentence
     names = {s.name for s in settings.params}

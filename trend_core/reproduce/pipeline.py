@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis_jobs import home_of
-from ..analysis_jobs import home_of as _home
 from ..devices import resolve_device
 from ..errors import TrendError
 from ..jobs import Job, JobCancelled, device_lane, get_manager
@@ -181,7 +180,7 @@ def submit_reproduce(
         device=device_lane(dev),
         store=store,
         log_dir=Path(zoo.root) / "logs",
-        meta={"home": _home(zoo), "dataset": dataset, "scale": scale, "profile": profile},
+        meta={"home": home_of(zoo), "dataset": dataset, "scale": scale, "profile": profile},
     )
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis_jobs import growing_ensembles, step_size_for
+from ..analysis_jobs import growing_ensembles
 from ..attacks.base import attack_mode, predict
 from ..attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, member_gradients
+from ..attacks.pgd import step_size_for
 from ..attacks.registry import make_attack
 from ..audit import run_audit
 from ..boundary import decision_boundary
@@ -249,10 +250,6 @@ def _vote(ctx: StageContext, roles):
     return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
 
 
-def _step_size(eps_max: float, steps: int) -> float:
-    return step_size_for(eps_max, steps)
-
-
 def ensemble_attacks(ctx: StageContext) -> dict:
     """D-AG, EMPIR, U-GD and A-GD over eps on FP+Q1+Q2 and FP+Q1+Q2+HT, and gradient domination on the first."""
     sets = [roles for roles in PAPER_ENSEMBLES if all(r in ctx.settings.models for r in roles)]
@@ -271,7 +268,7 @@ def ensemble_attacks(ctx: StageContext) -> dict:
             rules=RULE_NAMES,
             data=ctx.data(),
             steps=s.ensemble_steps,
-            step_size=_step_size(max(eps), s.ensemble_steps),
+            step_size=step_size_for(max(eps), s.ensemble_steps),
             seed=s.seed,
             members_alone=False,
             cache=ctx.store,
@@ -301,7 +298,7 @@ def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
     frames = []
     for rule in ("dag", "agd"):
         attack = EnsemblePGD(
-            rule, eps, steps=s.ensemble_steps, step_size=_step_size(eps, s.ensemble_steps), seed=s.seed
+            rule, eps, steps=s.ensemble_steps, step_size=step_size_for(eps, s.ensemble_steps), seed=s.seed
         )
         trace = agreement_trace(attack, vote, x, y)
         frames.append(trace.groupby("member", sort=False, as_index=False)["agreement"].mean().assign(rule=rule))
@@ -347,7 +344,7 @@ def trend(ctx: StageContext) -> dict:
             rules=["agd"],
             data=ctx.data(),
             steps=s.ensemble_steps,
-            step_size=_step_size(s.trend_eps, s.ensemble_steps),
+            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
             seed=s.seed,
             members_alone=True,
             cache=ctx.store,
@@ -390,7 +387,7 @@ def trend(ctx: StageContext) -> dict:
             rules=["agd"],
             data=ctx.data(),
             steps=s.ensemble_steps,
-            step_size=_step_size(s.trend_eps, s.ensemble_steps),
+            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
             seed=s.seed,
             members_alone=False,
             cache=ctx.store,
@@ -431,7 +428,7 @@ def tm_fit(ctx: StageContext) -> dict:
         return not_run("needs two models")
     s = ctx.settings
     top = max([*s.fit_eps, *s.sweep_eps])
-    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=_step_size(top, s.fit_steps))
+    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=step_size_for(top, s.fit_steps))
     summaries, measured, curves, failures = [], [], [], []
     for i, (src, tgt) in enumerate(pairs):
         ctx.check()
