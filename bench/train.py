@@ -57,7 +57,7 @@ def bench_threads(device: str, repeats: int = 2) -> None:
         for threads in times:
             torch.set_num_threads(threads)
             start = time.perf_counter()
-            result = train_loop(spec, data, dev, None, None, None, True)  # the loop itself, threads as set here
+            result = train_loop(spec, data, dev, progress=None, cancel=None, batch_size=None, amp=True)  # threads as set here
             times[threads].append(time.perf_counter() - start)
             print(f"  {threads} thread(s): {times[threads][-1]:.1f} s, test acc {result.test_acc:.3f} ({load()})")
     torch.set_num_threads(default)
