@@ -24,7 +24,7 @@ def choose(ctx) -> tuple[str, str]:
 
 
 def show_findings(report: dict) -> None:
-    from trend_core.reproduce.findings import VERDICTS, findings_frame
+    from trend_core.reproduce.findings import INTERVAL_NOTE, VERDICTS, findings_frame
 
     frame = findings_frame(report["findings"])
     counts = frame["verdict"].value_counts()
@@ -33,6 +33,7 @@ def show_findings(report: dict) -> None:
         col.metric(verdict, int(counts.get(verdict, 0)))
     for note in report["run"].get("notes", []):
         st.warning(note)
+    st.caption(INTERVAL_NOTE + " Numbers in the table read value [95% interval].")
     st.dataframe(frame, hide_index=True, width="stretch", key="rp_findings",
                  column_config={"claim": st.column_config.TextColumn(width="large"),
                                 "rule": st.column_config.TextColumn(width="large")})

@@ -58,9 +58,11 @@ def test_undefined_interval_is_inconclusive_and_combine_orders_verdicts():
 def test_images_to_decide_grows_as_the_estimate_nears_the_threshold():
     far = stats.images_to_decide(stats.Interval(0.55, 0.45, 0.65), 0.5, 200)
     near = stats.images_to_decide(stats.Interval(0.52, 0.42, 0.62), 0.5, 200)
-    assert far == 800  # half-width 0.1 at distance 0.05: four times the images
+    assert far == 800  # the low bound 0.1 below the estimate, the threshold 0.05 below: four times the images
     assert near > far
     assert stats.images_to_decide(stats.Interval(0.5, 0.4, 0.6), 0.5, 200) is None
+    # a lopsided interval (|difference| near 0): the bound toward the threshold decides, not the half-width
+    assert stats.images_to_decide(stats.Interval(0.0, 0.03, 2.4), 2.0, 4000) > 4000
 
 
 def test_ratio_is_nan_without_a_denominator():

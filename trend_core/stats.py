@@ -14,6 +14,7 @@ many test images would decide it (the interval narrows as 1/sqrt(images)).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,11 +111,70 @@ def combine(verdicts: list[str]) -> str:
 def images_to_decide(value: Interval, threshold: float, n_images: int) -> int | None:
     """About how many test images would put the interval wholly on one side of ``threshold``.
 
-    The interval's half-width shrinks as 1/sqrt(images): with half-width h on n images and the estimate at
-    distance d from the threshold, n * (h / d)^2 images make h = d. None when the estimate sits on the threshold
-    or the interval is undefined (no number of images decides it from this estimate)."""
-    half = (value.high - value.low) / 2.0
-    gap = abs(value.estimate - threshold)
-    if not (math.isfinite(half) and math.isfinite(gap)) or gap <= 0 or n_images <= 0:
+    The interval shrinks about its estimate as 1/sqrt(images): with the bound on the threshold's side at
+    distance h from the estimate on n images, and the threshold at distance d, n * (h / d)^2 images bring that
+    bound to the threshold. None when the estimate sits on the threshold or the interval is undefined (no
+    number of images decides it from this estimate)."""
+    gap = threshold - value.estimate
+    if not (math.isfinite(value.low) and math.isfinite(value.high) and math.isfinite(gap)) or gap == 0:
         return None
-    return int(math.ceil(n_images * (half / gap) ** 2))
+    reach = (value.high - value.estimate) if gap > 0 else (value.estimate - value.low)
+    if n_images <= 0 or reach <= 0:
+        return None
+    return int(math.ceil(n_images * (reach / abs(gap)) ** 2))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number measured on the sample with its bootstrap replicates, so sums, differences and ratios of
+    estimates carry their (paired) uncertainty: arithmetic applies to the point value and every replicate alike."""
+
+    value: float
+    replicates: np.ndarray
+
+    @staticmethod
+    def ratio_of(weights: np.ndarray, numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
+        """Sum(numerator)/sum(denominator) on the sample and under each resample in ``weights``."""
+        return Estimate(ratio(numerator, denominator), ratio_replicates(weights, numerator, denominator))
+
+    @staticmethod
+    def mean_of(estimates: list[Estimate]) -> Estimate:
+        """The mean of several estimates, leaving out undefined ones (as matrix averages leave out NaN cells)."""
+        if not estimates:
+            return Estimate(math.nan, np.full(DRAWS, np.nan))
+        with warnings.catch_warnings():  # an all-NaN column is an undefined average: NaN, said quietly
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            value = float(np.nanmean([e.value for e in estimates]))
+            reps = np.nanmean(np.vstack([e.replicates for e in estimates]), axis=0)
+        return Estimate(value, reps)
+
+    def interval(self, level: float = LEVEL) -> Interval:
+        return interval(self.value, self.replicates, level)
+
+    def _lift(self, other: Estimate | float, op) -> Estimate:
+        if isinstance(other, Estimate):
+            return Estimate(float(op(self.value, other.value)), op(self.replicates, other.replicates))
+        return Estimate(float(op(self.value, other)), op(self.replicates, other))
+
+    def __add__(self, other: Estimate | float) -> Estimate:
+        return self._lift(other, np.add)
+
+    def __sub__(self, other: Estimate | float) -> Estimate:
+        return self._lift(other, np.subtract)
+
+    def __mul__(self, other: Estimate | float) -> Estimate:
+        return self._lift(other, np.multiply)
+
+    def __truediv__(self, other: Estimate | float) -> Estimate:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._lift(other, _safe_divide)
+
+    def __abs__(self) -> Estimate:
+        return Estimate(abs(self.value), np.abs(self.replicates))
+
+
+def _safe_divide(a, b):
+    """a / b with NaN where b is 0 (a ratio with nothing below it is undefined, not infinite)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out

@@ -85,6 +85,7 @@ class TransferDetails:
     adv_pred: dict[tuple[str, str], torch.Tensor]  # (source, target != source) -> target's predictions on x_adv
     adv_loader: Callable[[str], torch.Tensor]  # source -> its adversarial images (read from the store)
     models: dict[str, nn.Module]  # source -> model, to label the few images ``examples`` shows
+    l2: dict[str, torch.Tensor] = field(default_factory=dict)  # source -> L2 norm of each image's perturbation
 
 
 @dataclass
@@ -160,6 +161,21 @@ class TransferResult:
                 raise TrendError(f"{label} is not a zoo model, so it cannot be loaded for the evaluation.")
             names.append(name)
         return names
+
+    def image_outcomes(self) -> pd.DataFrame:
+        """Per evaluation image, everything the pair counts are made of, for bootstrapping them over the images:
+        ``correct:<model>`` (right on the clean image), ``success:<source>`` (the attack fooled the source),
+        ``fooled:<source>><target>`` (the target is wrong on the source's adversarial image) and ``l2:<source>``
+        (the perturbation's L2 norm). A pair's f_ss is correct:s & correct:t & success:s, its f_st those of f_ss
+        with fooled:s>t."""
+        if self.details is None:
+            raise TrendError("This transfer result carries no per-image details; rerun the transfer.")
+        d = self.details
+        columns: dict[str, Any] = {f"correct:{m}": v.numpy() for m, v in d.correct.items()}
+        columns.update({f"success:{s}": v.numpy() for s, v in d.success.items()})
+        columns.update({f"fooled:{s}>{t}": (p != d.y).numpy() for (s, t), p in d.adv_pred.items()})
+        columns.update({f"l2:{s}": v.float().numpy() for s, v in d.l2.items()})
+        return pd.DataFrame(columns)
 
     def examples(self, source: str, target: str) -> PairExamples:
         """The images ``source`` generated on the common subset with ``target``, split by whether they transferred."""
@@ -312,6 +328,7 @@ def run_transfer(
             {(labels[s], labels[t]): v for (s, t), v in acc["pred"].items()},
             _adv_loader(store, {labels[s]: k for s, k in acc["keys"].items()}),
             {labels[i]: models[i] for i in src},
+            {labels[s]: v for s, v in acc["l2"].items()},
         )
         norms = ({labels[s]: v for s, v in acc["l2"].items()}, {labels[s]: v for s, v in acc["linf"].items()})
         results.append(

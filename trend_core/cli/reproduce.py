@@ -25,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tables, TM matrices, boundary, ensemble attacks, TREND, TM(eps) fit, audit) "
         "and write DIR/report.html, DIR/*.csv and DIR/findings.json.",
     )
-    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
+    p.add_argument(
+        "--dataset",
+        nargs="+",
+        default=["digits"],
+        help=f"one or more of {', '.join(DATASETS)} (default digits); with several, each is reproduced in turn and "
+        "finding 5 (weight/activation effects depend on the dataset) compares them",
+    )
     p.add_argument(
         "--scale",
         default="quick",
@@ -34,7 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
     p.add_argument(
-        "--out", default=None, metavar="DIR", help="where to write the report (default ./trend-reproduce-DATASET-SCALE)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the attacks' random starts and the vote's tie-breaks (default 0); rerun with another seed "
+        "to see which verdicts are stable",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where to write the report (default ./trend-reproduce-DATASET-SCALE; with several datasets one "
+        "subfolder each)",
     )
     add_common(p)
     p.set_defaults(func=cmd_reproduce)
@@ -55,27 +72,58 @@ def check_out_dir(text: str) -> Path:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    # local: keeps this torch-free module's start-up light
-    from tqdm import tqdm
-
     # local: loads torch only when needed (keeps start-up fast)
     from ..data import load_dataset
     from ..devices import resolve_device
-
-    # local: looked up at call time (tests replace it)
-    from ..reproduce import run_reproduce, settings_for, write_outputs
-    from ..reproduce.findings import findings_frame
+    from ..reproduce import settings_for, write_outputs
+    from ..reproduce.findings import findings_frame, judge_across
     from ..store import get_store
     from ..zoo import Zoo
 
-    settings = settings_for(args.dataset, args.scale, args.profile)
+    datasets = list(dict.fromkeys(args.dataset))
+    all_settings = [settings_for(name, args.scale, args.profile, seed=args.seed) for name in datasets]
     device = resolve_device(args.device)
-    load_dataset(settings.dataset)  # missing CIFAR files fail here, before any training
-    out = check_out_dir(args.out or f"trend-reproduce-{settings.dataset}-{settings.scale}")
+    for settings in all_settings:
+        load_dataset(settings.dataset)  # missing CIFAR files fail here, before any training
+    out = check_out_dir(args.out or f"trend-reproduce-{'+'.join(datasets)}-{all_settings[0].scale}")
     zoo = Zoo(args.home)
+    reports = []
+    for settings in all_settings:
+        reports.append(_run_one(settings, zoo, get_store(args.home), device, len(all_settings) > 1))
+    reports = judge_across(reports)
+    # local: keeps this torch-free module's start-up light
+    import pandas as pd
+
+    for settings, report in zip(all_settings, reports):
+        folder = out / settings.dataset if len(reports) > 1 else out
+        paths = write_outputs(report, check_out_dir(str(folder)))
+        for note in report["run"]["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        frame = findings_frame(report["findings"])[["finding", "verdict", "measured"]]
+        if len(reports) > 1:
+            print(f"== {settings.dataset}")
+        with pd.option_context("display.width", 200, "display.max_colwidth", 150):
+            print(frame.to_string(index=False))
+        run = report["run"]
+        print(
+            f"wall time {run['wall_seconds']:.1f} s (stages from the store: {', '.join(run['from_store']) or 'none'}); "
+            f"wrote {len(paths)} files to {folder} (open {folder / 'report.html'})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _run_one(settings, zoo, store, device, label: bool) -> dict:
+    """One dataset's reproduction with a progress bar on stderr."""
+    # local: keeps this torch-free module's start-up light
+    from tqdm import tqdm
+
+    # local: looked up at call time (tests replace it)
+    from ..reproduce import run_reproduce
+
     bar = tqdm(
         total=1000,
-        desc="reproduce",
+        desc=f"reproduce {settings.dataset}" if label else "reproduce",
         unit="‰",
         leave=False,
         file=sys.stderr,
@@ -88,22 +136,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        report = run_reproduce(settings, zoo, get_store(args.home), device, progress=progress)
+        return run_reproduce(settings, zoo, store, device, progress=progress)
     finally:
         bar.close()
-    paths = write_outputs(report, out)
-    for note in report["run"]["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    frame = findings_frame(report["findings"])[["finding", "verdict", "measured"]]
-    # local: keeps this torch-free module's start-up light
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_colwidth", 150):
-        print(frame.to_string(index=False))
-    run = report["run"]
-    print(
-        f"wall time {run['wall_seconds']:.1f} s (stages from the store: {', '.join(run['from_store']) or 'none'}); "
-        f"wrote {len(paths)} files to {out} (open {out / 'report.html'})",
-        file=sys.stderr,
-    )
-    return 0

@@ -28,7 +28,7 @@ from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
 if TYPE_CHECKING:
     import torch
 
-VERSION = "reproduce/v1"
+VERSION = "reproduce/v2"  # v2: stages keep per-image outcomes for the verdicts' intervals
 ProgressFn = Callable[[float, str], None]
 
 
@@ -126,7 +126,12 @@ def run_reproduce(
         "notes": [],
         "store": str(Path(zoo.root).expanduser()),
     }
-    return {"settings": settings.to_dict(), "run": run, "stages": stages, "findings": evaluate_findings(stages)}
+    return {
+        "settings": settings.to_dict(),
+        "run": run,
+        "stages": stages,
+        "findings": evaluate_findings(stages, dataset=settings.dataset),
+    }
 
 
 # ----------------------------------------------------------------------------- as a dashboard job

@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..zoo import atomic_write_bytes
 from .figures import report_figures
-from .findings import FAILED, HELD, findings_frame
+from .findings import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE, findings_frame
 from .stages import STAGES
 
-VERDICT_COLORS = {HELD: "#1a7f37", FAILED: "#cf222e"}
+VERDICT_COLORS = {HELD: "#1a7f37", FAILED: "#cf222e", INCONCLUSIVE: "#9a6700"}
 STYLE = """
 body{font-family:Inter,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#1f2328}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
@@ -72,11 +72,25 @@ def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def part_text(part: dict) -> str:
+    """``name: verdict (0.12 [0.05, 0.19], held if above 0)`` for one part of a finding."""
+    text = f"{part['part']}: {part['verdict']}"
+    if part.get("value") is not None and part.get("ci_low") is not None:
+        side = "above" if part.get("held_if") == "above" else "below"
+        text += (
+            f" ({part['value']:.3g} [{part['ci_low']:.3g}, {part['ci_high']:.3g}], held if {side} "
+            f"{part['threshold']:g})"
+        )
+    if part.get("images_to_decide"):
+        text += f"; about {part['images_to_decide']} images would decide it"
+    return text
+
+
 def findings_html(findings: list[dict]) -> str:
     rows = []
     for f in findings:
         color = VERDICT_COLORS.get(f["verdict"], "#57606a")
-        parts = "".join(f"<br>{html.escape(p['part'])}: {html.escape(p['verdict'])}" for p in f.get("parts", []))
+        parts = "".join(f"<br>{html.escape(part_text(p))}" for p in f.get("parts", []))
         rows.append(
             f"<tr><td>{f['finding']}</td><td>{html.escape(f['claim'])}</td><td>{html.escape(f['measured'])}</td>"
             f"<td>{html.escape(f['paper'])}</td><td><span class='verdict' style='color:{color}'>"
@@ -104,7 +118,8 @@ def build_html(report: dict) -> str:
         out.append(f"<p class='note'>{html.escape(note)}</p>")
     out.append(
         "<h2>Findings</h2><p>Each verdict is computed from the numbers of this run by the rule printed "
-        "under it; 'not testable at this scale' means the run lacks the models or data the rule needs.</p>"
+        "under it; 'not testable at this scale' means the run lacks the models or data the rule needs. "
+        f"{html.escape(INTERVAL_NOTE)} Numbers read value [95% interval].</p>"
     )
     out.append(findings_html(report["findings"]))
     facts = {

@@ -28,6 +28,7 @@ from ..curve import fit_tm
 from ..data import load_dataset
 from ..ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
 from ..errors import TrendError
+from ..profiles import get_profile
 from ..robustness import robustness_ratios, robustness_sweep
 from ..specs import ModelSpec
 from ..store import Store
@@ -126,7 +127,7 @@ def baseline(ctx: StageContext) -> dict:
 def attack_list(s: ReproSettings) -> list[tuple[str, str, dict]]:
     """(label, registry name, parameters) of the four attacks the paper compares."""
     return [
-        ("PGD", "pgd", {"eps": s.eps, "steps": s.pgd_steps, "step_size": s.pgd_step_size}),
+        ("PGD", "pgd", {"eps": s.eps, "steps": s.pgd_steps, "step_size": s.pgd_step_size, "seed": s.seed}),
         ("CW k=0", "cw", {"kappa": 0.0, "steps": s.cw_steps, "binary_search_steps": s.cw_search_steps}),
         ("CW k=30", "cw", {"kappa": 30.0, "steps": s.cw_steps, "binary_search_steps": s.cw_search_steps}),
         ("DeepFool", "deepfool", {"steps": s.deepfool_steps}),
@@ -159,11 +160,13 @@ def transfer_attacks(ctx: StageContext) -> dict:
     if adam:
         relations.update({"SGD -> Adam": (sgd, adam), "Adam -> SGD": (adam, sgd)})
     attacks = attack_list(ctx.settings)
-    frames, rows = [], []
+    frames, rows, images = [], [], {}
     for i, (label, name, params) in enumerate(attacks):
         ctx.check()
         ctx.progress(i / len(attacks), f"{label}: attacking {len(roles)} models")
-        pairs = _transfer(ctx, roles, name, params).long()
+        result = _transfer(ctx, roles, name, params)
+        images[label] = result.image_outcomes()
+        pairs = result.long()
         pairs["attack"] = label
         frames.append(pairs)
         for relation, (src, tgt) in relations.items():
@@ -171,7 +174,13 @@ def transfer_attacks(ctx: StageContext) -> dict:
             if len(chosen):
                 rows.append({"attack": label, "relation": relation, **pair_statistics(chosen)})
     table = pd.DataFrame(rows)
-    return {"status": DONE, "table": table, "pairs": pd.concat(frames, ignore_index=True)}
+    return {
+        "status": DONE,
+        "table": table,
+        "pairs": pd.concat(frames, ignore_index=True),
+        "images": images,
+        "relations": {k: {"sources": v[0], "targets": v[1]} for k, v in relations.items()},
+    }
 
 
 # ----------------------------------------------------------------------------- 3. TM matrices (Figs. 1-3)
@@ -192,6 +201,7 @@ def matrices(ctx: StageContext) -> dict:
     return {
         "status": DONE,
         "pairs": result.long(),
+        "images": result.image_outcomes(),
         "labels": [ctx.label(r) for r in roles],
         "roles": {ctx.label(r): r for r in roles},
         "families": families,
@@ -246,6 +256,11 @@ def boundary(ctx: StageContext) -> dict:
 
 
 # ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
+def image_frame(outcomes: dict) -> pd.DataFrame:
+    """A robustness sweep's per-image outcomes as columns ``clean:<model>`` and ``<rule>@<eps>:<model>``."""
+    return pd.DataFrame({(f"clean:{m}" if r == "clean" else f"{r}@{e:g}:{m}"): v for (r, e, m), v in outcomes.items()})
+
+
 def _vote(ctx: StageContext, roles):
     return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
 
@@ -257,11 +272,12 @@ def ensemble_attacks(ctx: StageContext) -> dict:
         return not_run("needs the models FP, Q1 and Q2")
     s = ctx.settings
     eps = list(s.ensemble_eps)
-    frames = []
+    frames, images = [], {}
     for i, roles in enumerate(sets):
         ctx.check()
         name = "+".join(roles)
         ctx.progress(i / (len(sets) + 1), f"four ensemble attacks on {name}")
+        outcomes: dict = {}
         sweep = robustness_sweep(
             _vote(ctx, roles),
             eps,
@@ -274,13 +290,15 @@ def ensemble_attacks(ctx: StageContext) -> dict:
             cache=ctx.store,
             device=ctx.device,
             profile=s.profile,
+            outcomes=outcomes,
         )
+        images[name] = image_frame(outcomes)
         rows = sweep[sweep["model"] == ENSEMBLE_LABEL].drop(columns=["model", "acc_on_ensemble_adv"])
         frames.append(rows.assign(ensemble=name, size=len(roles)))
     ctx.check()
     ctx.progress(len(sets) / (len(sets) + 1), "gradient domination")
     domination = gradient_domination(ctx, sets[0], min(eps))
-    return {"status": DONE, "sweep": pd.concat(frames, ignore_index=True), **domination}
+    return {"status": DONE, "sweep": pd.concat(frames, ignore_index=True), "images": images, **domination}
 
 
 def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
@@ -323,7 +341,7 @@ def trend(ctx: StageContext) -> dict:
     tm = tm_matrix(m["pairs"], m["labels"])
     role_of = m["roles"]
     fp = ctx.label("FP")
-    chosen, comparisons = [], []
+    chosen, comparisons, images = [], [], {}
     sizes = [k for k in (3, 4) if k <= len(m["labels"])]
     for i, k in enumerate(sizes):
         ctx.check()
@@ -338,6 +356,7 @@ def trend(ctx: StageContext) -> dict:
             }
         )
         ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
+        outcomes: dict = {}
         sweep = robustness_sweep(
             _vote(ctx, [role_of[x] for x in members]),
             [s.trend_eps],
@@ -350,6 +369,10 @@ def trend(ctx: StageContext) -> dict:
             cache=ctx.store,
             device=ctx.device,
             profile=s.profile,
+            outcomes=outcomes,
+        )
+        images[" + ".join(members)] = pd.DataFrame(
+            {model: v for (rule, _, model), v in outcomes.items() if rule != "clean"}
         )
         ratios = robustness_ratios(sweep)
         ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
@@ -410,6 +433,7 @@ def trend(ctx: StageContext) -> dict:
         "comparison": pd.concat(comparisons, ignore_index=True),
         "growth": pd.DataFrame(growth_rows),
         "eps": s.trend_eps,
+        "images": images,
     }
 
 
@@ -428,8 +452,8 @@ def tm_fit(ctx: StageContext) -> dict:
         return not_run("needs two models")
     s = ctx.settings
     top = max([*s.fit_eps, *s.sweep_eps])
-    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=step_size_for(top, s.fit_steps))
-    summaries, measured, curves, failures = [], [], [], []
+    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=step_size_for(top, s.fit_steps), seed=s.seed)
+    summaries, measured, curves, failures, images = [], [], [], [], {}
     for i, (src, tgt) in enumerate(pairs):
         ctx.check()
         ctx.progress(
@@ -464,6 +488,7 @@ def tm_fit(ctx: StageContext) -> dict:
         points = result.measured.copy()
         points["tm_fit"] = result.curve.tm(points["eps"].to_numpy(float))
         measured.append(points.assign(pair=pair))
+        images[pair] = fit_images(ctx, src, tgt, attack, points["eps"].to_numpy(float))
         curves.append(result.predictions(points=80).assign(pair=pair))
     if not summaries:
         return not_run("; ".join(failures))
@@ -473,7 +498,34 @@ def tm_fit(ctx: StageContext) -> dict:
         "measured": pd.concat(measured, ignore_index=True),
         "curves": pd.concat(curves, ignore_index=True),
         "failures": failures,
+        "images": images,
     }
+
+
+def fit_images(ctx: StageContext, src: str, tgt: str, attack, epsilons) -> pd.DataFrame:
+    """Per test image and eps, whether it counts in the pair's f_ss (``generated@<eps>``) and f_st
+    (``transferred@<eps>``), as ``measure_tm`` counts them; the attacks come from the store the fit just filled."""
+    results = run_transfer(
+        [ctx.model(src), ctx.model(tgt)],
+        attack,
+        data=ctx.data(),
+        cache=ctx.store,
+        device=ctx.device,
+        sources=[0],
+        targets=[0, 1],
+        epsilons=[float(e) for e in epsilons],
+        profile=ctx.settings.profile,
+    )
+    own_total = get_profile(ctx.settings.profile).tm_f_ss == "source"
+    columns = {}
+    for result in results:
+        a, b = result.sources[0], result.targets[1]
+        io = result.image_outcomes()
+        hit = io[f"correct:{a}"] & io[f"success:{a}"]
+        common = hit & io[f"correct:{b}"]
+        columns[f"generated@{result.eps:g}"] = (hit if own_total else common).to_numpy()
+        columns[f"transferred@{result.eps:g}"] = (common & io[f"fooled:{a}>{b}"]).to_numpy()
+    return pd.DataFrame(columns)
 
 
 # ----------------------------------------------------------------------------- 8. robustness audit
@@ -490,7 +542,7 @@ def audit(ctx: StageContext) -> dict:
         return not_run("needs the TREND ensembles")
     s = ctx.settings
     role_of = ctx.results["matrices"]["roles"]
-    rows, flags = [], []
+    rows, flags, images = [], [], {}
     targets: list[tuple[str, list[str], bool]] = []
     for ensemble in t["chosen"]["ensemble"]:
         members = ensemble.split(" + ")
@@ -516,6 +568,9 @@ def audit(ctx: StageContext) -> dict:
             return not_run(f"the audit of {name} failed: {exc}")
         worst = report.worst_case
         value = float(worst.loc[np.isclose(worst["eps"].astype(float), s.trend_eps), "robust_accuracy"].iloc[0])
+        per_image = [v for e, v in getattr(report, "worst_per_image", {}).items() if math.isclose(e, s.trend_eps)]
+        if per_image:
+            images[name] = np.asarray(per_image[0], dtype=float)
         robust = report.robust
         strongest = robust.loc[robust["robust_accuracy"].astype(float).idxmin()]
         rows.append(
@@ -532,6 +587,7 @@ def audit(ctx: StageContext) -> dict:
         "status": DONE,
         "worst_case": pd.DataFrame(rows),
         "flags": pd.DataFrame(flags, columns=["model", "flag", "fired", "sentence"]),
+        "images": pd.DataFrame(images),
     }
 
 
