@@ -54,6 +54,7 @@ BAD_INPUTS = [  # the argv of each case; {file} is a regular file, {home} the st
     ["train", TINY, "--home", ""],
     ["zoo", "list", "--home", "{file}/x"],
     ["zoo", "list", "--home", "{file}"],
+    ["reproduce", "--scale", "mini", "--home", "{file}"],
     ["zoo", "import", TINY, "{dir}/empty.pt", "--home", "{dir}/h4"],
     ["zoo", "import", TINY, "{dir}/garbage.pt", "--home", "{dir}/h4"],
     ["zoo", "import", TINY, "{dir}/missing.pt", "--home", "{dir}/h4"],
