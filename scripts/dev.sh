@@ -2,6 +2,8 @@
 # One entry point for the README's two commands:
 #   bash scripts/dev.sh app    install (once) and start the dashboard on the embedded digits dataset
 #   bash scripts/dev.sh test   install (once, with test extras and Chromium) and run the whole test suite
+# TREND_TORCH_INDEX=URL installs the pinned torch and torchvision from that package index first, e.g.
+# https://download.pytorch.org/whl/cpu for the CPU-only wheels (PyPI's default build brings ~6 GB of CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${TREND_VENV:-$PWD/.venv}"
@@ -12,6 +14,10 @@ install_python() {
     "$PY" -m venv "$VENV"
   fi
   "$VENV/bin/python" -m pip install -q --upgrade pip
+  if [ -n "${TREND_TORCH_INDEX:-}" ]; then  # the pins stay in requirements.txt; 2.14.1+cpu satisfies ==2.14.1
+    "$VENV/bin/python" -m pip install -q $(grep -E '^(torch|torchvision)==' requirements.txt) \
+      --index-url "$TREND_TORCH_INDEX"
+  fi
   "$VENV/bin/python" -m pip install -q -r requirements.txt "$@"
   "$VENV/bin/python" -m pip install -q --no-deps -e .
 }

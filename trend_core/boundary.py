@@ -21,6 +21,7 @@ from .attacks.base import attack_mode, model_device, predict
 from .attacks.pgd import input_gradient
 from .data import get_info
 from .errors import TrendError
+from .image_checks import check_images
 from .labels import model_labels
 from .plots.boundary import class_color
 
@@ -92,11 +93,19 @@ def decision_boundary(
         )
     if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < len(models):
         raise TrendError(f"The reference model index must be in 0..{len(models) - 1}, got {reference!r}.")
-    x = torch.as_tensor(image).detach().float()
+    x = torch.as_tensor(image).detach()
     if x.dim() == 4 and len(x) == 1:
         x = x[0]
     if x.dim() != 3:
-        raise TrendError(f"decision_boundary takes one (C, H, W) image, got shape {tuple(image.shape)}.")
+        raise TrendError(f"decision_boundary takes one (C, H, W) image, got shape {tuple(x.shape)}.")
+    try:
+        label_t = torch.as_tensor(label).reshape(1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TrendError(f"label must be one class number, got {label!r}.") from None
+    images, label_t = check_images(
+        x.unsqueeze(0), label_t, models, argument="image", label_argument="label", one_image=True
+    )
+    x = images[0]
     if span is None:
         span = 2 * _default_eps(models[reference]) * math.sqrt(x.numel())
     if not (isinstance(span, (int, float)) and math.isfinite(span) and span > 0):
@@ -105,7 +114,7 @@ def decision_boundary(
     ref = models[reference]
     device = model_device(ref)
     xb = x.unsqueeze(0).to(device)
-    yb = torch.tensor([int(label)], device=device)
+    yb = label_t.to(device)
     with attack_mode(ref):
         grad = input_gradient(ref, xb, yb)[0]
     u = _unit(grad.flatten())
@@ -132,7 +141,7 @@ def decision_boundary(
         classes,
         clean_pred,
         distances,
-        int(label),
+        int(label_t[0]),
         x.cpu().numpy(),
         u.view_as(x).cpu().numpy(),
         v.view_as(x).cpu().numpy(),

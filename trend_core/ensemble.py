@@ -9,6 +9,7 @@ pairwise (symmetrized) TM from a transfer run's matrix.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 from pathlib import Path
@@ -203,6 +204,7 @@ def read_tm(path: str | Path, eps: float | None = None, attack: str | None = Non
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TrendError(f"{path} is not a readable CSV file ({str(exc).splitlines()[0]}).") from None
+    _check_row_lengths(path)
     if {"source", "target", "tm"} <= set(frame.columns):
         return _checked_tm(_pivot_long(frame, path, eps, attack), path)
     if frame.shape[1] < 3:
@@ -222,6 +224,20 @@ def read_tm(path: str | Path, eps: float | None = None, attack: str | None = Non
     return _checked_tm(frame, path)
 
 
+def _check_row_lengths(path: Path) -> None:
+    """Refuse a CSV row with more or fewer fields than its header: pandas would pad a short row with NaN (read as
+    "no TM", so the pair would be ranked from the other direction alone) or shift a long one into the index."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = [(n, row) for n, row in enumerate(csv.reader(handle), start=1) if any(cell.strip() for cell in row)]
+    width = len(rows[0][1])
+    for line, row in rows[1:]:
+        if len(row) != width:
+            raise TrendError(
+                f"{path}: line {line} has {len(row)} fields but the header has {width}; write every TM "
+                "(an empty field for an undefined one) or export the file again with `trend transfer --csv`."
+            )
+
+
 def _checked_tm(grid: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Refuse a TM matrix whose rows and columns name different models or whose values leave [0, 1]
     (NaN stays: a source that fooled nothing has no TM)."""
@@ -234,15 +250,25 @@ def _checked_tm(grid: pd.DataFrame, path: Path) -> pd.DataFrame:
             raise TrendError(f"{path}: model {name!r} has a column but no row; the TM file is incomplete.")
     if len(set(rows)) != len(rows):
         raise TrendError(f"{path} names some model in more than one row.")
-    values = grid.to_numpy(dtype=float)
+    check_tm_values(grid, str(path))
+    return grid
+
+
+def check_tm_values(grid: pd.DataFrame, where: str = "The TM matrix") -> np.ndarray:
+    """The matrix's values as floats, or a TrendError when one is not a number in [0, 1] (NaN, an undefined TM,
+    is allowed); ``where`` names the matrix in the message."""
+    try:
+        values = grid.apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        raise TrendError(f"{where} has non-numeric TM values; TM is a fraction of adversarial images.") from None
     bad = ~np.isnan(values) & ~((values >= 0) & (values <= 1))
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
         raise TrendError(
-            f"{path}: TM of {rows[i]!r} -> {columns[j]!r} is {values[i, j]}, outside [0, 1]; "
+            f"{where}: TM of {grid.index[i]!r} -> {grid.columns[j]!r} is {values[i, j]}, outside [0, 1]; "
             "TM is a fraction of adversarial images."
         )
-    return grid
+    return values
 
 
 def _pivot_long(frame: pd.DataFrame, path: Path, eps: float | None, attack: str | None) -> pd.DataFrame:
@@ -283,7 +309,7 @@ def symmetrize(tm: pd.DataFrame) -> pd.DataFrame:
         )
     if len(set(models)) != len(models):
         raise TrendError("The TM matrix names some model twice.")
-    square = tm.loc[models, models].astype(float).to_numpy()
+    square = check_tm_values(tm.loc[models, models])
     both = np.stack([square, square.T])
     defined = (~np.isnan(both)).sum(axis=0)
     sym = np.where(defined > 0, np.nansum(both, axis=0) / np.maximum(defined, 1), np.nan)

@@ -28,6 +28,7 @@ from .data import load_dataset
 from .devices import resolve_device
 from .errors import TrendError
 from .executors import get_executor
+from .image_checks import check_images
 from .labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
 from .profiles import check_profile
 from .scale import prefetch_transfer
@@ -485,7 +486,8 @@ def evaluation_data(
     models: Sequence[nn.Module], data: Any, split: str, limit: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels a run evaluates: ``data`` (a DatasetBundle or an (x, y) pair), or the ``split`` of
-    the models' common dataset; the first ``limit`` images. Bad input raises a TrendError that says why."""
+    the models' common dataset; the first ``limit`` images, checked by ``check_images`` (finite pixels in
+    [0, 1], labels among the models' classes, the models' image shape). Bad input raises a TrendError."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise TrendError(f"The image limit must be a positive whole number, got {limit!r}.")
     if data is None:
@@ -495,17 +497,19 @@ def evaluation_data(
             raise TrendError("Some models carry no spec, so their dataset is unknown; pass data=(x, y).")
         if len(datasets) > 1:
             raise TrendError(f"The models come from different datasets ({', '.join(sorted(datasets))}); pick one.")
-        return load_dataset(datasets.pop()).tensors(split, limit)
+        data = load_dataset(datasets.pop())
     if hasattr(data, "tensors") and callable(data.tensors):
-        return data.tensors(split, limit)
+        x, y = data.tensors(split, limit)
+        return check_images(x, y, models, getattr(data, "info", None))
     try:
         x, y = data
-    except (TypeError, ValueError):
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+        count, labels = len(x), len(y)
+    except (TypeError, ValueError, RuntimeError):
         raise TrendError("data must be an (images, labels) pair of tensors or a DatasetBundle.") from None
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if len(x) != len(y) or len(x) == 0:
-        raise TrendError(f"data must hold the same positive number of images and labels, got {len(x)} and {len(y)}.")
-    return (x[:limit], y[:limit].long()) if limit else (x, y.long())
+    if count != labels or count == 0:
+        raise TrendError(f"data must hold the same positive number of images and labels, got {count} and {labels}.")
+    return check_images(x[:limit], y[:limit], models)
 
 
 def _cached(store, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
