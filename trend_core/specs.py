@@ -173,7 +173,8 @@ class ModelSpec:
         from .nn.architectures import small_map_vgg
 
         vgg = self.arch.startswith("vgg")
-        if vgg and (self.act_bits != FULL_PRECISION_BITS or small_map_vgg(self.arch, get_info(self.dataset).image_size)):
+        act_bits = self.act_bits != FULL_PRECISION_BITS
+        if vgg and (act_bits or small_map_vgg(self.arch, get_info(self.dataset).image_size)):
             return VGG_REVISION
         if not self.revised:
             return None
