@@ -114,11 +114,12 @@ def _signal_spread(net: nn.Module, x: torch.Tensor) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("dataset", SMALL_INPUT_DATASETS)
-@pytest.mark.parametrize("arch", ["vgg11", "vgg19"])
-def test_batchnorm_free_vgg_below_32_pixels_keeps_its_signal(dataset, arch):
+@pytest.mark.parametrize("arch, weight_bits", [("vgg11", 32), ("vgg19", 32), ("vgg11", 2), ("vgg19", 1)])
+def test_batchnorm_free_vgg_below_32_pixels_keeps_its_signal(dataset, arch, weight_bits):
     """The authors' fan-out init on 8x8 digits shrank the spread from 0.33 to 0.002 before the head (logits that
-    ignore the input); the small-map rules keep it within a factor of a few and pool no map below 2x2."""
-    spec = ModelSpec(dataset=dataset, arch=arch, width=0.25)
+    ignore the input); the small-map rules keep it within a factor of a few, with DoReFa weights too (unscaled,
+    they grew it some 1.4x per layer at 2 bits, 4x at 1 bit), and pool no map below 2x2."""
+    spec = ModelSpec(dataset=dataset, arch=arch, width=0.25, weight_bits=weight_bits)
     model = build_model(spec).eval()
     info = get_info(dataset)
     torch.manual_seed(0)
@@ -126,10 +127,9 @@ def test_batchnorm_free_vgg_below_32_pixels_keeps_its_signal(dataset, arch):
     with torch.no_grad():
         first, head = _signal_spread(model.net, x)
         logits = model.net(x)
+        maps = model.net.features(x)
     assert 0.3 < head / first < 10, (first, head)
     assert float(logits.std(0).mean()) > 0.1  # the logits depend on the input
-    with torch.no_grad():
-        maps = model.net.features(x)
     assert min(maps.shape[-2:]) >= 2
 
 

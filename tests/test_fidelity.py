@@ -78,8 +78,7 @@ def test_dorefa_conv_matches_the_authors_formula_with_its_scale(bits):
 
 
 def test_bn_free_vgg_with_2_bit_weights_trains(digits):
-    # the BatchNorm-free digits VGG is slow to start with SGD at lr 0.01 even at full precision (its 1x1 maps
-    # shrink the signal), so Adam at 1e-3: with the unscaled weights the loss was NaN from the first epoch
+    # Adam at 1e-3: with DoReFa weights without the max|tanh w| scale the loss was NaN from the first epoch
     spec = ModelSpec.parse("digits/vgg11-w0.25/FP-W2/adam/s0/e10/lr0.001")
     result = train_model(spec, digits, device="cpu")
     assert all(torch.isfinite(torch.tensor(r.loss)) for r in result.history)
