@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from test_fidelity import their_act, their_weight
+from test_fidelity import eval_net, their_act, their_weight
 from torch.utils.data import TensorDataset
 
 from trend_core.data import DatasetBundle, get_info, load_dataset, stratified_split
@@ -19,15 +19,6 @@ from trend_core.nn.architectures import _VGG_CONFIGS
 from trend_core.nn.registry import SMALL_IMAGE_DATASETS, list_archs
 from trend_core.specs import ModelSpec
 from trend_core.train import train_model
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SMALL_INPUT_DATASETS = [d for d in SMALL_IMAGE_DATASETS if get_info(d).image_size < 32]
 
@@ -76,12 +67,7 @@ def test_vgg_activation_quantization_follows_the_authors(name, smallest_map):
     """Logits and input gradients equal the transcription's; quantizing before each max-pool (same forward,
     other gradients) or the last linear's input (other logits) would not."""
     spec = ModelSpec.parse(name)
-    net = build_model(spec).net.eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
+    net = eval_net(spec)
     info = get_info(spec.dataset)
     torch.manual_seed(1)
     x = torch.rand(6, info.input_shape[0], info.image_size, info.image_size) * 2

@@ -135,15 +135,21 @@ def their_resnet(net, x: torch.Tensor, wbits: int, abits: int) -> torch.Tensor:
     return F.linear(out, net.linear.weight, net.linear.bias)
 
 
-@pytest.mark.parametrize("quant", ["FP-W2-A2", "FP-A4", "FP-W4"])
-def test_dorefa_resnet_matches_the_authors_placement(quant):
-    spec = ModelSpec.parse(f"digits/resnet18-w0.25/{quant}/sgd/s0")
+def eval_net(spec: ModelSpec) -> nn.Module:
+    """``spec``'s bare network in eval mode, with non-trivial BatchNorm statistics."""
     net = build_model(spec).net.eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
+    with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+@pytest.mark.parametrize("quant", ["FP-W2-A2", "FP-A4", "FP-W4"])
+def test_dorefa_resnet_matches_the_authors_placement(quant):
+    spec = ModelSpec.parse(f"digits/resnet18-w0.25/{quant}/sgd/s0")
+    net = eval_net(spec)
     torch.manual_seed(1)
     x = torch.rand(3, 1, 8, 8) * 2
     ours_in, theirs_in = x.clone().requires_grad_(True), x.clone().requires_grad_(True)

@@ -5,7 +5,6 @@ page."""
 from __future__ import annotations
 
 import pytest
-import torch
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
 
 from trend_core import train_many as tm
@@ -21,14 +20,6 @@ from trend_core.zoo import Zoo
 CANNOT_LEARN = "digits/vgg11-w0.125/FP/sgd/s0/e1/lr9"
 LEARNS = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 SENTENCE = f"Training {CANNOT_LEARN} failed: its best validation accuracy, 9.8%, is at the chance level of 10 classes"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_chance_is_judged_with_a_margin_on_a_large_enough_validation_split():

@@ -4,6 +4,8 @@ ImageNet models. All are built from plain layers; ``quantize_network`` turns the
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn as nn
 
@@ -138,7 +140,11 @@ PLAIN_VGGS = tuple(_VGG_CONFIGS)  # the BatchNorm-free VGGs (their _bn twins hav
 def small_map_vgg(arch: str, image_size: int) -> bool:
     """Whether ``arch`` on ``image_size``-pixel images is a BatchNorm-free VGG built with the small-map rules
     (see ``CifarVGG``) instead of the authors' layout and initialization."""
-    return arch in PLAIN_VGGS and image_size < AUTHORS_IMAGE_SIZE
+    return arch in PLAIN_VGGS and _small_maps(batch_norm=False, image_size=image_size)
+
+
+def _small_maps(batch_norm: bool, image_size: int) -> bool:
+    return not batch_norm and image_size < AUTHORS_IMAGE_SIZE
 
 
 class CifarVGG(nn.Module):
@@ -161,7 +167,7 @@ class CifarVGG(nn.Module):
 
     def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float, batch_norm: bool):
         super().__init__()
-        small_maps = not batch_norm and image_size < AUTHORS_IMAGE_SIZE
+        small_maps = _small_maps(batch_norm, image_size)
         smallest_map = 2 if small_maps else 1
         layers: list[nn.Module] = []
         map_sizes: dict[nn.Conv2d, int] = {}  # each conv's input map size (for the small-map init)
@@ -204,7 +210,7 @@ class CifarVGG(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def _init_as_the_authors(convs) -> None:
+def _init_as_the_authors(convs: Iterable[nn.Conv2d]) -> None:
     """The authors' VGG init: He (fan-out) normal conv weights, zero conv bias; linears keep PyTorch's default."""
     for conv in convs:
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
@@ -317,7 +323,8 @@ def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Modu
     Weights: every Conv2d/Linear but the first conv and the last linear gets ``weight_bits`` (CIFAR ResNets: every
     convolution, the first one and the shortcuts included; the final linear stays full precision). Activations
     follow the TREND authors' placement per family: ``_quantize_resnet``, ``_quantize_vgg``; other networks (the
-    small CNN) get ``act_bits`` on every ReLU.
+    small CNN) get ``act_bits`` on every ReLU. BatchNorm-free VGGs on images under 32x32 keep their init's weight
+    spread through the quantizer (``_keep_he_spread``).
     """
     if weight_bits >= FULL_PRECISION_BITS and act_bits >= FULL_PRECISION_BITS:
         return net
