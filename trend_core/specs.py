@@ -33,6 +33,11 @@ ARCH_REVISION = 2
 # Digits VGGs changed once more (no head dropout below 32x32 images, issue #9's follow-up): their key carries this
 # revision, so a digits VGG trained with the slow-converging dropout head is retrained rather than reused.
 SMALL_VGG_REVISION = 3
+# VGGs changed again with issue #19: the BatchNorm-free VGGs on images below 32x32 got their own pooling and init
+# (they stayed at chance on digits), and activation quantization moved to the authors' places (after each max-pool,
+# none on the last linear's input). Those specs carry this revision; CIFAR VGGs without activation bits and every
+# other network keep their keys.
+VGG_REVISION = 4
 MAX_SEED = 2**32 - 1  # what numpy and torch generators take
 MAX_EPOCHS = 10_000
 # A ResNet18's first stage keeps 8 channels. Narrower (1/16: 4 channels) deadlocks PyTorch 2.14's CPU oneDNN
@@ -154,11 +159,26 @@ class ModelSpec:
         fields = dataclasses.asdict(self)
         if self.profile == DEFAULT_PROFILE:  # the default profile keeps the keys specs had before it existed
             del fields["profile"]
-        if self.revised:
-            small_vgg = self.arch.startswith("vgg") and self.dataset == "digits"
-            fields["revision"] = SMALL_VGG_REVISION if small_vgg else ARCH_REVISION
+        revision = self.revision
+        if revision is not None:
+            fields["revision"] = revision
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def revision(self) -> int | None:
+        """The last fix that changed this spec's network (its key carries it, so no checkpoint trained before the
+        fix is loaded into the new network); None for networks no fix changed, whose keys stay as they were."""
+        from .data import get_info  # local import, as in validate
+        from .nn.architectures import small_map_vgg
+
+        vgg = self.arch.startswith("vgg")
+        act_bits = self.act_bits != FULL_PRECISION_BITS
+        if vgg and (act_bits or small_map_vgg(self.arch, get_info(self.dataset).image_size)):
+            return VGG_REVISION
+        if not self.revised:
+            return None
+        return SMALL_VGG_REVISION if vgg and self.dataset == "digits" else ARCH_REVISION
 
     @property
     def revised(self) -> bool:

@@ -1,6 +1,7 @@
 """Training loop: SGD (momentum 0.9, wd 5e-4) or Adam, lr / 10 at 60% and 80% of the epochs, best-validation
 weights kept, test accuracy reported. Deterministic on the CPU for a given seed; reports progress through a
-callback and stops early when a cancel callback says so.
+callback and stops early when a cancel callback says so. Training that ends at chance accuracy is a failure
+(``TrainingFailed``), never a model.
 """
 
 from __future__ import annotations
@@ -30,6 +31,43 @@ ProgressFn = Callable[["EpochReport"], None]
 
 class TrainingCancelled(Exception):
     """Raised when the cancel callback returns True; nothing is saved."""
+
+
+class TrainingFailed(TrendError):
+    """Training ended at chance accuracy: the model learned nothing, so it is not handed out (nor saved).
+
+    The message is one sentence naming the model, its best validation accuracy and the chance level, and the
+    names of ``others`` that ended at chance in the same run."""
+
+    def __init__(self, name: str, val_acc: float, num_classes: int, others: tuple[str, ...] = ()):
+        self.name, self.val_acc, self.num_classes, self.others = name, val_acc, num_classes, others
+        also = f" (nor were {len(others)} more at chance: {', '.join(others)})" if others else ""
+        super().__init__(
+            f"Training {name} failed: its best validation accuracy, {val_acc:.1%}, is at the chance level of "
+            f"{num_classes} classes ({1 / num_classes:.0%}), so the model learned nothing and was not kept{also}; "
+            "try another learning rate or optimizer, or more epochs."
+        )
+
+    def __reduce__(self):  # pickled (to or from a worker process) with its fields, not just its message
+        return TrainingFailed, (self.name, self.val_acc, self.num_classes, self.others)
+
+    def with_others(self, failures: list[TrainingFailed]) -> TrainingFailed:
+        """This failure, naming the models of ``failures`` too (one message for a run where several failed)."""
+        names = tuple(f.name for f in failures if f is not self)
+        return TrainingFailed(self.name, self.val_acc, self.num_classes, names) if names else self
+
+
+# A model whose best validation accuracy stays below chance (1 / classes) plus this margin learned nothing: on the
+# digits' 143 validation images that is 22 right answers where guessing gets about 14. Validation splits under
+# CHANCE_MIN_IMAGES images (test fakes) say too little to call it, so they are not judged.
+CHANCE_MARGIN = 0.05
+CHANCE_MIN_IMAGES = 100
+
+
+def check_learned(spec: ModelSpec, best_val_acc: float, num_classes: int, val_images: int) -> None:
+    """Raise TrainingFailed when ``best_val_acc`` is within CHANCE_MARGIN of chance."""
+    if val_images >= CHANCE_MIN_IMAGES and best_val_acc < 1 / num_classes + CHANCE_MARGIN:
+        raise TrainingFailed(spec.name, best_val_acc, num_classes)
 
 
 @dataclass
@@ -190,7 +228,8 @@ def train_model(
     batch_size: int | None = None,
     amp: bool = True,
 ) -> TrainResult:
-    """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies.
+    """Train ``spec`` from its seed; returns the best-validation model (on the CPU) and its accuracies, or raises
+    TrainingFailed when that model is at chance accuracy (``check_learned``).
 
     On CUDA the forward pass runs under bf16 autocast unless ``amp=False`` (the CPU path is plain fp32).
     """
@@ -253,6 +292,7 @@ def train_loop(
         history.append(report)
         if progress is not None:
             progress(report)
+    check_learned(spec, best_acc, data.info.num_classes, len(data.val))
     model.load_state_dict(best_state)
     model.zero_grad(set_to_none=True)  # hand out a model like a loaded one: no leftover parameter gradients
     model.eval()

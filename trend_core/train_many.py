@@ -22,7 +22,15 @@ from .data import get_info, load_dataset
 from .devices import resolve_device
 from .nn import build_model
 from .specs import ModelSpec
-from .train import EpochReport, TrainingCancelled, TrainResult, cpu_threads, train_loop, training_threads
+from .train import (
+    EpochReport,
+    TrainingCancelled,
+    TrainingFailed,
+    TrainResult,
+    cpu_threads,
+    train_loop,
+    training_threads,
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,8 @@ def train_models(
 ) -> None:
     """Train each of ``specs`` from its seed and hand each result to ``on_trained`` as soon as it is done (a
     model finished before a cancel or a failure elsewhere is kept). ``workers``: models trained at once (default
-    ``side_by_side``). Raises the first failure (TrainingCancelled on cancel) after the others have stopped."""
+    ``side_by_side``). Raises the first failure (TrainingCancelled on cancel) after the others have stopped; a
+    model that ends at chance (TrainingFailed) stops nothing else and is raised once the others are trained."""
     specs = list(dict.fromkeys(specs))
     dev = resolve_device(device)
     workers = workers or side_by_side(specs, dev)
@@ -129,20 +138,32 @@ def train_models(
                             spec, position, last, counts["epochs"], total, counts["models"], len(specs), result
                         )
                     )
+        except TrainingFailed:
+            raise  # this model learned nothing; the others go on
         except BaseException:
             failed.set()
             raise
 
     if workers <= 1:
+        at_chance: list[TrainingFailed] = []
         for position, spec in enumerate(specs, start=1):
             with cpu_threads(training_threads(get_info(spec.dataset), dev)):
-                train_one(position, spec)
+                try:
+                    train_one(position, spec)
+                except TrainingFailed as exc:
+                    at_chance.append(exc)
+        if at_chance:
+            raise at_chance[0].with_others(at_chance)
         return
     with cpu_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="trend-train") as pool:
         futures = [pool.submit(train_one, position, spec) for position, spec in enumerate(specs, start=1)]
         wait(futures, return_when=FIRST_EXCEPTION)
         wait(futures)
     errors = [e for e in (f.exception() for f in futures) if e is not None]
-    real = [e for e in errors if not isinstance(e, TrainingCancelled)]
-    if errors:
-        raise (real or errors)[0]
+    real = [e for e in errors if not isinstance(e, (TrainingCancelled, TrainingFailed))]
+    cancelled = [e for e in errors if isinstance(e, TrainingCancelled)]
+    at_chance = [e for e in errors if isinstance(e, TrainingFailed)]
+    if real or cancelled:
+        raise (real or cancelled)[0]
+    if at_chance:
+        raise at_chance[0].with_others(at_chance)

@@ -4,11 +4,13 @@ ImageNet models. All are built from plain layers; ``quantize_network`` turns the
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn as nn
 
 from ..errors import TrendError
-from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU
+from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
 from .registry import register_arch
 
 
@@ -131,29 +133,55 @@ _VGG_CONFIGS = {
 
 
 HEAD_DROPOUT = 0.5  # the authors' VGG head dropout (CIFAR-size images and larger)
+AUTHORS_IMAGE_SIZE = 32  # the authors' VGGs are built for CIFAR's 32x32 images
+PLAIN_VGGS = tuple(_VGG_CONFIGS)  # the BatchNorm-free VGGs (their _bn twins have BatchNorm after every conv)
+
+
+def small_map_vgg(arch: str, image_size: int) -> bool:
+    """Whether ``arch`` on ``image_size``-pixel images is a BatchNorm-free VGG built with the small-map rules
+    (see ``CifarVGG``) instead of the authors' layout and initialization."""
+    return arch in PLAIN_VGGS and _small_maps(batch_norm=False, image_size=image_size)
+
+
+def _small_maps(batch_norm: bool, image_size: int) -> bool:
+    return not batch_norm and image_size < AUTHORS_IMAGE_SIZE
 
 
 class CifarVGG(nn.Module):
-    """VGG for small images; max-pools that would shrink the map below 1x1 are left out (digits are 8x8).
+    """VGG for small images: the TREND authors' CIFAR VGG, with rules for images smaller than CIFAR's 32x32.
 
-    The head is the TREND authors' CIFAR VGG head: (Dropout, Linear(512, 512), ReLU) twice, then the last Linear
-    (512 scaled by the width multiplier). On images smaller than CIFAR's 32x32 (digits, 8x8) the two Dropouts keep
-    no units dropped (p=0): same layers and parameters, but the authors' p=0.5 on a quarter-width (128-unit) head
-    made the digits VGG11-BN converge too slowly for its 20 epochs (84% test accuracy instead of 97%).
+    The head is the authors' CIFAR VGG head: (Dropout, Linear(512, 512), ReLU) twice, then the last Linear (512
+    scaled by the width multiplier). At 32x32 and larger every layer, max-pool and initialization is the authors'
+    (He init by fan-out on the convs, zero conv bias, PyTorch's default on the linears). Below 32x32 (digits, 8x8):
+
+    - the two Dropouts keep no units dropped (p=0): same layers and parameters, but the authors' p=0.5 on a
+      quarter-width (128-unit) head made the digits VGG11-BN converge too slowly for its 20 epochs (84% test
+      accuracy instead of 97%);
+    - max-pools that would shrink the map below 1x1 are left out, and in the BatchNorm-free VGGs also those that
+      would shrink it below 2x2, with every conv and linear layer He-initialized by its fan-in (zero bias).
+      The authors' fan-out init on 8x8 digits, where four convs run on 1x1 maps, shrank the activations' spread
+      from 0.33 to 0.002 before the head, so the logits did not depend on the input and VGG11/VGG19 stayed at 10%.
+      A 3x3 conv on a small zero-padded map sees fewer than 9 taps per input channel (4 on a 2x2 map), so its
+      fan-in counts only the taps inside the map; the logit layer, which no ReLU follows, gets gain 1.
     """
 
     def __init__(self, config, num_classes: int, in_channels: int, image_size: int, width: float, batch_norm: bool):
         super().__init__()
+        small_maps = _small_maps(batch_norm, image_size)
+        smallest_map = 2 if small_maps else 1
         layers: list[nn.Module] = []
+        map_sizes: dict[nn.Conv2d, int] = {}  # each conv's input map size (for the small-map init)
         channels, size = in_channels, image_size
         for item in config:
             if item == "M":
-                if size >= 2:
+                if size // 2 >= smallest_map:
                     layers.append(nn.MaxPool2d(2))
                     size //= 2
                 continue
             out = scaled(item, width)
-            layers.append(nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm))
+            conv = nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm)
+            map_sizes[conv] = size
+            layers.append(conv)
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(nn.ReLU())
@@ -162,7 +190,7 @@ class CifarVGG(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         hidden = scaled(512, width)
         # The authors' dropout (0.5) for CIFAR/ImageNet-size inputs; none for digits (see the docstring, README).
-        drop = HEAD_DROPOUT if image_size >= 32 else 0.0
+        drop = HEAD_DROPOUT if image_size >= AUTHORS_IMAGE_SIZE else 0.0
         self.classifier = nn.Sequential(
             nn.Dropout(drop),
             nn.Linear(channels, hidden),
@@ -172,13 +200,41 @@ class CifarVGG(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
-        for module in self.modules():  # He init as in torchvision: plain (no-BN) VGGs do not train without it
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias) if module.bias is not None else None
+        self.small_maps = small_maps
+        if small_maps:
+            _init_for_small_maps(map_sizes, self.classifier)
+        else:
+            _init_as_the_authors(map_sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _init_as_the_authors(convs: Iterable[nn.Conv2d]) -> None:
+    """The authors' VGG init: He (fan-out) normal conv weights, zero conv bias; linears keep PyTorch's default."""
+    for conv in convs:
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+
+
+def _init_for_small_maps(map_sizes: dict[nn.Conv2d, int], classifier: nn.Sequential) -> None:
+    """He (fan-in) normal weights and zero bias on every layer, counting only a conv's taps that fall inside its
+    zero-padded input map: a 3x3 kernel on an s x s map covers (3s - 2)^2 of its 9 s^2 tap positions."""
+    for conv, size in map_sizes.items():
+        taps = ((3 * size - 2) / size) ** 2
+        _he_normal(conv, conv.in_channels * taps, gain=2.0)
+    linears = [m for m in classifier if isinstance(m, nn.Linear)]
+    for linear in linears[:-1]:
+        _he_normal(linear, linear.in_features, gain=2.0)
+    _he_normal(linears[-1], linears[-1].in_features, gain=1.0)  # the logits: no ReLU follows
+
+
+def _he_normal(layer: nn.Conv2d | nn.Linear, fan_in: float, gain: float) -> None:
+    with torch.no_grad():
+        layer.weight.normal_(0.0, (gain / fan_in) ** 0.5)
+        if layer.bias is not None:
+            layer.bias.zero_()
 
 
 def _register_vgg(name: str, batch_norm: bool) -> None:
@@ -264,11 +320,11 @@ for _name in _TORCHVISION:
 def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Module:
     """Turn a plain network into its DoReFa version in place; state-dict keys are unchanged.
 
-    CIFAR ResNets follow the TREND authors' placement: every convolution (the first one and the shortcuts
-    included) gets ``weight_bits``, the final linear stays full precision; activations are quantized on each
-    block's conv path (its input and its inner ReLUs) and after pooling, while the residual stream (the shortcut
-    and each block's output) stays full precision. Other networks: every Conv2d/Linear but the first and last gets
-    ``weight_bits``, every ReLU becomes a QReLU with ``act_bits``.
+    Weights: every Conv2d/Linear but the first conv and the last linear gets ``weight_bits`` (CIFAR ResNets: every
+    convolution, the first one and the shortcuts included; the final linear stays full precision). Activations
+    follow the TREND authors' placement per family: ``_quantize_resnet``, ``_quantize_vgg``; other networks (the
+    small CNN) get ``act_bits`` on every ReLU. BatchNorm-free VGGs on images under 32x32 keep their init's weight
+    spread through the quantizer (``_keep_he_spread``).
     """
     if weight_bits >= FULL_PRECISION_BITS and act_bits >= FULL_PRECISION_BITS:
         return net
@@ -276,11 +332,16 @@ def quantize_network(net: nn.Module, weight_bits: int, act_bits: int) -> nn.Modu
         return _quantize_resnet(net, weight_bits, act_bits)
     weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     _quantize_weights(weighted[1:-1], weight_bits)
-    if act_bits < FULL_PRECISION_BITS:
-        for parent in net.modules():
-            for child_name, child in parent.named_children():
-                if isinstance(child, nn.ReLU):
-                    setattr(parent, child_name, QReLU(act_bits))
+    if isinstance(net, CifarVGG) and net.small_maps and weight_bits < FULL_PRECISION_BITS:
+        _keep_he_spread(weighted[1:-1])
+    if act_bits >= FULL_PRECISION_BITS:
+        return net
+    if isinstance(net, CifarVGG):
+        return _quantize_vgg(net, act_bits)
+    for parent in net.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, child_name, QReLU(act_bits))
     return net
 
 
@@ -291,6 +352,18 @@ def _quantize_weights(modules: list[nn.Module], weight_bits: int) -> None:
     for module in modules:
         module.__class__ = QConv2d if isinstance(module, nn.Conv2d) else QLinear
         module.weight_bits = weight_bits
+
+
+def _keep_he_spread(layers: list[nn.Module]) -> None:
+    """Scale DoReFa layers' (full-precision shadow) weights so that the quantized weights they compute with have
+    the spread the small-map init gave the weights. DoReFa's levels run to max|tanh w|, so most weights land on
+    larger values: the spread grew 1.3-1.6x per layer at 2 bits and 3.7-4.7x at 1 bit, which over a BatchNorm-free
+    VGG made the digits loss NaN from the first epoch."""
+    with torch.no_grad():
+        for layer in layers:
+            target = float(layer.weight.std())
+            for _ in range(4):  # tanh makes the quantized spread nearly, not exactly, proportional to the scale
+                layer.weight.mul_(target / float(dorefa_weight(layer.weight, layer.weight_bits).std()))
 
 
 def _quantize_resnet(net: CifarResNet, weight_bits: int, act_bits: int) -> nn.Module:
@@ -304,4 +377,17 @@ def _quantize_resnet(net: CifarResNet, weight_bits: int, act_bits: int) -> nn.Mo
                 for name in inner:
                     setattr(block, name, QReLU(act_bits))
         net.feature_quant = QReLU(act_bits)
+    return net
+
+
+def _quantize_vgg(net: CifarVGG, act_bits: int) -> nn.Module:
+    """The authors' DoReFa VGG activations: the input of every conv but the first and of every linear but the last
+    is quantized, so the quantizer comes after a max-pool (not before it) and the last linear's input stays full
+    precision; in the head it comes after the Dropout. It is appended to the parameter-free layer in front (ReLU,
+    max-pool or Dropout), which keeps the state-dict keys of the plain network."""
+    for stack in (net.features, net.classifier):
+        weighted = [i for i, m in enumerate(stack) if isinstance(m, (nn.Conv2d, nn.Linear))]
+        inner = weighted[1:] if stack is net.features else weighted[:-1]
+        for index in inner:
+            stack[index - 1] = nn.Sequential(stack[index - 1], QReLU(act_bits))
     return net
