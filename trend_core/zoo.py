@@ -157,7 +157,8 @@ class Zoo:
                 problem, files = "it has leftovers of an interrupted save", leftovers
             else:
                 files = [p for p in paths if _is_ours(p, paths)]
-            name = meta.get("name") if isinstance(meta, dict) else None
+            own = isinstance(meta, dict) and meta.get("key", key) == key  # (else the name is another model's)
+            name = meta.get("name") if own and isinstance(meta, dict) else None
             found.append({"key": key, "name": name, "problem": problem, "files": sorted(map(str, files))})
         return found
 
@@ -564,15 +565,17 @@ def _sha256_of(path: Path) -> str | None:
     try:
         st = path.stat()
         signature = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if signature not in _DIGESTS:
+        known = _DIGESTS.get(signature)
+        if known is None:
             digest = hashlib.sha256()
             with path.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 22), b""):
                     digest.update(block)
+            known = digest.hexdigest()
             if len(_DIGESTS) > 4096:
                 _DIGESTS.clear()
-            _DIGESTS[signature] = digest.hexdigest()
-        return _DIGESTS[signature]
+            _DIGESTS[signature] = known
+        return known
     except OSError:
         return None
 
