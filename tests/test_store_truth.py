@@ -67,6 +67,11 @@ def test_two_entries_stored_under_each_other_s_key_are_refused_everywhere(home, 
         assert err.startswith("trend: error: Model ") and "another model" in err and len(err.splitlines()) == 1
     with pytest.raises(TrendError, match="another model"):
         Zoo(home).metadata(FP)
+    assert main(["train", FP, "--home", str(home)]) == 2  # not "already in the zoo"
+    err = capsys.readouterr().err.strip()
+    assert "but damaged" in err and "--force retrains it" in err and len(err.splitlines()) == 1
+    assert main(["zoo", "list", "--home", str(home)]) == 0
+    assert "holds no model that loads" in capsys.readouterr().out
     assert main(["zoo", "clean", "--home", str(home)]) == 0
     assert _files(home) == [] and Zoo(home).problems() == []
 

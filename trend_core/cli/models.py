@@ -82,13 +82,15 @@ def _train_all(args, specs, force: bool = False) -> None:
     start = time.perf_counter()
     todo = [spec for spec in specs if force or not zoo.has(spec)]
     for spec in specs:
-        if spec not in todo:
-            problem = zoo.problem(spec)
-            print(
-                f"{spec.name}: already in the zoo"
-                + (f", but damaged: {problem}; `trend zoo clean` removes it, --force retrains it" if problem else ""),
-                file=sys.stderr,
+        problem = None if spec in todo else zoo.problem(spec)
+        if problem:  # found before any training: the model asked for is there but would not load
+            raise TrendError(
+                f"{spec.name} is in the zoo at {zoo.root} but damaged: {problem}; `trend zoo clean` removes it, "
+                "--force retrains it."
             )
+    for spec in specs:
+        if spec not in todo:
+            print(f"{spec.name}: already in the zoo", file=sys.stderr)
     if distributed():  # every model to train as its own task, in parallel; the driver swaps each in when complete
         train_parallel(args, todo)
     else:  # a retrain writes the new checkpoint beside the old one and swaps them in when complete
@@ -141,7 +143,8 @@ def cmd_zoo_list(args) -> int:
     if args.json:
         emit_json(rows)
     elif not rows:
-        print(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
+        state = "holds no model that loads, only the damaged entries above" if zoo.problems() else "is empty"
+        print(f"The zoo at {zoo.root} {state}; build the default with `trend zoo preset digits`.")
     else:
         emit_table(zoo_frame(rows), False)
     return 0
