@@ -27,11 +27,40 @@ HOMES_ENV = "TREND_HOMES"  # extra store folders the dashboard offers, separated
 ROOT_ENV = "TREND_HOME_ROOT"  # an operator's root: dashboard users may pick or name folders inside it
 
 
+def home_origin() -> str | None:
+    """Where the default store folder comes from, for messages: '$TREND_HOME' when that names it, else None."""
+    return "$TREND_HOME" if os.environ.get("TREND_HOME") else None
+
+
+# The parts of a store folder and what each must be: the zoo's (models/, its lock files) and the results
+# store's (cache/ with its SQLite database, the compute locks). Each is checked where it exists.
+MODEL_PARTS = (("models", "folder"), ("models/.locks", "folder"))
+CACHE_PARTS = (("cache", "folder"), ("cache/cache.db", "file"), ("locks", "folder"))
+STORE_PARTS = MODEL_PARTS + CACHE_PARTS
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if os.path.lexists(candidate):
             return candidate
     return Path(path.anchor or ".")
+
+
+def _why_not(path: Path, kind: str, write: bool, label: str | None = None) -> str | None:
+    """Why the existing ``path`` (called ``label`` in the reason, default its path) cannot serve as a ``kind``
+    ('folder' or 'file') to read, and to write when ``write``; None when it can."""
+    name = label or str(path)
+    if not os.path.exists(path):  # (it lexists: a symbolic link whose target is missing or that loops)
+        return f"{name} is a symbolic link that leads nowhere (a loop or a missing target)"
+    if kind == "folder" and not path.is_dir():
+        return f"{name} is a file, not a folder"
+    if kind == "file" and path.is_dir():
+        return f"{name} is a folder, not a file"
+    if not os.access(path, os.R_OK | os.X_OK if kind == "folder" else os.R_OK):
+        return f"this process may not read {name}"
+    if write and not os.access(path, os.W_OK | os.X_OK if kind == "folder" else os.W_OK):
+        return f"this process may not write {'in ' if kind == 'folder' else ''}{name}"
+    return None
 
 
 def _why_unwritable(path: Path, kind: str) -> str | None:
@@ -53,15 +82,48 @@ def _why_unwritable(path: Path, kind: str) -> str | None:
     return None
 
 
-def check_home(path: str | os.PathLike) -> Path:
-    """``path`` (user-expanded) when it can serve as a store folder, else a TrendError saying why."""
-    text = os.fspath(path)
-    if not text.strip():
-        raise TrendError("The store folder is empty; name a folder (e.g. ~/.cache/trend).")
-    home = Path(text.strip()).expanduser()
-    why = _why_unwritable(home, "folder")
+def why_unusable(home: Path, write: bool, parts: tuple[tuple[str, str], ...]) -> str | None:
+    """Why ``home`` cannot serve as a store folder: the folder itself, then each of its ``parts`` that exists."""
+    if "\x00" in str(home):
+        return "its name holds a NUL character"
+    if not os.path.lexists(home):
+        if write:
+            return _why_unwritable(home, "folder")
+        existing = _nearest_existing(home.parent)  # (read only: a folder that does not exist yet is an empty zoo)
+        return None if existing.is_dir() else f"{existing} is a file, not a folder"
+    why = _why_not(home, "folder", write, label="it")
     if why:
-        raise TrendError(f"The store folder {home} cannot be used: {why}.")
+        return why
+    for part, kind in parts:
+        path = home / part
+        if os.path.lexists(path):
+            why = _why_not(path, kind, write)
+            if why:
+                return why
+    return None
+
+
+def check_home(
+    path: str | os.PathLike,
+    write: bool = True,
+    parts: tuple[tuple[str, str], ...] = STORE_PARTS,
+    origin: str | None = None,
+) -> Path:
+    """``path`` (user-expanded) when it can serve as a store folder, else a TrendError saying why and what to do.
+
+    The folder must be one (or be creatable, when ``write``), readable, and writable when ``write``; so must
+    each of its ``parts`` that exists (a file where ``models/`` belongs fails here, not after training).
+    ``origin`` ('--home', '$TREND_HOME', 'cache=') names where the path came from in the message."""
+    text = os.fspath(path)
+    where = f" ({origin})" if origin else ""
+    if not text.strip():
+        raise TrendError(f"The store folder{where} is empty; name a folder (e.g. ~/.cache/trend).")
+    home = Path(text.strip()).expanduser()
+    why = why_unusable(home, write, parts)
+    if why:
+        raise TrendError(
+            f"The store folder {home}{where} cannot be used: {why}; fix that or choose another store folder."
+        )
     return home
 
 
@@ -82,7 +144,7 @@ def known_homes() -> list[Path]:
     homes += [Path(p).expanduser() for p in os.environ.get(HOMES_ENV, "").split(os.pathsep) if p.strip()]
     root = operator_root()
     if root is not None and root.is_dir():
-        homes += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        homes += sorted(p for p in root.iterdir() if not p.name.startswith(".") and _inside(p, root) and p.is_dir())
     unique: dict[str, Path] = {}
     for home in homes:
         unique.setdefault(str(home.resolve()), home)
@@ -106,4 +168,17 @@ def home_in_root(name: str) -> Path:
         raise TrendError(
             f"A new store folder is one plain name inside {root} (letters, digits, - and _), got {name!r}."
         )
+    if os.path.lexists(root / name) and not _inside(root / name, root):
+        raise TrendError(
+            f"{root / name} is a symbolic link that leads out of {root}; the store folders offered here are "
+            "the folders inside it, so pick or name another."
+        )
     return check_home(root / name)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its symbolic links followed, is ``root`` or inside it (``root`` already resolved)."""
+    try:
+        return path.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # a link that leads nowhere or loops
+        return False

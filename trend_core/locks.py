@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from .errors import TrendError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux / macOS
@@ -25,8 +27,14 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
         yield
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # the store folder changed under a running process (checked before any work)
+        raise TrendError(
+            f"The lock file {path} cannot be created ({exc.strerror}); make its folder writable or choose "
+            "another store folder."
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

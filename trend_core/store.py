@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from .errors import TrendError
-from .homes import default_home
+from .homes import CACHE_PARTS, check_home, default_home, home_origin, why_unusable
 from .locks import file_lock
 
 log = logging.getLogger(__name__)
@@ -204,13 +204,23 @@ class Store:
     stored entries are evicted beyond ``size_limit_gb``.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0):
-        self.directory = store_root(root) / "cache"
-        self._locks = self.directory.parent / "locks"
+    def __init__(self, root: str | os.PathLike | None = None, size_limit_gb: float = 8.0, origin: str | None = None):
+        """The store under ``root`` (default $TREND_HOME), checked first: a TrendError naming the folder (and
+        ``origin``, the argument it came from) when its cache cannot be opened and written."""
+        home = check_home(store_root(root), parts=CACHE_PARTS, origin=origin if root else home_origin())
+        self.directory = home / "cache"
+        self._locks = home / "locks"
         self._size_limit = int(size_limit_gb * 2**30)
         self._guard = threading.RLock()
         self._cache = None
-        self._call(lambda cache: len(cache))  # opens it, moving a database SQLite cannot read aside
+        self._failed: str | None = None  # why writes stopped working mid-run (then the run goes on without them)
+        try:
+            self._call(lambda cache: len(cache))  # opens it, moving a database SQLite cannot read aside
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise TrendError(
+                f"The results cache {self.directory} cannot be opened ({exc}); make it writable, delete it (only "
+                "cached results are lost) or choose another store folder."
+            ) from None
 
     def _open(self):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -247,8 +257,26 @@ class Store:
             )
             self._cache = self._open()
 
+    def _lost(self, exc: Exception, what: str) -> None:
+        """The cache failed mid-run (made read-only, disk full, files removed): warn once and go on without it,
+        so the run still finishes and returns its results (they are only not kept)."""
+        if self._failed is None:
+            self._failed = why_unusable(self.directory.parent, True, CACHE_PARTS) or str(exc)
+            warnings.warn(
+                StoreWarning(
+                    f"The results cache {self.directory} could not be {what} ({self._failed}); this run goes on "
+                    "without it and its results are not kept there: make the folder writable again or choose "
+                    "another one."
+                ),
+                stacklevel=3,
+            )
+
     def get(self, key: str, default: Any = None) -> Any:
-        data = self._call(lambda cache: cache.get(key, default=MISSING, retry=True))
+        try:
+            data = self._call(lambda cache: cache.get(key, default=MISSING, retry=True))
+        except (OSError, sqlite3.OperationalError) as exc:
+            self._lost(exc, "read")
+            return default
         if data is MISSING:
             return default
         payload = _unseal(bytes(data))
@@ -284,16 +312,29 @@ class Store:
 
     def set(self, key: str, value: Any) -> None:
         data = _seal(dumps(value))
-        if len(data) > _STREAM_BYTES:  # large values go to a file in 4 MiB chunks (bytes would be split at newlines)
-            self._call(lambda cache: cache.set(key, io.BytesIO(data), read=True, retry=True))
-        else:
-            self._call(lambda cache: cache.set(key, data, retry=True))
+        if self._failed is not None:
+            return
+        try:
+            if len(data) > _STREAM_BYTES:  # large values go to a file in 4 MiB chunks (bytes would split at newlines)
+                self._call(lambda cache: cache.set(key, io.BytesIO(data), read=True, retry=True))
+            else:
+                self._call(lambda cache: cache.set(key, data, retry=True))
+        except (OSError, sqlite3.OperationalError) as exc:
+            self._lost(exc, "written")
 
     def has(self, key: str) -> bool:
-        return self._call(lambda cache: key in cache)
+        try:
+            return self._call(lambda cache: key in cache)
+        except (OSError, sqlite3.OperationalError) as exc:
+            self._lost(exc, "read")
+            return False
 
     def delete(self, key: str) -> bool:
-        return bool(self._call(lambda cache: cache.delete(key, retry=True)))
+        try:
+            return bool(self._call(lambda cache: cache.delete(key, retry=True)))
+        except (OSError, sqlite3.OperationalError) as exc:
+            self._lost(exc, "written")
+            return False
 
     def clear(self) -> int:
         return self._call(lambda cache: cache.clear(retry=True))
@@ -350,13 +391,15 @@ _DEFAULT_STORES: dict[tuple[str, int], Store] = {}
 _LOCK = threading.Lock()
 
 
-def get_store(root: str | os.PathLike | None = None) -> Store:
-    """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process."""
-    key = (str(store_root(root).resolve()), os.getpid())  # a forked child opens its own SQLite connection
+def get_store(root: str | os.PathLike | None = None, origin: str | None = None) -> Store:
+    """The shared Store of ``root`` (default $TREND_HOME, read at each call), one per folder and process; the
+    folder is checked first (``origin``: the argument that named it, for the message)."""
+    home = check_home(store_root(root), parts=CACHE_PARTS, origin=origin if root else home_origin())
+    key = (str(home.resolve()), os.getpid())  # a forked child opens its own SQLite connection
     with _LOCK:
         store = _DEFAULT_STORES.get(key)
         if store is None:
-            store = _DEFAULT_STORES[key] = Store(root)
+            store = _DEFAULT_STORES[key] = Store(home, origin=origin)
         return store
 
 
@@ -379,7 +422,7 @@ def resolve_cache(cache: Cache) -> Store | MemoryStore:
     if isinstance(cache, (Store, MemoryStore)):
         return cache
     if isinstance(cache, (str, os.PathLike)):
-        return get_store(cache)
+        return get_store(cache, origin="cache=")
     if all(callable(getattr(cache, name, None)) for name in ("get", "set", "has")):
         return cache  # another object with the store interface (e.g. a remote store)
     raise TrendError(f"cache must be None, True, a folder or a Store, got {type(cache).__name__}.")

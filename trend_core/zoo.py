@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 import warnings
@@ -33,10 +34,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save
 
-from .data import load_dataset
+from .data import get_info, load_dataset
 from .errors import TrendError
 from .executors import get_executor
-from .homes import default_home  # noqa: F401  (re-exported: the zoo's root)
+from .homes import MODEL_PARTS, check_home, default_home, home_origin  # (default_home: also re-exported)
 from .locks import file_lock
 from .nn import TrendModel, build_model
 from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
@@ -82,8 +83,15 @@ class Zoo:
     """Checkpoints and metadata under one root; safe to share between processes (atomic writes)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root).expanduser() if root else default_home()
+        """A zoo under ``root`` (default $TREND_HOME or ~/.cache/trend): a TrendError when that is a file, a broken
+        link or unreadable (a folder that does not exist yet is an empty zoo); writes check it can be written."""
+        self._origin = None if root else home_origin()
+        self.root = check_home(root or default_home(), write=False, parts=MODEL_PARTS, origin=self._origin)
         self.models_dir = self.root / "models"
+
+    def check_writable(self) -> None:
+        """A TrendError, before any work, when models cannot be saved here (run before training or importing)."""
+        check_home(self.root, write=True, parts=MODEL_PARTS, origin=self._origin)
 
     # -- paths ----------------------------------------------------------------------------------------------
     def _weights_path(self, spec: ModelSpec) -> Path:
@@ -97,35 +105,34 @@ class Zoo:
 
     # -- queries ----------------------------------------------------------------------------------------------
     def has(self, spec: ModelSpec | str) -> bool:
-        """Whether the zoo holds a complete model for ``spec`` (weights and metadata, written and agreeing)."""
+        """Whether the zoo holds a complete entry for ``spec`` (weights and metadata, written and the size agreeing),
+        so nothing trains over it; ``load`` checks it fully and ``problem`` says why it refuses one."""
         spec = parse_spec(spec)
         self._settle(spec.key)
         return _complete_meta(self._meta_path(spec), self._weights_path(spec)) is not None
 
     def metadata(self, spec: ModelSpec | str) -> dict:
+        """The stored metadata of ``spec``, once the entry passes the checks ``load`` makes (else a TrendError)."""
         spec = parse_spec(spec)
         self._settle(spec.key)
-        path = self._meta_path(spec)
-        if not path.exists():
-            raise TrendError(
-                f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`."
-            )
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise TrendError(
-                f"The metadata of {spec.name} ({path}) is unreadable; delete the model and train it again."
-            ) from None
+        return self._checked(spec)
+
+    def problem(self, spec: ModelSpec | str) -> str | None:
+        """Why ``load`` refuses the zoo's entry for ``spec`` (one clause), or None when it loads or is absent."""
+        spec = parse_spec(spec)
+        self._settle(spec.key)
+        return self._verify(spec.key)[1]
 
     def list(self, dataset: str | None = None) -> list[dict]:
-        """Metadata of every complete model in the zoo, sorted by name (see ``problems`` for the rest)."""
+        """Metadata of every model the zoo would load, sorted by name: each entry passes the checks ``load``
+        makes (its metadata names its own key, its weights are the ones recorded); ``problems`` has the rest."""
         rows = []
-        if self.models_dir.exists():
+        if self.models_dir.is_dir():
             for key in {p.name.split(".")[0] for p in self.models_dir.glob("*.json.new")}:
                 self._settle(key)
-            for meta_path in self.models_dir.glob("*.json"):
-                meta = _complete_meta(meta_path, self.models_dir / f"{meta_path.stem}.safetensors")
-                if meta is None:
+            for key in sorted(_entry_files(self.models_dir)):
+                meta, problem = self._verify(key)
+                if meta is None or problem is not None:
                     continue
                 if dataset is None or meta.get("spec", {}).get("dataset") == dataset:
                     rows.append(meta)
@@ -135,47 +142,37 @@ class Zoo:
         return [ModelSpec.from_dict(m["spec"]) for m in self.list(dataset)]
 
     def problems(self) -> builtins.list[dict]:
-        """Entries of the models folder that are not complete models: one dict per key with ``key``, ``name``
-        (when the metadata says it), ``problem`` (one sentence) and ``files`` (what ``clean`` would remove)."""
-        if not self.models_dir.exists():
+        """Entries of the models folder that ``load`` refuses, one dict per key with ``key``, ``name`` (when the
+        metadata says it), ``problem`` (one clause) and ``files`` (what ``clean`` removes: only files this
+        project wrote, found by their name and content; a user's file is never among them)."""
+        if not self.models_dir.is_dir():
             return []
-        files: dict[str, list[Path]] = {}
-        for path in self.models_dir.iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.name.split(".")[0]:
-                files.setdefault(path.name.split(".")[0], []).append(path)
         found = []
-        for key, paths in sorted(files.items()):
-            meta_path, weights_path = self.models_dir / f"{key}.json", self.models_dir / f"{key}.safetensors"
-            pending = [p for p in paths if p.name.endswith(".new")]
-            problem, name = None, None
-            if meta_path.exists():
-                try:
-                    meta = json.loads(meta_path.read_text())
-                    name = meta.get("name") if isinstance(meta, dict) else None
-                    if not isinstance(meta, dict) or "spec" not in meta:
-                        raise ValueError("no spec")
-                except (OSError, ValueError):
-                    problem = "its metadata is damaged (not readable JSON with a spec)"
-                else:
-                    if not weights_path.exists():
-                        problem = "its metadata has no weights file"
-                    elif _complete_meta(meta_path, weights_path) is None:
-                        problem = "its weights file does not match the size its metadata records"
-            elif weights_path.exists():
-                problem = "its weights file has no metadata (a save that was cut short)"
-            if problem is None and pending:
-                problem = "it has leftovers of an interrupted save"
-            if problem is not None:
-                found.append({"key": key, "name": name, "problem": problem, "files": sorted(map(str, paths))})
+        for key, paths in sorted(_entry_files(self.models_dir).items()):
+            meta, problem = self._verify(key)
+            leftovers = [p for p in paths if _is_leftover(p)]
+            if problem is None:
+                if not leftovers:
+                    continue
+                problem, files = "it has leftovers of an interrupted save", leftovers
+            else:
+                files = [p for p in paths if _is_ours(p, paths)]
+            own = isinstance(meta, dict) and meta.get("key", key) == key  # (else the name is another model's)
+            name = meta.get("name") if own and isinstance(meta, dict) else None
+            found.append({"key": key, "name": name, "problem": problem, "files": sorted(map(str, files))})
         return found
 
     def clean(self) -> builtins.list[dict]:
-        """Remove every entry ``problems`` reports (each under its model's lock); returns what was removed."""
+        """Remove the files of every entry ``problems`` reports (each under its model's lock), so what is left
+        is what ``load`` accepts, plus files this project did not write; returns what was removed."""
         removed = []
-        for entry in self.problems():
+        entries = [e for e in self.problems() if e["files"]]
+        if entries:
+            self.check_writable()
+        for entry in entries:
             with file_lock(self._lock_path(entry["key"])):
                 self._settle_locked(entry["key"])
-                still = [e for e in self.problems() if e["key"] == entry["key"]]
+                still = [e for e in self.problems() if e["key"] == entry["key"] and e["files"]]
                 if not still:
                     continue
                 for path in still[0]["files"]:
@@ -183,27 +180,76 @@ class Zoo:
                 removed.append(still[0])
         return removed
 
-    # -- load / save ------------------------------------------------------------------------------------------
-    def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
-        """The trained model in eval mode; a missing, incomplete or damaged checkpoint is a TrendError."""
-        spec = parse_spec(spec)
-        path = self._weights_path(spec)
-        if not self.has(spec):
-            if path.exists() or self._meta_path(spec).exists():
-                raise TrendError(
-                    f"Model {spec.name} is incomplete in the zoo at {self.root} (a save was cut short "
-                    f"or a file is damaged); run `trend zoo clean` and train it again."
-                )
+    def _verify(self, key: str, data: bytes | None = None) -> tuple[dict | None, str | None]:
+        """``(metadata, None)`` when the entry of ``key`` is a model ``load`` accepts; ``(metadata or None, why
+        not)`` when files of it are there but it is not; ``(None, None)`` when there is no entry. The metadata
+        must be this project's, name this very key (a copy under another model's name is caught here) and
+        record the weights' size and sha256 (``data``: the weights' bytes when already read)."""
+        meta_path, weights = self.models_dir / f"{key}.json", self.models_dir / f"{key}.safetensors"
+        if not os.path.lexists(meta_path):
+            return None, ("its weights file has no metadata (a save that was cut short)" if weights.exists() else None)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return None, "its metadata is damaged (not readable JSON)"
+        if not _is_our_metadata(meta):
+            return None, f"its metadata file {meta_path.name} is not this project's (JSON without a model spec)"
+        try:
+            own = ModelSpec.from_dict(meta["spec"])
+        except (TrendError, TypeError, ValueError):
+            return meta, "its metadata holds a model spec this version does not accept"
+        recorded = meta.get("key", own.key)
+        if recorded != key:
+            return meta, (
+                f"its metadata is that of another model, {meta.get('name') or own.name} (key {recorded}): the "
+                "entry was stored under another model's file name (a copy or restore with names mixed up)"
+            )
+        if own.key != key:
+            return meta, f"its metadata's spec ({own.name}) has another key (an older version of the network)"
+        if data is None and not weights.exists():
+            return meta, "its metadata has no weights file"
+        size = len(data) if data is not None else _size_of(weights)
+        if meta.get("weights_bytes") is not None and meta["weights_bytes"] != size:
+            return meta, "its weights file does not match the size its metadata records"
+        digest = hashlib.sha256(data).hexdigest() if data is not None else _sha256_of(weights)
+        if meta.get("weights_sha256") is not None and meta["weights_sha256"] != digest:
+            return meta, (
+                "its weights are not the ones its metadata records (sha256 differs: overwritten, damaged or "
+                "swapped with another model's)"
+            )
+        return meta, None
+
+    def _checked(self, spec: ModelSpec, data: bytes | None = None) -> dict:
+        """The metadata of ``spec``'s entry when ``load`` may use it, else the TrendError that says why not."""
+        meta, problem = self._verify(spec.key, data)
+        if problem is not None:
+            raise TrendError(
+                f"Model {spec.name} is damaged or incomplete in the zoo at {self.root}: {problem}; run "
+                "`trend zoo clean` to remove it, then train or import it again."
+            )
+        if meta is None:
             raise TrendError(
                 f"Model {spec.name} is not in the zoo at {self.root}; train it with `trend train {spec.name}`."
             )
-        expected = self.metadata(spec).get("weights_sha256")
+        return meta
+
+    # -- load / save ------------------------------------------------------------------------------------------
+    def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
+        """The trained model in eval mode; a missing, incomplete or damaged checkpoint, or one stored under
+        another model's name, is a TrendError (the checks run on the very bytes loaded)."""
+        spec = parse_spec(spec)
+        self._settle(spec.key)
+        path = self._weights_path(spec)
         try:
-            data = path.read_bytes()
-            if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-                raise ValueError("its sha256 differs from the one recorded at save")
-            state = load_bytes(data)
-        except (SafetensorError, OSError, ValueError) as exc:
+            data: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        except OSError as exc:
+            raise TrendError(f"The checkpoint of {spec.name} ({path}) cannot be read ({exc.strerror}).") from None
+        self._checked(spec, data)
+        try:
+            state = load_bytes(data or b"")
+        except (SafetensorError, ValueError) as exc:
             raise TrendError(
                 f"The checkpoint of {spec.name} ({path}) is damaged ({exc}); delete it and train again."
             ) from None
@@ -229,10 +275,16 @@ class Zoo:
         }
         weights, meta_path = self._weights_path(spec), self._meta_path(spec)
         with file_lock(self._lock_path(spec.key)):
-            atomic_write_bytes(_pending(weights), data)
-            atomic_write_json(_pending(meta_path), meta)
-            os.replace(_pending(weights), weights)  # from here on the pending metadata finishes the swap
-            os.replace(_pending(meta_path), meta_path)
+            try:
+                atomic_write_bytes(_pending(weights), data)
+                atomic_write_json(_pending(meta_path), meta)
+                os.replace(_pending(weights), weights)  # from here on the pending metadata finishes the swap
+                os.replace(_pending(meta_path), meta_path)
+            except OSError as exc:  # the folder changed since the check before the work (full, made read-only)
+                raise TrendError(
+                    f"{spec.name} could not be saved in {self.models_dir} ({exc.strerror}); free space or make "
+                    "the folder writable, then train or import it again."
+                ) from None
         return meta
 
     def delete(self, spec: ModelSpec | str) -> bool:
@@ -240,6 +292,7 @@ class Zoo:
         found = False
         if not self.models_dir.is_dir():
             return False
+        self.check_writable()
         with file_lock(self._lock_path(spec.key)):
             for path in (self._weights_path(spec), self._meta_path(spec)):
                 if path.exists():
@@ -290,6 +343,7 @@ class Zoo:
         spec = parse_spec(spec)
         if self.has(spec) and not retrain:
             return self.load(spec)
+        self.check_writable()
         if spec.pretrained:
             model = build_model(spec)
             self.save(spec, model, {"source": "torchvision", "val_acc": None, "test_acc": None, "train_seconds": 0.0})
@@ -314,12 +368,13 @@ class Zoo:
         returns the specs trained. Small-image models on the CPU train side by side, one per core, each with the
         weights it gets alone (``trend_core.train_many``); a distributed executor trains them on its workers."""
         chosen = list(dict.fromkeys(parse_spec(s) for s in specs))
-        for spec in chosen:
+        for spec in chosen:  # (get_or_train checks the folder can be written before it writes)
             if spec.pretrained and not self.has(spec):
                 self.get_or_train(spec)
         todo = [s for s in chosen if not s.pretrained and (retrain or not self.has(s))]
         if not todo:
             return []
+        self.check_writable()
         if get_executor().distributed:  # trained on workers; written here (progress per model, not per epoch)
             total, epochs_done = sum(s.epochs or 1 for s in todo), [0]
             by_name = {s.name: s for s in todo}
@@ -360,11 +415,13 @@ class Zoo:
                 f"{spec.name} is already in the zoo at {self.root}; confirm replacing it "
                 "(`--force` on the command line)."
             )
+        self.check_writable()
         shown = display_name or Path(path).name
         state = read_state_dict(path, shown)
         model = build_model(spec)
         _load_state(model, state, spec.name, shown)
         _check_values(model, state, spec.name, shown)
+        _check_outputs(model, spec, shown)
         meta: dict = {"source": f"imported from {shown}", "train_seconds": None}
         if evaluate:
             try:
@@ -477,16 +534,109 @@ def _check_values(model: TrendModel, state: dict[str, torch.Tensor], name: str, 
             )
 
 
+def _check_outputs(model: TrendModel, spec: ModelSpec, filename: str) -> None:
+    """Refuse weights whose outputs are not finite on a probe batch (finite weights can still give NaN: a negative
+    BatchNorm running variance, or weights so large that the activations overflow float32)."""
+    try:
+        x = load_dataset(spec.dataset).tensors("test", limit=32)[0]
+    except TrendError:  # the dataset is not on this machine: a seeded random batch of its image shape
+        x = torch.rand((32, *get_info(spec.dataset).input_shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = model.eval()(x)
+    if not bool(torch.isfinite(outputs).all()):
+        raise TrendError(
+            f"{filename} gives non-finite outputs (NaN or infinity) on {spec.dataset} images although its values "
+            "are finite (a negative BatchNorm running variance, or weights too large for float32); these "
+            "weights are not a trained model."
+        )
+
+
 def _pending(path: Path) -> Path:
     """Where a save writes ``path`` before swapping it in."""
     return path.with_name(path.name + ".new")
 
 
+_DIGESTS: dict[tuple, str] = {}  # sha256 of weights files by (path, inode, size, mtime, ctime): hashed once
+
+
 def _sha256_of(path: Path) -> str | None:
+    """The file's sha256 (None when unreadable); remembered while the file stays unchanged, so listing a zoo
+    often (each dashboard rerun) hashes each checkpoint once per process."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        st = path.stat()
+        signature = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = _DIGESTS.get(signature)
+        if known is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            known = digest.hexdigest()
+            if len(_DIGESTS) > 4096:
+                _DIGESTS.clear()
+            _DIGESTS[signature] = known
+        return known
     except OSError:
         return None
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+# The files a save writes in the models folder: <key>.json and <key>.safetensors, their pending .new versions,
+# and atomic_write_bytes' temporary files (.<key>.<suffix>.new.<random>.tmp); a key is 16 hex digits.
+_ENTRY_FILE = re.compile(r"(?P<key>[0-9a-f]{16})\.(?:json|safetensors)(?:\.new)?")
+_TEMP_FILE = re.compile(r"\.(?P<key>[0-9a-f]{16})\.(?:json|safetensors)\.new\.[A-Za-z0-9_]+\.tmp")
+
+
+def _entry_files(models_dir: Path) -> dict[str, builtins.list[Path]]:
+    """The files of the models folder named as a save names them, by key (anything else is not the zoo's)."""
+    files: dict[str, builtins.list[Path]] = {}
+    for path in models_dir.iterdir():
+        match = _ENTRY_FILE.fullmatch(path.name) or _TEMP_FILE.fullmatch(path.name)
+        if match and not path.is_dir():
+            files.setdefault(match["key"], []).append(path)
+    return files
+
+
+def _is_leftover(path: Path) -> bool:
+    """A pending half of a save (``.new``) or a save's temporary file."""
+    return path.name.endswith(".new") or path.name.endswith(".tmp")
+
+
+def _is_our_metadata(meta: object) -> bool:
+    """Whether JSON content is metadata this project wrote: a dict with a model spec and its name or key."""
+    return isinstance(meta, dict) and isinstance(meta.get("spec"), dict) and ("key" in meta or "name" in meta)
+
+
+def _is_ours(path: Path, entry: builtins.list[Path]) -> bool:
+    """Whether ``path`` (one of an ``entry``'s files) was written by this project, by its content as well as its
+    name: metadata that reads as ours or not as JSON at all; weights beside our metadata or in the
+    safetensors format; leftovers of a save. A user's JSON that happens to carry a key's name is not ours."""
+    if _is_leftover(path):
+        return True
+    if path.suffix == ".json":
+        try:
+            return _is_our_metadata(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return True  # unreadable: a metadata file cut short or damaged (a user's file would be JSON)
+    meta = path.with_suffix(".json")
+    return (meta in entry and _is_ours(meta, entry)) or _looks_like_safetensors(path)
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """Whether the file starts as safetensors files do: an 8-byte header length, then a JSON header."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(9)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < size
 
 
 def _complete_meta(meta_path: Path, weights_path: Path) -> dict | None:

@@ -7,7 +7,9 @@ TrendError into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from ..errors import TrendError
@@ -27,13 +29,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OutputError(TrendError):
+    """Writing the command's output (stdout) failed: a full disk, a closed pipe."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(
+            f"Writing the output failed ({exc.strerror or exc}); free space or send the output somewhere else "
+            "(results computed so far are kept in the store)."
+        )
+        self.errno = exc.errno
+
+
+class _CheckedOutput:
+    """sys.stdout while a command runs: a write or flush that fails raises OutputError (one line, exit 2)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _drop_output(stream) -> None:
+    """Point a failed stdout at /dev/null, so its unwritten buffer does not fail again when Python exits."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # (a stream without a file descriptor, as under pytest)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     common.show_warnings_as_lines()
+    stdout = sys.stdout
+    sys.stdout = _CheckedOutput(stdout)  # type: ignore[assignment]
     try:
         set_default(getattr(args, "executor", None))
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return status
+    except OutputError as exc:
+        _drop_output(stdout)
+        if exc.errno == errno.EPIPE:  # the reader stopped reading (`| head`): quiet, as a shell's SIGPIPE
+            return 128 + 13
+        print(f"trend: error: {exc}", file=sys.stderr)
+        return 2
     except TrendError as exc:
         print(f"trend: error: {exc}", file=sys.stderr)
         return 2
@@ -41,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print("trend: interrupted; finished work is kept in the store.", file=sys.stderr)
         return 130
     finally:
+        sys.stdout = stdout
         common.restore_threads()
 
 

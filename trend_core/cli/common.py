@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .. import __version__
+from ..errors import TrendError
 from ..executors import get_executor
-from ..homes import check_home, check_output_file
+from ..homes import check_home, check_output_file, default_home, home_origin
 from ..profiles import DEFAULT_PROFILE, PROFILES
 from ..specs import ModelSpec
 
@@ -59,13 +60,16 @@ def profile_of(args: argparse.Namespace) -> str:
     return getattr(args, "profile", None) or DEFAULT_PROFILE
 
 
-def zoo_from(args: argparse.Namespace) -> Zoo:
-    """The zoo under --home (checked: a folder that exists or can be created and written), else the default."""
+def zoo_from(args: argparse.Namespace, write: bool = True) -> Zoo:
+    """The zoo under --home, else $TREND_HOME or the default, checked before any work wherever it comes from: a
+    folder (or one that can be created) whose parts (models/, cache/, ...) are what they should be, and that
+    this process can write when the command writes (``write``)."""
     # local: loads torch only when needed (keeps start-up fast)
     from ..zoo import Zoo
 
     home = getattr(args, "home", None)
-    return Zoo(check_home(home) if home is not None else None)
+    origin = "--home" if home is not None else home_origin()
+    return Zoo(check_home(home if home is not None else default_home(), write=write, origin=origin))
 
 
 def check_outputs(**flags: str | None) -> None:
@@ -252,7 +256,12 @@ def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, 
         # local: loads torch only when needed (keeps start-up fast)
         from ..zoo import atomic_write_bytes
 
-        atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())
+        try:
+            atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())
+        except OSError as exc:  # checked writable before the work; a full disk shows only now
+            raise TrendError(
+                f"{csv_path} could not be written ({exc.strerror}); free space or name another file."
+            ) from None
         print(f"wrote {csv_path}", file=sys.stderr)
         return
     if as_json:

@@ -82,6 +82,13 @@ def _train_all(args, specs, force: bool = False) -> None:
     start = time.perf_counter()
     todo = [spec for spec in specs if force or not zoo.has(spec)]
     for spec in specs:
+        problem = None if spec in todo else zoo.problem(spec)
+        if problem:  # found before any training: the model asked for is there but would not load
+            raise TrendError(
+                f"{spec.name} is in the zoo at {zoo.root} but damaged: {problem}; `trend zoo clean` removes it, "
+                "--force retrains it."
+            )
+    for spec in specs:
         if spec not in todo:
             print(f"{spec.name}: already in the zoo", file=sys.stderr)
     if distributed():  # every model to train as its own task, in parallel; the driver swaps each in when complete
@@ -121,19 +128,23 @@ def zoo_frame(rows: list[dict]) -> pd.DataFrame:
     )
 
 
-def cmd_zoo_list(args) -> int:
-    zoo = zoo_from(args)
-    rows = zoo.list(args.dataset)
+def warn_problems(zoo) -> None:
+    """One line on stderr per zoo entry that ``load`` refuses, with the reason (``zoo list``, ``eval``)."""
     for entry in zoo.problems():
-        label = entry["name"] or f"key {entry['key']}"
-        print(
-            f"warning: {label} is damaged or incomplete: {entry['problem']}; `trend zoo clean` removes it.",
-            file=sys.stderr,
-        )
+        label = f"key {entry['key']}" + (f" ({entry['name']})" if entry["name"] else "")
+        action = "`trend zoo clean` removes it" if entry["files"] else "move it out of the models folder"
+        print(f"warning: {label} is damaged or incomplete: {entry['problem']}; {action}.", file=sys.stderr)
+
+
+def cmd_zoo_list(args) -> int:
+    zoo = zoo_from(args, write=False)
+    rows = zoo.list(args.dataset)
+    warn_problems(zoo)
     if args.json:
         emit_json(rows)
     elif not rows:
-        print(f"The zoo at {zoo_from(args).root} is empty; build the default with `trend zoo preset digits`.")
+        state = "holds no model that loads, only the damaged entries above" if zoo.problems() else "is empty"
+        print(f"The zoo at {zoo.root} {state}; build the default with `trend zoo preset digits`.")
     else:
         emit_table(zoo_frame(rows), False)
     return 0
@@ -156,15 +167,20 @@ def cmd_zoo_delete(args) -> int:
 
 
 def cmd_zoo_clean(args) -> int:
-    removed = zoo_from(args).clean()
+    zoo = zoo_from(args)
+    removed = zoo.clean()
     for entry in removed:
         print(f"removed {entry['name'] or 'key ' + entry['key']} ({entry['problem']})")
+    for entry in zoo.problems():  # what is left: files this project did not write
+        print(f"left alone: key {entry['key']}: {entry['problem']}", file=sys.stderr)
     print(f"{len(removed)} damaged or incomplete entr{'y' if len(removed) == 1 else 'ies'} removed", file=sys.stderr)
     return 0
 
 
 def cmd_eval(args) -> int:
-    zoo = zoo_from(args)
+    zoo = zoo_from(args, write=False)
+    if not args.names:
+        warn_problems(zoo)  # (each named model is checked as it loads)
     specs = parse_names(args.names) if args.names else zoo.specs()
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
