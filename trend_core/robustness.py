@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -42,6 +43,7 @@ def robustness_sweep(
     store: Any = UNSET,
     profile: str = "paper",
     executor: Any = None,
+    outcomes: dict[tuple[str, float, str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
@@ -74,6 +76,10 @@ def robustness_sweep(
     singles = [MajorityVote([m], seed, [name], profile) for m, name in zip(ensemble.members, ensemble.names)]
     clean_ens = ensemble.expected_accuracy(x, y, draws)
     clean_members = [s.expected_accuracy(x, y) for s in singles]
+    keep = _outcome_keeper(outcomes)
+    keep("clean", 0.0, ENSEMBLE_LABEL, clean_ens)
+    for single, clean in zip(singles, clean_members):
+        keep("clean", 0.0, single.names[0], clean)
     runner = get_executor(executor)
     if runner.distributed:
         points: list = []
@@ -96,17 +102,15 @@ def robustness_sweep(
         for slot, eps in enumerate(eps_list):
             adv = entries[slot]["x_adv"].to(dev)
             on_ens = ensemble.votes(adv) == y
-            rows.append(
-                _robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ensemble.expected_accuracy(adv, y, draws))
-            )
+            ens_adv = keep(rule, eps, ENSEMBLE_LABEL, ensemble.expected_accuracy(adv, y, draws))
+            rows.append(_robustness_row(rule, eps, ENSEMBLE_LABEL, clean_ens, ens_adv))
             for i, single in enumerate(singles):
                 row = {"acc_on_ensemble_adv": float(on_ens[i].float().mean())}
                 if members_alone:
                     member_adv = member_entries[i][slot]["x_adv"].to(dev)
+                    alone = keep(rule, eps, single.names[0], single.expected_accuracy(member_adv, y))
                     row = {
-                        **_robustness_row(
-                            rule, eps, single.names[0], clean_members[i], single.expected_accuracy(member_adv, y)
-                        ),
+                        **_robustness_row(rule, eps, single.names[0], clean_members[i], alone),
                         **row,
                     }
                 else:
@@ -115,6 +119,19 @@ def robustness_sweep(
     return pd.DataFrame(
         rows, columns=["rule", "eps", "model", "clean_accuracy", "accuracy", "success_rate", "acc_on_ensemble_adv"]
     )
+
+
+def _outcome_keeper(
+    outcomes: dict[tuple[str, float, str], np.ndarray] | None,
+) -> Callable[[str, float, str, torch.Tensor], torch.Tensor]:
+    """``keep(rule, eps, model, per_image)``: note the per-image tensor in ``outcomes`` (when given), return it."""
+
+    def keep(rule: str, eps: float, model: str, per_image: torch.Tensor) -> torch.Tensor:
+        if outcomes is not None:
+            outcomes[(rule, float(eps), model)] = per_image.detach().float().cpu().numpy()
+        return per_image
+
+    return keep
 
 
 def _robustness_row(rule: str, eps: float, model: str, clean: torch.Tensor, adv: torch.Tensor | None) -> dict:
