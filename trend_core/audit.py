@@ -96,6 +96,7 @@ class AuditReport:
     clean_accuracy: float = math.nan
     n_images: int = 0
     notes: list[str] = field(default_factory=list)
+    worst_per_image: dict[float, list[float]] = field(default_factory=dict)  # eps -> each image's worst case
 
     def fired(self) -> list[AuditFlag]:
         return [f for f in self.flags if f.fired]
@@ -282,14 +283,14 @@ def run_audit(
     data_key = content_key(VERSION, "data", x, y)
     scores: dict[tuple[str, float], torch.Tensor] = {}
     clean = correctness(target, x, y)
-    total = sum(len(item.epsilons) for item in plan)
-    done = 0
-    for item in plan:
+    costs = [attack_cost(item) for item in plan]  # the bar moves in proportion to the work, not per attack
+    total, done = sum(costs), 0.0
+    for item, cost in zip(plan, costs):
         if progress is not None:
             progress(done / total, f"{item.label} at eps {', '.join(f'{e:g}' for e in item.epsilons)}")
         for eps, score in zip(item.epsilons, attack_scores(item, target, x, y, data_key, store)):
             scores[(item.label, eps)] = score
-        done += len(item.epsilons)
+        done += cost
     if progress is not None:
         progress(1.0, "done")
 
@@ -306,19 +307,35 @@ def run_audit(
         for eps in item.epsilons
     ]
     robust = pd.DataFrame(rows, columns=["attack", "eps", "robust_accuracy", "n_images", "kind"])
-    worst_rows = []
+    worst_rows, worst_per_image = [], {}
     for eps in sorted({e for item in plan for e in item.epsilons}):
         per_image = clean.clone()
         for item in plan:
             if eps in item.epsilons:
                 per_image = torch.minimum(per_image, scores[(item.label, eps)])
         worst_rows.append({"eps": eps, "robust_accuracy": float(per_image.mean())})
+        worst_per_image[eps] = [float(v) for v in per_image.cpu()]
     worst = pd.DataFrame(worst_rows, columns=["eps", "robust_accuracy"])
     notes = []
     if not surrogate_names:
         notes.append("No other zoo model of this dataset to transfer from: the transfer attacks were skipped.")
     flags = audit_flags(robust, worst, plan, n)
-    return AuditReport(robust, worst, flags, names, bool(ensemble), level, eps_list, float(clean.mean()), n, notes)
+    report = AuditReport(robust, worst, flags, names, bool(ensemble), level, eps_list, float(clean.mean()), n, notes)
+    report.worst_per_image = worst_per_image
+    return report
+
+
+def attack_cost(item: BatteryAttack) -> float:
+    """Rough model evaluations an attack of the battery spends per image: iterations (APGD steps x restarts, PGD
+    steps, Square queries) x members of the model attacked x 3 for a gradient step (forward and backward) or 1
+    for a query, x its eps values; for weighing the progress bar."""
+    attack = item.attack
+    if isinstance(attack, Square):
+        per_eps = attack.queries * attack.restarts
+    else:
+        per_eps = 3 * int(getattr(attack, "steps", 1)) * int(getattr(attack, "restarts", 1))
+    members = len(item.source.members) if isinstance(item.source, MajorityVote) else 1
+    return float(per_eps * members * len(item.epsilons))
 
 
 def pick_surrogates(zoo, specs, level: str) -> list[str]:
@@ -551,17 +568,22 @@ def audit_ensemble_and_members(
     device: str = "auto",
     store=None,
     progress: ProgressFn | None = None,
+    labels: Sequence[str] | None = None,
+    reports: dict[str, AuditReport] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
     """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
-    ensemble first) and every audit's flags by row label."""
-    labels = [ModelSpec.parse(n).short_name for n in names]
+    ensemble first) and every audit's flags by row label. ``labels``: the members' labels (default their short
+    names); ``reports``: pass a dict to get every AuditReport by row label (e.g. its per-image worst case)."""
+    labels = list(labels) if labels is not None else [ModelSpec.parse(n).short_name for n in names]
     jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
+    weights = [len(members) for _, members, _ in jobs]  # the vote's audit attacks every member: N times one's
+    starts = [sum(weights[:i]) / sum(weights) for i in range(len(jobs))]
     rows, flags = [], {}
     for i, (label, members, vote) in enumerate(jobs):
 
         def part(fraction: float, message: str, i=i, label=label) -> None:
             if progress is not None:
-                progress((i + fraction) / len(jobs), f"{label}: {message}")
+                progress(starts[i] + fraction * weights[i] / sum(weights), f"{label}: {message}")
 
         report = run_audit(
             zoo,
@@ -576,4 +598,6 @@ def audit_ensemble_and_members(
         )
         rows.append(summary_row(label, report, eps))
         flags[label] = report.flags
+        if reports is not None:
+            reports[label] = report
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), flags
