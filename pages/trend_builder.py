@@ -234,9 +234,9 @@ def show_comparison(comparison, stem: str, key: str) -> None:
     table = comparison.copy()
     for column in [c for c in table.columns if "accuracy" in c or "difference" in c]:
         table[column] = 100 * table[column]
-    pct = {c: st.column_config.NumberColumn(format="%.1f") for c in table.columns if c not in ("member", "verdict")}
-    st.dataframe(table.drop(columns=["n_images"], errors="ignore"), hide_index=True, width="stretch", column_config={
-        **pct, "verdict": st.column_config.TextColumn("ensemble more robust?")}, key=key)
+    table = table.drop(columns=["n_images", "verdict"], errors="ignore")
+    pct = {c: st.column_config.NumberColumn(format="%.1f") for c in table.columns if c not in ("member", "finding")}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=pct, key=key)
     st.caption("Accuracies and ensemble − member differences in % (percentage points) with 95% bootstrap bounds "
                "over the images, paired: the same images for the vote and the member.")
     trend_ui.download_frame(comparison, stem, key=f"{key}-dl")

@@ -29,6 +29,8 @@ from .stats import (
     verdict,
 )
 
+FINDINGS = {HELD: "ensemble more robust", FAILED: "member more robust", INCONCLUSIVE: "not distinguishable"}
+
 
 @dataclass(frozen=True)
 class MemberComparison:
@@ -49,6 +51,7 @@ class MemberComparison:
             **self.alone.as_dict("member_accuracy"),
             **self.difference.as_dict("difference"),
             "verdict": self.verdict,
+            "finding": FINDINGS[self.verdict],
             "n_images": self.n_images,
         }
 
@@ -87,10 +90,18 @@ def compare_with_members(
         difference = mean_interval(ens - alone, weights)
         found.append(
             MemberComparison(
-                member, ens_interval, mean_interval(alone, weights), difference, verdict(difference, 0.0), ens.size
+                member, ens_interval, mean_interval(alone, weights), difference, paired_verdict(difference), ens.size
             )
         )
     return found
+
+
+def paired_verdict(difference: Interval) -> str:
+    """held: the whole interval of (vote - member) lies above 0; did not hold: wholly below 0 (the member is
+    more robust); inconclusive otherwise (an interval touching 0 does not tell them apart)."""
+    if verdict(difference, 0.0, "above") == HELD:
+        return HELD
+    return FAILED if verdict(difference, 0.0, "below") == HELD else INCONCLUSIVE
 
 
 def _pct(value: Interval) -> str:

@@ -145,20 +145,21 @@ def set_label(model: Any, label: str) -> Any:
 
 def models_for_label(label: str, names: Sequence[str]) -> list[str]:
     """The models among ``names`` (canonical names, e.g. a zoo's) that ``label`` (from a TM file or a command
-    line) names: the one whose canonical name or unique label (``label_map`` within its dataset) it is, else
-    every model whose short name it is (several: the label is ambiguous)."""
+    line) may name: the one whose canonical name it is; else, in each dataset, the model whose unique label
+    (``label_map`` within that dataset) it is, or failing that every model whose short name it is. More than one:
+    the label is ambiguous."""
     label = str(label)
     if label in names:
         return [label]
-    by_dataset: dict[str, list[str]] = {}
-    specs = {}
+    by_dataset: dict[str, dict[str, ModelSpec]] = {}
     for name in names:
         try:
-            specs[name] = ModelSpec.parse(name)
+            spec = ModelSpec.parse(name)
         except (TrendError, ValueError):
             continue
-        by_dataset.setdefault(specs[name].dataset, []).append(name)
-    exact = [n for group in by_dataset.values() for n, lab in label_map(group).items() if lab == label]
-    if exact:
-        return exact
-    return [n for n, spec in specs.items() if spec.short_name == label]
+        by_dataset.setdefault(spec.dataset, {})[name] = spec
+    found = []
+    for specs in by_dataset.values():
+        exact = [n for n, lab in label_map(list(specs)).items() if lab == label]
+        found += exact or [n for n, spec in specs.items() if spec.short_name == label]
+    return found

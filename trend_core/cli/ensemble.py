@@ -247,9 +247,11 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
                 continue
             if len(found) > 1:
                 shown = label_map(m["name"] for m in found)
+                datasets = {m.get("spec", {}).get("dataset") for m in found}
+                hint = " or name the dataset with --dataset" if len(datasets) > 1 else ""
                 raise TrendError(
-                    f"{label!r} matches {len(found)} zoo models ({', '.join(shown.values())}); label them so in the "
-                    "TM file (as the dashboard's downloads do), or name the dataset with --dataset."
+                    f"{label!r} matches {len(found)} zoo models ({', '.join(shown.values())}); use those labels in the "
+                    f"TM file (as the dashboard's downloads do){hint}."
                 )
             raise TrendError(
                 f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
