@@ -200,9 +200,12 @@ def choose_candidates(ctx, run: Run) -> tuple | None:
         st.download_button("Download the TM matrix", run.tm.rename_axis("source").reset_index().to_csv(index=False)
                            .encode(), TM_FILE, "text/csv", key="tb_dl_tm", on_click="ignore",
                            icon=":material/download:")
-    rank = st.selectbox("Ensemble to evaluate", list(candidates.index), key="tb_choice",
-                        format_func=lambda r: f"#{r}: {candidates.at[r, 'ensemble']}")
-    return list(candidates.at[rank, "members"]), required, floor, candidates
+    # the options are the ensembles themselves (not their ranks), so a new ranking can never leave an old
+    # ensemble's name on the picker
+    rank_of = {ensemble: rank for rank, ensemble in candidates["ensemble"].items()}
+    ensemble = st.selectbox("Ensemble to evaluate", list(rank_of), key="tb_choice",
+                            format_func=lambda e: f"#{rank_of[e]}: {e}")
+    return list(candidates.at[rank_of[ensemble], "members"]), required, floor, candidates
 
 
 # ----------------------------------------------------------------------------- 3. robustness
@@ -321,7 +324,6 @@ def show_ranking(frame, candidates) -> None:
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
     from trend_core.analysis_jobs import growing_ensembles, submit_trend_evaluation, submit_trend_growth
-    from trend_core.analysis_jobs import submit_trend_ranking
 
     st.subheader("3. Robustness of the vote")
     settings = attack_settings(ctx)
@@ -339,11 +341,11 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
 
     st.markdown("**Ranking by measured robustness** (beyond the paper: TREND ranks by low TM only). Attacks the "
                 "vote of each candidate above with A-GD and ranks them by what they withstand.")
-    ranking = (submit_trend_ranking, ctx.zoo, ctx.store, [run.names(m) for m in candidates["members"]])
+    ranking = (submit_trend_growth, ctx.zoo, ctx.store, [run.names(m) for m in candidates["members"]])
     if st.button("Rank the candidates by measured robustness", icon=":material/leaderboard:", key="tb_rank"):
         with trend_ui.guard("The robustness ranking"):
-            ranking[0](*ranking[1:], **common)
-    frame = trend_ui.job_panel(trend_ui.job_for(*ranking, **common))
+            ranking[0](*ranking[1:], purpose="ranking", **common)
+    frame = trend_ui.job_panel(trend_ui.job_for(*ranking, purpose="ranking", **common))
     if frame is not None:
         show_ranking(frame, candidates)
 

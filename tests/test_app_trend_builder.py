@@ -71,14 +71,18 @@ def test_candidates_are_ranked_by_mean_pairwise_tm_and_honour_the_sliders(built)
     assert any("below the floor" in m or "pass the filters" in m for m in texts(at.error))
 
 
-def test_chosen_ensemble_against_each_member_and_growth(built):
-    at = built
-    at.slider(key="tb_k").set_value(3)
+def evaluate_small(at, k: int = 2):
+    at.slider(key="tb_k").set_value(k)
     at.slider(key="tb_eps").set_value(0.15)
     at.number_input(key="tb_steps").set_value(3)
     at.number_input(key="tb_limit").set_value(12)
     at.button(key="tb_eval").click().run()
     assert_clean(at)
+    return at
+
+
+def test_chosen_ensemble_against_each_member_and_growth(built):
+    at = evaluate_small(built, k=3)
     assert not texts(at.error)
     from trend_core.jobs import get_manager
 
@@ -125,16 +129,6 @@ def test_finished_runs_are_listed_after_a_server_restart(built, monkeypatch):
     assert len(at.dataframe[0].value) == 3
 
 
-def evaluate_small(at, k: int = 2):
-    at.slider(key="tb_k").set_value(k)
-    at.slider(key="tb_eps").set_value(0.15)
-    at.number_input(key="tb_steps").set_value(3)
-    at.number_input(key="tb_limit").set_value(12)
-    at.button(key="tb_eval").click().run()
-    assert_clean(at)
-    return at
-
-
 def boxes(at) -> list[str]:
     return texts(at.success) + texts(at.warning) + texts(at.info)
 
@@ -157,7 +151,7 @@ def test_the_verdict_names_the_member_that_beats_the_vote_and_results_follow_the
     assert "[" in sentence and "12 test images" in sentence
     first = at.selectbox(key="tb_choice").value
     # another candidate: nothing of the first one's evaluation stays on screen
-    at.selectbox(key="tb_choice").set_value(2).run()
+    at.selectbox(key="tb_choice").set_value(at.dataframe[0].value["ensemble"].iloc[1]).run()
     assert_clean(at)
     assert not at.metric and sentence not in boxes(at)
     assert not [f for f in figures(at) if f["layout"]["xaxis"]["title"]["text"] == "model"]
@@ -183,14 +177,11 @@ def test_a_run_launched_on_the_page_becomes_the_pages_run(built):
     assert newest.key != first and at.selectbox(key="tb_run").value == newest.key
     assert any("done" in m and "works from this run" in m for m in texts(at.success))
     assert list(at.multiselect(key=f"tb_candidates_{newest.key[:16]}").value) == ["FP-s0", "Q1-s0"]
+    assert at.selectbox(key="tb_choice").value == "FP-s0 + Q1-s0"  # the picker names the new run's ensemble
 
 
 def test_ranking_by_measured_robustness_beside_trends(built):
-    at = built
-    at.slider(key="tb_k").set_value(2)
-    at.slider(key="tb_eps").set_value(0.15)
-    at.number_input(key="tb_steps").set_value(3)
-    at.number_input(key="tb_limit").set_value(12)
+    at = evaluate_small(built)
     at.button(key="tb_rank").click().run()
     assert_clean(at)
     table = next(d.value for d in at.dataframe if "TREND rank" in d.value.columns)

@@ -473,48 +473,19 @@ def submit_trend_growth(
     device: str = "auto",
     manager: JobManager | None = None,
     profile: str = "paper",
+    purpose: str = "growth",
 ) -> Job:
-    """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
-    of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
+    """Clean accuracy and accuracy under A-GD at ``eps`` of the vote of each ensemble in ``ensembles``.
 
-    Result: a DataFrame size, members (labels joined by " + "), clean_accuracy, accuracy, ci_low / ci_high (its
-    95% bootstrap interval over the images), eps.
+    ``purpose`` "growth": robustness as the ensemble grows (the paper's Fig. 9; e.g. the best TREND set of every
+    size); "ranking" (beyond the paper): the measured robustness of each candidate, so a defender sees TREND's
+    low-TM ranking beside a ranking by what the vote withstands. Result: a DataFrame size, members (labels
+    joined by " + "), clean_accuracy, accuracy, ci_low / ci_high (its 95% bootstrap interval over the images),
+    eps; one row per ensemble in the order given.
     """
-    return _submit_trend_sets(zoo, store, ensembles, eps, steps, limit, device, manager, profile, "trend-growth")
-
-
-def submit_trend_ranking(
-    zoo: Zoo,
-    store: AnyStore,
-    ensembles: Sequence[Sequence[str]],
-    eps: float,
-    steps: int = 20,
-    limit: int | None = 100,
-    device: str = "auto",
-    manager: JobManager | None = None,
-    profile: str = "paper",
-) -> Job:
-    """Beyond the paper: the measured robustness (accuracy under A-GD at ``eps``, with its interval) of each
-    candidate ensemble, so a defender sees TREND's low-TM ranking beside a ranking by what the vote withstands.
-
-    Result: as ``submit_trend_growth``'s, one row per ensemble in the order given.
-    """
-    return _submit_trend_sets(zoo, store, ensembles, eps, steps, limit, device, manager, profile, "trend-rank")
-
-
-def _submit_trend_sets(
-    zoo: Zoo,
-    store: AnyStore,
-    ensembles: Sequence[Sequence[str]],
-    eps: float,
-    steps: int,
-    limit: int | None,
-    device: str,
-    manager: JobManager | None,
-    profile: str,
-    kind: str,
-) -> Job:
-    """Clean accuracy and accuracy under A-GD at ``eps`` (with its interval) of the vote of each ensemble."""
+    if purpose not in ("growth", "ranking"):
+        raise TrendError(f"purpose is 'growth' or 'ranking', not {purpose!r}.")
+    kind = "trend-growth" if purpose == "growth" else "trend-rank"
     sets = [check_members(zoo, members, 1) for members in ensembles]
     if not sets:
         raise TrendError("Give at least one ensemble to evaluate.")
@@ -564,7 +535,7 @@ def _submit_trend_sets(
             work.done(len(members))
         return pd.DataFrame(rows, columns=SETS_COLUMNS)
 
-    what = "growing ensembles" if kind == "trend-growth" else "candidate ensembles"
+    what = "growing ensembles" if purpose == "growth" else "candidate ensembles"
     return _submit(
         zoo,
         [TREND_VERSION, [model_identity(zoo, s) for s in sets], [labels[n] for n in names], eps, steps, limit, profile],
