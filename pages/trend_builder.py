@@ -231,17 +231,23 @@ def show_verdict(result: dict) -> None:
 
 
 def show_comparison(comparison, stem: str, key: str) -> None:
-    """Per member: both accuracies and the paired difference with 95% bounds, and the verdict."""
+    """Per member: both accuracies and the paired difference, each with its 95% interval, and the finding."""
     if comparison is None or len(comparison) == 0:
         return
-    table = comparison.copy()
-    for column in [c for c in table.columns if "accuracy" in c or "difference" in c]:
-        table[column] = 100 * table[column]
-    table = table.drop(columns=["n_images", "verdict"], errors="ignore")
-    pct = {c: st.column_config.NumberColumn(format="%.1f") for c in table.columns if c not in ("member", "finding")}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=pct, key=key)
-    st.caption("Accuracies and ensemble − member differences in % (percentage points) with 95% bootstrap bounds "
-               "over the images, paired: the same images for the vote and the member.")
+
+    def text(row, name: str, unit: str) -> str:
+        sign = "+" if name == "difference" else ""
+        low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        return f"{100 * row[name]:{sign}.1f}{unit} [{100 * low:{sign}.1f}, {100 * high:{sign}.1f}]"
+
+    table = {"member": comparison["member"],
+             "ensemble": [text(r, "ensemble_accuracy", "%") for _, r in comparison.iterrows()],
+             "member alone": [text(r, "member_accuracy", "%") for _, r in comparison.iterrows()],
+             "ensemble − member": [text(r, "difference", " pp") for _, r in comparison.iterrows()],
+             "finding": comparison["finding"]}
+    st.dataframe(table, hide_index=True, width="stretch", key=key)
+    st.caption("Accuracy kept under the attack, with 95% bootstrap intervals over the images; the difference is "
+               "paired (the same images for the vote and the member), in percentage points.")
     trend_ui.download_frame(comparison, stem, key=f"{key}-dl")
 
 
