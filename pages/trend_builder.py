@@ -299,15 +299,24 @@ def show_growth(frame) -> None:
     if comment:
         st.warning(comment, icon=":material/trending_down:")
     st.plotly_chart(growth_figure(frame, f"A-GD eps {eps:g}"), width="stretch", key="tb_growth")
-    st.dataframe(frame.drop(columns=["eps"]), hide_index=True, width="stretch", column_config=_accuracy_columns(eps))
+    shown, columns = percent_table(frame.drop(columns=["eps"]), eps)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     trend_ui.download_frame(frame, f"trend-growth-eps{eps:g}", key="tb_dl_growth")
 
 
-def _accuracy_columns(eps: float) -> dict:
-    return {"clean_accuracy": st.column_config.NumberColumn("clean accuracy", format="percent"),
-            "accuracy": st.column_config.NumberColumn(f"accuracy under A-GD eps {eps:g}", format="percent"),
-            "ci_low": st.column_config.NumberColumn("95% low", format="percent"),
-            "ci_high": st.column_config.NumberColumn("95% high", format="percent")}
+ACCURACY_COLUMNS = ("clean_accuracy", "accuracy", "ci_low", "ci_high")
+
+
+def percent_table(frame, eps: float):
+    """``frame`` with its accuracies (fractions) in percent, and the column titles and one-decimal formats to
+    show them with."""
+    shown = frame.copy()
+    for column in ACCURACY_COLUMNS:
+        if column in shown:
+            shown[column] = 100 * shown[column]
+    titles = {"clean_accuracy": "clean accuracy %", "accuracy": f"accuracy under A-GD eps {eps:g} %",
+              "ci_low": "95% low", "ci_high": "95% high"}
+    return shown, {c: st.column_config.NumberColumn(t, format="%.1f") for c, t in titles.items()}
 
 
 def show_ranking(frame, candidates) -> None:
@@ -319,12 +328,15 @@ def show_ranking(frame, candidates) -> None:
     table.index = table.index + 1
     table = table.rename_axis("robustness rank")[["TREND rank", "members", "accuracy", "ci_low", "ci_high",
                                                   "clean_accuracy"]]
-    st.dataframe(table, width="stretch", column_config=_accuracy_columns(eps), key="tb_ranking")
-    best = table.iloc[0]
+    shown, columns = percent_table(table, eps)
+    st.dataframe(shown, width="stretch", column_config=columns, key="tb_ranking")
+    best, first = table.iloc[0], table[table["TREND rank"] == 1].iloc[0]
     if int(best["TREND rank"]) != 1:
-        st.info(f"Measured under A-GD, TREND's #{int(best['TREND rank'])} ({best['members']}) holds up best "
-                f"({best['accuracy']:.1%}), not its #1. Overlapping 95% intervals mean the images measured cannot "
-                "tell the two apart.", icon=":material/swap_vert:")
+        apart = ("its interval lies wholly above #1's" if best["ci_low"] > first["ci_high"] else
+                 "but their 95% intervals overlap, so these images do not tell the two apart")
+        st.info(f"Measured under A-GD, TREND's #{int(best['TREND rank'])} ({best['members']}, {best['accuracy']:.1%}) "
+                f"holds up better than its #1 ({first['members']}, {first['accuracy']:.1%}): {apart}.",
+                icon=":material/swap_vert:")
     trend_ui.download_frame(table, f"trend-robustness-ranking-eps{eps:g}", key="tb_dl_ranking")
 
 

@@ -189,6 +189,13 @@ def test_ranking_by_measured_robustness_beside_trends(built):
     assert list(table["accuracy"]) == sorted(table["accuracy"], reverse=True)
     assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
     assert any("beyond the paper" in m for m in texts(at.markdown))
+    best, first = table.iloc[0], table[table["TREND rank"] == 1].iloc[0]
+    notes = [m for m in texts(at.info) if "holds up better than its #1" in m]
+    if best["TREND rank"] == 1:
+        assert not notes
+    else:  # it says whether the intervals tell TREND's #1 and the best apart, and only then that they do
+        (note,) = notes
+        assert ("intervals overlap" in note) == (best["ci_low"] <= first["ci_high"])
 
 
 @pytest.fixture
