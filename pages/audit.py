@@ -76,7 +76,9 @@ def show_report(result: dict) -> None:
     from trend_core.plots.audit import robust_accuracy_figure
 
     meta, robust, worst = result["meta"], result["robust"], result["worst_case"]
-    what = "majority vote of " + " + ".join(meta["models"]) if meta["ensemble"] else meta["models"][0]
+    label_of = trend_ui.zoo_label_map(trend_ui.context().models(), meta["models"])  # as the pickers say
+    labels = [label_of[n] for n in meta["models"]]
+    what = "majority vote of " + " + ".join(labels) if meta["ensemble"] else labels[0]
     st.subheader(f"Audit of the {what}")
     st.caption(f"{meta['n_images']} test images, clean accuracy {meta['clean_accuracy']:.1%}, {meta['level']} "
                "battery. Robust accuracy: the share of images classified correctly on the clean image and after the "

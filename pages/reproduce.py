@@ -35,7 +35,8 @@ def show_findings(report: dict) -> None:
         st.warning(note)
     order = ["finding", "verdict", *[c for c in frame.columns if c not in ("finding", "verdict")]]
     st.dataframe(frame, hide_index=True, width="stretch", key="rp_findings", column_order=order,
-                 column_config={"verdict": st.column_config.TextColumn(width="small"),  # in view at any width
+                 column_config={"finding": st.column_config.NumberColumn(pinned=True),
+                                "verdict": st.column_config.TextColumn(width=170, pinned=True),  # always in view
                                 "claim": st.column_config.TextColumn(width="large"),
                                 "rule": st.column_config.TextColumn(width="medium")})
     run = report["run"]

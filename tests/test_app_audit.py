@@ -41,6 +41,7 @@ def test_auditing_one_model_shows_chart_table_and_flags(zoo_home):
     for passed in texts(at.success):  # a check that passed reads as one ("APGD has converged: yes"), never
         assert "not_converged" not in passed and ": yes." in passed  # a green mark beside a flag's name
     assert chart["layout"]["xaxis"]["range"] == pytest.approx([0, 0.11])  # the chosen range, not up to eps 0.5
+    assert "Audit of the FP-s0" in texts(at.subheader)  # the model's label, as the pickers show it
 
 
 def test_the_audit_starts_from_the_papers_models(zoo_home):
