@@ -120,6 +120,8 @@ def main() -> None:
         with trend_ui.guard("The audit"):
             job = submit_audit(ctx.zoo, ctx.store, names, ensemble=ensemble, device=ctx.device, **settings)
             trend_ui.remember_job("audit", job)
+            if shown is None:  # draw again with the settings folded, so the run's progress and results are in view
+                st.rerun()
     result = trend_ui.slot_result("audit", "Pick a model (or an ensemble's members) and an eps range above, then "
                                            "press **Run the audit**.")
     if result is not None:
