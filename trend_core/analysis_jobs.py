@@ -33,7 +33,6 @@ from .curve import MIN_POINTS, fit_tm, measure_tm
 from .data import load_dataset
 from .devices import resolve_device
 from .ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
-from .ensemble_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 from .errors import TrendError
 from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
 from .labels import label_map, set_label
@@ -43,6 +42,7 @@ from .robustness import robustness_ratios, robustness_sweep
 from .specs import ModelSpec
 from .store import AnyStore, Cache, MemoryStore, content_key
 from .transfer import TransferResult, attack_identity, run_transfer
+from .vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 from .zoo import Zoo
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
