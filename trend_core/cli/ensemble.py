@@ -236,6 +236,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = True) -> dict[str, float] | None:
     """Clean test accuracy per TM label, from the zoo's metadata (labels: full names, the labels the dashboard
     shows, or short names)."""
+    # local: labels parse specs, which load the model registry (keeps start-up fast)
     from ..labels import label_map, models_for_label
 
     rows = {row["name"]: row for row in zoo_from(args).list(args.dataset) if row.get("name")}
