@@ -1,14 +1,15 @@
 """Is the vote more robust than every member? The paired verdict (trend_core.vote_verdict) names the member
 that beats the ensemble, says 'more robust than every member' only when every paired interval lies above 0, and
 otherwise says which member it cannot be told apart from, on how many images."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from trend_core.vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 from trend_core.errors import TrendError
+from trend_core.vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 
 
 def correct(rate: float, n: int = 400, seed: int = 0) -> np.ndarray:
@@ -17,8 +18,12 @@ def correct(rate: float, n: int = 400, seed: int = 0) -> np.ndarray:
 
 def test_a_member_that_beats_the_vote_is_named_with_intervals():
     # the issue's case: FP+HT+Q4 keeps 65.7% under A-GD, HT alone 77%, FP 23%
-    outcomes = {"ensemble": correct(0.657), "FP-s0": correct(0.23, seed=1), "HT-s0": correct(0.77, seed=2),
-                "Q4-s0": correct(0.30, seed=3)}
+    outcomes = {
+        "ensemble": correct(0.657),
+        "FP-s0": correct(0.23, seed=1),
+        "HT-s0": correct(0.77, seed=2),
+        "Q4-s0": correct(0.30, seed=3),
+    }
     comparisons = compare_with_members(outcomes)
     by_member = {c.member: c for c in comparisons}
     assert by_member["HT-s0"].verdict == "did not hold" and by_member["HT-s0"].difference.high < 0
