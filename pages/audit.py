@@ -8,15 +8,23 @@ import trend_ui
 
 
 def choose_target(ctx) -> tuple[list[str], bool]:
+    """The model or the vote's members; by default the paper's FP, Q1 and Q2 (fully trained ones first), not the
+    zoo's first models in name order."""
+    from trend_core.families import fully_trained
+    from trend_core.labels import paper_picks
+
     metas = ctx.models()
-    label_of = {m["name"]: m.get("short_name") or m["name"] for m in metas}
+    label_of = trend_ui.model_labels(metas)
     names = list(label_of)
+    trained, _ = fully_trained(names, metas)
+    picks = paper_picks([*trained, *[n for n in names if n not in trained]], ("FP", "Q1", "Q2"))
     ensemble = st.toggle("Audit a majority-vote ensemble", value=len(names) >= 3, key="au_ensemble")
     if ensemble:
-        chosen = st.multiselect("Ensemble members (two or more)", names, default=names[: min(3, len(names))],
+        chosen = st.multiselect("Ensemble members (two or more)", names, default=picks[: min(3, len(names))],
                                 format_func=label_of.get, key="au_members")
     else:
-        chosen = [st.selectbox("Model", names, format_func=label_of.get, key="au_model")]
+        chosen = [st.selectbox("Model", names, index=names.index(picks[0]) if picks else 0,
+                               format_func=label_of.get, key="au_model")]
     return chosen, ensemble
 
 
@@ -46,25 +54,40 @@ def choose_settings(ctx) -> dict:
             "limit": int(limit)}
 
 
+# Each sanity flag as the check it makes, worded so that "passed" reads right (a green mark beside
+# "not_converged" said the opposite of what it meant).
+CHECKS = {"gradient_masking": "No sign of gradient masking",
+          "large_eps_not_zero": "Nothing stays robust at eps 0.5",
+          "not_monotone": "Robust accuracy falls as eps grows",
+          "not_converged": "APGD has converged",
+          "bpda_identity_stronger": "Other backward passes are no stronger"}
+
+
 def show_flags(flags: list[dict]) -> None:
     for flag in flags:
+        check = CHECKS.get(flag["name"], flag["name"])
         if flag["fired"]:
-            st.warning(f"**{flag['name']}**: {flag['sentence']}", icon=":material/flag:")
+            st.warning(f"**{check}: no** (flag `{flag['name']}` fired). {flag['sentence']}", icon=":material/flag:")
         else:
-            st.success(f"**{flag['name']}**: {flag['sentence']}", icon=":material/check_circle:")
+            st.success(f"**{check}: yes.** {flag['sentence']}", icon=":material/check_circle:")
 
 
 def show_report(result: dict) -> None:
     from trend_core.plots.audit import robust_accuracy_figure
 
     meta, robust, worst = result["meta"], result["robust"], result["worst_case"]
-    what = "majority vote of " + " + ".join(meta["models"]) if meta["ensemble"] else meta["models"][0]
+    label_of = trend_ui.zoo_label_map(trend_ui.context().models(), meta["models"])  # as the pickers say
+    labels = [label_of[n] for n in meta["models"]]
+    what = "majority vote of " + " + ".join(labels) if meta["ensemble"] else labels[0]
     st.subheader(f"Audit of the {what}")
     st.caption(f"{meta['n_images']} test images, clean accuracy {meta['clean_accuracy']:.1%}, {meta['level']} "
                "battery. Robust accuracy: the share of images classified correctly on the clean image and after the "
                "attack (an ensemble: expected over its random tie-break). Worst case: an image counts only if it "
                "survives every attack.")
-    st.plotly_chart(robust_accuracy_figure(robust, worst), width="stretch", key="au_chart")
+    from trend_core.audit import SANITY_EPS
+
+    focus = [float(e) for e in worst["eps"] if float(e) != SANITY_EPS] or None  # the chosen range, not eps 0.5
+    st.plotly_chart(robust_accuracy_figure(robust, worst, focus=focus), width="stretch", key="au_chart")
     table = robust.pivot_table(index="attack", columns="eps", values="robust_accuracy", sort=False)
     table.loc["worst case (every attack)"] = worst.set_index("eps")["robust_accuracy"]
     percent = {c: st.column_config.NumberColumn(f"eps {c:g}", format="percent") for c in table.columns}
@@ -88,14 +111,17 @@ def main() -> None:
     ctx = trend_ui.context()
     if not trend_ui.has_models(ctx, 1, "An audit needs at least"):
         return
-    with st.container(border=True):
+    shown = trend_ui.recalled_job("audit", kind="audit")
+    with st.expander("What to audit", expanded=shown is None, icon=":material/tune:"):  # results stay in view
         names, ensemble = choose_target(ctx)
         settings = choose_settings(ctx)
-        launch = st.button("Run the audit", type="primary", icon=":material/policy:", key="au_run")
+    launch = st.button("Run the audit", type="primary", icon=":material/policy:", key="au_run")
     if launch:
         with trend_ui.guard("The audit"):
             job = submit_audit(ctx.zoo, ctx.store, names, ensemble=ensemble, device=ctx.device, **settings)
             trend_ui.remember_job("audit", job)
+            if shown is None:  # draw again with the settings folded, so the run's progress and results are in view
+                st.rerun()
     result = trend_ui.slot_result("audit", "Pick a model (or an ensemble's members) and an eps range above, then "
                                            "press **Run the audit**.")
     if result is not None:

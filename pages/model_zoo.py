@@ -86,6 +86,12 @@ def train_section(ctx) -> None:
 
 def upload_section(ctx) -> None:
     """Adopt a user's state_dict for a spec; the file is read as tensors only, never unpickled as code."""
+    from trend_core.nn.registry import list_archs
+
+    st.caption(f"Accepted architectures for {ctx.dataset}: {', '.join(list_archs(ctx.dataset))} (name the one the "
+               "weights belong to in the model name, with its width, input quantization, optimizer and seed). An "
+               "imported model is marked as imported and kept out of families and seed statistics unless you "
+               "include it there.")
     name = st.text_input("Model name (the spec the weights belong to)", placeholder="digits/resnet18-w0.25/Q2/sgd/s0",
                          key="zoo_up_name")
     upload = st.file_uploader("State dict (.safetensors, .pt or .pth)", type=["safetensors", "pt", "pth"],
@@ -105,7 +111,8 @@ def upload_section(ctx) -> None:
     finally:
         os.unlink(tmp)
     acc = meta.get("test_acc")
-    st.success(f"Imported {meta['name']}" + (f": test accuracy {100 * acc:.2f}%." if acc is not None else "."))
+    st.success(f"Imported {meta['name']}" + (f": test accuracy {100 * acc:.2f}%" if acc is not None else "")
+               + "; it is listed as imported (source column), not as a trained seed.")
 
 
 def delete_section(ctx, frame) -> None:

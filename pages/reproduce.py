@@ -34,9 +34,12 @@ def show_findings(report: dict) -> None:
     for note in report["run"].get("notes", []):
         st.warning(note)
     st.caption(INTERVAL_NOTE + " Numbers in the table read value [95% interval].")
-    st.dataframe(frame, hide_index=True, width="stretch", key="rp_findings",
-                 column_config={"claim": st.column_config.TextColumn(width="large"),
-                                "rule": st.column_config.TextColumn(width="large")})
+    order = ["finding", "verdict", *[c for c in frame.columns if c not in ("finding", "verdict")]]
+    st.dataframe(frame, hide_index=True, width="stretch", key="rp_findings", column_order=order,
+                 column_config={"finding": st.column_config.NumberColumn(pinned=True),
+                                "verdict": st.column_config.TextColumn(width=170, pinned=True),  # always in view
+                                "claim": st.column_config.TextColumn(width="large"),
+                                "rule": st.column_config.TextColumn(width="medium")})
     run = report["run"]
     st.caption(f"Device {run['device']}; wall time of the run that made this report {run['wall_seconds']:.1f} s; "
                f"compute time of its stages when first run {run['compute_seconds']:.1f} s.")
@@ -100,6 +103,10 @@ def main() -> None:
         st.info(f"No {scale} reproduction on {ctx.dataset} yet: press **Run the reproduction** (models it needs and "
                 "the zoo lacks are trained first).")
         return
+    if not job.meta.get("command"):  # (the run's own command, for a report the store kept)
+        from trend_core.commands import reproduce_command
+
+        job.meta["command"] = reproduce_command(ctx.dataset, scale, profile, ctx.home, ctx.device)
     report = trend_ui.job_panel(job)
     if report is None:
         return

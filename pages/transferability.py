@@ -20,7 +20,7 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
     if mode == "Family preset":
         from trend_core.families import families
 
-        found = families(ModelSpec.parse(n) for n in names)
+        found = families((ModelSpec.parse(n) for n in names), imported=excluded_imports(metas, "tr_imported"))
         if not found:
             st.info("No family in this zoo yet (models that differ in one factor only); pick models instead.")
             return [], []
@@ -36,6 +36,20 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
     targets = right.multiselect("Targets (evaluated)", names, default=names[: min(4, len(names))], format_func=fmt,
                                 key="tr_targets")
     return sources, targets
+
+
+def excluded_imports(metas: list[dict], key: str) -> set[str]:
+    """Imported models (canonical names) to keep out of families or seed statistics: all of them, unless the
+    user includes them (the toggle is shown only when the zoo holds some)."""
+    from trend_core.families import imported_names
+
+    imported = imported_names(metas)
+    if imported and st.toggle(f"Include the {len(imported)} imported model{'s' if len(imported) > 1 else ''} "
+                              "(their weights were not trained here)", key=key,
+                              help="Imported weights were not trained here from their spec: their seed number says "
+                                   "nothing about training, so they are left out unless you include them."):
+        return set()
+    return imported
 
 
 def choose_attack(ctx) -> tuple[str, dict, int]:
@@ -107,7 +121,7 @@ def show_result(ctx, result) -> None:
             st.caption("TM(a→b) − TM(b→a): red cells mean a's adversarial images fool b more than b's fool a.")
             st.plotly_chart(asymmetry_heatmap(matrix), width="stretch", key="asymmetry")
     with tables:
-        show_tables(result, pairs)
+        show_tables(ctx, result, pairs)
     with examples:
         show_examples(ctx, result)
     with downloads:
@@ -118,10 +132,11 @@ def show_result(ctx, result) -> None:
         trend_ui.download_frame(matrix, stem + "-matrix", key="dl_matrix")
 
 
-def show_tables(result, pairs) -> None:
+def show_tables(ctx, result, pairs) -> None:
     """The paper's Table II: per pair, and mean ± std over seeds of one configuration."""
     from trend_core.errors import TrendError
-    from trend_core.transfer import seed_group_table
+    from trend_core.families import without_imported
+    from trend_core.transfer import model_groups, seed_group_table
 
     shown = pairs[pairs["source"] != pairs["target"]].copy()
     shown["transfer %"] = 100 * shown["tm"]
@@ -132,12 +147,15 @@ def show_tables(result, pairs) -> None:
                  column_config={"transfer %": st.column_config.NumberColumn(format="%.1f"),
                                 "L2": st.column_config.NumberColumn(format="%.3f"),
                                 "L-inf": st.column_config.NumberColumn(format="%.4f")})
+    excluded = excluded_imports(ctx.models(), "tr_imported_seeds")
+    imported = {label for label, name in result.specs.items() if name in excluded}
     try:
-        seeds = seed_group_table(result)
+        seeds = seed_group_table(result, without_imported(model_groups(result), imported))
     except TrendError as exc:
         st.info(f"Mean ± std over seeds: {exc}")
         return
-    st.markdown("**Mean ± std over seeds** (every source seed against every other seed of the same configuration)")
+    st.markdown("**Mean ± std over seeds** (every source seed against every other seed of the same configuration"
+                + ("; imported models left out" if imported else "") + ")")
     st.dataframe(trend_ui.tables.readable_columns(trend_ui.tables.mean_std_frame(seeds)), width="stretch")
 
 

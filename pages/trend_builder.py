@@ -1,5 +1,8 @@
-"""TREND builder: pick the ensemble whose members transfer least to each other, then measure its robustness (PAPER §7)."""
+"""TREND builder: rank ensembles by how little adversarial images transfer among their members (TREND's low TM),
+then measure whether the chosen majority vote is more robust than each of its members, and say so."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -8,6 +11,21 @@ import trend_ui
 # The default candidate pool: the paper's headline members FP, Q1 and Q2 and three more input quantizations,
 # so TREND has a choice to make (other models where the zoo lacks these).
 POOL_INPUTS = ("FP", "Q1", "Q2", "HT", "Q4", "Q8")
+TM_FILE = "trend-tm.csv"  # the name the candidates' equivalent command reads the TM matrix from
+VERDICT_BOX = {"held": st.success, "did not hold": st.warning, "inconclusive": st.info}
+
+
+@dataclass
+class Run:
+    """The transfer run the builder works from, in the zoo's labels (the pickers'), restricted to the pool."""
+
+    key: str
+    tm: object  # DataFrame: TM, rows = source, columns = target, zoo labels
+    name_of: dict  # zoo label -> canonical name
+    accuracies: dict  # zoo label -> clean test accuracy
+
+    def names(self, labels) -> list[str]:
+        return [self.name_of[label] for label in labels]
 
 
 # ----------------------------------------------------------------------------- 1. the transfer run
@@ -18,26 +36,33 @@ def finished_runs(ctx) -> list:
     return finished_transfer_runs(ctx.zoo, ctx.store, ctx.dataset)
 
 
-def describe_run(job) -> str:
+def describe_run(job, label_of: dict) -> str:
     result = job.result
     eps = "no eps clip" if result.eps is None else f"eps {result.eps:.4g}"
-    return f"{result.attack.split('(')[0].upper()} {eps}: {', '.join(result.sources)} ({result.n_images} images)"
+    models = [label_of.get(result.specs.get(s), s) for s in result.sources]
+    shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
+    return f"{result.attack.split('(')[0].upper()} {eps}: {shown} ({result.n_images} images)"
 
 
 def launch_transfer(ctx, expanded: bool) -> None:
-    """A PGD transfer run over a pool of zoo models (every model both source and target), as a job."""
+    """A PGD transfer run over a pool of zoo models (every model both source and target), as a job; once it is
+    done it becomes the page's run."""
     from trend_core.analysis_jobs import submit_transfer
     from trend_core.attacks.settings import attack_settings
-    from trend_core.labels import paper_picks
     from trend_core.errors import TrendError
+    from trend_core.families import fully_trained
+    from trend_core.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
+    trained, _ = fully_trained(names, metas)
     pgd = attack_settings("pgd", ctx.dataset)  # the same defaults and ranges as the CLI and Transferability
     with st.expander("Launch a transfer run here", expanded=expanded):
         pool = st.multiselect("Candidate pool (each model is attacked and evaluated)", names,
-                              default=paper_picks(names, POOL_INPUTS), format_func=label_of.get, key="tb_pool")
+                              default=paper_picks(trained, POOL_INPUTS), format_func=label_of.get, key="tb_pool",
+                              help="By default fully trained models only (not the quick demo's 4-epoch ones, not "
+                                   "imported weights).")
         c1, c2, c3 = st.columns(3)
         eps = c1.slider("PGD eps", 0.0, float(pgd.eps.high), float(pgd.eps.default),
                         step=float(round(float(pgd.eps.default) / 20, 5)), format="%.4f", key="tb_pool_eps")
@@ -51,13 +76,29 @@ def launch_transfer(ctx, expanded: bool) -> None:
                 job = submit_transfer(ctx.zoo, ctx.store, pool, pool, "pgd", params, limit=int(limit),
                                       device=ctx.device, profile=ctx.profile)
                 trend_ui.remember_job("trend-transfer", job)
-                if job.finished:  # done at once (from the store, or synchronous jobs): list it
+                st.session_state.pop("tb_adopted", None)
+                if job.finished:  # done at once (from the store, or synchronous jobs): adopt it now
                     st.rerun()
         trend_ui.job_panel(trend_ui.recalled_job("trend-transfer"))
 
 
+def adopt_launched_run() -> str | None:
+    """When the run launched on this page has finished, make it the page's run (once, before the run picker is
+    drawn); returns the key of the adopted run."""
+    from trend_core.jobs import JobStatus
+
+    job = trend_ui.recalled_job("trend-transfer")
+    if job is None or job.status is not JobStatus.DONE:
+        return st.session_state.get("tb_adopted")
+    if st.session_state.get("tb_adopted") != job.key:
+        st.session_state["tb_adopted"] = job.key
+        st.session_state["tb_run"] = job.key
+    return job.key
+
+
 def choose_run(ctx):
     """The transfer result the builder works from, or None (with a message saying what to do first)."""
+    adopted = adopt_launched_run()
     runs = finished_runs(ctx)
     launch_transfer(ctx, expanded=not runs)
     if not runs:
@@ -66,39 +107,80 @@ def choose_run(ctx):
                              page="pages/transferability.py", label="Transferability")
         return None
     by_key = {job.key: job for job in runs}
-    key = st.selectbox("Transfer run", list(by_key), format_func=lambda k: describe_run(by_key[k]), key="tb_run")
-    return by_key[key].result
+    if st.session_state.get("tb_run") not in by_key:
+        st.session_state.pop("tb_run", None)  # (a run of another folder or dataset): the newest
+    label_of = trend_ui.model_labels(ctx.models())
+    key = st.selectbox("Transfer run", list(by_key), format_func=lambda k: describe_run(by_key[k], label_of),
+                       key="tb_run")
+    if key == adopted:
+        from trend_core.jobs import format_seconds
+
+        job = by_key[key]
+        took = "from the store" if job.from_store else f"in {format_seconds(job.elapsed)}"
+        st.success(f"{job.title}: done ({took}). The builder below works from this run.",
+                   icon=":material/check_circle:")
+    return key, by_key[key].result
 
 
 # ----------------------------------------------------------------------------- 2. candidates
-def accuracies_of(ctx, result) -> dict[str, float]:
-    """Clean test accuracy of each model of the run (by its label), from the zoo's metadata."""
-    from trend_core.analysis_jobs import zoo_accuracies
+def run_in_zoo_labels(ctx, key: str, result) -> Run:
+    """The run's TM matrix and accuracies under the zoo's labels, restricted to the candidate models the user
+    keeps (by default the fully trained ones: the quick demo's 4-epoch models and imported weights are offered,
+    not picked)."""
+    from trend_core.families import fully_trained
 
-    return zoo_accuracies(ctx.zoo, result)
-
-
-def choose_candidates(ctx, result) -> tuple | None:
-    """Sliders (size, required members, accuracy floor) and the ranked candidate ensembles."""
-    from trend_core.ensemble import select_ensembles, symmetrize
-
+    metas = ctx.models()
     tm = result.matrix(averages=False)
-    pool = list(symmetrize(tm).index)
-    accuracies = accuracies_of(ctx, result)
+    run_labels = [label for label in tm.index if label in tm.columns]
+    names = {label: result.specs.get(label) or label for label in run_labels}
+    zoo_label = trend_ui.zoo_label_map(metas, list(names.values()))
+    relabel = {label: zoo_label[name] for label, name in names.items()}
+    name_of = {relabel[label]: name for label, name in names.items()}
+    tm = tm.loc[run_labels, run_labels].rename(index=relabel, columns=relabel)
+    kept, left_out = fully_trained(list(name_of.values()), metas)
+    pool = st.multiselect("Candidate models (from this run)", list(name_of),
+                          default=[zoo_label[n] for n in kept], key=f"tb_candidates_{key[:16]}",
+                          help="TREND picks ensembles among these.")
+    if left_out:
+        st.caption("Left out by default: " + "; ".join(f"{zoo_label[n]} ({why})" for n, why in left_out.items())
+                   + ". Add them above to let TREND pick them.")
+    if len(pool) < 2:
+        from trend_core.errors import TrendError
+
+        raise TrendError("TREND needs at least two candidate models; add some above.")
+    accuracies = {}
+    by_name = {m.get("name"): m for m in metas}
+    for label in pool:
+        acc = by_name.get(name_of[label], {}).get("test_acc")
+        if acc is not None:
+            accuracies[label] = float(acc)
+    return Run(key, tm.loc[pool, pool], {label: name_of[label] for label in pool}, accuracies)
+
+
+def choose_candidates(ctx, run: Run) -> tuple | None:
+    """Sliders (size, required members, accuracy floor) and the ranked candidate ensembles, with the `trend
+    select` command that ranks the same sets from the downloaded TM matrix."""
+    from trend_core.commands import select_command
+    from trend_core.ensemble import select_ensembles
+
+    pool = list(run.tm.index)
     c1, c2, c3 = st.columns([1, 2, 1])
     if len(pool) > 2:
         k = c1.slider("Ensemble size", 2, len(pool), min(3, len(pool)), key="tb_k")
     else:
         k = 2
-        c1.caption("Ensemble size: 2 (the run has two models)")
+        c1.caption("Ensemble size: 2 (two candidate models)")
+    if "tb_require" in st.session_state:  # keep only members still in the pool
+        st.session_state["tb_require"] = [m for m in st.session_state["tb_require"] if m in pool]
     required = c2.multiselect("Required members", pool, key="tb_require",
                               help="e.g. the full-precision model, which lifts clean accuracy.")
     floor = c3.slider("Clean accuracy floor (%)", 0, 100, 0, key="tb_floor")
-    candidates = select_ensembles(tm, k, require=required, min_acc=floor / 100 if floor else None,
-                                  accuracies=accuracies, top=10)
-    st.markdown(f"**Ranked candidates** ({candidates.attrs.get('method', '')} search over "
+    candidates = select_ensembles(run.tm, k, require=required, min_acc=floor / 100 if floor else None,
+                                  accuracies=run.accuracies, top=10)
+    st.markdown(f"**TREND's ranking** ({candidates.attrs.get('method', '')} search over "
                 f"{candidates.attrs.get('candidates', len(candidates))} sets): mean pairwise symmetrized TM, lower "
-                "is better (attacks transfer less among the members).")
+                "is better (attacks transfer less among the members). Low TM is TREND's proxy for robustness; "
+                "section 3 measures it.")
     shown = candidates.drop(columns=["members"]).rename(columns={"score": "mean pair TM", "max_pair_tm": "max pair TM",
                                                                  "undefined_pairs": "pairs without TM"})
     for column in ("min_acc", "mean_acc"):
@@ -111,16 +193,22 @@ def choose_candidates(ctx, result) -> tuple | None:
         "mean_acc": st.column_config.NumberColumn("mean clean acc %", format="%.1f")})
     trend_ui.download_frame(candidates.assign(members=candidates["members"].map(" + ".join)), "trend-candidates",
                             key="tb_dl_candidates")
-    rank = st.selectbox("Ensemble to evaluate", list(candidates.index), key="tb_choice",
-                        format_func=lambda r: f"#{r}: {candidates.at[r, 'ensemble']}")
-    return list(candidates.at[rank, "members"]), pool, required, floor, accuracies, tm
+    with st.expander("Equivalent command", icon=":material/terminal:"):
+        st.code(select_command(TM_FILE, k, required, floor / 100 if floor else None, 10, ctx.dataset, ctx.home),
+                language="bash")
+        st.caption(f"With the candidates' TM matrix saved as {TM_FILE} (the same labels as here):")
+        st.download_button("Download the TM matrix", run.tm.rename_axis("source").reset_index().to_csv(index=False)
+                           .encode(), TM_FILE, "text/csv", key="tb_dl_tm", on_click="ignore",
+                           icon=":material/download:")
+    # the options are the ensembles themselves (not their ranks), so a new ranking can never leave an old
+    # ensemble's name on the picker
+    rank_of = {ensemble: rank for rank, ensemble in candidates["ensemble"].items()}
+    ensemble = st.selectbox("Ensemble to evaluate", list(rank_of), key="tb_choice",
+                            format_func=lambda e: f"#{rank_of[e]}: {e}")
+    return list(candidates.at[rank_of[ensemble], "members"]), required, floor, candidates
 
 
 # ----------------------------------------------------------------------------- 3. robustness
-def canonical(result, labels) -> list[str]:
-    return result.spec_names(labels)
-
-
 def attack_settings(ctx) -> dict:
     from trend_core.data import get_info
 
@@ -135,6 +223,34 @@ def attack_settings(ctx) -> dict:
     return {"eps": eps, "steps": int(steps), "limit": int(limit)}
 
 
+def show_verdict(result: dict) -> None:
+    """The verdict sentence (with intervals), boxed by its outcome."""
+    if "sentence" in result:
+        box = VERDICT_BOX.get(result.get("verdict"), st.info)
+        box(result["sentence"], icon=":material/gavel:")
+
+
+def show_comparison(comparison, stem: str, key: str) -> None:
+    """Per member: both accuracies and the paired difference, each with its 95% interval, and the finding."""
+    if comparison is None or len(comparison) == 0:
+        return
+
+    def text(row, name: str, unit: str) -> str:
+        sign = "+" if name == "difference" else ""
+        low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        return f"{100 * row[name]:{sign}.1f}{unit} [{100 * low:{sign}.1f}, {100 * high:{sign}.1f}]"
+
+    table = {"member": comparison["member"],
+             "ensemble": [text(r, "ensemble_accuracy", "%") for _, r in comparison.iterrows()],
+             "member alone": [text(r, "member_accuracy", "%") for _, r in comparison.iterrows()],
+             "ensemble − member": [text(r, "difference", " pp") for _, r in comparison.iterrows()],
+             "finding": comparison["finding"]}
+    st.dataframe(table, hide_index=True, width="stretch", key=key)
+    st.caption("Accuracy kept under the attack, with 95% bootstrap intervals over the images; the difference is "
+               "paired (the same images for the vote and the member), in percentage points.")
+    trend_ui.download_frame(comparison, stem, key=f"{key}-dl")
+
+
 def show_evaluation(result: dict) -> None:
     from trend_core.ensemble import ENSEMBLE_LABEL
     from trend_core.plots.ensemble import robustness_bars_figure
@@ -143,15 +259,34 @@ def show_evaluation(result: dict) -> None:
     eps = float(sweep["eps"].iloc[0])
     members = list(ratios["member"])
     ens_acc = float(sweep.loc[sweep["model"] == ENSEMBLE_LABEL, "accuracy"].iloc[0])
+    show_verdict(result)
     st.markdown(f"**{' + '.join(members)}** under A-GD at eps {eps:g}: the ensemble keeps {ens_acc:.1%} of the "
                 "images; each member attacked alone keeps:")
     for column, row in zip(st.columns(len(ratios)), ratios.itertuples(index=False)):
         ratio = row.times_more_robust
         text = "n/a" if ratio != ratio else ("inf" if ratio == float("inf") else f"{ratio:.2f}x")
-        column.metric(f"vs {row.member} alone", text, help=f"{row.member} keeps {row.member_accuracy:.1%}")
+        gap = 100 * (row.ensemble_accuracy - row.member_accuracy)
+        column.metric(f"vs {row.member} alone", text, delta=f"{gap:+.1f} pp" if gap == gap else None,
+                      delta_color="normal", help=f"{row.member} keeps {row.member_accuracy:.1%}; the ensemble "
+                      f"{row.ensemble_accuracy:.1%} (below 1x: the member alone is more robust)")
     frame = sweep[["model", "accuracy"]]
     st.plotly_chart(robustness_bars_figure(frame, ENSEMBLE_LABEL), width="stretch", key="tb_robustness")
-    trend_ui.download_frame(ratios, f"trend-robustness-eps{eps:g}", key="tb_dl_ratios")
+    show_comparison(result.get("comparison"), f"trend-robustness-eps{eps:g}", "tb_comparison")
+
+
+def growth_comment(frame) -> str | None:
+    """A sentence when the accuracy under attack does not grow with the ensemble (the paper's Fig. 9 rises)."""
+    ordered = frame.sort_values("size")
+    acc = list(ordered["accuracy"])
+    if len(acc) < 2 or all(b >= a for a, b in zip(acc, acc[1:])):
+        return None
+    top = max(range(len(acc)), key=acc.__getitem__)
+    sizes = list(ordered["size"])
+    path = " → ".join(f"{a:.1%}" for a in acc)
+    if top == len(acc) - 1:
+        return f"Accuracy under attack does not rise steadily with size ({path}): some added members hurt the vote."
+    return (f"Accuracy under attack peaks at size {sizes[top]} ({acc[top]:.1%}) and falls after it ({path}): "
+            f"adding members beyond {sizes[top]} makes this vote less robust here.")
 
 
 def show_growth(frame) -> None:
@@ -160,69 +295,118 @@ def show_growth(frame) -> None:
     eps = float(frame["eps"].iloc[0])
     st.markdown("**Robustness as the ensemble grows** (the paper's Fig. 9): from the first required member (else the "
                 "most accurate model), the best TREND set of each size that holds it and the required members.")
+    comment = growth_comment(frame)
+    if comment:
+        st.warning(comment, icon=":material/trending_down:")
     st.plotly_chart(growth_figure(frame, f"A-GD eps {eps:g}"), width="stretch", key="tb_growth")
-    st.dataframe(frame.drop(columns=["eps"]), hide_index=True, width="stretch",
-                 column_config={"clean_accuracy": st.column_config.NumberColumn("clean accuracy", format="percent"),
-                                "accuracy": st.column_config.NumberColumn(f"accuracy under A-GD eps {eps:g}",
-                                                                          format="percent")})
+    shown, columns = percent_table(frame.drop(columns=["eps"]), eps)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     trend_ui.download_frame(frame, f"trend-growth-eps{eps:g}", key="tb_dl_growth")
 
 
-def evaluate(ctx, result, chosen: list[str], pool, required, floor, accuracies, tm) -> None:
+ACCURACY_COLUMNS = ("clean_accuracy", "accuracy", "ci_low", "ci_high")
+
+
+def percent_table(frame, eps: float):
+    """``frame`` with its accuracies (fractions) in percent, and the column titles and one-decimal formats to
+    show them with."""
+    shown = frame.copy()
+    for column in ACCURACY_COLUMNS:
+        if column in shown:
+            shown[column] = 100 * shown[column]
+    titles = {"clean_accuracy": "clean accuracy %", "accuracy": f"accuracy under A-GD eps {eps:g} %",
+              "ci_low": "95% low", "ci_high": "95% high"}
+    return shown, {c: st.column_config.NumberColumn(t, format="%.1f") for c, t in titles.items()}
+
+
+def show_ranking(frame, candidates) -> None:
+    """Beyond the paper: the candidates ranked by the measured accuracy of their vote under A-GD, beside TREND's
+    rank."""
+    eps = float(frame["eps"].iloc[0])
+    table = frame.drop(columns=["eps", "size"]).assign(**{"TREND rank": list(candidates.index)})
+    table = table.sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)
+    table.index = table.index + 1
+    table = table.rename_axis("robustness rank")[["TREND rank", "members", "accuracy", "ci_low", "ci_high",
+                                                  "clean_accuracy"]]
+    shown, columns = percent_table(table, eps)
+    st.dataframe(shown, width="stretch", column_config=columns, key="tb_ranking")
+    best, first = table.iloc[0], table[table["TREND rank"] == 1].iloc[0]
+    if int(best["TREND rank"]) != 1:
+        apart = ("its interval lies wholly above #1's" if best["ci_low"] > first["ci_high"] else
+                 "but their 95% intervals overlap, so these images do not tell the two apart")
+        st.info(f"Measured under A-GD, TREND's #{int(best['TREND rank'])} ({best['members']}, {best['accuracy']:.1%}) "
+                f"holds up better than its #1 ({first['members']}, {first['accuracy']:.1%}): {apart}.",
+                icon=":material/swap_vert:")
+    trend_ui.download_frame(table, f"trend-robustness-ranking-eps{eps:g}", key="tb_dl_ranking")
+
+
+def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
     from trend_core.analysis_jobs import growing_ensembles, submit_trend_evaluation, submit_trend_growth
 
-    st.subheader("Robustness")
+    st.subheader("3. Robustness of the vote")
     settings = attack_settings(ctx)
-    c1, c2, c3 = st.columns([1.5, 1.3, 2])
-    run_eval = c1.button("Evaluate the chosen ensemble", type="primary", icon=":material/shield:", key="tb_eval")
-    top = c3.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
-        if len(pool) > 2 else 2
-    run_growth = c2.button("Robustness as it grows", icon=":material/trending_up:", key="tb_grow")
-    if run_eval:
+    pool = list(run.tm.index)
+    common = dict(device=ctx.device, profile=ctx.profile, **settings)
+    evaluation = (submit_trend_evaluation, ctx.zoo, ctx.store, run.names(chosen))
+    if st.button("Evaluate the chosen ensemble", type="primary", icon=":material/shield:", key="tb_eval"):
         with trend_ui.guard("The evaluation"):
-            job = submit_trend_evaluation(ctx.zoo, ctx.store, canonical(result, chosen), device=ctx.device,
-                                          profile=ctx.profile, **settings)
-            trend_ui.remember_job("trend-eval", job)
-    if run_growth:
-        with trend_ui.guard("The growth curve"):
-            ranked = sorted(pool, key=lambda m: -accuracies.get(m, 0.0))
-            start = required[0] if required else ranked[0]
-            sets = growing_ensembles(tm, top, start, required, floor / 100 if floor else None, accuracies)
-            job = submit_trend_growth(ctx.zoo, ctx.store, [canonical(result, s) for s in sets], device=ctx.device,
-                                      profile=ctx.profile, **settings)
-            trend_ui.remember_job("trend-growth", job)
-    evaluation = trend_ui.job_panel(trend_ui.recalled_job("trend-eval", kind="trend-eval"))
-    if evaluation is not None:
-        show_evaluation(evaluation)
-    growth = trend_ui.job_panel(trend_ui.recalled_job("trend-growth", kind="trend-growth"))
-    if growth is not None:
-        show_growth(growth)
-    audit_section(ctx, result, chosen, settings)
+            evaluation[0](*evaluation[1:], **common)
+    result = trend_ui.job_panel(trend_ui.job_for(*evaluation, **common))
+    if result is not None:
+        show_evaluation(result)
+    else:
+        st.caption(f"Press **Evaluate** to attack {' + '.join(chosen)} and each member alone with A-GD.")
+
+    st.markdown("**Ranking by measured robustness** (beyond the paper: TREND ranks by low TM only). Attacks the "
+                "vote of each candidate above with A-GD and ranks them by what they withstand.")
+    ranking = (submit_trend_growth, ctx.zoo, ctx.store, [run.names(m) for m in candidates["members"]])
+    if st.button("Rank the candidates by measured robustness", icon=":material/leaderboard:", key="tb_rank"):
+        with trend_ui.guard("The robustness ranking"):
+            ranking[0](*ranking[1:], purpose="ranking", **common)
+    frame = trend_ui.job_panel(trend_ui.job_for(*ranking, purpose="ranking", **common))
+    if frame is not None:
+        show_ranking(frame, candidates)
+
+    c1, c2 = st.columns([1, 2])
+    top = c2.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
+        if len(pool) > 2 else 2
+    ranked = sorted(pool, key=lambda m: -run.accuracies.get(m, 0.0))
+    start = required[0] if required else ranked[0]
+    with trend_ui.guard("The growth curve"):
+        sets = growing_ensembles(run.tm, top, start, required, floor / 100 if floor else None, run.accuracies)
+        growth = (submit_trend_growth, ctx.zoo, ctx.store, [run.names(s) for s in sets])
+        if c1.button("Robustness as it grows", icon=":material/trending_up:", key="tb_grow"):
+            growth[0](*growth[1:], **common)
+        frame = trend_ui.job_panel(trend_ui.job_for(*growth, **common))
+        if frame is not None:
+            show_growth(frame)
+    audit_section(ctx, run, chosen, settings)
 
 
 # ----------------------------------------------------------------------------- 4. audit
-def audit_section(ctx, result, chosen: list[str], settings: dict) -> None:
+def audit_section(ctx, run: Run, chosen: list[str], settings: dict) -> None:
     """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
     from trend_core.analysis_jobs import submit_trend_audit
 
-    st.subheader("Is this robustness real?")
+    st.subheader("4. Is this robustness real?")
     st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "
                "audit attacks with APGD (CE and DLR, averaged over tie-breaks), other backward passes of the input "
                "transform, the gradient-free Square attack and transfer from the other zoo models; an image counts "
                "as robust only if it survives them all (see the Robustness audit page for the details).")
+    audit = (submit_trend_audit, ctx.zoo, ctx.store, run.names(chosen), settings["eps"])
+    options = dict(limit=settings["limit"], device=ctx.device)
     if st.button("Audit the ensemble and its members", icon=":material/policy:", key="tb_audit"):
         with trend_ui.guard("The audit"):
-            job = submit_trend_audit(ctx.zoo, ctx.store, canonical(result, chosen), settings["eps"],
-                                     limit=settings["limit"], device=ctx.device)
-            trend_ui.remember_job("trend-audit", job)
-    audit = trend_ui.job_panel(trend_ui.recalled_job("trend-audit", kind="trend-audit"))
-    if audit is not None:
-        show_audit(audit)
+            audit[0](*audit[1:], **options)
+    result = trend_ui.job_panel(trend_ui.job_for(*audit, **options))
+    if result is not None:
+        show_audit(result)
 
 
 def show_audit(audit: dict) -> None:
     summary = audit["summary"]
     eps = float(summary["eps"].iloc[0])
+    show_verdict(audit)
     st.dataframe(summary.drop(columns=["eps"]), hide_index=True, width="stretch", column_config={
         "clean_accuracy": st.column_config.NumberColumn("clean accuracy", format="percent"),
         "agd_accuracy": st.column_config.NumberColumn(f"under A-GD eps {eps:g}", format="percent"),
@@ -231,25 +415,29 @@ def show_audit(audit: dict) -> None:
     for flag in audit["flags"]:
         if flag["fired"]:
             st.warning(f"**{flag['model']}**, {flag['name']}: {flag['sentence']}", icon=":material/flag:")
+    show_comparison(audit.get("comparison"), f"trend-audit-worst-case-eps{eps:g}", "tb_audit_comparison")
     trend_ui.download_frame(summary, f"trend-audit-eps{eps:g}", key="tb_dl_audit")
 
 
 def main() -> None:
-    trend_ui.page_intro("TREND builder", "TREND picks the ensemble whose members' adversarial images transfer least "
-                        "to each other (lowest mean symmetrized TM), so one attack rarely fools the majority; then "
-                        "measures it under A-GD against each member alone (PAPER §7).")
+    trend_ui.page_intro("TREND builder", "TREND, the paper's ensemble selection, ranks sets of models by how little "
+                        "adversarial images crafted on one member fool the others (lowest mean symmetrized TM). Low "
+                        "TM is a proxy for robustness, not a guarantee: this page then attacks the chosen majority "
+                        "vote and each member alone, and says with 95% intervals whether the vote is more robust "
+                        "than every member, or which member beats it.")
     ctx = trend_ui.context()
     if not trend_ui.has_models(ctx, 2, "TREND needs at least"):
         return
     st.subheader("1. Transfer run")
-    result = choose_run(ctx)
-    if result is None:
+    picked_run = choose_run(ctx)
+    if picked_run is None:
         return
     st.subheader("2. Candidate ensembles")
     with trend_ui.guard("The TREND selection"):
-        picked = choose_candidates(ctx, result)
+        run = run_in_zoo_labels(ctx, *picked_run)
+        picked = choose_candidates(ctx, run)
         if picked is not None:
-            evaluate(ctx, result, *picked)
+            evaluate(ctx, run, *picked)
 
 
 with trend_ui.guard("The TREND builder page"):

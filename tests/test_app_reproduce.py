@@ -50,6 +50,8 @@ def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(z
     titles = [f.get("layout", {}).get("title", {}).get("text", "") for f in figures(at)]
     assert any(t.startswith("TM") for t in titles) and any("A-GD" in t for t in titles)
     assert len(at.get("download_button")) == 2
+    assert any(c.value.startswith("trend reproduce --dataset digits --scale mini") for c in at.code)
+    assert list(at.dataframe[0].proto.column_order[:2]) == ["finding", "verdict"]  # the verdict stays in view
     job = jobs.get_manager().jobs(kind="reproduce")[0]
     assert not job.from_store and job.result["settings"]["scale"] == "mini"
 

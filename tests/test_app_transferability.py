@@ -167,3 +167,34 @@ def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tm
     assert heatmap_traces(open_app(PAGE))["TM"]["z"] == heatmap_traces(finished_run)["TM"]["z"]
 
 
+
+
+def test_an_imported_seed_stays_out_of_families_and_seed_statistics_unless_included(zoo_home, tmp_path):
+    """FP's weights uploaded as .../FP/sgd/s7 are not a trained seed 7: the seed family and the mean ± std over
+    seeds leave them out until the user includes imported models."""
+    import torch
+
+    from conftest import TEST_ZOO_DIR
+    from trend_core.zoo import Zoo, is_imported
+
+    weights = tmp_path / "fp-weights.pt"
+    torch.save(Zoo(TEST_ZOO_DIR).load(FP).state_dict(), weights)
+    imported = "digits/resnet18-w0.25/FP/sgd/s7"
+    meta = Zoo(zoo_home).import_state_dict(imported, weights, evaluate=False)
+    assert meta["origin"] == "imported" and is_imported(meta)
+    at = open_app(PAGE)
+    family = next(o for o in at.selectbox(key="tr_family").options if o.startswith("seeds:"))
+    assert "(2 models)" in family  # FP s0 and s1: not the import
+    at.toggle(key="tr_imported").set_value(True).run()
+    family = next(o for o in at.selectbox(key="tr_family").options if o.startswith("seeds:"))
+    assert "(3 models)" in family
+    at.selectbox(key="tr_family").set_value(family)
+    at.slider(key="tr_limit").set_value(30)
+    at.number_input(key="tr_steps_pgd").set_value(3).run()
+    at.button(key="tr_run").click().run()
+    assert_clean(at)
+    seeds = next(d.value for d in at.dataframe if "models" in d.value.columns)
+    assert list(seeds["models"]) == [2]  # FP s0 and s1; s7 is imported
+    at.toggle(key="tr_imported_seeds").set_value(True).run()
+    seeds = next(d.value for d in at.dataframe if "models" in d.value.columns)
+    assert list(seeds["models"]) == [3]

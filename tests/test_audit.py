@@ -203,3 +203,52 @@ def test_cli_bad_input_exits_2_with_one_line(zoo_dir, capsys, argv, words):
     assert main(["audit", *argv, "--home", str(zoo_dir), "--no-cache"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("trend: error:") and words in err and "\n" not in err
+
+
+def test_the_report_keeps_each_images_worst_case(fp_report):
+    report, _ = fp_report
+    for eps, worst in report.worst_case.itertuples(index=False):
+        per_image = report.worst_per_image[eps]
+        assert len(per_image) == LIMIT and sum(per_image) / LIMIT == pytest.approx(worst)
+
+
+def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, monkeypatch):
+    _, store = fp_report
+    plans, seen = [], []
+    plan_of = audit_module.battery_plan
+    monkeypatch.setattr(audit_module, "battery_plan", lambda *a, **k: plans.append(plan_of(*a, **k)) or plans[-1])
+    run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.1], limit=LIMIT, store=store,
+              progress=lambda f, m: seen.append((f, m)))
+    costs = [audit_module.attack_cost(item) for item in plans[0]]
+    starts = [sum(costs[:i]) / sum(costs) for i in range(len(costs))]
+    assert [f for f, _ in seen[:-1]] == pytest.approx(starts) and seen[-1] == (1.0, "done")
+    apgd = next(i for i, item in enumerate(plans[0]) if item.label == "APGD-CE")
+    square = next(i for i, item in enumerate(plans[0]) if item.label == "Square")
+    assert costs[apgd] == 3 * 8  # 8 steps of a forward and a backward pass (the sanity eps is an attack of its own)
+    assert costs[square] == 40  # 40 queries, one forward pass each
+
+
+def test_trend_audit_says_whether_the_vote_beats_its_members_under_the_worst_case(zoo_dir, monkeypatch):
+    from trend_core.analysis_jobs import submit_trend_audit
+    from trend_core.jobs import Job, JobManager
+    from trend_core.zoo import Zoo
+
+    seen = []
+    original = Job.progress
+    monkeypatch.setattr(Job, "progress", lambda self, f=None, m=None: seen.append((f, m)) or original(self, f, m))
+    job = submit_trend_audit(Zoo(zoo_dir), MemoryStore(), [FP, Q1], 0.1, limit=8, device="cpu",
+                             manager=JobManager(sync=True))
+    assert job.error is None
+    fractions = [f for f, _ in seen if f is not None]
+    assert fractions == sorted(fractions)
+    first = {m.split(":")[0]: f for f, m in reversed(seen) if m}
+    # the vote's audit attacks both members (weight 2 of 4), then each member alone (1 of 4)
+    assert first["FP-s0 + Q1-s0"] == 0 and first["FP-s0"] == pytest.approx(0.5) and first["Q1-s0"] == 0.75
+    result = job.result
+    assert list(result["per_image"].columns) == ["ensemble", "FP-s0", "Q1-s0"] and len(result["per_image"]) == 8
+    worst = result["summary"].set_index("model")["worst_case_accuracy"]
+    assert result["per_image"]["ensemble"].mean() == pytest.approx(worst["FP-s0 + Q1-s0"])
+    assert result["per_image"]["Q1-s0"].mean() == pytest.approx(worst["Q1-s0"])
+    assert result["sentence"].startswith("Under the audit's worst case at eps 0.1")
+    assert set(result["comparison"]["member"]) == {"FP-s0", "Q1-s0"}
+    assert result["verdict"] in ("held", "did not hold", "inconclusive")

@@ -1,8 +1,10 @@
 """End to end in a real browser: `streamlit run app.py` on a free localhost port with an empty store, driven
 by headless Chromium through Playwright. Builds the quick demo zoo from the overview (its progress bar must
-move and show the elapsed time), launches a transfer run,
-checks the heatmap's axis labels are the model names, builds a TREND ensemble when that page exists, and saves
-screenshots under artifacts/browser/ (git-ignored) for a person to look at.
+move and show the elapsed time), launches a transfer run, checks the heatmap's axis labels are the model names,
+walks the TREND builder with the default zoo's fully trained models beside the demo's (one label per model in
+picker, chart, CSV and `trend select`; a run launched on the page becomes its run; the verdict names the member
+that beats the vote; another selection shows none of the old one's results), runs the mini reproduction, and
+saves screenshots under artifacts/browser/ (git-ignored) for a person to look at.
 
 Skips when Chromium or Playwright is missing, except under CI=true, where that is a failure.
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import FP, Q1, Q2, REPO
+from trend_core.specs import ModelSpec
 
 try:  # (the page fixture says what to do when Playwright is missing)
     from playwright.sync_api import expect
@@ -68,7 +71,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
 
 @pytest.fixture
 def server(tmp_path):
-    """A live `streamlit run app.py` with an empty TREND_HOME; yields (url, seconds from start to healthy)."""
+    """A live `streamlit run app.py` with an empty TREND_HOME; yields (url, start time, TREND_HOME)."""
     port = _free_port()
     env = {**os.environ, "TREND_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
     env.pop("TREND_JOBS_SYNC", None)  # real background jobs, as a user gets them
@@ -81,7 +84,7 @@ def server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout=60)
-        yield url, start
+        yield url, start, tmp_path / "home"
     finally:
         proc.terminate()
         try:
@@ -145,17 +148,17 @@ def goto_page(page, title: str) -> None:
     page.get_by_role("heading", name=title).first.wait_for()
 
 
-def test_dashboard_end_to_end(page, server):  # page first: skip before starting a server
+def test_dashboard_end_to_end(page, test_zoo, server):  # page first: skip before starting a server
     try:
-        run_scenario(server, page)
+        run_scenario(server, page, test_zoo)
     except BaseException:
         if not page.is_closed():
             shot(page, "failure")  # what the browser showed when the test failed
         raise
 
 
-def run_scenario(server, page) -> None:
-    url, started = server
+def run_scenario(server, page, test_zoo) -> None:
+    url, started, home = server
     page.goto(url)
     page.get_by_role("heading", name="TREND Lab").wait_for(timeout=60_000)
     print(f"\noverview shown {time.monotonic() - started:.1f} s after `streamlit run` started")
@@ -215,17 +218,107 @@ def run_scenario(server, page) -> None:
     page.get_by_text(re.compile(r"adversarial images of")).first.wait_for()
     shot(page, "05-transfer-examples")
 
-    # The TREND builder.
+    # The default digits zoo's fully trained FP, Q1 and Q2 join the demo's 4-epoch ones (copied from the test
+    # zoo rather than trained here: what matters is two models per short name).
+    for name in (FP, Q1, Q2):
+        key = ModelSpec.parse(name).key
+        for suffix in (".json", ".safetensors"):
+            shutil.copy2(test_zoo.models_dir / f"{key}{suffix}", home / "models" / f"{key}{suffix}")
+
+    builder_step(page, home)
+    reproduce_step(page)
+
+
+def builder_step(page, home: Path) -> None:
+    """The TREND builder as a new user meets it once the default zoo's fully trained models sit beside the demo's
+    4-epoch ones: one label per model (picker, chart, CSV, `trend select`), a run launched on the page becomes
+    its run, the verdict sentence names the member that beats the vote, and another selection shows none of the
+    previous one's results."""
     goto_page(page, "TREND builder")
     no_exception(page)
-    page.get_by_role("button", name="Evaluate the chosen ensemble").click()
-    page.get_by_test_id("stMetric").first.wait_for(timeout=180_000)  # "vs <member> alone: <ratio>x"
+    main = page.get_by_test_id("stMain")
+    # a run launched here, over the default pool: the fully trained models, labelled apart from the demo's
+    page.get_by_text("Launch a transfer run here").click()
+    pool = page.get_by_test_id("stMultiSelect").filter(has_text="Candidate pool")
+    expect(pool).to_contain_text("FP-s0-e20")
+    assert "FP-s0-e4" not in pool.inner_text()  # the quick demo's 4-epoch models are not in the default pool
+    for label, value in (("PGD steps", "5"), ("Test images", "30")):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+        settled(page)
+    page.get_by_role("button", name="Run transfer").click()
+    page.get_by_text(re.compile(r"done .*The builder below works from this run")).wait_for(timeout=180_000)
     no_exception(page)
+    run = page.get_by_test_id("stSelectbox").filter(has_text="Transfer run").get_by_role("combobox")
+    expect(run).to_have_value(re.compile(r"FP-s0-e20, Q1-s0-e20, Q2-s0-e20 \(30 images\)"))  # the run launched
+    choice = page.get_by_test_id("stSelectbox").filter(has_text="Ensemble to evaluate").get_by_role("combobox")
+    expect(choice).to_have_value("#1: FP-s0-e20 + Q1-s0-e20 + Q2-s0-e20")  # not the previous run's #1
+    shot(page, "06-builder-launched-run")
+    # the candidates' equivalent command and its TM matrix: `trend select` reads the labels the page shows
+    command = page.get_by_test_id("stExpander").filter(has_text="Download the TM matrix")
+    command.locator("summary").click()
+    text = command.get_by_test_id("stCode").inner_text()
+    assert text.startswith("trend select --tm trend-tm.csv -k 3"), text
+    with page.expect_download() as download:
+        command.get_by_role("button", name="Download the TM matrix").click()
+    tm_file = home.parent / "trend-tm.csv"
+    download.value.save_as(str(tm_file))
+    assert "FP-s0-e20" in tm_file.read_text().splitlines()[0]
+    select = subprocess.run(
+        [sys.executable, "-m", "trend_core", "select", "--tm", str(tm_file), "-k", "2", "--min-acc", "0.9",
+         "--dataset", "digits", "--home", str(home)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert select.returncode == 0 and "FP-s0-e20" in select.stdout, select.stderr
+    # evaluate TREND's choice: the verdict sentence, with its intervals
+    for label, value in (("A-GD steps", "5"), ("Images attacked", "60")):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+        settled(page)
+    sentence = evaluate_and_read_verdict(page)
     metrics = page.get_by_test_id("stMetric").all_inner_texts()
-    assert any("alone" in m for m in metrics), metrics
-    assert {re.search(r"vs (\S+) alone", m).group(1) for m in metrics} <= DEMO_LABELS  # members by model name
-    shot(page, "06-trend-builder")
-    reproduce_step(page)
+    members = {re.search(r"vs (\S+) alone", m).group(1) for m in metrics}
+    assert members == {"FP-s0-e20", "Q1-s0-e20", "Q2-s0-e20"}, metrics  # the chart's labels are the picker's
+    assert any(phrase in sentence for phrase in ("more robust than every member", "not distinguishable from",
+                                                 "less robust than")), sentence
+    shot(page, "07-builder-verdict")
+    # another selection (ensembles of two): none of the previous one's results stays on screen
+    size = page.get_by_test_id("stSlider").filter(has_text="Ensemble size").get_by_role("slider")
+    size.focus()
+    size.press("ArrowLeft")
+    settled(page)
+    expect(page.get_by_test_id("stMetric")).to_have_count(0)
+    expect(main.get_by_text(sentence)).to_have_count(0)
+    main.get_by_text(re.compile(r"Press Evaluate to attack")).first.wait_for()
+    no_exception(page)
+    # FP + Q1, the paper's kind of pair: Q1 alone withstands A-GD better than their vote, and the page says so
+    choice = page.get_by_test_id("stSelectbox").filter(has_text="Ensemble to evaluate").get_by_role("combobox")
+    choice.click()
+    choice.fill("FP-s0-e20 + Q1-s0-e20")  # typing filters the options; Enter takes the one left
+    choice.press("Enter")
+    expect(choice).to_have_value(re.compile(r"#\d: FP-s0-e20 \+ Q1-s0-e20$"))
+    settled(page)
+    sentence = evaluate_and_read_verdict(page)
+    assert "the ensemble is less robust than Q1-s0-e20 alone" in sentence, sentence
+    expect(page.get_by_test_id("stDataFrame").filter(has_text="member more robust")).to_have_count(1)
+    shot(page, "08-builder-member-beats-the-vote")
+    # beyond the paper: the candidates ranked by what their vote withstands, beside TREND's rank
+    page.get_by_role("button", name="Rank the candidates by measured robustness").click()
+    page.get_by_test_id("stDataFrame").filter(has_text="TREND rank").wait_for(timeout=180_000)
+    no_exception(page)
+    shot(page, "09-builder-robustness-ranking")
+
+
+def evaluate_and_read_verdict(page) -> str:
+    """Press Evaluate and return the verdict sentence once shown (with an interval in brackets)."""
+    page.get_by_role("button", name="Evaluate the chosen ensemble").click()
+    verdict = page.get_by_test_id("stMain").get_by_text(re.compile(r"^Under A-GD at eps"))
+    verdict.wait_for(timeout=180_000)
+    settled(page)  # the rest of the results (metrics, chart, table) are drawn by the same script run
+    no_exception(page)
+    sentence = verdict.inner_text()
+    assert re.search(r"\[[-+0-9.]+, [-+0-9.]+\]", sentence), sentence
+    return sentence
 
 
 def reproduce_step(page) -> None:
@@ -240,4 +333,4 @@ def reproduce_step(page) -> None:
     page.get_by_role("button", name="Download the HTML report").wait_for()
     text = page.get_by_test_id("stMain").inner_text()
     assert "not testable at this scale" in text  # the mini scale lacks the seeds, VGG and W/A models
-    shot(page, "07-reproduce")
+    shot(page, "10-reproduce")

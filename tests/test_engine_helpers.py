@@ -44,3 +44,21 @@ def test_finished_runs_merge_live_and_stored_runs_of_one_folder_and_dataset(link
         result.spec_names(["nobody"])
     accuracies = zoo_accuracies(zoo, result)
     assert set(accuracies) == {"FP-s0", "Q1-s0"} and all(0.5 < a <= 1 for a in accuracies.values())
+
+
+def test_default_pools_leave_out_short_trainings_and_imports():
+    from trend_core.families import fully_trained, imported_names
+
+    demo = "digits/resnet18-w0.25/Q1/sgd/s0/e4"
+    upload = "digits/resnet18-w0.25/FP/sgd/s7"
+    metas = [{"name": FP}, {"name": FP_S1}, {"name": Q1}, {"name": demo},
+             {"name": upload, "source": "imported from fp.pt", "origin": "imported"}]
+    kept, left_out = fully_trained([FP, FP_S1, Q1, demo, upload], metas)
+    assert kept == [FP, FP_S1, Q1]
+    assert left_out == {demo: "trained 4 of 20 epochs", upload: "imported weights"}
+    assert fully_trained([FP, demo], metas) == ([FP, demo], {})  # one model would be left: keep them all
+    assert imported_names(metas) == {upload}
+    assert imported_names([{"name": upload, "source": "imported from old.pt"}]) == {upload}  # before "origin"
+    specs = [ModelSpec.parse(n) for n in (FP, FP_S1, upload)]
+    seeds = [len(m) for name, m in families(specs, imported={upload}).items() if name.startswith("seeds:")]
+    assert seeds == [2]

@@ -105,3 +105,30 @@ def test_boundary_png_and_distances(linked_zoo_home, tmp_path, capsys):
     assert "FP-s0" in out and "Q1-s0" in out and "+x" in out
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size == (2 * 9 * 8 + 6, 9 * 8)
+
+
+def test_select_reads_the_dashboards_labels_with_both_zoos(trend_home, tmp_path, capsys):
+    """With the quick demo's 4-epoch FP next to the preset's, the dashboard labels them FP-s0-e4 and FP-s0-e20:
+    `trend select --min-acc` finds each one's accuracy from those labels; the bare FP-s0 is refused, naming them."""
+    from trend_core.nn import build_model
+    from trend_core.specs import ModelSpec
+    from trend_core.zoo import Zoo
+
+    zoo = Zoo(trend_home)
+    accuracies = {FP: 0.98, FP + "/e4": 0.95, Q1: 0.975, Q2: 0.99}
+    for name, acc in accuracies.items():
+        spec = ModelSpec.parse(name)
+        zoo.save(spec, build_model(spec), {"test_acc": acc})  # (untrained weights: only the metadata is read)
+    names = ["FP-s0-e20", "FP-s0-e4", "Q1-s0", "Q2-s0"]
+    values = np.array([[1.0, 0.2, 0.3, 0.9], [0.25, 1.0, 0.1, 0.8], [0.35, 0.15, 1.0, 0.7], [0.9, 0.8, 0.7, 1.0]])
+    path = tmp_path / "tm.csv"
+    write_tm(path, names, values)
+    for extra in ([], ["--dataset", "digits"]):
+        code, out, err = run(["select", "--tm", str(path), "-k", "2", "--min-acc", "0.97", "--json", *extra], capsys)
+        assert code == 0, err
+        ranked = json.loads(out)
+        assert {m for r in ranked for m in r["members"]} == {"FP-s0-e20", "Q1-s0", "Q2-s0"}  # e4 is below 97%
+        assert all(r["min_acc"] >= 0.97 for r in ranked)
+    write_tm(path, ["FP-s0", "Q1-s0", "Q2-s0"], values[:3, :3])
+    code, _, err = run(["select", "--tm", str(path), "-k", "2", "--min-acc", "0.97"], capsys)
+    assert code == 2 and "FP-s0-e20, FP-s0-e4" in err and "--dataset" not in err

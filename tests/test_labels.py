@@ -57,3 +57,27 @@ def test_transfer_labels_use_them():
 ])
 def test_paper_picks(names, inputs, expected):
     assert paper_picks(names, inputs) == expected
+
+
+def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
+    from trend_core.labels import set_label
+    from trend_core.nn import build_model
+    from trend_core.transfer import model_labels
+
+    # alone in a run the preset FP would be "FP-s0"; the dashboard labels it across the zoo, beside the demo's
+    fp = set_label(build_model(ModelSpec.parse(PRESET_FP)), label_map([PRESET_FP, DEMO_FP])[PRESET_FP])
+    q1 = build_model(ModelSpec.parse(PRESET_Q1))
+    assert model_labels([fp, q1]) == ["FP-s0-e20", "Q1-s0"]
+
+
+def test_labels_from_a_tm_file_resolve_to_zoo_models():
+    from trend_core.labels import models_for_label
+
+    zoo = [PRESET_FP, DEMO_FP, PRESET_Q1, "cifar10/resnet18/FP/sgd/s0"]
+    assert models_for_label("FP-s0-e20", zoo) == [PRESET_FP]
+    assert models_for_label("FP-s0-e4", zoo) == [DEMO_FP]
+    assert models_for_label(PRESET_Q1, zoo) == [PRESET_Q1]
+    assert models_for_label("Q1-s0", zoo) == [PRESET_Q1]
+    assert sorted(models_for_label("FP-s0", zoo)) == sorted([PRESET_FP, DEMO_FP, "cifar10/resnet18/FP/sgd/s0"])
+    assert models_for_label("FP-s0", [PRESET_FP, PRESET_Q1]) == [PRESET_FP]
+    assert models_for_label("nothing", zoo) == []

@@ -85,8 +85,13 @@ def test_training_progress_counts_epochs(tmp_path, reports):
     # four epochs in all: the 1-epoch model is a quarter of the work, not half; the two models train side by
     # side, so their reports interleave, but the bar counts epochs in the order they finish
     assert [f for _, f in at_epoch] == [pytest.approx(0.25), pytest.approx(0.5), pytest.approx(0.75), 1.0]
-    assert sorted(m for m, _ in at_epoch) == ["FP-SMALLCNN-s0 (1/2): epoch 1/1", "Q2-SMALLCNN-s0 (2/2): epoch 1/3",
-                                              "Q2-SMALLCNN-s0 (2/2): epoch 2/3", "Q2-SMALLCNN-s0 (2/2): epoch 3/3"]
+    assert sorted(m.split("; ")[1] for m, _ in at_epoch) == [
+        "FP-SMALLCNN-s0: epoch 1/1", "Q2-SMALLCNN-s0: epoch 1/3", "Q2-SMALLCNN-s0: epoch 2/3",
+        "Q2-SMALLCNN-s0: epoch 3/3"]
+    # the count of finished models only grows (models training side by side used to show 2/12, 11/12, 10/12)
+    counts = [int(m.split("/")[0]) for _, m in reports if m and " models trained" in m]
+    assert counts == sorted(counts) and counts[-1] == 2, counts
+    assert reports[-1][1].startswith("2/2 models trained")
 
 
 def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):

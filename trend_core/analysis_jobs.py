@@ -10,6 +10,7 @@ so the results store keeps it and a later session gets it back at once.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 import time
@@ -34,16 +35,19 @@ from .devices import resolve_device
 from .ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
 from .errors import TrendError
 from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
+from .labels import label_map, set_label
 from .profiles import check_profile
 from .progress import WorkMeter
 from .robustness import robustness_ratios, robustness_sweep
 from .specs import ModelSpec
 from .store import AnyStore, Cache, MemoryStore, content_key
-from .transfer import TransferResult, attack_identity, model_labels, run_transfer
+from .transfer import TransferResult, attack_identity, run_transfer
+from .vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 from .zoo import Zoo
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
+TREND_VERSION = "trend/v2"  # TREND builder jobs: zoo-wide labels and per-image results (with intervals)
 RULE_TITLES = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}  # as the paper writes them
 
 
@@ -100,13 +104,25 @@ def model_identity(zoo: Zoo, names: Sequence[str]) -> list[tuple]:
     return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
+def zoo_labels(zoo: Zoo, names: Sequence[str]) -> dict[str, str]:
+    """Canonical name -> the model's label unique across the zoo's models of its dataset: what the dashboard's
+    pickers show, so charts, titles and CSVs made from these models say the same ("FP-s0-e20" wherever the
+    quick demo's "FP-s0-e4" is in the zoo too)."""
+    dataset = dataset_of(names)
+    everything = [m["name"] for m in zoo.list(dataset) if m.get("name")] if dataset else []
+    mapping = label_map([*everything, *names])
+    return {n: mapping[n] for n in names}
+
+
 def load_members(zoo: Zoo, names: Sequence[str], device: str | torch.device, job: Job | None = None) -> list:
-    """The named zoo models on ``device`` (eval mode), reporting progress while loading."""
+    """The named zoo models on ``device`` (eval mode), each carrying its zoo-wide label (``zoo_labels``),
+    reporting progress while loading."""
+    labels = zoo_labels(zoo, names)
     models = []
     for i, name in enumerate(names):
         if job is not None:
-            job.progress(None, f"loading {ModelSpec.parse(name).short_name} ({i + 1}/{len(names)})")
-        models.append(zoo.load(name, device))
+            job.progress(None, f"loading {labels[name]} ({i + 1}/{len(names)})")
+        models.append(set_label(zoo.load(name, device), labels[name]))
     return models
 
 
@@ -128,9 +144,18 @@ def _submit(
     manager: JobManager | None,
     models: Sequence[str],
 ) -> Job:
-    """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content."""
+    """Submit an analysis job over ``models`` (their dataset goes into the job's meta) keyed by content; inside
+    ``existing_job`` only look the job up."""
     home = home_of(zoo)
     key = content_key(VERSION, kind, home, *key_parts)
+    meta = {**meta, "home": home, "dataset": dataset_of(models)}
+    if _LOOKUP_ONLY.get():
+        found = (manager or get_manager()).get(key, store=store)
+        if found is None:
+            raise _NotStarted(key)
+        if found.from_store and not found.meta:  # rebuilt from the store: say what it was
+            found.title, found.kind, found.meta = title, kind, dict(meta)
+        return found
     return (manager or get_manager()).submit(
         key,
         run,
@@ -139,8 +164,28 @@ def _submit(
         device=device_lane(device),
         store=store,
         log_dir=Path(zoo.root) / "logs",
-        meta={**meta, "home": home, "dataset": dataset_of(models)},
+        meta=meta,
     )
+
+
+_LOOKUP_ONLY = contextvars.ContextVar("trend_lookup_only", default=False)
+
+
+class _NotStarted(Exception):
+    """Raised by ``_submit`` inside ``existing_job`` when no job has that key."""
+
+
+def existing_job(submit: Callable[..., Job], *args: Any, **kwargs: Any) -> Job | None:
+    """The job ``submit(*args, **kwargs)`` would give (running, finished in this process, or done in the
+    results store) without starting anything; None when there is none. A page shows results through this, so
+    what it shows always belongs to the settings on screen. Bad input raises the submit's TrendError."""
+    token = _LOOKUP_ONLY.set(True)
+    try:
+        return submit(*args, **kwargs)
+    except _NotStarted:
+        return None
+    finally:
+        _LOOKUP_ONLY.reset(token)
 
 
 def _check_limit(limit: int | None) -> int | None:
@@ -311,6 +356,18 @@ def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str 
 
 
 # ----------------------------------------------------------------------------- TREND ensembles
+def member_verdict(per_image: pd.DataFrame, setting: str) -> dict:
+    """The vote (column ``ensemble``) against each member (the other columns) on the same images: ``comparison``
+    (one row per member: accuracies and the paired difference with 95% bounds, verdict), ``verdict`` (held:
+    more robust than every member; did not hold: a member beats it; inconclusive) and ``sentence``."""
+    comparisons = compare_with_members({str(c): per_image[c].to_numpy(float) for c in per_image.columns})
+    return {
+        "comparison": pd.DataFrame([c.as_row() for c in comparisons]),
+        "verdict": overall_verdict(comparisons),
+        "sentence": verdict_sentence(comparisons, setting),
+    }
+
+
 def submit_trend_evaluation(
     zoo: Zoo,
     store: AnyStore,
@@ -324,7 +381,9 @@ def submit_trend_evaluation(
 ) -> Job:
     """A-GD at ``eps`` against the ensemble and against each member alone ("x times more robust").
 
-    Result: ``sweep`` (robustness_sweep rows for rule agd) and ``ratios`` (robustness_ratios).
+    Result: ``sweep`` (robustness_sweep rows for rule agd), ``ratios`` (robustness_ratios), ``per_image`` (one
+    column per model, the ensemble first: each image's (expected) correctness under its attack) and
+    ``member_verdict``'s comparison, verdict and sentence (is the vote more robust than every member?).
     """
 
     names = check_members(zoo, members, 2, "ensemble member")
@@ -333,6 +392,7 @@ def submit_trend_evaluation(
     limit = _check_limit(limit)
     dev = resolve_device(device)
     profile = check_profile(profile)
+    labels = zoo_labels(zoo, names)
 
     def run(job: Job) -> dict:
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
@@ -349,6 +409,7 @@ def submit_trend_evaluation(
                 work.start(message)
             running.append(next(weights, 1))
 
+        outcomes: dict = {}
         sweep = robustness_sweep(
             ensemble,
             [eps],
@@ -360,14 +421,22 @@ def submit_trend_evaluation(
             device=dev,
             progress=tick,
             profile=profile,
+            outcomes=outcomes,
         )
-        return {"sweep": sweep, "ratios": robustness_ratios(sweep)}
+        per_image = pd.DataFrame({m: outcomes[("agd", eps, m)] for m in [ENSEMBLE_LABEL, *ensemble.names]})
+        setting = f"Under A-GD at eps {eps:g} ({steps} steps)"
+        return {
+            "sweep": sweep,
+            "ratios": robustness_ratios(sweep),
+            "per_image": per_image,
+            **member_verdict(per_image, setting),
+        }
 
     return _submit(
         zoo,
-        [model_identity(zoo, names), eps, steps, limit, profile],
+        [TREND_VERSION, model_identity(zoo, names), [labels[n] for n in names], eps, steps, limit, profile],
         run,
-        title=f"A-GD at eps {eps:g} on a {len(names)}-member ensemble",
+        title=f"A-GD at eps {eps:g} on {' + '.join(labels[n] for n in names)}",
         kind="trend-eval",
         device=dev,
         store=store,
@@ -391,6 +460,9 @@ def submit_trend_evaluation(
     )
 
 
+SETS_COLUMNS = ["size", "members", "clean_accuracy", "accuracy", "ci_low", "ci_high", "eps"]
+
+
 def submit_trend_growth(
     zoo: Zoo,
     store: AnyStore,
@@ -401,13 +473,19 @@ def submit_trend_growth(
     device: str = "auto",
     manager: JobManager | None = None,
     profile: str = "paper",
+    purpose: str = "growth",
 ) -> Job:
-    """Robustness as the ensemble grows (the paper's Fig. 9): clean accuracy and accuracy under A-GD at ``eps``
-    of each ensemble in ``ensembles`` (e.g. the best TREND set of every size).
+    """Clean accuracy and accuracy under A-GD at ``eps`` of the vote of each ensemble in ``ensembles``.
 
-    Result: a DataFrame size, members (labels joined by " + "), clean_accuracy, accuracy, eps.
+    ``purpose`` "growth": robustness as the ensemble grows (the paper's Fig. 9; e.g. the best TREND set of every
+    size); "ranking" (beyond the paper): the measured robustness of each candidate, so a defender sees TREND's
+    low-TM ranking beside a ranking by what the vote withstands. Result: a DataFrame size, members (labels
+    joined by " + "), clean_accuracy, accuracy, ci_low / ci_high (its 95% bootstrap interval over the images),
+    eps; one row per ensemble in the order given.
     """
-
+    if purpose not in ("growth", "ranking"):
+        raise TrendError(f"purpose is 'growth' or 'ranking', not {purpose!r}.")
+    kind = "trend-growth" if purpose == "growth" else "trend-rank"
     sets = [check_members(zoo, members, 1) for members in ensembles]
     if not sets:
         raise TrendError("Give at least one ensemble to evaluate.")
@@ -417,15 +495,17 @@ def submit_trend_growth(
     dev = resolve_device(device)
     names = list(dict.fromkeys(n for members in sets for n in members))
     profile = check_profile(profile)
+    labels = zoo_labels(zoo, names)
 
     def run(job: Job) -> pd.DataFrame:
         loaded = dict(zip(names, load_members(zoo, names, dev, job)))
-        labels = dict(zip(names, model_labels(list(loaded.values()))))
         rows = []
         work = WorkMeter(job.progress, sum(len(members) for members in sets))  # an attack costs one gradient a member
-        for members in sets:
-            work.start(f"A-GD on {' + '.join(labels[n] for n in members)}")
+        for i, members in enumerate(sets):
+            shown = " + ".join(labels[n] for n in members)
+            work.start(f"A-GD on {shown} ({i + 1}/{len(sets)} ensembles)")
             ensemble = MajorityVote([loaded[n] for n in members], names=[labels[n] for n in members], profile=profile)
+            outcomes: dict = {}
             sweep = robustness_sweep(
                 ensemble,
                 [eps],
@@ -437,26 +517,31 @@ def submit_trend_growth(
                 cache=store,
                 device=dev,
                 profile=profile,
+                outcomes=outcomes,
             )
             row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
+            robust = accuracy_interval(outcomes[("agd", eps, ENSEMBLE_LABEL)])
             rows.append(
                 {
                     "size": len(members),
-                    "members": " + ".join(labels[n] for n in members),
+                    "members": shown,
                     "clean_accuracy": float(row["clean_accuracy"]),
                     "accuracy": float(row["accuracy"]),
+                    "ci_low": robust.low,
+                    "ci_high": robust.high,
                     "eps": eps,
                 }
             )
             work.done(len(members))
-        return pd.DataFrame(rows, columns=["size", "members", "clean_accuracy", "accuracy", "eps"])
+        return pd.DataFrame(rows, columns=SETS_COLUMNS)
 
+    what = "growing ensembles" if purpose == "growth" else "candidate ensembles"
     return _submit(
         zoo,
-        [[model_identity(zoo, s) for s in sets], eps, steps, limit, profile],
+        [TREND_VERSION, [model_identity(zoo, s) for s in sets], [labels[n] for n in names], eps, steps, limit, profile],
         run,
-        title=f"A-GD at eps {eps:g} on {len(sets)} growing ensembles",
-        kind="trend-growth",
+        title=f"A-GD at eps {eps:g} on {len(sets)} {what}",
+        kind=kind,
         device=dev,
         store=store,
         manager=manager,
@@ -694,18 +779,37 @@ def submit_trend_audit(
 ) -> Job:
     """The quick audit of a TREND ensemble and of each member alone at ``eps`` (the TREND builder's check).
 
-    Result: ``summary`` (model, eps, clean_accuracy, agd_accuracy, worst_case_accuracy, flags) and ``flags``
-    (list of dicts: model, name, fired, sentence).
+    Result: ``summary`` (model, eps, clean_accuracy, agd_accuracy, worst_case_accuracy, flags), ``flags``
+    (list of dicts: model, name, fired, sentence), ``per_image`` (each image's worst case: the vote, then each
+    member) and ``member_verdict``'s comparison, verdict and sentence under the worst case.
     """
     names = check_members(zoo, members, 2, "ensemble member")
     (eps,) = check_epsilons([eps])
     limit = _check_limit(limit)
     dev = resolve_device(device)
+    labels = [zoo_labels(zoo, names)[n] for n in names]
 
     def run(job: Job) -> dict:
+        reports: dict = {}
         summary, flags = audit_ensemble_and_members(
-            zoo, names, eps, limit=limit, device=str(dev), store=store, progress=lambda f, m: job.progress(f, m)
+            zoo,
+            names,
+            eps,
+            limit=limit,
+            device=str(dev),
+            store=store,
+            progress=lambda f, m: job.progress(f, m),
+            labels=labels,
+            reports=reports,
         )
+        vote = " + ".join(labels)
+        per_image = pd.DataFrame(
+            {
+                ENSEMBLE_LABEL if label == vote else label: report.worst_per_image[eps]
+                for label, report in reports.items()
+            }
+        )
+        setting = f"Under the audit's worst case at eps {eps:g} (an image counts only if it survives every attack)"
         return {
             "summary": summary,
             "flags": [
@@ -713,13 +817,15 @@ def submit_trend_audit(
                 for model, fs in flags.items()
                 for f in fs
             ],
+            "per_image": per_image,
+            **member_verdict(per_image, setting),
         }
 
     return _submit(
         zoo,
-        [model_identity(zoo, names), eps, limit],
+        [TREND_VERSION, model_identity(zoo, names), labels, eps, limit],
         run,
-        title=f"Audit of a {len(names)}-member ensemble and its members at eps {eps:g}",
+        title=f"Audit of {' + '.join(labels)} and its members at eps {eps:g}",
         kind="trend-audit",
         device=dev,
         store=store,
@@ -736,6 +842,18 @@ def submit_trend_audit(
 
 
 # ----------------------------------------------------------------------------- training
+def training_message(step) -> str:
+    """What a training job's bar says: the count of models finished (it only grows, although models training side
+    by side report in turn), then the latest model's news ("FP-s0: epoch 3/20, validation accuracy 91.0%")."""
+    count = f"{step.models_done}/{step.models_total} models trained"
+    report = step.report
+    label = step.spec.short_name
+    if report is None or step.result is not None:
+        accuracy = "" if step.result is None else f" (test accuracy {step.result.test_acc:.1%})"
+        return f"{count}; {label} done{accuracy}"
+    return f"{count}; {label}: epoch {report.epoch}/{report.epochs}, validation accuracy {report.val_acc:.1%}"
+
+
 class _ZooHasAll:
     """A read-only 'store' for training jobs: the result is there once the zoo holds every spec."""
 
@@ -777,7 +895,7 @@ def submit_training(
         zoo.train_many(
             specs,
             device=str(dev),
-            progress=lambda step: job.progress(step.fraction, step.message),
+            progress=lambda step: job.progress(step.fraction, training_message(step)),
             cancel=job.cancel_requested,
         )
         return [zoo.metadata(spec) for spec in specs]
@@ -930,10 +1048,12 @@ def submit_transfer(
     attack_obj = make_attack(attack, **params, **extra)
     dev = resolve_device(device)
     identity = model_identity(zoo, names)
+    labels = zoo_labels(zoo, names)  # the run's tables say what the pickers say
     key = content_key(
         TRANSFER_JOB_VERSION,
         home_of(zoo),
         identity,
+        [labels[n] for n in names],
         list(sources),
         list(targets),
         attack_identity(attack_obj),
@@ -944,10 +1064,7 @@ def submit_transfer(
     )
 
     def run(job: Job):
-        models = []
-        for i, name in enumerate(names):
-            job.progress(0.0, f"loading {ModelSpec.parse(name).short_name} ({i + 1}/{len(names)})")
-            models.append(zoo.load(name, dev))
+        models = load_members(zoo, names, dev, job)
 
         def on_step(step) -> None:
             origin = " (cached)" if step.from_cache else ""

@@ -180,3 +180,35 @@ def audit_command(
 def train_command(names: Sequence[str], home: str | Path | None = None, device: str = "auto") -> str:
     """`trend train ...` for training zoo models."""
     return shlex.join(["trend", "train", *names, *common_flags(home, device)])
+
+
+def select_command(
+    tm_file: str,
+    k: int,
+    require: Sequence[str] = (),
+    min_acc: float | None = None,
+    top: int = 10,
+    dataset: str | None = None,
+    home: str | Path | None = None,
+) -> str:
+    """`trend select ...` ranking TREND candidates from a TM matrix CSV (labels as the dashboard writes them)."""
+    args = ["trend", "select", "--tm", tm_file, "-k", str(int(k))]
+    if require:
+        args += ["--require", *require]
+    if min_acc is not None:
+        args += ["--min-acc", number(min_acc)]
+    if dataset:
+        args += ["--dataset", dataset]
+    if top != 10:
+        args += ["--top", str(int(top))]
+    return shlex.join(args + common_flags(home))
+
+
+def reproduce_command(
+    dataset: str, scale: str, profile: str = "paper", home: str | Path | None = None, device: str = "auto"
+) -> str:
+    """`trend reproduce ...` for a reproduction run launched from the dashboard."""
+    args = ["trend", "reproduce", "--dataset", dataset, "--scale", scale]
+    if profile != "paper":
+        args += ["--profile", profile]
+    return shlex.join(args + common_flags(home, device))

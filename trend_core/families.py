@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Collection, Iterable, Sequence
 
 # family name -> the spec fields that vary inside it (everything else is held equal)
 FACTORS = {
@@ -34,10 +34,24 @@ def _describe(spec, varying: tuple[str, ...]) -> str:
     return " ".join(parts)
 
 
-def families(specs: Iterable) -> dict[str, list]:
+def imported_names(metas: Iterable[dict]) -> set[str]:
+    """Canonical names of the zoo models whose weights were imported rather than trained from their spec."""
+    from .zoo import is_imported  # local: the zoo loads torch, this module stays light
+
+    return {m["name"] for m in metas if m.get("name") and is_imported(m)}
+
+
+def without_imported(groups: dict[str, Sequence[str]], imported_labels: Collection[str]) -> dict[str, list[str]]:
+    """Seed groups (label lists) with the imported models taken out: seed statistics describe training, and an
+    upload named ``.../s7`` is not a seed this zoo trained."""
+    return {name: [m for m in members if m not in imported_labels] for name, members in groups.items()}
+
+
+def families(specs: Iterable, imported: Collection[str] = ()) -> dict[str, list]:
     """'<factor>: <what is held fixed>' -> the specs (2 or more) that differ only in that factor, for every
-    factor in FACTORS; ordered by factor, then by size (largest first)."""
-    specs = list(specs)
+    factor in FACTORS; ordered by factor, then by size (largest first). Specs named in ``imported`` (imported
+    weights, ``imported_names``) are left out: a family compares models trained from their specs."""
+    specs = [s for s in specs if s.name not in set(imported)]
     found: dict[str, list] = {}
     for factor, varying in FACTORS.items():
         groups: dict[tuple, list] = {}
@@ -50,3 +64,23 @@ def families(specs: Iterable) -> dict[str, list]:
                 group, key=lambda s: s.name
             )
     return found
+
+
+def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str], dict[str, str]]:
+    """The models of ``names`` a default pool should use, and why each other one is left out: imported weights,
+    and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
+    is left out when fewer than two models would remain."""
+    from .specs import DEFAULT_EPOCHS, ModelSpec  # local: keeps this module light for the pages
+
+    by_name = {m.get("name"): m for m in metas}
+    reasons: dict[str, str] = {}
+    for name in names:
+        meta = by_name.get(name, {})
+        spec = ModelSpec.parse(name)
+        wanted = DEFAULT_EPOCHS.get(spec.dataset)
+        if name in imported_names([meta]):
+            reasons[name] = "imported weights"
+        elif wanted is not None and (spec.epochs or 0) < wanted:
+            reasons[name] = f"trained {spec.epochs} of {wanted} epochs"
+    kept = [n for n in names if n not in reasons]
+    return (kept, reasons) if len(kept) >= 2 else (list(names), {})

@@ -105,19 +105,29 @@ def paper_picks(names: Sequence[str], inputs: Sequence[str], fill: bool = True) 
     return chosen
 
 
+LABEL_ATTRIBUTE = "trend_label"  # a model's label given by its caller (e.g. unique across the whole zoo)
+
+
 def model_labels(models: Sequence[Any]) -> list[str]:
-    """Unique display labels: the spec's short name (with the distinguishing part where short names clash, e.g.
-    "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
+    """Unique display labels: a label the caller set on the model (``set_label``: the dashboard gives every zoo
+    model its zoo-wide label, so a chart says what the pickers say), else the spec's short name (with the
+    distinguishing part where short names clash, e.g. "FP-s0-e4": ``labels.unique_labels``), else ``.name``."""
 
     def spec_of(m):
         return getattr(m, "spec", None)
 
-    with_spec = [i for i, m in enumerate(models) if spec_of(m) is not None]
+    given = {i: getattr(m, LABEL_ATTRIBUTE, None) for i, m in enumerate(models)}
+    with_spec = [i for i, m in enumerate(models) if spec_of(m) is not None and not given[i]]
     spec_labels = dict(zip(with_spec, unique_labels([spec_of(models[i]) for i in with_spec])))
     labels = []
     for i, m in enumerate(models):
         name = getattr(m, "name", None)
-        labels.append(spec_labels[i] if i in spec_labels else name if isinstance(name, str) and name else f"model{i}")
+        if given[i]:
+            labels.append(str(given[i]))
+        else:
+            labels.append(
+                spec_labels[i] if i in spec_labels else name if isinstance(name, str) and name else f"model{i}"
+            )
     clashing = {label for label in labels if labels.count(label) > 1}
     seen: dict[str, int] = {}
     for i, label in enumerate(labels):
@@ -125,3 +135,31 @@ def model_labels(models: Sequence[Any]) -> list[str]:
             seen[label] = seen.get(label, 0) + 1
             labels[i] = f"{label}#{seen[label]}"
     return labels
+
+
+def set_label(model: Any, label: str) -> Any:
+    """Give ``model`` the label every table and chart made from it shows (``model_labels`` reads it)."""
+    setattr(model, LABEL_ATTRIBUTE, str(label))
+    return model
+
+
+def models_for_label(label: str, names: Sequence[str]) -> list[str]:
+    """The models among ``names`` (canonical names, e.g. a zoo's) that ``label`` (from a TM file or a command
+    line) may name: the one whose canonical name it is; else, in each dataset, the model whose unique label
+    (``label_map`` within that dataset) it is, or failing that every model whose short name it is. More than one:
+    the label is ambiguous."""
+    label = str(label)
+    if label in names:
+        return [label]
+    by_dataset: dict[str, dict[str, ModelSpec]] = {}
+    for name in names:
+        try:
+            spec = ModelSpec.parse(name)
+        except (TrendError, ValueError):
+            continue
+        by_dataset.setdefault(spec.dataset, {})[name] = spec
+    found = []
+    for specs in by_dataset.values():
+        exact = [n for n, lab in label_map(list(specs)).items() if lab == label]
+        found += exact or [n for n, spec in specs.items() if spec.short_name == label]
+    return found

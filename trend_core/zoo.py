@@ -422,7 +422,7 @@ class Zoo:
         _load_state(model, state, spec.name, shown)
         _check_values(model, state, spec.name, shown)
         _check_outputs(model, spec, shown)
-        meta: dict = {"source": f"imported from {shown}", "train_seconds": None}
+        meta: dict = {"source": f"imported from {shown}", "origin": IMPORTED, "train_seconds": None}
         if evaluate:
             try:
                 data = load_dataset(spec.dataset)
@@ -430,6 +430,15 @@ class Zoo:
             except TrendError:
                 meta["val_acc"] = meta["test_acc"] = None
         return self.save(spec, model, meta)
+
+
+IMPORTED = "imported"  # metadata "origin" of weights a user brought (not trained by this zoo from the spec)
+
+
+def is_imported(meta: dict) -> bool:
+    """Whether a zoo model's metadata says its weights were imported (kept out of training families and seed
+    statistics unless the user asks): its "origin", or for imports older than that field, its "source"."""
+    return meta.get("origin") == IMPORTED or str(meta.get("source") or "").startswith("imported")
 
 
 def read_state_dict(path: str | os.PathLike, display_name: str | None = None) -> dict[str, torch.Tensor]:

@@ -22,6 +22,16 @@ def model_labels(metas: list[dict]) -> dict[str, str]:
     return label_map(m["name"] for m in metas if m.get("name"))
 
 
+def zoo_label_map(metas: list[dict], names=()) -> dict[str, str]:
+    """Canonical name -> label for ``names`` (e.g. a transfer run's models), unique across the zoo's models as
+    the pickers show them (a model no longer in the zoo keeps a label that tells it apart too)."""
+    from trend_core.labels import label_map
+
+    names = list(names)
+    mapping = label_map([*(m["name"] for m in metas if m.get("name")), *names])
+    return {n: mapping[n] for n in names}
+
+
 def zoo_frame(metas: list[dict]) -> pd.DataFrame:
     """One row per model: its paper-style label, spec fields and clean accuracies (%), like Tables IV-VI."""
     labels = model_labels(metas)

@@ -234,21 +234,26 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = True) -> dict[str, float] | None:
-    """Clean test accuracy per TM label, from the zoo's metadata (labels: full names or short names)."""
-    rows = zoo_from(args).list(args.dataset)
-    by_label: dict[str, list[dict]] = {}
-    for row in rows:
-        for key in {row.get("name"), row.get("short_name")}:
-            if key:
-                by_label.setdefault(key, []).append(row)
+    """Clean test accuracy per TM label, from the zoo's metadata (labels: full names, the labels the dashboard
+    shows, or short names)."""
+    # local: labels parse specs, which load the model registry (keeps start-up fast)
+    from ..labels import label_map, models_for_label
+
+    rows = {row["name"]: row for row in zoo_from(args).list(args.dataset) if row.get("name")}
     accuracies = {}
     for label in labels:
-        found = by_label.get(label, [])
+        found = [rows[n] for n in models_for_label(label, list(rows))]
         if len(found) != 1 or found[0].get("test_acc") is None:
             if not strict:
                 continue
             if len(found) > 1:
-                raise TrendError(f"{label!r} matches {len(found)} zoo models; name the dataset with --dataset.")
+                shown = label_map(m["name"] for m in found)
+                datasets = {m.get("spec", {}).get("dataset") for m in found}
+                hint = " or name the dataset with --dataset" if len(datasets) > 1 else ""
+                raise TrendError(
+                    f"{label!r} matches {len(found)} zoo models ({', '.join(shown.values())}); use those labels in the "
+                    f"TM file (as the dashboard's downloads do){hint}."
+                )
             raise TrendError(
                 f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
                 "train it there or drop --min-acc."

@@ -5,6 +5,8 @@ Pure functions over the audit's DataFrames; no engine objects, no Streamlit.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -14,9 +16,16 @@ WORST_LABEL = "worst case (every attack)"
 DASHES = {"baseline": "dot", "whitebox": "solid", "blackbox": "dash", "transfer": "dashdot"}
 
 
-def robust_accuracy_figure(robust: pd.DataFrame, worst_case: pd.DataFrame, title: str | None = None) -> go.Figure:
+def robust_accuracy_figure(
+    robust: pd.DataFrame,
+    worst_case: pd.DataFrame,
+    title: str | None = None,
+    focus: Sequence[float] | None = None,
+) -> go.Figure:
     """Robust accuracy (y, 0-100%) over eps (x): a line per attack (dashed by kind: dotted A-GD, solid white-box,
-    dashed black-box, dash-dot transfer) and a thick black line for the per-image worst case."""
+    dashed black-box, dash-dot transfer) and a thick black line for the per-image worst case. ``focus``: the
+    eps values the user chose; the x-axis spans them, so a sanity check far beyond (eps 0.5) does not squeeze
+    them into a corner (its points stay in the hover data and in the table beside the chart)."""
     missing = {"attack", "eps", "robust_accuracy"} - set(robust.columns)
     if missing or not {"eps", "robust_accuracy"} <= set(worst_case.columns):
         raise ValueError("robust_accuracy_figure needs attack, eps, robust_accuracy (and eps, robust_accuracy)")
@@ -47,4 +56,20 @@ def robust_accuracy_figure(robust: pd.DataFrame, worst_case: pd.DataFrame, title
     )
     fig.update_yaxes(title="robust accuracy", tickformat=".0%", range=[0, 1.02])
     fig.update_xaxes(title="eps (L-inf, pixel units)")
+    if focus:
+        top = max(float(e) for e in focus)
+        fig.update_xaxes(range=[0, 1.1 * top])
+        beyond = sorted({float(e) for e in worst["eps"] if float(e) > 1.1 * top})
+        if beyond:
+            shown = ", ".join(f"{e:g}" for e in beyond)
+            fig.add_annotation(
+                text=f"sanity check at eps {shown}: off the chart, in the table",
+                xref="paper",
+                yref="paper",
+                x=1,
+                y=1.02,
+                showarrow=False,
+                xanchor="right",
+                font=dict(size=11, color="gray"),
+            )
     return base_layout(fig, title, height=460)
