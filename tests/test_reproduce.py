@@ -243,6 +243,26 @@ def test_rerun_is_served_from_the_store(mini_home, mini_run):
     assert [f["verdict"] for f in again["findings"]] == [f["verdict"] for f in report["findings"]]
 
 
+def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_path):
+    """The bar gives each part of the run its share of the work: the audit (about half of a quick run) is the
+    widest span, spans follow each other without gaps, and stages already in the store take next to nothing."""
+    from trend_core.reproduce.pipeline import STAGE_COST, progress_spans
+    from trend_core.store import MemoryStore, get_store
+    from trend_core.zoo import Zoo
+
+    fresh = progress_spans(mini_settings(), Zoo(mini_home), MemoryStore())
+    ends = [end for _, end in fresh.values()]
+    assert [start for start, _ in fresh.values()][1:] == ends[:-1] and ends[-1] == pytest.approx(1.0)
+    widths = {part: end - start for part, (start, end) in fresh.items()}
+    assert widths["training"] == 0  # the test zoo has every model
+    assert max(widths, key=widths.get) == "audit" and widths["audit"] > 0.4
+    assert widths["attacks"] == pytest.approx(STAGE_COST["attacks"] / sum(STAGE_COST.values()))
+    stored = progress_spans(mini_settings(), Zoo(mini_home), get_store(mini_home))  # mini_run filled it
+    assert all(end - start == pytest.approx(1 / len(STAGES)) for start, end in stored.values() if end > start)
+    empty = progress_spans(mini_settings(), Zoo(tmp_path), MemoryStore())
+    assert empty["training"][1] > 0.05  # nothing trained yet: training takes its share first
+
+
 def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_home, mini_run):
     import torch
 
@@ -604,7 +624,7 @@ def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, 
     from trend_core.reproduce import stages
 
     monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
-    monkeypatch.setattr(reproduce, "settings_for", lambda dataset, scale, profile: mini_settings(profile=profile))
+    monkeypatch.setattr(reproduce, "settings_for", lambda dataset, scale, profile, **kw: mini_settings(profile=profile, **kw))
     code = main(
         ["reproduce", "--scale", "mini", "--home", str(mini_home), "--out", str(tmp_path / "out"), "--device", "cpu"]
     )

@@ -44,6 +44,38 @@ def stage_key(settings: ReproSettings, name: str, identity: list) -> str:
     return content_key(VERSION, name, settings.to_dict(), identity, *extra)
 
 
+# Relative cost of each part of a reproduction (seconds of the quick digits run on an idle 2-core CPU), so the
+# bar moves in proportion to the work: the audit alone is about half of it.
+STAGE_COST = {
+    "baseline": 1.0,
+    "attacks": 60.0,
+    "matrices": 40.0,
+    "boundary": 3.0,
+    "ensembles": 50.0,
+    "trend": 30.0,
+    "fit": 25.0,
+    "audit": 260.0,
+}
+TRAIN_COST_PER_MODEL = 9.0
+STORED_COST = 0.5  # a stage read back from the store
+
+
+def progress_spans(settings: ReproSettings, zoo, store) -> dict[str, tuple[float, float]]:
+    """The share of the progress bar each part of the run takes, as (start, end) fractions: training the
+    missing models, then each stage by its cost (a stage already in the store costs next to nothing)."""
+    missing = [n for n in settings.models.values() if not zoo.has(n)]
+    identity = None if missing else _identity(zoo, list(settings.models.values()))
+    costs = {"training": TRAIN_COST_PER_MODEL * len(missing)}
+    for name in STAGES:
+        stored = identity is not None and store.has(stage_key(settings, name, identity))
+        costs[name] = STORED_COST if stored else STAGE_COST.get(name, 10.0)
+    total, spans, done = sum(costs.values()), {}, 0.0
+    for part, cost in costs.items():
+        spans[part] = (done / total, (done + cost) / total)
+        done += cost
+    return spans
+
+
 def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, cancel) -> float:
     """Train every model the run needs and the zoo lacks; returns the seconds spent."""
     missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
@@ -80,14 +112,17 @@ def run_reproduce(
     store = store if store is not None else get_store(zoo.root)
     dev = resolve_device(device)
     report_progress = progress or (lambda fraction, message: None)
-    total = len(STAGES) + 1
+    total = len(STAGES)
 
     def check() -> None:
         if cancel is not None and cancel():
             raise ReproduceCancelled("The reproduction was cancelled; finished work is kept in the store.")
 
     check()
-    train_seconds = train_missing(settings, zoo, dev, lambda f, m: report_progress(f / total, m), cancel)
+    spans = progress_spans(settings, zoo, store)
+    train_seconds = train_missing(
+        settings, zoo, dev, lambda f, m: report_progress(spans["training"][1] * min(max(f, 0.0), 1.0), m), cancel
+    )
     identity = _identity(zoo, list(settings.models.values()))
     ctx = StageContext(settings, zoo, store, dev, cancel=cancel)
     stages, from_store = {}, []
@@ -95,13 +130,16 @@ def run_reproduce(
         check()
         key = stage_key(settings, name, identity)
         result = store.get(key)
+        start, end = spans[name]
         if result is not None:
             from_store.append(name)
-            report_progress(i / total, f"{title}: read from the store")
+            report_progress(end, f"{title}: read from the store")
         else:
 
-            def stage_progress(f: float, m: str, i: int = i, title: str = title) -> None:
-                report_progress((i + min(max(f, 0.0), 1.0)) / total, f"stage {i}/{total - 1}, {title}: {m}")
+            def stage_progress(
+                f: float, m: str, i: int = i, title: str = title, start: float = start, end: float = end
+            ) -> None:
+                report_progress(start + (end - start) * min(max(f, 0.0), 1.0), f"stage {i}/{total}, {title}: {m}")
 
             ctx.progress = stage_progress
             ctx.progress(0.0, "starting")

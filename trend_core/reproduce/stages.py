@@ -548,9 +548,15 @@ def audit(ctx: StageContext) -> dict:
         members = ensemble.split(" + ")
         targets.append((ensemble, members, True))
         targets += [(m, [m], False) for m in members if all(m != name for name, _, _ in targets)]
+    weights = [len(members) for _, members, _ in targets]  # a vote's audit attacks each of its members
     for i, (name, members, is_ensemble) in enumerate(targets):
         ctx.check()
-        ctx.progress(i / len(targets), f"auditing {name}")
+        start, share = sum(weights[:i]) / sum(weights), weights[i] / sum(weights)
+
+        def audit_progress(f: float, m: str, start: float = start, share: float = share, name: str = name) -> None:
+            ctx.progress(start + share * min(max(f, 0.0), 1.0), f"auditing {name}: {m}")
+
+        audit_progress(0.0, "starting")
         try:
             report = run_audit(
                 ctx.zoo,
@@ -562,7 +568,7 @@ def audit(ctx: StageContext) -> dict:
                 limit=s.limit,
                 device=str(ctx.device),
                 store=ctx.store,
-                progress=None,
+                progress=audit_progress,
             )
         except TrendError as exc:  # the data do not allow this audit (e.g. a model the battery cannot attack)
             return not_run(f"the audit of {name} failed: {exc}")
