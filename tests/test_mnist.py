@@ -224,6 +224,11 @@ def test_the_mnist_preset_has_the_digits_roles():
     assert len(mnist) == 12 and all(s.dataset == "mnist" and s.width >= MIN_WIDTH for s in mnist)
     assert [s.short_name for s in mnist] == [s.short_name for s in digits]  # the same twelve roles
     assert {s.epochs for s in mnist} == {DEFAULT_EPOCHS["mnist"]}  # names without /e<epochs>
+    from trend_core.cli import build_parser
+    from trend_core.cli.common import parse_names
+
+    assert build_parser().parse_args(["zoo", "preset", "mnist"]).preset == "mnist"  # `trend zoo preset mnist`
+    assert parse_names(["preset:mnist"]) == mnist  # `--models preset:mnist`
 
 
 def test_reproduce_and_attack_settings_for_mnist():

@@ -49,8 +49,10 @@ class DatasetInfo:
 # models but not all of them (see README); at CIFAR's 8/255 it fools almost none.
 DIGITS_EPS = 0.1
 
-# mnist: 28x28 images with 256 grey levels, most pixels 0 or 1. EPS_PLACEHOLDER
-MNIST_EPS = 0.2
+# mnist: 28x28 images, most pixels near 0 or 1. At eps = 0.15 PGD-20 fools the preset's full-precision models almost
+# always (94-100%) and their transfer is the most spread (TM 0 to 0.9, a mean of 0.23 over 40 pairs); at 0.1 three
+# pairs in four transfer at most 10%, from 0.2 on transfer to some targets saturates (README, "MNIST").
+MNIST_EPS = 0.15
 
 _INFOS = {
     "digits": DatasetInfo(
