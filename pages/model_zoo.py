@@ -54,7 +54,7 @@ def train_section(ctx) -> None:
     c1, c2, c3, c4 = st.columns(4)
     arch = c1.selectbox("Architecture", archs, index=archs.index("resnet18") if "resnet18" in archs else 0,
                         key="zoo_arch")
-    width = c2.selectbox("Width", WIDTHS, index=0 if ctx.dataset == "digits" else 2, key="zoo_width",
+    width = c2.selectbox("Width", WIDTHS, index=0 if ctx.dataset in ("digits", "mnist") else 2, key="zoo_width",
                          help="Channel multiplier; 0.25 keeps digits models small and fast.")
     optimizer = c3.selectbox("Optimizer", ["sgd", "adam"], key="zoo_opt")
     epochs = c4.number_input("Epochs", 1, 1000, DEFAULT_EPOCHS.get(ctx.dataset, 30), key="zoo_epochs")

@@ -6,9 +6,10 @@ import streamlit as st
 
 import trend_ui
 
-SCALE_HELP = ("mini: the quick demo zoo's three models, a few images (a smoke test, about 40 s); quick: the whole "
-              "suite on the digits preset, about 10 minutes on an idle 2-core CPU from an empty zoo (8 with the preset "
-              "trained); full: the paper's step counts and every test image.")
+SCALE_HELP = ("mini: three models (digits: the quick demo zoo), a few images (a smoke test, about 40 s on digits); "
+              "quick: the whole suite on the dataset's preset (digits: about 10 minutes on an idle 2-core CPU from an "
+              "empty zoo, 8 with the preset trained; MNIST takes longer: 12 times the pixels); full: the paper's step "
+              "counts and every test image.")
 
 
 def choose(ctx) -> tuple[str, str]:

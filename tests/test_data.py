@@ -33,7 +33,7 @@ def test_dataset_infos():
     assert get_info("cifar10").default_eps == pytest.approx(8 / 255)
     assert get_info("cifar100").num_classes == 100
     with pytest.raises(TrendError, match="choose one of"):
-        get_info("mnist")
+        get_info("svhn")
 
 
 def write_fake_cifar10(root, per_batch=20, test=15, learnable=False):

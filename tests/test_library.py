@@ -68,7 +68,7 @@ def test_discovery_with_wildcards():
     quantized = tl.list_models("*/Q[12]/*")
     assert Q1 in quantized and Q2 in quantized and FP not in quantized
     assert "resnet18" in tl.list_architectures("resnet*") and "vgg11_bn" not in tl.list_architectures("resnet*")
-    assert tl.list_presets() == ["digits"] and tl.list_attacks("pgd*") == ["pgd", "pgd-l2"]
+    assert tl.list_presets() == ["digits", "mnist"] and tl.list_attacks("pgd*") == ["pgd", "pgd-l2"]
 
 
 def test_reprs_are_built_from_parameters():

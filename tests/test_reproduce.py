@@ -321,7 +321,7 @@ def test_scales_and_datasets_follow_the_paper_where_they_should():
     "call, message",
     [
         (lambda: settings_for("digits", "huge"), "Unknown scale 'huge'"),
-        (lambda: settings_for("imagenet", "quick"), "runs on digits, cifar10, cifar100"),
+        (lambda: settings_for("imagenet", "quick"), "runs on digits, mnist, cifar10, cifar100"),
         (lambda: settings_for("digits", "quick", "mine"), "Unknown profile 'mine'"),
         (lambda: settings_for("digits", "quick", limit=1), "image limit"),
         (lambda: settings_for("digits", "quick", colour="red"), "Unknown reproduce setting 'colour'"),

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from .errors import TrendError
 from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+DATASETS = ("digits", "mnist", "cifar10", "cifar100", "imagenet")
 OPTIMIZERS = ("sgd", "adam")
 INPUT_QUANTS = ("FP",) + tuple(f"Q{n}" for n in range(1, 9)) + ("HT", "HT-FS")
 FULL_PRECISION_BITS = 32
 DEFAULT_LR = 0.01
 # Default epochs per dataset: the paper's 400 / 250 for CIFAR / ImageNet; digits trains in seconds.
-DEFAULT_EPOCHS = {"digits": 20, "cifar10": 400, "cifar100": 400, "imagenet": 250}
+DEFAULT_EPOCHS = {"digits": 20, "mnist": 8, "cifar10": 400, "cifar100": 400, "imagenet": 250}
 # Networks whose function changed with issue #9's fixes (the VGG head, DoReFa's weight scale and activation
 # placement, 3-channel HT) carry this revision in their content key, so a checkpoint trained before cannot be
 # loaded into the new network; every other spec keeps its key (and its checkpoints).

@@ -70,7 +70,9 @@ def sidebar() -> AppContext:
         st.markdown("### TREND Lab")
         datasets = _datasets()
         dataset = st.selectbox("Dataset", datasets, index=datasets.index("digits"), key="sb_dataset",
-                               help="digits is embedded; CIFAR and ImageNet are read from $TREND_DATA.")
+                               help="digits and MNIST are embedded (MNIST: 10,000 digits, or the full 60,000 "
+                                    "where `trend data download mnist` put them); CIFAR and ImageNet are read from "
+                                    "$TREND_DATA.")
         found, has_cuda = _device_description()
         device = st.radio("Device", list(DEVICE_LABELS), format_func=DEVICE_LABELS.get, horizontal=True,
                           key="sb_device", help="Auto takes CUDA when PyTorch sees a GPU, else the CPU.")

@@ -1,4 +1,4 @@
-"""Building a starter zoo from the page: the 12-model digits preset or a quick 3-model demo."""
+"""Building a starter zoo from the page: the dataset's 12-model preset (digits, MNIST) or a quick 3-model demo."""
 from __future__ import annotations
 
 import streamlit as st
@@ -12,28 +12,34 @@ QUICK_DEMO = (
     "digits/resnet18-w0.25/Q1/sgd/s0/e4",
 )
 
+# How long each preset takes on an idle 2-core CPU (README "Timings on a CPU"), for the button's help.
+PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 8 minutes on the embedded 10,000 digits"}
+
 
 def build_zoo_panel(ctx) -> None:
-    """Buttons that train the default digits preset or the quick demo as a job, and its progress."""
+    """Buttons that train the dataset's default preset (or, on digits, the quick demo) as a job, and its progress."""
     from trend_core.analysis_jobs import submit_training
+    from trend_core.presets import PRESETS
     from trend_core.specs import ModelSpec
     from trend_core.zoo import preset_specs
 
     job = None
-    if ctx.dataset == "digits":
-        preset = preset_specs("digits")
+    if ctx.dataset in PRESETS:
+        preset = preset_specs(ctx.dataset)
         missing = [spec for spec in preset if not ctx.zoo.has(spec)]
         empty = not ctx.models()
         left, right = st.columns(2)
-        label = ("Build the default digits zoo" if len(missing) == len(preset)
-                 else f"Complete the default digits zoo ({len(missing)} missing)")
+        label = (f"Build the default {ctx.dataset} zoo" if len(missing) == len(preset)
+                 else f"Complete the default {ctx.dataset} zoo ({len(missing)} missing)")
         if missing and left.button(label, type="primary", icon=":material/construction:", key="build_default_zoo",
-                                   help="The 12-model digits preset (input, weight and activation quantization, "
-                                        "seeds, VGG, Adam); about 1.5 minutes on an idle 2-core CPU."):
+                                   help=f"The 12-model {ctx.dataset} preset (input, weight and activation "
+                                        "quantization, seeds, VGG, Adam); "
+                                        f"{PRESET_TIME.get(ctx.dataset, 'minutes')} on an idle 2-core CPU."):
             job = submit_training(ctx.zoo, preset, ctx.device)
-        if empty and right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
-                                  help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: about 10 s on a CPU, "
-                                       "for a first look."):
+        demo = ctx.dataset == "digits" and empty
+        if demo and right.button("Quick demo zoo (3 models)", icon=":material/bolt:", key="build_demo_zoo",
+                                 help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: about 10 s on a CPU, "
+                                      "for a first look."):
             job = submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO], ctx.device)
     else:
         st.info(f"There is no preset zoo for {ctx.dataset}; train models on the Model zoo page.")

@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     dsub.required = True
-    dl = dsub.add_parser("download", help="download CIFAR-10/100 through torchvision into TREND_DATA")
-    dl.add_argument("dataset", choices=("cifar10", "cifar100"))
+    dl = dsub.add_parser("download", help="download CIFAR-10/100 or the full MNIST through torchvision into TREND_DATA")
+    dl.add_argument("dataset", choices=("cifar10", "cifar100", "mnist"))
     dl.add_argument("--root", default=None)
     dl.set_defaults(func=cmd_data_download)
 
@@ -194,8 +194,14 @@ def cmd_eval(args) -> int:
 
 def cmd_data_download(args) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from ..data import load_cifar
+    from ..data import load_cifar, load_mnist
 
-    bundle = load_cifar(args.dataset, args.root, download=True)
-    print(f"{args.dataset}: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images")
+    if args.dataset == "mnist":
+        bundle = load_mnist(args.root, download=True)
+    else:
+        bundle = load_cifar(args.dataset, args.root, download=True)
+    print(
+        f"{args.dataset}: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images "
+        f"({bundle.source})"
+    )
     return 0

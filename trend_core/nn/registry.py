@@ -12,7 +12,7 @@ from typing import Callable
 _BUILDERS: dict[str, Callable] = {}
 _FAMILIES: dict[str, tuple[str, ...]] = {}
 
-SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
+SMALL_IMAGE_DATASETS = ("digits", "mnist", "cifar10", "cifar100")
 
 
 def register_arch(name: str, datasets: tuple[str, ...] = SMALL_IMAGE_DATASETS) -> Callable:

@@ -1,4 +1,4 @@
 """The scales and datasets `trend reproduce` offers: plain constants, importable without torch (for `--help`)."""
 
 SCALES = ("mini", "quick", "full")
-DATASETS = ("digits", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist", "cifar10", "cifar100")

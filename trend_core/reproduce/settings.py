@@ -1,8 +1,9 @@
 """What one `trend reproduce` run does at each scale: the models (by role), images, eps and step counts.
 
 ``mini`` is a smoke test (three models, a few images and steps); ``quick`` runs the whole suite on digits in
-minutes on a CPU; ``full`` uses the paper's step counts and every test image. CIFAR follows the paper's
-attack settings (PGD 40 steps at 8/255, CW 100 iterations) at every scale; ``quick`` there limits the images.
+minutes on a CPU (on MNIST in longer minutes: its images have 12 times the pixels); ``full`` uses the paper's step
+counts and every test image. CIFAR follows the paper's attack settings (PGD 40 steps at 8/255, CW 100
+iterations) at every scale; ``quick`` there limits the images.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..attacks.pgd import step_size_for
 from ..data import get_info
 from ..errors import TrendError
 from ..profiles import DEFAULT_PROFILE, check_profile
@@ -35,10 +37,11 @@ _ROLE_CHANGES: dict[str, dict[str, Any]] = {
     "W2": {"weight_bits": 2},
     "A2": {"act_bits": 2},
 }
-# The base architecture per dataset: digits uses the preset's quarter-width nets (the same checkpoints the
-# dashboard's digits zoo holds); CIFAR uses the paper's ResNet18 and VGG11.
+# The base architecture per dataset: digits and MNIST use their presets' narrow nets (the same checkpoints the
+# dashboard's preset zoos hold); CIFAR uses the paper's ResNet18 and VGG11.
 _BASES = {
     "digits": ("resnet18", 0.25, "vgg11_bn"),
+    "mnist": ("resnet18", 0.125, "vgg11_bn"),
     "cifar10": ("resnet18", 1.0, "vgg11"),
     "cifar100": ("resnet18", 1.0, "vgg11"),
 }
@@ -107,6 +110,10 @@ class ReproSettings:
         return dataclasses.replace(self, **changes)
 
 
+SMALL_DATASETS = ("digits", "mnist")  # CPU-sized: the scale sets the images and the attacks' steps
+ENSEMBLE_EPS_FACTORS = (0.2, 0.5, 1.0, 1.5)
+# mini trains FP, Q2 and Q1 briefly: digits' quick demo zoo (4 epochs, nothing to train after it), MNIST's 2 epochs
+MINI_EPOCHS = {"digits": 4, "mnist": 2}
 AUDIT_LEVEL_OF_SCALE = {"mini": "smoke", "quick": "quick", "full": "thorough"}  # mini: a pipeline check, no verdict
 
 
@@ -127,8 +134,8 @@ def settings_for(
     info = get_info(dataset)
     low, high = info.eps_range
     width, epochs = overrides.pop("width", None), overrides.pop("epochs", None)
-    if scale == "mini" and dataset == "digits" and epochs is None:
-        epochs = 4  # the dashboard's quick demo zoo (FP, Q2, Q1 at 4 epochs): nothing to train after it
+    if scale == "mini" and epochs is None:
+        epochs = MINI_EPOCHS.get(dataset, epochs)
     roles = MINI_ROLES if scale == "mini" else ALL_ROLES
     models = {
         role: ModelSpec.parse(name).replace(profile=profile).name
@@ -144,8 +151,9 @@ def settings_for(
         "sweep_eps": _grid(low, high, 20),
         "audit_level": AUDIT_LEVEL_OF_SCALE[scale],
     }
-    if dataset == "digits":
-        base.update(ensemble_eps=(0.02, 0.05, 0.1, 0.15), trend_eps=0.1)
+    if dataset in SMALL_DATASETS:
+        eps = info.default_eps  # ensembles at 0.2 to 1.5 times it: digits' 0.02, 0.05, 0.1, 0.15
+        base.update(ensemble_eps=tuple(round(f * eps, 6) for f in ENSEMBLE_EPS_FACTORS), trend_eps=eps)
         if scale == "mini":
             base.update(
                 limit=40,
@@ -154,7 +162,7 @@ def settings_for(
                 cw_search_steps=2,
                 deepfool_steps=10,
                 ensemble_steps=5,
-                ensemble_eps=(0.05, 0.1),
+                ensemble_eps=(round(0.5 * eps, 6), eps),
                 fit_steps=5,
                 sweep_eps=_grid(low, high, 6),
                 boundary_resolution=11,
@@ -186,4 +194,6 @@ def settings_for(
     if unknown:
         raise TrendError(f"Unknown reproduce setting {unknown[0]!r}.")
     base.update(overrides)
+    if dataset == "mnist" and "pgd_step_size" not in overrides:  # steps of 0.01 may not travel MNIST's larger eps
+        base["pgd_step_size"] = step_size_for(base["eps"], base.get("pgd_steps", ReproSettings.pgd_steps))
     return ReproSettings(**base)
