@@ -46,14 +46,15 @@ class SaturatingFit:
         return saturating(eps, self.a, self.b)
 
 
-def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "counts") -> SaturatingFit:
-    """Least-squares fit of a (1 - exp(b eps)) with a >= 0, b < 0, from several starting points.
+def fit_saturating(
+    eps: Sequence[float], counts: Sequence[float], what: str = "counts", start: SaturatingFit | None = None
+) -> SaturatingFit:
+    """Least-squares fit of a (1 - exp(b eps)) with a >= 0, b < 0, from several starting points (or from ``start``
+    alone, e.g. the fit of the full sample when refitting bootstrap resamples; the several points if that fails).
 
     eps is rescaled to [0, 1] for the optimizer (b is scaled back), so the fit is equally conditioned for CIFAR's
     eps ~ 0.03 and the digits' eps ~ 0.3. Raises TrendError with a clear message on bad input or no convergence.
     """
-    from scipy.optimize import OptimizeWarning, curve_fit  # (scipy loads only for a fit: ~0.3 s)
-
     e, c = _check_points(eps, counts, what)
     if not np.any(c > 0):
         return SaturatingFit(0.0, -1.0 / float(e.max()), 0.0)  # nothing counted: the flat zero curve
@@ -62,12 +63,33 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
     top = float(c.max())
     a_upper = 1e3 * top
     guesses = []
+    if start is not None and start.a > 0:  # tried alone first; the usual starting points only if it fails
+        warm = [(min(start.a, 0.99 * a_upper), float(np.clip(start.b * scale, -999.0, -2e-6)))]
+        best, best_sse, _ = _least_squares(u, c, warm, a_upper)
+        if best is not None:
+            return SaturatingFit(
+                float(best[0]), float(best[1]) / scale, math.sqrt(best_sse / len(c)), best[0] >= 0.99 * a_upper
+            )
     for a0 in (1.05 * top, 1.5 * top, 3.0 * top):
         ratio = np.clip(c / a0, 0.0, 0.99)
         est = np.log1p(-ratio[u > 0]) / u[u > 0]
         b_data = float(np.median(est)) if est.size else -3.0
         for b0 in {min(b_data, -1e-3), -1.0, -3.0, -10.0}:
             guesses.append((a0, float(np.clip(b0, -999.0, -2e-6))))
+    best, best_sse, last_error = _least_squares(u, c, guesses, a_upper)
+    if best is None:
+        raise TrendError(
+            f"The fit of {what}(eps) did not converge ({last_error or 'no finite solution'}); "
+            "measure more eps values or a wider eps range."
+        )
+    a, b_unit = float(best[0]), float(best[1])
+    return SaturatingFit(a, b_unit / scale, math.sqrt(best_sse / len(c)), unsaturated=a >= 0.99 * a_upper)
+
+
+def _least_squares(u: np.ndarray, c: np.ndarray, guesses: list, a_upper: float) -> tuple:
+    """The best bounded least-squares fit of ``saturating`` over the starting points: (params, sse, last error)."""
+    from scipy.optimize import OptimizeWarning, curve_fit  # (scipy loads only for a fit: ~0.3 s)
+
     best, best_sse, last_error = None, math.inf, ""
     for p0 in guesses:
         try:
@@ -82,13 +104,7 @@ def fit_saturating(eps: Sequence[float], counts: Sequence[float], what: str = "c
         sse = float(np.sum((saturating(u, *params) - c) ** 2))
         if sse < best_sse:
             best, best_sse = params, sse
-    if best is None:
-        raise TrendError(
-            f"The fit of {what}(eps) did not converge ({last_error or 'no finite solution'}); "
-            "measure more eps values or a wider eps range."
-        )
-    a, b_unit = float(best[0]), float(best[1])
-    return SaturatingFit(a, b_unit / scale, math.sqrt(best_sse / len(c)), unsaturated=a >= 0.99 * a_upper)
+    return best, best_sse, last_error
 
 
 def _check_points(eps, counts, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +153,21 @@ class TMCurve:
         return {"a_st": self.st.a, "b_st": self.st.b, "a_ss": self.ss.a, "b_ss": self.ss.b}
 
 
-def fit_tm_curve(eps: Sequence[float], f_st: Sequence[float], f_ss: Sequence[float]) -> TMCurve:
-    """Fit both counts from the same eps values (>= 3) and return the TM(eps) curve."""
+def fit_tm_curve(
+    eps: Sequence[float], f_st: Sequence[float], f_ss: Sequence[float], start: TMCurve | None = None
+) -> TMCurve:
+    """Fit both counts from the same eps values (>= 3) and return the TM(eps) curve (``start``: a curve whose
+    constants start the optimizer, e.g. the full sample's when refitting resamples)."""
     if not np.any(np.asarray(f_ss, dtype=float) > 0):
         raise TrendError(
             "The source produced no adversarial image at any of these eps, so TM(eps) is undefined; "
             "use larger eps values."
         )
-    return TMCurve(fit_saturating(eps, f_st, "f_st"), fit_saturating(eps, f_ss, "f_ss"), tuple(float(e) for e in eps))
+    return TMCurve(
+        fit_saturating(eps, f_st, "f_st", start.st if start else None),
+        fit_saturating(eps, f_ss, "f_ss", start.ss if start else None),
+        tuple(float(e) for e in eps),
+    )
 
 
 def tm_rmse(curve: TMCurve, measured: pd.DataFrame) -> float:

@@ -541,9 +541,15 @@ def _refit_rmse(frame: pd.DataFrame, fit_eps: list[float], weights: np.ndarray) 
     tra = weights @ np.vstack([frame[f"transferred@{e:g}"].to_numpy(float) for e in eps]).T
     fit_idx = [i for i, e in enumerate(eps) if any(math.isclose(e, f, abs_tol=1e-9) for f in fit_eps)]
     out = np.full(len(weights), np.nan)
+    fit_points = [eps[i] for i in fit_idx]
+    full = fit_tm_curve(  # the whole sample's fit starts every resample's (one optimizer run instead of twelve)
+        fit_points,
+        [frame[f"transferred@{eps[i]:g}"].sum() for i in fit_idx],
+        [frame[f"generated@{eps[i]:g}"].sum() for i in fit_idx],
+    )
     for b in range(len(weights)):
         try:
-            curve = fit_tm_curve([eps[i] for i in fit_idx], tra[b, fit_idx], gen[b, fit_idx])
+            curve = fit_tm_curve(fit_points, tra[b, fit_idx], gen[b, fit_idx], start=full)
         except Exception:  # noqa: S112  (a resample the fit cannot follow, e.g. no adversarial image: undefined)
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
