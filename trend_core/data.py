@@ -127,7 +127,8 @@ def list_datasets() -> list[str]:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where CIFAR, ImageNet and the full MNIST are looked for: the argument, else $TREND_DATA, else ~/.cache/trend/data."""
+    """Where CIFAR, ImageNet and the full MNIST are looked for: the argument, else $TREND_DATA, else
+    ~/.cache/trend/data."""
     if root:
         return Path(root).expanduser()
     env = os.environ.get("TREND_DATA")

@@ -13,7 +13,7 @@ QUICK_DEMO = (
 )
 
 # How long each preset takes on an idle 2-core CPU (README "Timings on a CPU"), for the button's help.
-PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 8 minutes on the embedded 10,000 digits"}
+PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 7 minutes (the embedded 10,000 digits)"}
 
 
 def build_zoo_panel(ctx) -> None:
