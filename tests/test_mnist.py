@@ -280,9 +280,9 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
     )
     chosen, real = [], reproduce.settings_for
 
-    def settings(dataset, scale, profile):
-        chosen.append(real(dataset, scale, profile))  # the real mnist settings ...
-        return real(dataset, scale, profile, **tiny)  # ... with a tiny budget
+    def settings(dataset, scale, profile, **given):
+        chosen.append(real(dataset, scale, profile, **given))  # the real mnist settings ...
+        return real(dataset, scale, profile, **{**given, **tiny})  # ... with a tiny budget
 
     monkeypatch.setattr(reproduce, "settings_for", settings)
     D._cached_mnist.cache_clear()
