@@ -317,14 +317,7 @@ def load_mnist(root: str | os.PathLike | None = None, download: bool = False, va
         raise TrendError(
             f"{exc} Run `trend data download mnist` again, or remove {folder} to use the embedded 10,000 digits."
         ) from None
-    train_idx, val_idx = holdout(len(y_train), val_size)
-    return DatasetBundle(
-        info,
-        _UInt8Images(x_train[train_idx], y_train[train_idx]),
-        _UInt8Images(x_train[val_idx], y_train[val_idx]),
-        _UInt8Images(x_test, y_test),
-        f"torchvision's MNIST in {folder}",
-    )
+    return held_out_bundle(info, x_train, y_train, x_test, y_test, val_size, f"torchvision's MNIST in {folder}")
 
 
 def holdout(count: int, val_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -422,14 +415,19 @@ def load_cifar(
     x_test, y_test = _read_cifar_split(folder, test_files, label_key)
     meta = read_cifar_batch(folder / meta_file) if (folder / meta_file).exists() else {}
     classes = tuple(_decode(c) for c in meta.get(names_key, info.class_names))
-    train_idx, val_idx = holdout(len(y_train), val_size)
     info = DatasetInfo(**{**info.__dict__, "class_names": classes})
+    return held_out_bundle(info, x_train, y_train, x_test, y_test, val_size, f"{name} in {folder}")
+
+
+def held_out_bundle(info, x_train, y_train, x_test, y_test, val_size: int, source: str) -> DatasetBundle:
+    """A bundle of uint8 images whose validation split is held out of the training images (a fixed shuffle)."""
+    train_idx, val_idx = holdout(len(y_train), val_size)
     return DatasetBundle(
         info,
         _UInt8Images(x_train[train_idx], y_train[train_idx]),
         _UInt8Images(x_train[val_idx], y_train[val_idx]),
         _UInt8Images(x_test, y_test),
-        f"{name} in {folder}",
+        source,
     )
 
 
