@@ -56,7 +56,7 @@ def test_keys_differ_for_different_specs_and_are_stable():
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"dataset": "mnist"}, "digits, cifar10"),
+        ({"dataset": "svhn"}, "digits, mnist, cifar10"),
         ({"arch": "resnet99"}, "resnet18"),
         ({"optimizer": "rmsprop"}, "sgd, adam"),
         ({"input_quant": "Q9"}, "Q8"),
