@@ -256,7 +256,7 @@ def test_reproduce_and_attack_settings_for_mnist():
 def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
     """The CLI's whole pipeline on MNIST (torchvision's layout, 60 learnable fake images, narrow nets, one epoch;
     the audit's real battery is tested in test_audit.py): every stage but the audit runs, the report is written."""
-    from test_reproduce import fake_audit
+    from test_reproduce import TINY_BUDGET, fake_audit
 
     from trend_core import reproduce
     from trend_core.cli import main
@@ -265,24 +265,11 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
     write_fake_mnist(tmp_path / "data", train=60, test=20, learnable=True)
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
     monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
-    tiny = dict(
-        epochs=1,
-        limit=10,
-        pgd_steps=2,
-        cw_steps=3,
-        cw_search_steps=1,
-        deepfool_steps=3,
-        ensemble_steps=2,
-        fit_steps=2,
-        sweep_eps=(0.05, 0.2, 0.3),
-        boundary_resolution=5,
-        agreement_images=2,
-    )
     chosen, real = [], reproduce.settings_for
 
     def settings(dataset, scale, profile, **given):
         chosen.append(real(dataset, scale, profile, **given))  # the real mnist settings ...
-        return real(dataset, scale, profile, **{**given, **tiny})  # ... with a tiny budget
+        return real(dataset, scale, profile, **{**given, **TINY_BUDGET})  # ... with a tiny budget
 
     monkeypatch.setattr(reproduce, "settings_for", settings)
     D._cached_mnist.cache_clear()

@@ -22,6 +22,20 @@ from trend_core.reproduce.stages import STAGES
 
 # A miniature: four test-zoo models (two seeds, two input quantizations), 24 images, a few steps.
 MINI_MODELS = {"FP": FP, "FP-s1": FP_S1, "Q2": Q2, "Q1": Q1}
+# a budget that only checks a dataset's pipeline end to end (one epoch, ten images, a few steps)
+TINY_BUDGET = dict(
+    epochs=1,
+    limit=10,
+    pgd_steps=2,
+    cw_steps=3,
+    cw_search_steps=1,
+    deepfool_steps=3,
+    ensemble_steps=2,
+    fit_steps=2,
+    sweep_eps=(0.05, 0.2, 0.3),
+    boundary_resolution=5,
+    agreement_images=2,
+)
 MINI = {
     "models": MINI_MODELS,
     "limit": 12,
@@ -656,18 +670,8 @@ def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatc
             "cifar10",
             "mini",
             width=0.125,
-            epochs=1,
-            limit=10,
-            pgd_steps=2,
-            cw_steps=3,
-            cw_search_steps=1,
-            deepfool_steps=3,
-            ensemble_steps=2,
-            fit_steps=2,
-            sweep_eps=(0.05, 0.2, 0.3),
+            **TINY_BUDGET,
             fit_eps=(0.05, 0.1, 0.2, 0.3),
-            boundary_resolution=5,
-            agreement_images=2,
         )
         assert settings.models["FP"] == "cifar10/resnet18-w0.125/FP/sgd/s0/e1"
         report = run_reproduce(settings, Zoo(tmp_path / "home"), MemoryStore(), "cpu")
