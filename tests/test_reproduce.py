@@ -278,7 +278,6 @@ def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_pat
 
 
 def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_home, mini_run):
-    import torch
 
     from trend_core.reproduce import stages
     from trend_core.store import MemoryStore

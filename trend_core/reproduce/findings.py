@@ -423,7 +423,8 @@ def finding_5(stages: dict, others: dict | None = None, dataset: str = "this dat
     above = [n for n, iv in intervals.items() if iv.low > 0]
     below = [n for n, iv in intervals.items() if iv.high < 0]
     parts = [
-        judge(f"{name}: TM(FP->W/A) - TM(FP->seeds)", e, 0.0, "above", len(e.replicates)) for name, e in effects.items()
+        judge(f"{name}: TM(FP->W/A) - TM(FP->seeds)", e, 0.0, "above", len(datasets[name]["matrices"]["images"]))
+        for name, e in effects.items()
     ]
     if above and below:
         verdict = HELD
