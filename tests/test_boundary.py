@@ -46,8 +46,9 @@ def test_axes_are_unit_orthogonal_and_the_y_axis_is_seeded(zoo_model, digits):
     u, v = a.x_direction.ravel(), a.y_direction.ravel()
     assert np.linalg.norm(u) == pytest.approx(1, abs=1e-5) and np.linalg.norm(v) == pytest.approx(1, abs=1e-5)
     assert abs(u @ v) < 1e-5
-    assert np.array_equal(a.y_direction, b.y_direction) and not np.allclose(a.y_direction, c.y_direction)
-    assert np.array_equal(a.x_direction, c.x_direction)
+    # the gradient's float sums may differ in the last bit between runs and thread counts: compare with a margin
+    assert np.allclose(a.y_direction, b.y_direction, atol=1e-5) and not np.allclose(a.y_direction, c.y_direction, atol=1e-2)
+    assert np.allclose(a.x_direction, c.x_direction, atol=1e-5)
 
 
 def test_distances_match_a_known_linear_boundary():
