@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import TrendError
-from .specs import ModelSpec
+from trend_core.errors import TrendError
+from trend_core.specs import ModelSpec
 
 __version__ = "0.1.0"
 
@@ -52,7 +52,7 @@ _LAZY = {
 
 
 def _attack_classes() -> dict[str, type]:
-    from .attacks.registry import attack_classes  # local: loads torch on first use (PEP 562, see above)
+    from trend_core.attacks.registry import attack_classes  # local: loads torch on first use (PEP 562, see above)
 
     return attack_classes()
 

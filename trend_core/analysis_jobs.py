@@ -21,29 +21,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import commands
-from .attacks.base import check_eps, check_int
-from .attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreement_trace, gradient_views
-from .attacks.pgd import step_size_for
-from .attacks.registry import attack_parameters, make_attack
-from .attacks.settings import attack_settings
-from .audit import audit_ensemble_and_members, check_level, run_audit
-from .boundary import decision_boundary
-from .curve import MIN_POINTS, fit_tm, measure_tm
-from .data import load_dataset
-from .devices import resolve_device
-from .ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
-from .errors import TrendError
-from .jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
-from .labels import label_map, set_label
-from .profiles import check_profile
-from .progress import WorkMeter
-from .robustness import robustness_ratios, robustness_sweep
-from .specs import ModelSpec
-from .store import AnyStore, Cache, MemoryStore, content_key
-from .transfer import TransferResult, attack_identity, run_transfer
-from .vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
-from .zoo import Zoo
+from trend_core import commands
+from trend_core.attacks.base import check_eps, check_int
+from trend_core.attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreement_trace, gradient_views
+from trend_core.attacks.pgd import step_size_for
+from trend_core.attacks.registry import attack_parameters, make_attack
+from trend_core.attacks.settings import attack_settings
+from trend_core.audit import audit_ensemble_and_members, check_level, run_audit
+from trend_core.boundary import decision_boundary
+from trend_core.curve import MIN_POINTS, fit_tm, measure_tm
+from trend_core.data import load_dataset
+from trend_core.devices import resolve_device
+from trend_core.ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
+from trend_core.errors import TrendError
+from trend_core.jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
+from trend_core.labels import label_map, set_label
+from trend_core.profiles import check_profile
+from trend_core.progress import WorkMeter
+from trend_core.robustness import robustness_ratios, robustness_sweep
+from trend_core.specs import ModelSpec
+from trend_core.store import AnyStore, Cache, MemoryStore, content_key
+from trend_core.transfer import TransferResult, attack_identity, run_transfer
+from trend_core.vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
+from trend_core.zoo import Zoo
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"

@@ -22,19 +22,19 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.apgd import APGD
-from .attacks.base import Attack, check_eps, check_int, predict
-from .attacks.ensemble_pgd import EnsemblePGD
-from .attacks.pgd import PGD, step_size_for
-from .attacks.square import Square
-from .devices import resolve_device
-from .ensemble import MajorityVote
-from .errors import TrendError
-from .nn.bpda import backward_differs, with_backward
-from .specs import ModelSpec
-from .store import MemoryStore, content_key, model_fingerprint
-from .transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
-from .zoo import Zoo
+from trend_core.attacks.apgd import APGD
+from trend_core.attacks.base import Attack, check_eps, check_int, predict
+from trend_core.attacks.ensemble_pgd import EnsemblePGD
+from trend_core.attacks.pgd import PGD, step_size_for
+from trend_core.attacks.square import Square
+from trend_core.devices import resolve_device
+from trend_core.ensemble import MajorityVote
+from trend_core.errors import TrendError
+from trend_core.nn.bpda import backward_differs, with_backward
+from trend_core.specs import ModelSpec
+from trend_core.store import MemoryStore, content_key, model_fingerprint
+from trend_core.transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
+from trend_core.zoo import Zoo
 
 VERSION = "audit/v1"
 LEVELS = ("smoke", "quick", "thorough")  # smoke: the mini reproduction's check of the pipeline, no verdict

@@ -11,8 +11,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from .attacks.settings import attack_settings
-from .zoo import default_home
+from trend_core.attacks.settings import attack_settings
+from trend_core.zoo import default_home
 
 FLAGS = {"eps": "--eps", "steps": "--steps", "step_size": "--step-size", "kappa": "--kappa"}
 

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
-from .data import get_info
-from .errors import TrendError
-from .profiles import get_profile
-from .store import UNSET, Cache, cache_argument
-from .transfer import run_transfer
+from trend_core.data import get_info
+from trend_core.errors import TrendError
+from trend_core.profiles import get_profile
+from trend_core.store import UNSET, Cache, cache_argument
+from trend_core.transfer import run_transfer
 
 MIN_POINTS = 3
 DEFAULT_FIT_POINTS = 4

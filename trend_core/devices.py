@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

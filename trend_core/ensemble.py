@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .devices import predict
-from .errors import TrendError
-from .labels import model_labels
-from .profiles import get_profile
+from trend_core.devices import predict
+from trend_core.errors import TrendError
+from trend_core.labels import model_labels
+from trend_core.profiles import get_profile
 
 ENSEMBLE_LABEL = "ensemble"
 EXHAUSTIVE_LIMIT = 50_000  # candidate subsets scored exhaustively; greedy search beyond

@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Callable
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 EXECUTOR_CHOICES = ("local", "ray")
 TASK_RETRIES = 3  # Ray reruns a task whose worker died this many times; a TrendError is never retried

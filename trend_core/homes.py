@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 
 def default_home() -> Path:

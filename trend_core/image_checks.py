@@ -14,10 +14,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .data import DatasetInfo, as_float_images, get_info
-from .devices import model_device
-from .errors import TrendError
-from .labels import model_labels
+from trend_core.data import DatasetInfo, as_float_images, get_info
+from trend_core.devices import model_device
+from trend_core.errors import TrendError
+from trend_core.labels import model_labels
 
 _TOLERANCE = 1e-6  # pixels a float rounding step outside [0, 1] still count as inside
 # spec-less models already seen to take images of a shape (so a rerun costs no extra forward pass)

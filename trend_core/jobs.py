@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,8 @@ def _threads_for(job: Job):
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
-    from .data import get_info
-    from .train import cpu_threads, training_threads
+    from trend_core.data import get_info
+    from trend_core.train import cpu_threads, training_threads
 
     try:
         info = get_info(dataset)

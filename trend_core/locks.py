@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 try:
     import fcntl

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import TrendError
+from trend_core.errors import TrendError
 
 PROFILES = ("paper", "authors")
 DEFAULT_PROFILE = "paper"

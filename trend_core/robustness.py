@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.ensemble_pgd import EnsemblePGD, check_rule
-from .attacks.pgd import step_size_for
-from .devices import resolve_device
-from .ensemble import ENSEMBLE_LABEL, MajorityVote, as_ensemble
-from .errors import TrendError
-from .executors import get_executor
-from .scale import prefetch_attacks
-from .store import UNSET, Cache, cache_argument, resolve_cache
-from .transfer import attack_cached, evaluation_data
+from trend_core.attacks.ensemble_pgd import EnsemblePGD, check_rule
+from trend_core.attacks.pgd import step_size_for
+from trend_core.devices import resolve_device
+from trend_core.ensemble import ENSEMBLE_LABEL, MajorityVote, as_ensemble
+from trend_core.errors import TrendError
+from trend_core.executors import get_executor
+from trend_core.scale import prefetch_attacks
+from trend_core.store import UNSET, Cache, cache_argument, resolve_cache
+from trend_core.transfer import attack_cached, evaluation_data
 
 
 def robustness_sweep(

@@ -16,8 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from .errors import TrendError
-from .profiles import DEFAULT_PROFILE, PROFILES, check_profile
+from trend_core.errors import TrendError
+from trend_core.profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", "imagenet")
 OPTIMIZERS = ("sgd", "adam")
@@ -85,7 +85,7 @@ class ModelSpec:
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
         """Refuse every invalid value with one sentence naming the valid choices."""
-        from .nn.registry import list_archs  # local import: nn imports nothing from specs
+        from trend_core.nn.registry import list_archs  # local import: nn imports nothing from specs
 
         if self.dataset not in DATASETS:
             raise TrendError(f"Unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
@@ -169,8 +169,8 @@ class ModelSpec:
     def revision(self) -> int | None:
         """The last fix that changed this spec's network (its key carries it, so no checkpoint trained before the
         fix is loaded into the new network); None for networks no fix changed, whose keys stay as they were."""
-        from .data import get_info  # local import, as in validate
-        from .nn.architectures import small_map_vgg
+        from trend_core.data import get_info  # local import, as in validate
+        from trend_core.nn.architectures import small_map_vgg
 
         vgg = self.arch.startswith("vgg")
         act_bits = self.act_bits != FULL_PRECISION_BITS

@@ -34,9 +34,9 @@ import diskcache
 import pandas as pd
 import torch
 
-from .errors import TrendError
-from .homes import CACHE_PARTS, check_home, default_home, home_origin, why_unusable
-from .locks import file_lock
+from trend_core.errors import TrendError
+from trend_core.homes import CACHE_PARTS, check_home, default_home, home_origin, why_unusable
+from trend_core.locks import file_lock
 
 log = logging.getLogger(__name__)
 

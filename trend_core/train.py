@@ -19,12 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .data import DatasetBundle, DatasetInfo, as_float_images, load_dataset
-from .devices import resolve_device
-from .errors import TrendError
-from .nn import TrendModel, build_model
-from .profiles import get_profile
-from .specs import DEFAULT_LR, ModelSpec
+from trend_core.data import DatasetBundle, DatasetInfo, as_float_images, load_dataset
+from trend_core.devices import resolve_device
+from trend_core.errors import TrendError
+from trend_core.nn import TrendModel, build_model
+from trend_core.profiles import get_profile
+from trend_core.specs import DEFAULT_LR, ModelSpec
 
 ProgressFn = Callable[["EpochReport"], None]
 

@@ -22,18 +22,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks.base import Attack, check_eps, predict
-from .attacks.registry import attack_parameters, make_attack
-from .data import load_dataset
-from .devices import resolve_device
-from .errors import TrendError
-from .executors import get_executor
-from .image_checks import check_images
-from .labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
-from .profiles import check_profile
-from .scale import prefetch_transfer
-from .store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
-from .transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
+from trend_core.attacks.base import Attack, check_eps, predict
+from trend_core.attacks.registry import attack_parameters, make_attack
+from trend_core.data import load_dataset
+from trend_core.devices import resolve_device
+from trend_core.errors import TrendError
+from trend_core.executors import get_executor
+from trend_core.image_checks import check_images
+from trend_core.labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
+from trend_core.profiles import check_profile
+from trend_core.scale import prefetch_transfer
+from trend_core.store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
+from trend_core.transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
     CACHE_VERSION,
     TransferCancelled,
     TransferStep,

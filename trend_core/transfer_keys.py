@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .attacks.base import Attack
-from .store import content_key
+from trend_core.attacks.base import Attack
+from trend_core.store import content_key
 
 CACHE_VERSION = "transfer/v1"
 

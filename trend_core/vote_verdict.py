@@ -14,9 +14,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .ensemble import ENSEMBLE_LABEL
-from .errors import TrendError
-from .stats import (
+from trend_core.ensemble import ENSEMBLE_LABEL
+from trend_core.errors import TrendError
+from trend_core.stats import (
     DRAWS,
     FAILED,
     HELD,

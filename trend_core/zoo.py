@@ -34,17 +34,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save
 
-from .data import get_info, load_dataset
-from .errors import TrendError
-from .executors import get_executor
-from .homes import MODEL_PARTS, check_home, default_home, home_origin  # (default_home: also re-exported)
-from .locks import file_lock
-from .nn import TrendModel, build_model
-from .presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
-from .scale import TrainStep, train_specs
-from .specs import ModelSpec, parse_spec
-from .train import accuracy, train_model, trained_metadata
-from .train_many import ManyProgress, train_models
+from trend_core.data import get_info, load_dataset
+from trend_core.errors import TrendError
+from trend_core.executors import get_executor
+from trend_core.homes import MODEL_PARTS, check_home, default_home, home_origin  # (default_home: also re-exported)
+from trend_core.locks import file_lock
+from trend_core.nn import TrendModel, build_model
+from trend_core.presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
+from trend_core.scale import TrainStep, train_specs
+from trend_core.specs import ModelSpec, parse_spec
+from trend_core.train import accuracy, train_model, trained_metadata
+from trend_core.train_many import ManyProgress, train_models
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import MAX_STEPS, Attack, check_float, check_int
+from trend_core.attacks.base import MAX_STEPS, Attack, check_float, check_int
 
 MIN_STEP = 1e-4  # extra L2 length of every step (as the authors' code): a step that lands on the boundary crosses it
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ensemble import MajorityVote, expected_correct
-from ..errors import TrendError
-from ..nn.twin import inference_twin
+from trend_core.ensemble import MajorityVote, expected_correct
+from trend_core.errors import TrendError
+from trend_core.nn.twin import inference_twin
 
 LOSSES = ("ce", "dlr", "margin")
 

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import TrendError
-from ..presets import PRESETS
-from .common import (
+from trend_core.errors import TrendError
+from trend_core.presets import PRESETS
+from trend_core.cli.common import (
     add_common,
     add_profile,
     distributed,
@@ -185,7 +185,7 @@ def cmd_eval(args) -> int:
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
     # local: loads torch only when needed (keeps start-up fast)
-    from ..evaluate import accuracy_table
+    from trend_core.evaluate import accuracy_table
 
     table = accuracy_table(specs, zoo, split=args.split, device=args.device)
     emit_table(table, args.json, float_format="{:.4f}")
@@ -194,7 +194,7 @@ def cmd_eval(args) -> int:
 
 def cmd_data_download(args) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from ..data import load_cifar, load_mnist
+    from trend_core.data import load_cifar, load_mnist
 
     if args.dataset == "mnist":
         bundle = load_mnist(args.root, download=True)

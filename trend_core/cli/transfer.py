@@ -10,8 +10,8 @@ import argparse
 import contextlib
 import sys
 
-from ..errors import TrendError
-from .common import add_common, add_profile, check_outputs, emit_table, load_models, parse_names, profile_of, zoo_from
+from trend_core.errors import TrendError
+from trend_core.cli.common import add_common, add_profile, check_outputs, emit_table, load_models, parse_names, profile_of, zoo_from
 
 MAX_SEED = 2**32 - 1  # seeds as numpy and every torch generator accept them
 
@@ -61,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
-    from ..store import get_store
-    from ..transfer import run_transfer
+    from trend_core.store import get_store
+    from trend_core.transfer import run_transfer
 
     check_outputs(csv=args.csv, long_csv=args.long_csv)
     zoo_from(args)  # a --home that cannot be used fails here, before any training or attack
@@ -127,8 +127,8 @@ def build_attack(
     paper reports them) for CW and DeepFool; PGD's step size follows ``step_size_for(eps, steps)``. Attacks with
     profile-dependent settings (CW's abort rule) get ``profile``."""
     # local: loads torch only when needed (keeps start-up fast)
-    from ..attacks.registry import attack_parameters, make_attack
-    from ..attacks.settings import attack_settings
+    from trend_core.attacks.registry import attack_parameters, make_attack
+    from trend_core.attacks.settings import attack_settings
 
     settings = attack_settings(name, dataset)  # an unknown attack name fails here, in one sentence
     names = {s.name for s in settings.params}

@@ -9,9 +9,9 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from ..errors import TrendError
-from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
-from .registry import register_arch
+from trend_core.errors import TrendError
+from trend_core.nn.quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
+from trend_core.nn.registry import register_arch
 
 
 def scaled(channels: int, width: float) -> int:

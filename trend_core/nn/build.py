@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ..data import DatasetInfo, get_info
-from ..profiles import get_profile
-from .architectures import quantize_network
-from .quant import FloydSteinbergHalftone, Halftone, InputQuantizer
-from .registry import get_builder
+from trend_core.data import DatasetInfo, get_info
+from trend_core.profiles import get_profile
+from trend_core.nn.architectures import quantize_network
+from trend_core.nn.quant import FloydSteinbergHalftone, Halftone, InputQuantizer
+from trend_core.nn.registry import get_builder
 
 if TYPE_CHECKING:  # (specs imports nn lazily for its architecture names; the annotation needs no import at run time)
-    from ..specs import ModelSpec
+    from trend_core.specs import ModelSpec
 
 
 class Preprocess(nn.Module):

@@ -20,9 +20,9 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 
-from ..data import get_info
-from .build import TrendModel
-from .quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
+from trend_core.data import get_info
+from trend_core.nn.build import TrendModel
+from trend_core.nn.quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
 
 PROBE_IMAGES = 2
 PROBE_TOLERANCE = 1e-4  # relative to the largest logit: float rounding is ~1e-7, a wrong graph is ~1

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..errors import TrendError
+from trend_core.errors import TrendError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

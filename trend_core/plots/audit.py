@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import base_layout
+from trend_core.plots import base_layout
 
 WORST_LABEL = "worst case (every attack)"
 DASHES = {"baseline": "dot", "whitebox": "solid", "blackbox": "dash", "transfer": "dashdot"}

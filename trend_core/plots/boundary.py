@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from . import _as_display, base_layout
+from trend_core.plots import _as_display, base_layout
 
 PALETTE = tuple(qualitative.Plotly) + tuple(qualitative.Alphabet)
 X_AXIS_LABEL = "adversarial gradient direction"

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import base_layout
+from trend_core.plots import base_layout
 
 COUNT_COLORS = {"f_st": "#1f77b4", "f_ss": "#ff7f0e"}
 TM_COLOR = "#2ca02c"

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..attacks.ensemble_pgd import RULE_LABELS
-from . import base_layout, image_grid
+from trend_core.attacks.ensemble_pgd import RULE_LABELS
+from trend_core.plots import base_layout, image_grid
 
 RULE_ORDER = tuple(RULE_LABELS.values())
 SUCCESS_LABEL = "attack success"

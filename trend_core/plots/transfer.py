@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import DIFF_COLORSCALE, TM_COLORSCALE, base_layout, image_grid, label_margin
+from trend_core.plots import DIFF_COLORSCALE, TM_COLORSCALE, base_layout, image_grid, label_margin
 
 ROW_AVG, COL_AVG = "row_avg", "col_avg"
 HOVER_FIELDS = ["generated", "transferred", "n_common", "mean_l2", "mean_linf"]

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from . import base_layout, label_margin
+from trend_core.plots import base_layout, label_margin
 
 
 def accuracy_figure(

@@ -9,11 +9,11 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from ..plots import base_layout
-from ..plots.boundary import class_map_figure
-from ..plots.curve import tm_curve_figure
-from ..plots.transfer import tm_heatmap
-from ..plots.zoo import accuracy_figure
+from trend_core.plots import base_layout
+from trend_core.plots.boundary import class_map_figure
+from trend_core.plots.curve import tm_curve_figure
+from trend_core.plots.transfer import tm_heatmap
+from trend_core.plots.zoo import accuracy_figure
 
 
 def _bar(
@@ -28,12 +28,12 @@ def _bar(
 def stage_figures(name: str, stage: dict, dataset: str = "digits") -> list[tuple[str, go.Figure]]:
     """(caption, figure) pairs of one stage's result (none for a stage that did not run)."""
     # local: loads torch only when needed (keeps start-up fast)
-    from ..plots.ensemble import (
+    from trend_core.plots.ensemble import (
         growth_figure,
         robustness_bars_figure,
         success_lines_figure,
     )
-    from .stages import tm_matrix, with_averages
+    from trend_core.reproduce.stages import tm_matrix, with_averages
 
     if not stage or stage.get("status") != "done":
         return []
@@ -61,7 +61,7 @@ def stage_figures(name: str, stage: dict, dataset: str = "digits") -> list[tuple
             )
     elif name == "boundary":
         # local: loads torch only when needed (keeps start-up fast)
-        from ..data import get_info
+        from trend_core.data import get_info
 
         maps = [stage["classes"][n].numpy() for n in stage["names"]]
         figs.append(

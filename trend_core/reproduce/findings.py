@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..stats import Estimate
+from trend_core import stats
+from trend_core.stats import Estimate
 
 HELD, FAILED, INCONCLUSIVE = stats.HELD, stats.FAILED, stats.INCONCLUSIVE
 UNTESTABLE = "not testable at this scale"
@@ -535,7 +535,7 @@ def finding_7(stages: dict) -> dict:
 def _refit_rmse(frame: pd.DataFrame, fit_eps: list[float], weights: np.ndarray) -> np.ndarray:
     """The fit's RMSE under each resample: both counts refitted from the resampled images at the fit's eps."""
     # local: scipy's fit loads only when a finding needs it
-    from ..curve import fit_tm_curve
+    from trend_core.curve import fit_tm_curve
 
     eps = [float(c.split("@")[1]) for c in frame.columns if c.startswith("generated@")]
     gen = weights @ np.vstack([frame[f"generated@{e:g}"].to_numpy(float) for e in eps]).T

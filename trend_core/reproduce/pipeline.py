@@ -12,18 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis_jobs import home_of
-from ..devices import resolve_device
-from ..errors import TrendError
-from ..jobs import Job, JobCancelled, device_lane, get_manager
-from ..specs import ModelSpec
-from ..store import content_key, get_store
-from ..train import TrainingCancelled
-from ..zoo import Zoo, library_versions
-from .findings import evaluate_findings
-from .report import write_outputs
-from .settings import ReproSettings, settings_for
-from .stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
+from trend_core.analysis_jobs import home_of
+from trend_core.devices import resolve_device
+from trend_core.errors import TrendError
+from trend_core.jobs import Job, JobCancelled, device_lane, get_manager
+from trend_core.specs import ModelSpec
+from trend_core.store import content_key, get_store
+from trend_core.train import TrainingCancelled
+from trend_core.zoo import Zoo, library_versions
+from trend_core.reproduce.findings import evaluate_findings
+from trend_core.reproduce.report import write_outputs
+from trend_core.reproduce.settings import ReproSettings, settings_for
+from trend_core.reproduce.stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
 
 if TYPE_CHECKING:
     import torch

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..zoo import atomic_write_bytes
-from .figures import report_figures
-from .findings import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE, findings_frame
-from .stages import STAGES
+from trend_core.zoo import atomic_write_bytes
+from trend_core.reproduce.figures import report_figures
+from trend_core.reproduce.findings import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE, findings_frame
+from trend_core.reproduce.stages import STAGES
 
 VERDICT_COLORS = {HELD: "#1a7f37", FAILED: "#cf222e", INCONCLUSIVE: "#9a6700"}
 STYLE = """

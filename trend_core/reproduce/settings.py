@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..attacks.pgd import step_size_for
-from ..data import get_info
-from ..errors import TrendError
-from ..profiles import DEFAULT_PROFILE, check_profile
-from ..specs import DEFAULT_EPOCHS, ModelSpec
-from .choices import DATASETS, SCALES  # noqa: E402,F401  (torch-free, so `trend --help` stays fast)
+from trend_core.attacks.pgd import step_size_for
+from trend_core.data import get_info
+from trend_core.errors import TrendError
+from trend_core.profiles import DEFAULT_PROFILE, check_profile
+from trend_core.specs import DEFAULT_EPOCHS, ModelSpec
+from trend_core.reproduce.choices import DATASETS, SCALES  # noqa: E402,F401  (torch-free, so `trend --help` stays fast)
 
 # Roles: the paper's model names. Each role is one configuration of a ResNet18 base (or VGG).
 ALL_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam", "VGG", "Q8", "Q4", "Q2", "Q1", "HT", "W2", "A2")
