@@ -41,8 +41,8 @@ TARGET_S = 1.0
 def prepare_home(home: Path) -> None:
     """Copy the test zoo's models (training any missing ones there first) into ``home``/models."""
     from conftest import TEST_ZOO_DIR
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     test_zoo = Zoo(TEST_ZOO_DIR)
     (home / "models").mkdir(parents=True)

@@ -41,11 +41,11 @@ from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool, predict  # noqa: 
 from trend_core.attacks.base import attack_mode, perturbation_norms  # noqa: E402
 import trend_core.attacks.deepfool as deepfool_module  # noqa: E402
 from trend_core.attacks.deepfool import candidate_gradients, other_top_classes  # noqa: E402
-from trend_core.data import load_dataset  # noqa: E402
-from trend_core.devices import resolve_device  # noqa: E402
+from trend_core.data.datasets import load_dataset  # noqa: E402
+from trend_core.runtime.devices import resolve_device  # noqa: E402
 from trend_core.nn import build_model  # noqa: E402
-from trend_core.specs import ModelSpec  # noqa: E402
-from trend_core.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.config.specs import ModelSpec  # noqa: E402
+from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 DIGITS_MODEL = "digits/resnet18-w0.25/FP/sgd/s0"
 
@@ -342,10 +342,10 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
 def bench_transfer(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
                    repeats: int, device) -> list[Row]:
     try:
-        from trend_core.transfer import run_transfer
+        from trend_core.experiments.transfer import run_transfer
     except ImportError:
         return [Row("digits 6 models", "TM matrix / (6 x one PGD)", float("nan"), 1.25,
-                    "trend_core.transfer.run_transfer is missing: not measured")]
+                    "trend_core.experiments.transfer.run_transfer is missing: not measured")]
     attack = PGD(eps=eps, steps=steps)
     singles = {f"pgd{i}": (lambda m=m: attack(m, x, y)) for i, m in enumerate(models)}
     times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), cache=None,

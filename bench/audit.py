@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trend_core.specs import ModelSpec  # noqa: E402
-from trend_core.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.config.specs import ModelSpec  # noqa: E402
+from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 EPS = 0.1
 ENSEMBLE = ["FP-s0", "Q1-s0", "Q2-s0"]
@@ -70,7 +70,7 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seed
 
     from trend_core.attacks import APGD, Square, predict
     from trend_core.attacks.base import attack_mode
-    from trend_core.data import load_dataset
+    from trend_core.data.datasets import load_dataset
     from trend_core.nn import build_model
 
     setups = []
@@ -114,8 +114,8 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seed
 
 # ----------------------------------------------------------------------------- battery
 def battery_time(zoo: Zoo, names: dict[str, str], limit: int | None) -> None:
-    from trend_core.audit import run_audit
-    from trend_core.store import MemoryStore
+    from trend_core.experiments.audit import run_audit
+    from trend_core.storage.store import MemoryStore
 
     members = [names[label] for label in ENSEMBLE]
     before = load()
@@ -133,9 +133,9 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
     import pandas as pd
 
     from trend_core.attacks import PGD
-    from trend_core.audit import SUMMARY_COLUMNS, run_audit, summary_row
-    from trend_core.ensemble import select_ensembles
-    from trend_core.transfer import run_transfer
+    from trend_core.experiments.audit import SUMMARY_COLUMNS, run_audit, summary_row
+    from trend_core.ensemble.selection import select_ensembles
+    from trend_core.experiments.transfer import run_transfer
 
     missing = [label for label in pool if label not in names]
     if missing:
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from trend_core.store import Store
+    from trend_core.storage.store import Store
 
     zoo = Zoo(args.home)
     names = preset_by_label(zoo, train=not args.no_train)

@@ -21,13 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks import PGD  # noqa: E402
 from trend_core.attacks.ensemble_pgd import RULE_LABELS, RULE_NAMES  # noqa: E402
-from trend_core.curve import default_fit_eps, fit_tm  # noqa: E402
-from trend_core.devices import resolve_device  # noqa: E402
-from trend_core.ensemble import MajorityVote, select_ensembles  # noqa: E402
-from trend_core.robustness import robustness_ratios, robustness_sweep  # noqa: E402
+from trend_core.experiments.curve import default_fit_eps, fit_tm  # noqa: E402
+from trend_core.runtime.devices import resolve_device  # noqa: E402
+from trend_core.nn.vote import MajorityVote
+from trend_core.ensemble.selection import select_ensembles
+from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep  # noqa: E402
 from trend_core.errors import TrendError  # noqa: E402
-from trend_core.transfer import model_labels, run_transfer  # noqa: E402
-from trend_core.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.experiments.transfer import model_labels, run_transfer  # noqa: E402
+from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ATTACK_EPS = [0.02, 0.05, 0.1, 0.2, 0.3]  # five eps over the digits range (default eps 0.1)
@@ -58,7 +59,7 @@ def main() -> None:
     if args.no_cache:
         store = None
     else:
-        from trend_core.store import get_store
+        from trend_core.storage.store import get_store
 
         store = get_store(args.home)
     start = time.perf_counter()

@@ -108,7 +108,7 @@ DRIVER = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     import trend_core.attacks.base as base
-    import trend_core.train as train
+    import trend_core.training.train as train
     from trend_core.cli import main
 
     work = [0]
@@ -169,8 +169,8 @@ def prepare(work: Path, zoo_dir: Path) -> dict:
     from safetensors.torch import save_file
 
     sys.path.insert(0, str(HERE))
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     source = Zoo(zoo_dir)
     for name in (FP, Q1):
@@ -283,8 +283,8 @@ def fault_retrain_killed(repo, work, places):
 SAVE_AND_DIE = textwrap.dedent("""
     import os, signal, sys
     import torch
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
     home, name = sys.argv[1], sys.argv[2]
     model = Zoo(home + "-source").load(name)
     replace = os.replace
@@ -436,7 +436,7 @@ def fault_server(repo, work, places):
 
 # ----------------------------------------------------------------------------- the store
 def _key(name: str) -> str:
-    from trend_core.specs import ModelSpec  # (this checkout's; the key scheme is the store's format)
+    from trend_core.config.specs import ModelSpec  # (this checkout's; the key scheme is the store's format)
 
     return ModelSpec.parse(name).key
 
@@ -583,7 +583,7 @@ API_DRIVER = textwrap.dedent("""
     torch.set_num_threads(1)
     import trend_core as tl
     import trend_core.attacks.base as base
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     runs = [0]
     run = base.Attack.run

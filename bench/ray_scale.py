@@ -21,10 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks.pgd import PGD  # noqa: E402
-from trend_core.executors import LocalExecutor, RayExecutor  # noqa: E402
-from trend_core.scale import train_specs  # noqa: E402
-from trend_core.transfer import run_transfer  # noqa: E402
-from trend_core.zoo import PRESETS, Zoo  # noqa: E402
+from trend_core.runtime.executors import LocalExecutor, RayExecutor  # noqa: E402
+from trend_core.experiments.units import train_specs  # noqa: E402
+from trend_core.experiments.transfer import run_transfer  # noqa: E402
+from trend_core.models.zoo import PRESETS, Zoo  # noqa: E402
 
 DEMO = ("digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q2/sgd/s0", "digits/resnet18-w0.25/Q1/sgd/s0")
 
@@ -33,8 +33,8 @@ def warm(seconds: float = 1.0) -> int:
     """A unit that loads torch and the engine, and holds its worker long enough for the others to start too."""
     import torch  # noqa: F401
 
-    import trend_core.scale  # noqa: F401
-    import trend_core.transfer  # noqa: F401
+    import trend_core.experiments.units  # noqa: F401
+    import trend_core.experiments.transfer  # noqa: F401
 
     time.sleep(seconds)
     return os.getpid()

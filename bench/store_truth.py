@@ -47,7 +47,7 @@ def run(code: Path, argv: list[str], env: dict | None = None, stdout=None, pytho
 def key_of(code: Path, name: str) -> str:
     if name not in KEYS:
         KEYS[name] = run(
-            code, [], python=f"from trend_core.specs import ModelSpec; print(ModelSpec.parse({name!r}).key)"
+            code, [], python=f"from trend_core.config.specs import ModelSpec; print(ModelSpec.parse({name!r}).key)"
         )[2].strip()
     return KEYS[name]
 
@@ -138,7 +138,7 @@ def nan_imports(code: Path, base: Path):
     make = f"""
 import torch
 from safetensors.torch import save_file
-from trend_core.zoo import Zoo
+from trend_core.models.zoo import Zoo
 state = {{k: v.clone() for k, v in Zoo({str(TEST_ZOO.parent)!r}).load({FP!r}).state_dict().items()}}
 bn = {{k: (torch.full_like(v, -1.0) if k.endswith("running_var") else v) for k, v in state.items()}}
 big = {{k: (torch.full_like(v, 3e38) if v.is_floating_point() and not k.endswith("running_var") else v)
@@ -188,7 +188,7 @@ def home_cases(code: Path, base: Path):
         [],
         python=f"""
 from safetensors.torch import save_file
-from trend_core.zoo import Zoo
+from trend_core.models.zoo import Zoo
 save_file(Zoo({str(TEST_ZOO.parent)!r}).load({FP!r}).state_dict(), {str(base / "good.safetensors")!r})""",
     )
     if chattr(imm / "models", "+i"):
@@ -209,7 +209,7 @@ save_file(Zoo({str(TEST_ZOO.parent)!r}).load({FP!r}).state_dict(), {str(base / "
     (root / "team").mkdir()
     (root / "escape").symlink_to(outside)
     py = """
-from trend_core.homes import known_homes, home_in_root
+from trend_core.storage.homes import known_homes, home_in_root
 from trend_core.errors import TrendError
 print([h.name for h in known_homes()][1:], end="; ")
 try:

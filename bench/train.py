@@ -23,12 +23,12 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trend_core.data import DatasetBundle, get_info, load_dataset  # noqa: E402
-from trend_core.devices import resolve_device  # noqa: E402
-from trend_core.specs import ModelSpec  # noqa: E402
-from trend_core.train import train_model  # noqa: E402
-from trend_core.train_many import side_by_side  # noqa: E402
-from trend_core.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.data.datasets import DatasetBundle, get_info, load_dataset  # noqa: E402
+from trend_core.runtime.devices import resolve_device  # noqa: E402
+from trend_core.config.specs import ModelSpec  # noqa: E402
+from trend_core.training.train import train_model  # noqa: E402
+from trend_core.training.many import side_by_side  # noqa: E402
+from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 
 QUICK_DEMO = ("digits/resnet18-w0.25/FP/sgd/s0/e4", "digits/resnet18-w0.25/Q2/sgd/s0/e4",
@@ -45,7 +45,7 @@ def load() -> str:
 
 def bench_threads(device: str, repeats: int = 2) -> None:
     """Two epochs of the digits ResNet18 with one thread and with PyTorch's default, alternated."""
-    from trend_core.train import train_loop, training_threads
+    from trend_core.training.train import train_loop, training_threads
 
     default = torch.get_num_threads()
     spec = ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0/e2")

@@ -10,8 +10,8 @@ import trend_ui
 def choose_target(ctx) -> tuple[list[str], bool]:
     """The model or the vote's members; by default the paper's FP, Q1 and Q2 (fully trained ones first), not the
     zoo's first models in name order."""
-    from trend_core.families import fully_trained
-    from trend_core.labels import paper_picks
+    from trend_core.models.families import fully_trained
+    from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
@@ -29,7 +29,7 @@ def choose_target(ctx) -> tuple[list[str], bool]:
 
 
 def choose_settings(ctx) -> dict:
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     info = get_info(ctx.dataset)
     high = float(round(3 * info.default_eps, 4))
@@ -84,7 +84,7 @@ def show_report(result: dict) -> None:
                "battery. Robust accuracy: the share of images classified correctly on the clean image and after the "
                "attack (an ensemble: expected over its random tie-break). Worst case: an image counts only if it "
                "survives every attack.")
-    from trend_core.audit import SANITY_EPS
+    from trend_core.experiments.audit import SANITY_EPS
 
     focus = [float(e) for e in worst["eps"] if float(e) != SANITY_EPS] or None  # the chosen range, not eps 0.5
     st.plotly_chart(robust_accuracy_figure(robust, worst, focus=focus), width="stretch", key="au_chart")
@@ -100,7 +100,7 @@ def show_report(result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.analysis_jobs import submit_audit
+    from trend_core.service.analysis_jobs import submit_audit
 
     trend_ui.page_intro("Robustness audit", "Is a model's or an ensemble's robustness real, or an artefact of a weak "
                         "attack? Input quantization, halftoning and majority votes are the defences whose robustness "

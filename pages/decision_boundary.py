@@ -15,8 +15,8 @@ THUMB_PX = 64
 @st.cache_data(show_spinner=False)
 def gallery(dataset: str, count: int) -> tuple[list, list[int]]:
     """Thumbnails (uint8 arrays) and labels of the first ``count`` test images."""
-    from trend_core.analysis_jobs import test_images
-    from trend_core.data import get_info
+    from trend_core.service.analysis_jobs import test_images
+    from trend_core.data.datasets import get_info
     from trend_core.plots.boundary import gallery_images
 
     x, y = test_images(dataset, count)
@@ -26,7 +26,7 @@ def gallery(dataset: str, count: int) -> tuple[list, list[int]]:
 
 def choose_image(ctx) -> int:
     """A gallery of test images and a picker; returns the chosen index."""
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     names = get_info(ctx.dataset).class_names
     thumbs, labels = gallery(ctx.dataset, GALLERY_SIZE)
@@ -40,8 +40,8 @@ def choose_image(ctx) -> int:
 
 def choose_grid(ctx) -> tuple[list[str], int, float]:
     """One or two models, the grid resolution and its range."""
-    from trend_core.data import get_info
-    from trend_core.labels import paper_picks
+    from trend_core.data.datasets import get_info
+    from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
@@ -63,7 +63,7 @@ def choose_grid(ctx) -> tuple[list[str], int, float]:
 
 def show_result(ctx, result: dict) -> None:
     """Class maps side by side, the distances to the nearest boundary, downloads."""
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
     from trend_core.plots.boundary import X_AXIS_LABEL, class_map_figure, grid_frame
 
     class_names = get_info(ctx.dataset).class_names
@@ -88,7 +88,7 @@ def show_result(ctx, result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.analysis_jobs import submit_boundary
+    from trend_core.service.analysis_jobs import submit_boundary
 
     trend_ui.page_intro("Decision boundary", "Where do a model's decision boundaries lie around one image? Each map "
                         "classifies a 2-D slice of input space: the adversarial gradient direction against a random "

@@ -10,7 +10,7 @@ GALLERY_SIZE = 24
 
 def choose_members(ctx) -> list[str]:
     """The members; by default the paper's headline ensemble FP + Q1 + Q2 (others where the zoo lacks them)."""
-    from trend_core.labels import paper_picks
+    from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
@@ -23,7 +23,7 @@ def choose_sweep(ctx) -> dict:
     """The eps range and its number of points, PGD steps and the number of test images."""
     import numpy as np
 
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -47,7 +47,7 @@ def choose_sweep(ctx) -> dict:
 
 def show_sweep(result: dict) -> None:
     """Success over eps (lines), at one eps (bars), and per-member numbers at that eps."""
-    from trend_core.ensemble import ENSEMBLE_LABEL
+    from trend_core.ensemble.selection import ENSEMBLE_LABEL
     from trend_core.plots.ensemble import (RULE_ORDER, agreement_figure, rule_label, success_bars_figure,
                                            success_lines_figure)
 
@@ -88,16 +88,16 @@ def show_sweep(result: dict) -> None:
 
 @st.cache_data(show_spinner="Computing the members' gradients", max_entries=32)
 def _views(home: str, identity: tuple, index: int, device: str):
-    from trend_core.analysis_jobs import gradient_views_of
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import gradient_views_of
+    from trend_core.models.zoo import Zoo
 
     return gradient_views_of(Zoo(home), [name for name, _ in identity], index, device)
 
 
 def show_gradients(ctx, members: list[str]) -> None:
     """The paper's Fig. 7 for one test image: each member's gradient and sign, the D-AG and A-GD directions."""
-    from trend_core.analysis_jobs import test_images
-    from trend_core.data import get_info
+    from trend_core.service.analysis_jobs import test_images
+    from trend_core.data.datasets import get_info
     from trend_core.plots.ensemble import gradient_figures, rule_label
 
     st.subheader("Gradient domination on one image")
@@ -124,7 +124,7 @@ def show_gradients(ctx, members: list[str]) -> None:
 
 
 def main() -> None:
-    from trend_core.analysis_jobs import submit_ensemble_sweep
+    from trend_core.service.analysis_jobs import submit_ensemble_sweep
 
     trend_ui.page_intro("Ensemble attacks", "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
                         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "

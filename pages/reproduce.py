@@ -13,7 +13,7 @@ SCALE_HELP = ("mini: three models (digits: the quick demo zoo), a few images (a 
 
 
 def choose(ctx) -> tuple[str, str]:
-    from trend_core.profiles import PROFILES
+    from trend_core.config.profiles import PROFILES
     from trend_core.reproduce.settings import SCALES
 
     left, right = st.columns(2)
@@ -105,7 +105,7 @@ def main() -> None:
                 "the zoo lacks are trained first).")
         return
     if not job.meta.get("command"):  # (the run's own command, for a report the store kept)
-        from trend_core.commands import reproduce_command
+        from trend_core.service.commands import reproduce_command
 
         job.meta["command"] = reproduce_command(ctx.dataset, scale, profile, ctx.home, ctx.device)
     report = trend_ui.job_panel(job)

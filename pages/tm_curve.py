@@ -10,7 +10,7 @@ def parse_eps(text: str) -> list[float]:
     """Comma- or space-separated eps values; anything else is a TrendError."""
     from trend_core.errors import TrendError
 
-    from trend_core.curve import MIN_POINTS
+    from trend_core.experiments.curve import MIN_POINTS
 
     parts = [p for p in text.replace(",", " ").split() if p]
     if not parts:
@@ -22,7 +22,7 @@ def parse_eps(text: str) -> list[float]:
 
 
 def choose_pair(ctx) -> tuple[str, str]:
-    from trend_core.labels import paper_picks
+    from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
@@ -38,8 +38,8 @@ def choose_pair(ctx) -> tuple[str, str]:
 
 def choose_eps(ctx) -> dict:
     """The eps text for the fit, how many points the denser measured sweep has, PGD steps and images."""
-    from trend_core.curve import default_fit_eps
-    from trend_core.data import get_info
+    from trend_core.experiments.curve import default_fit_eps
+    from trend_core.data.datasets import get_info
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -58,7 +58,7 @@ def fit_request(ctx, settings: dict) -> dict:
     to the largest fit eps), for ``submit_tm_fit``."""
     import numpy as np
 
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     low, high = get_info(ctx.dataset).eps_range
     fit_eps = parse_eps(settings["fit_text"])
@@ -95,7 +95,7 @@ def show_fit(result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.analysis_jobs import submit_tm_fit
+    from trend_core.service.analysis_jobs import submit_tm_fit
 
     trend_ui.page_intro("TM curve", "How does transferability change with the attack's strength? Fit f_st and f_ss "
                         "as a(1 - exp(b eps)) from a few eps, predict TM(eps) = f_st / f_ss anywhere in between, and "

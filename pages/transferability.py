@@ -10,7 +10,7 @@ EXAMPLES_SHOWN = 6
 
 def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
     """Sources and targets (canonical names) from two pickers or from a family preset."""
-    from trend_core.specs import ModelSpec
+    from trend_core.config.specs import ModelSpec
 
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
@@ -18,7 +18,7 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
                     help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
                          "input, weight or activation quantization); each is then both source and target.")
     if mode == "Family preset":
-        from trend_core.families import families
+        from trend_core.models.families import families
 
         found = families((ModelSpec.parse(n) for n in names), imported=excluded_imports(metas, "tr_imported"))
         if not found:
@@ -41,7 +41,7 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
 def excluded_imports(metas: list[dict], key: str) -> set[str]:
     """Imported models (canonical names) to keep out of families or seed statistics: all of them, unless the
     user includes them (the toggle is shown only when the zoo holds some)."""
-    from trend_core.families import imported_names
+    from trend_core.models.families import imported_names
 
     imported = imported_names(metas)
     if imported and st.toggle(f"Include the {len(imported)} imported model{'s' if len(imported) > 1 else ''} "
@@ -135,8 +135,8 @@ def show_result(ctx, result) -> None:
 def show_tables(ctx, result, pairs) -> None:
     """The paper's Table II: per pair, and mean ± std over seeds of one configuration."""
     from trend_core.errors import TrendError
-    from trend_core.families import without_imported
-    from trend_core.transfer import model_groups, seed_group_table
+    from trend_core.models.families import without_imported
+    from trend_core.experiments.transfer import model_groups, seed_group_table
 
     shown = pairs[pairs["source"] != pairs["target"]].copy()
     shown["transfer %"] = 100 * shown["tm"]
@@ -161,8 +161,8 @@ def show_tables(ctx, result, pairs) -> None:
 
 def show_examples(ctx, result) -> None:
     """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
-    from trend_core.data import get_info
-    from trend_core.analysis_jobs import submit_transfer
+    from trend_core.data.datasets import get_info
+    from trend_core.service.analysis_jobs import submit_transfer
     from trend_core.plots.transfer import pair_examples_figure
 
     pairs = [(s, t) for s in result.sources for t in result.targets if s != t]
@@ -195,7 +195,7 @@ def show_examples(ctx, result) -> None:
 
 
 def main() -> None:
-    from trend_core.analysis_jobs import submit_transfer
+    from trend_core.service.analysis_jobs import submit_transfer
 
     trend_ui.page_intro("Transferability", "Craft adversarial images on source models and count how many also "
                         "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).")

@@ -31,7 +31,7 @@ class Run:
 # ----------------------------------------------------------------------------- 1. the transfer run
 def finished_runs(ctx) -> list:
     """Finished transfer-run jobs of this store folder and dataset, newest first."""
-    from trend_core.analysis_jobs import finished_transfer_runs
+    from trend_core.service.analysis_jobs import finished_transfer_runs
 
     return finished_transfer_runs(ctx.zoo, ctx.store, ctx.dataset)
 
@@ -47,11 +47,11 @@ def describe_run(job, label_of: dict) -> str:
 def launch_transfer(ctx, expanded: bool) -> None:
     """A PGD transfer run over a pool of zoo models (every model both source and target), as a job; once it is
     done it becomes the page's run."""
-    from trend_core.analysis_jobs import submit_transfer
+    from trend_core.service.analysis_jobs import submit_transfer
     from trend_core.attacks.settings import attack_settings
     from trend_core.errors import TrendError
-    from trend_core.families import fully_trained
-    from trend_core.labels import paper_picks
+    from trend_core.models.families import fully_trained
+    from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
@@ -85,7 +85,7 @@ def launch_transfer(ctx, expanded: bool) -> None:
 def adopt_launched_run() -> str | None:
     """When the run launched on this page has finished, make it the page's run (once, before the run picker is
     drawn); returns the key of the adopted run."""
-    from trend_core.jobs import JobStatus
+    from trend_core.runtime.jobs import JobStatus
 
     job = trend_ui.recalled_job("trend-transfer")
     if job is None or job.status is not JobStatus.DONE:
@@ -113,7 +113,7 @@ def choose_run(ctx):
     key = st.selectbox("Transfer run", list(by_key), format_func=lambda k: describe_run(by_key[k], label_of),
                        key="tb_run")
     if key == adopted:
-        from trend_core.jobs import format_seconds
+        from trend_core.runtime.jobs import format_seconds
 
         job = by_key[key]
         took = "from the store" if job.from_store else f"in {format_seconds(job.elapsed)}"
@@ -127,7 +127,7 @@ def run_in_zoo_labels(ctx, key: str, result) -> Run:
     """The run's TM matrix and accuracies under the zoo's labels, restricted to the candidate models the user
     keeps (by default the fully trained ones: the quick demo's 4-epoch models and imported weights are offered,
     not picked)."""
-    from trend_core.families import fully_trained
+    from trend_core.models.families import fully_trained
 
     metas = ctx.models()
     tm = result.matrix(averages=False)
@@ -160,8 +160,8 @@ def run_in_zoo_labels(ctx, key: str, result) -> Run:
 def choose_candidates(ctx, run: Run) -> tuple | None:
     """Sliders (size, required members, accuracy floor) and the ranked candidate ensembles, with the `trend
     select` command that ranks the same sets from the downloaded TM matrix."""
-    from trend_core.commands import select_command
-    from trend_core.ensemble import select_ensembles
+    from trend_core.service.commands import select_command
+    from trend_core.ensemble.selection import select_ensembles
 
     pool = list(run.tm.index)
     c1, c2, c3 = st.columns([1, 2, 1])
@@ -210,7 +210,7 @@ def choose_candidates(ctx, run: Run) -> tuple | None:
 
 # ----------------------------------------------------------------------------- 3. robustness
 def attack_settings(ctx) -> dict:
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     info = get_info(ctx.dataset)
     c1, c2, c3 = st.columns(3)
@@ -252,7 +252,7 @@ def show_comparison(comparison, stem: str, key: str) -> None:
 
 
 def show_evaluation(result: dict) -> None:
-    from trend_core.ensemble import ENSEMBLE_LABEL
+    from trend_core.ensemble.selection import ENSEMBLE_LABEL
     from trend_core.plots.ensemble import robustness_bars_figure
 
     sweep, ratios = result["sweep"], result["ratios"]
@@ -341,7 +341,7 @@ def show_ranking(frame, candidates) -> None:
 
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
-    from trend_core.analysis_jobs import growing_ensembles, submit_trend_evaluation, submit_trend_growth
+    from trend_core.service.analysis_jobs import growing_ensembles, submit_trend_evaluation, submit_trend_growth
 
     st.subheader("3. Robustness of the vote")
     settings = attack_settings(ctx)
@@ -386,7 +386,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
 # ----------------------------------------------------------------------------- 4. audit
 def audit_section(ctx, run: Run, chosen: list[str], settings: dict) -> None:
     """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
-    from trend_core.analysis_jobs import submit_trend_audit
+    from trend_core.service.analysis_jobs import submit_trend_audit
 
     st.subheader("4. Is this robustness real?")
     st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "

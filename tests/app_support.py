@@ -18,7 +18,7 @@ APP_MODELS = (FP, FP_S1, Q1)  # FP seeds 0 and 1 (a seed family) and Q1
 @pytest.fixture
 def sync_jobs(monkeypatch):
     """Jobs run inline (TREND_JOBS_SYNC=1) in a job manager of this test's own."""
-    import trend_core.jobs as jobs
+    import trend_core.runtime.jobs as jobs
 
     monkeypatch.setenv("TREND_JOBS_SYNC", "1")
     monkeypatch.setattr(jobs, "_MANAGER", None)
@@ -33,7 +33,7 @@ def empty_home(trend_home, sync_jobs) -> Path:
 @pytest.fixture
 def zoo_home(trend_home, sync_jobs, zoo_model, test_zoo) -> Path:
     """A store folder whose models/ holds copies of the test zoo's APP_MODELS (trained once, never here)."""
-    from trend_core.specs import ModelSpec
+    from trend_core.config.specs import ModelSpec
 
     models = trend_home / "models"
     models.mkdir(parents=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trend_core.zoo import Zoo
+from trend_core.models.zoo import Zoo
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_ZOO_DIR = Path(os.environ.get("TREND_TEST_ZOO", REPO / ".trend-home" / "test-zoo"))
@@ -50,7 +50,7 @@ def zoo_model(test_zoo):
 
 @pytest.fixture(scope="session")
 def digits():
-    from trend_core.data import load_dataset
+    from trend_core.data.datasets import load_dataset
 
     return load_dataset("digits")
 

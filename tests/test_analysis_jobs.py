@@ -10,20 +10,20 @@ import torch
 
 from app_support import sync_jobs, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
-from trend_core import analysis_jobs as aj
+from trend_core.service import analysis_jobs as aj
 from trend_core.errors import TrendError
 
 
 @pytest.fixture
 def env(zoo_home):
-    from trend_core.store import Store
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import Store
+    from trend_core.models.zoo import Zoo
 
     return Zoo(zoo_home), Store(zoo_home)
 
 
 def fresh_manager(monkeypatch):
-    import trend_core.jobs as jobs
+    import trend_core.runtime.jobs as jobs
 
     monkeypatch.setattr(jobs, "_MANAGER", None)
 
@@ -115,7 +115,7 @@ def test_growing_ensembles_start_from_one_model_and_add_the_lowest_tm_partners()
     (lambda z, s: aj.submit_tm_fit(z, s, FP, Q1, [0.1, 0.2]), "at least 3 distinct eps"),
 ])
 def test_bad_input_is_one_sentence_before_anything_runs(env, call, message):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     zoo, store = env
     with pytest.raises(TrendError, match=re.escape(message)):

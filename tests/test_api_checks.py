@@ -80,7 +80,7 @@ def test_every_entry_point_taking_data_checks_it(pair, zoo_model, digits):
 
 
 def test_audit_checks_its_dataset(test_zoo, digits):
-    from trend_core.audit import run_audit
+    from trend_core.experiments.audit import run_audit
 
     x, y = digits.tensors("test", 16)
     refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], dataset=(x * 255, y)), "[0, 255]")

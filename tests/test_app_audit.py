@@ -13,7 +13,7 @@ PAGE = "pages/audit.py"
 @pytest.fixture(autouse=True)
 def small_budget(monkeypatch):
     """The quick battery with tiny budgets (same attacks, same code paths): the page test stays fast."""
-    import trend_core.audit as audit_module
+    import trend_core.experiments.audit as audit_module
 
     monkeypatch.setitem(audit_module.LEVEL_BUDGETS, "quick", audit_module.Budget(8, 1, 40, 2, 1))
 
@@ -27,7 +27,7 @@ def test_auditing_one_model_shows_chart_table_and_flags(zoo_home):
     at.button(key="au_run").click().run()
     assert_clean(at)
     assert not texts(at.error)
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     result = get_manager().jobs(kind="audit")[0].result
     chart = next(f for f in figures(at) if f["layout"]["yaxis"]["title"]["text"] == "robust accuracy")
@@ -66,7 +66,7 @@ def test_the_trend_builder_sets_a_gd_beside_the_worst_case(built):
     at.button(key="tb_audit").click().run()
     assert_clean(at)
     assert not texts(at.error)
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     summary = get_manager().jobs(kind="trend-audit")[0].result["summary"]
     assert len(summary) == 3 and " + " in summary["model"].iloc[0]  # the ensemble, then each member alone

@@ -31,7 +31,7 @@ def launch(at, members=MEMBERS, eps=(0.05, 0.2), points=2):
 
 
 def test_four_rules_over_eps_and_at_one_eps_with_member_numbers(zoo_home):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = launch(open_app(PAGE))
     assert not texts(at.error)
@@ -117,7 +117,7 @@ def test_eps_values_sit_on_the_sliders_grid(zoo_home):
     at.number_input(key="ea_limit").set_value(4)
     at.button(key="ea_run").click().run()
     assert_clean(at)
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     eps = sorted(get_manager().jobs(kind="ensemble-sweep")[0].result["sweep"]["eps"].unique())
     assert eps == pytest.approx([0.02, 0.115, 0.205, 0.3])  # not 0.11333, 0.20667

@@ -96,7 +96,7 @@ def _job_page():
 
     import trend_ui
     from trend_core.errors import TrendError
-    from trend_core.jobs import JobManager
+    from trend_core.runtime.jobs import JobManager
 
     manager = JobManager(sync=True)
 

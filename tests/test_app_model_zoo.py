@@ -33,7 +33,7 @@ def test_table_filters_and_accuracy_chart_use_model_names(zoo_home):
 
 
 def test_train_from_pickers_adds_the_model(zoo_home):
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     at = open_app(PAGE)
     at.number_input(key="zoo_epochs").set_value(1)
@@ -49,9 +49,9 @@ def test_train_from_pickers_adds_the_model(zoo_home):
 
 
 def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_its_own_messages(zoo_home):
-    from trend_core.analysis_jobs import submit_training
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     tiny = "digits/resnet18-w0.25/FP/sgd/s0/e1"  # a short FP-s0, as the quick demo zoo's next to the preset's
     build = submit_training(Zoo(zoo_home), [ModelSpec.parse(tiny)], "cpu")
@@ -67,7 +67,7 @@ def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_
 
 
 def _state_dict_bytes(name: str) -> bytes:
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
     from conftest import TEST_ZOO_DIR
 
     buffer = io.BytesIO()
@@ -81,7 +81,7 @@ class _Boom:
 
 
 def test_upload_adopts_a_state_dict_and_refuses_bad_files(zoo_home, capsys):
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     at = open_app(PAGE)
     target = "digits/resnet18-w0.25/FP/sgd/s7"  # weights of FP s0 under another seed's name
@@ -124,7 +124,7 @@ def test_upload_adopts_a_state_dict_and_refuses_bad_files(zoo_home, capsys):
 
 
 def test_delete_removes_checkpoints_after_confirmation(zoo_home):
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     at = open_app(PAGE)
     at.multiselect(key="zoo_del_names").set_value([Q1]).run()

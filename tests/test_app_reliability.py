@@ -72,7 +72,7 @@ def _weights(state: dict, transform) -> bytes:
 
 
 def test_upload_over_an_existing_model_asks_first_and_bad_weights_are_refused(zoo_home):
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     state = Zoo(zoo_home).load(FP).state_dict()
     before = (zoo_home / "models").joinpath(f"{Zoo(zoo_home).metadata(FP)['key']}.safetensors").read_bytes()
@@ -95,7 +95,7 @@ def test_upload_over_an_existing_model_asks_first_and_bad_weights_are_refused(zo
 
 
 def test_damaged_zoo_entries_are_named_on_the_model_zoo_page(zoo_home):
-    from trend_core.specs import ModelSpec
+    from trend_core.config.specs import ModelSpec
 
     meta = zoo_home / "models" / f"{ModelSpec.parse(FP).key}.json"
     meta.write_text("{ not json")

@@ -29,8 +29,8 @@ def fit(at, source=FP, target=Q1, fit_eps="0.05, 0.1, 0.2, 0.3", points=6):
 
 
 def test_fit_plots_curves_against_the_measured_sweep_with_rmse(zoo_home):
-    from trend_core.curve import saturating
-    from trend_core.jobs import get_manager
+    from trend_core.experiments.curve import saturating
+    from trend_core.runtime.jobs import get_manager
 
     at = fit(open_app(PAGE))
     assert not texts(at.error)

@@ -45,7 +45,7 @@ def finished_run(zoo_home):
 
 
 def test_run_shows_heatmap_with_model_names_averages_and_hover_counts(finished_run, zoo_home):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = finished_run
     traces = heatmap_traces(at)
@@ -112,7 +112,7 @@ def test_bad_input_becomes_a_message(zoo_home):
 
 
 def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monkeypatch):
-    import trend_core.jobs as jobs
+    import trend_core.runtime.jobs as jobs
 
     first = heatmap_traces(finished_run)["TM"]["z"]
     monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory
@@ -126,9 +126,9 @@ def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monke
 
 
 def test_family_presets_group_models_differing_in_one_factor():
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import preset_specs
-    from trend_core.families import families
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import preset_specs
+    from trend_core.models.families import families
 
     found = families(preset_specs("digits"))
     by_factor = {name.split(":")[0]: {s.short_name for s in specs} for name, specs in found.items()}
@@ -148,8 +148,8 @@ def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tm
     from test_data import write_fake_cifar10
 
     from trend_core.nn import build_model
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     write_fake_cifar10(tmp_path / "cifar-data")  # small files in the real format (15 test images: no slider)
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "cifar-data"))
@@ -175,7 +175,7 @@ def test_an_imported_seed_stays_out_of_families_and_seed_statistics_unless_inclu
     import torch
 
     from conftest import TEST_ZOO_DIR
-    from trend_core.zoo import Zoo, is_imported
+    from trend_core.models.zoo import Zoo, is_imported
 
     weights = tmp_path / "fp-weights.pt"
     torch.save(Zoo(TEST_ZOO_DIR).load(FP).state_dict(), weights)

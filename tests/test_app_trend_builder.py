@@ -44,7 +44,7 @@ def built(zoo_home):
 
 
 def symmetric_tm() -> dict:
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     result = get_manager().jobs(kind="transfer")[0].result
     tm = result.matrix(averages=False)
@@ -84,7 +84,7 @@ def evaluate_small(at, k: int = 2):
 def test_chosen_ensemble_against_each_member_and_growth(built):
     at = evaluate_small(built, k=3)
     assert not texts(at.error)
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     result = get_manager().jobs(kind="trend-eval")[0].result
     bars = next(f for f in figures(at) if f["layout"]["xaxis"]["title"]["text"] == "model")["data"][0]
@@ -117,7 +117,7 @@ def test_eps_zero_is_a_message(built):
 
 
 def test_finished_runs_are_listed_after_a_server_restart(built, monkeypatch):
-    import trend_core.jobs as jobs
+    import trend_core.runtime.jobs as jobs
 
     before = jobs.get_manager().jobs(kind="transfer")[0]
     monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory, the store remembers
@@ -134,7 +134,7 @@ def boxes(at) -> list[str]:
 
 
 def test_the_verdict_names_the_member_that_beats_the_vote_and_results_follow_the_selection(built):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = evaluate_small(built)
     result = get_manager().jobs(kind="trend-eval")[0].result
@@ -165,7 +165,7 @@ def test_the_verdict_names_the_member_that_beats_the_vote_and_results_follow_the
 
 
 def test_a_run_launched_on_the_page_becomes_the_pages_run(built):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = built
     first = at.selectbox(key="tb_run").value
@@ -203,8 +203,8 @@ def both_zoos(zoo_home):
     """The test zoo's 20-epoch FP-s0 with a 4-epoch FP-s0 beside it, as after the quick demo zoo (its weights are
     untrained: only its label and pool matter here)."""
     from trend_core.nn import build_model
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     spec = ModelSpec.parse(FP + "/e4")
     Zoo(zoo_home).save(spec, build_model(spec), {"test_acc": 0.87, "val_acc": 0.87})
@@ -212,7 +212,7 @@ def both_zoos(zoo_home):
 
 
 def test_one_label_per_model_and_fully_trained_default_pools(both_zoos):
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = open_app(PAGE)
     assert set(at.multiselect(key="tb_pool").options) >= {"FP-s0-e20", "FP-s0-e4", "FP-s1", "Q1-s0"}

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from test_fidelity import eval_net, their_act, their_weight
 from torch.utils.data import TensorDataset
 
-from trend_core.data import DatasetBundle, get_info, load_dataset, stratified_split
+from trend_core.data.datasets import DatasetBundle, get_info, load_dataset, stratified_split
 from trend_core.errors import TrendError
 from trend_core.nn import build_model
 from trend_core.nn.architectures import _VGG_CONFIGS
 from trend_core.nn.registry import SMALL_IMAGE_DATASETS, list_archs
-from trend_core.specs import ModelSpec
-from trend_core.train import train_model
+from trend_core.config.specs import ModelSpec
+from trend_core.training.train import train_model
 
 SMALL_INPUT_DATASETS = [d for d in SMALL_IMAGE_DATASETS if get_info(d).image_size < 32]
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import FP, HT, Q1, TEST_ZOO_DIR
 
-import trend_core.audit as audit_module
+import trend_core.experiments.audit as audit_module
 from trend_core.attacks.base import Attack
-from trend_core.audit import SANITY_EPS, AuditFlag, AuditReport, BatteryAttack, Budget, audit_flags, run_audit
+from trend_core.experiments.audit import SANITY_EPS, AuditFlag, AuditReport, BatteryAttack, Budget, audit_flags, run_audit
 from trend_core.cli import main
 from trend_core.errors import TrendError
-from trend_core.store import MemoryStore
+from trend_core.storage.store import MemoryStore
 
 LIMIT = 24
 
@@ -229,9 +229,9 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
 
 
 def test_trend_audit_says_whether_the_vote_beats_its_members_under_the_worst_case(zoo_dir, monkeypatch):
-    from trend_core.analysis_jobs import submit_trend_audit
-    from trend_core.jobs import Job, JobManager
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_trend_audit
+    from trend_core.runtime.jobs import Job, JobManager
+    from trend_core.models.zoo import Zoo
 
     seen = []
     original = Job.progress

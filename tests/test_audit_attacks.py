@@ -12,7 +12,7 @@ from trend_core.attacks.apgd import checkpoints
 from trend_core.attacks.base import attack_mode
 from trend_core.attacks.objective import Objective, dlr_loss
 from trend_core.attacks.square import square_fraction
-from trend_core.ensemble import MajorityVote, expected_correct
+from trend_core.nn.vote import MajorityVote, expected_correct
 from trend_core.errors import TrendError
 from trend_core.nn.bpda import backward_differs, check_backward, with_backward
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FP, Q1, Q2, REPO
-from trend_core.specs import ModelSpec
+from trend_core.config.specs import ModelSpec
 
 try:  # (the page fixture says what to do when Playwright is missing)
     from playwright.sync_api import expect

@@ -20,12 +20,13 @@ def test_help_builds_every_parser_without_torch_or_pandas():
 
 def test_cli_device_choices_match_the_engines():
     from trend_core.cli.common import DEVICE_CHOICES
-    from trend_core.devices import DEVICE_CHOICES as ENGINE
+    from trend_core.runtime.devices import DEVICE_CHOICES as ENGINE
 
     assert DEVICE_CHOICES == ENGINE
 
 
 def test_preset_choices_come_from_the_torch_free_module():
-    from trend_core import presets, zoo
+    from trend_core.config import presets
+    from trend_core.models import zoo
 
     assert zoo.PRESETS is presets.PRESETS and "digits" in presets.PRESETS

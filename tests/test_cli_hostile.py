@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from conftest import FP, Q1
 from trend_core.cli import main
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
+from trend_core.config.specs import ModelSpec
 
 TINY = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 
@@ -22,7 +22,7 @@ TINY = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 def no_training(monkeypatch):
     """Any training or attack would be work done before the input was checked: make it fail the test."""
     import trend_core.attacks.base as base
-    import trend_core.train as train
+    import trend_core.training.train as train
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the input was checked")
@@ -130,7 +130,7 @@ VOCABULARY = ["train", "zoo", "list", "import", "delete", "clean", "preset", "di
 def quiet_engine(monkeypatch, tmp_path):
     """Random argument lists must not train or attack for real: both become a TrendError (exit 2)."""
     import trend_core.attacks.base as base
-    import trend_core.train as train
+    import trend_core.training.train as train
 
     def refuse(*args, **kwargs):
         raise TrendError("work is disabled in this test")

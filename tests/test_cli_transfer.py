@@ -9,7 +9,7 @@ from conftest import FP, Q1, Q2
 
 from trend_core.attacks import PGD
 from trend_core.cli import main
-from trend_core.transfer import run_transfer
+from trend_core.experiments.transfer import run_transfer
 
 LABELS = ["FP-s0", "Q1-s0", "Q2-s0"]
 BASE = ["transfer", "--models", FP, Q1, Q2, "--attack", "pgd", "--steps", "10", "--limit", "60", "--device", "cpu"]

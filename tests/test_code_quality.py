@@ -85,7 +85,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_trend_core_has_no_import_cycle():
     graph = import_graph()
-    assert "trend_core.attacks.ensemble_pgd" in graph and "trend_core.ensemble" in graph["trend_core.robustness"]
+    assert "trend_core.attacks.ensemble_pgd" in graph and "trend_core.ensemble.selection" in graph["trend_core.experiments.ensemble_sweep"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -93,7 +93,7 @@ def test_trend_core_has_no_import_cycle():
 def test_the_vote_and_the_ensemble_attack_have_one_home_each():
     engine = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("ensemble*.py")
               if p.parent.name not in ("plots", "cli")]  # (figures and commands about ensembles, not engines)
-    assert sorted(engine) == ["attacks/ensemble_pgd.py", "ensemble.py"]
+    assert sorted(engine) == ["attacks/ensemble_pgd.py", "experiments/ensemble_sweep.py"]
 
 
 def _tool(name: str) -> list[str]:

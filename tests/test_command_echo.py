@@ -12,7 +12,7 @@ from test_app_transferability import LABELS, PAGE, set_up_run
 
 def test_the_transferability_page_echoes_a_command_that_reproduces_its_matrix(zoo_home, capsys):
     from trend_core.cli import main
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     at = set_up_run(open_app(PAGE), eps=0.15, images=40)
     at.button(key="tr_run").click().run()
@@ -35,9 +35,9 @@ def test_the_transferability_page_echoes_a_command_that_reproduces_its_matrix(zo
 
 
 def test_engine_jobs_record_their_commands(zoo_home):
-    from trend_core.analysis_jobs import submit_boundary, submit_tm_fit, submit_trend_evaluation
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_boundary, submit_tm_fit, submit_trend_evaluation
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     zoo, store = Zoo(zoo_home), get_store(zoo_home)
     boundary = submit_boundary(zoo, store, [FP, Q1], index=3, resolution=5)

@@ -7,7 +7,7 @@ import pytest
 from conftest import FP, Q2
 
 from trend_core.attacks import PGD
-from trend_core.curve import (default_fit_eps, fit_saturating, fit_tm, fit_tm_curve, measure_tm, saturating,
+from trend_core.experiments.curve import (default_fit_eps, fit_saturating, fit_tm, fit_tm_curve, measure_tm, saturating,
                               tm_rmse)
 from trend_core.errors import TrendError
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trend_core.data import get_info, load_cifar, load_dataset, load_imagenet
+from trend_core.data.datasets import get_info, load_cifar, load_dataset, load_imagenet
 from trend_core.errors import TrendError
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from trend_core.analysis_jobs import belongs_to, finished_transfer_runs, submit_transfer, zoo_accuracies
+from trend_core.service.analysis_jobs import belongs_to, finished_transfer_runs, submit_transfer, zoo_accuracies
 from trend_core.errors import TrendError
-from trend_core.families import families
-from trend_core.jobs import JobManager
-from trend_core.specs import ModelSpec
-from trend_core.store import MemoryStore
-from trend_core.zoo import Zoo
+from trend_core.models.families import families
+from trend_core.runtime.jobs import JobManager
+from trend_core.config.specs import ModelSpec
+from trend_core.storage.store import MemoryStore
+from trend_core.models.zoo import Zoo
 
 from conftest import FP, FP_S1, Q1
 
@@ -47,7 +47,7 @@ def test_finished_runs_merge_live_and_stored_runs_of_one_folder_and_dataset(link
 
 
 def test_default_pools_leave_out_short_trainings_and_imports():
-    from trend_core.families import fully_trained, imported_names
+    from trend_core.models.families import fully_trained, imported_names
 
     demo = "digits/resnet18-w0.25/Q1/sgd/s0/e4"
     upload = "digits/resnet18-w0.25/FP/sgd/s7"

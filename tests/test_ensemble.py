@@ -11,13 +11,14 @@ import torch
 import torch.nn as nn
 from conftest import FP, Q1, Q2
 
-import trend_core.ensemble as ens_mod
+import trend_core.ensemble.selection as ens_mod
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
-from trend_core.ensemble import MajorityVote, expected_correct, majority_vote, read_tm, select_ensembles, symmetrize
-from trend_core.robustness import robustness_ratios, robustness_sweep
+from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
+from trend_core.ensemble.selection import read_tm, select_ensembles, symmetrize
+from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.errors import TrendError
-from trend_core.store import MemoryStore
-from trend_core.transfer import PAIR_COLUMNS, TransferResult
+from trend_core.storage.store import MemoryStore
+from trend_core.experiments.transfer import PAIR_COLUMNS, TransferResult
 
 
 class Fixed(nn.Module):

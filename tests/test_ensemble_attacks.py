@@ -9,7 +9,7 @@ import trend_core.attacks.ensemble_pgd as ensemble_attacks
 from trend_core.attacks.ensemble_pgd import (RULE_NAMES, EnsemblePGD, agd_direction, agreement_trace, check_rule,
                                          dag_direction, empir_direction, gradient_views, member_gradients,
                                          sign_agreement, ugd_direction)
-from trend_core.ensemble import MajorityVote, majority_vote
+from trend_core.nn.vote import MajorityVote, majority_vote
 from trend_core.errors import TrendError
 from trend_core.nn.twin import inference_twin
 

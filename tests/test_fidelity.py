@@ -10,16 +10,16 @@ import torch.nn.functional as F
 
 from trend_core.attacks.cw import CarliniWagnerL2
 from trend_core.attacks.ensemble_pgd import EnsemblePGD, member_gradients
-from trend_core.curve import default_fit_eps, measure_tm
-from trend_core.data import get_info
-from trend_core.ensemble import MajorityVote, expected_correct, majority_vote
+from trend_core.experiments.curve import default_fit_eps, measure_tm
+from trend_core.data.datasets import get_info
+from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
 from trend_core.errors import TrendError
 from trend_core.nn import build_model
 from trend_core.nn.architectures import BasicBlock
 from trend_core.nn.quant import Halftone, InputQuantizer, QConv2d
-from trend_core.profiles import PROFILES, Profile, get_profile
-from trend_core.specs import ModelSpec
-from trend_core.train import learning_rate, train_model, training_batch_size
+from trend_core.config.profiles import PROFILES, Profile, get_profile
+from trend_core.config.specs import ModelSpec
+from trend_core.training.train import learning_rate, train_model, training_batch_size
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,9 @@ import torch
 from conftest import FP, Q1, REPO
 from trend_core.cli import main
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
-from trend_core.store import MemoryStore, Store, StoreWarning, get_store
-from trend_core.zoo import Zoo
+from trend_core.config.specs import ModelSpec
+from trend_core.storage.store import MemoryStore, Store, StoreWarning, get_store
+from trend_core.models.zoo import Zoo
 
 TINY = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -33,9 +33,9 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 def no_work(monkeypatch):
     """Any training or attack would be work done before the store folder was checked: it fails the test."""
     import trend_core.attacks.base as base
-    import trend_core.train as train
-    import trend_core.train_many as train_many
-    import trend_core.zoo as zoo
+    import trend_core.training.train as train
+    import trend_core.training.many as train_many
+    import trend_core.models.zoo as zoo
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the store folder was checked")
@@ -138,7 +138,7 @@ def test_an_immutable_models_folder_fails_train_import_and_get_or_train_before_w
 
 
 def test_the_operator_root_never_offers_a_folder_outside_it(tmp_path, monkeypatch):
-    from trend_core.homes import home_in_root, known_homes
+    from trend_core.storage.homes import home_in_root, known_homes
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "team").mkdir(parents=True)
@@ -184,7 +184,7 @@ def test_a_damaged_cache_layout_fails_before_the_attack(linked_home, capsys, no_
 
 
 def test_run_transfer_with_a_file_as_cache_names_the_argument(odd, zoo_model):
-    from trend_core.transfer import run_transfer
+    from trend_core.experiments.transfer import run_transfer
 
     with pytest.raises(TrendError, match=r"\(cache=\) cannot be used: it is a file"):
         run_transfer([zoo_model(FP), zoo_model(Q1)], "pgd", limit=8, cache=odd["file"])
@@ -194,7 +194,7 @@ def test_run_transfer_with_a_file_as_cache_names_the_argument(odd, zoo_model):
 
 def test_a_cache_made_read_only_mid_run_costs_only_the_caching(linked_home, zoo_model):
     from trend_core.attacks.registry import make_attack
-    from trend_core.transfer import run_transfer
+    from trend_core.experiments.transfer import run_transfer
 
     models, attack = [zoo_model(FP), zoo_model(Q1)], make_attack("pgd", eps=0.1, steps=5)
     cache = linked_home / "cache"  # 200 images: the adversarial images go to files of their own, not SQLite

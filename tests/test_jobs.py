@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from trend_core.errors import TrendError
-from trend_core.analysis_jobs import submit_training, training_key
-from trend_core.jobs import Job, JobManager, JobStatus
+from trend_core.service.analysis_jobs import submit_training, training_key
+from trend_core.runtime.jobs import Job, JobManager, JobStatus
 
 
 class DictStore(dict):
@@ -159,8 +159,8 @@ def test_jobs_listing_by_kind_and_activity():
 
 
 def test_training_job_reports_epochs_and_is_done_from_the_zoo(trend_home):
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     zoo, spec = Zoo(trend_home), ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0/e1")
     manager = JobManager(sync=True)
@@ -175,8 +175,8 @@ def test_training_job_reports_epochs_and_is_done_from_the_zoo(trend_home):
 
 
 def test_cancelled_training_saves_nothing(trend_home, monkeypatch):
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     zoo, spec = Zoo(trend_home), ModelSpec.parse("digits/resnet18-w0.25/Q2/sgd/s0/e50")
     manager, reported = JobManager(sync=False), threading.Event()

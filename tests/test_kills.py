@@ -15,8 +15,8 @@ import torch
 
 from conftest import FP, Q1, REPO
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
-from trend_core.zoo import Zoo
+from trend_core.config.specs import ModelSpec
+from trend_core.models.zoo import Zoo
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TREND_JOBS_SYNC": "1"}
 
@@ -52,8 +52,8 @@ def test_retrain_killed_midway_keeps_the_old_model(tmp_path, test_zoo, zoo_model
 SAVE_AND_DIE = textwrap.dedent("""
     import os, signal, sys
     import torch
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     home, source, name, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     model = Zoo(source).load(name)

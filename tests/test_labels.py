@@ -1,10 +1,10 @@
-"""Unique short labels (trend_core.labels) and the paper's default picks for the dashboard's pickers."""
+"""Unique short labels (trend_core.config.labels) and the paper's default picks for the dashboard's pickers."""
 from __future__ import annotations
 
 import pytest
 
-from trend_core.labels import label_map, paper_picks, unique_labels
-from trend_core.specs import ModelSpec
+from trend_core.config.labels import label_map, paper_picks, unique_labels
+from trend_core.config.specs import ModelSpec
 
 PRESET_FP = "digits/resnet18-w0.25/FP/sgd/s0"
 DEMO_FP = "digits/resnet18-w0.25/FP/sgd/s0/e4"
@@ -38,7 +38,7 @@ def test_same_model_twice_gets_one_label_and_specs_or_names_both_work():
 
 def test_transfer_labels_use_them():
     from trend_core.nn import build_model
-    from trend_core.transfer import model_labels
+    from trend_core.experiments.transfer import model_labels
 
     models = [build_model(ModelSpec.parse(n)) for n in (PRESET_FP, DEMO_FP)]
     assert model_labels(models) == ["FP-s0-e20", "FP-s0-e4"]
@@ -60,9 +60,9 @@ def test_paper_picks(names, inputs, expected):
 
 
 def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
-    from trend_core.labels import set_label
+    from trend_core.config.labels import set_label
     from trend_core.nn import build_model
-    from trend_core.transfer import model_labels
+    from trend_core.experiments.transfer import model_labels
 
     # alone in a run the preset FP would be "FP-s0"; the dashboard labels it across the zoo, beside the demo's
     fp = set_label(build_model(ModelSpec.parse(PRESET_FP)), label_map([PRESET_FP, DEMO_FP])[PRESET_FP])
@@ -71,7 +71,7 @@ def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
 
 
 def test_labels_from_a_tm_file_resolve_to_zoo_models():
-    from trend_core.labels import models_for_label
+    from trend_core.config.labels import models_for_label
 
     zoo = [PRESET_FP, DEMO_FP, PRESET_Q1, "cifar10/resnet18/FP/sgd/s0"]
     assert models_for_label("FP-s0-e20", zoo) == [PRESET_FP]

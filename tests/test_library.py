@@ -43,8 +43,8 @@ def test_import_is_lazy_and_the_api_is_at_the_top_level():
     assert out.stdout.split() == ["False", "ModelSpec"]
     from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
     from trend_core.attacks.ensemble_pgd import EnsemblePGD
-    from trend_core.ensemble import MajorityVote
-    from trend_core.transfer import run_transfer
+    from trend_core.nn.vote import MajorityVote
+    from trend_core.experiments.transfer import run_transfer
 
     assert (tl.PGD, tl.CarliniWagnerL2, tl.DeepFool) == (PGD, CarliniWagnerL2, DeepFool)
     assert (tl.EnsemblePGD, tl.MajorityVote, tl.run_transfer) == (EnsemblePGD, MajorityVote, run_transfer)
@@ -93,7 +93,7 @@ def test_loading_a_model_leaves_the_global_rng_alone(test_zoo, zoo_model):
 
 
 def test_cache_argument_has_one_meaning_per_value(trend_home, tmp_path):
-    from trend_core.store import MemoryStore, Store, get_store, resolve_cache
+    from trend_core.storage.store import MemoryStore, Store, get_store, resolve_cache
 
     assert isinstance(resolve_cache(None), MemoryStore) and resolve_cache(None) is not resolve_cache(None)
     assert isinstance(resolve_cache(False), MemoryStore)
@@ -117,7 +117,7 @@ def images(n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_run_transfer_caches_only_when_asked_and_store_is_deprecated(tmp_path):
-    from trend_core.store import MemoryStore
+    from trend_core.storage.store import MemoryStore
 
     models, data = [tiny_classifier(0), tiny_classifier(1)], images()
     attack = tl.PGD(eps=0.2, steps=3)
@@ -161,7 +161,7 @@ def test_with_preprocessing_normalizes_and_differentiates_a_numpy_transform_by_b
 
 
 def test_one_source_of_attack_settings_for_pages_jobs_and_cli():
-    from trend_core.analysis_jobs import step_size_for as jobs_rule
+    from trend_core.service.analysis_jobs import step_size_for as jobs_rule
     from trend_core.cli.transfer import build_attack
 
     settings = tl.attack_settings("pgd", "digits")
@@ -185,7 +185,7 @@ def test_transfer_command_round_trips_through_the_cli_parser():
 
     from trend_core.cli import build_parser
     from trend_core.cli.transfer import build_attack
-    from trend_core.commands import transfer_command
+    from trend_core.service.commands import transfer_command
 
     params = tl.attack_settings("cw", "digits").complete(eps=0.25, steps=30, kappa=30.0, lr=0.02)
     command = transfer_command([FP], [FP, Q1], "cw", params, "digits", limit=50, home="/tmp/x y", device="cpu")
@@ -197,11 +197,11 @@ def test_transfer_command_round_trips_through_the_cli_parser():
 
 
 def test_store_logs_an_entry_it_cannot_read_before_dropping_it(tmp_path, caplog):
-    from trend_core.store import Store
+    from trend_core.storage.store import Store
 
     store = Store(tmp_path)
     store._cache.set("broken", b"not a torch file")
-    with caplog.at_level(logging.WARNING, logger="trend_core.store"):
+    with caplog.at_level(logging.WARNING, logger="trend_core.storage.store"):
         assert store.get("broken", "fallback") == "fallback"
     assert "broken" in caplog.text and "unreadable" in caplog.text  # said, not silently deleted
     assert not store.has("broken")  # so has() never promises what get() cannot give
@@ -210,7 +210,7 @@ def test_store_logs_an_entry_it_cannot_read_before_dropping_it(tmp_path, caplog)
 
 
 def test_a_store_whose_entries_became_unreadable_recomputes_the_same_result(tmp_path):
-    from trend_core.store import Store
+    from trend_core.storage.store import Store
 
     store = Store(tmp_path)
     models, data, attack = [tiny_classifier(0), tiny_classifier(1)], images(), tl.PGD(eps=0.2, steps=3)

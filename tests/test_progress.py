@@ -7,8 +7,8 @@ import time
 import pytest
 
 from conftest import FP, Q1
-from trend_core.jobs import Job, JobManager, JobStatus, format_seconds
-from trend_core.progress import WorkMeter
+from trend_core.runtime.jobs import Job, JobManager, JobStatus, format_seconds
+from trend_core.runtime.progress import WorkMeter
 
 
 @pytest.fixture
@@ -73,9 +73,9 @@ def test_eta_comes_from_the_rate_since_the_first_move_and_the_bar_never_goes_bac
 
 
 def test_training_progress_counts_epochs(tmp_path, reports):
-    from trend_core.analysis_jobs import submit_training
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import Zoo
 
     specs = [ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e1"),
              ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s0/e3")]
@@ -95,9 +95,9 @@ def test_training_progress_counts_epochs(tmp_path, reports):
 
 
 def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):
-    from trend_core.analysis_jobs import submit_ensemble_sweep
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_ensemble_sweep
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     zoo = Zoo(linked_zoo_home)
     job = submit_ensemble_sweep(zoo, get_store(linked_zoo_home), [FP, Q1], [0.05, 0.1], steps=2, limit=8,
@@ -109,9 +109,9 @@ def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_hom
 
 
 def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
-    from trend_core.analysis_jobs import submit_tm_fit
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_tm_fit
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     zoo = Zoo(linked_zoo_home)
     job = submit_tm_fit(zoo, get_store(linked_zoo_home), FP, Q1, [0.05, 0.1, 0.2], [0.15], steps=2, limit=16,
@@ -124,9 +124,9 @@ def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
 
 
 def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports):
-    from trend_core.analysis_jobs import submit_trend_evaluation
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.service.analysis_jobs import submit_trend_evaluation
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     job = submit_trend_evaluation(Zoo(linked_zoo_home), get_store(linked_zoo_home), [FP, Q1], 0.1, steps=2, limit=8,
                                   device="cpu", manager=JobManager(sync=True))

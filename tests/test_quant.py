@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from trend_core.data import get_info
+from trend_core.data.datasets import get_info
 from trend_core.nn import build_model
 from trend_core.nn.build import Preprocess
 from trend_core.nn.quant import (FloydSteinbergHalftone, Halftone, InputQuantizer, QReLU, dorefa_weight,
                                  floyd_steinberg)
-from trend_core.specs import ModelSpec
+from trend_core.config.specs import ModelSpec
 
 
 def quantizer(bits: int, per_batch: bool = False) -> InputQuantizer:

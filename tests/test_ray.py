@@ -20,11 +20,11 @@ import torch
 ray = pytest.importorskip("ray")
 
 from trend_core.errors import TrendError  # noqa: E402
-from trend_core.executors import Executor, get_executor  # noqa: E402
-from trend_core.scale import train_specs  # noqa: E402
-from trend_core.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
-from trend_core.transfer import CACHE_VERSION, attack_keys, evaluation_data, run_transfer  # noqa: E402
-from trend_core.zoo import Zoo  # noqa: E402
+from trend_core.runtime.executors import Executor, get_executor  # noqa: E402
+from trend_core.experiments.units import train_specs  # noqa: E402
+from trend_core.storage.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
+from trend_core.experiments.transfer import CACHE_VERSION, attack_keys, evaluation_data, run_transfer  # noqa: E402
+from trend_core.models.zoo import Zoo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_DEMO = ("digits/resnet18-w0.25/FP/sgd/s0/e4", "digits/resnet18-w0.25/Q2/sgd/s0/e4",
@@ -129,8 +129,8 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
 
 
 def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_executor):
-    from trend_core.curve import measure_tm
-    from trend_core.robustness import robustness_sweep
+    from trend_core.experiments.curve import measure_tm
+    from trend_core.experiments.ensemble_sweep import robustness_sweep
 
     models = reference[0]
     with one_thread():
@@ -141,7 +141,7 @@ def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_exe
     assert remote.equals(local)
     with one_thread():
         points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, store=False, device="cpu")
-    from trend_core import executors
+    from trend_core.runtime import executors
 
     executors.set_default("ray")  # measure_tm takes the process's executor, as the CLI's --executor sets it
     try:

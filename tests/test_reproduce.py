@@ -61,7 +61,7 @@ def mini_settings(**changes):
 
 
 def fake_audit(calls: list, ensemble_acc: float = 0.9, member_acc: float = 0.2):
-    """A stand-in for trend_core.audit.run_audit with its documented result shape."""
+    """A stand-in for trend_core.experiments.audit.run_audit with its documented result shape."""
 
     def run_audit(
         zoo,
@@ -118,8 +118,8 @@ def mini_home(tmp_path_factory, zoo_model):
 def mini_run(mini_home):
     """The miniature reproduction with a fake audit, run once for the module: (report, audit calls, seconds)."""
     from trend_core.reproduce import run_reproduce, stages
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     calls: list = []
     patch = pytest.MonkeyPatch()
@@ -243,8 +243,8 @@ def test_report_files_are_complete_and_self_contained(mini_run, tmp_path):
 
 def test_rerun_is_served_from_the_store(mini_home, mini_run):
     from trend_core.reproduce import run_reproduce, stages
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import get_store
+    from trend_core.models.zoo import Zoo
 
     report, calls, _ = mini_run
     patch = pytest.MonkeyPatch()
@@ -261,8 +261,8 @@ def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_pat
     """The bar gives each part of the run its share of the work: the audit (about half of a quick run) is the
     widest span, spans follow each other without gaps, and stages already in the store take next to nothing."""
     from trend_core.reproduce.pipeline import STAGE_COST, progress_spans
-    from trend_core.store import MemoryStore, get_store
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import MemoryStore, get_store
+    from trend_core.models.zoo import Zoo
 
     fresh = progress_spans(mini_settings(), Zoo(mini_home), MemoryStore())
     ends = [end for _, end in fresh.values()]
@@ -280,8 +280,8 @@ def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_pat
 def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_home, mini_run):
 
     from trend_core.reproduce import stages
-    from trend_core.store import MemoryStore
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import MemoryStore
+    from trend_core.models.zoo import Zoo
 
     def failing_audit(*args, **kwargs):
         raise TrendError("No test image is classified correctly.")
@@ -299,8 +299,8 @@ def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_ho
 def test_a_cancelled_run_keeps_its_finished_stages(mini_home):
     from trend_core.reproduce import ReproduceCancelled, run_reproduce
     from trend_core.reproduce.pipeline import _identity, stage_key
-    from trend_core.store import MemoryStore
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import MemoryStore
+    from trend_core.models.zoo import Zoo
 
     settings, store, zoo = mini_settings(limit=8), MemoryStore(), Zoo(mini_home)
     seen: list[str] = []
@@ -321,7 +321,7 @@ def test_scales_and_datasets_follow_the_paper_where_they_should():
     assert len(quick.models) == 12 and quick.limit == 200 and quick.eps == pytest.approx(0.1)
     assert full.limit is None and full.pgd_steps == 40 and full.cw_steps == 100 and full.cw_search_steps == 9
     assert len(full.fit_eps) == 4 and len(full.sweep_eps) == 20
-    from trend_core.zoo import PRESETS
+    from trend_core.models.zoo import PRESETS
 
     assert set(quick.models.values()) == set(PRESETS["digits"])  # the dashboard's digits zoo is reused
     cifar = settings_for("cifar10", "quick")
@@ -592,7 +592,7 @@ def _fit(tm_error: float = 0.0, n: int = N_IMAGES) -> dict:
         rows.append(
             {"eps": e, "used_in_fit": e in fit_eps, "pair": "a -> b", "tm": transferred.sum() / max(gen.sum(), 1)}
         )
-    from trend_core.curve import fit_tm_curve, tm_rmse
+    from trend_core.experiments.curve import fit_tm_curve, tm_rmse
 
     frame = pd.DataFrame(columns)
     used = [e for e in eps if e in fit_eps]
@@ -653,10 +653,10 @@ def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, 
 def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatch):
     from test_data import write_fake_cifar10
 
-    from trend_core.data import _cached_cifar
+    from trend_core.data.datasets import _cached_cifar
     from trend_core.reproduce import run_reproduce, stages
-    from trend_core.store import MemoryStore
-    from trend_core.zoo import Zoo
+    from trend_core.storage.store import MemoryStore
+    from trend_core.models.zoo import Zoo
 
     write_fake_cifar10(tmp_path / "data", per_batch=12, test=10, learnable=True)  # a model learns more than one class
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))

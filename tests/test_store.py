@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trend_core.store import MemoryStore, Store, content_key, get_store, model_fingerprint
+from trend_core.storage.store import MemoryStore, Store, content_key, get_store, model_fingerprint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ def test_content_key_is_the_same_in_another_process():
     tensor = torch.linspace(0, 1, 17)
     code = textwrap.dedent("""
         import torch
-        from trend_core.store import content_key
+        from trend_core.storage.store import content_key
         print(content_key("pgd", {"seed": 3, "eps": 0.1}, [1, 2.5, None, True], torch.linspace(0, 1, 17)))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -162,7 +162,7 @@ def test_a_damaged_file_is_a_miss(tmp_path):
 def test_two_processes_share_one_store(tmp_path):
     code = textwrap.dedent("""
         import sys, torch
-        from trend_core.store import Store
+        from trend_core.storage.store import Store
         store = Store(sys.argv[1])
         for i in range(20):
             store.set(f"{sys.argv[2]}-{i}", torch.full((1000,), float(i)))

@@ -12,9 +12,9 @@ import torch
 from conftest import FP
 from trend_core.cli import main
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
-from trend_core.store import Store, StoreWarning
-from trend_core.zoo import Zoo
+from trend_core.config.specs import ModelSpec
+from trend_core.storage.store import Store, StoreWarning
+from trend_core.models.zoo import Zoo
 
 
 def _summary(seed: int = 0) -> dict:
@@ -55,7 +55,7 @@ def test_a_damaged_cache_database_is_moved_aside_with_a_warning(tmp_path, damage
 
 @pytest.mark.parametrize("size", ["small (in the database)", "large (in its own file)"])
 def test_flipped_bytes_in_a_cached_value_are_a_miss_with_a_warning(tmp_path, size):
-    from trend_core.store import _seal, dumps
+    from trend_core.storage.store import _seal, dumps
 
     value = _summary(3) if size.startswith("small") else {"x_adv": torch.rand(359, 1, 8, 64)}
     store = Store(tmp_path)

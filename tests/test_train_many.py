@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trend_core import train_many as tm
-from trend_core.specs import ModelSpec
-from trend_core.train import TrainingCancelled, train_model
-from trend_core.zoo import Zoo
+from trend_core.training import many as tm
+from trend_core.config.specs import ModelSpec
+from trend_core.training.train import TrainingCancelled, train_model
+from trend_core.models.zoo import Zoo
 
 SPECS = [ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e2"), ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s1/e1"),
          ModelSpec.parse("digits/resnet18-w0.125/Q1/sgd/s2/e1")]
@@ -98,15 +98,15 @@ def test_a_failure_in_one_model_stops_the_others_and_is_raised(monkeypatch):
 
 
 def test_a_distributed_executor_reports_each_model_as_it_lands(tmp_path, monkeypatch):
-    from trend_core import zoo as zoo_module
-    from trend_core.executors import LocalExecutor
+    from trend_core.models import zoo as zoo_module
+    from trend_core.runtime.executors import LocalExecutor
 
     class OffProcess(LocalExecutor):  # runs units in threads here, but the zoo treats it like a cluster
         distributed = True
 
     executor = OffProcess(workers=2)
     monkeypatch.setattr(zoo_module, "get_executor", lambda *a: executor)
-    monkeypatch.setattr("trend_core.scale.get_executor", lambda *a: executor)
+    monkeypatch.setattr("trend_core.experiments.units.get_executor", lambda *a: executor)
     steps = []
     zoo = Zoo(tmp_path)
     assert zoo.train_many(SPECS[:2], device="cpu", progress=steps.append) == SPECS[:2]

@@ -11,8 +11,8 @@ import torch.nn as nn
 from trend_core.attacks import PGD, predict
 from trend_core.attacks.base import Attack
 from trend_core.errors import TrendError
-from trend_core.store import MemoryStore, Store, content_key
-from trend_core.transfer import (TransferCancelled, TransferResult, cross_table, model_groups, run_transfer,
+from trend_core.storage.store import MemoryStore, Store, content_key
+from trend_core.experiments.transfer import (TransferCancelled, TransferResult, cross_table, model_groups, run_transfer,
                                  seed_group_table)
 
 
@@ -139,8 +139,8 @@ def test_sources_and_targets_subsets():
 
 def test_labels_are_unique():
     from trend_core.nn import build_model
-    from trend_core.specs import ModelSpec
-    from trend_core.transfer import model_labels
+    from trend_core.config.specs import ModelSpec
+    from trend_core.experiments.transfer import model_labels
 
     narrow, wide = (build_model(ModelSpec(dataset="digits", width=w)) for w in (0.25, 0.5))  # both "FP-s0"
     assert model_labels([narrow, wide, ThresholdRule("A", 0), ThresholdRule("A", 1)]) == [

@@ -9,11 +9,11 @@ from conftest import FP, HT, Q1
 
 import trend_core.nn.twin as twin_module
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
-from trend_core.data import get_info
+from trend_core.data.datasets import get_info
 from trend_core.nn import TrendModel, build_model
 from trend_core.nn.quant import QConv2d, QLinear
 from trend_core.nn.twin import freeze_weight_quantization, inference_twin
-from trend_core.specs import ModelSpec
+from trend_core.config.specs import ModelSpec
 
 SPECS = ["digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q2/sgd/s0", "digits/resnet18-w0.25/HT/sgd/s0",
          "digits/resnet18-w0.25/FP-W2/sgd/s0", "digits/resnet18-w0.25/FP-W1/sgd/s0",

@@ -1,4 +1,4 @@
-"""Is the vote more robust than every member? The paired verdict (trend_core.vote_verdict) names the member
+"""Is the vote more robust than every member? The paired verdict (trend_core.ensemble.verdict) names the member
 that beats the ensemble, says 'more robust than every member' only when every paired interval lies above 0, and
 otherwise says which member it cannot be told apart from, on how many images."""
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from trend_core.errors import TrendError
-from trend_core.vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
+from trend_core.ensemble.verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 
 
 def correct(rate: float, n: int = 400, seed: int = 0) -> np.ndarray:

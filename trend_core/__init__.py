@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
 
 __version__ = "0.1.0"
 
@@ -31,23 +31,23 @@ _LAZY = {
     "attack_settings": "attacks.settings",
     "step_size_for": "attacks.pgd",
     "EnsemblePGD": "attacks.ensemble_pgd",
-    "MajorityVote": "ensemble",
-    "select_ensembles": "ensemble",
-    "robustness_sweep": "robustness",
-    "robustness_ratios": "robustness",
-    "Zoo": "zoo",
-    "load_dataset": "data",
-    "list_datasets": "data",
-    "run_transfer": "transfer",
-    "TransferResult": "transfer",
-    "fit_tm": "curve",
-    "decision_boundary": "boundary",
+    "MajorityVote": "nn.vote",
+    "select_ensembles": "ensemble.selection",
+    "robustness_sweep": "experiments.ensemble_sweep",
+    "robustness_ratios": "experiments.ensemble_sweep",
+    "Zoo": "models.zoo",
+    "load_dataset": "data.datasets",
+    "list_datasets": "data.datasets",
+    "run_transfer": "experiments.transfer",
+    "TransferResult": "experiments.transfer",
+    "fit_tm": "experiments.curve",
+    "decision_boundary": "experiments.boundary",
     "with_preprocessing": "nn.wrap",
-    "list_models": "discovery",
-    "list_architectures": "discovery",
-    "list_presets": "discovery",
-    "Store": "store",
-    "MemoryStore": "store",
+    "list_models": "catalog",
+    "list_architectures": "catalog",
+    "list_presets": "catalog",
+    "Store": "storage.store",
+    "MemoryStore": "storage.store",
 }
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 def executor_status() -> None:
     """One caption saying where heavy work runs; a Ray cluster that cannot be reached is one error sentence."""
     from trend_core.errors import TrendError
-    from trend_core.executors import get_executor
+    from trend_core.runtime.executors import get_executor
 
     try:
         status = get_executor().status()

@@ -21,15 +21,15 @@ class AppContext:
     dataset: str
     device: str  # "auto", "cpu" or "cuda"; pass to trend_core, which resolves it
     home: Path
-    profile: str = "paper"  # "paper" or "authors" (trend_core.profiles); part of every job's key
+    profile: str = "paper"  # "paper" or "authors" (trend_core.config.profiles); part of every job's key
     _zoo: object = field(default=None, repr=False)
     _store: object = field(default=None, repr=False)
 
     @property
     def zoo(self):
-        """The model zoo under the store folder (trend_core.zoo.Zoo)."""
+        """The model zoo under the store folder (trend_core.models.zoo.Zoo)."""
         if self._zoo is None:
-            from trend_core.zoo import Zoo
+            from trend_core.models.zoo import Zoo
 
             self._zoo = Zoo(self.home)
         return self._zoo
@@ -38,7 +38,7 @@ class AppContext:
     def store(self):
         """The results store under the store folder (one shared Store per folder and process)."""
         if self._store is None:
-            from trend_core.store import get_store
+            from trend_core.storage.store import get_store
 
             self._store = get_store(self.home)
         return self._store
@@ -52,14 +52,14 @@ class AppContext:
 def _device_description() -> tuple[str, bool]:
     import torch
 
-    from trend_core.devices import describe_devices
+    from trend_core.runtime.devices import describe_devices
 
     return describe_devices(), bool(torch.cuda.is_available())
 
 
 @st.cache_data(show_spinner=False)
 def _datasets() -> list[str]:
-    from trend_core.data import list_datasets
+    from trend_core.data.datasets import list_datasets
 
     return list_datasets()
 
@@ -100,7 +100,7 @@ def _store_folder() -> tuple[Path, str | None]:
     """The store folder: a choice among the homes the operator allows (never free text, so a browser cannot
     name server paths), plus a new folder inside the operator's root when one is set; (folder, problem)."""
     from trend_core.errors import TrendError
-    from trend_core.homes import check_home, home_in_root, known_homes, operator_root
+    from trend_core.storage.homes import check_home, home_in_root, known_homes, operator_root
 
     homes = [str(h) for h in known_homes()]
     picked = st.session_state.pop("sb_home_pick", None)
@@ -139,7 +139,7 @@ def context() -> AppContext:
 
 
 def _active_jobs() -> None:
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     active = get_manager().jobs(active_only=True)
     if active:

@@ -10,7 +10,7 @@ REFRESH_SECONDS = 1.0
 
 
 def _manager():
-    from trend_core.jobs import get_manager
+    from trend_core.runtime.jobs import get_manager
 
     return get_manager()
 
@@ -62,7 +62,7 @@ def job_for(submit, *args, **kwargs):
     """The job that ``submit(*args, **kwargs)`` would give (running, done here or in the results store), without
     starting one; None when there is none or the settings are invalid. A page that shows its results through
     this only ever shows the results of the settings on screen."""
-    from trend_core.analysis_jobs import existing_job
+    from trend_core.service.analysis_jobs import existing_job
     from trend_core.errors import TrendError
 
     try:
@@ -73,7 +73,7 @@ def job_for(submit, *args, **kwargs):
 
 def belongs_to(job, home: str, dataset: str, strict: bool = False) -> bool:
     """Whether ``job`` ran on the store folder ``home`` and on ``dataset`` (the engine's rule)."""
-    from trend_core.analysis_jobs import belongs_to as engine_belongs_to
+    from trend_core.service.analysis_jobs import belongs_to as engine_belongs_to
 
     return engine_belongs_to(job, home, dataset, strict)
 
@@ -92,12 +92,12 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
     """Show ``job``'s state and return its result once done (None while running, failed or cancelled)."""
     if job is None:
         return None
-    from trend_core.jobs import JobStatus
+    from trend_core.runtime.jobs import JobStatus
 
     show_command(job)
     if job.status is JobStatus.DONE:
         if show_done:
-            from trend_core.jobs import format_seconds
+            from trend_core.runtime.jobs import format_seconds
 
             origin = "from the store" if job.from_store else f"in {format_seconds(job.elapsed)}"
             st.success(f"{job.title}: done ({origin}).")

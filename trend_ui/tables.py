@@ -16,8 +16,8 @@ def _percent(value) -> float | None:
 
 
 def model_labels(metas: list[dict]) -> dict[str, str]:
-    """Canonical name -> the unique short label every picker, table and chart shows (trend_core.labels)."""
-    from trend_core.labels import label_map
+    """Canonical name -> the unique short label every picker, table and chart shows (trend_core.config.labels)."""
+    from trend_core.config.labels import label_map
 
     return label_map(m["name"] for m in metas if m.get("name"))
 
@@ -25,7 +25,7 @@ def model_labels(metas: list[dict]) -> dict[str, str]:
 def zoo_label_map(metas: list[dict], names=()) -> dict[str, str]:
     """Canonical name -> label for ``names`` (e.g. a transfer run's models), unique across the zoo's models as
     the pickers show them (a model no longer in the zoo keeps a label that tells it apart too)."""
-    from trend_core.labels import label_map
+    from trend_core.config.labels import label_map
 
     names = list(names)
     mapping = label_map([*(m["name"] for m in metas if m.get("name")), *names])

@@ -18,10 +18,10 @@ PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 7 minutes (the emb
 
 def build_zoo_panel(ctx) -> None:
     """Buttons that train the dataset's default preset (or, on digits, the quick demo) as a job, and its progress."""
-    from trend_core.analysis_jobs import submit_training
-    from trend_core.presets import PRESETS
-    from trend_core.specs import ModelSpec
-    from trend_core.zoo import preset_specs
+    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.config.presets import PRESETS
+    from trend_core.config.specs import ModelSpec
+    from trend_core.models.zoo import preset_specs
 
     job = None
     if ctx.dataset in PRESETS:

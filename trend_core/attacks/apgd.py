@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from trend_core.errors import TrendError
 from trend_core.attacks.base import Attack, check_float, check_int
 from trend_core.attacks.objective import Objective, attack_runner, check_loss
+from trend_core.errors import TrendError
 
 
 def checkpoints(steps: int) -> list[int]:

@@ -15,9 +15,9 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from trend_core.devices import model_device, predict  # noqa: F401  (re-exported: part of the attack API)
 from trend_core.errors import TrendError
 from trend_core.nn.twin import inference_twin
+from trend_core.runtime.devices import model_device, predict  # noqa: F401  (re-exported: part of the attack API)
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from trend_core.profiles import get_profile
 from trend_core.attacks.base import MAX_STEPS, Attack, check_float, check_int
+from trend_core.config.profiles import get_profile
 
 TANH_MARGIN = 1e-6  # keeps atanh finite for pixels at exactly 0 or 1
 C_UNBOUNDED = 1e10  # "no successful c yet": the search multiplies c by 10 until an upper bound exists

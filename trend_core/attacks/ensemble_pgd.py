@@ -21,12 +21,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from trend_core.ensemble import MajorityVote, as_ensemble
-from trend_core.errors import TrendError
-from trend_core.nn.twin import inference_twin
-from trend_core.profiles import get_profile
 from trend_core.attacks.base import MAX_STEPS, Attack, AttackResult, attack_mode, check_float, check_int, model_device
 from trend_core.attacks.pgd import gradient_and_logits, pgd_loop, step_size_for
+from trend_core.config.profiles import get_profile
+from trend_core.errors import TrendError
+from trend_core.nn.twin import inference_twin
+from trend_core.nn.vote import MajorityVote, as_ensemble
 
 RULE_NAMES = ("dag", "empir", "ugd", "agd")
 RULE_LABELS = {"dag": "D-AG", "empir": "EMPIR", "ugd": "U-GD", "agd": "A-GD"}

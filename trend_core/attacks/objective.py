@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trend_core.ensemble import MajorityVote, expected_correct
 from trend_core.errors import TrendError
 from trend_core.nn.twin import inference_twin
+from trend_core.nn.vote import MajorityVote, expected_correct
 
 LOSSES = ("ce", "dlr", "margin")
 

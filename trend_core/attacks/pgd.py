@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trend_core.errors import TrendError
 from trend_core.attacks.base import MAX_STEPS, Attack, check_float, check_int, clip_to_ball
+from trend_core.errors import TrendError
 
 Direction = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, step index) -> D_t, same shape as x_t
 PAPER_STEP_SIZE = 0.01  # the TREND paper's PGD step; README "Method defaults"

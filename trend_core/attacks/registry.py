@@ -5,13 +5,13 @@ from __future__ import annotations
 import fnmatch
 import inspect
 
-from trend_core.errors import TrendError
 from trend_core.attacks.apgd import APGD
 from trend_core.attacks.base import Attack
 from trend_core.attacks.cw import CarliniWagnerL2
 from trend_core.attacks.deepfool import DeepFool, DeepFoolLinf
 from trend_core.attacks.pgd import PGD
 from trend_core.attacks.square import Square
+from trend_core.errors import TrendError
 
 _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "pgd": (PGD, {"norm": "linf"}),

@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from trend_core.errors import TrendError
 from trend_core.attacks.base import Attack, check_float, check_int
 from trend_core.attacks.objective import Objective, attack_runner
+from trend_core.errors import TrendError
 
 SCHEDULE = ((10, 2), (50, 4), (200, 8), (500, 16), (1000, 32), (2000, 64), (4000, 128), (6000, 256), (8000, 512))
 

@@ -12,9 +12,9 @@ import importlib
 import os
 import sys
 
-from trend_core.errors import TrendError
-from trend_core.executors import set_default
 from trend_core.cli import common
+from trend_core.errors import TrendError
+from trend_core.runtime.executors import set_default
 
 COMMAND_MODULES = ("models", "transfer", "ensemble", "audit", "reproduce")
 

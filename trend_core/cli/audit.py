@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trend_core.errors import TrendError
 from trend_core.cli.common import add_common, emit_json, parse_names, zoo_from
+from trend_core.errors import TrendError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import pandas as pd
 
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.audit import run_audit
-    from trend_core.store import get_store
+    from trend_core.experiments.audit import run_audit
+    from trend_core.storage.store import get_store
 
     names = [spec.name for spec in parse_names(args.models)]
     if len(names) > 1 and not args.ensemble:

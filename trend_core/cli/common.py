@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from trend_core import __version__
+from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES
+from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.executors import get_executor
-from trend_core.homes import check_home, check_output_file, default_home, home_origin
-from trend_core.profiles import DEFAULT_PROFILE, PROFILES
-from trend_core.specs import ModelSpec
+from trend_core.runtime.executors import get_executor
+from trend_core.storage.homes import check_home, check_output_file, default_home, home_origin
 
 if TYPE_CHECKING:  # pandas and the zoo (torch) load when a command runs, not for `trend --help`
     import pandas as pd
 
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = trend_core.devices.DEVICE_CHOICES, without importing torch
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # = trend_core.runtime.devices.DEVICE_CHOICES, without importing torch
 _THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
@@ -65,7 +65,7 @@ def zoo_from(args: argparse.Namespace, write: bool = True) -> Zoo:
     folder (or one that can be created) whose parts (models/, cache/, ...) are what they should be, and that
     this process can write when the command writes (``write``)."""
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.zoo import Zoo
+    from trend_core.models.zoo import Zoo
 
     home = getattr(args, "home", None)
     origin = "--home" if home is not None else home_origin()
@@ -94,7 +94,7 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
     With a ``profile`` other than the default, every spec at the default profile is given it (so
     ``--profile authors`` turns ``preset:digits`` into the authors' versions of the preset)."""
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.zoo import preset_specs
+    from trend_core.models.zoo import preset_specs
 
     specs: list[ModelSpec] = []
     for name in names:
@@ -126,13 +126,13 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
 
 def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
     """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
-    are too small to share between threads (``trend_core.train.training_threads``)."""
+    are too small to share between threads (``trend_core.training.train.training_threads``)."""
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
-    from trend_core.data import get_info
-    from trend_core.devices import resolve_device
-    from trend_core.train import training_threads
+    from trend_core.data.datasets import get_info
+    from trend_core.runtime.devices import resolve_device
+    from trend_core.training.train import training_threads
 
     device = resolve_device(getattr(args, "device", "auto"))
     counts = {training_threads(get_info(spec.dataset), device) for spec in specs}
@@ -159,7 +159,7 @@ def distributed() -> bool:
 def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
     """Train ``specs`` as parallel units on the chosen executor, one line on stderr per finished model."""
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.scale import train_specs
+    from trend_core.experiments.units import train_specs
 
     if not specs:
         return
@@ -210,7 +210,7 @@ def train_with_bar(args: argparse.Namespace, specs: list[ModelSpec], retrain: bo
 @contextlib.contextmanager
 def work_bar(desc: str) -> Iterator[Callable[[float | None, str | None], None]]:
     """A tqdm bar over the fraction of the work done, with elapsed time and the time left; yields the
-    ``report(fraction, message)`` callback that ``trend_core.progress.WorkMeter`` drives (as a job's bar).
+    ``report(fraction, message)`` callback that ``trend_core.runtime.progress.WorkMeter`` drives (as a job's bar).
 
     The bar appears once the first piece of work is done, so an error in the input (found as the work starts)
     stays the one line on stderr."""
@@ -254,7 +254,7 @@ def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, 
 
     if csv_path:
         # local: loads torch only when needed (keeps start-up fast)
-        from trend_core.zoo import atomic_write_bytes
+        from trend_core.models.zoo import atomic_write_bytes
 
         try:
             atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())

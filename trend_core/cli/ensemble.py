@@ -7,9 +7,6 @@ import io
 import sys
 from pathlib import Path
 
-from trend_core.errors import TrendError
-from trend_core.profiles import get_profile
-from trend_core.progress import WorkMeter
 from trend_core.cli.common import (
     add_common,
     add_profile,
@@ -23,6 +20,9 @@ from trend_core.cli.common import (
     zoo_from,
 )
 from trend_core.cli.transfer import MAX_SEED, _number, build_attack
+from trend_core.config.profiles import get_profile
+from trend_core.errors import TrendError
+from trend_core.runtime.progress import WorkMeter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,9 +124,9 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
     from trend_core.attacks.base import MAX_STEPS
     from trend_core.attacks.ensemble_pgd import RULE_NAMES, check_rule
-    from trend_core.ensemble import MajorityVote
-    from trend_core.robustness import robustness_ratios, robustness_sweep
-    from trend_core.store import get_store
+    from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
+    from trend_core.nn.vote import MajorityVote
+    from trend_core.storage.store import get_store
 
     profile = profile_of(args)
     specs = _one_dataset(parse_names(args.models, profile))
@@ -209,7 +209,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- select
 def cmd_select(args: argparse.Namespace) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.ensemble import read_tm, select_ensembles
+    from trend_core.ensemble.selection import read_tm, select_ensembles
 
     k = _number("-k", args.k, int)
     top = _number("--top", args.top, int, minimum=1)
@@ -237,7 +237,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
     """Clean test accuracy per TM label, from the zoo's metadata (labels: full names, the labels the dashboard
     shows, or short names)."""
     # local: labels parse specs, which load the model registry (keeps start-up fast)
-    from trend_core.labels import label_map, models_for_label
+    from trend_core.config.labels import label_map, models_for_label
 
     rows = {row["name"]: row for row in zoo_from(args).list(args.dataset) if row.get("name")}
     accuracies = {}
@@ -265,8 +265,8 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
     # local: loads torch only when the command runs (keeps start-up fast)
-    from trend_core.curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
-    from trend_core.store import MemoryStore, get_store
+    from trend_core.experiments.curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
+    from trend_core.storage.store import MemoryStore, get_store
 
     profile = profile_of(args)
     specs = _one_dataset(parse_names([args.source, args.target], profile))
@@ -327,9 +327,9 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- boundary
 def cmd_boundary(args: argparse.Namespace) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.boundary import class_map_image, decision_boundary
-    from trend_core.data import load_dataset
-    from trend_core.zoo import atomic_write_bytes
+    from trend_core.data.datasets import load_dataset
+    from trend_core.experiments.boundary import class_map_image, decision_boundary
+    from trend_core.models.zoo import atomic_write_bytes
 
     check_outputs(out=args.out)
     specs = _one_dataset(parse_names(args.model))
@@ -384,7 +384,7 @@ def _one_dataset(specs: list) -> list:
 
 def _eps_list(values: list[str] | None, dataset: str) -> list[float]:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     if not values:
         return [get_info(dataset).default_eps]

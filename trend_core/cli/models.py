@@ -7,8 +7,6 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from trend_core.errors import TrendError
-from trend_core.presets import PRESETS
 from trend_core.cli.common import (
     add_common,
     add_profile,
@@ -21,6 +19,8 @@ from trend_core.cli.common import (
     train_with_bar,
     zoo_from,
 )
+from trend_core.config.presets import PRESETS
+from trend_core.errors import TrendError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,7 +185,7 @@ def cmd_eval(args) -> int:
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.evaluate import accuracy_table
+    from trend_core.models.evaluate import accuracy_table
 
     table = accuracy_table(specs, zoo, split=args.split, device=args.device)
     emit_table(table, args.json, float_format="{:.4f}")
@@ -194,7 +194,7 @@ def cmd_eval(args) -> int:
 
 def cmd_data_download(args) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data import load_cifar, load_mnist
+    from trend_core.data.datasets import load_cifar, load_mnist
 
     if args.dataset == "mnist":
         bundle = load_mnist(args.root, download=True)

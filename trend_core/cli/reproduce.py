@@ -11,10 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from trend_core.errors import TrendError
-from trend_core.profiles import PROFILES
-from trend_core.reproduce.choices import DATASETS, SCALES
 from trend_core.cli.common import add_common
+from trend_core.config.profiles import PROFILES
+from trend_core.errors import TrendError
+from trend_core.reproduce.choices import DATASETS, SCALES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,12 +73,12 @@ def check_out_dir(text: str) -> Path:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data import load_dataset
-    from trend_core.devices import resolve_device
+    from trend_core.data.datasets import load_dataset
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import settings_for, write_outputs
     from trend_core.reproduce.findings import findings_frame, judge_across
-    from trend_core.store import get_store
-    from trend_core.zoo import Zoo
+    from trend_core.runtime.devices import resolve_device
+    from trend_core.storage.store import get_store
 
     datasets = list(dict.fromkeys(args.dataset))
     all_settings = [settings_for(name, args.scale, args.profile, seed=args.seed) for name in datasets]
@@ -119,11 +119,11 @@ def _run_one(settings, zoo, store, device, label: bool) -> dict:
     from tqdm import tqdm
 
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data import get_info
+    from trend_core.data.datasets import get_info
 
     # local: looked up at call time (tests replace it)
     from trend_core.reproduce import run_reproduce
-    from trend_core.train import cpu_threads, training_threads
+    from trend_core.training.train import cpu_threads, training_threads
 
     bar = tqdm(
         total=1000,

@@ -10,8 +10,17 @@ import argparse
 import contextlib
 import sys
 
+from trend_core.cli.common import (
+    add_common,
+    add_profile,
+    check_outputs,
+    emit_table,
+    load_models,
+    parse_names,
+    profile_of,
+    zoo_from,
+)
 from trend_core.errors import TrendError
-from trend_core.cli.common import add_common, add_profile, check_outputs, emit_table, load_models, parse_names, profile_of, zoo_from
 
 MAX_SEED = 2**32 - 1  # seeds as numpy and every torch generator accept them
 
@@ -61,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     # the engine (torch) is imported when a command runs, not when the parser is built: `trend --help` stays fast
-    from trend_core.store import get_store
-    from trend_core.transfer import run_transfer
+    from trend_core.experiments.transfer import run_transfer
+    from trend_core.storage.store import get_store
 
     check_outputs(csv=args.csv, long_csv=args.long_csv)
     zoo_from(args)  # a --home that cannot be used fails here, before any training or attack

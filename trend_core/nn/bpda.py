@@ -23,10 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trend_core.ensemble import MajorityVote
 from trend_core.errors import TrendError
 from trend_core.nn.build import Preprocess, TrendModel
 from trend_core.nn.quant import HALFTONE_KERNEL, Halftone, InputQuantizer
+from trend_core.nn.vote import MajorityVote
 
 BACKWARD_MODES = ("substitute", "identity", "smooth")
 DEFAULT_BACKWARD = "substitute"

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from trend_core.data import DatasetInfo, get_info
-from trend_core.profiles import get_profile
+from trend_core.config.profiles import get_profile
+from trend_core.data.datasets import DatasetInfo, get_info
 from trend_core.nn.architectures import quantize_network
 from trend_core.nn.quant import FloydSteinbergHalftone, Halftone, InputQuantizer
 from trend_core.nn.registry import get_builder
 
 if TYPE_CHECKING:  # (specs imports nn lazily for its architecture names; the annotation needs no import at run time)
-    from trend_core.specs import ModelSpec
+    from trend_core.config.specs import ModelSpec
 
 
 class Preprocess(nn.Module):

@@ -535,7 +535,7 @@ def finding_7(stages: dict) -> dict:
 def _refit_rmse(frame: pd.DataFrame, fit_eps: list[float], weights: np.ndarray) -> np.ndarray:
     """The fit's RMSE under each resample: both counts refitted from the resampled images at the fit's eps."""
     # local: scipy's fit loads only when a finding needs it
-    from trend_core.curve import fit_tm_curve
+    from trend_core.experiments.curve import fit_tm_curve
 
     eps = [float(c.split("@")[1]) for c in frame.columns if c.startswith("generated@")]
     gen = weights @ np.vstack([frame[f"generated@{e:g}"].to_numpy(float) for e in eps]).T

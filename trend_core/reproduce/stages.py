@@ -17,25 +17,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trend_core.analysis_jobs import growing_ensembles
 from trend_core.attacks.base import attack_mode, predict
 from trend_core.attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, member_gradients
 from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.registry import make_attack
-from trend_core.audit import run_audit
-from trend_core.boundary import decision_boundary
-from trend_core.curve import fit_tm
-from trend_core.data import load_dataset
-from trend_core.ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
+from trend_core.config.profiles import get_profile
+from trend_core.config.specs import ModelSpec
+from trend_core.data.datasets import load_dataset
+from trend_core.ensemble.selection import ENSEMBLE_LABEL, select_ensembles
 from trend_core.errors import TrendError
-from trend_core.profiles import get_profile
-from trend_core.robustness import robustness_ratios, robustness_sweep
-from trend_core.specs import ModelSpec
-from trend_core.store import Store
-from trend_core.train import accuracy
-from trend_core.transfer import pair_statistics, run_transfer
-from trend_core.zoo import Zoo
+from trend_core.experiments.audit import run_audit
+from trend_core.experiments.boundary import decision_boundary
+from trend_core.experiments.curve import fit_tm
+from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
+from trend_core.experiments.transfer import pair_statistics, run_transfer
+from trend_core.models.zoo import Zoo
+from trend_core.nn.vote import MajorityVote
 from trend_core.reproduce.settings import ReproSettings
+from trend_core.service.analysis_jobs import growing_ensembles
+from trend_core.storage.store import Store
+from trend_core.training.train import accuracy
 
 DONE = "done"
 # The paper's clean accuracies (the TREND paper's tables: ResNet18 SGD, and VGG11 FP on CIFAR-10), by role.

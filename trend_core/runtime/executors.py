@@ -1,7 +1,7 @@
 """Where units of work run: local threads (the default) or Ray tasks on a cluster.
 
 An executor takes a plain function and its arguments and returns a ``concurrent.futures.Future``; engine
-functions (``trend_core.scale``) submit units of work to it and write what comes back into the zoo and the
+functions (``trend_core.experiments.units``) submit units of work to it and write what comes back into the zoo and the
 store themselves, so workers never touch the driver's files. Chosen by ``--executor local|ray`` on the CLI, or
 by ``TREND_EXECUTOR`` / ``TREND_RAY_ADDRESS`` (``auto``: a running cluster, ``ray://host:10001``: a remote
 one, ``local``: start Ray on this machine); setting only the address selects Ray.

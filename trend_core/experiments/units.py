@@ -18,14 +18,14 @@ import torch.nn as nn
 from safetensors.torch import load, save
 
 from trend_core.attacks.base import predict
-from trend_core.devices import resolve_device
-from trend_core.ensemble import MajorityVote
-from trend_core.executors import Executor, get_executor
+from trend_core.config.specs import ModelSpec, parse_spec
+from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
 from trend_core.nn import TrendModel, build_model
-from trend_core.specs import ModelSpec, parse_spec
-from trend_core.store import content_key, model_fingerprint
-from trend_core.train import TrainingCancelled
-from trend_core.transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
+from trend_core.nn.vote import MajorityVote
+from trend_core.runtime.devices import resolve_device
+from trend_core.runtime.executors import Executor, get_executor
+from trend_core.storage.store import content_key, model_fingerprint
+from trend_core.training.train import TrainingCancelled
 
 POLL_SECONDS = 0.25  # how often a waiting driver checks its cancel callback
 
@@ -79,7 +79,7 @@ def worker_device(device: Any) -> str:
 def train_unit(spec: dict, device: str = "auto") -> dict:
     """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
     # local: looked up at call time (tests replace it)
-    from trend_core.train import train_model, trained_metadata
+    from trend_core.training.train import train_model, trained_metadata
 
     result = train_model(ModelSpec.from_dict(spec), device=device)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}

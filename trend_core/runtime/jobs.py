@@ -231,8 +231,8 @@ def _threads_for(job: Job):
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
-    from trend_core.data import get_info
-    from trend_core.train import cpu_threads, training_threads
+    from trend_core.data.datasets import get_info
+    from trend_core.training.train import cpu_threads, training_threads
 
     try:
         info = get_info(dataset)

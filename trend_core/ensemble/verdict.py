@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from trend_core.ensemble import ENSEMBLE_LABEL
+from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.errors import TrendError
 from trend_core.stats import (
     DRAWS,

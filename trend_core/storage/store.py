@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from trend_core.errors import TrendError
-from trend_core.homes import CACHE_PARTS, check_home, default_home, home_origin, why_unusable
-from trend_core.locks import file_lock
+from trend_core.storage.homes import CACHE_PARTS, check_home, default_home, home_origin, why_unusable
+from trend_core.storage.locks import file_lock
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def _describe(spec, varying: tuple[str, ...]) -> str:
 
 def imported_names(metas: Iterable[dict]) -> set[str]:
     """Canonical names of the zoo models whose weights were imported rather than trained from their spec."""
-    from trend_core.zoo import is_imported  # local: the zoo loads torch, this module stays light
+    from trend_core.models.zoo import is_imported  # local: the zoo loads torch, this module stays light
 
     return {m["name"] for m in metas if m.get("name") and is_imported(m)}
 
@@ -70,7 +70,7 @@ def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str
     """The models of ``names`` a default pool should use, and why each other one is left out: imported weights,
     and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
     is left out when fewer than two models would remain."""
-    from trend_core.specs import DEFAULT_EPOCHS, ModelSpec  # local: keeps this module light for the pages
+    from trend_core.config.specs import DEFAULT_EPOCHS, ModelSpec  # local: keeps this module light for the pages
 
     by_name = {m.get("name"): m for m in metas}
     reasons: dict[str, str] = {}

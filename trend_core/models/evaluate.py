@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trend_core.data import load_dataset
-from trend_core.devices import resolve_device
-from trend_core.specs import ModelSpec
-from trend_core.train import accuracy
-from trend_core.zoo import Zoo
+from trend_core.config.specs import ModelSpec
+from trend_core.data.datasets import load_dataset
+from trend_core.models.zoo import Zoo
+from trend_core.runtime.devices import resolve_device
+from trend_core.training.train import accuracy
 
 
 def accuracy_table(specs: list[ModelSpec], zoo: Zoo, split: str = "test", device: str = "auto") -> pd.DataFrame:

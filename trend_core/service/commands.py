@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from trend_core.attacks.settings import attack_settings
-from trend_core.zoo import default_home
+from trend_core.models.zoo import default_home
 
 FLAGS = {"eps": "--eps", "steps": "--steps", "step_size": "--step-size", "kappa": "--kappa"}
 

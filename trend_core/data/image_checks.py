@@ -14,10 +14,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from trend_core.data import DatasetInfo, as_float_images, get_info
-from trend_core.devices import model_device
+from trend_core.config.labels import model_labels
+from trend_core.data.datasets import DatasetInfo, as_float_images, get_info
 from trend_core.errors import TrendError
-from trend_core.labels import model_labels
+from trend_core.runtime.devices import model_device
 
 _TOLERANCE = 1e-6  # pixels a float rounding step outside [0, 1] still count as inside
 # spec-less models already seen to take images of a shape (so a rerun costs no extra forward pass)

@@ -27,14 +27,14 @@ from trend_core.attacks.base import Attack, check_eps, check_int, predict
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
 from trend_core.attacks.pgd import PGD, step_size_for
 from trend_core.attacks.square import Square
-from trend_core.devices import resolve_device
-from trend_core.ensemble import MajorityVote
+from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
+from trend_core.experiments.transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
+from trend_core.models.zoo import Zoo
 from trend_core.nn.bpda import backward_differs, with_backward
-from trend_core.specs import ModelSpec
-from trend_core.store import MemoryStore, content_key, model_fingerprint
-from trend_core.transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
-from trend_core.zoo import Zoo
+from trend_core.nn.vote import MajorityVote
+from trend_core.runtime.devices import resolve_device
+from trend_core.storage.store import MemoryStore, content_key, model_fingerprint
 
 VERSION = "audit/v1"
 LEVELS = ("smoke", "quick", "thorough")  # smoke: the mini reproduction's check of the pipeline, no verdict

@@ -24,22 +24,22 @@ import torch.nn as nn
 
 from trend_core.attacks.base import Attack, check_eps, predict
 from trend_core.attacks.registry import attack_parameters, make_attack
-from trend_core.data import load_dataset
-from trend_core.devices import resolve_device
+from trend_core.config.labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
+from trend_core.config.profiles import check_profile
+from trend_core.data.datasets import load_dataset
+from trend_core.data.image_checks import check_images
 from trend_core.errors import TrendError
-from trend_core.executors import get_executor
-from trend_core.image_checks import check_images
-from trend_core.labels import model_labels  # noqa: F401  (re-exported: callers import it from here too)
-from trend_core.profiles import check_profile
-from trend_core.scale import prefetch_transfer
-from trend_core.store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
-from trend_core.transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
+from trend_core.experiments.transfer_keys import (  # noqa: F401  (re-exported: the transfer run's public names)
     CACHE_VERSION,
     TransferCancelled,
     TransferStep,
     attack_identity,
     attack_keys,
 )
+from trend_core.experiments.units import prefetch_transfer
+from trend_core.runtime.devices import resolve_device
+from trend_core.runtime.executors import get_executor
+from trend_core.storage.store import UNSET, Cache, cache_argument, content_key, model_fingerprint, resolve_cache
 
 PAIR_COLUMNS = ["source", "target", "n_common", "generated", "transferred", "tm", "mean_l2", "mean_linf"]
 STAT_COLUMNS = {
@@ -264,7 +264,7 @@ def run_transfer(
     ``sources`` / ``targets``: subsets of the models (labels, spec names, positions or the modules).
     Minimum-norm attacks (CW, DeepFool) run once for all ``epsilons`` and are clipped to each. ``profile``
     (paper or authors) configures an attack given by name (CW's abort rule); the models carry their own.
-    ``executor``: where the attacks and evaluations run (``trend_core.executors``; default: as chosen by
+    ``executor``: where the attacks and evaluations run (``trend_core.runtime.executors``; default: as chosen by
     --executor / TREND_EXECUTOR, local threads unless Ray was asked for).
 
     >>> result = run_transfer([model_a, model_b], PGD(eps=0.1), limit=200)   # doctest: +SKIP

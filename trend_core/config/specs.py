@@ -5,7 +5,7 @@ Canonical name (fields equal to their defaults are left out, parsing fills them 
     {dataset}/{arch}[-w{width}]/{input}[-W{bits}][-A{bits}]/{optimizer}/s{seed}[/e{epochs}][/lr{lr}][/pretrained][/authors]
 
 for example ``digits/resnet18-w0.25/Q2/sgd/s0`` or ``cifar10/vgg11/FP-W2/adam/s3/e400``; the last part names the
-method profile (``trend_core.profiles``) when it is not the default ``paper``.
+method profile (``trend_core.config.profiles``) when it is not the default ``paper``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES, check_profile
 from trend_core.errors import TrendError
-from trend_core.profiles import DEFAULT_PROFILE, PROFILES, check_profile
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100", "imagenet")
 OPTIMIZERS = ("sgd", "adam")
@@ -169,7 +169,7 @@ class ModelSpec:
     def revision(self) -> int | None:
         """The last fix that changed this spec's network (its key carries it, so no checkpoint trained before the
         fix is loaded into the new network); None for networks no fix changed, whose keys stay as they were."""
-        from trend_core.data import get_info  # local import, as in validate
+        from trend_core.data.datasets import get_info  # local import, as in validate
         from trend_core.nn.architectures import small_map_vgg
 
         vgg = self.arch.startswith("vgg")

@@ -17,13 +17,14 @@ import torch.nn as nn
 
 from trend_core.attacks.ensemble_pgd import EnsemblePGD, check_rule
 from trend_core.attacks.pgd import step_size_for
-from trend_core.devices import resolve_device
-from trend_core.ensemble import ENSEMBLE_LABEL, MajorityVote, as_ensemble
+from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.errors import TrendError
-from trend_core.executors import get_executor
-from trend_core.scale import prefetch_attacks
-from trend_core.store import UNSET, Cache, cache_argument, resolve_cache
-from trend_core.transfer import attack_cached, evaluation_data
+from trend_core.experiments.transfer import attack_cached, evaluation_data
+from trend_core.experiments.units import prefetch_attacks
+from trend_core.nn.vote import MajorityVote, as_ensemble
+from trend_core.runtime.devices import resolve_device
+from trend_core.runtime.executors import get_executor
+from trend_core.storage.store import UNSET, Cache, cache_argument, resolve_cache
 
 
 def robustness_sweep(
@@ -56,7 +57,7 @@ def robustness_sweep(
     ``step_size`` defaults to ``step_size_for(max eps, steps)`` (the paper's 0.01 unless that cannot reach eps).
     ``cache`` (see ``store.resolve_cache``): None keeps nothing; True, a folder or a Store keeps the adversarial
     images, so a repeated sweep only re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule and
-    the attacks' random start. With a distributed ``executor`` (``trend_core.executors``) every (rule, attacked
+    the attacks' random start. With a distributed ``executor`` (``trend_core.runtime.executors``) every (rule, attacked
     model, eps) point first runs as its own unit, and the loop below reads the store.
     """
     cache = cache_argument(cache, store)

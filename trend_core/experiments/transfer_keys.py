@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from trend_core.attacks.base import Attack
-from trend_core.store import content_key
+from trend_core.storage.store import content_key
 
 CACHE_VERSION = "transfer/v1"
 

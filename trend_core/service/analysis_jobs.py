@@ -21,29 +21,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trend_core import commands
 from trend_core.attacks.base import check_eps, check_int
 from trend_core.attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, GradientViews, agreement_trace, gradient_views
 from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.registry import attack_parameters, make_attack
 from trend_core.attacks.settings import attack_settings
-from trend_core.audit import audit_ensemble_and_members, check_level, run_audit
-from trend_core.boundary import decision_boundary
-from trend_core.curve import MIN_POINTS, fit_tm, measure_tm
-from trend_core.data import load_dataset
-from trend_core.devices import resolve_device
-from trend_core.ensemble import ENSEMBLE_LABEL, MajorityVote, select_ensembles
+from trend_core.config.labels import label_map, set_label
+from trend_core.config.profiles import check_profile
+from trend_core.config.specs import ModelSpec
+from trend_core.data.datasets import load_dataset
+from trend_core.ensemble.selection import ENSEMBLE_LABEL, select_ensembles
+from trend_core.ensemble.verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
 from trend_core.errors import TrendError
-from trend_core.jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
-from trend_core.labels import label_map, set_label
-from trend_core.profiles import check_profile
-from trend_core.progress import WorkMeter
-from trend_core.robustness import robustness_ratios, robustness_sweep
-from trend_core.specs import ModelSpec
-from trend_core.store import AnyStore, Cache, MemoryStore, content_key
-from trend_core.transfer import TransferResult, attack_identity, run_transfer
-from trend_core.vote_verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
-from trend_core.zoo import Zoo
+from trend_core.experiments.audit import audit_ensemble_and_members, check_level, run_audit
+from trend_core.experiments.boundary import decision_boundary
+from trend_core.experiments.curve import MIN_POINTS, fit_tm, measure_tm
+from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
+from trend_core.experiments.transfer import TransferResult, attack_identity, run_transfer
+from trend_core.models.zoo import Zoo
+from trend_core.nn.vote import MajorityVote
+from trend_core.runtime.devices import resolve_device
+from trend_core.runtime.jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, device_lane, get_manager
+from trend_core.runtime.progress import WorkMeter
+from trend_core.service import commands
+from trend_core.storage.store import AnyStore, Cache, MemoryStore, content_key
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
@@ -712,7 +713,7 @@ def submit_audit(
     device: str = "auto",
     manager: JobManager | None = None,
 ) -> Job:
-    """Run ``run_audit`` on one model or the majority vote of ``names`` as a job (see trend_core.audit)."""
+    """Run ``run_audit`` on one model or the majority vote of ``names`` as a job (see trend_core.experiments.audit)."""
     names = check_members(zoo, names, 2 if ensemble else 1, "ensemble member" if ensemble else "model")
     if not ensemble and len(names) != 1:
         raise TrendError("Pick one model to audit, or audit the majority vote of several.")

@@ -19,10 +19,10 @@ from PIL import Image, ImageColor, ImageDraw
 
 from trend_core.attacks.base import attack_mode, model_device, predict
 from trend_core.attacks.pgd import input_gradient
-from trend_core.data import get_info
+from trend_core.config.labels import model_labels
+from trend_core.data.datasets import get_info
+from trend_core.data.image_checks import check_images
 from trend_core.errors import TrendError
-from trend_core.image_checks import check_images
-from trend_core.labels import model_labels
 from trend_core.plots.boundary import class_color
 
 DIRECTIONS = ("+x", "-x", "+y", "-y")

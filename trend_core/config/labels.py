@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.specs import ModelSpec
 
 # Spec fields a short name leaves out, in the order their distinguishing suffix is tried, and how each is written.
 _DISTINGUISHING = (

@@ -34,17 +34,22 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save
 
-from trend_core.data import get_info, load_dataset
+from trend_core.config.presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
+from trend_core.config.specs import ModelSpec, parse_spec
+from trend_core.data.datasets import get_info, load_dataset
 from trend_core.errors import TrendError
-from trend_core.executors import get_executor
-from trend_core.homes import MODEL_PARTS, check_home, default_home, home_origin  # (default_home: also re-exported)
-from trend_core.locks import file_lock
+from trend_core.experiments.units import TrainStep, train_specs
 from trend_core.nn import TrendModel, build_model
-from trend_core.presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
-from trend_core.scale import TrainStep, train_specs
-from trend_core.specs import ModelSpec, parse_spec
-from trend_core.train import accuracy, train_model, trained_metadata
-from trend_core.train_many import ManyProgress, train_models
+from trend_core.runtime.executors import get_executor
+from trend_core.storage.homes import (  # (default_home: also re-exported)
+    MODEL_PARTS,
+    check_home,
+    default_home,
+    home_origin,
+)
+from trend_core.storage.locks import file_lock
+from trend_core.training.many import ManyProgress, train_models
+from trend_core.training.train import accuracy, train_model, trained_metadata
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -366,7 +371,7 @@ class Zoo:
     ) -> builtins.list[ModelSpec]:
         """Train the ``specs`` the zoo lacks (every one with ``retrain``) and save each as soon as it is done;
         returns the specs trained. Small-image models on the CPU train side by side, one per core, each with the
-        weights it gets alone (``trend_core.train_many``); a distributed executor trains them on its workers."""
+        weights it gets alone (``trend_core.training.many``); a distributed executor trains them on its workers."""
         chosen = list(dict.fromkeys(parse_spec(s) for s in specs))
         for spec in chosen:  # (get_or_train checks the folder can be written before it writes)
             if spec.pretrained and not self.has(spec):

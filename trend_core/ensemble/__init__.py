@@ -1,0 +1,1 @@
+"""ensemble: see the layer map in trend_core/__init__.py."""
