@@ -43,7 +43,7 @@ import trend_core.attacks.deepfool as deepfool_module  # noqa: E402
 from trend_core.attacks.deepfool import candidate_gradients, other_top_classes  # noqa: E402
 from trend_core.data.datasets import load_dataset  # noqa: E402
 from trend_core.runtime.devices import resolve_device  # noqa: E402
-from trend_core.nn import build_model  # noqa: E402
+from trend_core.nn.build import build_model  # noqa: E402
 from trend_core.config.specs import ModelSpec  # noqa: E402
 from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 

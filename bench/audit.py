@@ -71,7 +71,7 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seed
     from trend_core.attacks import APGD, Square, predict
     from trend_core.attacks.base import attack_mode
     from trend_core.data.datasets import load_dataset
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
 
     setups = []
     fp = zoo.load(names["FP-s0"])

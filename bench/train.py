@@ -23,7 +23,8 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trend_core.data.datasets import DatasetBundle, get_info, load_dataset  # noqa: E402
+from trend_core.data.datasets import DatasetBundle, load_dataset  # noqa: E402
+from trend_core.config.datasets import get_info
 from trend_core.runtime.devices import resolve_device  # noqa: E402
 from trend_core.config.specs import ModelSpec  # noqa: E402
 from trend_core.training.train import train_model  # noqa: E402

@@ -29,7 +29,7 @@ def choose_target(ctx) -> tuple[list[str], bool]:
 
 
 def choose_settings(ctx) -> dict:
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     info = get_info(ctx.dataset)
     high = float(round(3 * info.default_eps, 4))

@@ -16,7 +16,7 @@ THUMB_PX = 64
 def gallery(dataset: str, count: int) -> tuple[list, list[int]]:
     """Thumbnails (uint8 arrays) and labels of the first ``count`` test images."""
     from trend_core.service.analysis_jobs import test_images
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.plots.boundary import gallery_images
 
     x, y = test_images(dataset, count)
@@ -26,7 +26,7 @@ def gallery(dataset: str, count: int) -> tuple[list, list[int]]:
 
 def choose_image(ctx) -> int:
     """A gallery of test images and a picker; returns the chosen index."""
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     names = get_info(ctx.dataset).class_names
     thumbs, labels = gallery(ctx.dataset, GALLERY_SIZE)
@@ -40,7 +40,7 @@ def choose_image(ctx) -> int:
 
 def choose_grid(ctx) -> tuple[list[str], int, float]:
     """One or two models, the grid resolution and its range."""
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
@@ -63,7 +63,7 @@ def choose_grid(ctx) -> tuple[list[str], int, float]:
 
 def show_result(ctx, result: dict) -> None:
     """Class maps side by side, the distances to the nearest boundary, downloads."""
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.plots.boundary import X_AXIS_LABEL, class_map_figure, grid_frame
 
     class_names = get_info(ctx.dataset).class_names

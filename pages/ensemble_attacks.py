@@ -23,7 +23,7 @@ def choose_sweep(ctx) -> dict:
     """The eps range and its number of points, PGD steps and the number of test images."""
     import numpy as np
 
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -97,7 +97,7 @@ def _views(home: str, identity: tuple, index: int, device: str):
 def show_gradients(ctx, members: list[str]) -> None:
     """The paper's Fig. 7 for one test image: each member's gradient and sign, the D-AG and A-GD directions."""
     from trend_core.service.analysis_jobs import test_images
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.plots.ensemble import gradient_figures, rule_label
 
     st.subheader("Gradient domination on one image")

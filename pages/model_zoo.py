@@ -47,7 +47,7 @@ def show_models(ctx, frame) -> None:
 def train_section(ctx) -> None:
     """Pickers whose cartesian product is the list of specs to train, launched as one job."""
     from trend_core.service.analysis_jobs import submit_training
-    from trend_core.nn.registry import list_archs
+    from trend_core.config.architectures import list_archs
     from trend_core.config.specs import DEFAULT_EPOCHS, INPUT_QUANTS, ModelSpec
 
     archs = list_archs(ctx.dataset)
@@ -86,7 +86,7 @@ def train_section(ctx) -> None:
 
 def upload_section(ctx) -> None:
     """Adopt a user's state_dict for a spec; the file is read as tensors only, never unpickled as code."""
-    from trend_core.nn.registry import list_archs
+    from trend_core.config.architectures import list_archs
 
     st.caption(f"Accepted architectures for {ctx.dataset}: {', '.join(list_archs(ctx.dataset))} (name the one the "
                "weights belong to in the model name, with its width, input quantization, optimizer and seed). An "

@@ -39,7 +39,7 @@ def choose_pair(ctx) -> tuple[str, str]:
 def choose_eps(ctx) -> dict:
     """The eps text for the fit, how many points the denser measured sweep has, PGD steps and images."""
     from trend_core.experiments.curve import default_fit_eps
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -58,7 +58,7 @@ def fit_request(ctx, settings: dict) -> dict:
     to the largest fit eps), for ``submit_tm_fit``."""
     import numpy as np
 
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     low, high = get_info(ctx.dataset).eps_range
     fit_eps = parse_eps(settings["fit_text"])

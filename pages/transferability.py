@@ -161,7 +161,7 @@ def show_tables(ctx, result, pairs) -> None:
 
 def show_examples(ctx, result) -> None:
     """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.service.analysis_jobs import submit_transfer
     from trend_core.plots.transfer import pair_examples_figure
 

@@ -210,7 +210,7 @@ def choose_candidates(ctx, run: Run) -> tuple | None:
 
 # ----------------------------------------------------------------------------- 3. robustness
 def attack_settings(ctx) -> dict:
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     info = get_info(ctx.dataset)
     c1, c2, c3 = st.columns(3)

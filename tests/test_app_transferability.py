@@ -147,7 +147,7 @@ def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tm
     be wrong there); with digits it does."""
     from test_data import write_fake_cifar10
 
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 

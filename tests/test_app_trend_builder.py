@@ -202,7 +202,7 @@ def test_ranking_by_measured_robustness_beside_trends(built):
 def both_zoos(zoo_home):
     """The test zoo's 20-epoch FP-s0 with a 4-epoch FP-s0 beside it, as after the quick demo zoo (its weights are
     untrained: only its label and pool matter here)."""
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from test_fidelity import eval_net, their_act, their_weight
 from torch.utils.data import TensorDataset
 
-from trend_core.data.datasets import DatasetBundle, get_info, load_dataset, stratified_split
+from trend_core.data.datasets import DatasetBundle, load_dataset, stratified_split
+from trend_core.config.datasets import get_info
 from trend_core.errors import TrendError
-from trend_core.nn import build_model
+from trend_core.nn.build import build_model
 from trend_core.nn.architectures import _VGG_CONFIGS
-from trend_core.nn.registry import SMALL_IMAGE_DATASETS, list_archs
+from trend_core.config.architectures import SMALL_IMAGE_DATASETS, list_archs
 from trend_core.config.specs import ModelSpec
 from trend_core.training.train import train_model
 
@@ -190,3 +191,11 @@ def test_every_offered_architecture_learns(dataset):
         spec = ModelSpec(dataset=dataset, arch=arch, width=0.125, epochs=10)
         accuracies[arch] = train_model(spec, data, device="cpu").test_acc
     assert accuracies and all(acc >= 2 * chance for acc in accuracies.values()), accuracies
+
+
+def test_every_catalogued_architecture_has_a_builder():
+    """The torch-free catalogue (what specs accept) and nn's builders (what the zoo builds) name the same set."""
+    from trend_core.nn import registry  # (importing trend_core.nn registers the built-in builders)
+
+    for name in list_archs():
+        assert callable(registry.get_builder(name)), name

@@ -8,7 +8,8 @@ import torch.nn as nn
 from conftest import FP, Q1
 
 from trend_core.attacks.base import predict
-from trend_core.experiments.boundary import class_map_image, decision_boundary
+from trend_core.experiments.boundary import decision_boundary
+from trend_core.plots.boundary import class_map_image
 from trend_core.errors import TrendError
 
 

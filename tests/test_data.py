@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trend_core.data.datasets import get_info, load_cifar, load_dataset, load_imagenet
+from trend_core.data.datasets import load_cifar, load_dataset, load_imagenet
+from trend_core.config.datasets import get_info
 from trend_core.errors import TrendError
 
 

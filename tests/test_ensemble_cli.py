@@ -110,7 +110,7 @@ def test_boundary_png_and_distances(linked_zoo_home, tmp_path, capsys):
 def test_select_reads_the_dashboards_labels_with_both_zoos(trend_home, tmp_path, capsys):
     """With the quick demo's 4-epoch FP next to the preset's, the dashboard labels them FP-s0-e4 and FP-s0-e20:
     `trend select --min-acc` finds each one's accuracy from those labels; the bare FP-s0 is refused, naming them."""
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 

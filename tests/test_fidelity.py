@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from trend_core.attacks.cw import CarliniWagnerL2
 from trend_core.attacks.ensemble_pgd import EnsemblePGD, member_gradients
 from trend_core.experiments.curve import default_fit_eps, measure_tm
-from trend_core.data.datasets import get_info
+from trend_core.config.datasets import get_info
 from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
 from trend_core.errors import TrendError
-from trend_core.nn import build_model
+from trend_core.nn.build import build_model
 from trend_core.nn.architectures import BasicBlock
 from trend_core.nn.quant import Halftone, InputQuantizer, QConv2d
 from trend_core.config.profiles import PROFILES, Profile, get_profile

@@ -37,7 +37,7 @@ def test_same_model_twice_gets_one_label_and_specs_or_names_both_work():
 
 
 def test_transfer_labels_use_them():
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.experiments.transfer import model_labels
 
     models = [build_model(ModelSpec.parse(n)) for n in (PRESET_FP, DEMO_FP)]
@@ -61,7 +61,7 @@ def test_paper_picks(names, inputs, expected):
 
 def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
     from trend_core.config.labels import set_label
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.experiments.transfer import model_labels
 
     # alone in a run the preset FP would be "FP-s0"; the dashboard labels it across the zoo, beside the demo's

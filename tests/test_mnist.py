@@ -13,6 +13,7 @@ import pytest
 import torch
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
 
+from trend_core.config import datasets as C
 from trend_core.data import datasets as D
 from trend_core.errors import TrendError
 
@@ -74,11 +75,11 @@ def test_a_damaged_embedded_file_is_one_sentence(monkeypatch):
 
 
 def test_dataset_info_and_registry():
-    info = D.get_info("mnist")
+    info = C.get_info("mnist")
     assert info.num_classes == 10 and info.input_shape == (1, 28, 28) and info.image_size == 28
-    assert info.default_eps == D.MNIST_EPS and info.eps_range[0] < info.default_eps < info.eps_range[1]
+    assert info.default_eps == C.MNIST_EPS and info.eps_range[0] < info.default_eps < info.eps_range[1]
     assert not info.augment_flip  # a mirrored 2 is no 2
-    assert "mnist" in D.list_datasets()
+    assert "mnist" in C.list_datasets()
 
 
 # ----------------------------------------------------------------------------- torchvision's full MNIST
@@ -236,7 +237,7 @@ def test_reproduce_and_attack_settings_for_mnist():
     from trend_core.config.presets import PRESETS
     from trend_core.reproduce import settings_for
 
-    eps = D.MNIST_EPS
+    eps = C.MNIST_EPS
     quick, full, mini = (settings_for("mnist", scale) for scale in ("quick", "full", "mini"))
     assert set(quick.models.values()) == set(PRESETS["mnist"])  # the dashboard's preset zoo is reused
     assert quick.eps == quick.trend_eps == eps and eps in quick.ensemble_eps and quick.limit == 200
@@ -293,7 +294,7 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
         D._cached_mnist.cache_clear()
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert chosen[0].eps == D.MNIST_EPS and chosen[0].models["FP"] == "mnist/resnet18-w0.125/FP/sgd/s0/e2"
+    assert chosen[0].eps == C.MNIST_EPS and chosen[0].models["FP"] == "mnist/resnet18-w0.125/FP/sgd/s0/e2"
     report = (tmp_path / "out" / "report.html").read_text()
     assert "mnist/resnet18-w0.125/Q1/sgd/s0/e1" in report and (tmp_path / "out" / "findings.json").is_file()
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from trend_core.data.datasets import get_info
-from trend_core.nn import build_model
+from trend_core.config.datasets import get_info
+from trend_core.nn.build import build_model
 from trend_core.nn.build import Preprocess
 from trend_core.nn.quant import (FloydSteinbergHalftone, Halftone, InputQuantizer, QReLU, dorefa_weight,
                                  floyd_steinberg)

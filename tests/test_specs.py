@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trend_core.errors import TrendError
-from trend_core.nn import list_archs
+from trend_core.config.architectures import list_archs
 from trend_core.config.specs import DEFAULT_EPOCHS, INPUT_QUANTS, ModelSpec
 
 bits = st.one_of(st.just(32), st.integers(1, 16))

@@ -138,7 +138,7 @@ def test_sources_and_targets_subsets():
 
 
 def test_labels_are_unique():
-    from trend_core.nn import build_model
+    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.experiments.transfer import model_labels
 

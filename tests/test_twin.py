@@ -9,8 +9,8 @@ from conftest import FP, HT, Q1
 
 import trend_core.nn.twin as twin_module
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
-from trend_core.data.datasets import get_info
-from trend_core.nn import TrendModel, build_model
+from trend_core.config.datasets import get_info
+from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.quant import QConv2d, QLinear
 from trend_core.nn.twin import freeze_weight_quantization, inference_twin
 from trend_core.config.specs import ModelSpec

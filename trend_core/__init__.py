@@ -18,9 +18,10 @@ import importlib
 from typing import Any
 
 from trend_core.config.specs import ModelSpec
+from trend_core.config.version import VERSION
 from trend_core.errors import TrendError
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 # name -> the module that defines it (imported on first access)
 _LAZY = {
@@ -37,7 +38,7 @@ _LAZY = {
     "robustness_ratios": "experiments.ensemble_sweep",
     "Zoo": "models.zoo",
     "load_dataset": "data.datasets",
-    "list_datasets": "data.datasets",
+    "list_datasets": "config.datasets",
     "run_transfer": "experiments.transfer",
     "TransferResult": "experiments.transfer",
     "fit_tm": "experiments.curve",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 
 from trend_core.attacks.registry import list_attacks
+from trend_core.config.architectures import list_archs
 from trend_core.models.zoo import PRESETS
-from trend_core.nn.registry import list_archs
 
 __all__ = ["list_architectures", "list_archs", "list_attacks", "list_models", "list_presets"]
 

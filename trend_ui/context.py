@@ -59,7 +59,7 @@ def _device_description() -> tuple[str, bool]:
 
 @st.cache_data(show_spinner=False)
 def _datasets() -> list[str]:
-    from trend_core.data.datasets import list_datasets
+    from trend_core.config.datasets import list_datasets
 
     return list_datasets()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from trend_core.attacks.base import Attack
 from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.registry import attack_class, attack_parameters, make_attack
-from trend_core.data.datasets import get_info
+from trend_core.config.datasets import get_info
 from trend_core.errors import TrendError
 
 L2_EPS_SCALE = 4.0  # an L2 budget comparable to the dataset's L-inf one (the dashboard's long-standing choice)

@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from trend_core import __version__
 from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES
 from trend_core.config.specs import ModelSpec
+from trend_core.config.version import VERSION
 from trend_core.errors import TrendError
 from trend_core.runtime.executors import get_executor
 from trend_core.storage.homes import check_home, check_output_file, default_home, home_origin
@@ -28,7 +28,7 @@ _THREADS_BEFORE: dict[str, int] = {}  # the thread count _set_threads replaced
 
 
 def version() -> str:
-    return __version__
+    return VERSION
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +130,7 @@ def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.runtime.devices import resolve_device
     from trend_core.training.train import training_threads
 

@@ -328,8 +328,9 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
 def cmd_boundary(args: argparse.Namespace) -> int:
     # local: loads torch only when needed (keeps start-up fast)
     from trend_core.data.datasets import load_dataset
-    from trend_core.experiments.boundary import class_map_image, decision_boundary
+    from trend_core.experiments.boundary import decision_boundary
     from trend_core.models.zoo import atomic_write_bytes
+    from trend_core.plots.boundary import class_map_image
 
     check_outputs(out=args.out)
     specs = _one_dataset(parse_names(args.model))
@@ -384,7 +385,7 @@ def _one_dataset(specs: list) -> list:
 
 def _eps_list(values: list[str] | None, dataset: str) -> list[float]:
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     if not values:
         return [get_info(dataset).default_eps]

@@ -119,7 +119,7 @@ def _run_one(settings, zoo, store, device, label: bool) -> dict:
     from tqdm import tqdm
 
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
 
     # local: looked up at call time (tests replace it)
     from trend_core.reproduce import run_reproduce

@@ -16,6 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from trend_core.config.architectures import list_archs, small_map_vgg
+from trend_core.config.datasets import get_info
 from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES, check_profile
 from trend_core.errors import TrendError
 
@@ -85,8 +87,6 @@ class ModelSpec:
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
         """Refuse every invalid value with one sentence naming the valid choices."""
-        from trend_core.nn.registry import list_archs  # local import: nn imports nothing from specs
-
         if self.dataset not in DATASETS:
             raise TrendError(f"Unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
         archs = list_archs(self.dataset)
@@ -169,9 +169,6 @@ class ModelSpec:
     def revision(self) -> int | None:
         """The last fix that changed this spec's network (its key carries it, so no checkpoint trained before the
         fix is loaded into the new network); None for networks no fix changed, whose keys stay as they were."""
-        from trend_core.data.datasets import get_info  # local import, as in validate
-        from trend_core.nn.architectures import small_map_vgg
-
         vgg = self.arch.startswith("vgg")
         act_bits = self.act_bits != FULL_PRECISION_BITS
         if vgg and (act_bits or small_map_vgg(self.arch, get_info(self.dataset).image_size)):

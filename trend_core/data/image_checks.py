@@ -14,8 +14,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from trend_core.config.datasets import DatasetInfo, get_info
 from trend_core.config.labels import model_labels
-from trend_core.data.datasets import DatasetInfo, as_float_images, get_info
+from trend_core.data.datasets import as_float_images
 from trend_core.errors import TrendError
 from trend_core.runtime.devices import model_device
 

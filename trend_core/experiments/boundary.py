@@ -15,15 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from PIL import Image, ImageColor, ImageDraw
 
 from trend_core.attacks.base import attack_mode, model_device, predict
 from trend_core.attacks.pgd import input_gradient
+from trend_core.config.datasets import get_info
 from trend_core.config.labels import model_labels
-from trend_core.data.datasets import get_info
 from trend_core.data.image_checks import check_images
 from trend_core.errors import TrendError
-from trend_core.plots.boundary import class_color
 
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 
@@ -207,26 +205,3 @@ def _axis_distances(grid: np.ndarray, offsets: np.ndarray) -> dict[str, float | 
         changed = np.flatnonzero(lines[direction] != centre)
         result[direction] = float(steps[changed[0]]) if changed.size else None
     return result
-
-
-def class_map_image(boundary: BoundarySlice, cell_px: int = 8, gap_px: int = 6):
-    """The class maps side by side as a PIL image: one flat colour per class (the dashboard's palette), rows
-    top to bottom = +y to -y, the image's cell outlined in black."""
-    if cell_px < 1 or gap_px < 0:
-        raise TrendError("Cell size must be >= 1 pixel and the gap >= 0.")
-    maps = [boundary.classes[n][::-1] for n in boundary.names]  # +y at the top
-    rows, cols = maps[0].shape
-    width = len(maps) * cols * cell_px + (len(maps) - 1) * gap_px
-    canvas = Image.new("RGB", (width, rows * cell_px), "white")
-    palette = {}
-    for k, grid in enumerate(maps):
-        left = k * (cols * cell_px + gap_px)
-        rgb = np.zeros((rows, cols, 3), dtype=np.uint8)
-        for cls in np.unique(grid):
-            palette.setdefault(int(cls), ImageColor.getrgb(class_color(int(cls))))
-            rgb[grid == cls] = palette[int(cls)]
-        tile = Image.fromarray(rgb).resize((cols * cell_px, rows * cell_px), Image.NEAREST)
-        canvas.paste(tile, (left, 0))
-        cx, cy = left + (cols // 2) * cell_px, (rows // 2) * cell_px
-        ImageDraw.Draw(canvas).rectangle([cx, cy, cx + cell_px - 1, cy + cell_px - 1], outline="black")
-    return canvas

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
+from trend_core.config.datasets import get_info
 from trend_core.config.profiles import get_profile
-from trend_core.data.datasets import get_info
 from trend_core.errors import TrendError
 from trend_core.experiments.transfer import run_transfer
 from trend_core.storage.store import UNSET, Cache, cache_argument

@@ -20,7 +20,7 @@ from safetensors.torch import load, save
 from trend_core.attacks.base import predict
 from trend_core.config.specs import ModelSpec, parse_spec
 from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
-from trend_core.nn import TrendModel, build_model
+from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.executors import Executor, get_executor

@@ -34,12 +34,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save
 
+from trend_core.config.datasets import get_info
 from trend_core.config.presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from trend_core.config.specs import ModelSpec, parse_spec
-from trend_core.data.datasets import get_info, load_dataset
+from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
 from trend_core.experiments.units import TrainStep, train_specs
-from trend_core.nn import TrendModel, build_model
+from trend_core.nn.build import TrendModel, build_model
 from trend_core.runtime.executors import get_executor
 from trend_core.storage.homes import (  # (default_home: also re-exported)
     MODEL_PARTS,

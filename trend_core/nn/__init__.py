@@ -1,6 +1,5 @@
-"""Architectures, quantization layers and the spec -> model builder."""
+"""Architectures, quantization layers, the vote and the spec -> model builder.
 
-from trend_core.nn.build import Preprocess, TrendModel, build_model
-from trend_core.nn.registry import list_archs, register_arch
+Importing the package registers every built-in architecture's builder (``nn/architectures.py``)."""
 
-__all__ = ["Preprocess", "TrendModel", "build_model", "list_archs", "register_arch"]
+import trend_core.nn.architectures  # noqa: F401  (registers the builders)

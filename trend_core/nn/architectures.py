@@ -9,6 +9,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from trend_core.config.architectures import AUTHORS_IMAGE_SIZE, PLAIN_VGGS
 from trend_core.errors import TrendError
 from trend_core.nn.quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
 from trend_core.nn.registry import register_arch
@@ -133,14 +134,7 @@ _VGG_CONFIGS = {
 
 
 HEAD_DROPOUT = 0.5  # the authors' VGG head dropout (CIFAR-size images and larger)
-AUTHORS_IMAGE_SIZE = 32  # the authors' VGGs are built for CIFAR's 32x32 images
-PLAIN_VGGS = tuple(_VGG_CONFIGS)  # the BatchNorm-free VGGs (their _bn twins have BatchNorm after every conv)
-
-
-def small_map_vgg(arch: str, image_size: int) -> bool:
-    """Whether ``arch`` on ``image_size``-pixel images is a BatchNorm-free VGG built with the small-map rules
-    (see ``CifarVGG``) instead of the authors' layout and initialization."""
-    return arch in PLAIN_VGGS and _small_maps(batch_norm=False, image_size=image_size)
+assert tuple(_VGG_CONFIGS) == PLAIN_VGGS  # one VGG config per name the catalogue lists
 
 
 def _small_maps(batch_norm: bool, image_size: int) -> bool:

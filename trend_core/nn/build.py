@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from trend_core.config.datasets import DatasetInfo, get_info
 from trend_core.config.profiles import get_profile
-from trend_core.data.datasets import DatasetInfo, get_info
 from trend_core.nn.architectures import quantize_network
 from trend_core.nn.quant import FloydSteinbergHalftone, Halftone, InputQuantizer
 from trend_core.nn.registry import get_builder

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-_BUILDERS: dict[str, Callable] = {}
-_FAMILIES: dict[str, tuple[str, ...]] = {}
+from trend_core.config.architectures import SMALL_IMAGE_DATASETS, add_arch_name
 
-SMALL_IMAGE_DATASETS = ("digits", "mnist", "cifar10", "cifar100")
+_BUILDERS: dict[str, Callable] = {}
 
 
 def register_arch(name: str, datasets: tuple[str, ...] = SMALL_IMAGE_DATASETS) -> Callable:
@@ -20,17 +19,12 @@ def register_arch(name: str, datasets: tuple[str, ...] = SMALL_IMAGE_DATASETS) -
 
     def wrap(builder: Callable) -> Callable:
         _BUILDERS[name] = builder
-        _FAMILIES[name] = datasets
+        add_arch_name(name, datasets)
         return builder
 
     return wrap
 
 
-def list_archs(dataset: str | None = None) -> list[str]:
-    """Registered architecture names, those usable on ``dataset`` if given."""
-    return sorted(n for n, ds in _FAMILIES.items() if dataset is None or dataset in ds)
-
-
 def get_builder(name: str) -> Callable:
-    """The builder registered under ``name``."""
+    """The builder registered under ``name`` (every name ``trend_core.config.architectures`` lists has one)."""
     return _BUILDERS[name]

@@ -20,7 +20,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 
-from trend_core.data.datasets import get_info
+from trend_core.config.datasets import get_info
 from trend_core.nn.build import TrendModel
 from trend_core.nn.quant import FULL_PRECISION_BITS, QConv2d, QLinear, QReLU, dorefa_weight
 

@@ -7,15 +7,20 @@ over the grid ``x_offsets`` x ``y_offsets`` around one image, which sits at offs
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import Image, ImageColor, ImageDraw
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from trend_core.errors import TrendError
 from trend_core.plots import _as_display, base_layout
+
+if TYPE_CHECKING:  # (the slice type only; plots sit above the experiments that compute it)
+    from trend_core.experiments.boundary import BoundarySlice
 
 PALETTE = tuple(qualitative.Plotly) + tuple(qualitative.Alphabet)
 X_AXIS_LABEL = "adversarial gradient direction"
@@ -146,3 +151,26 @@ def to_display_image(image, scale: int = 8) -> np.ndarray:
 def gallery_images(images, scale: int = 8) -> list[np.ndarray]:
     """Thumbnails of a batch (N, C, H, W) in [0, 1], nearest-neighbour upscaled so 8x8 digits stay crisp."""
     return [to_display_image(img, scale) for img in images]
+
+
+def class_map_image(boundary: BoundarySlice, cell_px: int = 8, gap_px: int = 6):
+    """The class maps side by side as a PIL image: one flat colour per class (the dashboard's palette), rows
+    top to bottom = +y to -y, the image's cell outlined in black."""
+    if cell_px < 1 or gap_px < 0:
+        raise TrendError("Cell size must be >= 1 pixel and the gap >= 0.")
+    maps = [boundary.classes[n][::-1] for n in boundary.names]  # +y at the top
+    rows, cols = maps[0].shape
+    width = len(maps) * cols * cell_px + (len(maps) - 1) * gap_px
+    canvas = Image.new("RGB", (width, rows * cell_px), "white")
+    palette = {}
+    for k, grid in enumerate(maps):
+        left = k * (cols * cell_px + gap_px)
+        rgb = np.zeros((rows, cols, 3), dtype=np.uint8)
+        for cls in np.unique(grid):
+            palette.setdefault(int(cls), ImageColor.getrgb(class_color(int(cls))))
+            rgb[grid == cls] = palette[int(cls)]
+        tile = Image.fromarray(rgb).resize((cols * cell_px, rows * cell_px), Image.NEAREST)
+        canvas.paste(tile, (left, 0))
+        cx, cy = left + (cols // 2) * cell_px, (rows // 2) * cell_px
+        ImageDraw.Draw(canvas).rectangle([cx, cy, cx + cell_px - 1, cy + cell_px - 1], outline="black")
+    return canvas

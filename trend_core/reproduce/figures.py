@@ -61,7 +61,7 @@ def stage_figures(name: str, stage: dict, dataset: str = "digits") -> list[tuple
             )
     elif name == "boundary":
         # local: loads torch only when needed (keeps start-up fast)
-        from trend_core.data.datasets import get_info
+        from trend_core.config.datasets import get_info
 
         maps = [stage["classes"][n].numpy() for n in stage["names"]]
         figs.append(

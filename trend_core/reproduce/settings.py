@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from trend_core.attacks.pgd import step_size_for
+from trend_core.config.datasets import get_info
 from trend_core.config.profiles import DEFAULT_PROFILE, check_profile
 from trend_core.config.specs import DEFAULT_EPOCHS, ModelSpec
-from trend_core.data.datasets import get_info
 from trend_core.errors import TrendError
 from trend_core.reproduce.choices import DATASETS, SCALES  # noqa: E402,F401  (torch-free, so `trend --help` stays fast)
 

@@ -231,7 +231,7 @@ def _threads_for(job: Job):
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
-    from trend_core.data.datasets import get_info
+    from trend_core.config.datasets import get_info
     from trend_core.training.train import cpu_threads, training_threads
 
     try:

@@ -18,9 +18,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from trend_core.config.datasets import get_info
 from trend_core.config.specs import ModelSpec
-from trend_core.data.datasets import get_info, load_dataset
-from trend_core.nn import build_model
+from trend_core.data.datasets import load_dataset
+from trend_core.nn.build import build_model
 from trend_core.runtime.devices import resolve_device
 from trend_core.training.train import (
     EpochReport,

@@ -19,11 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from trend_core.config.datasets import DatasetInfo
 from trend_core.config.profiles import get_profile
 from trend_core.config.specs import DEFAULT_LR, ModelSpec
-from trend_core.data.datasets import DatasetBundle, DatasetInfo, as_float_images, load_dataset
+from trend_core.data.datasets import DatasetBundle, as_float_images, load_dataset
 from trend_core.errors import TrendError
-from trend_core.nn import TrendModel, build_model
+from trend_core.nn.build import TrendModel, build_model
 from trend_core.runtime.devices import resolve_device
 
 ProgressFn = Callable[["EpochReport"], None]

@@ -1,0 +1,3 @@
+"""The engine's version (torch-free: the CLI prints it before loading anything)."""
+
+VERSION = "0.1.0"
