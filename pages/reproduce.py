@@ -25,7 +25,8 @@ def choose(ctx) -> tuple[str, str]:
 
 
 def show_findings(report: dict) -> None:
-    from trend_core.reproduce.findings import INTERVAL_NOTE, VERDICTS, findings_frame
+    from trend_core.reproduce.findings import findings_frame
+    from trend_core.reproduce.judging import INTERVAL_NOTE, VERDICTS
 
     frame = findings_frame(report["findings"])
     counts = frame["verdict"].value_counts()

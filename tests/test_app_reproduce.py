@@ -39,7 +39,7 @@ def test_before_any_run_the_page_says_what_to_do(zoo_home, tiny_settings):
 def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(zoo_home, tiny_settings,
                                                                                monkeypatch):
     import trend_core.runtime.jobs as jobs
-    from trend_core.reproduce.findings import VERDICTS
+    from trend_core.reproduce.judging import VERDICTS
 
     at = launch(open_app(PAGE))
     assert not texts(at.error)

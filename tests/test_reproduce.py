@@ -17,6 +17,7 @@ from conftest import FP, FP_S1, Q1, Q2, TEST_ZOO_DIR
 
 from trend_core.errors import TrendError
 from trend_core.reproduce import findings as F
+from trend_core.reproduce import judging as J
 from trend_core.reproduce import settings_for
 from trend_core.reproduce.stages import STAGES
 
@@ -141,7 +142,7 @@ def test_miniature_run_has_every_stage_and_a_verdict_per_finding(mini_run):
     assert {name: s["status"] for name, s in report["stages"].items()} == {name: "done" for name in STAGES}
     assert [f["finding"] for f in report["findings"]] == list(range(1, 9))
     for f in report["findings"]:
-        assert f["verdict"] in F.VERDICTS and f["rule"] and f["measured"]
+        assert f["verdict"] in J.VERDICTS and f["rule"] and f["measured"]
     verdicts = {f["finding"]: f["verdict"] for f in report["findings"]}
     assert verdicts[3] == verdicts[5] == F.UNTESTABLE  # no VGG, no W/A models in the miniature
     assert verdicts[4] == F.UNTESTABLE  # no Q8/Q4 source
@@ -162,7 +163,7 @@ def test_per_image_outcomes_reproduce_every_count_the_stages_report(mini_run):
     back exactly the counts and rates each stage reports."""
     report = mini_run[0]
     matrices = report["stages"]["matrices"]
-    sample = F.TransferSample(matrices["images"])
+    sample = J.TransferSample(matrices["images"])
     for row in matrices["pairs"].itertuples(index=False):
         if row.source != row.target:
             gen = sample.generated(row.source, row.target)
@@ -187,7 +188,7 @@ def test_per_image_outcomes_reproduce_every_count_the_stages_report(mini_run):
         clean, attacked = frame["clean:ensemble"], frame[f"{row.rule}@{row.eps:g}:ensemble"]
         assert (clean * (1 - attacked)).sum() / clean.sum() == pytest.approx(row.success_rate, abs=1e-6)
     for finding in report["findings"]:
-        assert finding["verdict"] in F.VERDICTS
+        assert finding["verdict"] in J.VERDICTS
         for number in finding["numbers"].values():
             if isinstance(number, dict) and number.get("ci_low") is not None:
                 assert number["ci_low"] <= number["ci_high"]

@@ -14,11 +14,26 @@ import numpy as np
 import pandas as pd
 
 from trend_core import stats
+from trend_core.reproduce.judging import (
+    FAILED,
+    HELD,
+    INCONCLUSIVE,
+    UNTESTABLE,
+    TransferSample,
+    conclude,
+    estimate_text,
+    finding,
+    judge,
+    matrix_sample,
+    minimum_of,
+    number_record,
+    percent_text,
+    role_label,
+    stage_result,
+    why_missing,
+)
 from trend_core.stats import Estimate
 
-HELD, FAILED, INCONCLUSIVE = stats.HELD, stats.FAILED, stats.INCONCLUSIVE
-UNTESTABLE = "not testable at this scale"
-VERDICTS = (HELD, FAILED, INCONCLUSIVE, UNTESTABLE)
 FAR_MORE = 1.5  # finding 1: "far more" = at least this many times the mean TM
 SEED_STD_MAX = 10.0  # finding 2: seeds "barely" change transfer: std of transfer % over seed pairs, points
 OPTIMIZER_GAP = 5.0  # finding 2: the optimizer "does": seed-pair transfer % minus cross-optimizer, points
@@ -27,178 +42,6 @@ SHARP_DROP = 0.5  # finding 4: TM into Q1/Q2/HT at most this share of TM into Q8
 AGD_TOLERANCE = 0.01  # finding 6: A-GD success may trail another rule by this much (sampling noise)
 RMSE_MAX = 0.05  # finding 8: the paper's 5%
 FIT_DRAWS = 200  # finding 8 refits both curves per resample: fewer resamples than the closed-form findings
-INTERVAL_NOTE = (
-    "Every number comes with a 95% bootstrap interval over the test images (paired: quantities measured on the "
-    "same images share resamples; finding 2 also resamples the seeds). A part holds only when its whole interval "
-    "is on the held side of the threshold, fails only when it is wholly on the other side, and is inconclusive "
-    "otherwise."
-)
-
-CLAIMS = {
-    1: "PGD transfers far more than CW (kappa 0) and DeepFool; CW with kappa 30 transfers much more than kappa 0, "
-    "at larger L2/L-inf norms.",
-    2: "Seeds barely change transferability; the optimizer does (SGD vs Adam), and transfer between SGD- and "
-    "Adam-trained models is asymmetric.",
-    3: "VGG sources transfer to ResNets more than the reverse; ResNets are the most exposed targets.",
-    4: "Low-bit input quantization (Q1, Q2, HT) as target sharply lowers TM; Q-bits > 2 make good sources.",
-    5: "Weight/activation quantization effects depend on dataset and architecture.",
-    6: "A-GD >= D-AG and EMPIR-style at low eps; U-GD weakens with more members.",
-    7: "Ensembles of low-TM members (FP-Q1-Q2, FP-Q1-Q2-HT) are more robust than any member alone.",
-    8: "The TM(eps) fit from 4 points predicts 20 measured points with RMSE < 5%.",
-}
-PAPER = {
-    1: "CIFAR-10 ResNet18 between seeds: PGD 89.9% transferred (8166 of 9085), mean L2 1.409, L-inf 0.031; "
-    "CW kappa 0 and DeepFool far lower; kappa 30 higher than kappa 0 at larger norms.",
-    2: "Small std over 10 seeds; SGD <-> Adam transfer lower and asymmetric.",
-    3: "VGG -> ResNet higher than ResNet -> VGG; ResNet columns have the highest averages.",
-    4: "Q1, Q2, HT columns sharply lower; Q8..Q4 rows high.",
-    5: "Differs between CIFAR-10, CIFAR-100 and ImageNet and between architectures.",
-    6: "A-GD up to 1.56x the attack success of D-AG / EMPIR at small eps, meeting near eps 0.03; U-GD weakens "
-    "as members are added.",
-    7: "FP-Q1-Q2 at eps 0.01 under A-GD: 1.30x Q1, 1.36x Q2, 8.43x FP (CIFAR-10).",
-    8: "RMSE < 5%; mean difference 0.055 (CIFAR-10 ResNet18).",
-}
-
-
-def finding(
-    number: int,
-    verdict: str,
-    rule: str,
-    measured: str,
-    numbers: dict | None = None,
-    parts: list | None = None,
-    images_to_decide: int | None = None,
-) -> dict:
-    assert verdict in VERDICTS
-    return {
-        "finding": number,
-        "claim": CLAIMS[number],
-        "paper": PAPER[number],
-        "measured": measured,
-        "verdict": verdict,
-        "rule": rule,
-        "numbers": _clean(numbers or {}),
-        "parts": _clean(parts or []),
-        "images_to_decide": images_to_decide,
-    }
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else round(float(obj), 6)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def _done(stages: dict, name: str) -> dict | None:
-    stage = stages.get(name) or {}
-    return stage if stage.get("status") == "done" else None
-
-
-def _why(stages: dict, name: str) -> str:
-    return str((stages.get(name) or {}).get("status", "not run"))
-
-
-def _number(est: Estimate, scale: float = 1.0) -> dict:
-    """A number for findings.json: the value and its interval, scaled (e.g. 100 for percentages)."""
-    iv = (est * scale).interval()
-    return {"value": iv.estimate, "ci_low": iv.low, "ci_high": iv.high}
-
-
-def _text(est: Estimate, scale: float = 1.0, fmt: str = ".3f", unit: str = "") -> str:
-    return (est * scale).interval().text(fmt, unit=unit)
-
-
-def _pct(est: Estimate) -> str:
-    return _text(est, 100, ".1f", "%")
-
-
-def judge(name: str, est: Estimate, threshold: float, held_if: str, n_images: int) -> dict:
-    """One part of a finding: the estimate's interval against the threshold, and for an open one how many test
-    images would decide it."""
-    iv = est.interval()
-    verdict = stats.verdict(iv, threshold, held_if)
-    return {
-        "part": name,
-        "verdict": verdict,
-        "value": iv.estimate,
-        "ci_low": iv.low,
-        "ci_high": iv.high,
-        "threshold": threshold,
-        "held_if": held_if,
-        "images_to_decide": stats.images_to_decide(iv, threshold, n_images) if verdict == INCONCLUSIVE else None,
-    }
-
-
-def conclude(number: int, rule: str, measured: str, numbers: dict, parts: list[dict]) -> dict:
-    """The finding's verdict from its parts: all held -> held, any failed -> did not hold, else inconclusive
-    with the largest number of images any open part needs."""
-    verdict = stats.combine([p["verdict"] for p in parts if p["verdict"] != UNTESTABLE])
-    needed = None
-    if verdict == INCONCLUSIVE:
-        counts = [p.get("images_to_decide") for p in parts if p["verdict"] == INCONCLUSIVE]
-        known = [int(c) for c in counts if c is not None]
-        needed = max(known) if known and len(known) == len(counts) else None
-        if needed is not None:
-            measured += f"; about {needed} test images would decide it"
-    return finding(number, verdict, rule, measured, numbers, parts, needed)
-
-
-class TransferSample:
-    """A transfer run's per-image outcomes with one set of bootstrap resamples, so every pair's TM, transfer %
-    and mean L2 is an Estimate and any two of them are compared paired."""
-
-    def __init__(self, images: pd.DataFrame, weights: np.ndarray | None = None):
-        self.images = images
-        self.n = len(images)
-        self.weights = stats.resample_weights(self.n) if weights is None else weights
-
-    def _column(self, name: str) -> np.ndarray:
-        return self.images[name].to_numpy(dtype=bool)
-
-    def generated(self, s: str, t: str) -> np.ndarray:
-        return self._column(f"correct:{s}") & self._column(f"correct:{t}") & self._column(f"success:{s}")
-
-    def tm(self, s: str, t: str) -> Estimate:
-        if s == t:
-            return Estimate(1.0, np.ones(len(self.weights)))
-        gen = self.generated(s, t)
-        return Estimate.ratio_of(self.weights, gen & self._column(f"fooled:{s}>{t}"), gen)
-
-    def mean_l2(self, s: str, t: str) -> Estimate:
-        gen = self.generated(s, t)
-        l2 = np.nan_to_num(self.images[f"l2:{s}"].to_numpy(dtype=float)) * gen
-        return Estimate.ratio_of(self.weights, l2, gen)
-
-    def mean_tm(self, pairs) -> Estimate:
-        return Estimate.mean_of([self.tm(s, t) for s, t in pairs])
-
-    def col_avg(self, labels: list[str], t: str) -> Estimate:
-        return self.mean_tm([(s, t) for s in labels if s != t])
-
-    def row_avg(self, labels: list[str], s: str) -> Estimate:
-        return self.mean_tm([(s, t) for t in labels if t != s])
-
-
-def _matrix_sample(stages: dict) -> tuple[TransferSample | None, dict, list]:
-    stage = _done(stages, "matrices")
-    if stage is None or "images" not in stage:
-        return None, {}, []
-    return TransferSample(stage["images"]), stage["roles"], list(stage["labels"])
-
-
-def _label(roles: dict, role: str) -> str | None:
-    return next((label for label, r in roles.items() if r == role), None)
-
-
-def _minimum(estimates: list[Estimate]) -> Estimate:
-    """The smallest of several estimates, per resample (e.g. the ensemble's margin over its best member)."""
-    return Estimate(min(e.value for e in estimates), np.min(np.vstack([e.replicates for e in estimates]), axis=0))
 
 
 # ----------------------------------------------------------------------------- the eight rules
@@ -208,9 +51,9 @@ def finding_1(stages: dict) -> dict:
         "(PGD - 1.5 x other > 0), CW(k=30)'s transfer % above CW(k=0)'s and CW(k=30)'s mean L2 above CW(k=0)'s "
         "(all off-diagonal pairs of the seed/optimizer models, paired over the same test images)"
     )
-    stage = _done(stages, "attacks")
+    stage = stage_result(stages, "attacks")
     if stage is None or "images" not in stage:
-        return finding(1, UNTESTABLE, rule, f"transfer stage {_why(stages, 'attacks')}")
+        return finding(1, UNTESTABLE, rule, f"transfer stage {why_missing(stages, 'attacks')}")
     pairs = stage["pairs"]
     labels = list(dict.fromkeys(pairs["source"]))
     off = [(s, t) for s in labels for t in labels if s != t]
@@ -220,8 +63,8 @@ def finding_1(stages: dict) -> dict:
         sample = TransferSample(images, weights)
         transfer[attack] = sample.mean_tm(off) * 100
         l2[attack] = Estimate.mean_of([sample.mean_l2(s, t) for s, t in off])
-    numbers = {f"{a}_transfer_pct": _number(e) for a, e in transfer.items()}
-    numbers.update({f"{a}_mean_l2": _number(e) for a, e in l2.items()})
+    numbers = {f"{a}_transfer_pct": number_record(e) for a, e in transfer.items()}
+    numbers.update({f"{a}_mean_l2": number_record(e) for a, e in l2.items()})
     needed = ("PGD", "CW k=0", "CW k=30", "DeepFool")
     empty = [a for a in needed if a not in transfer or not math.isfinite(transfer[a].value)]
     if empty:
@@ -238,9 +81,9 @@ def finding_1(stages: dict) -> dict:
         judge("CW(k=30) - CW(k=0) mean L2", l2["CW k=30"] - l2["CW k=0"], 0.0, "above", n),
     ]
     measured = (
-        f"transfer %: PGD {_text(pgd, fmt='.1f')}, CW k=0 {_text(cw0, fmt='.1f')}, CW k=30 "
-        f"{_text(cw30, fmt='.1f')}, DeepFool {_text(df, fmt='.1f')}; mean L2 CW k=0 {_text(l2['CW k=0'])}, "
-        f"k=30 {_text(l2['CW k=30'])}; PGD L2 {_text(l2['PGD'])}"
+        f"transfer %: PGD {estimate_text(pgd, fmt='.1f')}, CW k=0 {estimate_text(cw0, fmt='.1f')}, CW k=30 "
+        f"{estimate_text(cw30, fmt='.1f')}, DeepFool {estimate_text(df, fmt='.1f')}; mean L2 CW k=0 {estimate_text(l2['CW k=0'])}, "
+        f"k=30 {estimate_text(l2['CW k=30'])}; PGD L2 {estimate_text(l2['PGD'])}"
     )
     return conclude(1, rule, measured, numbers, parts)
 
@@ -280,9 +123,9 @@ def finding_2(stages: dict) -> dict:
         f"points, that of (seed pairs' mean transfer % - SGD<->Adam's) above {OPTIMIZER_GAP:g} points, and that of "
         f"|SGD->Adam - Adam->SGD| above {ASYMMETRY_MIN:g} points (bootstrap over test images and over seeds)"
     )
-    stage = _done(stages, "attacks")
+    stage = stage_result(stages, "attacks")
     if stage is None or "images" not in stage or "PGD" not in stage["images"]:
-        return finding(2, UNTESTABLE, rule, f"transfer stage {_why(stages, 'attacks')}")
+        return finding(2, UNTESTABLE, rule, f"transfer stage {why_missing(stages, 'attacks')}")
     relations = stage.get("relations", {})
     if not {"between seeds (SGD)", "SGD -> Adam", "Adam -> SGD"} <= set(relations):
         return finding(2, UNTESTABLE, rule, "needs at least two seed pairs and an Adam-trained model")
@@ -301,12 +144,12 @@ def finding_2(stages: dict) -> dict:
     cross = (to_adam + from_adam) * 0.5
     gap, asym = seed_mean - cross, abs(to_adam - from_adam)
     numbers = {
-        "seed_mean_pct": _number(seed_mean),
-        "seed_std_pct": _number(seed_std),
-        "sgd_to_adam_pct": _number(to_adam),
-        "adam_to_sgd_pct": _number(from_adam),
-        "optimizer_gap_pct": _number(gap),
-        "asymmetry_pct": _number(asym),
+        "seed_mean_pct": number_record(seed_mean),
+        "seed_std_pct": number_record(seed_std),
+        "sgd_to_adam_pct": number_record(to_adam),
+        "adam_to_sgd_pct": number_record(from_adam),
+        "optimizer_gap_pct": number_record(gap),
+        "asymmetry_pct": number_record(asym),
     }
     n = sample.n
     parts = [
@@ -315,9 +158,9 @@ def finding_2(stages: dict) -> dict:
         judge("|SGD->Adam - Adam->SGD| transfer %", asym, ASYMMETRY_MIN, "above", n),
     ]
     measured = (
-        f"seeds {_text(seed_mean, fmt='.1f')}% (std {_text(seed_std, fmt='.1f')} points); SGD->Adam "
-        f"{_text(to_adam, fmt='.1f')}%, Adam->SGD {_text(from_adam, fmt='.1f')}%; gap {_text(gap, fmt='.1f')}, "
-        f"asymmetry {_text(asym, fmt='.1f')} points"
+        f"seeds {estimate_text(seed_mean, fmt='.1f')}% (std {estimate_text(seed_std, fmt='.1f')} points); SGD->Adam "
+        f"{estimate_text(to_adam, fmt='.1f')}%, Adam->SGD {estimate_text(from_adam, fmt='.1f')}%; gap {estimate_text(gap, fmt='.1f')}, "
+        f"asymmetry {estimate_text(asym, fmt='.1f')} points"
     )
     return conclude(2, rule, measured, numbers, parts)
 
@@ -327,17 +170,17 @@ def finding_3(stages: dict) -> dict:
         "held if the interval of TM(VGG -> ResNet FP) - TM(ResNet FP -> VGG) lies above 0 and that of the "
         "ResNet's column average (TM into it from the other models) minus the VGG's lies above 0"
     )
-    sample, roles, labels = _matrix_sample(stages)
-    if sample is None or _label(roles, "VGG") is None:
+    sample, roles, labels = matrix_sample(stages)
+    if sample is None or role_label(roles, "VGG") is None:
         return finding(3, UNTESTABLE, rule, "needs a VGG and a ResNet in the TM matrix")
-    vgg, rn = str(_label(roles, "VGG")), str(_label(roles, "FP"))
+    vgg, rn = str(role_label(roles, "VGG")), str(role_label(roles, "FP"))
     v2r, r2v = sample.tm(vgg, rn), sample.tm(rn, vgg)
     col_rn, col_vgg = sample.col_avg(labels, rn), sample.col_avg(labels, vgg)
     numbers = {
-        "vgg_to_resnet": _number(v2r),
-        "resnet_to_vgg": _number(r2v),
-        "resnet_col_avg": _number(col_rn),
-        "vgg_col_avg": _number(col_vgg),
+        "vgg_to_resnet": number_record(v2r),
+        "resnet_to_vgg": number_record(r2v),
+        "resnet_col_avg": number_record(col_rn),
+        "vgg_col_avg": number_record(col_vgg),
     }
     if any(not math.isfinite(e.value) for e in (v2r, r2v, col_rn, col_vgg)):
         return finding(3, UNTESTABLE, rule, "a TM is undefined (no adversarial image generated)", numbers)
@@ -346,8 +189,8 @@ def finding_3(stages: dict) -> dict:
         judge("column average ResNet - VGG", col_rn - col_vgg, 0.0, "above", sample.n),
     ]
     measured = (
-        f"VGG->ResNet {_text(v2r)}, ResNet->VGG {_text(r2v)}; column average ResNet {_text(col_rn)}, "
-        f"VGG {_text(col_vgg)}"
+        f"VGG->ResNet {estimate_text(v2r)}, ResNet->VGG {estimate_text(r2v)}; column average ResNet {estimate_text(col_rn)}, "
+        f"VGG {estimate_text(col_vgg)}"
     )
     return conclude(3, rule, measured, numbers, parts)
 
@@ -357,20 +200,20 @@ def finding_4(stages: dict) -> dict:
         f"held if the interval of (mean TM from FP into Q1, Q2, HT) - {SHARP_DROP:g} x (mean TM from FP into Q8, "
         "Q4) lies below 0 and that of (mean row average of Q8, Q4) - (mean row average of Q1, Q2, HT) above 0"
     )
-    sample, roles, labels = _matrix_sample(stages)
-    low = [x for x in (_label(roles, r) for r in ("Q1", "Q2", "HT")) if x]
-    high = [x for x in (_label(roles, r) for r in ("Q8", "Q4")) if x]
+    sample, roles, labels = matrix_sample(stages)
+    low = [x for x in (role_label(roles, r) for r in ("Q1", "Q2", "HT")) if x]
+    high = [x for x in (role_label(roles, r) for r in ("Q8", "Q4")) if x]
     if sample is None or not low or not high:
         return finding(4, UNTESTABLE, rule, "needs FP, a Q8 or Q4 and a Q1, Q2 or HT model in the TM matrix")
-    fp = _label(roles, "FP")
+    fp = role_label(roles, "FP")
     fp_low, fp_high = sample.mean_tm([(fp, t) for t in low]), sample.mean_tm([(fp, t) for t in high])
     row_high = Estimate.mean_of([sample.row_avg(labels, s) for s in high])
     row_low = Estimate.mean_of([sample.row_avg(labels, s) for s in low])
     numbers = {
-        "fp_to_low": _number(fp_low),
-        "fp_to_high": _number(fp_high),
-        "row_avg_high": _number(row_high),
-        "row_avg_low": _number(row_low),
+        "fp_to_low": number_record(fp_low),
+        "fp_to_high": number_record(fp_high),
+        "row_avg_high": number_record(row_high),
+        "row_avg_low": number_record(row_low),
     }
     if any(not math.isfinite(e.value) for e in (fp_low, fp_high, row_high, row_low)):
         return finding(4, UNTESTABLE, rule, "a TM is undefined (no adversarial image generated)", numbers)
@@ -379,8 +222,8 @@ def finding_4(stages: dict) -> dict:
         judge("row average high - low bits", row_high - row_low, 0.0, "above", sample.n),
     ]
     measured = (
-        f"FP into {'/'.join(low)} {_text(fp_low)} vs into {'/'.join(high)} {_text(fp_high)}; row average "
-        f"{'/'.join(high)} {_text(row_high)}, {'/'.join(low)} {_text(row_low)}"
+        f"FP into {'/'.join(low)} {estimate_text(fp_low)} vs into {'/'.join(high)} {estimate_text(fp_high)}; row average "
+        f"{'/'.join(high)} {estimate_text(row_high)}, {'/'.join(low)} {estimate_text(row_low)}"
     )
     return conclude(4, rule, measured, numbers, parts)
 
@@ -388,12 +231,12 @@ def finding_4(stages: dict) -> dict:
 def wa_effect(stages: dict) -> tuple[Estimate | None, str]:
     """TM from FP into its weight/activation-quantized versions minus TM from FP into its other seeds, on one
     dataset's matrix (None with the reason when the matrix lacks them)."""
-    sample, roles, _ = _matrix_sample(stages)
+    sample, roles, _ = matrix_sample(stages)
     if sample is None:
-        return None, f"matrix stage {_why(stages, 'matrices')}"
-    fp = _label(roles, "FP")
-    wa = [x for x in (_label(roles, r) for r in ("W2", "A2")) if x]
-    seeds = [x for x in (_label(roles, r) for r in ("FP-s1", "FP-s2")) if x]
+        return None, f"matrix stage {why_missing(stages, 'matrices')}"
+    fp = role_label(roles, "FP")
+    wa = [x for x in (role_label(roles, r) for r in ("W2", "A2")) if x]
+    seeds = [x for x in (role_label(roles, r) for r in ("FP-s1", "FP-s2")) if x]
     if not wa or not seeds:
         return None, "no weight/activation-quantized models or no second seed at this scale"
     return sample.mean_tm([(fp, t) for t in wa]) - sample.mean_tm([(fp, t) for t in seeds]), ""
@@ -414,8 +257,8 @@ def finding_5(stages: dict, others: dict | None = None, dataset: str = "this dat
             reasons.append(f"{name}: {why}")
         else:
             effects[name] = effect
-    numbers = {f"{name}_wa_minus_seed_tm": _number(e) for name, e in effects.items()}
-    measured = "; ".join(f"{name}: TM(FP->W/A) - TM(FP->seeds) {_text(e)}" for name, e in effects.items())
+    numbers = {f"{name}_wa_minus_seed_tm": number_record(e) for name, e in effects.items()}
+    measured = "; ".join(f"{name}: TM(FP->W/A) - TM(FP->seeds) {estimate_text(e)}" for name, e in effects.items())
     if len(effects) < 2:
         why = "one dataset with W/A models in this run" + (f" ({'; '.join(reasons)})" if reasons else "")
         return finding(5, UNTESTABLE, rule, (measured + "; " if measured else "") + why, numbers)
@@ -441,9 +284,9 @@ def finding_6(stages: dict) -> dict:
         f"and minus EMPIR's lie above -{AGD_TOLERANCE:g}, and that of U-GD's success averaged over eps on the "
         "4-member ensemble minus on the 3-member one lies below 0 (paired over the same test images)"
     )
-    stage = _done(stages, "ensembles")
+    stage = stage_result(stages, "ensembles")
     if stage is None or "images" not in stage:
-        return finding(6, UNTESTABLE, rule, f"ensemble stage {_why(stages, 'ensembles')}")
+        return finding(6, UNTESTABLE, rule, f"ensemble stage {why_missing(stages, 'ensembles')}")
     sweep = stage["sweep"]
     images = stage["images"]
     weights = stats.resample_weights(len(next(iter(images.values()))))
@@ -459,14 +302,14 @@ def finding_6(stages: dict) -> dict:
     small = str(sweep.loc[sweep["size"] == sizes[0], "ensemble"].iloc[0])
     low_eps = float(sweep.loc[sweep["size"] == sizes[0], "eps"].min())
     low = {r: success(small, r, low_eps) for r in ("agd", "dag", "empir", "ugd")}
-    numbers = {f"{r}_success_low_eps": _number(e) for r, e in low.items()}
+    numbers = {f"{r}_success_low_eps": number_record(e) for r, e in low.items()}
     parts = [
         judge("A-GD - D-AG success at the lowest eps", low["agd"] - low["dag"], -AGD_TOLERANCE, "above", n),
         judge("A-GD - EMPIR success at the lowest eps", low["agd"] - low["empir"], -AGD_TOLERANCE, "above", n),
     ]
     measured = (
-        f"at eps {low_eps:g}: A-GD {_pct(low['agd'])}, D-AG {_pct(low['dag'])}, EMPIR {_pct(low['empir'])}, "
-        f"U-GD {_pct(low['ugd'])}"
+        f"at eps {low_eps:g}: A-GD {percent_text(low['agd'])}, D-AG {percent_text(low['dag'])}, EMPIR {percent_text(low['empir'])}, "
+        f"U-GD {percent_text(low['ugd'])}"
     )
     if len(sizes) < 2:
         parts.append({"part": "U-GD weakens with more members", "verdict": UNTESTABLE})
@@ -476,11 +319,9 @@ def finding_6(stages: dict) -> dict:
     for size in (sizes[0], sizes[-1]):
         ensemble = str(sweep.loc[sweep["size"] == size, "ensemble"].iloc[0])
         ugd[size] = Estimate.mean_of([success(ensemble, "ugd", float(e)) for e in eps_all])
-        numbers[f"ugd_mean_success_{int(size)}"] = _number(ugd[size])
+        numbers[f"ugd_mean_success_{int(size)}"] = number_record(ugd[size])
     parts.append(judge("U-GD success, more members - fewer", ugd[sizes[-1]] - ugd[sizes[0]], 0.0, "below", n))
-    measured += (
-        f"; U-GD mean success {_pct(ugd[sizes[0]])} ({sizes[0]} members) vs {_pct(ugd[sizes[-1]])} ({sizes[-1]})"
-    )
+    measured += f"; U-GD mean success {percent_text(ugd[sizes[0]])} ({sizes[0]} members) vs {percent_text(ugd[sizes[-1]])} ({sizes[-1]})"
     return conclude(6, rule, measured, numbers, parts)
 
 
@@ -490,7 +331,7 @@ def _margin_over_members(frame: pd.DataFrame, ensemble_column: str, members: lis
     ens = Estimate.ratio_of(weights, frame[ensemble_column].to_numpy(float), ones)
     margins = {m: ens - Estimate.ratio_of(weights, frame[m].to_numpy(float), ones) for m in members}
     best = min(margins, key=lambda m: margins[m].value)
-    return ens, _minimum(list(margins.values())), best, margins
+    return ens, minimum_of(list(margins.values())), best, margins
 
 
 def finding_7(stages: dict) -> dict:
@@ -499,36 +340,46 @@ def finding_7(stages: dict) -> dict:
         "member attacked alone) lies above 0 and, where the audit ran, so does that of its worst-case accuracy "
         "over the audit's battery minus the best member's; did not hold if any such interval lies below 0"
     )
-    stage = _done(stages, "trend")
+    stage = stage_result(stages, "trend")
     if stage is None or "images" not in stage:
-        return finding(7, UNTESTABLE, rule, f"TREND stage {_why(stages, 'trend')}")
+        return finding(7, UNTESTABLE, rule, f"TREND stage {why_missing(stages, 'trend')}")
     parts, texts, numbers = [], [], {}
     n = len(next(iter(stage["images"].values())))
     weights = stats.resample_weights(n)
     for ensemble, frame in stage["images"].items():
         members = [c for c in frame.columns if c != "ensemble"]
         ens, margin, best, margins = _margin_over_members(frame, "ensemble", members, weights)
-        numbers[ensemble] = {"ensemble": _number(ens), **{f"minus_{m}": _number(e) for m, e in margins.items()}}
+        numbers[ensemble] = {
+            "ensemble": number_record(ens),
+            **{f"minus_{m}": number_record(e) for m, e in margins.items()},
+        }
         parts.append(judge(f"{ensemble} under A-GD minus its best member ({best})", margin, 0.0, "above", n))
         texts.append(
-            f"{ensemble}: {_pct(ens)} under A-GD; minus its best member {best}: {_text(margin * 100, fmt='.1f')} points"
+            f"{ensemble}: {percent_text(ens)} under A-GD; minus its best member {best}: {estimate_text(margin * 100, fmt='.1f')} points"
         )
-    audit = _done(stages, "audit")
+    audit = stage_result(stages, "audit")
     if audit is None or "images" not in audit:
-        parts.append({"part": "under the audit's worst case", "verdict": UNTESTABLE, "note": _why(stages, "audit")})
-        texts.append(f"audit part not testable ({_why(stages, 'audit')})")
+        parts.append(
+            {"part": "under the audit's worst case", "verdict": UNTESTABLE, "note": why_missing(stages, "audit")}
+        )
+        texts.append(f"audit part not testable ({why_missing(stages, 'audit')})")
     else:
         worst = audit["images"]
         for ensemble in stage["images"]:
             members = ensemble.split(" + ")
             ens, margin, best, _ = _margin_over_members(worst, ensemble, members, weights)
-            numbers[f"{ensemble} worst case"] = {"ensemble": _number(ens), "minus_best_member": _number(margin)}
+            numbers[f"{ensemble} worst case"] = {
+                "ensemble": number_record(ens),
+                "minus_best_member": number_record(margin),
+            }
             parts.append(
                 judge(
                     f"{ensemble} under the audit's worst case minus its best member ({best})", margin, 0.0, "above", n
                 )
             )
-            texts.append(f"worst case {ensemble} {_pct(ens)}; minus {best}: {_text(margin * 100, fmt='.1f')} points")
+            texts.append(
+                f"worst case {ensemble} {percent_text(ens)}; minus {best}: {estimate_text(margin * 100, fmt='.1f')} points"
+            )
     return conclude(7, rule, "; ".join(texts), numbers, parts)
 
 
@@ -567,9 +418,9 @@ def finding_8(stages: dict) -> dict:
         f"point lies below {RMSE_MAX:g} (both curves refitted on each of {FIT_DRAWS} resamples of the test images; "
         "the interval is corrected for the bias refitting noisier resamples adds)"
     )
-    stage = _done(stages, "fit")
+    stage = stage_result(stages, "fit")
     if stage is None or "images" not in stage:
-        return finding(8, UNTESTABLE, rule, f"fit stage {_why(stages, 'fit')}")
+        return finding(8, UNTESTABLE, rule, f"fit stage {why_missing(stages, 'fit')}")
     summary = stage["summary"]
     rmse = {str(p): float(r) for p, r in zip(summary["pair"], summary["rmse"])}
     points = {str(p): int(n) for p, n in zip(summary["pair"], summary["measured_points"])}
@@ -587,9 +438,9 @@ def finding_8(stages: dict) -> dict:
         # minus the estimate) so the interval is about the RMSE, not about the resamples' extra noise
         bias = float(np.nanmedian(reps)) - value if np.isfinite(reps).any() else 0.0
         est = Estimate(value, reps - bias)
-        numbers[f"rmse {pair}"] = _number(est)
+        numbers[f"rmse {pair}"] = number_record(est)
         parts.append(judge(f"RMSE {pair}", est, RMSE_MAX, "below", len(frame)))
-        texts.append(f"{pair}: RMSE {_text(est)} over {points[pair]} points")
+        texts.append(f"{pair}: RMSE {estimate_text(est)} over {points[pair]} points")
     return conclude(8, rule, "; ".join(texts), numbers, parts)
 
 
