@@ -21,7 +21,7 @@ def sync_jobs(monkeypatch):
     import trend_core.runtime.jobs as jobs
 
     monkeypatch.setenv("TREND_JOBS_SYNC", "1")
-    monkeypatch.setattr(jobs, "_MANAGER", None)
+    jobs.reset_manager()
 
 
 @pytest.fixture

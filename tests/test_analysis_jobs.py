@@ -25,7 +25,7 @@ def env(zoo_home):
 def fresh_manager(monkeypatch):
     import trend_core.runtime.jobs as jobs
 
-    monkeypatch.setattr(jobs, "_MANAGER", None)
+    jobs.reset_manager()
 
 
 SUBMITS = {

@@ -55,7 +55,7 @@ def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(z
     job = jobs.get_manager().jobs(kind="reproduce")[0]
     assert not job.from_store and job.result["settings"]["scale"] == "mini"
 
-    monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server knows no jobs
+    jobs.reset_manager()  # a restarted server knows no jobs
 
     def refuse(*args, **kwargs):
         raise AssertionError("the stored report should be shown without running anything")

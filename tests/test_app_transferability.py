@@ -115,7 +115,7 @@ def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monke
     import trend_core.runtime.jobs as jobs
 
     first = heatmap_traces(finished_run)["TM"]["z"]
-    monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory
+    jobs.reset_manager()  # a restarted server: no job in memory
     at = set_up_run(open_app(PAGE))
     at.button(key="tr_run").click().run()
     assert_clean(at)

@@ -120,7 +120,7 @@ def test_finished_runs_are_listed_after_a_server_restart(built, monkeypatch):
     import trend_core.runtime.jobs as jobs
 
     before = jobs.get_manager().jobs(kind="transfer")[0]
-    monkeypatch.setattr(jobs, "_MANAGER", None)  # a restarted server: no job in memory, the store remembers
+    jobs.reset_manager()  # a restarted server: no job in memory, the store remembers
     at = open_app(PAGE)
     assert not any("starts from a finished transfer run" in m for m in texts(at.info))
     assert at.selectbox(key="tb_run").value == before.key

@@ -103,7 +103,7 @@ def test_cancel_queued_job_never_runs_it():
     assert queued.status is JobStatus.CANCELLED
     gate.set()
     wait_all(blocker)
-    manager._workers["cpu"].queue.join()
+    manager.wait_idle()
     assert ran == []
 
 

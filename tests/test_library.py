@@ -10,6 +10,7 @@ import sys
 import warnings
 
 import numpy as np
+import diskcache
 import pytest
 import torch
 import torch.nn as nn
@@ -200,7 +201,7 @@ def test_store_logs_an_entry_it_cannot_read_before_dropping_it(tmp_path, caplog)
     from trend_core.storage.store import Store
 
     store = Store(tmp_path)
-    store._cache.set("broken", b"not a torch file")
+    diskcache.Cache(str(store.directory)).set("broken", b"not a torch file")  # another program wrote it
     with caplog.at_level(logging.WARNING, logger="trend_core.storage.store"):
         assert store.get("broken", "fallback") == "fallback"
     assert "broken" in caplog.text and "unreadable" in caplog.text  # said, not silently deleted
@@ -215,7 +216,8 @@ def test_a_store_whose_entries_became_unreadable_recomputes_the_same_result(tmp_
     store = Store(tmp_path)
     models, data, attack = [tiny_classifier(0), tiny_classifier(1)], images(), tl.PGD(eps=0.2, steps=3)
     first = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
-    for key in list(store._cache.iterkeys()):
-        store._cache.set(key, b"damaged")
+    outside = diskcache.Cache(str(store.directory))  # the disk damaged behind the store's back
+    for key in store.keys():
+        outside.set(key, b"damaged")
     again = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
     assert again.pairs.equals(first.pairs)

@@ -140,13 +140,13 @@ def test_the_fake_files_are_what_torchvision_itself_reads(tmp_path):
 def test_the_data_root_decides_full_or_embedded(tmp_path, monkeypatch):
     write_fake_mnist(tmp_path / "data")
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
-    D._cached_mnist.cache_clear()
+    D.forget_loaded()
     try:
         assert len(D.load_dataset("mnist").test) == 20
         monkeypatch.setenv("TREND_DATA", str(tmp_path / "none"))
         assert len(D.load_dataset("mnist").test) == 2000
     finally:
-        D._cached_mnist.cache_clear()
+        D.forget_loaded()
     (tmp_path / "empty" / "MNIST" / "raw").mkdir(parents=True)  # what a download that failed at once leaves
     assert len(D.load_mnist(tmp_path / "empty").test) == 2000
 
@@ -273,7 +273,7 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
         return real(dataset, scale, profile, **{**given, **TINY_BUDGET})  # ... with a tiny budget
 
     monkeypatch.setattr(reproduce, "settings_for", settings)
-    D._cached_mnist.cache_clear()
+    D.forget_loaded()
     try:
         code = main(
             [
@@ -291,7 +291,7 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
             ]
         )
     finally:
-        D._cached_mnist.cache_clear()
+        D.forget_loaded()
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert chosen[0].eps == C.MNIST_EPS and chosen[0].models["FP"] == "mnist/resnet18-w0.125/FP/sgd/s0/e2"

@@ -122,8 +122,8 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
     assert result.matrix().equals(expected.matrix())
     assert expected.pairs["generated"].sum() > 0  # the comparison covers real adversarial images
     assert [s.done for s in steps] == [1, 2, 3] and not any(s.from_cache for s in steps)
-    keys = set(store._cache)
-    assert keys == set(local_store._cache)
+    keys = set(store.keys())
+    assert keys == set(local_store.keys())
     differ = [k for k in keys if not _same(store.get(k), local_store.get(k))]
     assert not differ, [(k, store.get(k), local_store.get(k)) for k in differ[:2]]
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pandas as pd
+import diskcache
 import pytest
 import torch
 import torch.nn as nn
@@ -145,7 +146,7 @@ class Hostile:
 
 def test_foreign_pickles_are_never_executed(tmp_path):
     store = Store(tmp_path)
-    store._cache.set("key", pickle.dumps(Hostile()))
+    diskcache.Cache(str(store.directory)).set("key", pickle.dumps(Hostile()))  # planted by another program
     assert store.get("key", "miss") == "miss"
     assert evil_calls == [] and not store.has("key")  # the unreadable entry is dropped
 

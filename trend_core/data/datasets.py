@@ -384,6 +384,13 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     return load_imagenet(root)
 
 
+def forget_loaded() -> None:
+    """Drop the datasets loaded so far from memory, so the next load reads the files again (after a download or
+    an import replaced them)."""
+    _cached_cifar.cache_clear()
+    _cached_mnist.cache_clear()
+
+
 @lru_cache(maxsize=2)
 def _cached_cifar(name: str, root: str, download: bool) -> DatasetBundle:
     return load_cifar(name, root, download)

@@ -382,6 +382,13 @@ class JobManager:
         return True
 
     # -- internals ------------------------------------------------------------------------------------------
+    def wait_idle(self) -> None:
+        """Block until every queued heavy job has run or been skipped (cancelled while waiting)."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.queue.join()
+
     def _worker(self, device: str) -> _DeviceWorker:
         worker = self._workers.get(device)
         if worker is None:
@@ -417,6 +424,13 @@ def get_manager() -> JobManager:
         if _MANAGER is None:
             _MANAGER = JobManager()
         return _MANAGER
+
+
+def reset_manager() -> None:
+    """Forget every job held in memory, as a restarted server would (finished results stay in their stores)."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        _MANAGER = None
 
 
 def device_lane(device: Any) -> str:

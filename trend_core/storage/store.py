@@ -347,6 +347,10 @@ class Store:
     def __len__(self) -> int:
         return self._call(lambda cache: len(cache))
 
+    def keys(self) -> list[str]:
+        """Every key held now (for comparing two stores and for `trend cache` listings)."""
+        return self._call(lambda cache: [str(k) for k in cache.iterkeys()])
+
     def close(self) -> None:
         with self._guard:
             if self._cache is not None:
@@ -382,6 +386,10 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def keys(self) -> list[str]:
+        """Every key held now."""
+        return list(self._data)
 
     def close(self) -> None:
         pass
