@@ -26,6 +26,21 @@ _HASH_MODULUS = 2**20  # pixel-hash weights stay below this, so the int64 hash o
 TIE_RULES = ("any", "all_disagree")
 
 
+def tiebreak_weights(seed: int, pixels: int) -> tuple[torch.Tensor, int]:
+    """The seeded pixel-hash weights and offset that pick a tie's deciding member for ``pixels``-value images."""
+    gen = torch.Generator().manual_seed(int(seed))
+    weights = torch.randint(1, _HASH_MODULUS, (pixels,), generator=gen, dtype=torch.int64)
+    offset = int(torch.randint(0, _HASH_MODULUS, (1,), generator=gen))
+    return weights, offset
+
+
+def tiebreak_members(x: torch.Tensor, weights: torch.Tensor, offset: int, members: int) -> torch.Tensor:
+    """Which member decides each image's tie: the hash of its 8-bit pixels, modulo the member count (the same
+    image gets the same member in any batch, and in an exported ensemble)."""
+    flat = (x.detach().flatten(1).float().clamp(0, 1) * 255).round().to(torch.int64)
+    return ((flat * weights).sum(dim=1) + offset).remainder(members)
+
+
 def drawn_ties(counts: torch.Tensor, ties: str = "any") -> torch.Tensor:
     """Which images (rows of the (B, C) vote counts) a random member decides.
 
@@ -114,15 +129,12 @@ class MajorityVote(nn.Module):
     def tiebreak(self, x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """Which member decides each image on a tie: a seeded hash of the image's 8-bit pixels, modulo N."""
         seed = self.seed if seed is None else int(seed)
-        flat = (x.detach().flatten(1).float().clamp(0, 1) * 255).round().to(torch.int64)
-        key = (seed, flat.shape[1], str(flat.device))
+        key = (seed, x[0].numel(), str(x.device))
         if key not in self._hash_weights:
-            gen = torch.Generator().manual_seed(seed)
-            weights = torch.randint(1, _HASH_MODULUS, (flat.shape[1],), generator=gen, dtype=torch.int64)
-            offset = int(torch.randint(0, _HASH_MODULUS, (1,), generator=gen))
-            self._hash_weights[key] = (weights.to(flat.device), offset)
+            weights, offset = tiebreak_weights(seed, x[0].numel())
+            self._hash_weights[key] = (weights.to(x.device), offset)
         weights, offset = self._hash_weights[key]
-        return ((flat * weights).sum(dim=1) + offset).remainder(len(self.members))
+        return tiebreak_members(x, weights, offset, len(self.members))
 
     def decide(
         self, preds: torch.Tensor, x: torch.Tensor, seed: int | None = None, num_classes: int | None = None
