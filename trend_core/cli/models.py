@@ -75,6 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     dl.add_argument("dataset", choices=("cifar10", "cifar100", "mnist"))
     dl.add_argument("--root", default=None)
     dl.set_defaults(func=cmd_data_download)
+    imp = dsub.add_parser(
+        "import",
+        help="your own evaluation data as a dataset: an image folder (one sub-folder per class) or an .npz with x, y",
+    )
+    imp.add_argument("name", help="the dataset's name in pages and commands (lowercase, e.g. my-cameras)")
+    imp.add_argument("path", help="an image folder (ImageFolder layout) or an .npz holding arrays x and y")
+    imp.add_argument("--eps", type=float, default=None, help="its default L-inf eps on [0, 1] pixels (default 8/255)")
+    imp.add_argument("--replace", action="store_true", help="overwrite a dataset already imported under this name")
+    imp.add_argument("--root", default=None, help="the data root (default $TREND_DATA or ~/.cache/trend/data)")
+    imp.set_defaults(func=cmd_data_import)
+    ls = dsub.add_parser("list", help="the built-in datasets and the ones you imported")
+    ls.add_argument("--root", default=None)
+    ls.set_defaults(func=cmd_data_list)
 
 
 def _train_all(args, specs, force: bool = False) -> None:
@@ -204,4 +217,28 @@ def cmd_data_download(args) -> int:
         f"{args.dataset}: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images "
         f"({bundle.source})"
     )
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from trend_core.data.user import import_dataset  # local: numpy and Pillow only when importing
+
+    info = import_dataset(args.name, args.path, root=args.root, eps=args.eps, replace=args.replace)
+    channels, height, width = info.input_shape
+    print(
+        f"{info.name}: {info.num_classes} classes, {channels}x{height}x{width} images, default eps {info.default_eps:.4g}; "
+        f"use it as --dataset {info.name} (all its images are the test split)"
+    )
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from trend_core.config.datasets import BUILT_IN, get_info, user_datasets, user_info
+
+    for name in [*BUILT_IN, *user_datasets(args.root)]:
+        info = get_info(name) if name in BUILT_IN else user_info(name, args.root)
+        kind = "built-in" if name in BUILT_IN else "imported"
+        shape = "x".join(str(v) for v in info.input_shape) if info else "?"
+        classes = info.num_classes if info else "?"
+        print(f"{name:<16} {kind:<9} {shape:<10} {classes} classes")
     return 0

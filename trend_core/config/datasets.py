@@ -1,9 +1,18 @@
 """What the engine knows about each dataset without loading it: shapes, classes, normalization and the
-default eps (torch-free, so specs, pages and the CLI's help can use it)."""
+default eps (torch-free, so specs, pages and the CLI's help can use it).
+
+Besides the built-in datasets, a user's own evaluation data imported with `trend data import NAME PATH` lives in
+``<data root>/user/NAME`` (images.npz and info.json); its facts are read from that info.json here, so every page
+and command knows it without a registration step.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trend_core.errors import TrendError
 
@@ -99,13 +108,79 @@ _INFOS = {
 }
 
 
-def get_info(name: str) -> DatasetInfo:
-    """Describe a dataset by name (no disk access)."""
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where CIFAR, ImageNet, the full MNIST and imported datasets are looked for: the argument, else
+    $TREND_DATA, else ~/.cache/trend/data."""
+    if root:
+        return Path(root).expanduser()
+    env = os.environ.get("TREND_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trend" / "data"
+
+
+BUILT_IN = tuple(_INFOS)
+USER_DATASETS = "user"  # the data root's folder of imported datasets
+USER_INFO = "info.json"
+USER_IMAGES = "images.npz"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def check_user_dataset_name(name: str) -> str:
+    """``name`` if it can name an imported dataset (lowercase letters, digits, - and _; not a built-in)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TrendError(
+            f"A dataset name is 1-40 lowercase letters, digits, '-' or '_', starting with a letter; got {name!r}."
+        )
+    if name in _INFOS:
+        raise TrendError(f"{name!r} is a built-in dataset; choose another name for your own data.")
+    return name
+
+
+def user_dataset_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder an imported dataset ``name`` lives in."""
+    return data_root(root) / USER_DATASETS / check_user_dataset_name(name)
+
+
+def info_from_dict(data: dict) -> DatasetInfo:
+    """A DatasetInfo from its JSON form (lists back to tuples)."""
+    known = DatasetInfo.__dataclass_fields__
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    fields["input_shape"] = tuple(int(v) for v in fields["input_shape"])
+    return DatasetInfo(**fields)
+
+
+def user_info(name: str, root: str | os.PathLike | None = None) -> DatasetInfo | None:
+    """The facts of the imported dataset ``name``, or None when there is none by that name."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in _INFOS:
+        return None
+    path = data_root(root) / USER_DATASETS / name / USER_INFO
     try:
+        return info_from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        raise TrendError(f"The imported dataset {name!r} has a damaged {path}; import it again.") from None
+
+
+def user_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """Names of the datasets imported under the data root, sorted."""
+    folder = data_root(root) / USER_DATASETS
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if _NAME.match(p.name) and (p / USER_INFO).is_file())
+
+
+def get_info(name: str) -> DatasetInfo:
+    """Describe a dataset by name: a built-in one, or one imported under the data root (no image loaded)."""
+    if name in _INFOS:
         return _INFOS[name]
-    except KeyError:
-        raise TrendError(f"Unknown dataset {name!r}; choose one of {', '.join(_INFOS)}.") from None
+    info = user_info(name)
+    if info is None:
+        raise TrendError(f"Unknown dataset {name!r}; choose one of {', '.join(list_datasets())}.")
+    return info
 
 
 def list_datasets() -> list[str]:
-    return list(_INFOS)
+    """The built-in datasets, then the imported ones."""
+    return list(_INFOS) + user_datasets()

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -20,19 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from trend_core.config.datasets import DatasetInfo, get_info
+from trend_core.config.datasets import BUILT_IN, USER_IMAGES, DatasetInfo, data_root, get_info, user_dataset_folder
 from trend_core.errors import TrendError
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where CIFAR, ImageNet and the full MNIST are looked for: the argument, else $TREND_DATA, else
-    ~/.cache/trend/data."""
-    if root:
-        return Path(root).expanduser()
-    env = os.environ.get("TREND_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trend" / "data"
 
 
 @dataclass
@@ -374,7 +364,9 @@ def load_imagenet(root: str | os.PathLike | None = None) -> DatasetBundle:
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> DatasetBundle:
     """Load a dataset by name; a missing one gets a TrendError saying where it was looked for."""
-    get_info(name)
+    info = get_info(name)
+    if name not in BUILT_IN:
+        return load_user_dataset(info, root)
     if name == "digits":
         return load_digits()
     if name == "mnist":
@@ -399,3 +391,15 @@ def _cached_cifar(name: str, root: str, download: bool) -> DatasetBundle:
 @lru_cache(maxsize=2)
 def _cached_mnist(root: str, download: bool) -> DatasetBundle:
     return load_mnist(root, download)
+
+
+def load_user_dataset(info: DatasetInfo, root: str | os.PathLike | None = None) -> DatasetBundle:
+    """An imported dataset (`trend data import`): every image in the test split, as uint8 read lazily to floats."""
+    path = user_dataset_folder(info.name, root) / USER_IMAGES
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]).long()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        raise TrendError(f"The imported dataset {info.name!r} has a damaged {path}; import it again.") from None
+    empty = TensorDataset(torch.zeros((0, *info.input_shape)), torch.zeros(0, dtype=torch.long))
+    return DatasetBundle(info, empty, empty, _UInt8Images(x, y), source=f"imported from {path.parent}")
