@@ -233,12 +233,8 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_data_list(args) -> int:
-    from trend_core.config.datasets import (
-        BUILT_IN,
-        get_info,
-        user_datasets,
-        user_info,
-    )  # (torch-free; local like every command here)
+    # local like every command here (this one is torch-free)
+    from trend_core.config.datasets import BUILT_IN, get_info, user_datasets, user_info
 
     for name in [*BUILT_IN, *user_datasets(args.root)]:
         info = get_info(name) if name in BUILT_IN else user_info(name, args.root)
