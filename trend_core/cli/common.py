@@ -126,13 +126,13 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
 
 def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
     """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
-    are too small to share between threads (``trend_core.training.train.training_threads``)."""
+    are too small to share between threads (``trend_core.training.threads.training_threads``)."""
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
     from trend_core.data.datasets import get_info
     from trend_core.runtime.devices import resolve_device
-    from trend_core.training.train import training_threads
+    from trend_core.training.threads import training_threads
 
     device = resolve_device(getattr(args, "device", "auto"))
     counts = {training_threads(get_info(spec.dataset), device) for spec in specs}
