@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks.pgd import PGD  # noqa: E402
 from trend_core.runtime.executors import LocalExecutor, RayExecutor  # noqa: E402
-from trend_core.experiments.units import train_specs  # noqa: E402
+from trend_core.models.zoo_training import train_specs  # noqa: E402
 from trend_core.experiments.transfer import run_transfer  # noqa: E402
 from trend_core.models.zoo import PRESETS, Zoo  # noqa: E402
 

@@ -159,7 +159,7 @@ def distributed() -> bool:
 def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
     """Train ``specs`` as parallel units on the chosen executor, one line on stderr per finished model."""
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.experiments.units import train_specs
+    from trend_core.models.zoo_training import train_specs
 
     if not specs:
         return
@@ -254,7 +254,7 @@ def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, 
 
     if csv_path:
         # local: loads torch only when needed (keeps start-up fast)
-        from trend_core.models.zoo import atomic_write_bytes
+        from trend_core.models.checkpoints import atomic_write_bytes
 
         try:
             atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())
