@@ -33,8 +33,9 @@ def warm(seconds: float = 1.0) -> int:
     """A unit that loads torch and the engine, and holds its worker long enough for the others to start too."""
     import torch  # noqa: F401
 
-    import trend_core.experiments.units  # noqa: F401
     import trend_core.experiments.transfer  # noqa: F401
+    import trend_core.experiments.units  # noqa: F401
+    import trend_core.training.units  # noqa: F401
 
     time.sleep(seconds)
     return os.getpid()
