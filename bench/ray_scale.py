@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks.pgd import PGD  # noqa: E402
 from trend_core.runtime.executors import LocalExecutor, RayExecutor  # noqa: E402
-from trend_core.experiments.units import train_specs  # noqa: E402
+from trend_core.models.zoo_training import train_specs  # noqa: E402
 from trend_core.experiments.transfer import run_transfer  # noqa: E402
 from trend_core.models.zoo import PRESETS, Zoo  # noqa: E402
 
@@ -33,8 +33,9 @@ def warm(seconds: float = 1.0) -> int:
     """A unit that loads torch and the engine, and holds its worker long enough for the others to start too."""
     import torch  # noqa: F401
 
-    import trend_core.experiments.units  # noqa: F401
     import trend_core.experiments.transfer  # noqa: F401
+    import trend_core.experiments.units  # noqa: F401
+    import trend_core.training.units  # noqa: F401
 
     time.sleep(seconds)
     return os.getpid()

@@ -46,7 +46,8 @@ def load() -> str:
 
 def bench_threads(device: str, repeats: int = 2) -> None:
     """Two epochs of the digits ResNet18 with one thread and with PyTorch's default, alternated."""
-    from trend_core.training.train import train_loop, training_threads
+    from trend_core.training.threads import training_threads
+    from trend_core.training.train import train_loop
 
     default = torch.get_num_threads()
     spec = ModelSpec.parse("digits/resnet18-w0.25/FP/sgd/s0/e2")

@@ -175,7 +175,8 @@ def test_an_imported_seed_stays_out_of_families_and_seed_statistics_unless_inclu
     import torch
 
     from conftest import TEST_ZOO_DIR
-    from trend_core.models.zoo import Zoo, is_imported
+    from trend_core.models.checkpoints import is_imported
+    from trend_core.models.zoo import Zoo
 
     weights = tmp_path / "fp-weights.pt"
     torch.save(Zoo(TEST_ZOO_DIR).load(FP).state_dict(), weights)

@@ -35,12 +35,11 @@ def no_work(monkeypatch):
     import trend_core.attacks.base as base
     import trend_core.training.train as train
     import trend_core.training.many as train_many
-    import trend_core.models.zoo as zoo
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the store folder was checked")
 
-    for module, name in ((train, "train_model"), (zoo, "train_model"), (train_many, "train_loop")):
+    for module, name in ((train, "train_model"), (train_many, "train_loop")):
         monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(base.Attack, "run", refuse)
 

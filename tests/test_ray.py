@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 
 from trend_core.errors import TrendError  # noqa: E402
 from trend_core.runtime.executors import Executor, get_executor  # noqa: E402
-from trend_core.experiments.units import train_specs  # noqa: E402
+from trend_core.models.zoo_training import train_specs  # noqa: E402
 from trend_core.storage.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
 from trend_core.experiments.transfer import CACHE_VERSION, attack_keys, evaluation_data, run_transfer  # noqa: E402
 from trend_core.models.zoo import Zoo  # noqa: E402

@@ -98,15 +98,13 @@ def test_a_failure_in_one_model_stops_the_others_and_is_raised(monkeypatch):
 
 
 def test_a_distributed_executor_reports_each_model_as_it_lands(tmp_path, monkeypatch):
-    from trend_core.models import zoo as zoo_module
     from trend_core.runtime.executors import LocalExecutor
 
     class OffProcess(LocalExecutor):  # runs units in threads here, but the zoo treats it like a cluster
         distributed = True
 
     executor = OffProcess(workers=2)
-    monkeypatch.setattr(zoo_module, "get_executor", lambda *a: executor)
-    monkeypatch.setattr("trend_core.experiments.units.get_executor", lambda *a: executor)
+    monkeypatch.setattr("trend_core.training.run.get_executor", lambda *a: executor)
     steps = []
     zoo = Zoo(tmp_path)
     assert zoo.train_many(SPECS[:2], device="cpu", progress=steps.append) == SPECS[:2]

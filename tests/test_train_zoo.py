@@ -9,7 +9,8 @@ import torch
 from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
 from trend_core.training.train import TrainingCancelled, train_model
-from trend_core.models.zoo import Zoo, preset_specs, read_state_dict
+from trend_core.models.checkpoints import read_state_dict
+from trend_core.models.zoo import Zoo, preset_specs
 
 TINY = ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s3/e2")
 

@@ -126,13 +126,13 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
 
 def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
     """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
-    are too small to share between threads (``trend_core.training.train.training_threads``)."""
+    are too small to share between threads (``trend_core.training.threads.training_threads``)."""
     # local: loads torch only when needed (keeps start-up fast)
     import torch
 
     from trend_core.config.datasets import get_info
     from trend_core.runtime.devices import resolve_device
-    from trend_core.training.train import training_threads
+    from trend_core.training.threads import training_threads
 
     device = resolve_device(getattr(args, "device", "auto"))
     counts = {training_threads(get_info(spec.dataset), device) for spec in specs}
@@ -159,7 +159,7 @@ def distributed() -> bool:
 def train_parallel(args: argparse.Namespace, specs: list[ModelSpec]) -> None:
     """Train ``specs`` as parallel units on the chosen executor, one line on stderr per finished model."""
     # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.experiments.units import train_specs
+    from trend_core.models.zoo_training import train_specs
 
     if not specs:
         return
@@ -254,7 +254,7 @@ def emit_table(frame: pd.DataFrame, as_json: bool, csv_path: str | None = None, 
 
     if csv_path:
         # local: loads torch only when needed (keeps start-up fast)
-        from trend_core.models.zoo import atomic_write_bytes
+        from trend_core.models.checkpoints import atomic_write_bytes
 
         try:
             atomic_write_bytes(Path(csv_path), frame.to_csv(index=True).encode())

@@ -329,7 +329,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     # local: loads torch only when needed (keeps start-up fast)
     from trend_core.data.datasets import load_dataset
     from trend_core.experiments.boundary import decision_boundary
-    from trend_core.models.zoo import atomic_write_bytes
+    from trend_core.models.checkpoints import atomic_write_bytes
     from trend_core.plots.boundary import class_map_image
 
     check_outputs(out=args.out)

@@ -123,7 +123,7 @@ def _run_one(settings, zoo, store, device, label: bool) -> dict:
 
     # local: looked up at call time (tests replace it)
     from trend_core.reproduce import run_reproduce
-    from trend_core.training.train import cpu_threads, training_threads
+    from trend_core.training.threads import cpu_threads, training_threads
 
     bar = tqdm(
         total=1000,

@@ -1,16 +1,16 @@
-"""Units of work for an Executor, and the driver side that schedules them and writes what they return.
+"""Units of work for an Executor in transfer runs and attack sweeps, and the driver side that schedules them
+and writes what they return (training units are ``trend_core.training.units``).
 
-A unit is a plain function of plain inputs: train one spec (returns safetensors bytes and metadata), attack one
-model at some eps (returns the attack's per-image outcomes and images), predict one model on some images.
-Models travel as a spec plus safetensors bytes (rebuilt on the worker; any other module is sent as an object).
-Only the driver writes to the zoo and the results store, each result once it is complete, so a lost worker or
-a killed driver never leaves a partial entry and a rerun resumes from what is stored.
+A unit is a plain function of plain inputs: attack one model at some eps (returns the attack's per-image
+outcomes and images), predict one model on some images. Models travel as a spec plus safetensors bytes (rebuilt
+on the worker; any other module is sent as an object). Only the driver writes to the results store, each result
+once it is complete, so a lost worker or a killed driver never leaves a partial entry and a rerun resumes from
+what is stored.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -18,26 +18,13 @@ import torch.nn as nn
 from safetensors.torch import load, save
 
 from trend_core.attacks.base import predict
-from trend_core.config.specs import ModelSpec, parse_spec
+from trend_core.config.specs import ModelSpec
 from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
-from trend_core.runtime.executors import Executor, get_executor
+from trend_core.runtime.executors import POLL_SECONDS, Executor, cancel_units, finished_units, worker_device
 from trend_core.storage.store import content_key, model_fingerprint
-from trend_core.training.train import TrainingCancelled
-
-POLL_SECONDS = 0.25  # how often a waiting driver checks its cancel callback
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """Progress of ``train_specs``: ``done`` of ``total`` models finished; ``name`` the one just written."""
-
-    done: int
-    total: int
-    name: str
-    test_acc: float | None
 
 
 # ----------------------------------------------------------------------------- models as plain data
@@ -70,22 +57,7 @@ def unpack_model(package: dict, device: torch.device) -> nn.Module:
     return package["module"].to(device)
 
 
-def worker_device(device: Any) -> str:
-    """The device name to send to workers: a resolved torch.device says nothing about a worker, so it is auto."""
-    return "auto" if isinstance(device, torch.device) or device is None else str(device)
-
-
 # ----------------------------------------------------------------------------- units (run on workers)
-def train_unit(spec: dict, device: str = "auto") -> dict:
-    """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
-    # local: looked up at call time (tests replace it)
-    from trend_core.training.train import train_model, trained_metadata
-
-    result = train_model(ModelSpec.from_dict(spec), device=device)
-    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    return {"weights": save(state), "meta": trained_metadata(result, device)}
-
-
 def attack_unit(
     package: dict,
     attack,
@@ -118,37 +90,6 @@ def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "a
 
 
 # ----------------------------------------------------------------------------- driver side
-def train_specs(
-    zoo,
-    specs: Sequence[ModelSpec | str],
-    device: Any = "auto",
-    executor: Executor | str | None = None,
-    progress: Callable[[TrainStep], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> list[dict]:
-    """Train the specs the zoo lacks as parallel units and write each to the zoo as it completes.
-
-    Returns every spec's metadata (in the order given). Pretrained torchvision specs are fetched here, not trained.
-    """
-    ex = get_executor(executor)
-    chosen: list[ModelSpec] = list(dict.fromkeys(parse_spec(s) for s in specs))
-    for spec in chosen:
-        if spec.pretrained and not zoo.has(spec):
-            zoo.get_or_train(spec)
-    missing = [spec for spec in chosen if not zoo.has(spec)]
-    dev = worker_device(device)
-    futures = {ex.submit(train_unit, spec.to_dict(), dev, gpu=dev != "cpu"): spec for spec in missing}
-    for done, (future, value) in enumerate(_as_done(ex, futures, cancel, "Training"), start=1):
-        spec = futures[future]
-
-        model = build_model(spec)
-        model.load_state_dict(load(value["weights"]))
-        meta = zoo.save(spec, model, value["meta"])
-        if progress is not None:
-            progress(TrainStep(done, len(missing), spec.name, meta.get("test_acc")))
-    return [zoo.metadata(spec) for spec in chosen]
-
-
 def prefetch_transfer(
     executor: Executor,
     models: Sequence[nn.Module],
@@ -227,7 +168,7 @@ def prefetch_transfer(
                 progress(TransferStep(finished, len(sources), labels[s], True))
     while pending:
         if cancel is not None and cancel():
-            _cancel_all(executor, pending)
+            cancel_units(executor, pending)
             raise TransferCancelled(f"The transfer run was cancelled after {finished} of {len(sources)} sources.")
         done, _ = wait(list(pending), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
@@ -235,7 +176,7 @@ def prefetch_transfer(
             try:
                 value = future.result()
             except BaseException:
-                _cancel_all(executor, pending)
+                cancel_units(executor, pending)
                 raise
             keys, pred_keys = plan[s]
             if kind == "attack":
@@ -286,33 +227,10 @@ def prefetch_attacks(
             )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)
-    for n, (future, value) in enumerate(_as_done(executor, futures, None, "The sweep"), start=1):
+    for n, (future, value) in enumerate(finished_units(executor, futures), start=1):
         keys, label = futures[future]
         for key, entry in zip(keys, value):
             store.set(key + ":x_adv", entry["x_adv"])
             store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
         if progress is not None:
             progress(f"{n}/{total} attacks done ({label})")
-
-
-def _as_done(executor: Executor, futures: dict, cancel: Callable[[], bool] | None, what: str):
-    """(future, result) as each finishes; a failure or a cancel stops the others and raises."""
-    pending = set(futures)
-    while pending:
-        if cancel is not None and cancel():
-            _cancel_all(executor, pending)
-
-            raise TrainingCancelled(f"{what} was cancelled.")
-        done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-        for future in done:
-            try:
-                value = future.result()
-            except BaseException:
-                _cancel_all(executor, pending)
-                raise
-            yield future, value
-
-
-def _cancel_all(executor: Executor, futures) -> None:
-    for future in list(futures):
-        executor.cancel(future)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from trend_core.errors import TrendError
+from trend_core.models.checkpoints import atomic_write_bytes
 
 PROGRAM_SUFFIX = ".pt2"
 _TENSOR_PREFIXES = {"weights": "weight_", "constants": "tensor_"}
@@ -113,8 +114,6 @@ def _eval_mode(module: nn.Module) -> None:
 
 def save_program(module: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> Path:
     """Export ``module`` (batch dimension dynamic) to ``path`` atomically; returns the path."""
-    from trend_core.models.zoo import atomic_write_bytes  # (the zoo's atomic writer: temp name, fsync, rename)
-
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=2**16)
     with torch.no_grad():

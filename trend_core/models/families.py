@@ -36,7 +36,7 @@ def _describe(spec, varying: tuple[str, ...]) -> str:
 
 def imported_names(metas: Iterable[dict]) -> set[str]:
     """Canonical names of the zoo models whose weights were imported rather than trained from their spec."""
-    from trend_core.models.zoo import is_imported  # local: the zoo loads torch, this module stays light
+    from trend_core.models.checkpoints import is_imported  # local: checkpoints load torch, this module stays light
 
     return {m["name"] for m in metas if m.get("name") and is_imported(m)}
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.models.zoo import Zoo, library_versions
+from trend_core.models.checkpoints import library_versions
+from trend_core.models.zoo import Zoo
 from trend_core.reproduce.findings import evaluate_findings
 from trend_core.reproduce.report import write_outputs
 from trend_core.reproduce.settings import ReproSettings, settings_for

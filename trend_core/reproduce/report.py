@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trend_core.models.zoo import atomic_write_bytes
+from trend_core.models.checkpoints import atomic_write_bytes
 from trend_core.reproduce.figures import report_figures
 from trend_core.reproduce.findings import findings_frame
 from trend_core.reproduce.judging import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE

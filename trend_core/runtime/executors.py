@@ -1,8 +1,8 @@
 """Where units of work run: local threads (the default) or Ray tasks on a cluster.
 
 An executor takes a plain function and its arguments and returns a ``concurrent.futures.Future``; engine
-functions (``trend_core.experiments.units``) submit units of work to it and write what comes back into the zoo and the
-store themselves, so workers never touch the driver's files. Chosen by ``--executor local|ray`` on the CLI, or
+functions (``trend_core.training.units``, ``trend_core.experiments.units``) submit units of work to it and hand
+what comes back to the driver, which writes the zoo and the store itself, so workers never touch its files. Chosen by ``--executor local|ray`` on the CLI, or
 by ``TREND_EXECUTOR`` / ``TREND_RAY_ADDRESS`` (``auto``: a running cluster, ``ray://host:10001``: a remote
 one, ``local``: start Ray on this machine); setting only the address selects Ray.
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
-from typing import Any, Callable
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterator
 
 from trend_core.errors import TrendError
 
 EXECUTOR_CHOICES = ("local", "ray")
 TASK_RETRIES = 3  # Ray reruns a task whose worker died this many times; a TrendError is never retried
+POLL_SECONDS = 0.25  # how often a driver waiting on units checks its cancel callback
 
 _default_name: str | None = None
 _cache: dict[tuple, Executor] = {}
@@ -182,6 +183,41 @@ def _plain_error(exc: BaseException) -> BaseException:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         return TrendError(f"A Ray task failed ({type(exc).__name__}){': ' + first if first else ''}")
     return exc
+
+
+# ----------------------------------------------------------------------------- the driver's side of units
+def worker_device(device: Any) -> str:
+    """The device name to send to workers: a resolved torch.device says nothing about a worker, so it is auto."""
+    return device if isinstance(device, str) else "auto"
+
+
+def finished_units(
+    executor: Executor,
+    futures: dict[Future, Any],
+    cancel: Callable[[], bool] | None = None,
+    cancelled: Callable[[], BaseException] | None = None,
+) -> Iterator[tuple[Future, Any]]:
+    """(future, result) as each unit finishes; a failure, or ``cancel()`` turning true (raising ``cancelled()``),
+    stops the units still pending and raises."""
+    pending = set(futures)
+    while pending:
+        if cancel is not None and cancel():
+            cancel_units(executor, pending)
+            raise cancelled() if cancelled is not None else RuntimeError("The units were cancelled.")
+        done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
+            try:
+                value = future.result()
+            except BaseException:
+                cancel_units(executor, pending)
+                raise
+            yield future, value
+
+
+def cancel_units(executor: Executor, futures: Any) -> None:
+    """Ask ``executor`` to drop each of ``futures`` (queued ones never run; running ones stop where they can)."""
+    for future in list(futures):
+        executor.cancel(future)
 
 
 # ----------------------------------------------------------------------------- choosing one

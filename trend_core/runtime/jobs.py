@@ -16,7 +16,6 @@ Set ``TREND_JOBS_SYNC=1`` (tests, scripts) to run every job inline in the submit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -170,8 +169,7 @@ class Job:
         try:
             if self._fn is None:
                 raise TrendError(f"{self.title} has nothing to run.")
-            with _threads_for(self):
-                result = self._fn(self)
+            result = self._fn(self)
         except JobCancelled:
             self._finish(JobStatus.CANCELLED, message="cancelled")
         except TrendError as exc:
@@ -220,25 +218,6 @@ class Job:
                 pass
         log.error("job %s (%s) failed", self.key, self.title, exc_info=exc)
         return f"{self.title} failed unexpectedly ({what}){where}."
-
-
-def _threads_for(job: Job):
-    """The CPU thread setting a heavy CPU job runs under: one thread for small-image datasets (digits), whose
-    ops are too small to share between threads (``train.training_threads``); otherwise PyTorch's own."""
-    dataset = job.meta.get("dataset")
-    if job.device != "cpu" or not dataset:
-        return contextlib.nullcontext()
-    # local: loads torch only when needed (keeps start-up fast)
-    import torch
-
-    from trend_core.config.datasets import get_info
-    from trend_core.training.train import cpu_threads, training_threads
-
-    try:
-        info = get_info(dataset)
-    except TrendError:
-        return contextlib.nullcontext()
-    return cpu_threads(training_threads(info, torch.device("cpu")))
 
 
 def format_seconds(seconds: float) -> str:

@@ -45,6 +45,7 @@ from trend_core.runtime.jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatu
 from trend_core.runtime.progress import WorkMeter
 from trend_core.service import commands
 from trend_core.storage.store import AnyStore, Cache, MemoryStore, content_key
+from trend_core.training.threads import dataset_threads
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 VERSION = "analysis-jobs/v1"
@@ -159,7 +160,7 @@ def _submit(
         return found
     return (manager or get_manager()).submit(
         key,
-        run,
+        in_threads(run, meta["dataset"], device_lane(device)),
         title=title,
         kind=kind,
         device=device_lane(device),
@@ -167,6 +168,17 @@ def _submit(
         log_dir=Path(zoo.root) / "logs",
         meta=meta,
     )
+
+
+def in_threads(run: Callable[[Job], Any], dataset: str | None, lane: str) -> Callable[[Job], Any]:
+    """``run`` under the CPU thread setting for heavy work on ``dataset`` on the device ``lane`` (one thread for
+    small images on the CPU: ``trend_core.training.threads.dataset_threads``)."""
+
+    def threaded(job: Job) -> Any:
+        with dataset_threads(dataset, lane):
+            return run(job)
+
+    return threaded
 
 
 _LOOKUP_ONLY = contextvars.ContextVar("trend_lookup_only", default=False)
@@ -902,9 +914,10 @@ def submit_training(
         return [zoo.metadata(spec) for spec in specs]
 
     title = f"Training {n} model{'s' if n > 1 else ''}"
+    dataset = dataset_of([spec.name for spec in specs])
     return (manager or get_manager()).submit(
         training_key(zoo, specs),
-        run,
+        in_threads(run, dataset, device_lane(dev)),
         title=title,
         kind="train",
         device=device_lane(dev),
@@ -912,7 +925,7 @@ def submit_training(
         log_dir=Path(zoo.root) / "logs",
         meta={
             "home": home_of(zoo),
-            "dataset": dataset_of([spec.name for spec in specs]),
+            "dataset": dataset,
             "command": commands.train_command([spec.name for spec in specs], zoo.root, device),
         },
     )
@@ -1105,7 +1118,7 @@ def submit_transfer(
     result_store = None if live else _CodecStore(store, transfer_summary, transfer_from_summary)
     return (manager or get_manager()).submit(
         key + (":live" if live else ""),
-        run,
+        in_threads(run, dataset_of(sources), device_lane(dev)),
         title=title,
         kind="transfer-live" if live else "transfer",
         device=device_lane(dev),

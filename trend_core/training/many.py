@@ -1,6 +1,6 @@
 """Training several models: small-image models on the CPU train side by side, one per core.
 
-A digits model's ops take microseconds, so one model cannot use two cores (``train.training_threads`` gives it
+A digits model's ops take microseconds, so one model cannot use two cores (``threads.training_threads`` gives it
 one thread); two models trained at once, each on one thread, can. Each model still gets exactly the weights it
 gets when trained alone: its initial weights are drawn under a lock from its own seed, the data order and
 augmentation come from its own generator, and models whose training draws from torch's global generator
@@ -23,14 +23,13 @@ from trend_core.config.specs import ModelSpec
 from trend_core.data.datasets import load_dataset
 from trend_core.nn.build import build_model
 from trend_core.runtime.devices import resolve_device
+from trend_core.training.threads import cpu_threads, training_threads
 from trend_core.training.train import (
     EpochReport,
     TrainingCancelled,
     TrainingFailed,
     TrainResult,
-    cpu_threads,
     train_loop,
-    training_threads,
 )
 
 

@@ -6,13 +6,12 @@ callback and stops early when a cancel callback says so. Training that ends at c
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -26,6 +25,7 @@ from trend_core.data.datasets import DatasetBundle, as_float_images, load_datase
 from trend_core.errors import TrendError
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.runtime.devices import resolve_device
+from trend_core.training.threads import cpu_threads, training_threads
 
 ProgressFn = Callable[["EpochReport"], None]
 
@@ -102,41 +102,7 @@ def trained_metadata(result: TrainResult, device: str) -> dict:
     }
 
 
-# Images up to this size (digits' 8x8, MNIST's 28x28; not CIFAR's 32x32) train on one CPU thread. MNIST measured
-# (an eighth-width ResNet18, one epoch of the embedded 7,200 images, load 5-7 on 2 cores): 15 s on one thread,
-# 132 s on two.
-SMALL_IMAGE_PIXELS = 28 * 28
-_THREADS_LOCK = threading.RLock()
 _INIT_LOCK = threading.Lock()  # seeding torch's global generator and drawing the initial weights, as one step
-
-
-def training_threads(info: DatasetInfo, device: torch.device) -> int | None:
-    """The CPU threads to train (and attack) with: one for small images, else None (PyTorch's setting).
-
-    A digits batch is a few hundred kB of activations, so each op takes microseconds and a second thread costs
-    more in hand-offs than it gains; on a loaded 2-core machine the two threads wait on each other for a whole
-    time slice at every op. Measured (one process, load ~18 on 2 cores): 20 s for two epochs of the digits
-    ResNet18 on one thread, 445 s on two; PGD-20 on 100 digits 5.7 s against 45 s; see README "Timings".
-    """
-    if device.type != "cpu":
-        return None
-    return 1 if info.image_size * info.image_size <= SMALL_IMAGE_PIXELS else None
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` intra-op CPU threads (None: unchanged), restoring the setting after; the
-    setting is process-wide, so blocks that change it run one at a time."""
-    if count is None or count == torch.get_num_threads():
-        yield
-        return
-    with _THREADS_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(count)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def default_batch_size(info: DatasetInfo) -> int:
