@@ -88,7 +88,7 @@ def show_sweep(result: dict) -> None:
 
 @st.cache_data(show_spinner="Computing the members' gradients", max_entries=32)
 def _views(home: str, identity: tuple, index: int, device: str):
-    from trend_core.service.analysis_jobs import gradient_views_of
+    from trend_core.service.ensembles import gradient_views_of
     from trend_core.models.zoo import Zoo
 
     return gradient_views_of(Zoo(home), [name for name, _ in identity], index, device)
@@ -96,7 +96,7 @@ def _views(home: str, identity: tuple, index: int, device: str):
 
 def show_gradients(ctx, members: list[str]) -> None:
     """The paper's Fig. 7 for one test image: each member's gradient and sign, the D-AG and A-GD directions."""
-    from trend_core.service.analysis_jobs import test_images
+    from trend_core.models.members import test_images
     from trend_core.data.datasets import get_info
     from trend_core.plots.ensemble import gradient_figures, rule_label
 
@@ -124,7 +124,7 @@ def show_gradients(ctx, members: list[str]) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_ensemble_sweep
+    from trend_core.service.ensembles import submit_ensemble_sweep
 
     trend_ui.page_intro("Ensemble attacks", "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
                         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "

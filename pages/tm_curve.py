@@ -95,7 +95,7 @@ def show_fit(result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_tm_fit
+    from trend_core.service.curve import submit_tm_fit
 
     trend_ui.page_intro("TM curve", "How does transferability change with the attack's strength? Fit f_st and f_ss "
                         "as a(1 - exp(b eps)) from a few eps, predict TM(eps) = f_st / f_ss anywhere in between, and "

@@ -265,7 +265,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
     # local: loads torch only when the command runs (keeps start-up fast)
-    from trend_core.experiments.curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
+    from trend_core.experiments.curve import MIN_POINTS, default_fit_eps, fit_tm_stepwise
     from trend_core.storage.store import MemoryStore, get_store
 
     profile = profile_of(args)
@@ -291,18 +291,10 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         )
     source, target = load_models(args, [s.name for s in specs])
     cache = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
-    measured_eps = sorted({float(e) for e in [*fit_eps, *eval_eps]})
     with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
-        work = WorkMeter(report, len(measured_eps) + 0.05)
-        for i, eps in enumerate(measured_eps):
-            work.start(f"eps {eps:g} ({i + 1}/{len(measured_eps)})")
-            measure_tm(source, target, [eps], attack, None, limit, cache, args.device, profile=profile)
-            work.done(1)
-        work.start("fitting")
-        result = fit_tm(
-            source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device, profile=profile
+        result = fit_tm_stepwise(
+            source, target, fit_eps, eval_eps, attack, limit, cache, args.device, profile=profile, report=report
         )
-        work.done(0.05)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

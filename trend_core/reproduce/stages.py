@@ -19,22 +19,21 @@ import torch
 
 from trend_core.attacks.base import attack_mode, predict
 from trend_core.attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, member_gradients
-from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.registry import make_attack
 from trend_core.config.profiles import get_profile
 from trend_core.config.specs import ModelSpec
 from trend_core.data.datasets import load_dataset
-from trend_core.ensemble.selection import ENSEMBLE_LABEL, select_ensembles
+from trend_core.ensemble.selection import ENSEMBLE_LABEL, growing_ensembles, select_ensembles
 from trend_core.errors import TrendError
 from trend_core.experiments.audit import run_audit
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.experiments.curve import fit_tm
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.experiments.transfer import pair_statistics, run_transfer
+from trend_core.experiments.vote_robustness import agd_evaluation, growth_curve
 from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.reproduce.settings import ReproSettings
-from trend_core.service.analysis_jobs import growing_ensembles
 from trend_core.storage.store import Store
 from trend_core.training.train import accuracy
 
@@ -285,7 +284,6 @@ def ensemble_attacks(ctx: StageContext) -> dict:
             rules=RULE_NAMES,
             data=ctx.data(),
             steps=s.ensemble_steps,
-            step_size=step_size_for(max(eps), s.ensemble_steps),
             seed=s.seed,
             members_alone=False,
             cache=ctx.store,
@@ -316,9 +314,7 @@ def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
     norms = grads.flatten(2).norm(dim=2).mean(dim=1).cpu()
     frames = []
     for rule in ("dag", "agd"):
-        attack = EnsemblePGD(
-            rule, eps, steps=s.ensemble_steps, step_size=step_size_for(eps, s.ensemble_steps), seed=s.seed
-        )
+        attack = EnsemblePGD(rule, eps, steps=s.ensemble_steps, seed=s.seed)
         trace = agreement_trace(attack, vote, x, y)
         frames.append(trace.groupby("member", sort=False, as_index=False)["agreement"].mean().assign(rule=rule))
     agreement = pd.concat(frames, ignore_index=True)
@@ -357,23 +353,15 @@ def trend(ctx: StageContext) -> dict:
             }
         )
         ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
-        outcomes: dict = {}
-        sweep = robustness_sweep(
+        sweep, images[" + ".join(members)] = agd_evaluation(
             _vote(ctx, [role_of[x] for x in members]),
-            [s.trend_eps],
-            rules=["agd"],
+            s.trend_eps,
+            s.ensemble_steps,
             data=ctx.data(),
-            steps=s.ensemble_steps,
-            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
             seed=s.seed,
-            members_alone=True,
             cache=ctx.store,
             device=ctx.device,
             profile=s.profile,
-            outcomes=outcomes,
-        )
-        images[" + ".join(members)] = pd.DataFrame(
-            {model: v for (rule, _, model), v in outcomes.items() if rule != "clean"}
         )
         ratios = robustness_ratios(sweep)
         ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
@@ -402,37 +390,23 @@ def trend(ctx: StageContext) -> dict:
         )
     ctx.check()
     ctx.progress(len(sizes) / (len(sizes) + 1), "robustness as the ensemble grows")
-    growth_rows = []
-    for members in growing_ensembles(tm, min(6, len(m["labels"])), fp):
-        ctx.check()
-        sweep = robustness_sweep(
-            _vote(ctx, [role_of[x] for x in members]),
-            [s.trend_eps],
-            rules=["agd"],
-            data=ctx.data(),
-            steps=s.ensemble_steps,
-            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
-            seed=s.seed,
-            members_alone=False,
-            cache=ctx.store,
-            device=ctx.device,
-            profile=s.profile,
-        )
-        row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-        growth_rows.append(
-            {
-                "size": len(members),
-                "members": " + ".join(members),
-                "clean_accuracy": float(row["clean_accuracy"]),
-                "accuracy": float(row["accuracy"]),
-                "eps": s.trend_eps,
-            }
-        )
+    sets = growing_ensembles(tm, min(6, len(m["labels"])), fp)
+    growth = growth_curve(
+        [_vote(ctx, [role_of[x] for x in members]) for members in sets],
+        s.trend_eps,
+        s.ensemble_steps,
+        data=ctx.data(),
+        seed=s.seed,
+        cache=ctx.store,
+        device=ctx.device,
+        profile=s.profile,
+        starting=lambda i, vote: ctx.check(),
+    )
     return {
         "status": DONE,
         "chosen": pd.DataFrame(chosen),
         "comparison": pd.concat(comparisons, ignore_index=True),
-        "growth": pd.DataFrame(growth_rows),
+        "growth": growth.drop(columns=["ci_low", "ci_high"]),
         "eps": s.trend_eps,
         "images": images,
     }
@@ -453,7 +427,7 @@ def tm_fit(ctx: StageContext) -> dict:
         return not_run("needs two models")
     s = ctx.settings
     top = max([*s.fit_eps, *s.sweep_eps])
-    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=step_size_for(top, s.fit_steps), seed=s.seed)
+    attack = make_attack("pgd", eps=top, steps=s.fit_steps, seed=s.seed)
     summaries, measured, curves, failures, images = [], [], [], [], {}
     for i, (src, tgt) in enumerate(pairs):
         ctx.check()
