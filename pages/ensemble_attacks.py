@@ -21,9 +21,8 @@ def choose_members(ctx) -> list[str]:
 
 def choose_sweep(ctx) -> dict:
     """The eps range and its number of points, PGD steps and the number of test images."""
-    import numpy as np
-
     from trend_core.data.datasets import get_info
+    from trend_core.experiments.grids import spaced_eps
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -38,9 +37,7 @@ def choose_sweep(ctx) -> dict:
                                  "reach the largest eps.")
     total = trend_ui.count_test_images(ctx.dataset)
     limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
-    # evenly spaced, each on the slider's grid (0.115, not 0.11333), duplicates dropped
-    spaced = np.round(np.linspace(eps_low, eps_high, int(points)) / step) * step
-    epsilons = sorted({round(float(v), 6) for v in spaced})
+    epsilons = spaced_eps(eps_low, eps_high, int(points), step)  # evenly spaced on the slider's grid
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
 

@@ -341,7 +341,7 @@ def show_ranking(frame, candidates) -> None:
 
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
-    from trend_core.ensemble.selection import growing_ensembles
+    from trend_core.ensemble.selection import growing_ensembles, growth_start
     from trend_core.service.ensembles import submit_trend_evaluation, submit_trend_growth
 
     st.subheader("3. Robustness of the vote")
@@ -371,8 +371,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
     c1, c2 = st.columns([1, 2])
     top = c2.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
         if len(pool) > 2 else 2
-    ranked = sorted(pool, key=lambda m: -run.accuracies.get(m, 0.0))
-    start = required[0] if required else ranked[0]
+    start = growth_start(pool, required, run.accuracies)
     with trend_ui.guard("The growth curve"):
         sets = growing_ensembles(run.tm, top, start, required, floor / 100 if floor else None, run.accuracies)
         growth = (submit_trend_growth, ctx.zoo, ctx.store, [run.names(s) for s in sets])
