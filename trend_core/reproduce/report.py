@@ -15,7 +15,7 @@ import pandas as pd
 from trend_core.models.zoo import atomic_write_bytes
 from trend_core.reproduce.figures import report_figures
 from trend_core.reproduce.findings import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE, findings_frame
-from trend_core.reproduce.stages import STAGES
+from trend_core.reproduce.stage_list import STAGES
 
 VERDICT_COLORS = {HELD: "#1a7f37", FAILED: "#cf222e", INCONCLUSIVE: "#9a6700"}
 STYLE = """
