@@ -22,7 +22,7 @@ from trend_core.cli.common import (
 from trend_core.cli.transfer import MAX_SEED, _number, build_attack
 from trend_core.config.profiles import get_profile
 from trend_core.errors import TrendError
-from trend_core.runtime.progress import WorkMeter
+from trend_core.runtime.progress import StartTicker, WorkMeter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,16 +147,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
         # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
         n = len(models)
         work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
-        weights = iter(([n] + ([1] * n if args.members else [])) * len(rules))
-        running: list[int] = []
-
-        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
-            if running:
-                work.done(running.pop(), message)
-            else:
-                work.start(message)
-            running.append(next(weights, 1))
-
+        tick = StartTicker(work, ([n] + ([1] * n if args.members else [])) * len(rules))
         sweep = robustness_sweep(
             MajorityVote(models, seed, profile=profile),
             eps_list,
@@ -171,7 +162,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
             progress=tick,
             profile=profile,
         )
-        work.done(running.pop() if running else 0)
+        tick.finish()
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(
         index=["rule", "eps"], columns="model", values="acc_on_ensemble_adv", sort=False

@@ -22,5 +22,5 @@ def measured_eps(dataset: str, fit_eps: Sequence[float], points: int) -> list[fl
     (stretched to the largest fit eps), three significant digits (0.0455, not 0.045455), zero dropped."""
     low, high = get_info(dataset).eps_range
     top = max([high, *fit_eps])
-    spaced = np.linspace(low, top, points) if points else []
+    spaced = np.linspace(low, top, points) if points else np.array([])
     return sorted({float(f"{v:.3g}") for v in spaced if v > 0})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -101,6 +102,9 @@ def trend(ctx: StageContext) -> dict:
     role_of = m["roles"]
     fp = ctx.label("FP")
     chosen, comparisons, images = [], [], {}
+    attack: dict[str, Any] = dict(
+        data=ctx.data(), seed=s.seed, cache=ctx.store, device=ctx.device, profile=s.profile
+    )  # A-GD's
     sizes = [k for k in (3, 4) if k <= len(m["labels"])]
     for i, k in enumerate(sizes):
         ctx.check()
@@ -115,16 +119,8 @@ def trend(ctx: StageContext) -> dict:
             }
         )
         ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
-        sweep, images[" + ".join(members)] = agd_evaluation(
-            _vote(ctx, [role_of[x] for x in members]),
-            s.trend_eps,
-            s.ensemble_steps,
-            data=ctx.data(),
-            seed=s.seed,
-            cache=ctx.store,
-            device=ctx.device,
-            profile=s.profile,
-        )
+        vote = _vote(ctx, [role_of[x] for x in members])
+        sweep, images[" + ".join(members)] = agd_evaluation(vote, s.trend_eps, s.ensemble_steps, **attack)
         ratios = robustness_ratios(sweep)
         ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
         comparisons.append(
@@ -157,12 +153,8 @@ def trend(ctx: StageContext) -> dict:
         [_vote(ctx, [role_of[x] for x in members]) for members in sets],
         s.trend_eps,
         s.ensemble_steps,
-        data=ctx.data(),
-        seed=s.seed,
-        cache=ctx.store,
-        device=ctx.device,
-        profile=s.profile,
         starting=lambda i, vote: ctx.check(),
+        **attack,
     )
     return {
         "status": DONE,

@@ -75,7 +75,7 @@ def submit_tm_fit(
     steps = check_int("Attack steps", steps)
     limit = check_limit(limit)
     top = max([*fit_list, *eval_list])
-    attack = make_attack("pgd", eps=top, steps=steps)  # (PGD's own step size: step_size_for(top, steps))
+    attack = make_attack("pgd", eps=top, steps=steps)  # its own default step size reaches the largest eps
     dev = resolve_device(device)
     profile = check_profile(profile)
 
@@ -114,7 +114,7 @@ def submit_tm_fit(
             fit_list,
             eval_list,
             steps,
-            step_size_for(top, steps),
+            step_size_for(top, steps),  # PGD's own default, echoed
             limit,
             home=zoo.root,
             device=device,

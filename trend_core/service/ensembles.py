@@ -30,7 +30,7 @@ from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobManager
-from trend_core.runtime.progress import WorkMeter
+from trend_core.runtime.progress import StartTicker, WorkMeter
 from trend_core.service import commands
 from trend_core.service.checks import check_epsilons, check_limit
 from trend_core.service.submit import submit_job
@@ -174,17 +174,7 @@ def submit_trend_evaluation(
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         # the attack on the ensemble takes every member's gradient (weight N), each member alone its own (1)
         work = WorkMeter(job.progress, 2 * len(names))
-        weights = iter([len(names)] + [1] * len(names))
-
-        running: list[int] = []  # the weight of the attack under way
-
-        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
-            if running:
-                work.done(running.pop(), message)
-            else:
-                work.start(message)
-            running.append(next(weights, 1))
-
+        tick = StartTicker(work, [len(names)] + [1] * len(names))
         sweep, per_image = agd_evaluation(
             ensemble, eps, steps, limit=limit, cache=store, device=dev, progress=tick, profile=profile
         )
