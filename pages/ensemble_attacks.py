@@ -85,7 +85,7 @@ def show_sweep(result: dict) -> None:
 
 @st.cache_data(show_spinner="Computing the members' gradients", max_entries=32)
 def _views(home: str, identity: tuple, index: int, device: str):
-    from trend_core.service.ensembles import gradient_views_of
+    from trend_core.service.vote_jobs import gradient_views_of
     from trend_core.models.zoo import Zoo
 
     return gradient_views_of(Zoo(home), [name for name, _ in identity], index, device)
@@ -121,7 +121,7 @@ def show_gradients(ctx, members: list[str]) -> None:
 
 
 def main() -> None:
-    from trend_core.service.ensembles import submit_ensemble_sweep
+    from trend_core.service.vote_jobs import submit_ensemble_sweep
 
     trend_ui.page_intro("Ensemble attacks", "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
                         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "

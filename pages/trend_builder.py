@@ -342,7 +342,7 @@ def show_ranking(frame, candidates) -> None:
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
     from trend_core.ensemble.selection import growing_ensembles, growth_start
-    from trend_core.service.ensembles import submit_trend_evaluation, submit_trend_growth
+    from trend_core.service.vote_jobs import submit_trend_evaluation, submit_trend_growth
 
     st.subheader("3. Robustness of the vote")
     settings = attack_settings(ctx)
@@ -386,7 +386,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
 # ----------------------------------------------------------------------------- 4. audit
 def audit_section(ctx, run: Run, chosen: list[str], settings: dict) -> None:
     """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
-    from trend_core.service.ensembles import submit_trend_audit
+    from trend_core.service.vote_jobs import submit_trend_audit
 
     st.subheader("4. Is this robustness real?")
     st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "

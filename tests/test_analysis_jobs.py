@@ -13,7 +13,7 @@ from conftest import FP, FP_S1, Q1
 from trend_core.ensemble.selection import growing_ensembles
 from trend_core.service.boundary import submit_boundary
 from trend_core.service.curve import submit_tm_fit
-from trend_core.service.ensembles import submit_ensemble_sweep, submit_trend_evaluation, submit_trend_growth
+from trend_core.service.vote_jobs import submit_ensemble_sweep, submit_trend_evaluation, submit_trend_growth
 from trend_core.errors import TrendError
 
 

@@ -95,7 +95,7 @@ def test_training_progress_counts_epochs(tmp_path, reports):
 
 
 def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):
-    from trend_core.service.ensembles import submit_ensemble_sweep
+    from trend_core.service.vote_jobs import submit_ensemble_sweep
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 
@@ -124,7 +124,7 @@ def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
 
 
 def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports):
-    from trend_core.service.ensembles import submit_trend_evaluation
+    from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 

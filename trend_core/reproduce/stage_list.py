@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from trend_core.reproduce.ensemble_stages import ensemble_attacks, trend
 from trend_core.reproduce.stages import StageContext, audit, baseline, boundary, matrices, tm_fit, transfer_attacks
+from trend_core.reproduce.vote_stages import ensemble_attacks, trend
 
 STAGES: dict[str, tuple[str, Callable[[StageContext], dict]]] = {
     "baseline": ("Baseline clean accuracy (Tables IV-VI)", baseline),

@@ -3,7 +3,7 @@ strings, tensors) that the results store keeps and the findings rules and the re
 
 A stage that lacks the models it needs returns ``{"status": "not run: <why>"}``; every other returns
 ``{"status": "done", ...}``. The engine caches every attack underneath, so a stage interrupted half way
-resumes at its first unfinished attack. The ensemble stages live in ``ensemble_stages``; ``stage_list`` orders
+resumes at its first unfinished attack. The ensemble stages live in ``vote_stages``; ``stage_list`` orders
 them all.
 """
 
