@@ -32,8 +32,7 @@ from trend_core.training.many import side_by_side  # noqa: E402
 from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 
-QUICK_DEMO = ("digits/resnet18-w0.25/FP/sgd/s0/e4", "digits/resnet18-w0.25/Q2/sgd/s0/e4",
-              "digits/resnet18-w0.25/Q1/sgd/s0/e4")  # = trend_ui.zoo_actions.QUICK_DEMO (no Streamlit here)
+from trend_core.config.presets import QUICK_DEMO  # noqa: E402
 
 
 def load() -> str:

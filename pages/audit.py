@@ -100,7 +100,7 @@ def show_report(result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_audit
+    from trend_core.service.audit import submit_audit
 
     trend_ui.page_intro("Robustness audit", "Is a model's or an ensemble's robustness real, or an artefact of a weak "
                         "attack? Input quantization, halftoning and majority votes are the defences whose robustness "

@@ -15,8 +15,8 @@ THUMB_PX = 64
 @st.cache_data(show_spinner=False)
 def gallery(dataset: str, count: int) -> tuple[list, list[int]]:
     """Thumbnails (uint8 arrays) and labels of the first ``count`` test images."""
-    from trend_core.service.analysis_jobs import test_images
     from trend_core.config.datasets import get_info
+    from trend_core.models.members import test_images
     from trend_core.plots.boundary import gallery_images
 
     x, y = test_images(dataset, count)
@@ -88,7 +88,7 @@ def show_result(ctx, result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_boundary
+    from trend_core.service.boundary import submit_boundary
 
     trend_ui.page_intro("Decision boundary", "Where do a model's decision boundaries lie around one image? Each map "
                         "classifies a 2-D slice of input space: the adversarial gradient direction against a random "

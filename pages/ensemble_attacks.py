@@ -21,9 +21,8 @@ def choose_members(ctx) -> list[str]:
 
 def choose_sweep(ctx) -> dict:
     """The eps range and its number of points, PGD steps and the number of test images."""
-    import numpy as np
-
     from trend_core.config.datasets import get_info
+    from trend_core.experiments.grids import spaced_eps
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
@@ -38,9 +37,7 @@ def choose_sweep(ctx) -> dict:
                                  "reach the largest eps.")
     total = trend_ui.count_test_images(ctx.dataset)
     limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
-    # evenly spaced, each on the slider's grid (0.115, not 0.11333), duplicates dropped
-    spaced = np.round(np.linspace(eps_low, eps_high, int(points)) / step) * step
-    epsilons = sorted({round(float(v), 6) for v in spaced})
+    epsilons = spaced_eps(eps_low, eps_high, int(points), step)  # evenly spaced on the slider's grid
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
 
@@ -88,7 +85,7 @@ def show_sweep(result: dict) -> None:
 
 @st.cache_data(show_spinner="Computing the members' gradients", max_entries=32)
 def _views(home: str, identity: tuple, index: int, device: str):
-    from trend_core.service.analysis_jobs import gradient_views_of
+    from trend_core.service.vote_jobs import gradient_views_of
     from trend_core.models.zoo import Zoo
 
     return gradient_views_of(Zoo(home), [name for name, _ in identity], index, device)
@@ -96,8 +93,8 @@ def _views(home: str, identity: tuple, index: int, device: str):
 
 def show_gradients(ctx, members: list[str]) -> None:
     """The paper's Fig. 7 for one test image: each member's gradient and sign, the D-AG and A-GD directions."""
-    from trend_core.service.analysis_jobs import test_images
     from trend_core.config.datasets import get_info
+    from trend_core.models.members import test_images
     from trend_core.plots.ensemble import gradient_figures, rule_label
 
     st.subheader("Gradient domination on one image")
@@ -124,7 +121,7 @@ def show_gradients(ctx, members: list[str]) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_ensemble_sweep
+    from trend_core.service.vote_jobs import submit_ensemble_sweep
 
     trend_ui.page_intro("Ensemble attacks", "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
                         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "

@@ -46,8 +46,8 @@ def show_models(ctx, frame) -> None:
 
 def train_section(ctx) -> None:
     """Pickers whose cartesian product is the list of specs to train, launched as one job."""
-    from trend_core.service.analysis_jobs import submit_training
     from trend_core.config.architectures import list_archs
+    from trend_core.service.training import submit_training
     from trend_core.config.specs import DEFAULT_EPOCHS, INPUT_QUANTS, ModelSpec
 
     archs = list_archs(ctx.dataset)

@@ -49,7 +49,7 @@ def show_findings(report: dict) -> None:
 
 def show_stages(report: dict) -> None:
     from trend_core.reproduce.figures import stage_figures
-    from trend_core.reproduce.stages import STAGES
+    from trend_core.reproduce.stage_list import STAGES
 
     for name, stage in report["stages"].items():
         title = STAGES[name][0] if name in STAGES else name

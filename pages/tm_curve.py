@@ -56,15 +56,10 @@ def choose_eps(ctx) -> dict:
 def fit_request(ctx, settings: dict) -> dict:
     """The fit's eps (parsed) and the measured sweep: ``points`` eps evenly over the dataset's range (stretched
     to the largest fit eps), for ``submit_tm_fit``."""
-    import numpy as np
+    from trend_core.experiments.grids import measured_eps
 
-    from trend_core.config.datasets import get_info
-
-    low, high = get_info(ctx.dataset).eps_range
     fit_eps = parse_eps(settings["fit_text"])
-    top = max([high, *fit_eps])
-    spaced = np.linspace(low, top, settings["points"]) if settings["points"] else []
-    eval_eps = sorted({float(f"{v:.3g}") for v in spaced if v > 0})  # three digits: 0.0455, not 0.045455
+    eval_eps = measured_eps(ctx.dataset, fit_eps, settings["points"])
     return {"fit_eps": fit_eps, "eval_eps": eval_eps, "steps": settings["steps"], "limit": settings["limit"]}
 
 
@@ -95,7 +90,7 @@ def show_fit(result: dict) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_tm_fit
+    from trend_core.service.curve import submit_tm_fit
 
     trend_ui.page_intro("TM curve", "How does transferability change with the attack's strength? Fit f_st and f_ss "
                         "as a(1 - exp(b eps)) from a few eps, predict TM(eps) = f_st / f_ss anywhere in between, and "

@@ -162,7 +162,7 @@ def show_tables(ctx, result, pairs) -> None:
 def show_examples(ctx, result) -> None:
     """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
     from trend_core.config.datasets import get_info
-    from trend_core.service.analysis_jobs import submit_transfer
+    from trend_core.service.transfer import submit_transfer
     from trend_core.plots.transfer import pair_examples_figure
 
     pairs = [(s, t) for s in result.sources for t in result.targets if s != t]
@@ -195,7 +195,7 @@ def show_examples(ctx, result) -> None:
 
 
 def main() -> None:
-    from trend_core.service.analysis_jobs import submit_transfer
+    from trend_core.service.transfer import submit_transfer
 
     trend_ui.page_intro("Transferability", "Craft adversarial images on source models and count how many also "
                         "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).")

@@ -31,7 +31,7 @@ class Run:
 # ----------------------------------------------------------------------------- 1. the transfer run
 def finished_runs(ctx) -> list:
     """Finished transfer-run jobs of this store folder and dataset, newest first."""
-    from trend_core.service.analysis_jobs import finished_transfer_runs
+    from trend_core.service.history import finished_transfer_runs
 
     return finished_transfer_runs(ctx.zoo, ctx.store, ctx.dataset)
 
@@ -47,7 +47,7 @@ def describe_run(job, label_of: dict) -> str:
 def launch_transfer(ctx, expanded: bool) -> None:
     """A PGD transfer run over a pool of zoo models (every model both source and target), as a job; once it is
     done it becomes the page's run."""
-    from trend_core.service.analysis_jobs import submit_transfer
+    from trend_core.service.transfer import submit_transfer
     from trend_core.attacks.settings import attack_settings
     from trend_core.errors import TrendError
     from trend_core.models.families import fully_trained
@@ -341,7 +341,8 @@ def show_ranking(frame, candidates) -> None:
 
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
-    from trend_core.service.analysis_jobs import growing_ensembles, submit_trend_evaluation, submit_trend_growth
+    from trend_core.ensemble.selection import growing_ensembles, growth_start
+    from trend_core.service.vote_jobs import submit_trend_evaluation, submit_trend_growth
 
     st.subheader("3. Robustness of the vote")
     settings = attack_settings(ctx)
@@ -370,8 +371,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
     c1, c2 = st.columns([1, 2])
     top = c2.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
         if len(pool) > 2 else 2
-    ranked = sorted(pool, key=lambda m: -run.accuracies.get(m, 0.0))
-    start = required[0] if required else ranked[0]
+    start = growth_start(pool, required, run.accuracies)
     with trend_ui.guard("The growth curve"):
         sets = growing_ensembles(run.tm, top, start, required, floor / 100 if floor else None, run.accuracies)
         growth = (submit_trend_growth, ctx.zoo, ctx.store, [run.names(s) for s in sets])
@@ -386,7 +386,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
 # ----------------------------------------------------------------------------- 4. audit
 def audit_section(ctx, run: Run, chosen: list[str], settings: dict) -> None:
     """The quick robustness audit of the chosen ensemble and each member alone: A-GD beside the worst case."""
-    from trend_core.service.analysis_jobs import submit_trend_audit
+    from trend_core.service.vote_jobs import submit_trend_audit
 
     st.subheader("4. Is this robustness real?")
     st.caption("A-GD alone can overstate robustness: quantized inputs, halftoning and votes mask gradients. The "

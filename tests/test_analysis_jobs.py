@@ -10,7 +10,10 @@ import torch
 
 from app_support import sync_jobs, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
-from trend_core.service import analysis_jobs as aj
+from trend_core.ensemble.selection import growing_ensembles
+from trend_core.service.boundary import submit_boundary
+from trend_core.service.curve import submit_tm_fit
+from trend_core.service.vote_jobs import submit_ensemble_sweep, submit_trend_evaluation, submit_trend_growth
 from trend_core.errors import TrendError
 
 
@@ -29,12 +32,12 @@ def fresh_manager(monkeypatch):
 
 
 SUBMITS = {
-    "boundary": lambda zoo, store: aj.submit_boundary(zoo, store, [FP, Q1], 2, resolution=11),
-    "ensemble-sweep": lambda zoo, store: aj.submit_ensemble_sweep(zoo, store, [FP, FP_S1, Q1], [0.2], steps=2,
+    "boundary": lambda zoo, store: submit_boundary(zoo, store, [FP, Q1], 2, resolution=11),
+    "ensemble-sweep": lambda zoo, store: submit_ensemble_sweep(zoo, store, [FP, FP_S1, Q1], [0.2], steps=2,
                                                                   limit=8, agreement_images=4),
-    "trend-eval": lambda zoo, store: aj.submit_trend_evaluation(zoo, store, [FP, Q1], 0.15, steps=2, limit=8),
-    "trend-growth": lambda zoo, store: aj.submit_trend_growth(zoo, store, [[FP], [FP, Q1]], 0.15, steps=2, limit=8),
-    "tm-fit": lambda zoo, store: aj.submit_tm_fit(zoo, store, FP, Q1, [0.1, 0.2, 0.3], [0.15], steps=2, limit=20),
+    "trend-eval": lambda zoo, store: submit_trend_evaluation(zoo, store, [FP, Q1], 0.15, steps=2, limit=8),
+    "trend-growth": lambda zoo, store: submit_trend_growth(zoo, store, [[FP], [FP, Q1]], 0.15, steps=2, limit=8),
+    "tm-fit": lambda zoo, store: submit_tm_fit(zoo, store, FP, Q1, [0.1, 0.2, 0.3], [0.15], steps=2, limit=20),
 }
 
 
@@ -97,22 +100,22 @@ def test_results_hold_what_the_pages_show_and_come_back_from_the_store(env, monk
 def test_growing_ensembles_start_from_one_model_and_add_the_lowest_tm_partners():
     labels = ["FP", "Q1", "Q2", "HT"]
     tm = pd.DataFrame([[1, .2, .3, .9], [.2, 1, .1, .8], [.3, .1, 1, .7], [.9, .8, .7, 1]], index=labels, columns=labels)
-    sets = aj.growing_ensembles(tm, 3, "FP")
+    sets = growing_ensembles(tm, 3, "FP")
     assert sets == [["FP"], ["FP", "Q1"], ["FP", "Q1", "Q2"]]
-    assert aj.growing_ensembles(tm, 2, "FP", require=["HT"]) == [["FP"], ["FP", "HT"]]
+    assert growing_ensembles(tm, 2, "FP", require=["HT"]) == [["FP"], ["FP", "HT"]]
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda z, s: aj.submit_boundary(z, s, [], 0), "Pick at least one model"),
-    (lambda z, s: aj.submit_boundary(z, s, [FP, Q1, FP_S1], 0), "one or two models"),
-    (lambda z, s: aj.submit_boundary(z, s, [FP], 359), "pick an index below 359"),
-    (lambda z, s: aj.submit_ensemble_sweep(z, s, [FP], [0.1]), "at least two members"),
-    (lambda z, s: aj.submit_ensemble_sweep(z, s, [FP, FP], [0.1]), "at least two members"),
-    (lambda z, s: aj.submit_ensemble_sweep(z, s, [FP, Q1], [0.0, 0.1]), "eps must be in (0, 1]"),
-    (lambda z, s: aj.submit_ensemble_sweep(z, s, [FP, "digits/resnet18-w0.25/Q4/sgd/s0"], [0.1]), "not in the zoo"),
-    (lambda z, s: aj.submit_trend_evaluation(z, s, [FP, Q1], 0.1, steps=0), "steps must be a whole number"),
-    (lambda z, s: aj.submit_tm_fit(z, s, FP, FP, [0.1, 0.2, 0.3]), "same model"),
-    (lambda z, s: aj.submit_tm_fit(z, s, FP, Q1, [0.1, 0.2]), "at least 3 distinct eps"),
+    (lambda z, s: submit_boundary(z, s, [], 0), "Pick at least one model"),
+    (lambda z, s: submit_boundary(z, s, [FP, Q1, FP_S1], 0), "one or two models"),
+    (lambda z, s: submit_boundary(z, s, [FP], 359), "pick an index below 359"),
+    (lambda z, s: submit_ensemble_sweep(z, s, [FP], [0.1]), "at least two members"),
+    (lambda z, s: submit_ensemble_sweep(z, s, [FP, FP], [0.1]), "at least two members"),
+    (lambda z, s: submit_ensemble_sweep(z, s, [FP, Q1], [0.0, 0.1]), "eps must be in (0, 1]"),
+    (lambda z, s: submit_ensemble_sweep(z, s, [FP, "digits/resnet18-w0.25/Q4/sgd/s0"], [0.1]), "not in the zoo"),
+    (lambda z, s: submit_trend_evaluation(z, s, [FP, Q1], 0.1, steps=0), "steps must be a whole number"),
+    (lambda z, s: submit_tm_fit(z, s, FP, FP, [0.1, 0.2, 0.3]), "same model"),
+    (lambda z, s: submit_tm_fit(z, s, FP, Q1, [0.1, 0.2]), "at least 3 distinct eps"),
 ])
 def test_bad_input_is_one_sentence_before_anything_runs(env, call, message):
     from trend_core.runtime.jobs import get_manager

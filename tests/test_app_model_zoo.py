@@ -49,7 +49,7 @@ def test_train_from_pickers_adds_the_model(zoo_home):
 
 
 def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_its_own_messages(zoo_home):
-    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.service.training import submit_training
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 

@@ -229,7 +229,7 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
 
 
 def test_trend_audit_says_whether_the_vote_beats_its_members_under_the_worst_case(zoo_dir, monkeypatch):
-    from trend_core.service.analysis_jobs import submit_trend_audit
+    from trend_core.service.vote_jobs import submit_trend_audit
     from trend_core.runtime.jobs import Job, JobManager
     from trend_core.models.zoo import Zoo
 

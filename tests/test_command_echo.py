@@ -35,7 +35,9 @@ def test_the_transferability_page_echoes_a_command_that_reproduces_its_matrix(zo
 
 
 def test_engine_jobs_record_their_commands(zoo_home):
-    from trend_core.service.analysis_jobs import submit_boundary, submit_tm_fit, submit_trend_evaluation
+    from trend_core.service.boundary import submit_boundary
+    from trend_core.service.curve import submit_tm_fit
+    from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from trend_core.service.analysis_jobs import belongs_to, finished_transfer_runs, submit_transfer, zoo_accuracies
+from trend_core.service.submit import belongs_to
+from trend_core.service.history import finished_transfer_runs
+from trend_core.service.transfer import submit_transfer
+from trend_core.models.members import zoo_accuracies
 from trend_core.errors import TrendError
 from trend_core.models.families import families
 from trend_core.runtime.jobs import JobManager

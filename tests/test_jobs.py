@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from trend_core.errors import TrendError
-from trend_core.service.analysis_jobs import submit_training, training_key
+from trend_core.service.training import submit_training, training_key
 from trend_core.runtime.jobs import Job, JobManager, JobStatus
 
 

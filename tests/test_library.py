@@ -162,7 +162,7 @@ def test_with_preprocessing_normalizes_and_differentiates_a_numpy_transform_by_b
 
 
 def test_one_source_of_attack_settings_for_pages_jobs_and_cli():
-    from trend_core.service.analysis_jobs import step_size_for as jobs_rule
+    from trend_core.attacks.pgd import step_size_for as jobs_rule
     from trend_core.cli.transfer import build_attack
 
     settings = tl.attack_settings("pgd", "digits")

@@ -73,7 +73,7 @@ def test_eta_comes_from_the_rate_since_the_first_move_and_the_bar_never_goes_bac
 
 
 def test_training_progress_counts_epochs(tmp_path, reports):
-    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.service.training import submit_training
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 
@@ -95,7 +95,7 @@ def test_training_progress_counts_epochs(tmp_path, reports):
 
 
 def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):
-    from trend_core.service.analysis_jobs import submit_ensemble_sweep
+    from trend_core.service.vote_jobs import submit_ensemble_sweep
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 
@@ -109,7 +109,7 @@ def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_hom
 
 
 def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
-    from trend_core.service.analysis_jobs import submit_tm_fit
+    from trend_core.service.curve import submit_tm_fit
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 
@@ -124,7 +124,7 @@ def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
 
 
 def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports):
-    from trend_core.service.analysis_jobs import submit_trend_evaluation
+    from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
     from trend_core.models.zoo import Zoo
 

@@ -27,8 +27,7 @@ from trend_core.experiments.transfer import CACHE_VERSION, attack_keys, evaluati
 from trend_core.models.zoo import Zoo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK_DEMO = ("digits/resnet18-w0.25/FP/sgd/s0/e4", "digits/resnet18-w0.25/Q2/sgd/s0/e4",
-              "digits/resnet18-w0.25/Q1/sgd/s0/e4")
+from trend_core.config.presets import QUICK_DEMO  # noqa: E402
 LIMIT = 64
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from trend_core.errors import TrendError
 from trend_core.reproduce import findings as F
 from trend_core.reproduce import judging as J
 from trend_core.reproduce import settings_for
-from trend_core.reproduce.stages import STAGES
+from trend_core.reproduce.stage_list import STAGES
 
 # A miniature: four test-zoo models (two seeds, two input quantizations), 24 images, a few steps.
 MINI_MODELS = {"FP": FP, "FP-s1": FP_S1, "Q2": Q2, "Q1": Q1}

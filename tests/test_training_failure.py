@@ -8,7 +8,7 @@ import pytest
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
 
 from trend_core.training import many as tm
-from trend_core.service.analysis_jobs import submit_training
+from trend_core.service.training import submit_training
 from trend_core.cli import main
 from trend_core.runtime.jobs import JobManager, JobStatus
 from trend_core.config.specs import ModelSpec

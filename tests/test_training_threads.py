@@ -4,7 +4,7 @@ service job runs under it (the job manager itself knows nothing of datasets or t
 import torch
 
 from trend_core.runtime.jobs import JobManager
-from trend_core.service.analysis_jobs import in_threads
+from trend_core.service.submit import in_threads
 from trend_core.training.threads import dataset_threads
 
 

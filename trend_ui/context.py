@@ -50,11 +50,9 @@ class AppContext:
 
 @st.cache_data(show_spinner=False)
 def _device_description() -> tuple[str, bool]:
-    import torch
+    from trend_core.runtime.devices import describe_devices, has_cuda
 
-    from trend_core.runtime.devices import describe_devices
-
-    return describe_devices(), bool(torch.cuda.is_available())
+    return describe_devices(), has_cuda()
 
 
 @st.cache_data(show_spinner=False)

@@ -62,7 +62,7 @@ def job_for(submit, *args, **kwargs):
     """The job that ``submit(*args, **kwargs)`` would give (running, done here or in the results store), without
     starting one; None when there is none or the settings are invalid. A page that shows its results through
     this only ever shows the results of the settings on screen."""
-    from trend_core.service.analysis_jobs import existing_job
+    from trend_core.service.submit import existing_job
     from trend_core.errors import TrendError
 
     try:
@@ -73,7 +73,7 @@ def job_for(submit, *args, **kwargs):
 
 def belongs_to(job, home: str, dataset: str, strict: bool = False) -> bool:
     """Whether ``job`` ran on the store folder ``home`` and on ``dataset`` (the engine's rule)."""
-    from trend_core.service.analysis_jobs import belongs_to as engine_belongs_to
+    from trend_core.service.submit import belongs_to as engine_belongs_to
 
     return engine_belongs_to(job, home, dataset, strict)
 

@@ -3,14 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .jobs import job_panel, recalled_job, remember_job
+from trend_core.config.presets import QUICK_DEMO  # (plain names, no torch)
 
-# Three small digits models for demos and the browser test: a few epochs each, seconds in all.
-QUICK_DEMO = (
-    "digits/resnet18-w0.25/FP/sgd/s0/e4",
-    "digits/resnet18-w0.25/Q2/sgd/s0/e4",
-    "digits/resnet18-w0.25/Q1/sgd/s0/e4",
-)
+from .jobs import job_panel, recalled_job, remember_job
 
 # How long each preset takes on an idle 2-core CPU (README "Timings on a CPU"), for the button's help.
 PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 7 minutes (the embedded 10,000 digits)"}
@@ -18,7 +13,7 @@ PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 7 minutes (the emb
 
 def build_zoo_panel(ctx) -> None:
     """Buttons that train the dataset's default preset (or, on digits, the quick demo) as a job, and its progress."""
-    from trend_core.service.analysis_jobs import submit_training
+    from trend_core.service.training import submit_training
     from trend_core.config.presets import PRESETS
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import preset_specs

@@ -22,7 +22,7 @@ from trend_core.cli.common import (
 from trend_core.cli.transfer import MAX_SEED, _number, build_attack
 from trend_core.config.profiles import get_profile
 from trend_core.errors import TrendError
-from trend_core.runtime.progress import WorkMeter
+from trend_core.runtime.progress import StartTicker, WorkMeter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,16 +147,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
         # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
         n = len(models)
         work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
-        weights = iter(([n] + ([1] * n if args.members else [])) * len(rules))
-        running: list[int] = []
-
-        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
-            if running:
-                work.done(running.pop(), message)
-            else:
-                work.start(message)
-            running.append(next(weights, 1))
-
+        tick = StartTicker(work, ([n] + ([1] * n if args.members else [])) * len(rules))
         sweep = robustness_sweep(
             MajorityVote(models, seed, profile=profile),
             eps_list,
@@ -171,7 +162,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
             progress=tick,
             profile=profile,
         )
-        work.done(running.pop() if running else 0)
+        tick.finish()
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(
         index=["rule", "eps"], columns="model", values="acc_on_ensemble_adv", sort=False
@@ -265,7 +256,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
 # ----------------------------------------------------------------------------- fit-tm
 def cmd_fit_tm(args: argparse.Namespace) -> int:
     # local: loads torch only when the command runs (keeps start-up fast)
-    from trend_core.experiments.curve import MIN_POINTS, default_fit_eps, fit_tm, measure_tm
+    from trend_core.experiments.curve import MIN_POINTS, default_fit_eps, fit_tm_stepwise
     from trend_core.storage.store import MemoryStore, get_store
 
     profile = profile_of(args)
@@ -291,18 +282,10 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         )
     source, target = load_models(args, [s.name for s in specs])
     cache = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
-    measured_eps = sorted({float(e) for e in [*fit_eps, *eval_eps]})
     with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
-        work = WorkMeter(report, len(measured_eps) + 0.05)
-        for i, eps in enumerate(measured_eps):
-            work.start(f"eps {eps:g} ({i + 1}/{len(measured_eps)})")
-            measure_tm(source, target, [eps], attack, None, limit, cache, args.device, profile=profile)
-            work.done(1)
-        work.start("fitting")
-        result = fit_tm(
-            source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=args.device, profile=profile
+        result = fit_tm_stepwise(
+            source, target, fit_eps, eval_eps, attack, limit, cache, args.device, profile=profile, report=report
         )
-        work.done(0.05)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if args.json:

@@ -33,3 +33,9 @@ PRESETS = {
     # eighth-width nets on 28x28 MNIST, 8 epochs (the dataset's default): see the README's MNIST section
     "mnist": _preset("mnist/resnet18-w0.125", "mnist/vgg11_bn-w0.125"),
 }
+
+# The quick demo zoo (the overview's one-click button, the browser test, `trend reproduce --scale mini` on digits):
+# FP, Q2 and Q1 of the digits preset trained for a few epochs, seconds in all.
+DEMO_ROLES = ("FP", "Q2", "Q1")
+DEMO_EPOCHS = 4
+QUICK_DEMO = tuple(f"digits/resnet18-w0.25/{role}/sgd/s0/e{DEMO_EPOCHS}" for role in DEMO_ROLES)

@@ -8,7 +8,7 @@ import csv
 import itertools
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -261,3 +261,28 @@ def _fraction(name: str, value) -> float:
     if not 0 <= number <= 1:
         raise TrendError(f"{name} is a fraction in [0, 1] (e.g. 0.9 for 90%), got {value!r}.")
     return number
+
+
+def growing_ensembles(
+    tm_matrix: pd.DataFrame,
+    max_size: int,
+    start: str,
+    require: Sequence[str] = (),
+    min_acc: float | None = None,
+    accuracies: dict[str, float] | None = None,
+) -> list[list[str]]:
+    """``[start]``, then the best TREND set of every size 2..``max_size`` that contains ``start`` and ``require``
+    (labels as in ``tm_matrix``): the ensembles of a growth curve (the paper's Fig. 9)."""
+    required = list(dict.fromkeys([start, *require]))
+    sets = [[start]]
+    for k in range(max(2, len(required)), int(max_size) + 1):
+        best = select_ensembles(tm_matrix, k, require=required, min_acc=min_acc, accuracies=accuracies, top=1)
+        sets.append(list(best["members"].iloc[0]))
+    return sets
+
+
+def growth_start(pool: Sequence[str], required: Sequence[str], accuracies: dict[str, float]) -> str:
+    """The first member of a growth curve: the first required model, else the pool's most accurate one."""
+    if required:
+        return required[0]
+    return max(pool, key=lambda m: accuracies.get(m, 0.0))

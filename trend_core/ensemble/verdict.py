@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+import pandas as pd
 
 from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.errors import TrendError
@@ -160,3 +161,15 @@ def verdict_sentence(comparisons: list[MemberComparison], setting: str) -> str:
         f"({first.member} keeps {_pct(first.alone)}; ensemble - {first.member}: {_pp(first.difference)}; "
         f"{how}{decide})."
     )
+
+
+def member_verdict(per_image: pd.DataFrame, setting: str) -> dict:
+    """The vote (column ``ensemble``) against each member (the other columns) on the same images: ``comparison``
+    (one row per member: accuracies and the paired difference with 95% bounds, verdict), ``verdict`` (held:
+    more robust than every member; did not hold: a member beats it; inconclusive) and ``sentence``."""
+    comparisons = compare_with_members({str(c): per_image[c].to_numpy(float) for c in per_image.columns})
+    return {
+        "comparison": pd.DataFrame([c.as_row() for c in comparisons]),
+        "verdict": overall_verdict(comparisons),
+        "sentence": verdict_sentence(comparisons, setting),
+    }

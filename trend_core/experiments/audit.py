@@ -25,7 +25,7 @@ import torch.nn as nn
 from trend_core.attacks.apgd import APGD
 from trend_core.attacks.base import Attack, check_eps, check_int, predict
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
-from trend_core.attacks.pgd import PGD, step_size_for
+from trend_core.attacks.pgd import PGD
 from trend_core.attacks.square import Square
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
@@ -161,7 +161,7 @@ def battery_plan(
         BatteryAttack(
             "A-GD",
             "baseline",
-            EnsemblePGD("agd", top, steps=AGD_STEPS, step_size=step_size_for(top, AGD_STEPS), seed=seed),
+            EnsemblePGD("agd", top, steps=AGD_STEPS, seed=seed),
             target if is_vote else MajorityVote([target], seed),
             eps,
         )
@@ -191,7 +191,7 @@ def battery_plan(
             BatteryAttack(
                 f"transfer from {name}",
                 "transfer",
-                PGD(top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS), seed=seed),
+                PGD(top, steps=TRANSFER_STEPS, seed=seed),
                 model,
                 eps,
             )
@@ -202,7 +202,7 @@ def battery_plan(
             BatteryAttack(
                 "transfer from a vote of the surrogates",
                 "transfer",
-                EnsemblePGD("agd", top, steps=TRANSFER_STEPS, step_size=step_size_for(top, TRANSFER_STEPS), seed=seed),
+                EnsemblePGD("agd", top, steps=TRANSFER_STEPS, seed=seed),
                 vote,
                 eps,
             )

@@ -22,6 +22,7 @@ from trend_core.config.datasets import get_info
 from trend_core.config.profiles import get_profile
 from trend_core.errors import TrendError
 from trend_core.experiments.transfer import run_transfer
+from trend_core.runtime.progress import Report, WorkMeter
 from trend_core.storage.store import UNSET, Cache, cache_argument
 
 MIN_POINTS = 3
@@ -336,3 +337,30 @@ def fit_tm(
         float(np.abs(errors).max()) if errors.size else math.nan,
         notes,
     )
+
+
+def fit_tm_stepwise(
+    source: nn.Module,
+    target: nn.Module,
+    fit_eps: Sequence[float],
+    eval_eps: Sequence[float] = (),
+    attack: Any = "pgd",
+    limit: int | None = None,
+    cache: Cache = None,
+    device: Any = "auto",
+    profile: str = "paper",
+    report: Report | None = None,
+) -> TMFitResult:
+    """``fit_tm`` measured one eps at a time (each a PGD run of equal cost) so ``report(fraction, message)``
+    moves per point; the fit then finds every point in ``cache`` (give one: a MemoryStore at least) and only
+    solves the two small least-squares problems. What the dashboard's TM(eps) job and `trend fit-tm` run."""
+    points = sorted({float(e) for e in [*fit_eps, *eval_eps]})
+    work = WorkMeter(report or (lambda fraction, message: None), len(points) + 0.05)
+    for i, eps in enumerate(points):
+        work.start(f"measuring TM at eps {eps:g} ({i + 1}/{len(points)} points)")
+        measure_tm(source, target, [eps], attack, None, limit, cache, device, profile=profile)
+        work.done(1)
+    work.start(f"fitting f_st and f_ss to {len({float(e) for e in fit_eps})} points")
+    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=device, profile=profile)
+    work.done(0.05)
+    return result

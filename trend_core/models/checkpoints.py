@@ -21,8 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from trend_core.config.datasets import get_info
 from trend_core.config.specs import ModelSpec
-from trend_core.data.datasets import get_info, load_dataset
+from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
 from trend_core.nn.build import TrendModel
 

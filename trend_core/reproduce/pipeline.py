@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.models.checkpoints import library_versions
+from trend_core.models.members import home_of
 from trend_core.models.zoo import Zoo
 from trend_core.reproduce.findings import evaluate_findings
 from trend_core.reproduce.report import write_outputs
 from trend_core.reproduce.settings import ReproSettings, settings_for
-from trend_core.reproduce.stages import STAGES, ReproduceCancelled, StageContext, check_stage_result
+from trend_core.reproduce.stage_list import STAGES
+from trend_core.reproduce.stages import ReproduceCancelled, StageContext, check_stage_result
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobCancelled, device_lane, get_manager
-from trend_core.service.analysis_jobs import home_of
 from trend_core.storage.store import content_key, get_store
 from trend_core.training.train import TrainingCancelled
 

@@ -16,7 +16,7 @@ from trend_core.models.checkpoints import atomic_write_bytes
 from trend_core.reproduce.figures import report_figures
 from trend_core.reproduce.findings import findings_frame
 from trend_core.reproduce.judging import FAILED, HELD, INCONCLUSIVE, INTERVAL_NOTE
-from trend_core.reproduce.stages import STAGES
+from trend_core.reproduce.stage_list import STAGES
 
 VERDICT_COLORS = {HELD: "#1a7f37", FAILED: "#cf222e", INCONCLUSIVE: "#9a6700"}
 STYLE = """

@@ -16,6 +16,7 @@ import numpy as np
 
 from trend_core.attacks.pgd import step_size_for
 from trend_core.config.datasets import get_info
+from trend_core.config.presets import DEMO_EPOCHS, DEMO_ROLES
 from trend_core.config.profiles import DEFAULT_PROFILE, check_profile
 from trend_core.config.specs import DEFAULT_EPOCHS, ModelSpec
 from trend_core.errors import TrendError
@@ -23,7 +24,7 @@ from trend_core.reproduce.choices import DATASETS, SCALES  # noqa: E402,F401  (t
 
 # Roles: the paper's model names. Each role is one configuration of a ResNet18 base (or VGG).
 ALL_ROLES = ("FP", "FP-s1", "FP-s2", "FP-adam", "VGG", "Q8", "Q4", "Q2", "Q1", "HT", "W2", "A2")
-MINI_ROLES = ("FP", "Q2", "Q1")
+MINI_ROLES = DEMO_ROLES  # the quick demo zoo
 _ROLE_CHANGES: dict[str, dict[str, Any]] = {
     "FP": {},
     "FP-s1": {"seed": 1},
@@ -113,7 +114,7 @@ class ReproSettings:
 SMALL_DATASETS = ("digits", "mnist")  # CPU-sized: the scale sets the images and the attacks' steps
 ENSEMBLE_EPS_FACTORS = (0.2, 0.5, 1.0, 1.5)
 # mini trains FP, Q2 and Q1 briefly: digits' quick demo zoo (4 epochs, nothing to train after it), MNIST's 2 epochs
-MINI_EPOCHS = {"digits": 4, "mnist": 2}
+MINI_EPOCHS = {"digits": DEMO_EPOCHS, "mnist": 2}
 AUDIT_LEVEL_OF_SCALE = {"mini": "smoke", "quick": "quick", "full": "thorough"}  # mini: a pipeline check, no verdict
 
 

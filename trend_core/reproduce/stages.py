@@ -3,12 +3,12 @@ strings, tensors) that the results store keeps and the findings rules and the re
 
 A stage that lacks the models it needs returns ``{"status": "not run: <why>"}``; every other returns
 ``{"status": "done", ...}``. The engine caches every attack underneath, so a stage interrupted half way
-resumes at its first unfinished attack.
+resumes at its first unfinished attack. The ensemble stages live in ``vote_stages``; ``stage_list`` orders
+them all.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,24 +17,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trend_core.attacks.base import attack_mode, predict
-from trend_core.attacks.ensemble_pgd import RULE_NAMES, EnsemblePGD, agreement_trace, member_gradients
-from trend_core.attacks.pgd import step_size_for
+from trend_core.attacks.base import predict
 from trend_core.attacks.registry import make_attack
 from trend_core.config.profiles import get_profile
 from trend_core.config.specs import ModelSpec
 from trend_core.data.datasets import load_dataset
-from trend_core.ensemble.selection import ENSEMBLE_LABEL, select_ensembles
 from trend_core.errors import TrendError
 from trend_core.experiments.audit import run_audit
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.experiments.curve import fit_tm
-from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.experiments.transfer import pair_statistics, run_transfer
 from trend_core.models.zoo import Zoo
-from trend_core.nn.vote import MajorityVote
 from trend_core.reproduce.settings import ReproSettings
-from trend_core.service.analysis_jobs import growing_ensembles
 from trend_core.storage.store import Store
 from trend_core.training.train import accuracy
 
@@ -94,7 +88,7 @@ def not_run(reason: str) -> dict:
     return {"status": f"not run: {reason}"}
 
 
-def _missing(ctx: StageContext, roles, minimum: int) -> str | None:
+def missing_roles(ctx: StageContext, roles, minimum: int) -> str | None:
     have = ctx.settings.roles(*roles)
     if len(have) < minimum:
         return f"needs at least {minimum} of the models {', '.join(roles)}; this scale has {', '.join(have) or 'none'}"
@@ -150,7 +144,7 @@ def _transfer(ctx: StageContext, roles, name: str, params: dict):
 
 def transfer_attacks(ctx: StageContext) -> dict:
     """Transfer between seeds and between optimizers under PGD, CW (kappa 0, 30) and DeepFool (Tables II-III)."""
-    why = _missing(ctx, TRANSFER_ROLES, 2)
+    why = missing_roles(ctx, TRANSFER_ROLES, 2)
     if why:
         return not_run(why)
     roles = ctx.settings.roles(*TRANSFER_ROLES)
@@ -256,188 +250,6 @@ def boundary(ctx: StageContext) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- 5. ensemble attacks (Figs. 5-7)
-def image_frame(outcomes: dict) -> pd.DataFrame:
-    """A robustness sweep's per-image outcomes as columns ``clean:<model>`` and ``<rule>@<eps>:<model>``."""
-    return pd.DataFrame({(f"clean:{m}" if r == "clean" else f"{r}@{e:g}:{m}"): v for (r, e, m), v in outcomes.items()})
-
-
-def _vote(ctx: StageContext, roles):
-    return MajorityVote([ctx.model(r) for r in roles], seed=ctx.settings.seed, names=[ctx.label(r) for r in roles])
-
-
-def ensemble_attacks(ctx: StageContext) -> dict:
-    """D-AG, EMPIR, U-GD and A-GD over eps on FP+Q1+Q2 and FP+Q1+Q2+HT, and gradient domination on the first."""
-    sets = [roles for roles in PAPER_ENSEMBLES if all(r in ctx.settings.models for r in roles)]
-    if not sets:
-        return not_run("needs the models FP, Q1 and Q2")
-    s = ctx.settings
-    eps = list(s.ensemble_eps)
-    frames, images = [], {}
-    for i, roles in enumerate(sets):
-        ctx.check()
-        name = "+".join(roles)
-        ctx.progress(i / (len(sets) + 1), f"four ensemble attacks on {name}")
-        outcomes: dict = {}
-        sweep = robustness_sweep(
-            _vote(ctx, roles),
-            eps,
-            rules=RULE_NAMES,
-            data=ctx.data(),
-            steps=s.ensemble_steps,
-            step_size=step_size_for(max(eps), s.ensemble_steps),
-            seed=s.seed,
-            members_alone=False,
-            cache=ctx.store,
-            device=ctx.device,
-            profile=s.profile,
-            outcomes=outcomes,
-        )
-        images[name] = image_frame(outcomes)
-        rows = sweep[sweep["model"] == ENSEMBLE_LABEL].drop(columns=["model", "acc_on_ensemble_adv"])
-        frames.append(rows.assign(ensemble=name, size=len(roles)))
-    ctx.check()
-    ctx.progress(len(sets) / (len(sets) + 1), "gradient domination")
-    domination = gradient_domination(ctx, sets[0], min(eps))
-    return {"status": DONE, "sweep": pd.concat(frames, ignore_index=True), "images": images, **domination}
-
-
-def gradient_domination(ctx: StageContext, roles, eps: float) -> dict:
-    """Per member: mean input-gradient L2 norm over the first images, and how often D-AG's and A-GD's step
-    direction agreed with its gradient sign (one member dominating D-AG shows as one high agreement)."""
-    s = ctx.settings
-    x, y = ctx.data()
-    x, y = x[: s.agreement_images].to(ctx.device), y[: s.agreement_images].to(ctx.device)
-    vote = _vote(ctx, roles)
-    with contextlib.ExitStack() as stack:
-        for member in vote.members:
-            stack.enter_context(attack_mode(member))
-        grads, _ = member_gradients(list(vote.members), x.clone(), y)
-    norms = grads.flatten(2).norm(dim=2).mean(dim=1).cpu()
-    frames = []
-    for rule in ("dag", "agd"):
-        attack = EnsemblePGD(
-            rule, eps, steps=s.ensemble_steps, step_size=step_size_for(eps, s.ensemble_steps), seed=s.seed
-        )
-        trace = agreement_trace(attack, vote, x, y)
-        frames.append(trace.groupby("member", sort=False, as_index=False)["agreement"].mean().assign(rule=rule))
-    agreement = pd.concat(frames, ignore_index=True)
-    gradients = pd.DataFrame({"member": vote.names, "mean_grad_l2": [float(v) for v in norms]})
-    return {
-        "agreement": agreement,
-        "gradients": gradients,
-        "domination_ensemble": "+".join(roles),
-        "domination_eps": float(eps),
-    }
-
-
-# ----------------------------------------------------------------------------- 6. TREND (Figs. 8-9)
-def trend(ctx: StageContext) -> dict:
-    """TREND ensembles chosen from the measured PGD matrix (FP required, as in the paper's FP-Q1-Q2) against
-    each member alone under A-GD, and robustness as the ensemble grows."""
-    m = ctx.results.get("matrices", {})
-    if m.get("status") != DONE or len(m["labels"]) < 3:
-        return not_run("needs the TM matrix of at least three models")
-    s = ctx.settings
-    tm = tm_matrix(m["pairs"], m["labels"])
-    role_of = m["roles"]
-    fp = ctx.label("FP")
-    chosen, comparisons, images = [], [], {}
-    sizes = [k for k in (3, 4) if k <= len(m["labels"])]
-    for i, k in enumerate(sizes):
-        ctx.check()
-        best = select_ensembles(tm, k, require=[fp], top=1).iloc[0]
-        members = list(best["members"])
-        chosen.append(
-            {
-                "size": k,
-                "ensemble": " + ".join(members),
-                "score": float(best["score"]),
-                "max_pair_tm": float(best["max_pair_tm"]),
-            }
-        )
-        ctx.progress(i / (len(sizes) + 1), f"A-GD on {' + '.join(members)} and each member")
-        outcomes: dict = {}
-        sweep = robustness_sweep(
-            _vote(ctx, [role_of[x] for x in members]),
-            [s.trend_eps],
-            rules=["agd"],
-            data=ctx.data(),
-            steps=s.ensemble_steps,
-            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
-            seed=s.seed,
-            members_alone=True,
-            cache=ctx.store,
-            device=ctx.device,
-            profile=s.profile,
-            outcomes=outcomes,
-        )
-        images[" + ".join(members)] = pd.DataFrame(
-            {model: v for (rule, _, model), v in outcomes.items() if rule != "clean"}
-        )
-        ratios = robustness_ratios(sweep)
-        ens = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-        comparisons.append(
-            pd.DataFrame(
-                [
-                    {
-                        "ensemble": " + ".join(members),
-                        "model": "ensemble",
-                        "clean_accuracy": float(ens["clean_accuracy"]),
-                        "accuracy": float(ens["accuracy"]),
-                        "times_more_robust": math.nan,
-                    }
-                ]
-                + [
-                    {
-                        "ensemble": " + ".join(members),
-                        "model": r.member,
-                        "clean_accuracy": float(sweep.loc[sweep["model"] == r.member, "clean_accuracy"].iloc[0]),
-                        "accuracy": r.member_accuracy,
-                        "times_more_robust": r.times_more_robust,
-                    }
-                    for r in ratios.itertuples(index=False)
-                ]
-            )
-        )
-    ctx.check()
-    ctx.progress(len(sizes) / (len(sizes) + 1), "robustness as the ensemble grows")
-    growth_rows = []
-    for members in growing_ensembles(tm, min(6, len(m["labels"])), fp):
-        ctx.check()
-        sweep = robustness_sweep(
-            _vote(ctx, [role_of[x] for x in members]),
-            [s.trend_eps],
-            rules=["agd"],
-            data=ctx.data(),
-            steps=s.ensemble_steps,
-            step_size=step_size_for(s.trend_eps, s.ensemble_steps),
-            seed=s.seed,
-            members_alone=False,
-            cache=ctx.store,
-            device=ctx.device,
-            profile=s.profile,
-        )
-        row = sweep[sweep["model"] == ENSEMBLE_LABEL].iloc[0]
-        growth_rows.append(
-            {
-                "size": len(members),
-                "members": " + ".join(members),
-                "clean_accuracy": float(row["clean_accuracy"]),
-                "accuracy": float(row["accuracy"]),
-                "eps": s.trend_eps,
-            }
-        )
-    return {
-        "status": DONE,
-        "chosen": pd.DataFrame(chosen),
-        "comparison": pd.concat(comparisons, ignore_index=True),
-        "growth": pd.DataFrame(growth_rows),
-        "eps": s.trend_eps,
-        "images": images,
-    }
-
-
 # ----------------------------------------------------------------------------- 7. TM(eps) fit (Fig. 12, Table VII)
 def fit_pairs(settings: ReproSettings) -> list[tuple[str, str]]:
     """The pairs whose TM(eps) is fitted: FP -> another seed and FP -> Q2, where present."""
@@ -453,7 +265,7 @@ def tm_fit(ctx: StageContext) -> dict:
         return not_run("needs two models")
     s = ctx.settings
     top = max([*s.fit_eps, *s.sweep_eps])
-    attack = make_attack("pgd", eps=top, steps=s.fit_steps, step_size=step_size_for(top, s.fit_steps), seed=s.seed)
+    attack = make_attack("pgd", eps=top, steps=s.fit_steps, seed=s.seed)
     summaries, measured, curves, failures, images = [], [], [], [], {}
     for i, (src, tgt) in enumerate(pairs):
         ctx.check()
@@ -596,18 +408,6 @@ def audit(ctx: StageContext) -> dict:
         "flags": pd.DataFrame(flags, columns=["model", "flag", "fired", "sentence"]),
         "images": pd.DataFrame(images),
     }
-
-
-STAGES: dict[str, tuple[str, Callable[[StageContext], dict]]] = {
-    "baseline": ("Baseline clean accuracy (Tables IV-VI)", baseline),
-    "attacks": ("Transfer between seeds and optimizers under four attacks (Tables II-III)", transfer_attacks),
-    "matrices": ("TM matrices: architecture, input and weight/activation quantization (Figs. 1-3)", matrices),
-    "boundary": ("Decision boundary FP vs Q1 (Fig. 4)", boundary),
-    "ensembles": ("Ensemble attacks over eps and gradient domination (Figs. 5-7)", ensemble_attacks),
-    "trend": ("TREND ensembles vs their members, and growth (Figs. 8-9)", trend),
-    "fit": ("TM(eps) fit from 4 points vs a 20-point sweep (Fig. 12, Table VII)", tm_fit),
-    "audit": ("Robustness audit of the TREND ensembles and their members", audit),
-}
 
 
 def check_stage_result(name: str, result: dict) -> dict:

@@ -34,6 +34,11 @@ def describe_devices() -> str:
     return f"CPU only ({torch.get_num_threads()} threads)"
 
 
+def has_cuda() -> bool:
+    """Whether a CUDA device is usable (the sidebar offers "cuda" only then)."""
+    return bool(torch.cuda.is_available())
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
     for parameter in model.parameters():

@@ -8,7 +8,7 @@ bar moves with the work and an estimate of the time left can be taken from its r
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 Report = Callable[[float | None, str | None], None]
 
@@ -42,3 +42,23 @@ class WorkMeter:
             self.report(min(1.0, (base + units * min(1.0, max(0.0, fraction))) / self.total), message)
 
         return report
+
+
+class StartTicker:
+    """A ``progress(message)`` callback for work that announces each piece as it starts (``robustness_sweep``
+    says when each attack starts): a call counts the piece under way as done (its weight the next of ``weights``)
+    and says what starts now; ``finish()`` counts the last piece."""
+
+    def __init__(self, work: WorkMeter, weights: Iterable[float]):
+        self.work, self.weights = work, iter(weights)
+        self.running: list[float] = []  # the weight of the piece under way
+
+    def __call__(self, message: str) -> None:
+        if self.running:
+            self.work.done(self.running.pop(), message)
+        else:
+            self.work.start(message)
+        self.running.append(next(self.weights, 1))
+
+    def finish(self) -> None:
+        self.work.done(self.running.pop() if self.running else 0)

@@ -9,7 +9,7 @@ from typing import ContextManager, Iterator
 
 import torch
 
-from trend_core.data.datasets import DatasetInfo, get_info
+from trend_core.config.datasets import DatasetInfo, get_info
 from trend_core.errors import TrendError
 
 # Images up to this size (digits' 8x8, MNIST's 28x28; not CIFAR's 32x32) train on one CPU thread. MNIST measured
