@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Callable
 
-Report = Callable[[float | None, str | None], None]
+Progress = Callable[[float | None, str | None], None]
+"""The engine's one progress callback: ``progress(fraction, message)``, the fraction of the run's work done
+(0..1) and what runs now; either may be None (unchanged). ``Job.progress`` and the CLI's bars have this shape,
+so every runner's ``progress=`` takes either directly."""
+
+
+def no_progress(fraction: float | None, message: str | None) -> None:
+    """The ``Progress`` of a run nobody follows."""
 
 
 class WorkMeter:
     """Counts finished units of work out of ``total`` and reports the fraction through ``report``."""
 
-    def __init__(self, report: Report, total: float):
+    def __init__(self, report: Progress, total: float):
         self.report = report
         self.total = max(float(total), 1e-12)
         self.finished = 0.0
