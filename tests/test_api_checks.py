@@ -83,7 +83,7 @@ def test_audit_checks_its_dataset(test_zoo, digits):
     from trend_core.experiments.audit import run_audit
 
     x, y = digits.tensors("test", 16)
-    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], dataset=(x * 255, y)), "[0, 255]")
+    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], data=(x * 255, y)), "[0, 255]")
 
 
 def test_models_without_a_spec_are_checked_by_one_forward_pass(digits):

@@ -143,20 +143,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     models = load_models(args, [s.name for s in specs])
     cache = None if args.no_cache else get_store(args.home)
-    with work_bar("ensemble attacks") as report:
-        # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
-        n = len(models)
-        work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
-        weights = iter(([n] + ([1] * n if args.members else [])) * len(rules))
-        running: list[int] = []
-
-        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
-            if running:
-                work.done(running.pop(), message)
-            else:
-                work.start(message)
-            running.append(next(weights, 1))
-
+    with work_bar("ensemble attacks") as report:  # weighed by gradients: the ensemble's N, each member's 1
         sweep = robustness_sweep(
             MajorityVote(models, seed, profile=profile),
             eps_list,
@@ -168,10 +155,9 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
             members_alone=args.members,
             cache=cache,
             device=args.device,
-            progress=tick,
+            progress=report,
             profile=profile,
         )
-        work.done(running.pop() if running else 0)
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(
         index=["rule", "eps"], columns="model", values="acc_on_ensemble_adv", sort=False
@@ -296,7 +282,7 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
         work = WorkMeter(report, len(measured_eps) + 0.05)
         for i, eps in enumerate(measured_eps):
             work.start(f"eps {eps:g} ({i + 1}/{len(measured_eps)})")
-            measure_tm(source, target, [eps], attack, None, limit, cache, args.device, profile=profile)
+            measure_tm(source, target, [eps], attack, limit=limit, cache=cache, device=args.device, profile=profile)
             work.done(1)
         work.start("fitting")
         result = fit_tm(

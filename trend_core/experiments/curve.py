@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from trend_core.config.profiles import get_profile
 from trend_core.data.datasets import get_info
 from trend_core.errors import TrendError
 from trend_core.experiments.transfer import run_transfer
-from trend_core.storage.store import UNSET, Cache, cache_argument
+from trend_core.runtime.options import RunOptions, run_options
 
 MIN_POINTS = 3
 DEFAULT_FIT_POINTS = 4
@@ -227,35 +227,30 @@ def measure_tm(
     target: nn.Module,
     epsilons: Sequence[float],
     attack: Any = "pgd",
+    *,
     data: Any = None,
-    limit: int | None = None,
-    cache: Cache = None,
-    device: Any = "auto",
-    store: Any = UNSET,
-    profile: str = "paper",
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> pd.DataFrame:
-    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
-    ``run_transfer``).
+    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``data`` and
+    ``options`` or its fields as keywords as in ``run_transfer``).
 
     f_ss counts the source's adversarial images among those both models classify correctly (paper profile) or,
     as the authors' fit script does, among all the source classifies correctly (authors); TM = f_st / f_ss.
     """
-    cache = cache_argument(cache, store)
+    opts = run_options(options, keywords, "measure_tm")
     eps_list = sorted({float(e) for e in epsilons})
     if not eps_list:
         raise TrendError("Give at least one eps.")
-    own_total = get_profile(profile).tm_f_ss == "source"
+    own_total = get_profile(opts.profile).tm_f_ss == "source"
     results = run_transfer(
         [source, target],
         attack,
         data=data,
-        limit=limit,
-        cache=cache,
-        device=device,
         sources=[0],
         targets=[0, 1] if own_total else [1],
         epsilons=eps_list,
-        profile=profile,
+        options=opts,
     )
     rows = []
     for result in results:
@@ -284,19 +279,17 @@ def fit_tm(
     fit_eps: Sequence[float] | None = None,
     eval_eps: Sequence[float] = (),
     attack: Any = "pgd",
+    *,
     data: Any = None,
-    limit: int | None = None,
-    cache: Cache = None,
-    device: Any = "auto",
-    progress: Callable[[str], None] | None = None,
-    store: Any = UNSET,
-    profile: str = "paper",
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: the profile's, see ``default_fit_eps``) and ``eval_eps``, fit on
-    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``cache`` as in
-    ``run_transfer`` (None: nothing is written to disk). ``profile`` also decides what f_ss counts (see
-    ``measure_tm``); TM is always the ratio f_st / f_ss."""
-    cache = cache_argument(cache, store)
+    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``data`` and ``options``
+    (or its fields as keywords) as in ``run_transfer`` (cache None: nothing is written to disk). ``profile``
+    also decides what f_ss counts (see ``measure_tm``); TM is always the ratio f_st / f_ss."""
+    opts = run_options(options, keywords, "fit_tm")
+    profile, progress = opts.profile, opts.progress
     if source is target:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     if fit_eps is None:
@@ -308,8 +301,8 @@ def fit_tm(
     if len(fit_list) < MIN_POINTS:
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
-        progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device, profile=profile)
+        progress(0.0, f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data=data, options=opts)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]

@@ -37,7 +37,9 @@ from trend_core.experiments.audit import audit_ensemble_and_members, check_level
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.experiments.curve import MIN_POINTS, fit_tm, measure_tm
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
-from trend_core.experiments.transfer import TransferResult, attack_identity, run_transfer
+from trend_core.experiments.transfer import run_transfer
+from trend_core.experiments.transfer_keys import attack_identity
+from trend_core.experiments.transfer_result import TransferResult
 from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
@@ -306,7 +308,7 @@ def submit_ensemble_sweep(
                         steps=steps,
                         step_size=step_size,
                         members_alone=False,
-                        store=store,
+                        cache=store,
                         device=dev,
                         profile=profile,
                     )
@@ -397,19 +399,6 @@ def submit_trend_evaluation(
 
     def run(job: Job) -> dict:
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
-        # the attack on the ensemble takes every member's gradient (weight N), each member alone its own (1)
-        work = WorkMeter(job.progress, 2 * len(names))
-        weights = iter([len(names)] + [1] * len(names))
-
-        running: list[int] = []  # the weight of the attack under way
-
-        def tick(message: str) -> None:  # robustness_sweep says when each attack starts
-            if running:
-                work.done(running.pop(), message)
-            else:
-                work.start(message)
-            running.append(next(weights, 1))
-
         outcomes: dict = {}
         sweep = robustness_sweep(
             ensemble,
@@ -420,7 +409,7 @@ def submit_trend_evaluation(
             step_size=step_size_for(eps, steps),
             cache=store,
             device=dev,
-            progress=tick,
+            progress=job.progress,  # weighed by gradients: the ensemble's N, each member's 1
             profile=profile,
             outcomes=outcomes,
         )
@@ -628,7 +617,7 @@ def submit_tm_fit(
         work = WorkMeter(job.progress, len(points) + 0.05)
         for i, eps in enumerate(points):
             work.start(f"measuring TM at eps {eps:g} ({i + 1}/{len(points)} points)")
-            measure_tm(src, tgt, [eps], attack, None, limit, cache, dev, profile=profile)
+            measure_tm(src, tgt, [eps], attack, limit=limit, cache=cache, device=dev, profile=profile)
             work.done(1)
         work.start(f"fitting f_st and f_ss to {len(fit_list)} points")
         result = fit_tm(
@@ -731,8 +720,8 @@ def submit_audit(
             level=level,
             limit=limit,
             device=str(dev),
-            store=store,
-            progress=lambda f, m: job.progress(f, m),
+            cache=store,
+            progress=job.progress,
         )
         return {
             "robust": report.robust,
@@ -798,8 +787,8 @@ def submit_trend_audit(
             eps,
             limit=limit,
             device=str(dev),
-            store=store,
-            progress=lambda f, m: job.progress(f, m),
+            cache=store,
+            progress=job.progress,
             labels=labels,
             reports=reports,
         )
@@ -1067,17 +1056,13 @@ def submit_transfer(
     def run(job: Job):
         models = load_members(zoo, names, dev, job)
 
-        def on_step(step) -> None:
-            origin = " (cached)" if step.from_cache else ""
-            job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
-
         result = run_transfer(
             models,
             attack_obj,
             split=split,
             limit=limit,
             cache=cast(Cache, store),
-            progress=on_step,
+            progress=job.progress,
             device=dev,
             sources=list(sources),
             targets=list(targets),

@@ -26,7 +26,7 @@ from trend_core.errors import TrendError
 from trend_core.nn import TrendModel, build_model
 from trend_core.runtime.devices import resolve_device
 
-ProgressFn = Callable[["EpochReport"], None]
+EpochCallback = Callable[["EpochReport"], None]  # training reports whole epochs (see EpochReport)
 
 
 class TrainingCancelled(Exception):
@@ -226,7 +226,7 @@ def train_model(
     spec: ModelSpec,
     data: DatasetBundle | None = None,
     device: str = "auto",
-    progress: ProgressFn | None = None,
+    progress: EpochCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     batch_size: int | None = None,
     amp: bool = True,
@@ -248,7 +248,7 @@ def train_loop(
     spec: ModelSpec,
     data: DatasetBundle,
     dev: torch.device,
-    progress: ProgressFn | None,
+    progress: EpochCallback | None,
     cancel: Callable[[], bool] | None,
     batch_size: int | None,
     amp: bool,
