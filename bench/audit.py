@@ -121,7 +121,7 @@ def battery_time(zoo: Zoo, names: dict[str, str], limit: int | None) -> None:
     before = load()
     start = time.perf_counter()
     report = run_audit(zoo, members, ensemble=True, epsilons=[EPS], level="quick", limit=limit,
-                       store=MemoryStore(), device="cpu")
+                       cache=MemoryStore(), device="cpu")
     wall = time.perf_counter() - start
     print(f"\n== quick battery on {' + '.join(ENSEMBLE)}, {report.n_images} test images, eps {EPS}: "
           f"{wall:.0f} s wall ({before} before, {load()} after)")
@@ -152,7 +152,7 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
     for label, members, vote in targets:
         start = time.perf_counter()
         report = run_audit(zoo, [names[m] for m in members], ensemble=vote, epsilons=[EPS], level="quick",
-                           limit=limit, store=store, device="cpu")
+                           limit=limit, cache=store, device="cpu")
         rows.append(summary_row(label, report, EPS))
         fired[label] = [f for f in report.flags if f.fired]
         print(f"  audited {label} in {time.perf_counter() - start:.0f} s ({load()})", flush=True)

@@ -27,7 +27,8 @@ from trend_core.nn.vote import MajorityVote
 from trend_core.ensemble.selection import select_ensembles
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep  # noqa: E402
 from trend_core.errors import TrendError  # noqa: E402
-from trend_core.experiments.transfer import model_labels, run_transfer  # noqa: E402
+from trend_core.config.labels import model_labels  # noqa: E402
+from trend_core.experiments.transfer import run_transfer  # noqa: E402
 from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -243,7 +243,7 @@ import pathlib, subprocess
 import trend_core as tl
 zoo = tl.Zoo({str(home)!r})
 seen = []
-def freeze(step):  # after the first source: the cache's folders (not its files) made immutable
+def freeze(fraction, message):  # after the first source: the cache's folders (not its files) made immutable
     if not seen:
         seen.append(1)
         cache = pathlib.Path({str(home / "cache")!r})

@@ -136,7 +136,7 @@ def show_tables(ctx, result, pairs) -> None:
     """The paper's Table II: per pair, and mean ± std over seeds of one configuration."""
     from trend_core.errors import TrendError
     from trend_core.models.families import without_imported
-    from trend_core.experiments.transfer import model_groups, seed_group_table
+    from trend_core.experiments.transfer_tables import model_groups, seed_group_table
 
     shown = pairs[pairs["source"] != pairs["target"]].copy()
     shown["transfer %"] = 100 * shown["tm"]

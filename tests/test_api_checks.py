@@ -79,11 +79,30 @@ def test_every_entry_point_taking_data_checks_it(pair, zoo_model, digits):
     refused(lambda: tl.decision_boundary(models, torch.rand(3, 32, 32), 1), "image is 3x32x32", "1x8x8")
 
 
+def test_every_runner_takes_data_and_its_options_in_one_vocabulary(pair, test_zoo):
+    """data= is a dataset name, a bundle or (x, y) for every runner; a name of another dataset, an unknown keyword
+    (the removed store=, the old dataset=) or a non-RunOptions options= is one sentence before any attack."""
+    from trend_core.experiments.audit import run_audit
+
+    models, x, y = pair
+    attack = CountingPGD(eps=0.1, steps=2)
+    refused(lambda: tl.run_transfer(models, attack, data="mnist"), "digits models, not mnist")
+    refused(lambda: tl.robustness_sweep(models, [0.1], data="mnist", steps=2), "digits models, not mnist")
+    refused(lambda: tl.fit_tm(models[0], models[1], [0.05, 0.1, 0.2], attack=attack, data="mnist"), "not mnist")
+    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], data="mnist"), "not mnist")
+    refused(lambda: tl.run_transfer(models, attack, store=True), "no argument 'store'", "cache")
+    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], dataset=(x, y)), "'dataset'", "limit")
+    refused(lambda: tl.robustness_sweep(models, [0.1], options={"limit": 8}), "options must be a RunOptions")
+    named = tl.run_transfer(models, attack, data="digits", limit=24, device="cpu")
+    given = tl.run_transfer(models, attack, data=(x, y), options=tl.RunOptions(device="cpu"))
+    assert named.pairs.equals(given.pairs) and named.split == "test" and given.split == "custom"
+
+
 def test_audit_checks_its_dataset(test_zoo, digits):
     from trend_core.experiments.audit import run_audit
 
     x, y = digits.tensors("test", 16)
-    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], dataset=(x * 255, y)), "[0, 255]")
+    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], data=(x * 255, y)), "[0, 255]")
 
 
 def test_models_without_a_spec_are_checked_by_one_forward_pass(digits):

@@ -18,7 +18,7 @@ from trend_core.ensemble.selection import read_tm, select_ensembles, symmetrize
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.errors import TrendError
 from trend_core.storage.store import MemoryStore
-from trend_core.experiments.transfer import PAIR_COLUMNS, TransferResult
+from trend_core.experiments.transfer_result import PAIR_COLUMNS, TransferResult
 
 
 class Fixed(nn.Module):

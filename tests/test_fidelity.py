@@ -346,8 +346,8 @@ def test_authors_tm_fit_points_and_f_ss():
     x = torch.rand(200, 1, 8, 8)
     with torch.no_grad():  # labels the source gets right; the target agrees on some of them
         y = source(x).argmax(1)
-    paper = measure_tm(source, target, [0.3], data=(x, y), store=False)
-    authors = measure_tm(source, target, [0.3], data=(x, y), store=False, profile="authors")
+    paper = measure_tm(source, target, [0.3], data=(x, y), cache=False)
+    authors = measure_tm(source, target, [0.3], data=(x, y), cache=False, profile="authors")
     assert int(authors["f_st"].iloc[0]) == int(paper["f_st"].iloc[0])
     # their f_ss: every adversarial image of the source, not only those the target also classifies correctly
     assert int(authors["f_ss"].iloc[0]) > int(paper["f_ss"].iloc[0]) > 0

@@ -199,7 +199,7 @@ def test_a_cache_made_read_only_mid_run_costs_only_the_caching(linked_home, zoo_
     cache = linked_home / "cache"  # 200 images: the adversarial images go to files of their own, not SQLite
     frozen: list[Path] = []
 
-    def freeze(step) -> None:  # after the first piece of work: no new file can be made in the cache any more
+    def freeze(fraction, message) -> None:  # after the first piece of work: no new file can be made in the cache any more
         if not frozen:
             folders = [cache, *(d for d in cache.rglob("*") if d.is_dir())]
             for folder in folders:

@@ -37,8 +37,8 @@ def test_same_model_twice_gets_one_label_and_specs_or_names_both_work():
 
 
 def test_transfer_labels_use_them():
+    from trend_core.config.labels import model_labels
     from trend_core.nn.build import build_model
-    from trend_core.experiments.transfer import model_labels
 
     models = [build_model(ModelSpec.parse(n)) for n in (PRESET_FP, DEMO_FP)]
     assert model_labels(models) == ["FP-s0-e20", "FP-s0-e4"]
@@ -61,8 +61,8 @@ def test_paper_picks(names, inputs, expected):
 
 def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
     from trend_core.config.labels import set_label
+    from trend_core.config.labels import model_labels
     from trend_core.nn.build import build_model
-    from trend_core.experiments.transfer import model_labels
 
     # alone in a run the preset FP would be "FP-s0"; the dashboard labels it across the zoo, beside the demo's
     fp = set_label(build_model(ModelSpec.parse(PRESET_FP)), label_map([PRESET_FP, DEMO_FP])[PRESET_FP])

@@ -7,7 +7,6 @@ import logging
 import re
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import diskcache
@@ -117,7 +116,7 @@ def images(n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
 
 
-def test_run_transfer_caches_only_when_asked_and_store_is_deprecated(tmp_path):
+def test_run_transfer_caches_only_when_asked_and_takes_its_options_either_way(tmp_path):
     from trend_core.storage.store import MemoryStore
 
     models, data = [tiny_classifier(0), tiny_classifier(1)], images()
@@ -125,11 +124,11 @@ def test_run_transfer_caches_only_when_asked_and_store_is_deprecated(tmp_path):
     mine = MemoryStore()
     first = tl.run_transfer(models, attack, data=data, cache=mine, device="cpu")
     assert len(mine) > 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        again = tl.run_transfer(models, attack, data=data, store=mine, device="cpu")
-    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
-    assert again.pairs.equals(first.pairs)
+    cached = len(mine)
+    again = tl.run_transfer(models, attack, data=data, options=tl.RunOptions(cache=mine, device="cpu"))
+    assert again.pairs.equals(first.pairs) and len(mine) == cached  # the same run: read from the same cache
+    with pytest.raises(TrendError, match="no argument 'store'.*cache"):  # the old keyword is gone, not ignored
+        tl.run_transfer(models, attack, data=data, store=mine, device="cpu")
 
 
 def numpy_quantize(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from trend_core.plots import image_grid
 from trend_core.plots.transfer import (asymmetry_heatmap, asymmetry_matrix, pair_examples_figure, split_matrix,
                                        tm_heatmap)
 from trend_core.plots.zoo import accuracy_figure
-from trend_core.experiments.transfer import PAIR_COLUMNS, TransferResult
+from trend_core.experiments.transfer_result import PAIR_COLUMNS, TransferResult
 
 MODELS = ["FP-s0", "Q2-s0", "FP-VGG11BN-s0"]
 TM = {("FP-s0", "Q2-s0"): 0.8, ("FP-s0", "FP-VGG11BN-s0"): 0.5, ("Q2-s0", "FP-s0"): 0.3,

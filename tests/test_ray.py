@@ -23,7 +23,9 @@ from trend_core.errors import TrendError  # noqa: E402
 from trend_core.runtime.executors import Executor, get_executor  # noqa: E402
 from trend_core.models.zoo_training import train_specs  # noqa: E402
 from trend_core.storage.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
-from trend_core.experiments.transfer import CACHE_VERSION, attack_keys, evaluation_data, run_transfer  # noqa: E402
+from trend_core.experiments.eval_data import evaluation_data  # noqa: E402
+from trend_core.experiments.transfer import run_transfer  # noqa: E402
+from trend_core.experiments.transfer_keys import CACHE_VERSION, attack_keys  # noqa: E402
 from trend_core.models.zoo import Zoo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +90,7 @@ def reference(demo_zoos, attack, tmp_path_factory):
     models = [demo_zoos[0].load(name) for name in QUICK_DEMO]
     store = Store(tmp_path_factory.mktemp("local-store"))
     with one_thread():
-        result = run_transfer(models, attack, limit=LIMIT, store=store, device="cpu", executor="local")
+        result = run_transfer(models, attack, limit=LIMIT, cache=store, device="cpu", executor="local")
     return models, result, store
 
 
@@ -115,12 +117,12 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
     models, expected, local_store = reference
     store = Store(tmp_path / "ray-home")
     steps = []
-    result = run_transfer(models, attack, limit=LIMIT, store=store, device="cpu", executor=ray_executor,
-                          progress=steps.append)
+    result = run_transfer(models, attack, limit=LIMIT, cache=store, device="cpu", executor=ray_executor,
+                          progress=lambda f, m: steps.append((f, m)))
     assert result.pairs.equals(expected.pairs)
     assert result.matrix().equals(expected.matrix())
     assert expected.pairs["generated"].sum() > 0  # the comparison covers real adversarial images
-    assert [s.done for s in steps] == [1, 2, 3] and not any(s.from_cache for s in steps)
+    assert [f for f, _ in steps] == pytest.approx([1 / 3, 2 / 3, 1]) and not any("(cached)" in m for _, m in steps)
     keys = set(store.keys())
     assert keys == set(local_store.keys())
     differ = [k for k in keys if not _same(store.get(k), local_store.get(k))]
@@ -133,18 +135,18 @@ def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_exe
 
     models = reference[0]
     with one_thread():
-        local = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, store=False,
+        local = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False,
                                  device="cpu", executor="local")
-    remote = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, store=False, device="cpu",
+    remote = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False, device="cpu",
                               executor=ray_executor)
     assert remote.equals(local)
     with one_thread():
-        points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, store=False, device="cpu")
+        points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, cache=False, device="cpu")
     from trend_core.runtime import executors
 
     executors.set_default("ray")  # measure_tm takes the process's executor, as the CLI's --executor sets it
     try:
-        remote_points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, store=False, device="cpu")
+        remote_points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, cache=False, device="cpu")
     finally:
         executors.set_default(None)
     assert remote_points.equals(points)
@@ -156,7 +158,7 @@ def test_worker_killed_mid_task_still_gives_the_same_result(reference, attack, r
 
     def run() -> None:
         try:
-            outcome["result"] = run_transfer(models, attack, limit=LIMIT, store=MemoryStore(), device="cpu",
+            outcome["result"] = run_transfer(models, attack, limit=LIMIT, cache=MemoryStore(), device="cpu",
                                              executor=ray_executor)
         except BaseException as exc:  # reported by the assertion below
             outcome["error"] = exc
@@ -199,7 +201,7 @@ def test_killed_driver_resumes_from_the_store(demo_zoos, reference, attack, ray_
     stored = [store.has(k) for k in summaries]
     assert any(stored) and not all(stored)
     counting = _Counting(ray_executor)
-    result = run_transfer(models, attack, limit=LIMIT, store=store, device="cpu", executor=counting)
+    result = run_transfer(models, attack, limit=LIMIT, cache=store, device="cpu", executor=counting)
     assert result.pairs.equals(expected.pairs)
     assert counting.units.count("attack_unit") == stored.count(False)  # stored attacks are not run again
 

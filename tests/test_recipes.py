@@ -12,7 +12,6 @@ from trend_core.ensemble.selection import growing_ensembles, growth_start
 from trend_core.experiments.grids import measured_eps, spaced_eps
 from trend_core.experiments.vote_robustness import GROWTH_COLUMNS, agd_evaluation, growth_curve
 from trend_core.nn.vote import MajorityVote
-from trend_core.runtime.progress import StartTicker, WorkMeter
 from trend_core.storage.store import MemoryStore
 
 
@@ -62,14 +61,3 @@ def test_eps_grids_the_pages_sweep():
     assert len(dense) == 12 and dense[-1] == pytest.approx(0.6) and dense == sorted(dense)  # stretched to 0.6
     assert all(len(f"{v:.10g}".lstrip("0.").rstrip("0")) <= 3 for v in dense)  # three significant digits
     assert measured_eps("digits", [0.05, 0.1, 0.2], 0) == []
-
-
-def test_start_ticker_counts_each_piece_when_the_next_starts():
-    seen = []
-    work = WorkMeter(lambda fraction, message: seen.append((round(fraction, 3), message)), 4)
-    tick = StartTicker(work, [2, 1, 1])
-    tick("ensemble")
-    tick("member 1")
-    tick("member 2")
-    tick.finish()
-    assert seen == [(0.0, "ensemble"), (0.5, "member 1"), (0.75, "member 2"), (1.0, None)]

@@ -71,10 +71,10 @@ def fake_audit(calls: list, ensemble_acc: float = 0.9, member_acc: float = 0.2):
         ensemble,
         epsilons,
         level="quick",
-        dataset=None,
+        data=None,
         limit=None,
         device="auto",
-        store=None,
+        cache=None,
         progress=None,
     ):
         calls.append(
@@ -83,7 +83,7 @@ def fake_audit(calls: list, ensemble_acc: float = 0.9, member_acc: float = 0.2):
                 "ensemble": ensemble,
                 "epsilons": list(epsilons),
                 "level": level,
-                "dataset": dataset,
+                "dataset": data,
                 "limit": limit,
             }
         )

@@ -12,8 +12,10 @@ from trend_core.attacks import PGD, predict
 from trend_core.attacks.base import Attack
 from trend_core.errors import TrendError
 from trend_core.storage.store import MemoryStore, Store, content_key
-from trend_core.experiments.transfer import (TransferCancelled, TransferResult, cross_table, model_groups, run_transfer,
-                                 seed_group_table)
+from trend_core.experiments.transfer import run_transfer
+from trend_core.experiments.transfer_keys import TransferCancelled
+from trend_core.experiments.transfer_result import TransferResult
+from trend_core.experiments.transfer_tables import cross_table, model_groups, seed_group_table
 
 
 # ----------------------------------------------------------------------------- hand-built models and attack
@@ -140,7 +142,7 @@ def test_sources_and_targets_subsets():
 def test_labels_are_unique():
     from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
-    from trend_core.experiments.transfer import model_labels
+    from trend_core.config.labels import model_labels
 
     narrow, wide = (build_model(ModelSpec(dataset="digits", width=w)) for w in (0.25, 0.5))  # both "FP-s0"
     assert model_labels([narrow, wide, ThresholdRule("A", 0), ThresholdRule("A", 1)]) == [
@@ -164,10 +166,11 @@ def test_identical_rerun_is_served_from_the_cache(tmp_path):
     forwards = [m.forward_calls for m in models]
     steps = []
     again = ScriptedAttack(ADV)
-    second = run_transfer(models, again, data=(X, Y), cache=Store(tmp_path), device="cpu", progress=steps.append)
+    second = run_transfer(models, again, data=(X, Y), cache=Store(tmp_path), device="cpu",
+                          progress=lambda f, m: steps.append((f, m)))
     assert again._calls == []  # no attack ran
     assert [m.forward_calls for m in models] == forwards  # no forward pass either: predictions were cached
-    assert all(step.from_cache for step in steps) and [s.done for s in steps] == [1, 2]
+    assert all("(cached)" in m for _, m in steps) and [f for f, _ in steps] == [0.5, 1.0]
     pd.testing.assert_frame_equal(first.long(), second.long())
     assert torch.equal(second.examples("A", "B").adv, first.examples("A", "B").adv)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trend_core.cli.common import add_common, emit_json, parse_names, zoo_from
+from trend_core.cli.common import add_common, emit_json, parse_names, work_bar, zoo_from
 from trend_core.errors import TrendError
 
 
@@ -61,7 +61,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise TrendError(f"--limit must be a whole number, got {args.limit!r}.") from None
     zoo = zoo_from(args)
     store = None if args.no_cache else get_store(args.home)
-    with _bar() as progress:
+    with work_bar("audit") as progress:
         report = run_audit(
             zoo,
             names,
@@ -70,7 +70,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             level=args.level,
             limit=limit,
             device=args.device,
-            store=store,
+            cache=store,
             progress=progress,
         )
     if args.json:
@@ -92,33 +92,3 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
-
-
-class _bar:
-    """A tqdm bar on stderr fed by run_audit's progress(fraction, message); opened at the first report, so an
-    input error (found before any work) prints alone."""
-
-    def __enter__(self):
-        self.bar = None
-
-        def update(fraction: float, message: str) -> None:
-            if self.bar is None:
-                # local: keeps this torch-free module's start-up light
-                from tqdm import tqdm
-
-                self.bar = tqdm(
-                    total=1000,
-                    desc="audit",
-                    leave=False,
-                    file=sys.stderr,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-                )
-            self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-            self.bar.set_postfix_str(message)
-            self.bar.refresh()
-
-        return update
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -22,7 +22,6 @@ from trend_core.cli.common import (
 from trend_core.cli.transfer import MAX_SEED, _number, build_attack
 from trend_core.config.profiles import get_profile
 from trend_core.errors import TrendError
-from trend_core.runtime.progress import StartTicker, WorkMeter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -143,11 +142,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else _number("--limit", args.limit, int, minimum=1)
     models = load_models(args, [s.name for s in specs])
     cache = None if args.no_cache else get_store(args.home)
-    with work_bar("ensemble attacks") as report:
-        # per rule: the attack on the ensemble (every member's gradient: weight N), then each member alone (1)
-        n = len(models)
-        work = WorkMeter(report, len(rules) * (n + (n if args.members else 0)))
-        tick = StartTicker(work, ([n] + ([1] * n if args.members else [])) * len(rules))
+    with work_bar("ensemble attacks") as report:  # weighed by gradients: the ensemble's N, each member's 1
         sweep = robustness_sweep(
             MajorityVote(models, seed, profile=profile),
             eps_list,
@@ -159,10 +154,9 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
             members_alone=args.members,
             cache=cache,
             device=args.device,
-            progress=tick,
+            progress=report,
             profile=profile,
         )
-        tick.finish()
     ens = sweep[sweep["model"] == "ensemble"].drop(columns=["model", "acc_on_ensemble_adv"]).set_index(["rule", "eps"])
     members = sweep[sweep["model"] != "ensemble"].pivot_table(
         index=["rule", "eps"], columns="model", values="acc_on_ensemble_adv", sort=False
@@ -284,7 +278,16 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     cache = MemoryStore() if args.no_cache else get_store(args.home)  # the fit reads what the eps loop measured
     with work_bar("TM(eps)") as report:  # one eps at a time, so the bar moves per point (equal PGD runs)
         result = fit_tm_stepwise(
-            source, target, fit_eps, eval_eps, attack, limit, cache, args.device, profile=profile, report=report
+            source,
+            target,
+            fit_eps,
+            eval_eps,
+            attack,
+            limit=limit,
+            cache=cache,
+            device=args.device,
+            profile=profile,
+            progress=report,
         )
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)

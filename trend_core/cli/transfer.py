@@ -7,7 +7,6 @@ the store, so a rerun is instant and an interrupted sweep resumes at the first s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from trend_core.cli.common import (
@@ -18,6 +17,7 @@ from trend_core.cli.common import (
     load_models,
     parse_names,
     profile_of,
+    work_bar,
     zoo_from,
 )
 from trend_core.errors import TrendError
@@ -96,7 +96,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     targets = _subset(args.targets, specs, "--targets", args.profile)
     models = load_models(args, [spec.name for spec in specs])
     cache = None if args.no_cache else get_store(args.home)
-    with _source_bar(len(sources) if sources else len(models)) as progress:
+    with work_bar("sources") as progress:
         result = run_transfer(
             models,
             attack,
@@ -202,21 +202,3 @@ def _subset(names: list[str] | None, specs: list, flag: str, profile: str | None
     if outside:
         raise TrendError(f"{flag} names {outside[0]}, which is not among --models.")
     return chosen
-
-
-@contextlib.contextmanager
-def _source_bar(total: int):
-    """A tqdm bar over sources, fed by run_transfer's progress callback."""
-    # local: keeps this torch-free module's start-up light
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc="sources", unit="model", leave=False, file=sys.stderr)
-
-    def update(step) -> None:
-        bar.set_postfix_str(f"{step.source}{' (cached)' if step.from_cache else ''}")
-        bar.update(1)
-
-    try:
-        yield update
-    finally:
-        bar.close()

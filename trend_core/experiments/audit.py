@@ -13,10 +13,12 @@ results store, so a rerun is a lookup and an interrupted audit resumes at the fi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,14 +29,19 @@ from trend_core.attacks.base import Attack, check_eps, check_int, predict
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
 from trend_core.attacks.pgd import PGD
 from trend_core.attacks.square import Square
+from trend_core.config.labels import model_labels
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.experiments.transfer import attack_cached, attack_identity, evaluation_data, json_safe, model_labels
+from trend_core.experiments.attack_cache import attack_cached
+from trend_core.experiments.eval_data import evaluation_data
+from trend_core.experiments.transfer_keys import attack_identity
+from trend_core.experiments.transfer_result import json_safe
 from trend_core.models.zoo import Zoo
 from trend_core.nn.bpda import backward_differs, with_backward
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
-from trend_core.storage.store import MemoryStore, content_key, model_fingerprint
+from trend_core.runtime.options import RunOptions, run_options
+from trend_core.storage.store import content_key, model_fingerprint, resolve_cache
 
 VERSION = "audit/v1"
 LEVELS = ("smoke", "quick", "thorough")  # smoke: the mini reproduction's check of the pipeline, no verdict
@@ -44,7 +51,6 @@ MARGIN = 0.02  # differences smaller than this (or than two images) are noise, n
 BPDA_MARGIN = 0.05  # "much stronger": the identity backward pass beats the substitute by this much
 AGD_STEPS = 20  # today's A-GD figure, as the TREND builder computes it
 TRANSFER_STEPS = 40
-ProgressFn = Callable[[float, str], None]
 
 
 def check_level(level: str) -> str:
@@ -218,19 +224,21 @@ def run_audit(
     ensemble: bool,
     epsilons: Sequence[float],
     level: str = "quick",
-    dataset=None,
-    limit: int | None = None,
-    device: str = "auto",
-    store=None,
-    progress: ProgressFn | None = None,
+    data: Any = None,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> AuditReport:
     """Audit one zoo model (``ensemble=False``) or the majority vote of several (``ensemble=True``).
 
     ``zoo``: a Zoo (or its folder); ``names``: model names in it; ``epsilons``: L-inf budgets in (0, 1];
-    ``level``: quick or thorough; ``dataset``: None (the models' own test split), a DatasetBundle or an
-    (x, y) pair; ``limit``: the first N images; ``store``: a results Store, or None for no cache;
-    ``progress(fraction, message)``. Bad input raises a TrendError before any attack runs.
+    ``level``: quick or thorough; ``data``: see ``eval_data.evaluation_data`` (None: the models' own test
+    split). ``options`` (or its fields as keywords, ``runtime.options``): ``limit`` the first N images, ``cache``
+    the results store (None: none), ``device``, ``progress(fraction, message)``; the audit's attacks fix their
+    own profile and run here, so ``profile``, ``executor`` and ``cancel`` are not used.
+    Bad input raises a TrendError before any attack runs.
     """
+    opts = run_options(options, keywords, "run_audit")
+    limit, progress = opts.limit, opts.progress
     zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     if isinstance(names, str):
         names = [names]
@@ -262,19 +270,15 @@ def run_audit(
         raise TrendError("Give at least one eps.")
     if limit is not None:
         limit = check_int("The image limit", limit)
-    if isinstance(dataset, str):
-        if dataset != specs[0].dataset:
-            raise TrendError(f"The models are {specs[0].dataset} models, not {dataset} ones.")
-        dataset = None
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
 
     members = [zoo.load(name, dev) for name in names]
     labels = model_labels(members)
     target = MajorityVote(members, 0, labels) if ensemble else members[0]
-    x, y = evaluation_data(members, dataset, "test", limit)
+    x, y = evaluation_data(members, data, "test", limit)
     x, y = (t.clone() if t.is_inference() else t for t in (x, y))
     x, y = x.to(dev), y.to(dev)
-    store = store if store is not None else MemoryStore()
+    store = resolve_cache(opts.cache)
     surrogate_names = pick_surrogates(zoo, specs, level)
     surrogates = [zoo.load(n, dev) for n in surrogate_names]
     surrogate_labels = model_labels(surrogates + members)[: len(surrogates)]
@@ -564,16 +568,17 @@ def audit_ensemble_and_members(
     eps: float,
     *,
     level: str = "quick",
-    limit: int | None = None,
-    device: str = "auto",
-    store=None,
-    progress: ProgressFn | None = None,
     labels: Sequence[str] | None = None,
     reports: dict[str, AuditReport] | None = None,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> tuple[pd.DataFrame, dict[str, list[AuditFlag]]]:
     """Audit the majority vote of ``names`` and each member alone at ``eps``: a table (SUMMARY_COLUMNS, the
     ensemble first) and every audit's flags by row label. ``labels``: the members' labels (default their short
-    names); ``reports``: pass a dict to get every AuditReport by row label (e.g. its per-image worst case)."""
+    names); ``reports``: pass a dict to get every AuditReport by row label (e.g. its per-image worst case);
+    ``options`` (or its fields as keywords) as in ``run_audit``."""
+    opts = run_options(options, keywords, "audit_ensemble_and_members")
+    progress = opts.progress
     labels = list(labels) if labels is not None else [ModelSpec.parse(n).short_name for n in names]
     jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
     weights = [len(members) for _, members, _ in jobs]  # the vote's audit attacks every member: N times one's
@@ -581,9 +586,9 @@ def audit_ensemble_and_members(
     rows, flags = [], {}
     for i, (label, members, vote) in enumerate(jobs):
 
-        def part(fraction: float, message: str, i=i, label=label) -> None:
+        def part(fraction: float | None, message: str | None, i: int = i, label: str = label) -> None:
             if progress is not None:
-                progress(starts[i] + fraction * weights[i] / sum(weights), f"{label}: {message}")
+                progress(starts[i] + (fraction or 0.0) * weights[i] / sum(weights), f"{label}: {message}")
 
         report = run_audit(
             zoo,
@@ -591,10 +596,7 @@ def audit_ensemble_and_members(
             ensemble=vote,
             epsilons=[eps],
             level=level,
-            limit=limit,
-            device=device,
-            store=store,
-            progress=part,
+            options=dataclasses.replace(opts, progress=part),
         )
         rows.append(summary_row(label, report, eps))
         flags[label] = report.flags

@@ -9,10 +9,11 @@ predicted against measured TM at every measured eps (the paper's Table VII).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,8 @@ from trend_core.config.datasets import get_info
 from trend_core.config.profiles import get_profile
 from trend_core.errors import TrendError
 from trend_core.experiments.transfer import run_transfer
-from trend_core.runtime.progress import Report, WorkMeter
-from trend_core.storage.store import UNSET, Cache, cache_argument
+from trend_core.runtime.options import RunOptions, run_options
+from trend_core.runtime.progress import WorkMeter
 
 MIN_POINTS = 3
 DEFAULT_FIT_POINTS = 4
@@ -228,35 +229,30 @@ def measure_tm(
     target: nn.Module,
     epsilons: Sequence[float],
     attack: Any = "pgd",
+    *,
     data: Any = None,
-    limit: int | None = None,
-    cache: Cache = None,
-    device: Any = "auto",
-    store: Any = UNSET,
-    profile: str = "paper",
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> pd.DataFrame:
-    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``cache`` as in
-    ``run_transfer``).
+    """f_ss, f_st and TM of one pair at each eps, from a transfer run over the two models (``data`` and
+    ``options`` or its fields as keywords as in ``run_transfer``).
 
     f_ss counts the source's adversarial images among those both models classify correctly (paper profile) or,
     as the authors' fit script does, among all the source classifies correctly (authors); TM = f_st / f_ss.
     """
-    cache = cache_argument(cache, store)
+    opts = run_options(options, keywords, "measure_tm")
     eps_list = sorted({float(e) for e in epsilons})
     if not eps_list:
         raise TrendError("Give at least one eps.")
-    own_total = get_profile(profile).tm_f_ss == "source"
+    own_total = get_profile(opts.profile).tm_f_ss == "source"
     results = run_transfer(
         [source, target],
         attack,
         data=data,
-        limit=limit,
-        cache=cache,
-        device=device,
         sources=[0],
         targets=[0, 1] if own_total else [1],
         epsilons=eps_list,
-        profile=profile,
+        options=opts,
     )
     rows = []
     for result in results:
@@ -285,19 +281,17 @@ def fit_tm(
     fit_eps: Sequence[float] | None = None,
     eval_eps: Sequence[float] = (),
     attack: Any = "pgd",
+    *,
     data: Any = None,
-    limit: int | None = None,
-    cache: Cache = None,
-    device: Any = "auto",
-    progress: Callable[[str], None] | None = None,
-    store: Any = UNSET,
-    profile: str = "paper",
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> TMFitResult:
     """Measure the pair at ``fit_eps`` (default: the profile's, see ``default_fit_eps``) and ``eval_eps``, fit on
-    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``cache`` as in
-    ``run_transfer`` (None: nothing is written to disk). ``profile`` also decides what f_ss counts (see
-    ``measure_tm``); TM is always the ratio f_st / f_ss."""
-    cache = cache_argument(cache, store)
+    ``fit_eps``, and report the RMSE of the fitted TM against every measured point. ``data`` and ``options``
+    (or its fields as keywords) as in ``run_transfer`` (cache None: nothing is written to disk). ``profile``
+    also decides what f_ss counts (see ``measure_tm``); TM is always the ratio f_st / f_ss."""
+    opts = run_options(options, keywords, "fit_tm")
+    profile, progress = opts.profile, opts.progress
     if source is target:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     if fit_eps is None:
@@ -309,8 +303,8 @@ def fit_tm(
     if len(fit_list) < MIN_POINTS:
         raise TrendError(f"The TM(eps) fit needs at least {MIN_POINTS} distinct eps values, got {len(fit_list)}.")
     if progress is not None:
-        progress(f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
-    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data, limit, cache, device, profile=profile)
+        progress(0.0, f"measuring {len(set(fit_list) | {float(e) for e in eval_eps})} eps values")
+    measured = measure_tm(source, target, [*fit_list, *eval_eps], attack, data=data, options=opts)
     used = np.isin(np.round(measured["eps"].to_numpy(float), 10), np.round(fit_list, 10))
     measured["used_in_fit"] = used
     fit_rows = measured[used]
@@ -345,22 +339,23 @@ def fit_tm_stepwise(
     fit_eps: Sequence[float],
     eval_eps: Sequence[float] = (),
     attack: Any = "pgd",
-    limit: int | None = None,
-    cache: Cache = None,
-    device: Any = "auto",
-    profile: str = "paper",
-    report: Report | None = None,
+    *,
+    data: Any = None,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> TMFitResult:
-    """``fit_tm`` measured one eps at a time (each a PGD run of equal cost) so ``report(fraction, message)``
-    moves per point; the fit then finds every point in ``cache`` (give one: a MemoryStore at least) and only
+    """``fit_tm`` measured one eps at a time (each a PGD run of equal cost) so ``progress(fraction, message)``
+    moves per point; the fit then finds every point in the cache (give one: a MemoryStore at least) and only
     solves the two small least-squares problems. What the dashboard's TM(eps) job and `trend fit-tm` run."""
+    opts = run_options(options, keywords, "fit_tm_stepwise")
+    quiet = dataclasses.replace(opts, progress=None)
     points = sorted({float(e) for e in [*fit_eps, *eval_eps]})
-    work = WorkMeter(report or (lambda fraction, message: None), len(points) + 0.05)
+    work = WorkMeter(opts.progress or (lambda fraction, message: None), len(points) + 0.05)
     for i, eps in enumerate(points):
         work.start(f"measuring TM at eps {eps:g} ({i + 1}/{len(points)} points)")
-        measure_tm(source, target, [eps], attack, None, limit, cache, device, profile=profile)
+        measure_tm(source, target, [eps], attack, data=data, options=quiet)
         work.done(1)
     work.start(f"fitting f_st and f_ss to {len({float(e) for e in fit_eps})} points")
-    result = fit_tm(source, target, fit_eps, eval_eps, attack, limit=limit, cache=cache, device=device, profile=profile)
+    result = fit_tm(source, target, fit_eps, eval_eps, attack, data=data, options=quiet)
     work.done(0.05)
     return result

@@ -19,32 +19,31 @@ from trend_core.attacks.ensemble_pgd import EnsemblePGD, check_rule
 from trend_core.attacks.pgd import step_size_for
 from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.errors import TrendError
-from trend_core.experiments.transfer import attack_cached, evaluation_data
+from trend_core.experiments.attack_cache import attack_cached
+from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.units import prefetch_attacks
 from trend_core.nn.vote import MajorityVote, as_ensemble
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.executors import get_executor
-from trend_core.storage.store import UNSET, Cache, cache_argument, resolve_cache
+from trend_core.runtime.options import RunOptions, run_options
+from trend_core.runtime.progress import WorkMeter, no_progress
+from trend_core.storage.store import resolve_cache
 
 
 def robustness_sweep(
     members: Sequence[nn.Module] | MajorityVote,
     epsilons: Sequence[float],
     rules: Sequence[str] = ("agd",),
+    *,
     data: Any = None,
-    limit: int | None = None,
     steps: int = 40,
     step_size: float | None = None,
     seed: int = 0,
     members_alone: bool = True,
     draws: int | None = None,
-    cache: Cache = None,
-    device: str | torch.device = "auto",
-    progress: Callable[[str], None] | None = None,
-    store: Any = UNSET,
-    profile: str = "paper",
-    executor: Any = None,
     outcomes: dict[tuple[str, float, str], np.ndarray] | None = None,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> pd.DataFrame:
     """Accuracy under each ensemble attack over ``epsilons``: the ensemble, and each member attacked alone.
 
@@ -55,12 +54,15 @@ def robustness_sweep(
     domination shows as one member fooled while the others are not). A member attacked alone gets the same
     attack with itself as a one-member ensemble, which for every rule is PGD with the paper's random start.
     ``step_size`` defaults to ``step_size_for(max eps, steps)`` (the paper's 0.01 unless that cannot reach eps).
-    ``cache`` (see ``store.resolve_cache``): None keeps nothing; True, a folder or a Store keeps the adversarial
-    images, so a repeated sweep only re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule and
-    the attacks' random start. With a distributed ``executor`` (``trend_core.runtime.executors``) every (rule, attacked
+    ``data``: see ``eval_data.evaluation_data``. ``options`` (or its fields as keywords, ``runtime.options``):
+    ``cache`` None keeps nothing; True, a folder or a Store keeps the adversarial images, so a repeated sweep only
+    re-evaluates. ``profile`` (paper or authors) sets the vote's tie rule and the attacks' random start.
+    ``progress(fraction, message)`` as each attack starts, weighed by the gradients it takes (the ensemble's N,
+    a member's 1). With a distributed ``executor`` (``trend_core.runtime.executors``) every (rule, attacked
     model, eps) point first runs as its own unit, and the loop below reads the store.
     """
-    cache = cache_argument(cache, store)
+    opts = run_options(options, keywords, "robustness_sweep")
+    profile, device, progress = opts.profile, opts.device, opts.progress
     ensemble = as_ensemble(members, seed, profile)
     rules = [check_rule(r) for r in rules]
     if not rules:
@@ -70,9 +72,9 @@ def robustness_sweep(
         raise TrendError("Give at least one eps.")
     dev = resolve_device(device)
     ensemble.to(dev)
-    x, y = evaluation_data(list(ensemble.members), data, "test", limit)
+    x, y = evaluation_data(list(ensemble.members), data, "test", opts.limit)
     x, y = x.to(dev), y.to(dev)
-    store = resolve_cache(cache)
+    store = resolve_cache(opts.cache)
     step_size = step_size_for(max(eps_list), steps) if step_size is None else step_size
     singles = [MajorityVote([m], seed, [name], profile) for m, name in zip(ensemble.members, ensemble.names)]
     clean_ens = ensemble.expected_accuracy(x, y, draws)
@@ -81,25 +83,28 @@ def robustness_sweep(
     keep("clean", 0.0, ENSEMBLE_LABEL, clean_ens)
     for single, clean in zip(singles, clean_members):
         keep("clean", 0.0, single.names[0], clean)
-    runner = get_executor(executor)
+    runner = get_executor(opts.executor)
     if runner.distributed:
         points: list = []
         for rule in rules:
             attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
             points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
         prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
+        progress = None  # the loop below reads the store
+    n = len(singles)
+    work = WorkMeter(progress or no_progress, len(rules) * n * (2 if members_alone else 1))
     rows = []
     for rule in rules:
         attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
-        if progress is not None:
-            progress(f"{rule}: attacking the ensemble")
+        work.start(f"{rule}: attacking the ensemble")
         entries, _ = attack_cached(ensemble, attack, x, y, eps_list, store)
+        work.done(n)  # the attack on the vote takes every member's gradient
         member_entries = []
         if members_alone:
             for single in singles:
-                if progress is not None:
-                    progress(f"{rule}: attacking {single.names[0]} alone")
+                work.start(f"{rule}: attacking {single.names[0]} alone")
                 member_entries.append(attack_cached(single, attack, x, y, eps_list, store)[0])
+                work.done(1)
         for slot, eps in enumerate(eps_list):
             adv = entries[slot]["x_adv"].to(dev)
             on_ens = ensemble.votes(adv) == y

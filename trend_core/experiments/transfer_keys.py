@@ -1,5 +1,5 @@
 """What names a transfer run's cached results and reports its progress: the store keys of an attack's output,
-the attack's identity, the progress step and the cancellation signal.
+the attack's identity, the progress report per source and the cancellation signal.
 
 Kept apart from ``transfer.py`` so that the units of work that fill the store elsewhere (``scale.py``, on a
 Ray cluster) write under the same keys without importing the transfer run itself.
@@ -7,10 +7,10 @@ Ray cluster) write under the same keys without importing the transfer run itself
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 from trend_core.attacks.base import Attack
+from trend_core.runtime.progress import Progress
 from trend_core.storage.store import content_key
 
 CACHE_VERSION = "transfer/v1"
@@ -20,14 +20,12 @@ class TransferCancelled(Exception):
     """Raised when the cancel callback returns True; sources finished so far stay in the store."""
 
 
-@dataclass(frozen=True)
-class TransferStep:
-    """Progress report after each source: ``done`` of ``total`` sources, and whether it came from the cache."""
-
-    done: int
-    total: int
-    source: str
-    from_cache: bool
+def report_source(progress: Progress | None, done: int, total: int, source: str, from_cache: bool) -> None:
+    """Tell ``progress`` that ``done`` of ``total`` sources are finished, the last one ``source`` (read from the
+    cache or attacked), so the local loop and the distributed units say it in the same words."""
+    if progress is not None:
+        origin = " (cached)" if from_cache else ""
+        progress(done / total, f"attacked {source}{origin} ({done}/{total} sources)")
 
 
 def attack_keys(attack: Attack, epsilons: Sequence[float | None], data_key: str, fingerprint: str) -> list[str]:

@@ -19,11 +19,12 @@ from safetensors.torch import load, save
 
 from trend_core.attacks.base import predict
 from trend_core.config.specs import ModelSpec
-from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, TransferStep, attack_keys
+from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, attack_keys, report_source
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.executors import POLL_SECONDS, Executor, cancel_units, finished_units, worker_device
+from trend_core.runtime.progress import Progress
 from trend_core.storage.store import content_key, model_fingerprint
 
 
@@ -104,14 +105,14 @@ def prefetch_transfer(
     data_key: str,
     store,
     device: Any = "auto",
-    progress: Callable | None = None,
+    progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> None:
     """Put every source's attack results and every target's predictions on them into ``store``, as units.
 
     Attacks run one per source and eps (one per source for minimum-norm attacks, which serve every eps at once);
-    a target's evaluation starts as soon as its source's images are stored. ``progress`` gets a TransferStep
-    per finished source. Afterwards ``run_transfer``'s own loop finds everything in the store.
+    a target's evaluation starts as soon as its source's images are stored. ``progress(fraction, message)``
+    hears of each finished source. Afterwards ``run_transfer``'s own loop finds everything in the store.
     """
     dev = worker_device(device)
     gpu = dev != "cpu"
@@ -164,8 +165,7 @@ def prefetch_transfer(
     for s in sources:
         if outstanding[s] == 0:
             finished += 1
-            if progress is not None:
-                progress(TransferStep(finished, len(sources), labels[s], True))
+            report_source(progress, finished, len(sources), labels[s], True)
     while pending:
         if cancel is not None and cancel():
             cancel_units(executor, pending)
@@ -191,8 +191,7 @@ def prefetch_transfer(
             outstanding[s] -= 1
             if outstanding[s] == 0:
                 finished += 1
-                if progress is not None:
-                    progress(TransferStep(finished, len(sources), labels[s], not computed[s]))
+                report_source(progress, finished, len(sources), labels[s], not computed[s])
 
 
 def prefetch_attacks(
@@ -203,7 +202,7 @@ def prefetch_attacks(
     epsilons: Sequence[float | None],
     store,
     device: Any = "auto",
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
 
@@ -233,4 +232,4 @@ def prefetch_attacks(
             store.set(key + ":x_adv", entry["x_adv"])
             store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
         if progress is not None:
-            progress(f"{n}/{total} attacks done ({label})")
+            progress(n / total, f"{n}/{total} attacks done ({label})")

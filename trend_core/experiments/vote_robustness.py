@@ -11,6 +11,7 @@ from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.ensemble.verdict import accuracy_interval
 from trend_core.experiments.ensemble_sweep import robustness_sweep
 from trend_core.nn.vote import MajorityVote
+from trend_core.runtime.progress import Progress
 from trend_core.storage.store import Cache
 
 GROWTH_COLUMNS = ["size", "members", "clean_accuracy", "accuracy", "ci_low", "ci_high", "eps"]
@@ -27,7 +28,7 @@ def agd_evaluation(
     cache: Cache = None,
     device: Any = "auto",
     profile: str = "paper",
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A-GD at ``eps`` (the default step size) against ``vote`` and, with ``members_alone``, each member alone.
 

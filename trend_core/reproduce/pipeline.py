@@ -24,6 +24,7 @@ from trend_core.reproduce.stage_list import STAGES
 from trend_core.reproduce.stages import ReproduceCancelled, StageContext, check_stage_result
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobCancelled, device_lane, get_manager
+from trend_core.runtime.progress import Progress, no_progress
 from trend_core.storage.store import content_key, get_store
 from trend_core.training.train import TrainingCancelled
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     import torch
 
 VERSION = "reproduce/v2"  # v2: stages keep per-image outcomes for the verdicts' intervals
-ProgressFn = Callable[[float, str], None]
 
 
 def _identity(zoo, names) -> list:
@@ -78,7 +78,7 @@ def progress_spans(settings: ReproSettings, zoo, store) -> dict[str, tuple[float
     return spans
 
 
-def train_missing(settings: ReproSettings, zoo, device, progress: ProgressFn, cancel) -> float:
+def train_missing(settings: ReproSettings, zoo, device, progress: Progress, cancel) -> float:
     """Train every model the run needs and the zoo lacks; returns the seconds spent."""
     missing = [ModelSpec.parse(n) for n in settings.models.values() if not zoo.has(n)]
     start = time.time()
@@ -101,7 +101,7 @@ def run_reproduce(
     zoo=None,
     store=None,
     device: str | torch.device = "auto",
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> dict:
     """Every stage of the reproduction and the eight findings, as one report dict (settings, run, stages,
@@ -113,7 +113,7 @@ def run_reproduce(
     zoo = zoo if zoo is not None else Zoo()
     store = store if store is not None else get_store(zoo.root)
     dev = resolve_device(device)
-    report_progress = progress or (lambda fraction, message: None)
+    report_progress = progress or no_progress
     total = len(STAGES)
 
     def check() -> None:
@@ -123,7 +123,7 @@ def run_reproduce(
     check()
     spans = progress_spans(settings, zoo, store)
     train_seconds = train_missing(
-        settings, zoo, dev, lambda f, m: report_progress(spans["training"][1] * min(max(f, 0.0), 1.0), m), cancel
+        settings, zoo, dev, lambda f, m: report_progress(spans["training"][1] * min(max(f or 0.0, 0.0), 1.0), m), cancel
     )
     identity = _identity(zoo, list(settings.models.values()))
     ctx = StageContext(settings, zoo, store, dev, cancel=cancel)
@@ -139,9 +139,11 @@ def run_reproduce(
         else:
 
             def stage_progress(
-                f: float, m: str, i: int = i, title: str = title, start: float = start, end: float = end
+                f: float | None, m: str | None, i: int = i, title: str = title, start: float = start, end: float = end
             ) -> None:
-                report_progress(start + (end - start) * min(max(f, 0.0), 1.0), f"stage {i}/{total}, {title}: {m}")
+                report_progress(
+                    start + (end - start) * min(max(f or 0.0, 0.0), 1.0), f"stage {i}/{total}, {title}: {m}"
+                )
 
             ctx.progress = stage_progress
             ctx.progress(0.0, "starting")

@@ -26,9 +26,11 @@ from trend_core.errors import TrendError
 from trend_core.experiments.audit import run_audit
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.experiments.curve import fit_tm
-from trend_core.experiments.transfer import pair_statistics, run_transfer
+from trend_core.experiments.transfer import run_transfer
+from trend_core.experiments.transfer_tables import pair_statistics
 from trend_core.models.zoo import Zoo
 from trend_core.reproduce.settings import ReproSettings
+from trend_core.runtime.progress import Progress, no_progress
 from trend_core.storage.store import Store
 from trend_core.training.train import accuracy
 
@@ -59,7 +61,7 @@ class StageContext:
     zoo: Zoo
     store: Store
     device: torch.device
-    progress: Callable[[float, str], None] = lambda fraction, message: None
+    progress: Progress = no_progress
     cancel: Callable[[], bool] | None = None
     results: dict = field(default_factory=dict)  # stage name -> its result, filled as the run goes
     _models: dict = field(default_factory=dict)
@@ -366,8 +368,10 @@ def audit(ctx: StageContext) -> dict:
         ctx.check()
         start, share = sum(weights[:i]) / sum(weights), weights[i] / sum(weights)
 
-        def audit_progress(f: float, m: str, start: float = start, share: float = share, name: str = name) -> None:
-            ctx.progress(start + share * min(max(f, 0.0), 1.0), f"auditing {name}: {m}")
+        def audit_progress(
+            f: float | None, m: str | None, start: float = start, share: float = share, name: str = name
+        ) -> None:
+            ctx.progress(start + share * min(max(f or 0.0, 0.0), 1.0), f"auditing {name}: {m}")
 
         audit_progress(0.0, "starting")
         try:
@@ -377,10 +381,10 @@ def audit(ctx: StageContext) -> dict:
                 ensemble=is_ensemble,
                 epsilons=[s.trend_eps],
                 level=s.audit_level,
-                dataset=s.dataset,
+                data=s.dataset,
                 limit=s.limit,
                 device=str(ctx.device),
-                store=ctx.store,
+                cache=ctx.store,
                 progress=audit_progress,
             )
         except TrendError as exc:  # the data do not allow this audit (e.g. a model the battery cannot attack)

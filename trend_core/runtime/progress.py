@@ -8,15 +8,22 @@ bar moves with the work and an estimate of the time left can be taken from its r
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
-Report = Callable[[float | None, str | None], None]
+Progress = Callable[[float | None, str | None], None]
+"""The engine's one progress callback: ``progress(fraction, message)``, the fraction of the run's work done
+(0..1) and what runs now; either may be None (unchanged). ``Job.progress`` and the CLI's bars have this shape,
+so every runner's ``progress=`` takes either directly."""
+
+
+def no_progress(fraction: float | None, message: str | None) -> None:
+    """The ``Progress`` of a run nobody follows."""
 
 
 class WorkMeter:
     """Counts finished units of work out of ``total`` and reports the fraction through ``report``."""
 
-    def __init__(self, report: Report, total: float):
+    def __init__(self, report: Progress, total: float):
         self.report = report
         self.total = max(float(total), 1e-12)
         self.finished = 0.0
@@ -42,23 +49,3 @@ class WorkMeter:
             self.report(min(1.0, (base + units * min(1.0, max(0.0, fraction))) / self.total), message)
 
         return report
-
-
-class StartTicker:
-    """A ``progress(message)`` callback for work that announces each piece as it starts (``robustness_sweep``
-    says when each attack starts): a call counts the piece under way as done (its weight the next of ``weights``)
-    and says what starts now; ``finish()`` counts the last piece."""
-
-    def __init__(self, work: WorkMeter, weights: Iterable[float]):
-        self.work, self.weights = work, iter(weights)
-        self.running: list[float] = []  # the weight of the piece under way
-
-    def __call__(self, message: str) -> None:
-        if self.running:
-            self.work.done(self.running.pop(), message)
-        else:
-            self.work.start(message)
-        self.running.append(next(self.weights, 1))
-
-    def finish(self) -> None:
-        self.work.done(self.running.pop() if self.running else 0)

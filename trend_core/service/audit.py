@@ -45,8 +45,8 @@ def submit_audit(
             level=level,
             limit=limit,
             device=str(dev),
-            store=store,
-            progress=lambda f, m: job.progress(f, m),
+            cache=store,
+            progress=job.progress,
         )
         return {
             "robust": report.robust,

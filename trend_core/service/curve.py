@@ -82,7 +82,18 @@ def submit_tm_fit(
     def run(job: Job) -> dict:
         src, tgt = load_members(zoo, names, dev, job)
         cache = MemoryStore() if store is False or store is None else store  # the fit reads what the loop measured
-        result = fit_tm_stepwise(src, tgt, fit_list, eval_list, attack, limit, cache, dev, profile, job.progress)
+        result = fit_tm_stepwise(
+            src,
+            tgt,
+            fit_list,
+            eval_list,
+            attack,
+            limit=limit,
+            cache=cache,
+            device=dev,
+            profile=profile,
+            progress=job.progress,
+        )
         measured = result.measured.copy()
         measured["tm_fit"] = result.curve.tm(measured["eps"].to_numpy(float))
         return {

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from trend_core.experiments.transfer import TransferResult
+from trend_core.experiments.transfer_result import TransferResult
 from trend_core.models.members import dataset_of, home_of
 from trend_core.models.zoo import Zoo
 from trend_core.runtime.jobs import MAX_FINISHED_JOBS, Job, JobManager, JobStatus, ResultStore, get_manager

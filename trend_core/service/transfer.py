@@ -9,7 +9,8 @@ from trend_core.attacks.settings import attack_settings
 from trend_core.config.profiles import check_profile
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
-from trend_core.experiments.transfer import attack_identity, run_transfer
+from trend_core.experiments.transfer import run_transfer
+from trend_core.experiments.transfer_keys import attack_identity
 from trend_core.models.members import check_members, home_of, load_members, model_identity, zoo_labels
 from trend_core.models.zoo import Zoo
 from trend_core.runtime.devices import resolve_device
@@ -80,17 +81,13 @@ def submit_transfer(
     def run(job: Job):
         models = load_members(zoo, names, dev, job)
 
-        def on_step(step) -> None:
-            origin = " (cached)" if step.from_cache else ""
-            job.progress(step.done / step.total, f"attacked {step.source}{origin} ({step.done}/{step.total} sources)")
-
         result = run_transfer(
             models,
             attack_obj,
             split=split,
             limit=limit,
             cache=cast(Cache, store),
-            progress=on_step,
+            progress=job.progress,
             device=dev,
             sources=list(sources),
             targets=list(targets),

@@ -30,7 +30,7 @@ from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobManager
-from trend_core.runtime.progress import StartTicker, WorkMeter
+from trend_core.runtime.progress import WorkMeter
 from trend_core.service import commands
 from trend_core.service.checks import check_epsilons, check_limit
 from trend_core.service.submit import submit_job
@@ -98,7 +98,7 @@ def submit_ensemble_sweep(
                         steps=steps,
                         step_size=step_size,
                         members_alone=False,
-                        store=store,
+                        cache=store,
                         device=dev,
                         profile=profile,
                     )
@@ -172,11 +172,8 @@ def submit_trend_evaluation(
 
     def run(job: Job) -> dict:
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
-        # the attack on the ensemble takes every member's gradient (weight N), each member alone its own (1)
-        work = WorkMeter(job.progress, 2 * len(names))
-        tick = StartTicker(work, [len(names)] + [1] * len(names))
-        sweep, per_image = agd_evaluation(
-            ensemble, eps, steps, limit=limit, cache=store, device=dev, progress=tick, profile=profile
+        sweep, per_image = agd_evaluation(  # progress weighed by gradients: the ensemble's N, each member's 1
+            ensemble, eps, steps, limit=limit, cache=store, device=dev, progress=job.progress, profile=profile
         )
         setting = f"Under A-GD at eps {eps:g} ({steps} steps)"
         return {
@@ -298,8 +295,8 @@ def submit_trend_audit(
             eps,
             limit=limit,
             device=str(dev),
-            store=store,
-            progress=lambda f, m: job.progress(f, m),
+            cache=store,
+            progress=job.progress,
             labels=labels,
             reports=reports,
         )

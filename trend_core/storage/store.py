@@ -413,7 +413,6 @@ def get_store(root: str | os.PathLike | None = None, origin: str | None = None) 
 
 AnyStore = Store | MemoryStore
 Cache = Store | MemoryStore | str | os.PathLike | bool | None
-UNSET: Any = object()
 
 
 def resolve_cache(cache: Cache) -> Store | MemoryStore:
@@ -434,16 +433,3 @@ def resolve_cache(cache: Cache) -> Store | MemoryStore:
     if all(callable(getattr(cache, name, None)) for name in ("get", "set", "has")):
         return cache  # another object with the store interface (e.g. a remote store)
     raise TrendError(f"cache must be None, True, a folder or a Store, got {type(cache).__name__}.")
-
-
-def cache_argument(cache: Cache, store: Any = UNSET) -> Cache:
-    """``cache``, or the old ``store=`` argument translated (None meant the shared store, False none) with a
-    DeprecationWarning, so callers written against the old keyword keep their meaning."""
-    if store is UNSET:
-        return cache
-    warnings.warn(
-        "store= is deprecated; use cache= (None: no disk cache, True: the shared store, a folder or a Store).",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return True if store is None else store

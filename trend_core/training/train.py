@@ -27,7 +27,7 @@ from trend_core.nn.build import TrendModel, build_model
 from trend_core.runtime.devices import resolve_device
 from trend_core.training.threads import cpu_threads, training_threads
 
-ProgressFn = Callable[["EpochReport"], None]
+EpochCallback = Callable[["EpochReport"], None]  # training reports whole epochs (see EpochReport)
 
 
 class TrainingCancelled(Exception):
@@ -193,7 +193,7 @@ def train_model(
     spec: ModelSpec,
     data: DatasetBundle | None = None,
     device: str = "auto",
-    progress: ProgressFn | None = None,
+    progress: EpochCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     batch_size: int | None = None,
     amp: bool = True,
@@ -215,7 +215,7 @@ def train_loop(
     spec: ModelSpec,
     data: DatasetBundle,
     dev: torch.device,
-    progress: ProgressFn | None,
+    progress: EpochCallback | None,
     cancel: Callable[[], bool] | None,
     batch_size: int | None,
     amp: bool,
