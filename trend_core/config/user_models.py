@@ -18,6 +18,7 @@ USER_PREFIX = "user"
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _DATASET = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 EXAMPLE = "user/digits/my-net"
+PROGRAM_SUFFIX = ".pt2"  # a torch.export program (the file an imported network comes in)
 
 
 @dataclass(frozen=True)

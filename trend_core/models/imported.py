@@ -29,7 +29,7 @@ from torch.utils.data import TensorDataset
 
 from trend_core.config.datasets import DatasetInfo, get_info
 from trend_core.config.labels import set_label
-from trend_core.config.user_models import USER_PREFIX, UserModelName, parse_user_model
+from trend_core.config.user_models import PROGRAM_SUFFIX, USER_PREFIX, UserModelName, parse_user_model
 from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
 from trend_core.models.checkpoints import (
@@ -40,7 +40,7 @@ from trend_core.models.checkpoints import (
     pending_path,
     sha256_of,
 )
-from trend_core.models.exported import PROGRAM_SUFFIX, check_program_archive, load_program
+from trend_core.models.exported import check_program_archive, load_program
 from trend_core.nn.build import Preprocess
 from trend_core.storage.locks import file_lock
 from trend_core.training.train import accuracy
