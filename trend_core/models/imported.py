@@ -21,7 +21,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import torch
 import torch.nn as nn
@@ -45,9 +45,6 @@ from trend_core.nn.build import Preprocess
 from trend_core.storage.locks import file_lock
 from trend_core.training.train import accuracy
 
-if TYPE_CHECKING:
-    from trend_core.models.zoo import Zoo
-
 EXPECTS = ("pixels", "normalized")
 # The input transforms an imported network may sit behind (the project's input quantizers, BPDA backward):
 TRANSFORMS = {
@@ -56,6 +53,15 @@ TRANSFORMS = {
 }
 ACCURACY_IMAGES = 2000  # the clean test accuracy recorded at import: the first this many test images
 PROBE_IMAGES = 32
+
+
+class Zoo(Protocol):
+    """Where the zoo keeps its models (``models.zoo.Zoo``, which calls this module: no import back)."""
+
+    root: Path
+    models_dir: Path
+
+    def check_writable(self) -> None: ...
 
 
 class ImportedNetwork(nn.Module):
