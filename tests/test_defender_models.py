@@ -53,8 +53,9 @@ def programs(tmp_path_factory, digits):
     return {
         "normalized": save_program(_trained_linear(digits, True), example, folder / "norm.pt2"),
         "pixels": save_program(_trained_linear(digits, False), example, folder / "pix.pt2"),
-        "big": save_program(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), torch.rand(2, 1, 28, 28),
-                            folder / "mnist_sized.pt2"),
+        "big": save_program(
+            nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), torch.rand(2, 1, 28, 28), folder / "mnist_sized.pt2"
+        ),
         "seven": save_program(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), example, folder / "seven.pt2"),
     }
 
@@ -67,8 +68,11 @@ def test_names_are_parsed_in_the_config_layer():
     assert parse_model_name("user/digits/my-net") == UserModelName("digits", "my-net")
     assert isinstance(parse_model_name(FP), ModelSpec)
     assert parse_user_model("user/digits/my-net").short_name == "my-net"
-    for bad, message in [("user/digits/My Net", "lowercase"), ("user/nowhere/net", "Unknown dataset"),
-                         ("user/digits", "user/<dataset>/<name>")]:
+    for bad, message in [
+        ("user/digits/My Net", "lowercase"),
+        ("user/nowhere/net", "Unknown dataset"),
+        ("user/digits", "user/<dataset>/<name>"),
+    ]:
         with pytest.raises(TrendError, match=message):
             parse_user_model(bad)
 
@@ -159,8 +163,17 @@ def test_zoo_import_exit_codes(trend_home, programs, tmp_path, capsys):
     state_dict = tmp_path / "weights.pt"
     torch.save(nn.Linear(2, 2).state_dict(), state_dict)
     bad = [
-        (["zoo", "import", "user/digits/h", str(_hostile(programs["pixels"], tmp_path / "h.pt2")), "--expects",
-          "pixels"], "could run code"),
+        (
+            [
+                "zoo",
+                "import",
+                "user/digits/h",
+                str(_hostile(programs["pixels"], tmp_path / "h.pt2")),
+                "--expects",
+                "pixels",
+            ],
+            "could run code",
+        ),
         (["zoo", "import", "user/digits/b", str(programs["big"]), "--expects", "pixels"], "1x28x28"),
         (["zoo", "import", "user/digits/s", str(programs["seven"]), "--expects", "pixels"], "7 outputs"),
         (["zoo", "import", "user/digits/w", str(state_dict), "--expects", "pixels"], "not a .pt2 file"),
@@ -191,11 +204,37 @@ def _zoo_model_into(home: Path, test_zoo: Zoo, name: str) -> None:
 
 def test_transfer_between_a_zoo_model_and_an_imported_network(trend_home, test_zoo, programs, capsys):
     _zoo_model_into(trend_home, test_zoo, FP)
-    assert main(["zoo", "import", "user/digits/lin", str(programs["normalized"]), "--expects", "normalized",
-                 "--mean", "0.3", "--std", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "zoo",
+                "import",
+                "user/digits/lin",
+                str(programs["normalized"]),
+                "--expects",
+                "normalized",
+                "--mean",
+                "0.3",
+                "--std",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    argv = ["transfer", "--models", FP, "user/digits/lin", "--steps", "10", "--limit", "60", "--device", "cpu",
-            "--json"]
+    argv = [
+        "transfer",
+        "--models",
+        FP,
+        "user/digits/lin",
+        "--steps",
+        "10",
+        "--limit",
+        "60",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "training" not in captured.err
@@ -210,8 +249,13 @@ def test_transfer_between_a_zoo_model_and_an_imported_network(trend_home, test_z
 
 def test_the_bundled_example_exports_networks_that_import(trend_home, tmp_path, capsys):
     folder = tmp_path / "nets"
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "defender_example.py"), str(folder)],
-                         capture_output=True, text=True, timeout=600, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "defender_example.py"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     commands = [line.split()[1:] for line in out.splitlines() if line.startswith("trend zoo import")]
     assert len(commands) == 2
     for argv in commands:
@@ -220,3 +264,19 @@ def test_the_bundled_example_exports_networks_that_import(trend_home, tmp_path, 
     rows = Zoo().list("digits", imported_networks=True)
     assert [r["name"] for r in rows] == ["user/digits/seq-cnn", "user/digits/tiny-resnet"]
     assert all(r["test_acc"] > 0.85 for r in rows)
+
+
+def test_a_network_for_an_imported_dataset(trend_home, programs, digits, tmp_path, monkeypatch):
+    import numpy as np
+
+    from trend_core.data.user import import_dataset
+
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    x, y = digits.tensors("test")
+    np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
+    import_dataset("my-digits", tmp_path / "mine.npz")
+    zoo = Zoo()
+    mine = zoo.import_program("user/my-digits/pix", programs["pixels"])
+    same = zoo.import_program("user/digits/pix", programs["pixels"])
+    assert mine["test_acc"] == same["test_acc"] > 0.8 and mine["test_images"] == len(y)
+    assert [m["name"] for m in zoo.list("my-digits", imported_networks=True)] == ["user/my-digits/pix"]
