@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES
 from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import UserModelName, is_user_model_name, parse_user_model
 from trend_core.config.version import VERSION
 from trend_core.errors import TrendError
 from trend_core.runtime.executors import get_executor
@@ -92,28 +93,49 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
     """Model names (or preset short-hands like 'preset:digits') to specs; bad names raise TrendError.
 
     With a ``profile`` other than the default, every spec at the default profile is given it (so
-    ``--profile authors`` turns ``preset:digits`` into the authors' versions of the preset)."""
-    # local: loads torch only when needed (keeps start-up fast)
-    from trend_core.models.zoo import preset_specs
-
+    ``--profile authors`` turns ``preset:digits`` into the authors' versions of the preset). An imported
+    network's name is refused in one sentence (``parse_model_names`` takes those too)."""
     specs: list[ModelSpec] = []
-    for name in names:
-        if name.startswith("preset:"):
-            specs.extend(preset_specs(name.split(":", 1)[1]))
-        else:
-            specs.append(ModelSpec.parse(name))
-    if profile and profile != DEFAULT_PROFILE:
-        specs = [s.replace(profile=profile) if s.profile == DEFAULT_PROFILE else s for s in specs]
+    for found in parse_model_names(names, profile):
+        if isinstance(found, UserModelName):
+            raise TrendError(
+                f"{found.name} is an imported network; this command takes model specs like "
+                "digits/resnet18-w0.25/Q2/sgd/s0 (imported networks go to `trend transfer` and `trend zoo`)."
+            )
+        specs.append(found)
     return specs
 
 
+def parse_model_names(names: list[str], profile: str | None = None) -> list[ModelSpec | UserModelName]:
+    """Like ``parse_names``, and names of imported networks (``user/<dataset>/<name>``) as UserModelNames
+    (the profile does not apply to them: they carry their own preprocessing)."""
+    # local: loads torch only when needed (keeps start-up fast)
+    from trend_core.models.zoo import preset_specs
+
+    found: list[ModelSpec | UserModelName] = []
+    for name in names:
+        if name.startswith("preset:"):
+            found.extend(preset_specs(name.split(":", 1)[1]))
+        elif is_user_model_name(name):
+            found.append(parse_user_model(name))
+        else:
+            found.append(ModelSpec.parse(name))
+    if profile and profile != DEFAULT_PROFILE:
+        found = [
+            s.replace(profile=profile) if isinstance(s, ModelSpec) and s.profile == DEFAULT_PROFILE else s
+            for s in found
+        ]
+    return found
+
+
 def load_models(args: argparse.Namespace, names: list[str], train_missing: bool = True) -> list:
-    """Load (training any missing, with a progress bar) the models named on the command line."""
+    """Load (training any missing, with a progress bar) the models named on the command line; imported networks
+    (``user/...``) are loaded, never trained."""
     zoo = zoo_from(args)
-    specs = parse_names(names)
+    specs = parse_model_names(names)
     _set_threads(specs, args)
     models = []
-    missing = [spec for spec in specs if not zoo.has(spec)]
+    missing = [spec for spec in specs if isinstance(spec, ModelSpec) and not zoo.has(spec)]
     if train_missing and missing:
         if distributed():  # train every missing model at once, in parallel on the cluster
             train_parallel(args, missing)
@@ -124,7 +146,7 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
     return models
 
 
-def _set_threads(specs: list[ModelSpec], args: argparse.Namespace) -> None:
+def _set_threads(specs: list[ModelSpec | UserModelName], args: argparse.Namespace) -> None:
     """One CPU thread for this process when every model works on small images (digits) on the CPU: their ops
     are too small to share between threads (``trend_core.training.threads.training_threads``)."""
     # local: loads torch only when needed (keeps start-up fast)

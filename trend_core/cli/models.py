@@ -13,6 +13,7 @@ from trend_core.cli.common import (
     distributed,
     emit_json,
     emit_table,
+    parse_model_names,
     parse_names,
     profile_of,
     train_parallel,
@@ -20,6 +21,7 @@ from trend_core.cli.common import (
     zoo_from,
 )
 from trend_core.config.presets import PRESETS
+from trend_core.config.user_models import PROGRAM_SUFFIX, is_user_model_name
 from trend_core.errors import TrendError
 
 if TYPE_CHECKING:
@@ -47,10 +49,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_profile(zpreset)
     add_common(zpreset)
     zpreset.set_defaults(func=cmd_zoo_preset)
-    zimport = zsub.add_parser("import", help="adopt your own state_dict (.safetensors or .pt) for a spec")
-    zimport.add_argument("name")
-    zimport.add_argument("path")
+    zimport = zsub.add_parser(
+        "import",
+        help="adopt your own state_dict (.safetensors or .pt) for a spec, or your own network (a torch.export "
+        ".pt2 program) as user/<dataset>/<name>",
+    )
+    zimport.add_argument("name", help="a model spec name, or user/<dataset>/<name> for a .pt2 network")
+    zimport.add_argument("path", help="the weights (.safetensors, .pt) or the network (.pt2)")
     zimport.add_argument("--force", action="store_true", help="replace the model if the zoo already has it")
+    zimport.add_argument(
+        "--expects",
+        choices=("pixels", "normalized"),
+        default=None,
+        help="(.pt2) what the network takes: pixels in [0, 1], or normalized (x - mean) / std",
+    )
+    zimport.add_argument("--mean", nargs="+", type=float, default=None, help="(.pt2, normalized) one per channel")
+    zimport.add_argument("--std", nargs="+", type=float, default=None, help="(.pt2, normalized) one per channel")
+    zimport.add_argument(
+        "--transform",
+        default=None,
+        help="(.pt2) an input defence the network sits behind, run with its BPDA gradient: quant:1 ... quant:8 "
+        "(n-bit input quantization) or halftone",
+    )
     add_common(zimport)
     zimport.set_defaults(func=cmd_zoo_import)
     zdel = zsub.add_parser("delete", help="remove models from the zoo")
@@ -151,7 +171,7 @@ def warn_problems(zoo) -> None:
 
 def cmd_zoo_list(args) -> int:
     zoo = zoo_from(args, write=False)
-    rows = zoo.list(args.dataset)
+    rows = zoo.list(args.dataset, imported_networks=True)
     warn_problems(zoo)
     if args.json:
         emit_json(rows)
@@ -164,15 +184,46 @@ def cmd_zoo_list(args) -> int:
 
 
 def cmd_zoo_import(args) -> int:
+    if is_user_model_name(args.name) or str(args.path).endswith(PROGRAM_SUFFIX):
+        return _import_program(args)
+    program_flags = [f for f in ("expects", "mean", "std", "transform") if getattr(args, f) is not None]
+    if program_flags:
+        raise TrendError(f"--{program_flags[0]} is for a network (.pt2) imported as user/<dataset>/<name>.")
     meta = zoo_from(args).import_state_dict(parse_names([args.name])[0], args.path, replace=args.force)
     acc = meta.get("test_acc")
     print(f"imported {meta['name']}" + (f" (test accuracy {acc:.4f})" if acc is not None else ""))
     return 0
 
 
+def _import_program(args) -> int:
+    """`trend zoo import user/<dataset>/<name> FILE.pt2 --expects ...`: a network defined outside the project."""
+    if not is_user_model_name(args.name):
+        raise TrendError(
+            f"{args.path} is a network (.pt2); import it under a name of its own, user/<dataset>/<name> "
+            "(e.g. user/digits/my-net), not under a model spec."
+        )
+    if not str(args.path).endswith(PROGRAM_SUFFIX):
+        raise TrendError(
+            f"{args.path} is not a .pt2 file; a network is imported as a torch.export program: "
+            "torch.export.save(torch.export.export(net.eval(), (example,)), 'net.pt2')."
+        )
+    if args.expects is None:
+        raise TrendError(
+            "Say what the network takes: --expects pixels (images in [0, 1]) or --expects normalized with "
+            "--mean and --std (one value per channel)."
+        )
+    meta = zoo_from(args).import_program(
+        args.name, args.path, args.expects, args.mean, args.std, args.transform, replace=args.force
+    )
+    acc = meta.get("test_acc")
+    shown = f" (test accuracy {acc:.4f} on {meta['test_images']} images)" if acc is not None else ""
+    print(f"imported {meta['name']} as {meta['short_name']}{shown}")
+    return 0
+
+
 def cmd_zoo_delete(args) -> int:
     zoo = zoo_from(args)
-    for spec in parse_names(args.names):
+    for spec in parse_model_names(args.names):
         if not zoo.delete(spec):
             raise TrendError(f"Model {spec.name} is not in the zoo at {zoo.root}.")
         print(f"deleted {spec.name}")

@@ -15,7 +15,7 @@ from trend_core.cli.common import (
     check_outputs,
     emit_table,
     load_models,
-    parse_names,
+    parse_model_names,
     profile_of,
     work_bar,
     zoo_from,
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         required=True,
         metavar="NAME",
-        help="model names (e.g. digits/resnet18-w0.25/Q2/sgd/s0) or preset:digits; missing ones are trained",
+        help="model names (e.g. digits/resnet18-w0.25/Q2/sgd/s0), preset:digits or imported networks "
+        "(user/digits/my-net); missing zoo models are trained",
     )
     p.add_argument(
         "--attack",
@@ -75,7 +76,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     check_outputs(csv=args.csv, long_csv=args.long_csv)
     zoo_from(args)  # a --home that cannot be used fails here, before any training or attack
-    specs = list(dict.fromkeys(parse_names(args.models, args.profile)))
+    specs = list(dict.fromkeys(parse_model_names(args.models, args.profile)))
     datasets = sorted({spec.dataset for spec in specs})
     if len(datasets) != 1:
         raise TrendError(f"All models of a transfer run must share one dataset, got {', '.join(datasets)}.")
@@ -197,7 +198,7 @@ def _number(flag: str, text: str, kind: type, minimum: float | None = None, maxi
 def _subset(names: list[str] | None, specs: list, flag: str, profile: str | None = None) -> list[str] | None:
     if names is None:
         return None
-    chosen = [spec.name for spec in parse_names(names, profile)]
+    chosen = [spec.name for spec in parse_model_names(names, profile)]
     outside = [name for name in chosen if name not in {spec.name for spec in specs}]
     if outside:
         raise TrendError(f"{flag} names {outside[0]}, which is not among --models.")

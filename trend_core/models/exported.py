@@ -23,7 +23,6 @@ import torch.nn as nn
 from trend_core.errors import TrendError
 from trend_core.models.checkpoints import atomic_write_bytes
 
-PROGRAM_SUFFIX = ".pt2"
 _TENSOR_PREFIXES = {"weights": "weight_", "constants": "tensor_"}
 
 

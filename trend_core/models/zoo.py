@@ -32,8 +32,10 @@ from safetensors.torch import save
 
 from trend_core.config.presets import PRESETS  # noqa: F401  (kept here for callers; torch-free so `trend --help` is fast)
 from trend_core.config.specs import ModelSpec, parse_spec
+from trend_core.config.user_models import UserModelName, is_user_model_name, parse_user_model
 from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
+from trend_core.models import imported
 from trend_core.models.checkpoints import (
     IMPORTED,
     atomic_write_bytes,
@@ -72,6 +74,15 @@ def preset_specs(name: str = "digits") -> list[ModelSpec]:
     return [ModelSpec.parse(n) for n in PRESETS[name]]
 
 
+def _parsed(name: ModelSpec | UserModelName | str) -> ModelSpec | UserModelName:
+    """A spec, or an imported network's name (its dataset may since have been removed: it can still be deleted)."""
+    if isinstance(name, ModelSpec):
+        return name
+    if isinstance(name, UserModelName) or is_user_model_name(name):
+        return parse_user_model(name, known_dataset=False)
+    return parse_spec(name)
+
+
 class Zoo:
     """Checkpoints and metadata under one root; safe to share between processes (atomic writes)."""
 
@@ -97,29 +108,34 @@ class Zoo:
         return self.models_dir / ".locks" / f"{key}.lock"
 
     # -- queries ----------------------------------------------------------------------------------------------
-    def has(self, spec: ModelSpec | str) -> bool:
+    def has(self, spec: ModelSpec | UserModelName | str) -> bool:
         """Whether the zoo holds a complete entry for ``spec`` (weights and metadata, written and the size agreeing),
-        so nothing trains over it; ``load`` checks it fully and ``problem`` says why it refuses one."""
-        spec = parse_spec(spec)
+        so nothing trains over it; ``load`` checks it fully and ``problem`` says why it refuses one. An imported
+        network (``user/<dataset>/<name>``) counts when it loads."""
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.has_network(self, spec)
         self._settle(spec.key)
         return complete_meta(self._meta_path(spec), self._weights_path(spec)) is not None
 
-    def metadata(self, spec: ModelSpec | str) -> dict:
+    def metadata(self, spec: ModelSpec | UserModelName | str) -> dict:
         """The stored metadata of ``spec``, once the entry passes the checks ``load`` makes (else a TrendError)."""
-        spec = parse_spec(spec)
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.network_metadata(self, spec)
         self._settle(spec.key)
         return self._checked(spec)
 
-    def problem(self, spec: ModelSpec | str) -> str | None:
+    def problem(self, spec: ModelSpec | UserModelName | str) -> str | None:
         """Why ``load`` refuses the zoo's entry for ``spec`` (one clause), or None when it loads or is absent."""
-        spec = parse_spec(spec)
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.network_problem(self, spec)
         self._settle(spec.key)
         return self._verify(spec.key)[1]
 
-    def list(self, dataset: str | None = None) -> list[dict]:
+    def list(self, dataset: str | None = None, imported_networks: bool = False) -> list[dict]:
         """Metadata of every model the zoo would load, sorted by name: each entry passes the checks ``load``
-        makes (its metadata names its own key, its weights are the ones recorded); ``problems`` has the rest."""
-        rows = []
+        makes (its metadata names its own key, its weights are the ones recorded); ``problems`` has the rest.
+        ``imported_networks``: the defender's imported programs too (``user/...``, origin "imported", no spec)."""
+        rows: builtins.list[dict] = imported.list_networks(self, dataset) if imported_networks else []
         if self.models_dir.is_dir():
             for key in {p.name.split(".")[0] for p in self.models_dir.glob("*.json.new")}:
                 self._settle(key)
@@ -227,10 +243,12 @@ class Zoo:
         return meta
 
     # -- load / save ------------------------------------------------------------------------------------------
-    def load(self, spec: ModelSpec | str, device: str | torch.device = "cpu") -> TrendModel:
+    def load(self, spec: ModelSpec | UserModelName | str, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The trained model in eval mode; a missing, incomplete or damaged checkpoint, or one stored under
-        another model's name, is a TrendError (the checks run on the very bytes loaded)."""
-        spec = parse_spec(spec)
+        another model's name, is a TrendError (the checks run on the very bytes loaded). An imported network
+        comes as an ``ImportedNetwork`` (pixels in [0, 1] -> logits, labelled by its short name)."""
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.load_network(self, spec, device)
         self._settle(spec.key)
         path = self._weights_path(spec)
         try:
@@ -280,8 +298,9 @@ class Zoo:
                 ) from None
         return meta
 
-    def delete(self, spec: ModelSpec | str) -> bool:
-        spec = parse_spec(spec)
+    def delete(self, spec: ModelSpec | UserModelName | str) -> bool:
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.delete_network(self, spec)
         found = False
         if not self.models_dir.is_dir():
             return False
@@ -323,17 +342,19 @@ class Zoo:
 
     def get_or_train(
         self,
-        spec: ModelSpec | str,
+        spec: ModelSpec | UserModelName | str,
         device: str = "auto",
         progress: Callable[[EpochReport], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         retrain: bool = False,
-    ) -> TrendModel:
+    ) -> torch.nn.Module:
         """Load ``spec`` if the zoo has it, else train it (progress and cancel as in ``train_model``) and save.
 
         ``retrain``: train even if the zoo has it; the stored model is replaced only when the new one is saved.
+        An imported network is loaded, never trained (a missing one is a TrendError saying how to import it).
         """
-        spec = parse_spec(spec)
+        if isinstance(spec := _parsed(spec), UserModelName):
+            return imported.load_network(self, spec)
         if self.has(spec) and not retrain:
             return self.load(spec)
         self.check_writable()
@@ -413,3 +434,17 @@ class Zoo:
             except TrendError:
                 meta["val_acc"] = meta["test_acc"] = None
         return self.save(spec, model, meta)
+
+    def import_program(
+        self,
+        name: UserModelName | str,
+        file: str | os.PathLike,
+        expects: str = "pixels",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        transform: str | None = None,
+        replace: bool = False,
+    ) -> dict:
+        """Adopt a network defined outside the project, a ``torch.export`` program (.pt2), as ``user/<dataset>/<name>``
+        (``models.imported``: checked to load without running code and to fit the dataset; accuracy recorded)."""
+        return imported.import_program(self, name, file, expects, mean, std, transform, replace)
