@@ -120,7 +120,7 @@ def battery_time(zoo: Zoo, names: dict[str, str], limit: int | None) -> None:
     members = [names[label] for label in ENSEMBLE]
     before = load()
     start = time.perf_counter()
-    report = run_audit(zoo, members, ensemble=True, epsilons=[EPS], level="quick", limit=limit,
+    report = run_audit(zoo=zoo, models=members, ensemble=True, epsilons=[EPS], level="quick", limit=limit,
                        cache=MemoryStore(), device="cpu")
     wall = time.perf_counter() - start
     print(f"\n== quick battery on {' + '.join(ENSEMBLE)}, {report.n_images} test images, eps {EPS}: "
@@ -151,7 +151,7 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
     rows, fired = [], {}
     for label, members, vote in targets:
         start = time.perf_counter()
-        report = run_audit(zoo, [names[m] for m in members], ensemble=vote, epsilons=[EPS], level="quick",
+        report = run_audit(zoo=zoo, models=[names[m] for m in members], ensemble=vote, epsilons=[EPS], level="quick",
                            limit=limit, cache=store, device="cpu")
         rows.append(summary_row(label, report, EPS))
         fired[label] = [f for f in report.flags if f.fired]

@@ -89,9 +89,9 @@ def test_every_runner_takes_data_and_its_options_in_one_vocabulary(pair, test_zo
     refused(lambda: tl.run_transfer(models, attack, data="mnist"), "digits models, not mnist")
     refused(lambda: tl.robustness_sweep(models, [0.1], data="mnist", steps=2), "digits models, not mnist")
     refused(lambda: tl.fit_tm(models[0], models[1], [0.05, 0.1, 0.2], attack=attack, data="mnist"), "not mnist")
-    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], data="mnist"), "not mnist")
+    refused(lambda: run_audit(FP, zoo=test_zoo, ensemble=False, epsilons=[0.1], data="mnist"), "not mnist")
     refused(lambda: tl.run_transfer(models, attack, store=True), "no argument 'store'", "cache")
-    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], dataset=(x, y)), "'dataset'", "limit")
+    refused(lambda: run_audit(FP, zoo=test_zoo, ensemble=False, epsilons=[0.1], dataset=(x, y)), "'dataset'", "limit")
     refused(lambda: tl.robustness_sweep(models, [0.1], options={"limit": 8}), "options must be a RunOptions")
     named = tl.run_transfer(models, attack, data="digits", limit=24, device="cpu")
     given = tl.run_transfer(models, attack, data=(x, y), options=tl.RunOptions(device="cpu"))
@@ -102,7 +102,7 @@ def test_audit_checks_its_dataset(test_zoo, digits):
     from trend_core.experiments.audit import run_audit
 
     x, y = digits.tensors("test", 16)
-    refused(lambda: run_audit(test_zoo, FP, ensemble=False, epsilons=[0.1], data=(x * 255, y)), "[0, 255]")
+    refused(lambda: run_audit(FP, zoo=test_zoo, ensemble=False, epsilons=[0.1], data=(x * 255, y)), "[0, 255]")
 
 
 def test_models_without_a_spec_are_checked_by_one_forward_pass(digits):

@@ -47,7 +47,7 @@ def zoo_dir(zoo_model):
 @pytest.fixture(scope="module")
 def fp_report(zoo_dir):
     store = MemoryStore()
-    return run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store), store
+    return run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store), store
 
 
 def test_report_holds_every_attack_the_worst_case_and_the_flags(fp_report):
@@ -79,7 +79,7 @@ def test_rerun_comes_from_the_store_without_attacking(fp_report, zoo_dir, monkey
         raise AssertionError("a cached audit ran an attack")
 
     monkeypatch.setattr(Attack, "run", no_attacks)
-    again = run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store)
+    again = run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store)
     pd.testing.assert_frame_equal(again.robust, report.robust)
     pd.testing.assert_frame_equal(again.worst_case, report.worst_case)
 
@@ -101,18 +101,18 @@ def test_an_interrupted_audit_resumes_where_it_stopped(zoo_dir, monkeypatch):
 
     monkeypatch.setattr(Attack, "run", flaky)
     with pytest.raises(Interrupted):
-        run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
+        run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
     done_before = len(calls) - 1
     calls.clear()
-    run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
+    run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
     total = len(calls)
     calls.clear()
-    run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
+    run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.05], limit=8, cache=store)
     assert done_before == 2 and total > 0 and not calls  # the two finished attacks were not redone
 
 
 def test_an_ht_ensemble_gets_the_bpda_and_eot_attacks(zoo_dir):
-    report = run_audit(zoo_dir, [FP, HT], ensemble=True, epsilons=[0.1], limit=12, cache=MemoryStore())
+    report = run_audit(zoo=zoo_dir, models=[FP, HT], ensemble=True, epsilons=[0.1], limit=12, cache=MemoryStore())
     attacks = set(report.robust["attack"])
     assert {"APGD-CE (identity BPDA)", "APGD-CE (smooth BPDA)"} <= attacks
     flag = next(f for f in report.flags if f.name == "bpda_identity_stronger")
@@ -134,7 +134,7 @@ def test_bad_input_is_one_sentence_before_any_attack(zoo_dir, monkeypatch, kwarg
     args = {"names": [FP], "ensemble": False, "epsilons": [0.1], "limit": 8, **kwargs}
     names = args.pop("names")
     with pytest.raises(TrendError, match=words):
-        run_audit(zoo_dir, names, cache=MemoryStore(), **args)
+        run_audit(zoo=zoo_dir, models=names, cache=MemoryStore(), **args)
 
 
 # ----------------------------------------------------------------------------- flags from the data
@@ -217,7 +217,7 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
     plans, seen = [], []
     plan_of = audit_module.battery_plan
     monkeypatch.setattr(audit_module, "battery_plan", lambda *a, **k: plans.append(plan_of(*a, **k)) or plans[-1])
-    run_audit(zoo_dir, [FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store,
+    run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store,
               progress=lambda f, m: seen.append((f, m)))
     costs = [audit_module.attack_cost(item) for item in plans[0]]
     starts = [sum(costs[:i]) / sum(costs) for i in range(len(costs))]

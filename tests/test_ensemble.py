@@ -244,7 +244,7 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     real = EnsemblePGD.perturb
     monkeypatch.setattr(EnsemblePGD, "perturb", lambda self, *a: calls.append(1) or real(self, *a))
     sweep = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             cache=store, device="cpu")
+                             cache=store, device="cpu", members_alone=True)
     assert len(sweep) == 2 * 2 * 3 and set(sweep["model"]) == {"ensemble", "FP-s0", "Q1-s0"}
     assert len(calls) == 2 * 3 * 2  # per rule: the ensemble and two members, each at two eps
     assert sweep[["accuracy", "clean_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
@@ -260,7 +260,7 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     row = sweep[(sweep["rule"] == "agd") & (sweep["eps"] == 0.05) & (sweep["model"] == "ensemble")]
     assert float(row["accuracy"].iloc[0]) == pytest.approx(float(expected))
     again = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             cache=store, device="cpu")
+                             cache=store, device="cpu", members_alone=True)
     assert len(calls) == 13 and again.equals(sweep)  # served from the store: only the check above attacked
     ratios = robustness_ratios(sweep)
     assert len(ratios) == 2 * 2 * 2

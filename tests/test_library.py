@@ -65,7 +65,7 @@ def test_an_attack_added_to_the_registry_appears_at_the_top_level(monkeypatch):
 
 
 def test_discovery_with_wildcards():
-    quantized = tl.list_models("*/Q[12]/*")
+    quantized = tl.list_preset_models("*/Q[12]/*")
     assert Q1 in quantized and Q2 in quantized and FP not in quantized
     assert "resnet18" in tl.list_architectures("resnet*") and "vgg11_bn" not in tl.list_architectures("resnet*")
     assert tl.list_presets() == ["digits", "mnist"] and tl.list_attacks("pgd*") == ["pgd", "pgd-l2"]

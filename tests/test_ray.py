@@ -136,9 +136,9 @@ def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_exe
     models = reference[0]
     with one_thread():
         local = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False,
-                                 device="cpu", executor="local")
+                                 device="cpu", executor="local", members_alone=True)
     remote = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False, device="cpu",
-                              executor=ray_executor)
+                              executor=ray_executor, members_alone=True)
     assert remote.equals(local)
     with one_thread():
         points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, cache=False, device="cpu")

@@ -65,11 +65,11 @@ def fake_audit(calls: list, ensemble_acc: float = 0.9, member_acc: float = 0.2):
     """A stand-in for trend_core.experiments.audit.run_audit with its documented result shape."""
 
     def run_audit(
-        zoo,
         names,
         *,
         ensemble,
         epsilons,
+        zoo=None,
         level="quick",
         data=None,
         limit=None,

@@ -8,8 +8,9 @@ paints before torch is imported. From a notebook::
     fp, q1 = (zoo.get_or_train(n) for n in ["digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q1/sgd/s0"])
     print(tl.run_transfer([fp, q1], tl.PGD(eps=0.1), sources=[fp], limit=200).matrix())
 
-Attacks are listed from the attack registry (``tl.list_attacks()``), so an attack registered there appears
-here as ``tl.<ClassName>`` without editing this file.
+Attacks are listed from the attack registry (``tl.list_attacks()``), so an attack registered there (your own
+Attack subclass: ``tl.register_attack("my-attack", MyAttack)``) appears here as ``tl.<ClassName>`` and in
+``tl.make_attack("my-attack", ...)`` without editing this file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _LAZY = {
     "AttackResult": "attacks.base",
     "make_attack": "attacks.registry",
     "list_attacks": "attacks.registry",
+    "register_attack": "attacks.registry",
     "attack_settings": "attacks.settings",
     "step_size_for": "attacks.pgd",
     "EnsemblePGD": "attacks.ensemble_pgd",
@@ -36,6 +38,7 @@ _LAZY = {
     "select_ensembles": "ensemble.selection",
     "robustness_sweep": "experiments.ensemble_sweep",
     "robustness_ratios": "experiments.ensemble_sweep",
+    "run_audit": "experiments.audit",
     "Zoo": "models.zoo",
     "load_dataset": "data.datasets",
     "list_datasets": "config.datasets",
@@ -48,6 +51,7 @@ _LAZY = {
     "list_models": "catalog",
     "list_architectures": "catalog",
     "list_presets": "catalog",
+    "list_preset_models": "catalog",
     "Store": "storage.store",
     "MemoryStore": "storage.store",
 }

@@ -63,15 +63,16 @@ def unit(grad: torch.Tensor, norm: str) -> torch.Tensor:
 class APGD(Attack):
     """APGD-CE / APGD-DLR, untargeted, L-inf or L2 (eps and distances in pixels of [0, 1]).
 
-    ``steps`` iterations per restart (default 100), ``restarts`` random restarts on the images still robust,
-    ``rho`` the checkpoint condition, ``eot_draws`` tie-break draws averaged for a majority-vote ensemble.
+    ``eps=None``: the attacked model's dataset default (see ``Attack``). ``steps`` iterations per restart
+    (default 100), ``restarts`` random restarts on the images still robust, ``rho`` the checkpoint condition,
+    ``eot_draws`` tie-break draws averaged for a majority-vote ensemble.
     """
 
     name = "apgd"
 
     def __init__(
         self,
-        eps: float = 8 / 255,
+        eps: float | None = None,
         steps: int = 100,
         restarts: int = 1,
         loss: str = "ce",

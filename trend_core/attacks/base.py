@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 
+from trend_core.config.datasets import get_info
+from trend_core.data.image_checks import check_images
 from trend_core.errors import TrendError
 from trend_core.nn.twin import inference_twin
 from trend_core.runtime.devices import model_device, predict  # noqa: F401  (re-exported: part of the attack API)
@@ -22,7 +25,12 @@ from trend_core.runtime.devices import model_device, predict  # noqa: F401  (re-
 
 @dataclass
 class AttackResult:
-    """Adversarial images and per-image outcomes of one attack at one eps."""
+    """Adversarial images and per-image outcomes of one attack at one eps.
+
+    Three rates, each with one meaning: ``clean_accuracy`` (share of all images the model gets right),
+    ``robust_accuracy`` (share of all images it still gets right after the attack: the robustness figure) and
+    ``success_rate`` (share of the images it got right that the attack turned wrong: the attack's strength).
+    """
 
     x_adv: torch.Tensor
     success: torch.Tensor  # bool: the model was right on x and is wrong on x_adv
@@ -34,10 +42,28 @@ class AttackResult:
 
     @property
     def generated(self) -> int:
+        """How many adversarial examples the attack made: images right before and wrong after."""
         return int(self.success.sum())
 
+    @property
+    def clean_accuracy(self) -> float:
+        """Share of all images the model classifies correctly before the attack."""
+        return float(self.clean_correct.float().mean()) if self.clean_correct.numel() else math.nan
+
+    @property
+    def robust_accuracy(self) -> float:
+        """Share of all images the model still classifies correctly after the attack (wrong ones count as lost)."""
+        still_right = self.clean_correct & ~self.success
+        return float(still_right.float().mean()) if still_right.numel() else math.nan
+
+    @property
+    def success_rate(self) -> float:
+        """Share of the correctly classified images that the attack turned wrong (NaN when none was right)."""
+        right = int(self.clean_correct.sum())
+        return self.generated / right if right else math.nan
+
     def summary(self) -> dict:
-        """Counts and mean norms over the successful (generated) images, as the paper reports them."""
+        """The rates above, counts, and mean norms over the successful (generated) images, as the paper reports."""
         ok = self.success
         n_ok = int(ok.sum())
         return {
@@ -46,10 +72,19 @@ class AttackResult:
             "images": int(ok.numel()),
             "clean_correct": int(self.clean_correct.sum()),
             "generated": n_ok,
-            "success_rate": n_ok / max(1, int(self.clean_correct.sum())),
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "success_rate": self.success_rate,
             "mean_l2": float(self.l2[ok].mean()) if n_ok else float("nan"),
             "mean_linf": float(self.linf[ok].mean()) if n_ok else float("nan"),
         }
+
+    def __repr__(self) -> str:
+        return (
+            f"AttackResult(attack={self.attack!r}, eps={self.eps!r}, images={self.success.numel()}, "
+            f"clean_accuracy={self.clean_accuracy:.3f}, robust_accuracy={self.robust_accuracy:.3f}, "
+            f"success_rate={self.success_rate:.3f})"
+        )
 
 
 @contextlib.contextmanager
@@ -96,6 +131,33 @@ def check_eps(eps: float | None, required: bool = True, norm: str = "linf") -> f
     return value
 
 
+L2_EPS_SCALE = 4.0  # an L2 budget comparable to the dataset's L-inf one (the dashboard's long-standing choice)
+
+
+def model_dataset(model: nn.Module) -> str | None:
+    """The dataset ``model`` was built for: its spec's, or its members' common one (a vote); None if unknown."""
+    dataset = getattr(getattr(model, "spec", None), "dataset", None)
+    if dataset is not None:
+        return str(dataset)
+    members = getattr(model, "members", None)
+    if isinstance(members, (list, tuple, nn.ModuleList)) and len(members):
+        found = {model_dataset(m) for m in members}
+        return found.pop() if len(found) == 1 else None
+    return None
+
+
+def dataset_eps(model: nn.Module, norm: str = "linf", attack: str = "This attack") -> float:
+    """The default eps of ``model``'s dataset (digits 0.1, mnist 0.15, CIFAR 8/255; x L2_EPS_SCALE for an L2
+    budget), or a TrendError asking for an explicit eps when the model carries no dataset."""
+    dataset = model_dataset(model)
+    if dataset is None:
+        raise TrendError(
+            f"{attack} was given no eps and the model carries no dataset to take its default eps from; "
+            "give eps explicitly (e.g. eps=8/255 for CIFAR-sized images)."
+        )
+    return get_info(dataset).default_eps * (L2_EPS_SCALE if norm == "l2" else 1.0)
+
+
 MAX_STEPS = 100_000  # iterations of one attack: far beyond any setting here (CW 100, PGD 40), short of days
 
 
@@ -134,7 +196,12 @@ def check_float(name: str, value: object, minimum: float = 0.0, strict: bool = T
 
 
 class Attack:
-    """Base class. Subclasses set ``name``, store parameters in ``__init__`` and implement ``perturb``."""
+    """Base class. Subclasses set ``name``, store parameters in ``__init__`` and implement ``perturb``.
+
+    ``eps=None`` on an eps-bounded attack means "the default eps of the attacked model's dataset" (see
+    ``dataset_eps``), chosen when it runs: ``PGD()`` attacks a digits model at 0.1 and a CIFAR one at 8/255, and
+    each result's ``eps`` says which. On a minimum-norm attack (CW, DeepFool) None means unbounded.
+    """
 
     name = "attack"
     minimum_norm = False  # True: perturb() ignores eps; run() clips one minimum-norm result to each eps
@@ -145,7 +212,7 @@ class Attack:
     norm = "linf"  # the norm of the eps-ball results are projected onto
 
     def __init__(self, eps: float | None = None, batch_size: int | None = None, seed: int = 0):
-        self.eps = check_eps(eps, required=not self.minimum_norm, norm=self.norm)
+        self.eps = check_eps(eps, required=False, norm=self.norm)  # None: the dataset's default, at attack time
         self.batch_size = batch_size
         self.seed = seed
 
@@ -168,6 +235,13 @@ class Attack:
         """Attack images ``x`` (B, C, H, W) in [0, 1] with labels ``y`` (B,) at this attack's eps."""
         return self.run(model, x, y, [self.eps])[0]
 
+    def eps_for(self, model: nn.Module, eps: float | None = None) -> float | None:
+        """The budget a run on ``model`` uses for ``eps`` (checked): None means the dataset default for an
+        eps-bounded attack, no clip for a minimum-norm one."""
+        if eps is None and not self.minimum_norm:
+            return dataset_eps(model, self.norm, type(self).__name__)
+        return check_eps(eps, required=not self.minimum_norm, norm=self.norm)
+
     def run(
         self,
         model: nn.Module,
@@ -185,9 +259,12 @@ class Attack:
         """
         if len(x) != len(y):
             raise TrendError(f"Got {len(x)} images but {len(y)} labels.")
+        if len(x):  # pixels outside [0, 1] (e.g. 0..255 floats) or NaN: one sentence, not a silent non-attack
+            checked, y = check_images(x, y, argument="x", label_argument="y")
+            x = x if x.is_floating_point() else checked  # (a float64 batch keeps its precision)
         if len(epsilons) == 0:
             raise TrendError("Give at least one eps.")
-        epsilons = [check_eps(e, required=not self.minimum_norm, norm=self.norm) for e in epsilons]
+        epsilons = [self.eps_for(model, e) for e in epsilons]
         device = model_device(model)
         results: list[list[AttackResult]] = [[] for _ in epsilons]
         with attack_mode(model):

@@ -1,9 +1,11 @@
-"""Attacks by name: ``make_attack("cw", kappa=30)`` for the CLI, the dashboard and cached runs."""
+"""Attacks by name: ``make_attack("cw", kappa=30)`` for the CLI, the dashboard and cached runs; a user's own
+Attack subclass joins them with ``register_attack("my-attack", MyAttack)``."""
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
+import re
 
 from trend_core.attacks.apgd import APGD
 from trend_core.attacks.base import Attack
@@ -24,7 +26,32 @@ _FACTORIES: dict[str, tuple[type[Attack], dict]] = {
     "apgd-ce-l2": (APGD, {"loss": "ce", "norm": "l2"}),
     "square": (Square, {}),
 }
-ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+ATTACK_NAMES: tuple[str, ...] = tuple(_FACTORIES)  # the built-in ones (what the dashboard and the CLI offer)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def register_attack(name: str, cls: type[Attack], **fixed) -> None:
+    """Add the Attack subclass ``cls`` under ``name`` (lower case, digits, - and _), so ``make_attack(name)``,
+    ``list_attacks()`` and ``trend_core.<ClassName>`` offer it; ``fixed``: keyword arguments the name fixes
+    (as ``norm="l2"`` for pgd-l2). A taken name, a class name another attack uses, or a class that is not an
+    Attack subclass raises TrendError.
+
+    >>> register_attack("fgsm", FGSM)   # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise TrendError(f"An attack name is lower-case letters, digits, '-' and '_' (e.g. 'my-pgd'), got {name!r}.")
+    if not (isinstance(cls, type) and issubclass(cls, Attack)) or cls is Attack:
+        raise TrendError(f"register_attack needs a subclass of trend_core.Attack (with a perturb method), got {cls!r}.")
+    if name in _FACTORIES:
+        raise TrendError(f"An attack called {name!r} is already registered ({_FACTORIES[name][0].__name__}).")
+    taken = attack_classes().get(cls.__name__)
+    if taken is not None and taken is not cls:
+        raise TrendError(f"Another attack class is already called {cls.__name__}; rename your class.")
+    known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(fixed) - set(known))
+    if unknown:
+        raise TrendError(f"{cls.__name__} has no parameter {', '.join(map(repr, unknown))} to fix.")
+    _FACTORIES[name] = (cls, dict(fixed))
 
 
 def attack_class(name: str) -> tuple[type[Attack], dict]:
@@ -50,7 +77,7 @@ def attack_parameters(name: str) -> list[str]:
 
 
 def make_attack(name: str, **params) -> Attack:
-    """The attack called ``name`` (one of ATTACK_NAMES) with keyword ``params``; None values mean "default".
+    """The attack called ``name`` (one of ``list_attacks()``) with keyword ``params``; None values mean "default".
 
     Unknown names, unknown parameters and invalid values raise TrendError.
     """
@@ -71,5 +98,5 @@ def make_attack(name: str, **params) -> Attack:
 def _lookup(name: str) -> tuple[type[Attack], dict]:
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in _FACTORIES:
-        raise TrendError(f"Unknown attack {name!r}; choose one of: {', '.join(ATTACK_NAMES)}.")
+        raise TrendError(f"Unknown attack {name!r}; choose one of: {', '.join(_FACTORIES)}.")
     return _FACTORIES[key]

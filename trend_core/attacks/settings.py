@@ -11,13 +11,12 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from trend_core.attacks.base import Attack
+from trend_core.attacks.base import L2_EPS_SCALE, Attack
 from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.registry import attack_class, attack_parameters, make_attack
 from trend_core.config.datasets import get_info
 from trend_core.errors import TrendError
 
-L2_EPS_SCALE = 4.0  # an L2 budget comparable to the dataset's L-inf one (the dashboard's long-standing choice)
 LABELS = {
     "pgd": "PGD (L-inf)",
     "pgd-l2": "PGD (L2)",

@@ -32,13 +32,14 @@ def square_fraction(p_init: float, query: int, queries: int) -> float:
 
 
 class Square(Attack):
-    """Square attack, L-inf, untargeted, score-based; ``queries`` model evaluations per image at most."""
+    """Square attack, L-inf, untargeted, score-based; ``queries`` model evaluations per image at most; ``eps=None``:
+    the attacked model's dataset default (see ``Attack``)."""
 
     name = "square"
 
     def __init__(
         self,
-        eps: float = 8 / 255,
+        eps: float | None = None,
         queries: int = 1000,
         p_init: float = 0.8,
         restarts: int = 1,

@@ -63,8 +63,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     store = None if args.no_cache else get_store(args.home)
     with work_bar("audit") as progress:
         report = run_audit(
-            zoo,
             names,
+            zoo=zoo,
             ensemble=bool(args.ensemble),
             epsilons=epsilons,
             level=args.level,

@@ -218,71 +218,72 @@ def battery_plan(
 
 # ----------------------------------------------------------------------------- running
 def run_audit(
-    zoo,
-    names: Sequence[str],
+    models: nn.Module | str | Sequence[nn.Module | str],
     *,
-    ensemble: bool,
     epsilons: Sequence[float],
+    ensemble: bool | None = None,
     level: str = "quick",
     data: Any = None,
+    zoo: Any = None,
+    surrogates: Sequence[nn.Module | str] | None = None,
     options: RunOptions | None = None,
     **keywords: Any,
 ) -> AuditReport:
-    """Audit one zoo model (``ensemble=False``) or the majority vote of several (``ensemble=True``).
+    """Audit one model, or the majority vote of several (``ensemble``; default: a vote when several are given).
 
-    ``zoo``: a Zoo (or its folder); ``names``: model names in it; ``epsilons``: L-inf budgets in (0, 1];
-    ``level``: quick or thorough; ``data``: see ``eval_data.evaluation_data`` (None: the models' own test
-    split). ``options`` (or its fields as keywords, ``runtime.options``): ``limit`` the first N images, ``cache``
-    the results store (None: none), ``device``, ``progress(fraction, message)``; the audit's attacks fix their
-    own profile and run here, so ``profile``, ``executor`` and ``cancel`` are not used.
-    Bad input raises a TrendError before any attack runs.
+    ``models``: nn.Modules that map pixels in [0, 1] to logits (your own, or zoo-loaded) and/or zoo model names,
+    loaded from ``zoo`` (a Zoo or its folder; default $TREND_HOME); ``epsilons``: L-inf budgets in (0, 1];
+    ``level``: smoke, quick or thorough; ``data``: None (the models' own test split), a DatasetBundle, an (x, y)
+    pair of tensors or the models' dataset name; ``surrogates``: models or zoo names to transfer from (default:
+    the zoo's most accurate other models of the dataset, as many as the level allows, when a zoo is given or
+    names are audited; none otherwise); ``options`` (or its fields as keywords, ``runtime.options``): ``limit`` the first N images, ``cache`` the
+    results store (None: none), ``device``, ``progress(fraction, message)``; the audit's attacks fix their own
+    profile and run here, so ``profile``, ``executor`` and ``cancel`` are not used. Bad input raises a
+    TrendError before any attack runs.
+
+    >>> report = run_audit([my_a, my_b], epsilons=[0.1], data=(x, y))   # doctest: +SKIP
+    >>> report.worst_case                                                # doctest: +SKIP
     """
+    items = [models] if isinstance(models, (nn.Module, str)) else list(models)
+    if not items:
+        raise TrendError("Pick a model to audit (or several, for their majority vote).")
+    ensemble = len(items) > 1 if ensemble is None else bool(ensemble)
     opts = run_options(options, keywords, "run_audit")
     limit, progress = opts.limit, opts.progress
-    zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
-    if isinstance(names, str):
-        names = [names]
-    names = list(dict.fromkeys(str(n) for n in names))
-    if not names:
-        raise TrendError("Pick a model to audit (or several with ensemble=True).")
-    if not ensemble and len(names) > 1:
-        raise TrendError(
-            f"Auditing {len(names)} models needs ensemble=True (their majority vote); audit one model otherwise."
-        )
-    specs = []
-    for name in names:
-        try:
-            specs.append(ModelSpec.parse(name))
-        except TrendError:
-            raise
-        except Exception:  # noqa: BLE001 - any unparsable name is one sentence
-            raise TrendError(f"{name!r} is not a model name.") from None
-    names = [s.name for s in specs]
-    for name in names:
-        if not zoo.has(name):
-            raise TrendError(f"{name} is not in the zoo at {zoo.root}; train it first (`trend train {name}`).")
-    if len({s.dataset for s in specs}) > 1:
-        raise TrendError("The audited models come from different datasets; pick models of one dataset.")
-    check_level(level)
     given: list = list(epsilons) if isinstance(epsilons, (list, tuple)) else [epsilons]
     eps_list: list[float] = sorted({float(check_eps(e) or 0.0) for e in given})  # check_eps refuses None
     if not eps_list:
         raise TrendError("Give at least one eps.")
+    check_level(level)
     if limit is not None:
         limit = check_int("The image limit", limit)
+    uses_zoo = zoo is not None or any(isinstance(m, str) for m in items)
+    zoo = (zoo if isinstance(zoo, Zoo) else Zoo(zoo)) if uses_zoo else None
+    members, zoo_names = _audited(items, zoo)
+    if not ensemble and len(members) > 1:
+        raise TrendError(
+            f"Auditing {len(members)} models needs ensemble=True (their majority vote); audit one model otherwise."
+        )
+    specs = [spec for m in members if isinstance(spec := getattr(m, "spec", None), ModelSpec)]
+    if len({s.dataset for s in specs}) > 1:
+        raise TrendError("The audited models come from different datasets; pick models of one dataset.")
     dev = resolve_device(opts.device)
-
-    members = [zoo.load(name, dev) for name in names]
+    members = [m.to(dev) for m in members]
     labels = model_labels(members)
+    names = [n or label for n, label in zip(zoo_names, labels)]  # the report's: zoo names, else labels
     target = MajorityVote(members, 0, labels) if ensemble else members[0]
     x, y = evaluation_data(members, data, "test", limit)
     x, y = (t.clone() if t.is_inference() else t for t in (x, y))
     x, y = x.to(dev), y.to(dev)
     store = resolve_cache(opts.cache)
-    surrogate_names = pick_surrogates(zoo, specs, level)
-    surrogates = [zoo.load(n, dev) for n in surrogate_names]
-    surrogate_labels = model_labels(surrogates + members)[: len(surrogates)]
-    plan = battery_plan(target, eps_list, level, surrogates, surrogate_labels)
+    if surrogates is None:
+        surrogate_names = pick_surrogates(zoo, specs, level) if zoo is not None and specs else []
+        sources = [zoo.load(n, dev) for n in surrogate_names] if zoo is not None else []
+    else:
+        sources, _ = _audited(list(surrogates), zoo if zoo is not None else Zoo(), what="surrogate")
+        sources = [m.to(dev) for m in sources]
+    surrogate_labels = model_labels(sources + members)[: len(sources)]
+    plan = battery_plan(target, eps_list, level, sources, surrogate_labels)
 
     data_key = content_key(VERSION, "data", x, y)
     scores: dict[tuple[str, float], torch.Tensor] = {}
@@ -321,12 +322,45 @@ def run_audit(
         worst_per_image[eps] = [float(v) for v in per_image.cpu()]
     worst = pd.DataFrame(worst_rows, columns=["eps", "robust_accuracy"])
     notes = []
-    if not surrogate_names:
-        notes.append("No other zoo model of this dataset to transfer from: the transfer attacks were skipped.")
+    if not sources:
+        notes.append(
+            "No other zoo model of this dataset to transfer from: the transfer attacks were skipped."
+            if zoo is not None and surrogates is None
+            else "No surrogate models to transfer from (surrogates= or zoo=): the transfer attacks were skipped."
+        )
     flags = audit_flags(robust, worst, plan, n)
     report = AuditReport(robust, worst, flags, names, bool(ensemble), level, eps_list, float(clean.mean()), n, notes)
     report.worst_per_image = worst_per_image
     return report
+
+
+def _audited(items: list, zoo: Zoo | None, what: str = "model") -> tuple[list[nn.Module], list[str | None]]:
+    """The modules ``items`` name (nn.Modules as given, zoo names loaded on the CPU) without repeats, and each
+    one's canonical zoo name (None for a module given as such); a TrendError for anything else."""
+    modules: list[nn.Module] = []
+    names: list[str | None] = []
+    for item in items:
+        if isinstance(item, nn.Module):
+            if not any(item is m for m in modules):
+                modules.append(item)
+                names.append(None)
+            continue
+        if not isinstance(item, str) or zoo is None:
+            raise TrendError(
+                f"A {what} to audit is an nn.Module (pixels in [0, 1] -> logits) or a zoo model name, got {item!r}."
+            )
+        try:
+            name = ModelSpec.parse(item).name
+        except TrendError:
+            raise
+        except Exception:  # noqa: BLE001 - any unparsable name is one sentence
+            raise TrendError(f"{item!r} is not a model name.") from None
+        if not zoo.has(name):
+            raise TrendError(f"{name} is not in the zoo at {zoo.root}; train it first (`trend train {name}`).")
+        if name not in names:
+            modules.append(zoo.load(name, "cpu"))
+            names.append(name)
+    return modules, names
 
 
 def attack_cost(item: BatteryAttack) -> float:
@@ -345,7 +379,7 @@ def attack_cost(item: BatteryAttack) -> float:
 def pick_surrogates(zoo, specs, level: str) -> list[str]:
     """Zoo models of the audited dataset outside the audited set: the most accurate ones, as many as the level's
     budget says (quick: 3, thorough: all)."""
-    audited = {s.name for s in specs}
+    audited = {s.name for s in specs}  # (a module's spec counts: a zoo-loaded model is not its own surrogate)
     metas = [m for m in zoo.list(specs[0].dataset) if m.get("name") not in audited]
     metas.sort(key=lambda m: (-float(m.get("test_acc") or 0.0), m.get("name", "")))
     count = LEVEL_BUDGETS[level].surrogates
@@ -591,8 +625,8 @@ def audit_ensemble_and_members(
                 progress(starts[i] + (fraction or 0.0) * weights[i] / sum(weights), f"{label}: {message}")
 
         report = run_audit(
-            zoo,
             members,
+            zoo=zoo,
             ensemble=vote,
             epsilons=[eps],
             level=level,

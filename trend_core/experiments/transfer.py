@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence, overload
 import torch
 import torch.nn as nn
 
-from trend_core.attacks.base import Attack, check_eps, predict
+from trend_core.attacks.base import Attack, predict
 from trend_core.attacks.registry import attack_parameters, make_attack
 from trend_core.config.labels import model_labels
 from trend_core.config.profiles import check_profile
@@ -98,7 +98,7 @@ def run_transfer(
     eps_list = [attack.eps] if epsilons is None else list(epsilons)
     if not eps_list:
         raise TrendError("Give at least one eps.")
-    eps_list = [check_eps(e, required=not attack.minimum_norm, norm=attack.norm) for e in eps_list]
+    eps_list = [attack.eps_for(models[0], e) for e in eps_list]  # None: the models' dataset default
     labels = model_labels(models)
     src = _select(sources, models, labels, "source")
     tgt = _select(targets, models, labels, "target")

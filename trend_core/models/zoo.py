@@ -21,9 +21,10 @@ import builtins
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -65,7 +66,7 @@ from trend_core.storage.homes import (  # (default_home: also re-exported)
 from trend_core.storage.locks import file_lock
 from trend_core.training.many import ManyProgress
 from trend_core.training.run import run_training
-from trend_core.training.train import EpochReport, accuracy
+from trend_core.training.train import EpochReport, accuracy, epoch_logger
 
 
 def preset_specs(name: str = "digits") -> list[ModelSpec]:
@@ -344,12 +345,15 @@ class Zoo:
         self,
         spec: ModelSpec | UserModelName | str,
         device: str = "auto",
-        progress: Callable[[EpochReport], None] | None = None,
+        progress: Callable[[EpochReport], None] | Literal["stderr"] | None = "stderr",
         cancel: Callable[[], bool] | None = None,
         retrain: bool = False,
     ) -> torch.nn.Module:
         """Load ``spec`` if the zoo has it, else train it (progress and cancel as in ``train_model``) and save.
 
+        Training says so: by default (``progress="stderr"``) one line on stderr when it starts and one per epoch
+        (loss, validation accuracy, seconds), so a notebook or script is not left silent for the tens of seconds
+        a model takes; ``progress=None`` trains silently, a function gets each ``EpochReport``.
         ``retrain``: train even if the zoo has it; the stored model is replaced only when the new one is saved.
         An imported network is loaded, never trained (a missing one is a TrendError saying how to import it).
         """
@@ -362,6 +366,9 @@ class Zoo:
             model = build_model(spec)
             self.save(spec, model, {"source": "torchvision", "val_acc": None, "test_acc": None, "train_seconds": 0.0})
             return model.eval()
+        if progress == "stderr":
+            sys.stderr.write(f"{spec.name} is not in the zoo at {self.root}: training it ({spec.epochs} epochs).\n")
+            progress = epoch_logger(spec.name)
         trained: builtins.list[TrendModel] = []
 
         def keep(trained_spec: ModelSpec, model: TrendModel, meta: dict) -> None:

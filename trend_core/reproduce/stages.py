@@ -376,8 +376,8 @@ def audit(ctx: StageContext) -> dict:
         audit_progress(0.0, "starting")
         try:
             report = run_audit(
-                ctx.zoo,
                 [s.models[role_of[m]] for m in members],
+                zoo=ctx.zoo,
                 ensemble=is_ensemble,
                 epsilons=[s.trend_eps],
                 level=s.audit_level,

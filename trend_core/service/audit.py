@@ -38,8 +38,8 @@ def submit_audit(
 
     def run(job: Job) -> dict:
         report = run_audit(
-            zoo,
             names,
+            zoo=zoo,
             ensemble=ensemble,
             epsilons=eps_list,
             level=level,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TextIO
 
 import torch
 import torch.nn as nn
@@ -79,6 +80,21 @@ class EpochReport:
     val_acc: float
     best_val_acc: float
     seconds: float
+
+
+def epoch_logger(name: str, stream: TextIO | None = None) -> EpochCallback:
+    """A progress function that writes one line per epoch of ``name``'s training to ``stream`` (default stderr):
+    what ``Zoo.get_or_train`` shows a notebook or script by default, so a model that trains is never silent."""
+
+    def log(report: EpochReport) -> None:
+        out = stream if stream is not None else sys.stderr
+        out.write(
+            f"{name}: epoch {report.epoch}/{report.epochs}, loss {report.loss:.3f}, "
+            f"val acc {report.val_acc:.1%} ({report.seconds:.1f} s)\n"
+        )
+        out.flush()
+
+    return log
 
 
 @dataclass
