@@ -84,7 +84,7 @@ def show_report(result: dict) -> None:
                "battery. Robust accuracy: the share of images classified correctly on the clean image and after the "
                "attack (an ensemble: expected over its random tie-break). Worst case: an image counts only if it "
                "survives every attack.")
-    from trend_core.experiments.audit import SANITY_EPS
+    from trend_core.experiments.audit_flags import SANITY_EPS
 
     focus = [float(e) for e in worst["eps"] if float(e) != SANITY_EPS] or None  # the chosen range, not eps 0.5
     st.plotly_chart(robust_accuracy_figure(robust, worst, focus=focus), width="stretch", key="au_chart")
