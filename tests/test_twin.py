@@ -40,9 +40,8 @@ def trained_like(name: str) -> TrendModel:
 
 
 def pin_twin(model: nn.Module, twin: nn.Module) -> None:
-    """Make ``twin`` the model's cached twin, folded or not."""
-    signature = twin_module.weights_signature(model)
-    twin_module._twins[model] = {True: (signature, twin), False: (signature, twin)}
+    """Make ``twin`` the model's twin, folded or not."""
+    twin_module.set_twin(model, twin)
 
 
 def logits_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -214,7 +213,7 @@ def test_deepfool_finishes_on_the_model_what_stops_short_of_its_boundary(zoo_mod
         monkeypatch.setattr(DeepFool, "resumable", False)
         unfinished = DeepFool().run(model, x, y, [None], speedup=True)[0]
     finally:
-        del twin_module._twins[model]
+        twin_module.set_twin(model, None)
     correct = int(finished.clean_correct.sum())
     stopped_short = correct - int(unfinished.success.sum())
     assert stopped_short >= 5  # the stand-in twin does stop short on a good share of images

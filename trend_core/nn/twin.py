@@ -52,6 +52,17 @@ def inference_twin(model: nn.Module, fold: bool = True) -> nn.Module:
         return twin
 
 
+def set_twin(model: nn.Module, twin: nn.Module | None) -> None:
+    """Make ``twin`` the inference twin the attacks iterate on for ``model`` (a hand-made faster copy computing
+    the same logits), until the model's weights change; ``None`` forgets it, so the next call builds one."""
+    with _lock:
+        if twin is None:
+            _twins.pop(model, None)
+        else:
+            signature = weights_signature(model)
+            _twins[model] = {True: (signature, twin), False: (signature, twin)}
+
+
 def weights_signature(model: nn.Module) -> tuple:
     """Changes whenever a parameter or buffer is replaced, moved or modified, in place or through ``.data``
     (which autograd's version counter does not see: hence the sums)."""
