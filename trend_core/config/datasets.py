@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trend_core.errors import TrendError
 
@@ -145,7 +146,7 @@ def user_dataset_folder(name: str, root: str | os.PathLike | None = None) -> Pat
 def info_from_dict(data: dict) -> DatasetInfo:
     """A DatasetInfo from its JSON form (lists back to tuples)."""
     known = DatasetInfo.__dataclass_fields__
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
     fields["input_shape"] = tuple(int(v) for v in fields["input_shape"])
     return DatasetInfo(**fields)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -31,7 +32,8 @@ class DeployableVote(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([m(x) for m in self.members]).float()
         soft = torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - torch.log(torch.tensor(float(len(self.members))))
-        tiebreak = tiebreak_members(x, self.hash_weights, self.offset, len(self.members))
+        weights = cast(torch.Tensor, self.hash_weights)  # (a registered buffer)
+        tiebreak = tiebreak_members(x, weights, self.offset, len(self.members))
         decision = majority_vote(logits.argmax(dim=-1), tiebreak, logits.shape[-1], self.ties)
         lift = soft.max(dim=1).values - soft.gather(1, decision.view(-1, 1)).squeeze(1) + 1e-4
         return soft + F.one_hot(decision, soft.shape[1]) * lift.unsqueeze(1)

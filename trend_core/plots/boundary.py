@@ -162,14 +162,14 @@ def class_map_image(boundary: BoundarySlice, cell_px: int = 8, gap_px: int = 6):
     rows, cols = maps[0].shape
     width = len(maps) * cols * cell_px + (len(maps) - 1) * gap_px
     canvas = Image.new("RGB", (width, rows * cell_px), "white")
-    palette = {}
+    palette: dict[int, tuple[int, ...]] = {}
     for k, grid in enumerate(maps):
         left = k * (cols * cell_px + gap_px)
         rgb = np.zeros((rows, cols, 3), dtype=np.uint8)
         for cls in np.unique(grid):
             palette.setdefault(int(cls), ImageColor.getrgb(class_color(int(cls))))
             rgb[grid == cls] = palette[int(cls)]
-        tile = Image.fromarray(rgb).resize((cols * cell_px, rows * cell_px), Image.NEAREST)
+        tile = Image.fromarray(rgb).resize((cols * cell_px, rows * cell_px), Image.Resampling.NEAREST)
         canvas.paste(tile, (left, 0))
         cx, cy = left + (cols // 2) * cell_px, (rows // 2) * cell_px
         ImageDraw.Draw(canvas).rectangle([cx, cy, cx + cell_px - 1, cy + cell_px - 1], outline="black")
