@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 from conftest import FP, Q1, Q2
 
-import trend_core.ensemble.selection as ens_mod
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
 from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
 from trend_core.ensemble.selection import read_tm, select_ensembles, symmetrize
@@ -162,8 +161,7 @@ def test_greedy_search_beyond_the_exhaustive_limit(monkeypatch):
             values[a, b] = 0.1
     np.fill_diagonal(values, 1.0)
     tm = pd.DataFrame(values, index=names, columns=names)
-    monkeypatch.setattr(ens_mod, "EXHAUSTIVE_LIMIT", 5)
-    ranked = select_ensembles(tm, 4, require=["m4"])
+    ranked = select_ensembles(tm, 4, require=["m4"], exhaustive_limit=5)
     assert ranked.attrs["method"] == "greedy"
     assert set(ranked.iloc[0]["members"]) == {"m1", "m4", "m6", "m8"}
     assert ranked.iloc[0]["score"] == pytest.approx(0.1)

@@ -152,12 +152,13 @@ def select_ensembles(
     min_acc: float | None = None,
     accuracies: dict[str, float] | None = None,
     top: int = 10,
+    exhaustive_limit: int = EXHAUSTIVE_LIMIT,
 ) -> pd.DataFrame:
     """Rank k-member candidate ensembles by mean pairwise symmetrized TM (lower: attacks transfer less among them).
 
     ``require``: members every candidate must contain; ``min_acc`` with ``accuracies`` (model -> clean accuracy
-    in [0, 1]): drop candidates below the floor. Exhaustive when there are at most 50,000 subsets, else greedy
-    growth from every pool member. Returns the best ``top`` sets: rank, ensemble, members, score (mean pairwise
+    in [0, 1]): drop candidates below the floor. Exhaustive when there are at most ``exhaustive_limit`` (50,000)
+    subsets, else greedy growth from every pool member. Returns the best ``top`` sets: rank, ensemble, members, score (mean pairwise
     TM), max_pair_tm, undefined_pairs (pairs with no TM in either direction, left out of the mean and ranked
     last), and min_acc / mean_acc of the members when accuracies are given.
     """
@@ -190,7 +191,7 @@ def select_ensembles(
     fixed = [index[r] for r in required]
     free = [index[n] for n in pool if n not in required]
     count = math.comb(len(free), k - len(fixed))
-    if count <= EXHAUSTIVE_LIMIT:
+    if count <= exhaustive_limit:
         combos = np.array([fixed + list(c) for c in itertools.combinations(free, k - len(fixed))], dtype=int)
         method = "exhaustive"
     else:
