@@ -41,19 +41,19 @@ def test_side_by_side_training_gives_each_model_the_weights_it_gets_alone():
 
 
 def test_only_one_thread_models_without_dropout_train_side_by_side(monkeypatch):
-    monkeypatch.setattr(tm, "available_cores", lambda: 2)
+    monkeypatch.setenv("TREND_CORES", "2")
     cpu = torch.device("cpu")
     assert tm.side_by_side(SPECS, cpu) == 2 and tm.side_by_side(SPECS[:1], cpu) == 1
     cifar = [ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s0/e1"), ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s1/e1")]
     assert tm.side_by_side(cifar, cpu) == 1  # CIFAR trains on every thread, one model at a time
-    monkeypatch.setattr(tm, "available_cores", lambda: 1)
+    monkeypatch.setenv("TREND_CORES", "1")
     assert tm.side_by_side(SPECS, cpu) == 1
     assert tm.draws_global_randomness(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)))
     assert not tm.draws_global_randomness(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0)))
 
 
 def test_a_cancel_keeps_the_models_already_saved(tmp_path, monkeypatch):
-    monkeypatch.setattr(tm, "available_cores", lambda: 1)  # one at a time: which model finishes first is known
+    monkeypatch.setenv("TREND_CORES", "1")  # one at a time: which model finishes first is known
     zoo = Zoo(tmp_path)
     stop = {"now": False}
 
@@ -70,7 +70,7 @@ def test_a_cancel_keeps_the_models_already_saved(tmp_path, monkeypatch):
 
 
 def test_a_cancel_stops_models_training_side_by_side(tmp_path, monkeypatch):
-    monkeypatch.setattr(tm, "available_cores", lambda: 2)
+    monkeypatch.setenv("TREND_CORES", "2")
     zoo, calls = Zoo(tmp_path), []
 
     def cancel():

@@ -47,7 +47,7 @@ def test_a_model_at_chance_is_refused_and_not_saved(tmp_path):
 @pytest.mark.parametrize("cores", [1, 2])
 def test_a_model_at_chance_stops_no_other_model_of_the_run(tmp_path, monkeypatch, cores):
     """One at a time or side by side, the model after the failed one is still trained and saved."""
-    monkeypatch.setattr(tm, "available_cores", lambda: cores)
+    monkeypatch.setenv("TREND_CORES", str(cores))
     zoo = Zoo(tmp_path)
     with pytest.raises(TrainingFailed) as info:
         zoo.train_many([CANNOT_LEARN, LEARNS], device="cpu")

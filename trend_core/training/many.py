@@ -21,6 +21,7 @@ import torch.nn as nn
 from trend_core.config.datasets import get_info
 from trend_core.config.specs import ModelSpec
 from trend_core.data.datasets import load_dataset
+from trend_core.errors import TrendError
 from trend_core.nn.build import build_model
 from trend_core.runtime.devices import resolve_device
 from trend_core.training.threads import cpu_threads, training_threads
@@ -67,8 +68,17 @@ class ManyProgress:
         )
 
 
+CORES_ENV = "TREND_CORES"  # how many CPU cores the engine's worker processes may use (a shared machine's share)
+
+
 def available_cores() -> int:
-    """The CPU cores this process may run on."""
+    """The CPU cores this process may use: $TREND_CORES when set, else those it may run on."""
+    wanted = os.environ.get(CORES_ENV, "").strip()
+    if wanted:
+        try:
+            return max(1, int(wanted))
+        except ValueError:
+            raise TrendError(f"{CORES_ENV} must be a whole number of cores, got {wanted!r}.") from None
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
