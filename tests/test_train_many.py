@@ -104,10 +104,9 @@ def test_a_distributed_executor_reports_each_model_as_it_lands(tmp_path, monkeyp
         distributed = True
 
     executor = OffProcess(workers=2)
-    monkeypatch.setattr("trend_core.training.run.get_executor", lambda *a: executor)
     steps = []
     zoo = Zoo(tmp_path)
-    assert zoo.train_many(SPECS[:2], device="cpu", progress=steps.append) == SPECS[:2]
+    assert zoo.train_many(SPECS[:2], device="cpu", progress=steps.append, executor=executor) == SPECS[:2]
     assert all(zoo.has(s) for s in SPECS[:2])
     assert [s.models_done for s in steps] == [1, 2] and steps[-1].fraction == 1.0
     assert all(s.report is None and "trained (" in s.message for s in steps)
