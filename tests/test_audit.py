@@ -11,7 +11,8 @@ from conftest import FP, HT, Q1, TEST_ZOO_DIR
 
 import trend_core.experiments.audit as audit_module
 from trend_core.attacks.base import Attack
-from trend_core.experiments.audit import AuditReport, BatteryAttack, Budget, run_audit
+from trend_core.experiments.audit import AuditReport, Budget, run_audit
+from trend_core.experiments.audit_flags import BatteryAttack
 from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, audit_flags
 from trend_core.cli import main
 from trend_core.errors import TrendError

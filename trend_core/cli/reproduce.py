@@ -121,7 +121,7 @@ def _run_one(settings, zoo, store, device, label: bool) -> dict:
     # local: loads torch only when needed (keeps start-up fast)
     from trend_core.config.datasets import get_info
 
-    # local: looked up at call time (tests replace it)
+    # local: loads torch only when needed (keeps start-up fast)
     from trend_core.reproduce import run_reproduce
     from trend_core.training.threads import cpu_threads, training_threads
 

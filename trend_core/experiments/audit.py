@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from trend_core.attacks.apgd import APGD
-from trend_core.attacks.base import Attack, check_eps, check_int, predict
+from trend_core.attacks.base import check_eps, check_int, predict
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
 from trend_core.attacks.pgd import PGD
 from trend_core.attacks.square import Square
@@ -32,7 +32,7 @@ from trend_core.config.labels import model_labels
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached
-from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, audit_flags
+from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, BatteryAttack, audit_flags
 from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.transfer_keys import attack_identity
 from trend_core.experiments.transfer_result import json_safe
@@ -110,18 +110,6 @@ class AuditReport:
                 "notes": self.notes,
             }
         )
-
-
-@dataclass
-class BatteryAttack:
-    """One row group of the battery: an attack crafted on ``source`` and evaluated on the audited target."""
-
-    label: str
-    kind: str  # whitebox | blackbox | transfer | baseline
-    attack: Attack  # its eps is set per run
-    source: nn.Module  # what the attack is run on (the target, a BPDA variant of it, or a surrogate)
-    epsilons: list[float]
-    group: str = ""  # attacks compared by a flag (e.g. "ce-steps", "bpda")
 
 
 # ----------------------------------------------------------------------------- the battery

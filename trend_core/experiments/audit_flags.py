@@ -7,17 +7,28 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
+import torch.nn as nn
 
-if TYPE_CHECKING:  # (the battery type only; audit.py builds the battery and imports these flags)
-    from trend_core.experiments.audit import BatteryAttack
+from trend_core.attacks.base import Attack
 
 SANITY_EPS = 0.5  # a budget at which every honest L-inf attack should leave (almost) nothing robust
 NEAR_ZERO = 0.05  # "near 0" robust accuracy at SANITY_EPS
 MARGIN = 0.02  # differences smaller than this (or than two images) are noise, not a finding
 BPDA_MARGIN = 0.05  # "much stronger": the identity backward pass beats the substitute by this much
+
+
+@dataclass
+class BatteryAttack:
+    """One row group of the battery: an attack crafted on ``source`` and evaluated on the audited target."""
+
+    label: str
+    kind: str  # whitebox | blackbox | transfer | baseline
+    attack: Attack  # its eps is set per run
+    source: nn.Module  # what the attack is run on (the target, a BPDA variant of it, or a surrogate)
+    epsilons: list[float]
+    group: str = ""  # attacks compared by a flag (e.g. "ce-steps", "bpda")
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,13 @@ from trend_core.config.specs import ModelSpec
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.runtime.executors import Executor, finished_units, worker_device
 from trend_core.training.many import ManyProgress
-from trend_core.training.train import TrainingCancelled
+from trend_core.training.train import TrainingCancelled, train_model, trained_metadata
 
 OnTrained = Callable[[ModelSpec, TrendModel, dict], object]  # (spec, model, metadata); what it returns is unused
 
 
 def train_unit(spec: dict, device: str = "auto") -> dict:
     """Train one spec from its seed; the best-validation weights as safetensors bytes, and the zoo's metadata."""
-    # local: looked up at call time (tests replace it)
-    from trend_core.training.train import train_model, trained_metadata
-
     result = train_model(ModelSpec.from_dict(spec), device=device)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     return {"weights": save(state), "meta": trained_metadata(result, device)}
