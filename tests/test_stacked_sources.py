@@ -40,6 +40,7 @@ def assert_same_results(one_by_one, stacked):
             assert torch.allclose(a.l2, b.l2, atol=1e-4) and torch.allclose(a.linf, b.linf, atol=PIXEL_ATOL)
 
 
+@pytest.mark.slow
 def test_stacked_pgd_equals_one_at_a_time(zoo_model):
     # trained FP (two seeds) and Q2, and an untrained 2-bit-weight twin of the same network: one group
     models = [zoo_model(FP), zoo_model(FP_S1), zoo_model(Q2), built("digits/resnet18-w0.25/FP-W2/sgd/s2")]
@@ -53,6 +54,7 @@ def test_stacked_pgd_equals_one_at_a_time(zoo_model):
     assert not torch.equal(stacked[0][1].x_adv, stacked[1][1].x_adv)  # each copy followed its own model
 
 
+@pytest.mark.slow
 def test_stacked_pgd_with_chunks_and_activation_quantization():
     models = [built("digits/resnet18-w0.125/FP-W2-A2/sgd/s0"), built("digits/resnet18-w0.125/FP-W2-A2/sgd/s1")]
     x, y = images(models, 40)
@@ -87,6 +89,7 @@ class Flat(nn.Module):
         return self.linear(x.flatten(1))
 
 
+@pytest.mark.slow
 def test_mixed_architectures_group_and_fall_back(zoo_model):
     models = [
         zoo_model(FP),
@@ -140,6 +143,7 @@ def test_stacking_is_on_for_cuda_by_default_and_can_be_forced(monkeypatch):
         stacking_wanted("cpu")
 
 
+@pytest.mark.slow
 def test_transfer_matrix_is_the_same_with_stacking(zoo_model, monkeypatch):
     models = [zoo_model(FP), zoo_model(FP_S1), zoo_model(Q2), built("digits/resnet18-w0.125/FP/sgd/s0")]
     attack = PGD(eps=0.1, steps=5)
