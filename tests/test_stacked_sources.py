@@ -11,7 +11,15 @@ import torch.nn as nn
 from conftest import FP, FP_S1, Q2
 
 from trend_core.attacks.pgd import PGD
-from trend_core.attacks.stacked import STACK_ENV, StackedNets, run_stacked, stacked_groups, stacking_wanted
+from trend_core.attacks.stacked import (
+    GRAPHS_ENV,
+    STACK_ENV,
+    StackedNets,
+    graphs_wanted,
+    run_stacked,
+    stacked_groups,
+    stacking_wanted,
+)
 from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.experiments import transfer as transfer_module
@@ -64,6 +72,7 @@ def test_stacked_pgd_with_chunks_and_activation_quantization():
     assert_same_results(one_by_one, run_stacked(attack, models, x, y, [0.1]))
 
 
+@pytest.mark.slow
 def test_stacked_l2_pgd_stays_within_rounding_drift(zoo_model):
     # an L2 step keeps the gradient's magnitude, so rounding (~1e-6) compounds over the steps instead of
     # vanishing in a sign: a looser pixel bound, and the verdicts must still agree
@@ -167,6 +176,37 @@ def test_transfer_matrix_is_the_same_with_stacking(zoo_model, monkeypatch):
     assert alone.matrix().equals(together.matrix())
     assert alone.matrix("transferred").equals(together.matrix("transferred"))
     assert (alone.matrix("tm", averages=False).fillna(0) > 0).to_numpy().sum() >= 3  # some attacks transferred
+
+
+def test_cuda_graphs_are_asked_for_and_never_used_off_cuda(zoo_model, monkeypatch):
+    monkeypatch.delenv(GRAPHS_ENV, raising=False)
+    assert not graphs_wanted("cuda", PGD(eps=0.1))
+    monkeypatch.setenv(GRAPHS_ENV, "on")
+    assert graphs_wanted("cuda", PGD(eps=0.1)) and not graphs_wanted("cuda", PGD(eps=0.1, autocast=True))
+    assert not graphs_wanted("cpu", PGD(eps=0.1))
+    models = [zoo_model(FP), zoo_model(FP_S1)]
+    x, y = images(models, 16)
+    attack = PGD(eps=0.1, steps=3)
+    assert_same_results(
+        [attack.run(m, x, y, [0.1], speedup=True) for m in models],
+        run_stacked(attack, models, x, y, [0.1], graphs=True),
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphed_stacked_pgd_matches_eager_stacked(zoo_model):
+    models = [zoo_model(FP).cuda(), zoo_model(FP_S1).cuda(), zoo_model(Q2).cuda()]
+    try:
+        x, y = images(models, 128)
+        attack = PGD(eps=0.1, steps=20, batch_size=48)  # two capture shapes: 48 and the last chunk's 32
+        eager = [r[0] for r in run_stacked(attack, models, x, y, [0.1], graphs=False)]
+        graphed = [r[0] for r in run_stacked(attack, models, x, y, [0.1], graphs=True)]
+        for a, b in zip(eager, graphed):
+            assert abs(a.success_rate - b.success_rate) <= 0.03
+            assert (b.linf <= 0.1 + 1e-5).all()
+    finally:
+        for m in models:
+            m.cpu()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -12,6 +12,8 @@ Twins stack when their networks are the same graph of the same layers with tenso
 DoReFa-quantized, so weight bits may differ), every layer in eval mode. Anything else, or a network that vmap
 cannot run, is attacked one at a time. Stacking is on by default on CUDA only (``stacking_wanted``); the
 environment variable TREND_STACK_SOURCES=on/off forces it either way (on: also on the CPU, as the tests do).
+On CUDA, TREND_STACK_GRAPHS=on also replays each stacked forward and backward from CUDA graphs (``GraphedNets``),
+checked against the eager pass once per batch shape, eager wherever capture fails.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import copy
 import logging
 import os
 from itertools import chain
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeGuard, cast
 
 import torch
 import torch.fx as fx
@@ -38,6 +40,7 @@ from trend_core.runtime.devices import model_device
 log = logging.getLogger(__name__)
 STACK_ENV = "TREND_STACK_SOURCES"
 STACK_CHOICES = ("auto", "on", "off")
+GRAPHS_ENV = "TREND_STACK_GRAPHS"
 
 
 def stacking_wanted(device: torch.device | str) -> bool:
@@ -53,7 +56,7 @@ def stacking_wanted(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def stackable_attack(attack: object) -> bool:
+def stackable_attack(attack: object) -> TypeGuard[PGD]:
     """Only plain PGD is stacked (a subclass may change what one step does)."""
     return type(attack) is PGD
 
@@ -93,14 +96,14 @@ class StackedNets(nn.Module):
         super().__init__()
         self.preprocesses = list(runners)  # plain list: the runners stay owned by their models
         self.count = len(runners)
-        self.params = stack_tensors([dict(r.net.named_parameters()) for r in runners])
-        self.buffers = stack_tensors([dict(r.net.named_buffers()) for r in runners])
+        self.weights = stack_tensors([dict(r.net.named_parameters()) for r in runners])
+        self.states = stack_tensors([dict(r.net.named_buffers()) for r in runners])
         self.base = copy.deepcopy(runners[0].net)  # a private module for functional_call to swap tensors into
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.view(self.count, -1, *x.shape[1:])
         z = torch.stack([r.preprocess(part) for r, part in zip(self.preprocesses, parts)])
-        logits = vmap(self._one)(self.params, self.buffers, z)
+        logits = vmap(self._one)(self.weights, self.states, z)
         return logits.flatten(0, 1)
 
     def _one(self, params: dict, buffers: dict, z: torch.Tensor) -> torch.Tensor:
@@ -113,12 +116,67 @@ def stack_tensors(named: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     return {name: torch.stack([tensors[name].detach() for tensors in named]) for name in named[0]}
 
 
+class GraphedNets(nn.Module):
+    """A StackedNets whose forward and backward replay CUDA graphs (one capture per input shape): a PGD step on
+    small models is kernel-launch bound, and a replay launches the whole network at once. A shape that cannot
+    be captured, or whose replay disagrees with the eager pass on the capture batch, runs eagerly."""
+
+    def __init__(self, stacked: StackedNets):
+        super().__init__()
+        self.stacked = stacked
+        self.count = stacked.count
+        self.graphed: dict[tuple, Callable | None] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in self.graphed:
+            self.graphed[key] = capture(self.stacked, x)
+        run = self.graphed[key]
+        return run(x) if run is not None else self.stacked(x)
+
+
+def capture(stacked: StackedNets, x: torch.Tensor) -> Callable | None:
+    """``stacked`` as a CUDA-graphed callable for inputs shaped like ``x``, checked against the eager pass; None
+    when capture fails (e.g. HT-FS's data-dependent loop) or the replay's gradients differ."""
+    try:
+        sample = x.detach().clone().requires_grad_(True)
+        graphed = cast(Callable, torch.cuda.make_graphed_callables(lambda t: stacked(t), (sample,)))
+        probes = []
+        for net in (graphed, stacked):
+            probe = x.detach().clone().requires_grad_(True)
+            logits = net(probe)
+            (grad,) = torch.autograd.grad(logits.square().sum(), probe)
+            probes.append((logits.detach().clone(), grad))
+        (logits_g, grad_g), (logits_e, grad_e) = probes
+        if torch.allclose(logits_g, logits_e, rtol=1e-4, atol=1e-5) and torch.allclose(
+            grad_g, grad_e, rtol=1e-3, atol=1e-5
+        ):
+            return graphed
+        log.warning("CUDA-graph replay disagreed with the eager pass; stacked sources run eagerly")
+    except Exception as error:  # noqa: BLE001 - any capture failure: the eager pass computes the same thing
+        log.warning("stacked sources run eagerly: CUDA-graph capture failed (%s)", error)
+    return None
+
+
+def graphs_wanted(device: torch.device | str, attack: PGD) -> bool:
+    """CUDA graphs for stacked steps: only on CUDA, never under bf16 autocast (captured kernels are float32),
+    and only where TREND_STACK_GRAPHS=on asks (a capture costs warm-up passes a short run does not win back)."""
+    choice = os.environ.get(GRAPHS_ENV, "off").strip().lower()
+    return torch.device(device).type == "cuda" and not attack.autocast and choice in ("on", "1", "true", "yes")
+
+
 def run_stacked(
-    attack: PGD, models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float | None]
+    attack: PGD,
+    models: Sequence[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float | None],
+    graphs: bool | None = None,
 ) -> list[list[AttackResult]]:
     """``attack.run(model, x, y, epsilons, speedup=True)`` for every model (results per model, then per eps),
-    with stackable models' PGD iterations batched together; the rest (and any group vmap fails on) one at a
-    time. All models must live on one device."""
+        with stackable models' PGD iterations batched together; the rest (and any group vmap fails on) one at a
+        time. All models must live on one device. ``graphs``: replay steps from CUDA graphs (None: ``graphs_wanted``;
+    never off CUDA)."""
     if not stackable_attack(attack):
         raise TrendError(f"Only PGD can be stacked over sources, not {type(attack).__name__}.")
     models = list(models)
@@ -130,7 +188,8 @@ def run_stacked(
         for group in group_by_key([stack_key(r) for r in runners]):
             done = None
             if len(group) > 1:
-                done = _try_stacked(attack, [models[i] for i in group], [runners[i] for i in group], x, y, epsilons)
+                members = [models[i] for i in group]
+                done = _try_stacked(attack, members, [runners[i] for i in group], x, y, epsilons, graphs)
             for slot, i in enumerate(group):
                 results[i] = done[slot] if done is not None else attack.run(models[i], x, y, epsilons, speedup=True)
     return [r for r in results if r is not None]
@@ -146,17 +205,17 @@ def stacked_groups(attack: object, models: Sequence[nn.Module]) -> list[list[int
         return group_by_key([stack_key(attack.runner(m)) for m in models])  # type: ignore[attr-defined]
 
 
-def _try_stacked(attack: PGD, models, runners, x, y, epsilons) -> list[list[AttackResult]] | None:
+def _try_stacked(attack: PGD, models, runners, x, y, epsilons, graphs) -> list[list[AttackResult]] | None:
     """The group's results, or None when vmap cannot run this network (the caller then goes one at a time)."""
     try:
-        return _run_group(attack, models, StackedNets(runners), x, y, epsilons)
+        return _run_group(attack, models, StackedNets(runners), x, y, epsilons, graphs)
     except (RuntimeError, NotImplementedError) as error:  # vmap refusing a layer (TrendErrors are ValueErrors)
         names = ", ".join(getattr(m, "name", type(m).__name__) for m in models)
         log.warning("attacking %s one at a time: they could not be stacked (%s)", names, error)
         return None
 
 
-def _run_group(attack: PGD, models, stacked: StackedNets, x, y, epsilons) -> list[list[AttackResult]]:
+def _run_group(attack: PGD, models, stacked: StackedNets, x, y, epsilons, graphs) -> list[list[AttackResult]]:
     if len(x) != len(y):
         raise TrendError(f"Got {len(x)} images but {len(y)} labels.")
     if len(x):
@@ -167,12 +226,14 @@ def _run_group(attack: PGD, models, stacked: StackedNets, x, y, epsilons) -> lis
         raise RuntimeError("the sources resolve eps differently")  # (different datasets: one at a time)
     eps_list = per_model_eps[0]
     device = model_device(models[0])
+    wanted = graphs_wanted(device, attack) if graphs is None else graphs and device.type == "cuda"
+    runner: nn.Module = GraphedNets(stacked) if wanted else stacked
     parts: list[list[list[AttackResult]]] = [[[] for _ in eps_list] for _ in models]
     for x_chunk, y_chunk in attack._chunks(x, y):
         xd, yd = autograd_ready(x_chunk.to(device)), autograd_ready(y_chunk.to(device))
         clean = [predict(m, xd) for m in models]
         for slot, eps in enumerate(eps_list):
-            advs = perturb_stacked(attack, stacked, xd, yd, float(eps or 0.0))
+            advs = perturb_stacked(attack, runner, xd, yd, float(eps or 0.0))
             for k, model in enumerate(models):
                 parts[k][slot].append(attack._result(model, xd, yd, advs[k], clean[k], eps, x.device))
     return [[merge_results(p) for p in per_eps] for per_eps in parts]
@@ -181,7 +242,7 @@ def _run_group(attack: PGD, models, stacked: StackedNets, x, y, epsilons) -> lis
 def perturb_stacked(attack: PGD, stacked: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """(K, B, C, H, W): copy k of batch x after PGD on network k, each copy from the random start that
     ``attack`` draws for x on its own (same seed, same generator), clipped as ``Attack.run`` clips."""
-    k = stacked.count if isinstance(stacked, StackedNets) else 1
+    k = int(getattr(stacked, "count", 1))
     generator = torch.Generator(device=x.device).manual_seed(attack.seed)
     start = x
     if attack.random_start and eps:
