@@ -174,9 +174,9 @@ def run_stacked(
     graphs: bool | None = None,
 ) -> list[list[AttackResult]]:
     """``attack.run(model, x, y, epsilons, speedup=True)`` for every model (results per model, then per eps),
-        with stackable models' PGD iterations batched together; the rest (and any group vmap fails on) one at a
-        time. All models must live on one device. ``graphs``: replay steps from CUDA graphs (None: ``graphs_wanted``;
-    never off CUDA)."""
+    with stackable models' PGD iterations batched together; the rest (and any group vmap fails on, or that runs
+    out of memory) one at a time. All models must live on one device. ``graphs``: replay the steps from CUDA
+    graphs (None: ``graphs_wanted``; never off CUDA)."""
     if not stackable_attack(attack):
         raise TrendError(f"Only PGD can be stacked over sources, not {type(attack).__name__}.")
     models = list(models)
@@ -202,7 +202,7 @@ def stacked_groups(attack: object, models: Sequence[nn.Module]) -> list[list[int
     with contextlib.ExitStack() as modes:
         for model in models:
             modes.enter_context(attack_mode(model))
-        return group_by_key([stack_key(attack.runner(m)) for m in models])  # type: ignore[attr-defined]
+        return group_by_key([stack_key(attack.runner(m)) for m in models])
 
 
 def _try_stacked(attack: PGD, models, runners, x, y, epsilons, graphs) -> list[list[AttackResult]] | None:
