@@ -16,7 +16,8 @@ inference twin (trend_core/nn/twin.py) and judge success on the model; "bare fwd
 DeepFool is also set against its compute floor: the image-steps it took, each costing one batched forward pass
 and the gradients of all other classes (a CPU measure; a GPU is latency-bound on the small batches of the last
 steps). With CUDA present it also prints PGD-40 images/s on the full-width CIFAR ResNet18 at batch 512 with
-and without bf16 autocast.
+and without bf16 autocast. The "stacked" setup times PGD-40 on 4 same-architecture sources one at a time
+against all 4 at once (attacks/stacked.py; on CUDA also with CUDA graphs).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from trend_core.attacks.deepfool import candidate_gradients, other_top_classes  
 from trend_core.data.datasets import load_dataset  # noqa: E402
 from trend_core.runtime.devices import resolve_device  # noqa: E402
 from trend_core.nn.build import build_model  # noqa: E402
+from trend_core.config.datasets import get_info  # noqa: E402
 from trend_core.config.specs import ModelSpec  # noqa: E402
 from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
 
@@ -371,6 +373,51 @@ def bench_throughput(device, batch: int, steps: int = 40) -> list[Row]:
     return rows
 
 
+STACKED_SPECS = ("FP/sgd/s0", "FP/sgd/s1", "Q2/sgd/s0", "FP-W2/sgd/s0")  # one stackable group (same network)
+
+
+def bench_stacked(device, batches: tuple[int, ...], steps: int, repeats: int) -> list[Row]:
+    """PGD-``steps`` over 4 same-architecture sources: one at a time (as a transfer run attacks them without
+    stacking) against one stacked run (attacks/stacked.py), in source-images/s; untrained models, for the time.
+    On CUDA also stacked with CUDA graphs, each run paying its own capture (as one transfer run's group does)."""
+    from trend_core.attacks.stacked import stacked_groups  # (bench-only section)
+
+    arches = [("digits", "resnet18-w0.25", 0.1)]
+    if device.type == "cuda":
+        arches.append(("cifar10", "resnet18-w0.25", 8 / 255))
+    rows = []
+    for dataset, arch, eps in arches:
+        models = [build_model(ModelSpec.parse(f"{dataset}/{arch}/{s}")).to(device).eval() for s in STACKED_SPECS]
+        attack = PGD(eps=eps, steps=steps)
+        assert stacked_groups(attack, models) == [list(range(len(models)))]
+        for batch in batches:
+            x = torch.rand(batch, *get_info(dataset).input_shape, generator=torch.Generator().manual_seed(0))
+            x = x.to(device)
+            y = predict(models[0], x).clone()
+            for warm_up in stacked_or_alone(PGD(eps=eps, steps=2), models, x, y, eps).values():
+                warm_up()  # twins built, cuDNN tuned
+            runs = stacked_or_alone(attack, models, x, y, eps)
+            times, out = fastest(runs, repeats, device)
+            gap = max(float((a.x_adv - b.x_adv).abs().max()) for a, b in zip(out["alone"], out["stacked"]))
+            name = f"{dataset} {arch} x{len(models)} b{batch}"
+            for how in runs:
+                rows.append(Row(name, f"PGD-{steps} source-images/s, {how}", len(models) * batch / times[how], None,
+                                f"{times[how]:.3f} s for the {len(models)} sources"))
+            rows.append(Row(name, "stacked speedup (x)", times["alone"] / min(times[h] for h in runs if h != "alone"),
+                            None, f"best stacked run; largest pixel gap stacked vs one at a time: {gap:.1e}"))
+    return rows
+
+
+def stacked_or_alone(attack: PGD, models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float) -> dict:
+    from trend_core.attacks.stacked import run_stacked  # (bench-only section)
+
+    runs = {"alone": lambda: [attack.run(m, x, y, [eps], speedup=True)[0] for m in models],
+            "stacked": lambda: [r[0] for r in run_stacked(attack, models, x, y, [eps], graphs=False)]}
+    if x.device.type == "cuda":  # the stacked step replayed from CUDA graphs (captured in the warm-up run)
+        runs["stacked+graphs"] = lambda: [r[0] for r in run_stacked(attack, models, x, y, [eps], graphs=True)]
+    return runs
+
+
 def digits_setup(zoo: Zoo, device, batch: int, quick: bool) -> Setup:
     model = zoo.get_or_train(DIGITS_MODEL, device=device).to(device).eval()
     x, y = load_dataset("digits").tensors("test", limit=min(batch, 360))
@@ -410,8 +457,9 @@ def main() -> None:
                         help="images per batch (default: digits 256 / CIFAR 16 on CPU, 360 / 512 on CUDA)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (fastest counts)")
-    parser.add_argument("--setups", default="digits,cifar,tm",
-                        help="comma-separated subset of: digits, cifar, tm (the TM matrix of 6 digits models)")
+    parser.add_argument("--setups", default="digits,cifar,tm,stacked",
+                        help="comma-separated subset of: digits, cifar, tm (the TM matrix of 6 digits models), "
+                             "stacked (PGD on 4 same-architecture sources, one at a time vs stacked)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: 1 on CPU, timed by process CPU time, which a shared, "
                              "loaded machine disturbs least; more threads are timed by the wall clock)")
@@ -420,8 +468,8 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     chosen = {name.strip() for name in args.setups.split(",") if name.strip()}
-    if not chosen or chosen - {"digits", "cifar", "tm"}:
-        parser.error("--setups takes a comma-separated subset of: digits, cifar, tm")
+    if not chosen or chosen - {"digits", "cifar", "tm", "stacked"}:
+        parser.error("--setups takes a comma-separated subset of: digits, cifar, tm, stacked")
     if args.threads or device.type == "cpu":
         torch.set_num_threads(args.threads or 1)
     on_cpu = device.type == "cpu"
@@ -449,6 +497,12 @@ def main() -> None:
         models = [zoo.get_or_train(spec, device=device).to(device).eval() for spec in preset_specs("digits")[:6]]
         x, y = load_dataset("digits").tensors("test", limit=digits_batch)
         rows += bench_transfer(models, x.to(device), y.to(device), 0.1, 10 if args.quick else 40, repeats, device)
+    if "stacked" in chosen:
+        print("== stacked sources: PGD on 4 same-architecture models at once vs one at a time", flush=True)
+        if on_cpu:
+            print("   no GPU present: CPU figures only (stacking is off by default on the CPU)", flush=True)
+        batches = (16,) if args.quick else ((64,) if on_cpu else (32, 256))
+        rows += bench_stacked(device, batches, 5 if args.quick else 40, repeats)
     if not on_cpu:
         print("== CUDA throughput", flush=True)
         rows += bench_throughput(device, 64 if args.quick else 512)

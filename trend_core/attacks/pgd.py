@@ -46,13 +46,15 @@ def pgd_loop(
     norm: str = "linf",
     start_radius: float | None = None,
     generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Iterate ``steps`` projected steps from x (or a random start of ``start_radius``); returns x_adv.
 
-    Each step projects onto the eps-ball around x and onto [0, 1], so every iterate is a valid image.
+    Each step projects onto the eps-ball around x and onto [0, 1], so every iterate is a valid image. ``start``
+    (a point already in the ball) replaces the first iterate: stacked sources share one random start.
     """
-    x_adv = x.detach().clone()
-    if start_radius:
+    x_adv = x.detach().clone() if start is None else start.detach().clone()
+    if start_radius and start is None:
         x_adv = clip_to_ball(x, random_start_point(x, start_radius, norm, generator), eps, norm)
     if norm == "linf":  # the eps-box intersected with [0, 1] is one per-pixel interval: one clamp per step
         low, high = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)

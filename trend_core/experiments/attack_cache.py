@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from trend_core.attacks.base import Attack
+from trend_core.attacks.base import Attack, AttackResult
 from trend_core.experiments.transfer_keys import CACHE_VERSION, attack_keys
 from trend_core.storage.store import content_key, model_fingerprint
 
@@ -66,14 +66,23 @@ def _attack_cached(
     missing = [slot for slot in range(len(keys)) if slot not in entries]
     if missing:
         outcomes = attack.run(model, x, y, [epsilons[slot] for slot in missing], speedup=True)
-        for slot, outcome in zip(missing, outcomes):
-            entry = {
-                "clean_correct": outcome.clean_correct,
-                "success": outcome.success,
-                "l2": outcome.l2,
-                "linf": outcome.linf,
-            }
-            store.set(keys[slot] + ":x_adv", outcome.x_adv)  # images first: a summary implies its images
-            store.set(keys[slot], entry)
-            entries[slot] = {**entry, "x_adv": outcome.x_adv}
+        stored = store_outcomes(store, [keys[slot] for slot in missing], outcomes)
+        entries.update(zip(missing, stored))
     return [entries[slot] for slot in range(len(keys))], not missing
+
+
+def store_outcomes(store: Any, keys: Sequence[str], outcomes: Sequence[AttackResult]) -> list[dict]:
+    """Write each attack result under its key (images under ``key + ":x_adv"``, first: a summary implies its
+    images); returns the entries, images included."""
+    entries = []
+    for key, outcome in zip(keys, outcomes):
+        entry = {
+            "clean_correct": outcome.clean_correct,
+            "success": outcome.success,
+            "l2": outcome.l2,
+            "linf": outcome.linf,
+        }
+        store.set(key + ":x_adv", outcome.x_adv)
+        store.set(key, entry)
+        entries.append({**entry, "x_adv": outcome.x_adv})
+    return entries

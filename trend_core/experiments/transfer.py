@@ -15,10 +15,11 @@ import torch.nn as nn
 
 from trend_core.attacks.base import Attack, predict
 from trend_core.attacks.registry import attack_parameters, make_attack
+from trend_core.attacks.stacked import run_stacked, stackable_attack, stacked_groups, stacking_wanted
 from trend_core.config.labels import model_labels
 from trend_core.config.profiles import check_profile
 from trend_core.errors import TrendError
-from trend_core.experiments.attack_cache import attack_cached
+from trend_core.experiments.attack_cache import attack_cached, store_outcomes
 from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.transfer_keys import (
     CACHE_VERSION,
@@ -135,11 +136,13 @@ def run_transfer(
             cancel,
         )
         progress = cancel = None
+    stack_group_of = _stacked_sources(src, models, fps, attack, eps_list, x, y, data_key, store, dev)
     for done, s in enumerate(src, start=1):
         if cancel is not None and cancel():
             raise TransferCancelled(f"The transfer run was cancelled after {done - 1} of {len(src)} sources.")
+        fresh = stack_group_of(s)  # on CUDA: s's same-architecture group, attacked together, is now in the store
         from_cache = _transfer_source(s, tgt, models, fps, attack, eps_list, x, y, data_key, store, per_eps)
-        report_source(progress, done, len(src), labels[s], from_cache)
+        report_source(progress, done, len(src), labels[s], from_cache and not fresh)
 
     correct = dict(per_eps[0]["correct"])  # the sources' clean verdicts came with their attacks
     for t in tgt:
@@ -203,6 +206,34 @@ def _transfer_source(
                 store.set(slot_keys[t], pred)
             acc["pred"][(s, t)] = pred.cpu()
     return from_cache and not any(need_images)
+
+
+def _stacked_sources(
+    src: list[int], models, fps, attack: Attack, eps_list, x, y, data_key: str, store, device
+) -> Callable[[int], bool]:
+    """``attack_group_of(s)``: attack source s's group of same-architecture sources not yet in the store as one
+    stacked PGD (``attacks.stacked``), store each result under its own keys, and say whether s was among them.
+
+    Stacking is on where ``stacking_wanted(device)`` (CUDA by default) and the attack is plain PGD; otherwise,
+    and for sources alone in their group, this does nothing and the source loop attacks one at a time."""
+    if not (stackable_attack(attack) and stacking_wanted(device)):
+        return lambda s: False
+    keys = {s: attack_keys(attack, eps_list, data_key, fps[s]) for s in src}
+    missing = [s for s in src if not all(store.has(k) for k in keys[s])]
+    groups = [[missing[i] for i in g] for g in stacked_groups(attack, [models[s] for s in missing]) if len(g) > 1]
+    group_of = {s: g for g in groups for s in g}
+    done: set[int] = set()
+
+    def attack_group_of(s: int) -> bool:
+        group = group_of.get(s)
+        if group is None or s in done:
+            return s in done
+        for member, outcomes in zip(group, run_stacked(attack, [models[m] for m in group], x, y, eps_list)):
+            store_outcomes(store, keys[member], outcomes)
+        done.update(group)
+        return True
+
+    return attack_group_of
 
 
 def describe_attack(attack: Attack) -> str:
