@@ -65,12 +65,14 @@ def attack_unit(
     data: tuple[torch.Tensor, torch.Tensor],
     epsilons: Sequence[float | None],
     device: str = "auto",
+    speedup: bool = False,
 ) -> list[dict]:
-    """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU)."""
+    """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU).
+    ``speedup``: iterate on the model's inference twin, as ``attack_cached`` does (same images bit for bit)."""
     dev = resolve_device(device)
     model = unpack_model(package, dev)
     x, y = data
-    outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons))
+    outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons), speedup=speedup)
     return [
         {
             "clean_correct": o.clean_correct.cpu(),

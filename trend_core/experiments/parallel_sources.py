@@ -1,0 +1,163 @@
+"""Transfer sources attacked side by side: small-image models on the CPU, one worker process per core.
+
+A digits attack is a long chain of tiny ops that one thread runs best (``training.threads``), so a run with
+several sources uses a second core only by attacking two sources at once. Each source's attack runs in a worker
+process on one thread, on a copy of the model rebuilt from its spec and weights, with the same generator seed,
+so its images are bit-identical to those of the one-process run; the parent writes the results store, predicts
+the targets on each source's images as they arrive and reports progress, so store, progress and cancel behave as
+in the one-process loop. Used when the device is the CPU, at least two sources need an attack, the images are
+small, more than one core is free and the executor was not set to local by name.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from trend_core.attacks.base import Attack
+from trend_core.experiments.transfer_keys import TransferCancelled
+from trend_core.experiments.units import attack_unit, pack_model
+from trend_core.runtime.executors import ProcessExecutor, explicitly_local, finished_units, process_failure
+from trend_core.training.many import available_cores
+from trend_core.training.threads import SMALL_IMAGE_PIXELS
+
+_pool: ProcessExecutor | None = None
+_pool_lock = threading.Lock()
+
+# Relative cost of attacking a model, beyond its size: a quantized input, weight or activation adds a
+# fake-quantization op per layer. Measured on the digits preset, PGD-40 on 359 images (one thread).
+_INPUT_QUANT_COST = 0.3
+_WEIGHT_QUANT_COST = 0.6
+_ACT_QUANT_COST = 0.8
+
+
+def source_workers(sources: Sequence[int], x: torch.Tensor, device: torch.device, executor: object) -> int:
+    """Worker processes to attack ``sources`` with (0: attack them in this process, one after another)."""
+    if len(sources) < 2 or device.type != "cpu" or explicitly_local(executor):
+        return 0
+    if x.dim() != 4 or x.shape[-1] * x.shape[-2] > SMALL_IMAGE_PIXELS:
+        return 0  # larger images use several threads per attack already
+    cores = available_cores()
+    return min(len(sources), cores) if cores >= 2 else 0
+
+
+def movable(model: nn.Module, attack: Attack) -> bool:
+    """Whether a worker can rebuild ``model`` from plain data and receive ``attack`` (a model of the zoo, or a
+    majority vote of such models; an attack that pickles)."""
+    if not _plain(pack_model(model)):
+        return False
+    try:
+        pickle.dumps(attack)
+    except Exception:  # a locally defined class or a lambda inside: it stays in this process
+        return False
+    return True
+
+
+def source_cost(model: nn.Module) -> float:
+    """An estimate of how long attacking ``model`` takes, to hand the longest sources out first."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return sum(source_cost(m) for m in members)
+    spec = getattr(model, "spec", None)
+    size = float(sum(p.numel() for p in model.parameters()))
+    factor = 1.0
+    if spec is not None:
+        factor += _INPUT_QUANT_COST * (getattr(spec, "input_quant", "FP") != "FP")
+        factor += _WEIGHT_QUANT_COST * (getattr(spec, "weight_bits", 32) < 32)
+        factor += _ACT_QUANT_COST * (getattr(spec, "act_bits", 32) < 32)
+    return size * factor
+
+
+def attack_in_workers(
+    workers: int,
+    models: Sequence[nn.Module],
+    remote: Sequence[int],
+    attack: Attack,
+    epsilons: Sequence[float | None],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keys: dict[int, list[str]],
+    store,
+    on_attacked: Callable[[int], None],
+    local: Sequence[int] = (),
+    on_local: Callable[[int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> None:
+    """Attack each of ``remote`` in a worker (longest first), store its results under ``keys[s]`` and call
+    ``on_attacked(s)`` as each arrives; meanwhile ``on_local(s)`` runs here for each of ``local``. A cancel
+    stops at the next finished source (a worker finishes the attack it is on, unused)."""
+    pool = _get_pool(workers)
+    data = (x.detach().cpu(), y.detach().cpu())
+    order = sorted(remote, key=lambda s: -source_cost(models[s]))
+    futures = {
+        pool.submit(attack_unit, pack_model(models[s]), attack, data, list(epsilons), "cpu", speedup=True): s
+        for s in order
+    }
+    done = 0
+
+    def cancelled() -> TransferCancelled:
+        total = len(remote) + len(local)
+        return TransferCancelled(f"The transfer run was cancelled after {done} of {total} sources.")
+
+    try:
+        for s in local:
+            if cancel is not None and cancel():
+                raise cancelled()
+            if on_local is not None:
+                on_local(s)
+            done += 1
+        for future, entries in finished_units(pool, futures, cancel, cancelled):
+            s = futures[future]
+            for key, entry in zip(keys[s], entries):
+                store.set(key + ":x_adv", entry["x_adv"])  # images first: a summary implies its images
+                store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
+            on_attacked(s)
+            done += 1
+    except BaseException as exc:
+        for future in futures:
+            pool.cancel(future)
+        if pool.broken():
+            _drop_pool(pool)
+        plain = process_failure(exc)
+        if plain is exc:
+            raise
+        raise plain from None
+
+
+def _plain(package: dict) -> bool:
+    if package["kind"] == "vote":
+        return all(_plain(p) for p in package["members"])
+    return package["kind"] == "spec"
+
+
+def _one_thread() -> None:
+    """Each worker attacks on one CPU thread (the pool's initializer)."""
+    torch.set_num_threads(1)
+
+
+def _get_pool(workers: int) -> ProcessExecutor:
+    """The process's pool of ``workers`` workers, started once and kept (a broken or other-sized one is replaced)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.broken() or _pool.workers != workers:
+            if _pool is not None:
+                _pool.shutdown()
+            _pool = ProcessExecutor(workers, _one_thread)
+        return _pool
+
+
+def _drop_pool(pool: ProcessExecutor) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool.shutdown()
+            _pool = None
+
+
+def worker_count() -> int:
+    """The size of the pool now running (0: none started); for tests and the sidebar."""
+    return 0 if _pool is None else _pool.workers
