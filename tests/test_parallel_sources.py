@@ -110,3 +110,25 @@ def test_local_executor_stays_in_one_process(models, two_cores, monkeypatch):
     monkeypatch.setattr(transfer, "attack_in_workers", refuse)
     result = _run(models, "local")
     assert len(result.sources) == 3
+
+
+def test_tm_eps_points_of_one_source_run_in_workers_bit_identical(models, two_cores, monkeypatch):
+    eps = [0.05, 0.1, 0.2]
+    with cpu_threads(1):
+        alone = run_transfer(models[:2], _attack(), sources=[0], epsilons=eps, limit=LIMIT, executor="local")
+    used = []
+    real = transfer.attack_in_workers
+
+    def spy(workers, *args, **kwargs):
+        used.append(workers)
+        return real(workers, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "attack_in_workers", spy)
+    with cpu_threads(1):
+        together = run_transfer(models[:2], _attack(), sources=[0], epsilons=eps, limit=LIMIT)
+    assert used == [2]  # three eps points of one source: two workers
+    for a, b in zip(alone, together):
+        assert a.eps == b.eps
+        pd.testing.assert_frame_equal(a.pairs, b.pairs)
+        source = a.sources[0]
+        assert torch.equal(a.details.adv_loader(source), b.details.adv_loader(source))

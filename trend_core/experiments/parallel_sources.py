@@ -35,14 +35,15 @@ _WEIGHT_QUANT_COST = 0.6
 _ACT_QUANT_COST = 0.8
 
 
-def source_workers(sources: Sequence[int], x: torch.Tensor, device: torch.device, executor: object) -> int:
-    """Worker processes to attack ``sources`` with (0: attack them in this process, one after another)."""
-    if len(sources) < 2 or device.type != "cpu" or explicitly_local(executor):
+def source_workers(units: int, x: torch.Tensor, device: torch.device, executor: object) -> int:
+    """Worker processes for ``units`` attacks (a source at one eps, or at all for a minimum-norm attack; 0: attack
+    in this process, one after another)."""
+    if units < 2 or device.type != "cpu" or explicitly_local(executor):
         return 0
     if x.dim() != 4 or x.shape[-1] * x.shape[-2] > SMALL_IMAGE_PIXELS:
         return 0  # larger images use several threads per attack already
     cores = available_cores()
-    return min(len(sources), cores) if cores >= 2 else 0
+    return min(units, cores) if cores >= 2 else 0
 
 
 def movable(model: nn.Module, attack: Attack) -> bool:
@@ -87,16 +88,19 @@ def attack_in_workers(
     on_local: Callable[[int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> None:
-    """Attack each of ``remote`` in a worker (longest first), store its results under ``keys[s]`` and call
+    """Attack each of ``remote`` in workers (longest first; one unit per eps unless minimum-norm), store its results under ``keys[s]`` and call
     ``on_attacked(s)`` as each arrives; meanwhile ``on_local(s)`` runs here for each of ``local``. A cancel
     stops at the next finished source (a worker finishes the attack it is on, unused)."""
     pool = _get_pool(workers)
     data = (x.detach().cpu(), y.detach().cpu())
-    order = sorted(remote, key=lambda s: -source_cost(models[s]))
-    futures = {
-        pool.submit(attack_unit, pack_model(models[s]), attack, data, list(epsilons), "cpu", speedup=True): s
-        for s in order
-    }
+    groups = [list(range(len(epsilons)))] if attack.minimum_norm else [[i] for i in range(len(epsilons))]
+    futures = {}
+    for s in sorted(remote, key=lambda s: -source_cost(models[s])):
+        package = pack_model(models[s])
+        for group in groups:  # one unit per eps (a TM(eps) curve's points), all at once for minimum-norm attacks
+            eps = [epsilons[i] for i in group]
+            futures[pool.submit(attack_unit, package, attack, data, eps, "cpu", speedup=True)] = (s, group)
+    outstanding = {s: len(groups) for s in remote}
     done = 0
 
     def cancelled() -> TransferCancelled:
@@ -111,12 +115,15 @@ def attack_in_workers(
                 on_local(s)
             done += 1
         for future, entries in finished_units(pool, futures, cancel, cancelled):
-            s = futures[future]
-            for key, entry in zip(keys[s], entries):
+            s, group = futures[future]
+            for slot, entry in zip(group, entries):
+                key = keys[s][slot]
                 store.set(key + ":x_adv", entry["x_adv"])  # images first: a summary implies its images
                 store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
-            on_attacked(s)
-            done += 1
+            outstanding[s] -= 1
+            if outstanding[s] == 0:
+                on_attacked(s)
+                done += 1
     except BaseException as exc:
         for future in futures:
             pool.cancel(future)

@@ -138,9 +138,10 @@ def run_transfer(
         progress = cancel = None
     keys = {s: attack_keys(attack, eps_list, data_key, fps[s]) for s in src}
     to_attack = [s for s in src if not all(store.has(k) for k in keys[s])]
-    workers = 0 if runner.distributed else source_workers(to_attack, x, dev, opts.executor)
+    per_source = 1 if attack.minimum_norm else len(eps_list)  # units of work per source
+    workers = 0 if runner.distributed else source_workers(len(to_attack) * per_source, x, dev, opts.executor)
     remote = [s for s in to_attack if movable(models[s], attack)] if workers else []
-    workers = min(workers, len(remote)) if len(remote) >= 2 else 0
+    workers = min(workers, len(remote) * per_source) if len(remote) * per_source >= 2 else 0
     finished: list[int] = []
 
     def finish(s: int, attacked_elsewhere: bool = False) -> None:

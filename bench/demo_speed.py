@@ -1,0 +1,88 @@
+"""Live-demo speed: the transfer runs the demo shows, one process against sources attacked one per core.
+
+    python bench/demo_speed.py                 # 3 repetitions of each, about 4 minutes on an idle 2-core CPU
+    python bench/demo_speed.py --repeats 5 --only default
+
+Times the CLI end to end (start-up included, no cache), as a user runs it: ``trend transfer --models ...
+--attack pgd --no-cache`` on all 359 digits test images, PGD-40 at the dataset's eps, with ``--executor local``
+(one process: "before") and without (worker processes for the sources: "after"), the two alternated so that load
+from other jobs on a shared machine falls on both. Two runs: the Transferability page's default (the first four
+models of the digits preset: FP, Q8, Q4, Q2) and the whole 12-model digits preset matrix. Prints the median and
+range of each, the ratio after/before of the medians and the load average beside each run. The preset is
+trained on first use into $TREND_HOME (default a bench home under the temp folder; minutes, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from trend_core.config.presets import PRESETS  # noqa: E402
+
+RUNS = {"default": PRESETS["digits"][:4], "preset": PRESETS["digits"]}
+CLI = [sys.executable, "-c", "import sys; from trend_core.cli import main; sys.exit(main())"]
+MODES = {"before (one process)": ["--executor", "local"], "after (workers)": []}
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def _time(models: list[str], extra: list[str], env: dict) -> float:
+    command = [*CLI, "transfer", "--models", *models, "--attack", "pgd"]
+    command += ["--no-cache", "--device", "cpu", *extra]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=sorted(RUNS), default=None)
+    args = parser.parse_args()
+    env = dict(os.environ)
+    env.setdefault("TREND_HOME", str(Path(tempfile.gettempdir()) / "trend-bench-demo"))
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    print(f"TREND_HOME={env['TREND_HOME']}; training the digits preset if missing ...", flush=True)
+    subprocess.run(
+        [*CLI, "zoo", "preset", "digits"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = {args.only: RUNS[args.only]} if args.only else RUNS
+    rows = []
+    for name, models in runs.items():
+        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for rep in range(1, args.repeats + 1):
+            for mode, extra in MODES.items():
+                before = _load()
+                seconds = _time(list(models), extra, env)
+                times[mode].append(seconds)
+                print(f"{name:8s} rep {rep} {mode:22s} {seconds:6.1f} s   load {before} -> {_load()}", flush=True)
+        medians = {mode: statistics.median(ts) for mode, ts in times.items()}
+        before_m, after_m = medians.values()
+        rows.append((name, len(models), times, medians, after_m / before_m))
+    print("\nrun       models  mode                    median   range          after/before")
+    for name, count, times, medians, ratio in rows:
+        for i, mode in enumerate(MODES):
+            ts = times[mode]
+            tail = f"{ratio:.2f}x" if i == 1 else ""
+            print(f"{name:9s} {count:6d}  {mode:22s} {medians[mode]:6.1f} s  {min(ts):5.1f}-{max(ts):5.1f} s    {tail}")
+    print(f"load average at the end: {_load()}")
+
+
+if __name__ == "__main__":
+    main()
