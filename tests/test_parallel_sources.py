@@ -132,3 +132,26 @@ def test_tm_eps_points_of_one_source_run_in_workers_bit_identical(models, two_co
         pd.testing.assert_frame_equal(a.pairs, b.pairs)
         source = a.sources[0]
         assert torch.equal(a.details.adv_loader(source), b.details.adv_loader(source))
+
+
+def test_ensemble_sweep_points_run_in_workers_bit_identical(models, two_cores, monkeypatch):
+    from trend_core.experiments.ensemble_sweep import robustness_sweep
+
+    def sweep(executor):
+        with cpu_threads(1):
+            return robustness_sweep(
+                models[:2], [0.1, 0.2], ["agd"], steps=4, members_alone=True, limit=LIMIT, executor=executor
+            )
+
+    alone = sweep("local")
+    used = []
+    real = parallel_sources.prefetch_attacks
+
+    def spy(*args, **kwargs):
+        used.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel_sources, "prefetch_attacks", spy)
+    together = sweep(None)
+    assert used == [3]  # the ensemble and its two members, each at two eps: six units
+    pd.testing.assert_frame_equal(alone, together)

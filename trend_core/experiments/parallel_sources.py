@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import pickle
 import threading
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 import torch
 import torch.nn as nn
 
 from trend_core.attacks.base import Attack
 from trend_core.experiments.transfer_keys import TransferCancelled
-from trend_core.experiments.units import attack_unit, pack_model
+from trend_core.experiments.units import attack_unit, pack_model, prefetch_attacks
 from trend_core.runtime.executors import ProcessExecutor, explicitly_local, finished_units, process_failure
+from trend_core.runtime.progress import Progress
 from trend_core.training.many import available_cores
 from trend_core.training.threads import SMALL_IMAGE_PIXELS
 
@@ -127,12 +128,42 @@ def attack_in_workers(
     except BaseException as exc:
         for future in futures:
             pool.cancel(future)
-        if pool.broken():
-            _drop_pool(pool)
-        plain = process_failure(exc)
-        if plain is exc:
-            raise
-        raise plain from None
+        _give_up(pool, exc)
+
+
+def prefetch_in_workers(
+    points: Sequence[tuple[nn.Module, Attack]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float | None],
+    store,
+    device: torch.device,
+    executor: object,
+    progress: Progress | None = None,
+) -> bool:
+    """Store every (model, attack) point's results at each eps through worker processes, one unit per point and
+    eps (an ensemble sweep's attacks), when ``source_workers`` allows and every point can move; returns whether
+    it did (the caller's loop then reads the store)."""
+    units = len(points) * len(epsilons)
+    workers = source_workers(units, x, device, executor)
+    if not workers or not all(movable(model, attack) for model, attack in points):
+        return False
+    pool = _get_pool(workers)
+    try:
+        prefetch_attacks(pool, points, x, y, epsilons, store, "cpu", progress, speedup=True)
+    except BaseException as exc:
+        _give_up(pool, exc)
+    return True
+
+
+def _give_up(pool: ProcessExecutor, exc: BaseException) -> NoReturn:
+    """Re-raise ``exc`` (a dead worker as one sentence), dropping a broken pool so the next run starts afresh."""
+    if pool.broken():
+        _drop_pool(pool)
+    plain = process_failure(exc)
+    if plain is exc:
+        raise exc
+    raise plain from None
 
 
 def _plain(package: dict) -> bool:
