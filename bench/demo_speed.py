@@ -8,7 +8,9 @@ Times the CLI end to end (start-up included, no cache), as a user runs it: ``tre
 (one process: "before") and without (worker processes for the sources: "after"), the two alternated so that load
 from other jobs on a shared machine falls on both. Two runs: the Transferability page's default (the first four
 models of the digits preset: FP, Q8, Q4, Q2) and the whole 12-model digits preset matrix. Prints the median and
-range of each, the ratio after/before of the medians and the load average beside each run. The preset is
+range of each, the ratio after/before of the medians and, beside each run, the CPU time of the CLI and its
+workers (the work done; it should not grow) and the load average. On a machine shared with other busy sessions
+the kernel's per-session fair share (autogroup) caps what a second core can give: time it idle. The preset is
 trained on first use into $TREND_HOME (default a bench home under the temp folder; minutes, once).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,12 +41,15 @@ def _load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def _time(models: list[str], extra: list[str], env: dict) -> float:
+def _time(models: list[str], extra: list[str], env: dict) -> tuple[float, float]:
     command = [*CLI, "transfer", "--models", *models, "--attack", "pgd"]
     command += ["--no-cache", "--device", "cpu", *extra]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its worker processes
+    return wall, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
 
 
 def main() -> None:
@@ -69,9 +75,10 @@ def main() -> None:
         for rep in range(1, args.repeats + 1):
             for mode, extra in MODES.items():
                 before = _load()
-                seconds = _time(list(models), extra, env)
+                seconds, cpu = _time(list(models), extra, env)
                 times[mode].append(seconds)
-                print(f"{name:8s} rep {rep} {mode:22s} {seconds:6.1f} s   load {before} -> {_load()}", flush=True)
+                line = f"{name:8s} rep {rep} {mode:22s} {seconds:6.1f} s wall {cpu:6.1f} s CPU"
+                print(f"{line}   load {before} -> {_load()}", flush=True)
         medians = {mode: statistics.median(ts) for mode, ts in times.items()}
         before_m, after_m = medians.values()
         rows.append((name, len(models), times, medians, after_m / before_m))
