@@ -5,7 +5,8 @@
 
 Times the CLI end to end (start-up included, no cache), as a user runs it: ``trend transfer --models ...
 --attack pgd --no-cache`` on all 359 digits test images, PGD-40 at the dataset's eps, with ``--executor local``
-(one process: "before") and without (worker processes for the sources: "after"), the two alternated so that load
+(one process: "before") and without (the default: worker processes for the sources when a second core is
+idle, or always with --force-workers: "after"), the two alternated so that load
 from other jobs on a shared machine falls on both. Two runs: the Transferability page's default (the first four
 models of the digits preset: FP, Q8, Q4, Q2) and the whole 12-model digits preset matrix. Prints the median and
 range of each, the ratio after/before of the medians and, beside each run, the CPU time of the CLI and its
@@ -33,7 +34,7 @@ from trend_core.config.presets import PRESETS  # noqa: E402
 
 RUNS = {"default": PRESETS["digits"][:4], "preset": PRESETS["digits"]}
 CLI = [sys.executable, "-c", "import sys; from trend_core.cli import main; sys.exit(main())"]
-MODES = {"before (one process)": ["--executor", "local"], "after (workers)": []}
+MODES = {"before (one process)": ["--executor", "local"], "after (default)": []}
 
 
 def _load() -> str:
@@ -56,8 +57,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=sorted(RUNS), default=None)
+    parser.add_argument(
+        "--force-workers",
+        action="store_true",
+        help="after: two workers even while other sessions keep the cores busy (TREND_SOURCE_WORKERS=2)",
+    )
     args = parser.parse_args()
     env = dict(os.environ)
+    if args.force_workers:
+        env["TREND_SOURCE_WORKERS"] = "2"  # (ignored by the before runs: --executor local)
     env.setdefault("TREND_HOME", str(Path(tempfile.gettempdir()) / "trend-bench-demo"))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     print(f"TREND_HOME={env['TREND_HOME']}; training the digits preset if missing ...", flush=True)

@@ -37,8 +37,10 @@ def models(zoo_model):
 
 @pytest.fixture
 def two_cores(monkeypatch):
-    """Workers even on a one-core machine (the test checks the plumbing, not the speed)."""
+    """Workers even on a one-core or busy machine (the test checks the plumbing, not the speed)."""
     monkeypatch.setattr(parallel_sources, "available_cores", lambda: 2)
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 2.0)
+    monkeypatch.delenv(parallel_sources.WORKERS_ENV, raising=False)
 
 
 def _attack():
@@ -155,3 +157,20 @@ def test_ensemble_sweep_points_run_in_workers_bit_identical(models, two_cores, m
     together = sweep(None)
     assert used == [3]  # the ensemble and its two members, each at two eps: six units
     pd.testing.assert_frame_equal(alone, together)
+
+
+def test_busy_cores_keep_one_process(monkeypatch):
+    monkeypatch.delenv(parallel_sources.WORKERS_ENV, raising=False)
+    measured = parallel_sources.idle_cores(0.02)
+    assert 0.0 <= measured <= parallel_sources.available_cores() + 1e-9
+    monkeypatch.setattr(parallel_sources, "available_cores", lambda: 2)
+    x = torch.zeros(4, 1, 8, 8)
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 0
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 1.5)
+    assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2
+    assert parallel_sources.source_workers(6, x, torch.device("cpu"), "local") == 0
+    assert parallel_sources.source_workers(6, torch.zeros(4, 3, 32, 32), torch.device("cpu"), None) == 0
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")  # forced: busy cores or not
+    assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2
