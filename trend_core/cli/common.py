@@ -40,7 +40,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("local", "ray"),
         default=None,
-        help="where heavy work runs: local threads or Ray tasks (default $TREND_EXECUTOR, else local)",
+        help="where heavy work runs: local (this process only) or Ray tasks (default $TREND_EXECUTOR, else on "
+        "this machine, small-image attacks of several sources one per core in worker processes)",
     )
 
 

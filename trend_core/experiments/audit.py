@@ -34,7 +34,7 @@ from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, BatteryAttack, audit_flags
 from trend_core.experiments.eval_data import evaluation_data
-from trend_core.experiments.transfer_keys import attack_identity
+from trend_core.experiments.transfer_keys import CACHE_VERSION, attack_identity
 from trend_core.experiments.transfer_result import json_safe
 from trend_core.models.zoo import Zoo
 from trend_core.nn.bpda import backward_differs, with_backward
@@ -381,7 +381,7 @@ def attack_scores(
     if missing:
         eps_missing = [item.epsilons[i] for i in missing]
         entries, _ = attack_cached(
-            item.source, item.attack, x, y, eps_missing, store, content_key("transfer/v1", "data", x, y), source_fp
+            item.source, item.attack, x, y, eps_missing, store, content_key(CACHE_VERSION, "data", x, y), source_fp
         )
         for i, entry in zip(missing, entries):
             adv = entry["x_adv"].to(x.device)

@@ -22,6 +22,7 @@ from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.eval_data import evaluation_data
+from trend_core.experiments.parallel_sources import prefetch_in_workers
 from trend_core.experiments.units import prefetch_attacks
 from trend_core.nn.vote import MajorityVote, as_ensemble
 from trend_core.runtime.devices import resolve_device
@@ -87,13 +88,15 @@ def robustness_sweep(
     for single, clean in zip(singles, clean_members):
         keep("clean", 0.0, single.names[0], clean)
     runner = get_executor(opts.executor)
+    points: list = []
+    for rule in rules:
+        attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
+        points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
     if runner.distributed:
-        points: list = []
-        for rule in rules:
-            attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
-            points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
         prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
         progress = None  # the loop below reads the store
+    elif prefetch_in_workers(points, x, y, eps_list, store, dev, opts.executor, progress):
+        progress = None  # small images on the CPU: the points ran one per core (``parallel_sources``)
     n = len(singles)
     work = WorkMeter(progress or no_progress, len(rules) * n * (2 if members_alone else 1))
     rows = []

@@ -21,6 +21,7 @@ from trend_core.config.profiles import check_profile
 from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached, store_outcomes
 from trend_core.experiments.eval_data import evaluation_data
+from trend_core.experiments.parallel_sources import attack_in_workers, movable, source_workers
 from trend_core.experiments.transfer_keys import (
     CACHE_VERSION,
     TransferCancelled,
@@ -136,13 +137,47 @@ def run_transfer(
             cancel,
         )
         progress = cancel = None
-    stack_group_of = _stacked_sources(src, models, fps, attack, eps_list, x, y, data_key, store, dev)
-    for done, s in enumerate(src, start=1):
-        if cancel is not None and cancel():
-            raise TransferCancelled(f"The transfer run was cancelled after {done - 1} of {len(src)} sources.")
-        fresh = stack_group_of(s)  # on CUDA: s's same-architecture group, attacked together, is now in the store
+    keys = {s: attack_keys(attack, eps_list, data_key, fps[s]) for s in src}
+    to_attack = [s for s in src if not all(store.has(k) for k in keys[s])]
+    per_source = 1 if attack.minimum_norm else len(eps_list)  # units of work per source
+    stacking = stackable_attack(attack) and stacking_wanted(dev)  # CUDA: same-architecture sources at once
+    workers = (
+        0 if runner.distributed or stacking else source_workers(len(to_attack) * per_source, x, dev, opts.executor)
+    )
+    remote = [s for s in to_attack if movable(models[s], attack)] if workers else []
+    workers = min(workers, len(remote) * per_source) if len(remote) * per_source >= 2 else 0
+    finished: list[int] = []
+
+    def finish(s: int, attacked_elsewhere: bool = False) -> None:
         from_cache = _transfer_source(s, tgt, models, fps, attack, eps_list, x, y, data_key, store, per_eps)
-        report_source(progress, done, len(src), labels[s], from_cache and not fresh)
+        finished.append(s)
+        report_source(progress, len(finished), len(src), labels[s], from_cache and not attacked_elsewhere)
+
+    if workers:  # small images on the CPU: the sources to attack run one per core (``parallel_sources``)
+        local = [s for s in src if s not in remote]
+        attack_in_workers(
+            workers,
+            models,
+            remote,
+            attack,
+            eps_list,
+            x,
+            y,
+            keys,
+            store,
+            lambda s: finish(s, True),
+            local,
+            finish,
+            cancel,
+        )
+        _in_source_order(per_eps, src, tgt)
+    else:
+        stack_group_of = _stacked_sources(src, models, fps, attack, eps_list, x, y, data_key, store, dev)
+        for s in src:
+            if cancel is not None and cancel():
+                raise TransferCancelled(f"The transfer run was cancelled after {len(finished)} of {len(src)} sources.")
+            fresh = stack_group_of(s)  # on CUDA: s's same-architecture group, attacked together, is now in the store
+            finish(s, fresh)
 
     correct = dict(per_eps[0]["correct"])  # the sources' clean verdicts came with their attacks
     for t in tgt:
@@ -234,6 +269,18 @@ def _stacked_sources(
         return True
 
     return attack_group_of
+
+
+def _in_source_order(per_eps: list[dict], src: list[int], tgt: list[int]) -> None:
+    """Put each accumulator in the order of the one-process loop (sources finish in any order in workers)."""
+    rank = {s: i for i, s in enumerate(src)}
+    rank_t = {t: i for i, t in enumerate(tgt)}
+    for acc in per_eps:
+        for name, values in acc.items():
+            if name == "pred":
+                acc[name] = dict(sorted(values.items(), key=lambda kv: (rank[kv[0][0]], rank_t[kv[0][1]])))
+            else:
+                acc[name] = dict(sorted(values.items(), key=lambda kv: rank[kv[0]]))
 
 
 def describe_attack(attack: Attack) -> str:

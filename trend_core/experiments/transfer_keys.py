@@ -13,7 +13,7 @@ from trend_core.attacks.base import Attack
 from trend_core.runtime.progress import Progress
 from trend_core.storage.store import content_key
 
-CACHE_VERSION = "transfer/v1"
+CACHE_VERSION = "transfer/v2"  # v2: CPU attacks iterate on channels-last twins (last bits moved)
 
 
 class TransferCancelled(Exception):

@@ -65,12 +65,14 @@ def attack_unit(
     data: tuple[torch.Tensor, torch.Tensor],
     epsilons: Sequence[float | None],
     device: str = "auto",
+    speedup: bool = False,
 ) -> list[dict]:
-    """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU)."""
+    """``attack.run`` on one model at ``epsilons``: per eps the outcomes per image and the images (on the CPU).
+    ``speedup``: iterate on the model's inference twin, as ``attack_cached`` does (same images bit for bit)."""
     dev = resolve_device(device)
     model = unpack_model(package, dev)
     x, y = data
-    outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons))
+    outcomes = attack.run(model, x.to(dev), y.to(dev), list(epsilons), speedup=speedup)
     return [
         {
             "clean_correct": o.clean_correct.cpu(),
@@ -203,10 +205,12 @@ def prefetch_attacks(
     store,
     device: Any = "auto",
     progress: Progress | None = None,
+    speedup: bool = False,
 ) -> None:
     """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
 
-    Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking.
+    Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking. ``speedup``: as
+    in ``attack_unit`` (worker processes on this machine pass True, to match ``attack_cached`` bit for bit).
     """
     dev = worker_device(device)
     data_key = content_key(CACHE_VERSION, "data", x, y)
@@ -222,7 +226,7 @@ def prefetch_attacks(
         label = f"{getattr(attack, 'name', 'attack')} on {getattr(model, 'name', None) or type(model).__name__}"
         for group in groups:
             future = executor.submit(
-                attack_unit, package, attack, data, [epsilons[i] for i in group], dev, gpu=dev != "cpu"
+                attack_unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
             )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)

@@ -101,8 +101,18 @@ def build_twin_network(net: nn.Module, probe: torch.Tensor | None, fold: bool = 
             pass
     for candidate in candidates:
         if probe is None or agree(reference, candidate, probe.cpu()):
-            return candidate.to(device)
+            moved = candidate.to(device)
+            return moved if candidate is plain else _cpu_layout(moved, device)  # plain: rounds like ``net``
     return net
+
+
+def _cpu_layout(net: nn.Module, device: torch.device) -> nn.Module:
+    """A folded twin on the CPU gets its convolution weights in channels-last layout, which oneDNN runs faster.
+    Measured, PGD steps on 359 digits images, one thread, CPU time: ResNet18-w0.25 0.92-0.96x (FP, HT),
+    VGG11-BN-w0.25 0.73x; a CIFAR ResNet18-w0.25 on 32x32 0.76-0.79x, full width 0.92x. Same images bit for bit
+    on the digits twins; full-width CIFAR ones differ in the last bits (hence transfer/v2). Unfolded twins keep
+    the model's layout: they must round exactly like it."""
+    return net.to(memory_format=torch.channels_last) if device.type == "cpu" else net
 
 
 def freeze_weight_quantization(net: nn.Module) -> None:

@@ -9,9 +9,11 @@ one, ``local``: start Ray on this machine); setting only the address selects Ray
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator
 
 from trend_core.errors import TrendError
@@ -60,6 +62,45 @@ class LocalExecutor(Executor):
 
     def status(self) -> dict:
         return {"executor": self.name, "workers": self.workers}
+
+
+class ProcessExecutor(Executor):
+    """Worker processes on this machine (forked where the OS can, so they start in milliseconds with this
+    process's imports), each set up by ``initializer``; for CPU-bound units that one thread cannot share out
+    (small-image attacks). Units and their results travel pickled (tensors through shared memory). A worker that
+    dies breaks the pool: its units fail with one sentence and the next run starts a fresh pool."""
+
+    name = "processes"
+
+    def __init__(self, workers: int, initializer: Callable[[], None] | None = None):
+        self.workers = max(1, int(workers))
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context(method), initializer=initializer
+        )
+
+    def submit(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def broken(self) -> bool:
+        """Whether a worker died (the pool then runs nothing more)."""
+        return bool(getattr(self._pool, "_broken", False))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def status(self) -> dict:
+        return {"executor": self.name, "workers": self.workers}
+
+
+def process_failure(exc: BaseException) -> BaseException:
+    """A worker process that died (killed for memory, a crash) as one sentence; any other error unchanged."""
+    if isinstance(exc, BrokenProcessPool):
+        return TrendError(
+            "A worker process stopped unexpectedly (out of memory?); run again, or with executor='local' "
+            "(--executor local) to stay in one process."
+        )
+    return exc
 
 
 class RayExecutor(Executor):
@@ -221,6 +262,19 @@ def cancel_units(executor: Executor, futures: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- choosing one
+def explicitly_local(executor: Any) -> bool:
+    """Whether the local executor was asked for by name (``executor="local"``, a LocalExecutor, --executor local,
+    TREND_EXECUTOR=local) rather than left to the default: runners that would use worker processes then stay in
+    this process."""
+    if isinstance(executor, Executor):
+        return isinstance(executor, LocalExecutor)
+    if executor:
+        return _check_name(executor) == "local"
+    if _default_name:
+        return _default_name == "local"
+    return os.environ.get("TREND_EXECUTOR", "").strip().lower() == "local"
+
+
 def set_default(name: str | None) -> None:
     """Make ``name`` ("local" or "ray") this process's executor, over TREND_EXECUTOR (the CLI's --executor)."""
     global _default_name
