@@ -12,9 +12,10 @@ from trend_core.attacks.settings import attack_settings
 from trend_core.config.datasets import get_info
 from trend_core.config.labels import paper_picks
 from trend_core.ensemble.selection import growing_ensembles, growth_start, select_ensembles
-from trend_core.experiments.curve import default_fit_eps
+from trend_core.errors import TrendError
+from trend_core.experiments.curve import MIN_POINTS, default_fit_eps
 from trend_core.experiments.grids import measured_eps, spaced_eps
-from trend_core.models.families import families, fully_trained
+from trend_core.models.families import families, fully_trained, imported_names
 
 # Transferability
 TRANSFER_IMAGES = 360  # test images (the whole digits test split: 359)
@@ -30,11 +31,13 @@ BOUNDARY_INPUTS = ("FP", "Q1")
 BOUNDARY_RESOLUTION = 41
 # Robustness audit
 AUDIT_INPUTS = ("FP", "Q1", "Q2")
+AUDIT_MEMBERS = 3  # a zoo of this many models opens on the vote of the first picks
 AUDIT_POINTS, AUDIT_IMAGES, AUDIT_LEVEL = 2, 100, "quick"
 # TREND builder: a pool of the paper's headline members and three more input quantizations
 POOL_INPUTS = ("FP", "Q1", "Q2", "HT", "Q4", "Q8")
 POOL_STEPS, POOL_IMAGES = 20, 200
 BUILDER_SIZE, BUILDER_GROWTH_SIZE = 3, 4
+BUILDER_CANDIDATES = 10  # TREND's ranking shows this many sets
 BUILDER_STEPS, BUILDER_IMAGES = 20, 100
 
 
@@ -43,17 +46,24 @@ def picker_names(metas: Sequence[dict]) -> list[str]:
     return list(dict.fromkeys(m["name"] for m in metas if m.get("name")))
 
 
-def has_family(names: Sequence[str], imported: Sequence[str] = ()) -> bool:
-    """Whether the Transferability page opens on a family preset (some models differ in one factor only)."""
+def has_family(metas: Sequence[dict]) -> bool:
+    """Whether the Transferability page's family preset has a family to offer (models that differ in one factor
+    only, imported weights left out): its default run then takes every zoo model."""
     from trend_core.config.specs import ModelSpec
 
-    return bool(families((ModelSpec.parse(n) for n in names), imported=set(imported)))
+    names = picker_names(metas)
+    return bool(families((ModelSpec.parse(n) for n in names), imported=imported_names(metas)))
 
 
 def transfer_eps(attack: str, dataset: str) -> float:
     """Where the Transferability page's eps slider starts for ``attack``."""
     default = attack_settings(attack, dataset).eps.default
     return float(round(default if default is not None else 0.0, 4))
+
+
+def transfer_limit(total: int) -> int:
+    """Where the Transferability page's image slider starts (a test split of 20 or fewer is used whole)."""
+    return min(total, TRANSFER_IMAGES) if total > 20 else total
 
 
 def transfer_params(attack: str, dataset: str, eps: float, steps: int, **more) -> dict:
@@ -64,12 +74,12 @@ def transfer_params(attack: str, dataset: str, eps: float, steps: int, **more) -
 
 
 def transfer_request(metas: Sequence[dict], dataset: str, total: int) -> dict | None:
-    """The Transferability page's default run (every zoo model under a family preset, else the pickers' first
-    models; the first attack at its defaults), as ``submit_transfer`` keywords; None without two models."""
+    """The Transferability page's default run (its family preset "all models in the zoo", the first attack at its
+    defaults) as ``submit_transfer`` keywords; None when the zoo has no family (the page then asks for picks)."""
     names = picker_names(metas)
-    if len(names) < 2:
+    if len(names) < 2 or not has_family(metas):
         return None
-    members = names if has_family(names) else names[:TRANSFER_PICKED]
+    members = names
     attack = ATTACK_NAMES[0]
     steps = attack_settings(attack, dataset).setting("steps").default
     return dict(
@@ -77,7 +87,7 @@ def transfer_request(metas: Sequence[dict], dataset: str, total: int) -> dict | 
         targets=members,
         attack=attack,
         params=transfer_params(attack, dataset, transfer_eps(attack, dataset), steps),
-        limit=min(total, TRANSFER_IMAGES) if total > 20 else total,
+        limit=transfer_limit(total),
     )
 
 
@@ -115,15 +125,28 @@ def curve_request(metas: Sequence[dict], dataset: str) -> dict | None:
     picks = paper_picks(picker_names(metas), CURVE_INPUTS)
     if len(picks) < 2:
         return None
-    fit_eps = [float(p) for p in curve_fit_text(dataset).replace(",", " ").split()]
-    return dict(
-        source=picks[0],
-        target=picks[1],
-        fit_eps=fit_eps,
-        eval_eps=measured_eps(dataset, fit_eps, CURVE_POINTS),
-        steps=CURVE_STEPS,
-        limit=CURVE_IMAGES,
-    )
+    fit = curve_fit_request(dataset, curve_fit_text(dataset), CURVE_POINTS, CURVE_STEPS, CURVE_IMAGES)
+    return dict(source=picks[0], target=picks[1], **fit)
+
+
+def parse_eps(text: str) -> list[float]:
+    """Comma- or space-separated eps values (the TM curve page's box); anything else is a TrendError."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise TrendError(f"The box of eps to fit is empty; give at least {MIN_POINTS}, e.g. 0.05, 0.1, 0.2, 0.3.")
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        raise TrendError(
+            f"The eps to fit must be numbers separated by commas, e.g. 0.05, 0.1, 0.2, 0.3; got {text!r}."
+        ) from None
+
+
+def curve_fit_request(dataset: str, fit_text: str, points: int, steps: int, limit: int) -> dict:
+    """The fit's eps (parsed from the page's box) and the denser measured sweep (``points`` eps over the
+    dataset's range, stretched to the largest fit eps), with PGD steps and images, for ``submit_tm_fit``."""
+    fit_eps = parse_eps(fit_text)
+    return dict(fit_eps=fit_eps, eval_eps=measured_eps(dataset, fit_eps, points), steps=steps, limit=limit)
 
 
 def boundary_span(dataset: str) -> float:
@@ -147,6 +170,12 @@ def audit_picks(metas: Sequence[dict]) -> list[str]:
     return paper_picks([*trained, *[n for n in names if n not in trained]], AUDIT_INPUTS)
 
 
+def audit_eps_range(dataset: str) -> tuple[float, float]:
+    """Where the audit page's eps range starts: half the dataset's default eps to the default."""
+    eps = float(get_info(dataset).default_eps)
+    return eps / 2, eps
+
+
 def audit_eps(low: float, high: float, points: int, default_eps: float) -> list[float]:
     """The audit page's eps values: ``points`` evenly from ``low`` to ``high`` (zero dropped)."""
     if points == 1 or high <= low:
@@ -163,22 +192,25 @@ def audit_request(metas: Sequence[dict], dataset: str, total: int) -> dict | Non
     picks = audit_picks(metas)
     if not picks:
         return None
-    ensemble = len(names) >= 3
-    eps = float(get_info(dataset).default_eps)
+    ensemble = len(names) >= AUDIT_MEMBERS
     return dict(
-        names=picks[:3] if ensemble else picks[:1],
+        names=picks[:AUDIT_MEMBERS] if ensemble else picks[:1],
         ensemble=ensemble,
-        epsilons=audit_eps(eps / 2, eps, AUDIT_POINTS, eps),
+        epsilons=audit_eps(*audit_eps_range(dataset), AUDIT_POINTS, get_info(dataset).default_eps),
         level=AUDIT_LEVEL,
         limit=min(AUDIT_IMAGES, total),
     )
 
 
+def pool_picks(metas: Sequence[dict]) -> list[str]:
+    """The TREND builder's default candidate pool: fully trained models of the pool's input quantizations."""
+    trained, _ = fully_trained(picker_names(metas), metas)
+    return paper_picks(trained, POOL_INPUTS)
+
+
 def pool_request(metas: Sequence[dict], dataset: str) -> dict | None:
     """The TREND builder's default transfer run (PGD over its candidate pool) as ``submit_transfer`` keywords."""
-    names = picker_names(metas)
-    trained, _ = fully_trained(names, metas)
-    pool = paper_picks(trained, POOL_INPUTS)
+    pool = pool_picks(metas)
     if len(pool) < 2:
         return None
     eps = float(attack_settings("pgd", dataset).eps.default)
@@ -227,7 +259,9 @@ def builder_requests(tm, accuracies: dict, name_of: dict, dataset: str) -> dict:
     """The TREND builder's default evaluation, ranking, growth and audit of a finished run (``tm``: its TM matrix
     over the candidate pool in zoo labels; ``name_of``: label -> canonical name), as submit keywords by job kind."""
     pool = list(tm.index)
-    candidates = select_ensembles(tm, builder_size(pool), require=[], min_acc=None, accuracies=accuracies, top=10)
+    candidates = select_ensembles(
+        tm, builder_size(pool), require=[], min_acc=None, accuracies=accuracies, top=BUILDER_CANDIDATES
+    )
     chosen = [name_of[label] for label in candidates["members"].iloc[0]]
     sets = growing_ensembles(tm, builder_growth_size(pool), growth_start(pool, [], accuracies), [], None, accuracies)
     settings = builder_attack(dataset)
