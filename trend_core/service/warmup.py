@@ -29,14 +29,20 @@ POLL_SECONDS = 0.5
 
 @dataclass
 class DefaultRun:
-    """One page's default run: the submit function the page calls and the keywords it calls it with."""
+    """One page's default run: the submit function the page calls, the keywords it calls it with, and the page's
+    slot that shows it (``trend_ui.remember_job``; None where the page finds it by its settings alone)."""
 
     page: str
     submit: Callable[..., Job]
     kwargs: dict = field(default_factory=dict)
+    slot: str | None = None
 
     def job(self, zoo: Zoo, store: AnyStore, manager: JobManager | None = None) -> Job:
-        return self.submit(zoo, store, manager=manager, **self.kwargs)
+        job = self.submit(zoo, store, manager=manager, **self.kwargs)
+        slots = job.meta.setdefault("slots", [])
+        if self.slot is not None and self.slot not in slots:  # shown by this page's slot, not another's
+            slots.append(self.slot)
+        return job
 
 
 def default_runs(zoo: Zoo, dataset: str, device: str = "auto", profile: str = "paper") -> list[DefaultRun]:
@@ -44,16 +50,32 @@ def default_runs(zoo: Zoo, dataset: str, device: str = "auto", profile: str = "p
     Transferability run before the TREND builder's (the builder opens on the newest run)."""
     metas = zoo.list(dataset)
     total = test_count(dataset)
-    common = dict(device=device, profile=profile)
+    common, alone = dict(device=device, profile=profile), dict(device=device)  # (boundary and audit: no profile)
     found = [
-        ("Decision boundary", submit_boundary, defaults.boundary_request(metas, dataset), dict(device=device)),
-        ("TM curve", submit_tm_fit, defaults.curve_request(metas, dataset), common),
-        ("Ensemble attacks", submit_ensemble_sweep, defaults.ensemble_request(metas, dataset, total), common),
-        ("Transferability", submit_transfer, defaults.transfer_request(metas, dataset, total), common),
-        ("TREND builder: transfer run", submit_transfer, defaults.pool_request(metas, dataset), common),
-        ("Robustness audit", submit_audit, defaults.audit_request(metas, dataset, total), dict(device=device)),
+        ("Decision boundary", "boundary", submit_boundary, defaults.boundary_request(metas, dataset), alone),
+        ("TM curve", "tm-fit", submit_tm_fit, defaults.curve_request(metas, dataset), common),
+        (
+            "Ensemble attacks",
+            "ensemble-sweep",
+            submit_ensemble_sweep,
+            defaults.ensemble_request(metas, dataset, total),
+            common,
+        ),
+        ("Transferability", "transfer", submit_transfer, defaults.transfer_request(metas, dataset, total), common),
+        (
+            "TREND builder: transfer run",
+            "trend-transfer",
+            submit_transfer,
+            defaults.pool_request(metas, dataset),
+            common,
+        ),
+        ("Robustness audit", "audit", submit_audit, defaults.audit_request(metas, dataset, total), alone),
     ]
-    return [DefaultRun(page, submit, {**request, **options}) for page, submit, request, options in found if request]
+    return [
+        DefaultRun(page, submit, {**request, **options}, slot)
+        for page, slot, submit, request, options in found
+        if request
+    ]
 
 
 def builder_runs(pool_result: Any, zoo: Zoo, dataset: str, device: str = "auto", profile: str = "paper") -> list:
