@@ -52,4 +52,6 @@ def build_zoo_panel(ctx) -> None:
         if job.finished:  # done at once (synchronous jobs): redraw the zoo table
             st.rerun()
     job_panel(recalled_job("zoo-build", kind="train"), show_done=True)
-    job_panel(recalled_job("zoo-warmup", kind="warmup"), show_done=True)
+    warmed = job_panel(recalled_job("zoo-warmup", kind="warmup"), show_done=True)
+    for problem in (warmed or {}).get("failed", []):
+        st.warning(f"A default run did not finish ({problem}); its page says why when you press its button.")

@@ -140,7 +140,8 @@ def submit_warmup(
     manager: JobManager | None = None,
 ) -> Job:
     """``warm_defaults`` as a light job (it only waits on the heavy runs it submits), started once ``after`` (the
-    zoo's training job) has finished; its result is the runs' job keys by page."""
+    zoo's training job) has finished. Its result: ``done`` (job key -> title of each finished run) and ``failed``
+    (one sentence per run that did not finish: the page says the same when its button is pressed)."""
     manager = manager or get_manager()
     origin = after.key if after is not None else model_identity(zoo, defaults.picker_names(zoo.list(dataset)))
     key = content_key(WARMUP_VERSION, home_of(zoo), dataset, profile, origin)
@@ -152,10 +153,10 @@ def submit_warmup(
             if after.status is not JobStatus.DONE:
                 raise TrendError("The zoo was not built, so no page's default run was computed.")
         jobs = warm_defaults(zoo, store, dataset, device, profile, manager, progress=job.progress)
-        failed = [j.title for j in jobs if j.status is not JobStatus.DONE]
-        if failed:
-            raise TrendError(f"{len(failed)} default runs did not finish: {'; '.join(failed)}.")
-        return {j.key: j.title for j in jobs}
+        return {
+            "done": {j.key: j.title for j in jobs if j.status is JobStatus.DONE},
+            "failed": [f"{j.title}: {j.error or j.status.value}" for j in jobs if j.status is not JobStatus.DONE],
+        }
 
     return manager.submit(
         key,
