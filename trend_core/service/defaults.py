@@ -58,7 +58,7 @@ def has_family(metas: Sequence[dict]) -> bool:
 def transfer_eps(attack: str, dataset: str) -> float:
     """Where the Transferability page's eps slider starts for ``attack``."""
     default = attack_settings(attack, dataset).eps.default
-    return float(round(default if default is not None else 0.0, 4))
+    return round(float(default) if default is not None else 0.0, 4)  # type: ignore[arg-type]  # (a number)
 
 
 def transfer_limit(total: int) -> int:
@@ -86,7 +86,7 @@ def transfer_request(metas: Sequence[dict], dataset: str, total: int) -> dict | 
         sources=members,
         targets=members,
         attack=attack,
-        params=transfer_params(attack, dataset, transfer_eps(attack, dataset), steps),
+        params=transfer_params(attack, dataset, transfer_eps(attack, dataset), int(steps)),  # type: ignore[call-overload]
         limit=transfer_limit(total),
     )
 
@@ -213,7 +213,7 @@ def pool_request(metas: Sequence[dict], dataset: str) -> dict | None:
     pool = pool_picks(metas)
     if len(pool) < 2:
         return None
-    eps = float(attack_settings("pgd", dataset).eps.default)
+    eps = float(attack_settings("pgd", dataset).eps.default)  # type: ignore[arg-type]  # (a number)
     return dict(sources=pool, targets=pool, attack="pgd", params={"eps": eps, "steps": POOL_STEPS}, limit=POOL_IMAGES)
 
 

@@ -3,7 +3,7 @@ A-GD evaluation against each member, its growth curve or robustness ranking, and
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -98,7 +98,7 @@ def submit_ensemble_sweep(
                     steps=steps,
                     step_size=step_size,
                     profile=profile,
-                    on_step=lambda step, agreement, seen=steps_seen: seen.append(agreement),
+                    on_step=_recorder(steps_seen),
                 )
                 attack_cached(ensemble, attack, x, y, [eps], cache)
                 if steps_seen:
@@ -148,6 +148,15 @@ def submit_ensemble_sweep(
             names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device, profile=profile
         ),
     )
+
+
+def _recorder(seen: list) -> Callable[[int, torch.Tensor], None]:
+    """An attack's ``on_step`` that keeps each step's agreement in ``seen``."""
+
+    def record(step: int, agreement: torch.Tensor) -> None:
+        seen.append(agreement)
+
+    return record
 
 
 def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str = "auto") -> GradientViews:

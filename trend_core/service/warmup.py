@@ -51,7 +51,7 @@ def default_runs(zoo: Zoo, dataset: str, device: str = "auto", profile: str = "p
     metas = zoo.list(dataset)
     total = test_count(dataset)
     common, alone = dict(device=device, profile=profile), dict(device=device)  # (boundary and audit: no profile)
-    found = [
+    found: list[tuple[str, str, Callable[..., Job], dict | None, dict]] = [
         ("Decision boundary", "boundary", submit_boundary, defaults.boundary_request(metas, dataset), alone),
         ("TM curve", "tm-fit", submit_tm_fit, defaults.curve_request(metas, dataset), common),
         (
