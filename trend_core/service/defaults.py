@@ -10,7 +10,8 @@ from typing import Sequence
 from trend_core.attacks.registry import ATTACK_NAMES
 from trend_core.attacks.settings import attack_settings
 from trend_core.config.datasets import get_info
-from trend_core.config.labels import paper_picks
+from trend_core.config.labels import label_map, paper_picks
+from trend_core.config.specs import ModelSpec
 from trend_core.ensemble.selection import growing_ensembles, growth_start, select_ensembles
 from trend_core.errors import TrendError
 from trend_core.experiments.curve import MIN_POINTS, default_fit_eps
@@ -49,8 +50,6 @@ def picker_names(metas: Sequence[dict]) -> list[str]:
 def has_family(metas: Sequence[dict]) -> bool:
     """Whether the Transferability page's family preset has a family to offer (models that differ in one factor
     only, imported weights left out): its default run then takes every zoo model."""
-    from trend_core.config.specs import ModelSpec
-
     names = picker_names(metas)
     return bool(families((ModelSpec.parse(n) for n in names), imported=imported_names(metas)))
 
@@ -235,8 +234,6 @@ def builder_attack(dataset: str) -> dict:
 def builder_run(result, metas: Sequence[dict]) -> tuple:
     """A finished transfer run as the TREND builder reads it: (TM matrix in the zoo's labels, label -> canonical
     name, the labels kept by default (fully trained models), label -> why each other one is left out)."""
-    from trend_core.config.labels import label_map
-
     tm = result.matrix(averages=False)
     run_labels = [label for label in tm.index if label in tm.columns]
     names = {label: result.specs.get(label) or label for label in run_labels}
