@@ -5,12 +5,16 @@ cached (target < 1 s per page).
     python bench/app_pages.py --runs 9
     python bench/app_pages.py --defaults HOME   # each page's default run, timed, on the zoo in HOME
     python bench/app_pages.py --zoo-button default   # the Overview's starter-zoo button, timed on an empty store
+    python bench/app_pages.py --warm HOME       # the demo warm-up on the zoo in HOME, then each page after it
 
 --defaults copies the models of HOME (e.g. the digits preset that `trend reproduce --scale quick --home HOME`
 trains) into an empty store and clicks each page's run buttons without touching a setting: the time a new
 user waits for each page's default run on this machine (nothing cached; jobs synchronous). --zoo-button
 clicks "Build the default digits zoo" (default) or "Quick demo zoo" (demo) on the Overview of an empty store
-and times the training it starts. Pages or buttons a checkout lacks are reported as absent, so the same
+and times the training it starts. --warm copies HOME's models into an empty store, times the warm-up
+(trend_core.service.warmup: every page's default run), then each page's first render and each press of its run
+buttons, in the same server process and again after a restart (a fresh job manager: results from the store);
+target < 1 s each. Pages or buttons a checkout lacks are reported as absent, so the same
 script times an older checkout (copy it there) for before/after figures.
 
 The store is a temporary folder whose models/ is a copy of the test zoo (.trend-home/test-zoo; trained on
@@ -135,7 +139,7 @@ DEFAULT_RUNS = {
     "pages/transferability.py": ["tr_run"],
     "pages/decision_boundary.py": ["db_run"],
     "pages/ensemble_attacks.py": ["ea_run"],
-    "pages/trend_builder.py": ["tb_launch", "tb_eval", "tb_grow", "tb_audit"],
+    "pages/trend_builder.py": ["tb_launch", "tb_eval", "tb_rank", "tb_grow", "tb_audit"],
     "pages/tm_curve.py": ["tc_run"],
     "pages/audit.py": ["au_run"],
 }
@@ -171,6 +175,53 @@ def bench_defaults(source_home: Path) -> None:
                       flush=True)
 
 
+def bench_warm(source_home: Path) -> None:
+    """Seconds of the warm-up on HOME's models, then of each page's first render and button presses after it."""
+    from streamlit.testing.v1 import AppTest
+
+    from trend_core.models.zoo import Zoo
+    from trend_core.runtime.jobs import get_manager, reset_manager
+    from trend_core.service.warmup import submit_warmup
+    from trend_core.storage.store import get_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(source_home / "models", home / "models")
+        os.environ["TREND_HOME"] = str(home)
+        os.environ["TREND_JOBS_SYNC"] = "1"
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        start = time.perf_counter()
+        warm = submit_warmup(Zoo(home), get_store(home), "digits")
+        seconds = time.perf_counter() - start
+        print(f"Warm-up on the zoo of {source_home}: {seconds:.1f} s, {len(warm.result['done'])} runs "
+              f"(load average before {load}){'; failed: ' + '; '.join(warm.result['failed']) if warm.result['failed'] else ''}",
+              flush=True)
+        for job in sorted(get_manager().jobs(), key=lambda j: j.created):
+            if job.kind != "warmup":
+                print(f"  {job.elapsed:7.1f} s  {job.title}", flush=True)
+        print(f"{'page':<20}{'server':<9}{'first render s':>15}{'presses s':>12}  page shows")
+        for restarted in (False, True):
+            for path, keys in DEFAULT_RUNS.items():
+                if restarted:
+                    reset_manager()  # a restarted server: only the results store remembers
+                known = {job.key for job in get_manager().jobs()}
+                start = time.perf_counter()
+                at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
+                at.switch_page(path).run()
+                first = time.perf_counter() - start
+                presses = []
+                for key in keys:
+                    start = time.perf_counter()
+                    at.button(key=key).click().run()
+                    presses.append(time.perf_counter() - start)
+                new = {job.key for job in get_manager().jobs()} - known
+                computed = [j.title for j in get_manager().jobs() if j.key in new and not j.from_store]
+                shown = [e.value for e in at.exception] + [e.value for e in at.error]
+                verdict = (f"COMPUTED {computed}" if computed else "") + (shown[0][:80] if shown else "")
+                print(f"{path.split('/')[-1][:-3]:<20}{'restarted' if restarted else 'same':<9}{first:>15.2f}"
+                      f"{max(presses):>12.2f}  {verdict or 'ok'}", flush=True)
+
+
 ZOO_BUTTONS = {"default": "build_default_zoo", "demo": "build_demo_zoo"}
 
 
@@ -199,7 +250,12 @@ def main() -> None:
                         help="time each page's default run on the models of HOME instead of cached renders")
     parser.add_argument("--zoo-button", choices=sorted(ZOO_BUTTONS), default=None,
                         help="time the Overview's starter-zoo button on an empty store")
+    parser.add_argument("--warm", metavar="HOME", default=None,
+                        help="time the demo warm-up on the models of HOME, then each page after it")
     args = parser.parse_args()
+    if args.warm:
+        bench_warm(Path(args.warm))
+        return
     if args.zoo_button:
         bench_zoo_button(args.zoo_button)
         return

@@ -10,17 +10,15 @@ import trend_ui
 def choose_target(ctx) -> tuple[list[str], bool]:
     """The model or the vote's members; by default the paper's FP, Q1 and Q2 (fully trained ones first), not the
     zoo's first models in name order."""
-    from trend_core.models.families import fully_trained
-    from trend_core.config.labels import paper_picks
+    from trend_core.service.defaults import AUDIT_MEMBERS, audit_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
-    trained, _ = fully_trained(names, metas)
-    picks = paper_picks([*trained, *[n for n in names if n not in trained]], ("FP", "Q1", "Q2"))
-    ensemble = st.toggle("Audit a majority-vote ensemble", value=len(names) >= 3, key="au_ensemble")
+    picks = audit_picks(metas)
+    ensemble = st.toggle("Audit a majority-vote ensemble", value=len(names) >= AUDIT_MEMBERS, key="au_ensemble")
     if ensemble:
-        chosen = st.multiselect("Ensemble members (two or more)", names, default=picks[: min(3, len(names))],
+        chosen = st.multiselect("Ensemble members (two or more)", names, default=picks[:AUDIT_MEMBERS],
                                 format_func=label_of.get, key="au_members")
     else:
         chosen = [st.selectbox("Model", names, index=names.index(picks[0]) if picks else 0,
@@ -30,27 +28,23 @@ def choose_target(ctx) -> tuple[list[str], bool]:
 
 def choose_settings(ctx) -> dict:
     from trend_core.config.datasets import get_info
+    from trend_core.service import defaults
 
     info = get_info(ctx.dataset)
     high = float(round(3 * info.default_eps, 4))
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
     low_eps, high_eps = c1.slider("eps range (L-inf, pixel units)", 0.0, high,
-                                  (float(info.default_eps) / 2, float(info.default_eps)),
+                                  defaults.audit_eps_range(ctx.dataset),
                                   step=float(round(info.default_eps / 20, 5)), format="%.4f", key="au_eps",
                                   help="The audit also runs APGD-CE and Square at eps 0.5, where nothing should "
                                        "stay robust.")
-    points = c2.number_input("eps values", 1, 6, 2, key="au_points")
+    points = c2.number_input("eps values", 1, 6, defaults.AUDIT_POINTS, key="au_points")
     level = c3.radio("Battery", ["quick", "thorough"], key="au_level", horizontal=True,
                      help="thorough: twice the APGD steps, 3 restarts, 5x the Square queries, every other zoo "
                           "model as a transfer surrogate")
     total = trend_ui.count_test_images(ctx.dataset)
-    limit = c4.number_input("Test images", 1, total, min(100, total), key="au_limit")
-    if points == 1 or high_eps <= low_eps:
-        epsilons = [high_eps]
-    else:
-        step = (high_eps - low_eps) / (points - 1)
-        epsilons = [round(low_eps + i * step, 5) for i in range(int(points))]
-    return {"epsilons": [e for e in epsilons if e > 0] or [float(info.default_eps)], "level": level,
+    limit = c4.number_input("Test images", 1, total, min(defaults.AUDIT_IMAGES, total), key="au_limit")
+    return {"epsilons": defaults.audit_eps(low_eps, high_eps, int(points), info.default_eps), "level": level,
             "limit": int(limit)}
 
 

@@ -1,8 +1,6 @@
 """Decision boundary: the class of every point of a 2-D slice of input space around one test image (PAPER §8)."""
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 import trend_ui
@@ -42,17 +40,18 @@ def choose_grid(ctx) -> tuple[list[str], int, float]:
     """One or two models, the grid resolution and its range."""
     from trend_core.config.datasets import get_info
     from trend_core.config.labels import paper_picks
+    from trend_core.service.defaults import BOUNDARY_INPUTS, BOUNDARY_RESOLUTION, boundary_span
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     info = get_info(ctx.dataset)
-    default_span = 2 * info.default_eps * math.sqrt(math.prod(info.input_shape))
+    default_span = boundary_span(ctx.dataset)
     c1, c2, c3 = st.columns([2, 1, 1])
     models = c1.multiselect("Models (one or two; the first gives the x direction)", names,
-                            default=paper_picks(names, ("FP", "Q1")), format_func=label_of.get, key="db_models",
+                            default=paper_picks(names, BOUNDARY_INPUTS), format_func=label_of.get, key="db_models",
                             max_selections=2)
-    resolution = c2.slider("Grid points per axis", 11, 101, 41, step=2, key="db_resolution",
+    resolution = c2.slider("Grid points per axis", 11, 101, BOUNDARY_RESOLUTION, step=2, key="db_resolution",
                            help="Odd, so the image itself is the centre point.")
     span = c3.slider("Range (L2 distance from the image)", 0.0, round(4 * default_span, 2), round(default_span, 2),
                      step=round(default_span / 20, 3), key="db_span",

@@ -11,33 +11,34 @@ GALLERY_SIZE = 24
 def choose_members(ctx) -> list[str]:
     """The members; by default the paper's headline ensemble FP + Q1 + Q2 (others where the zoo lacks them)."""
     from trend_core.config.labels import paper_picks
+    from trend_core.service.defaults import ENSEMBLE_INPUTS
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
     return st.multiselect("Ensemble members (two or more; the ensemble decides by majority vote)", names,
-                          default=paper_picks(names, ("FP", "Q1", "Q2")), format_func=label_of.get, key="ea_members")
+                          default=paper_picks(names, ENSEMBLE_INPUTS), format_func=label_of.get, key="ea_members")
 
 
 def choose_sweep(ctx) -> dict:
     """The eps range and its number of points, PGD steps and the number of test images."""
     from trend_core.config.datasets import get_info
-    from trend_core.experiments.grids import spaced_eps
+    from trend_core.service import defaults
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
-    step = float(round(high / 60, 5))
+    step = defaults.ensemble_eps_step(ctx.dataset)
     eps_low, eps_high = c1.slider("eps range (L-inf, pixel units)", 0.0, float(round(2 * high, 4)),
                                   (float(low), float(high)), step=step, format="%.4f",
                                   key="ea_eps", help=f"The {info.name} default eps is {info.default_eps:g}.")
-    points = c2.number_input("eps values", 2, 12, 4, key="ea_points")
-    steps = c3.number_input("Steps", 1, 200, 20, key="ea_steps",
+    points = c2.number_input("eps values", 2, 12, defaults.ENSEMBLE_POINTS, key="ea_points")
+    steps = c3.number_input("Steps", 1, 200, defaults.ENSEMBLE_STEPS, key="ea_steps",
                             help="Iterations of each attack; step size 0.01 (the paper's), larger when needed to "
                                  "reach the largest eps.")
     total = trend_ui.count_test_images(ctx.dataset)
-    limit = c4.number_input("Test images", 1, total, min(100, total), key="ea_limit")
-    epsilons = spaced_eps(eps_low, eps_high, int(points), step)  # evenly spaced on the slider's grid
+    limit = c4.number_input("Test images", 1, total, min(defaults.ENSEMBLE_IMAGES, total), key="ea_limit")
+    epsilons = defaults.ensemble_eps(ctx.dataset, eps_low, eps_high, int(points))  # on the slider's grid
     return {"epsilons": epsilons, "steps": int(steps), "limit": int(limit)}
 
 
@@ -45,8 +46,13 @@ def choose_sweep(ctx) -> dict:
 def show_sweep(result: dict) -> None:
     """Success over eps (lines), at one eps (bars), and per-member numbers at that eps."""
     from trend_core.ensemble.selection import ENSEMBLE_LABEL
-    from trend_core.plots.ensemble import (RULE_ORDER, agreement_figure, rule_label, success_bars_figure,
-                                           success_lines_figure)
+    from trend_core.plots.ensemble import (
+        RULE_ORDER,
+        agreement_figure,
+        rule_label,
+        success_bars_figure,
+        success_lines_figure,
+    )
 
     sweep, agreement = result["sweep"], result["agreement"]
     ensemble = sweep[sweep["model"] == ENSEMBLE_LABEL]
@@ -85,8 +91,8 @@ def show_sweep(result: dict) -> None:
 
 @st.cache_data(show_spinner="Computing the members' gradients", max_entries=32)
 def _views(home: str, identity: tuple, index: int, device: str):
-    from trend_core.service.vote_jobs import gradient_views_of
     from trend_core.models.zoo import Zoo
+    from trend_core.service.vote_jobs import gradient_views_of
 
     return gradient_views_of(Zoo(home), [name for name, _ in identity], index, device)
 

@@ -6,28 +6,15 @@ import streamlit as st
 import trend_ui
 
 
-def parse_eps(text: str) -> list[float]:
-    """Comma- or space-separated eps values; anything else is a TrendError."""
-    from trend_core.errors import TrendError
-
-    from trend_core.experiments.curve import MIN_POINTS
-
-    parts = [p for p in text.replace(",", " ").split() if p]
-    if not parts:
-        raise TrendError(f"The box of eps to fit is empty; give at least {MIN_POINTS}, e.g. 0.05, 0.1, 0.2, 0.3.")
-    try:
-        return [float(p) for p in parts]
-    except ValueError:
-        raise TrendError(f"The eps to fit must be numbers separated by commas, e.g. 0.05, 0.1, 0.2, 0.3; got {text!r}.") from None
-
-
 def choose_pair(ctx) -> tuple[str, str]:
     from trend_core.config.labels import paper_picks
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
-    source, target = paper_picks(names, ("FP", "Q1"))  # the paper's story: how much FP's attacks reach Q1
+    from trend_core.service.defaults import CURVE_INPUTS
+
+    source, target = paper_picks(names, CURVE_INPUTS)  # the paper's story: how much FP's attacks reach Q1
     left, right = st.columns(2)
     source = left.selectbox("Source (attacked)", names, index=names.index(source), format_func=label_of.get,
                             key="tc_source")
@@ -38,29 +25,28 @@ def choose_pair(ctx) -> tuple[str, str]:
 
 def choose_eps(ctx) -> dict:
     """The eps text for the fit, how many points the denser measured sweep has, PGD steps and images."""
-    from trend_core.experiments.curve import default_fit_eps
     from trend_core.config.datasets import get_info
+    from trend_core.service import defaults
 
     info = get_info(ctx.dataset)
     low, high = info.eps_range
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
-    text = c1.text_input("eps to fit (3 or more)", ", ".join(f"{e:.4g}" for e in default_fit_eps(ctx.dataset)),
+    text = c1.text_input("eps to fit (3 or more)", defaults.curve_fit_text(ctx.dataset),
                          key="tc_fit_eps", help=f"The paper fits from 4 eps; defaults spread over {low:g} to {high:g}.")
-    points = c2.number_input("Measured points", 0, 40, 12, key="tc_points",
+    points = c2.number_input("Measured points", 0, 40, defaults.CURVE_POINTS, key="tc_points",
                              help="A denser sweep over the same range to check the fit against (the paper: 20).")
-    steps = c3.number_input("PGD steps", 1, 200, 20, key="tc_steps")
-    limit = c4.number_input("Test images", 1, 10_000, 200, key="tc_limit")
+    steps = c3.number_input("PGD steps", 1, 200, defaults.CURVE_STEPS, key="tc_steps")
+    limit = c4.number_input("Test images", 1, 10_000, defaults.CURVE_IMAGES, key="tc_limit")
     return {"fit_text": text, "points": int(points), "steps": int(steps), "limit": int(limit)}
 
 
 def fit_request(ctx, settings: dict) -> dict:
     """The fit's eps (parsed) and the measured sweep: ``points`` eps evenly over the dataset's range (stretched
     to the largest fit eps), for ``submit_tm_fit``."""
-    from trend_core.experiments.grids import measured_eps
+    from trend_core.service.defaults import curve_fit_request
 
-    fit_eps = parse_eps(settings["fit_text"])
-    eval_eps = measured_eps(ctx.dataset, fit_eps, settings["points"])
-    return {"fit_eps": fit_eps, "eval_eps": eval_eps, "steps": settings["steps"], "limit": settings["limit"]}
+    return curve_fit_request(ctx.dataset, settings["fit_text"], settings["points"], settings["steps"],
+                             settings["limit"])
 
 
 def show_fit(result: dict) -> None:

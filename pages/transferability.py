@@ -29,12 +29,13 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
         members = names if choice == options[0] else [s.name for s in found[choice]]
         st.caption("Models: " + ", ".join(label_of[n] for n in members))
         return members, members
+    from trend_core.service.defaults import TRANSFER_PICKED
+
     left, right = st.columns(2)
     fmt = label_of.get
-    sources = left.multiselect("Sources (attacked)", names, default=names[: min(4, len(names))], format_func=fmt,
-                               key="tr_sources")
-    targets = right.multiselect("Targets (evaluated)", names, default=names[: min(4, len(names))], format_func=fmt,
-                                key="tr_targets")
+    picked = names[: min(TRANSFER_PICKED, len(names))]
+    sources = left.multiselect("Sources (attacked)", names, default=picked, format_func=fmt, key="tr_sources")
+    targets = right.multiselect("Targets (evaluated)", names, default=picked, format_func=fmt, key="tr_targets")
     return sources, targets
 
 
@@ -57,33 +58,33 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
     many test images to use."""
     from trend_core.attacks.registry import ATTACK_NAMES
     from trend_core.attacks.settings import attack_settings
+    from trend_core.service.defaults import transfer_eps, transfer_limit, transfer_params
 
     catalog = {name: attack_settings(name, ctx.dataset) for name in ATTACK_NAMES}
     c1, c2, c3, c4 = st.columns([1.3, 1.6, 1, 1])
     attack = c1.selectbox("Attack", list(catalog), format_func=lambda n: catalog[n].label, key="tr_attack")
     settings = catalog[attack]
-    eps_setting = settings.eps
-    default = eps_setting.default if eps_setting.default is not None else 0.0
-    top = float(eps_setting.high)
+    default = transfer_eps(attack, ctx.dataset)
+    top = float(settings.eps.high)
     eps = c2.slider("eps (perturbation budget)" + (", 0 = no clip" if settings.minimum_norm else ""), 0.0, top,
-                    float(round(default, 4)), step=float(round(top / 100, 5)), key=f"tr_eps_{attack}",
+                    default, step=float(round(top / 100, 5)), key=f"tr_eps_{attack}",
                     format="%.4f", help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
                                         f"{ctx.dataset} default is {default:.3g}.")
     steps = settings.setting("steps")
-    given: dict = {"eps": (eps or None) if settings.minimum_norm else eps,  # PGD's eps 0: an error, said so
-                   "steps": int(c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default),
-                                                key=f"tr_steps_{attack}"))}
+    chosen_steps = int(c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default),
+                                       key=f"tr_steps_{attack}"))
+    more = {}
     if "kappa" in {p.name for p in settings.params}:
         kappa = settings.setting("kappa")
-        given["kappa"] = c4.number_input("kappa (confidence)", float(kappa.low), float(kappa.high),
-                                         float(kappa.default), step=5.0, key="tr_kappa",
-                                         help="The paper compares kappa = 0 and 30: higher transfers more.")
-    params = settings.complete(**given)
+        more["kappa"] = c4.number_input("kappa (confidence)", float(kappa.low), float(kappa.high),
+                                        float(kappa.default), step=5.0, key="tr_kappa",
+                                        help="The paper compares kappa = 0 and 30: higher transfers more.")
+    params = transfer_params(attack, ctx.dataset, eps, chosen_steps, **more)  # PGD's eps 0: an error, said so
     total = trend_ui.count_test_images(ctx.dataset)
     if total <= 20:  # a slider needs a range: a small test split is used whole
         st.caption(f"Test images: all {total} of the {ctx.dataset} test split.")
         return attack, params, total
-    limit = st.slider("Test images", 20, total, min(total, 360), step=10 if total > 100 else 1,
+    limit = st.slider("Test images", 20, total, transfer_limit(total), step=10 if total > 100 else 1,
                       key="tr_limit", help="The first N test images; more images, steadier TM, longer run.")
     return attack, params, int(limit)
 
@@ -135,8 +136,8 @@ def show_result(ctx, result) -> None:
 def show_tables(ctx, result, pairs) -> None:
     """The paper's Table II: per pair, and mean ± std over seeds of one configuration."""
     from trend_core.errors import TrendError
-    from trend_core.models.families import without_imported
     from trend_core.experiments.transfer_tables import model_groups, seed_group_table
+    from trend_core.models.families import without_imported
 
     shown = pairs[pairs["source"] != pairs["target"]].copy()
     shown["transfer %"] = 100 * shown["tm"]
@@ -162,8 +163,8 @@ def show_tables(ctx, result, pairs) -> None:
 def show_examples(ctx, result) -> None:
     """Clean / adversarial / perturbation images of one pair: some that transferred, some that did not."""
     from trend_core.config.datasets import get_info
-    from trend_core.service.transfer import submit_transfer
     from trend_core.plots.transfer import pair_examples_figure
+    from trend_core.service.transfer import submit_transfer
 
     pairs = [(s, t) for s in result.sources for t in result.targets if s != t]
     if not pairs:

@@ -8,9 +8,6 @@ import streamlit as st
 
 import trend_ui
 
-# The default candidate pool: the paper's headline members FP, Q1 and Q2 and three more input quantizations,
-# so TREND has a choice to make (other models where the zoo lacks these).
-POOL_INPUTS = ("FP", "Q1", "Q2", "HT", "Q4", "Q8")
 TM_FILE = "trend-tm.csv"  # the name the candidates' equivalent command reads the TM matrix from
 VERDICT_BOX = {"held": st.success, "did not hold": st.warning, "inconclusive": st.info}
 
@@ -47,27 +44,25 @@ def describe_run(job, label_of: dict) -> str:
 def launch_transfer(ctx, expanded: bool) -> None:
     """A PGD transfer run over a pool of zoo models (every model both source and target), as a job; once it is
     done it becomes the page's run."""
-    from trend_core.service.transfer import submit_transfer
     from trend_core.attacks.settings import attack_settings
     from trend_core.errors import TrendError
-    from trend_core.models.families import fully_trained
-    from trend_core.config.labels import paper_picks
+    from trend_core.service.defaults import POOL_IMAGES, POOL_STEPS, pool_picks
+    from trend_core.service.transfer import submit_transfer
 
     metas = ctx.models()
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
-    trained, _ = fully_trained(names, metas)
     pgd = attack_settings("pgd", ctx.dataset)  # the same defaults and ranges as the CLI and Transferability
     with st.expander("Launch a transfer run here", expanded=expanded):
         pool = st.multiselect("Candidate pool (each model is attacked and evaluated)", names,
-                              default=paper_picks(trained, POOL_INPUTS), format_func=label_of.get, key="tb_pool",
+                              default=pool_picks(metas), format_func=label_of.get, key="tb_pool",
                               help="By default fully trained models only (not the quick demo's 4-epoch ones, not "
                                    "imported weights).")
         c1, c2, c3 = st.columns(3)
         eps = c1.slider("PGD eps", 0.0, float(pgd.eps.high), float(pgd.eps.default),
                         step=float(round(float(pgd.eps.default) / 20, 5)), format="%.4f", key="tb_pool_eps")
-        steps = c2.number_input("PGD steps", 1, 200, 20, key="tb_pool_steps")
-        limit = c3.number_input("Test images", 1, 10_000, 200, key="tb_pool_limit")
+        steps = c2.number_input("PGD steps", 1, 200, POOL_STEPS, key="tb_pool_steps")
+        limit = c3.number_input("Test images", 1, 10_000, POOL_IMAGES, key="tb_pool_limit")
         if st.button("Run transfer", icon=":material/play_arrow:", key="tb_launch"):
             with trend_ui.guard("The transfer run"):
                 if len(pool) < 2:
@@ -127,46 +122,34 @@ def run_in_zoo_labels(ctx, key: str, result) -> Run:
     """The run's TM matrix and accuracies under the zoo's labels, restricted to the candidate models the user
     keeps (by default the fully trained ones: the quick demo's 4-epoch models and imported weights are offered,
     not picked)."""
-    from trend_core.models.families import fully_trained
+    from trend_core.service.defaults import builder_run, pool_accuracies
 
     metas = ctx.models()
-    tm = result.matrix(averages=False)
-    run_labels = [label for label in tm.index if label in tm.columns]
-    names = {label: result.specs.get(label) or label for label in run_labels}
-    zoo_label = trend_ui.zoo_label_map(metas, list(names.values()))
-    relabel = {label: zoo_label[name] for label, name in names.items()}
-    name_of = {relabel[label]: name for label, name in names.items()}
-    tm = tm.loc[run_labels, run_labels].rename(index=relabel, columns=relabel)
-    kept, left_out = fully_trained(list(name_of.values()), metas)
-    pool = st.multiselect("Candidate models (from this run)", list(name_of),
-                          default=[zoo_label[n] for n in kept], key=f"tb_candidates_{key[:16]}",
-                          help="TREND picks ensembles among these.")
+    tm, name_of, kept, left_out = builder_run(result, metas)
+    pool = st.multiselect("Candidate models (from this run)", list(name_of), default=kept,
+                          key=f"tb_candidates_{key[:16]}", help="TREND picks ensembles among these.")
     if left_out:
-        st.caption("Left out by default: " + "; ".join(f"{zoo_label[n]} ({why})" for n, why in left_out.items())
+        st.caption("Left out by default: " + "; ".join(f"{label} ({why})" for label, why in left_out.items())
                    + ". Add them above to let TREND pick them.")
     if len(pool) < 2:
         from trend_core.errors import TrendError
 
         raise TrendError("TREND needs at least two candidate models; add some above.")
-    accuracies = {}
-    by_name = {m.get("name"): m for m in metas}
-    for label in pool:
-        acc = by_name.get(name_of[label], {}).get("test_acc")
-        if acc is not None:
-            accuracies[label] = float(acc)
+    accuracies = pool_accuracies(pool, name_of, metas)
     return Run(key, tm.loc[pool, pool], {label: name_of[label] for label in pool}, accuracies)
 
 
 def choose_candidates(ctx, run: Run) -> tuple | None:
     """Sliders (size, required members, accuracy floor) and the ranked candidate ensembles, with the `trend
     select` command that ranks the same sets from the downloaded TM matrix."""
-    from trend_core.service.commands import select_command
     from trend_core.ensemble.selection import select_ensembles
+    from trend_core.service.commands import select_command
+    from trend_core.service.defaults import BUILDER_CANDIDATES, builder_size
 
     pool = list(run.tm.index)
     c1, c2, c3 = st.columns([1, 2, 1])
     if len(pool) > 2:
-        k = c1.slider("Ensemble size", 2, len(pool), min(3, len(pool)), key="tb_k")
+        k = c1.slider("Ensemble size", 2, len(pool), builder_size(pool), key="tb_k")
     else:
         k = 2
         c1.caption("Ensemble size: 2 (two candidate models)")
@@ -176,7 +159,7 @@ def choose_candidates(ctx, run: Run) -> tuple | None:
                               help="e.g. the full-precision model, which lifts clean accuracy.")
     floor = c3.slider("Clean accuracy floor (%)", 0, 100, 0, key="tb_floor")
     candidates = select_ensembles(run.tm, k, require=required, min_acc=floor / 100 if floor else None,
-                                  accuracies=run.accuracies, top=10)
+                                  accuracies=run.accuracies, top=BUILDER_CANDIDATES)
     st.markdown(f"**TREND's ranking** ({candidates.attrs.get('method', '')} search over "
                 f"{candidates.attrs.get('candidates', len(candidates))} sets): mean pairwise symmetrized TM, lower "
                 "is better (attacks transfer less among the members). Low TM is TREND's proxy for robustness; "
@@ -211,14 +194,16 @@ def choose_candidates(ctx, run: Run) -> tuple | None:
 # ----------------------------------------------------------------------------- 3. robustness
 def attack_settings(ctx) -> dict:
     from trend_core.config.datasets import get_info
+    from trend_core.service.defaults import builder_attack
 
     info = get_info(ctx.dataset)
+    start = builder_attack(ctx.dataset)
     c1, c2, c3 = st.columns(3)
-    eps = c1.slider("A-GD eps", 0.0, float(round(3 * info.default_eps, 4)), float(info.default_eps),
+    eps = c1.slider("A-GD eps", 0.0, float(round(3 * info.default_eps, 4)), start["eps"],
                     step=float(round(info.default_eps / 20, 5)), format="%.4f", key="tb_eps",
                     help="The paper's headline: eps = 0.01 on CIFAR-10.")
-    steps = c2.number_input("A-GD steps", 1, 200, 20, key="tb_steps")
-    limit = c3.number_input("Images attacked", 1, 10_000, 100, key="tb_limit",
+    steps = c2.number_input("A-GD steps", 1, 200, start["steps"], key="tb_steps")
+    limit = c3.number_input("Images attacked", 1, 10_000, start["limit"], key="tb_limit",
                             help="The first test images; accuracy under attack is measured on them.")
     return {"eps": eps, "steps": int(steps), "limit": int(limit)}
 
@@ -342,6 +327,7 @@ def show_ranking(frame, candidates) -> None:
 
 def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> None:
     from trend_core.ensemble.selection import growing_ensembles, growth_start
+    from trend_core.service.defaults import builder_growth_size
     from trend_core.service.vote_jobs import submit_trend_evaluation, submit_trend_growth
 
     st.subheader("3. Robustness of the vote")
@@ -369,7 +355,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
         show_ranking(frame, candidates)
 
     c1, c2 = st.columns([1, 2])
-    top = c2.slider("Largest size for the growth curve", 2, len(pool), min(4, len(pool)), key="tb_grow_max") \
+    top = c2.slider("Largest size for the growth curve", 2, len(pool), builder_growth_size(pool), key="tb_grow_max") \
         if len(pool) > 2 else 2
     start = growth_start(pool, required, run.accuracies)
     with trend_ui.guard("The growth curve"):

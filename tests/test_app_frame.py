@@ -26,9 +26,11 @@ def test_quick_demo_button_trains_the_demo_zoo_as_a_job(empty_home, monkeypatch)
     tiny = "digits/resnet18-w0.25/FP/sgd/s0/e1"  # one 1-epoch model stands in for the demo zoo
     monkeypatch.setattr(trend_ui.zoo_actions, "QUICK_DEMO", (tiny,))
     at = open_app()
+    at.toggle(key="warm_defaults").set_value(False)  # (test_app_warmup.py covers the pages' warm-up)
     at.button(key="build_demo_zoo").click().run()
     assert_clean(at)
     assert any(s.startswith("Training 1 model: done") for s in texts(at.success))
+    assert not any("default run" in s for s in texts(at.success))  # switched off: no warm-up
     table = at.dataframe[0].value
     assert list(table["name"]) == [tiny] and table["test acc %"].between(0, 100).all()
     assert "build_demo_zoo" not in [b.key for b in at.button]  # the zoo is no longer empty

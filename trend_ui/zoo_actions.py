@@ -12,13 +12,15 @@ PRESET_TIME = {"digits": "about 1.5 minutes", "mnist": "about 7 minutes (the emb
 
 
 def build_zoo_panel(ctx) -> None:
-    """Buttons that train the dataset's default preset (or, on digits, the quick demo) as a job, and its progress."""
+    """Buttons that train the dataset's default preset (or, on digits, the quick demo) as a job, and its progress;
+    then (unless switched off) every page's default run in the background, so a demo's first clicks are instant."""
     from trend_core.service.training import submit_training
+    from trend_core.service.warmup import submit_warmup
     from trend_core.config.presets import PRESETS
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import preset_specs
 
-    job = None
+    job, warm = None, False
     if ctx.dataset in PRESETS:
         preset = preset_specs(ctx.dataset)
         missing = [spec for spec in preset if not ctx.zoo.has(spec)]
@@ -36,10 +38,20 @@ def build_zoo_panel(ctx) -> None:
                                  help="FP, Q2 and Q1 ResNet18s trained for 4 epochs: about 10 s on a CPU, "
                                       "for a first look."):
             job = submit_training(ctx.zoo, [ModelSpec.parse(n) for n in QUICK_DEMO], ctx.device)
+        if missing or demo:
+            warm = st.toggle("Then compute every page's default run", value=True, key="warm_defaults",
+                             help="In the background after training (minutes), cheapest first, so that the first "
+                                  "click on each page's run button is served from the store at once.")
     else:
         st.info(f"There is no preset zoo for {ctx.dataset}; train models on the Model zoo page.")
     if job is not None:
         remember_job("zoo-build", job)
+        if warm:
+            remember_job("zoo-warmup", submit_warmup(ctx.zoo, ctx.store, ctx.dataset, ctx.device, ctx.profile,
+                                                     after=job))
         if job.finished:  # done at once (synchronous jobs): redraw the zoo table
             st.rerun()
     job_panel(recalled_job("zoo-build", kind="train"), show_done=True)
+    warmed = job_panel(recalled_job("zoo-warmup", kind="warmup"), show_done=True)
+    for problem in (warmed or {}).get("failed", []):
+        st.warning(f"A default run did not finish ({problem}); its page says why when you press its button.")

@@ -18,6 +18,7 @@ from trend_core.cli.common import (
     profile_of,
     train_parallel,
     train_with_bar,
+    work_bar,
     zoo_from,
 )
 from trend_core.config.presets import PRESETS
@@ -46,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     zlist.set_defaults(func=cmd_zoo_list)
     zpreset = zsub.add_parser("preset", help="train a preset set of models")
     zpreset.add_argument("preset", choices=sorted(PRESETS))
+    zpreset.add_argument(
+        "--warm",
+        action="store_true",
+        help="then compute every dashboard page's default run into the store, so a demo's first clicks are instant",
+    )
     add_profile(zpreset)
     add_common(zpreset)
     zpreset.set_defaults(func=cmd_zoo_preset)
@@ -138,7 +144,36 @@ def cmd_train(args) -> int:
 
 def cmd_zoo_preset(args) -> int:
     _train_all(args, parse_names([f"preset:{args.preset}"], profile_of(args)))
+    if args.warm:
+        warm_pages(args, args.preset)
     return 0
+
+
+def warm_pages(args, dataset: str) -> None:
+    """Every page's default run on ``dataset`` into the store (``service.warmup``), one after another, with a bar."""
+    # local: loads torch only when needed (keeps start-up fast)
+    from trend_core.runtime.jobs import JobManager, JobStatus
+    from trend_core.service.warmup import warm_defaults
+    from trend_core.storage.store import get_store
+
+    start = time.perf_counter()
+    with work_bar("default runs") as progress:
+        jobs = warm_defaults(
+            zoo_from(args),
+            get_store(args.home),
+            dataset,
+            device=args.device,
+            profile=profile_of(args),
+            manager=JobManager(sync=True),
+            progress=progress,
+        )
+    failed = [f"{job.title}: {job.error or job.status.value}" for job in jobs if job.status is not JobStatus.DONE]
+    if failed:
+        raise TrendError(f"{len(failed)} of {len(jobs)} default runs did not finish: {'; '.join(failed)}")
+    print(
+        f"the default run of every page ({len(jobs)} runs) is in the store: {time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+    )
 
 
 def zoo_frame(rows: list[dict]) -> pd.DataFrame:

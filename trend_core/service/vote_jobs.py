@@ -3,9 +3,10 @@ A-GD evaluation against each member, its growth curve or robustness ranking, and
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
+import torch
 
 from trend_core.attacks.base import check_int
 from trend_core.attacks.ensemble_pgd import (
@@ -22,10 +23,12 @@ from trend_core.config.specs import ModelSpec
 from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.ensemble.verdict import member_verdict
 from trend_core.errors import TrendError
+from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.audit import audit_ensemble_and_members
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
+from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.vote_robustness import agd_evaluation, growth_curve
-from trend_core.models.members import check_members, load_members, model_identity, test_count, test_images, zoo_labels
+from trend_core.models.members import check_members, load_members, model_identity, test_images, zoo_labels
 from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
@@ -34,7 +37,7 @@ from trend_core.runtime.progress import WorkMeter
 from trend_core.service import commands
 from trend_core.service.checks import check_epsilons, check_limit
 from trend_core.service.submit import submit_job
-from trend_core.storage.store import AnyStore
+from trend_core.storage.store import AnyStore, MemoryStore
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 TREND_VERSION = "trend/v2"  # TREND builder jobs: zoo-wide labels and per-image results (with intervals)
@@ -66,10 +69,10 @@ def submit_ensemble_sweep(
 
     Result: ``sweep`` (robustness_sweep rows: rule, eps, model, clean_accuracy, accuracy, success_rate,
     acc_on_ensemble_adv) and ``agreement`` (rule, eps, member, agreement: the fraction of pixels where the
-    rule's step direction had the member's gradient sign, averaged over steps and the first images).
+    rule's step direction had the member's gradient sign, averaged over the steps and images of the sweep's own
+    attack; when that attack comes from the store, over a trace on the first ``agreement_images`` images).
     """
     names = check_members(zoo, members, 2, "ensemble member")
-    dataset = ModelSpec.parse(names[0]).dataset
     eps_list = check_epsilons(epsilons)
     steps = check_int("Attack steps", steps)
     limit = check_limit(limit)
@@ -80,15 +83,37 @@ def submit_ensemble_sweep(
 
     def run(job: Job) -> dict:
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
-        x, y = test_images(dataset, min(agreement_images, limit or agreement_images))
-        # one unit of work per (rule, eps): the attack on the evaluation images, then the agreement trace on a
-        # few of them; both run `steps` iterations, so each weighs its number of images
-        n_eval = min(limit, test_count(dataset)) if limit else test_count(dataset)
-        work = WorkMeter(job.progress, len(RULE_NAMES) * len(eps_list) * (n_eval + len(x)))
+        x, y = evaluation_data(list(ensemble.members), None, "test", limit)
+        x, y = x.to(dev), y.to(dev)
+        cache = store if store is not None else MemoryStore()  # the sweep reads the attack recorded below
+        work = WorkMeter(job.progress, len(RULE_NAMES) * len(eps_list))
         sweeps, frames = [], []
         for rule in RULE_NAMES:
             for eps in eps_list:
                 work.start(f"{RULE_LABELS[rule]} at eps {eps:g}: attacking the ensemble")
+                steps_seen: list = []  # the agreement of each step, recorded by the sweep's own attack
+                attack = EnsemblePGD(
+                    rule,
+                    eps,
+                    steps=steps,
+                    step_size=step_size,
+                    profile=profile,
+                    on_step=_recorder(steps_seen),
+                )
+                attack_cached(ensemble, attack, x, y, [eps], cache)
+                if steps_seen:
+                    mean = torch.stack(steps_seen).float().mean(dim=0)
+                    trace = pd.DataFrame({"member": ensemble.names, "agreement": mean.tolist()})
+                else:  # the attack came from the store: trace it again on the first images
+                    trace = agreement_trace(
+                        EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
+                        ensemble,
+                        x[:agreement_images],
+                        y[:agreement_images],
+                        speedup=True,
+                    )
+                    trace = trace.groupby("member", sort=False, as_index=False)["agreement"].mean()
+                frames.append(trace.assign(rule=rule, eps=eps))
                 sweeps.append(
                     robustness_sweep(
                         ensemble,
@@ -98,21 +123,12 @@ def submit_ensemble_sweep(
                         steps=steps,
                         step_size=step_size,
                         members_alone=False,
-                        cache=store,
+                        cache=cache,
                         device=dev,
                         profile=profile,
                     )
                 )
-                work.done(n_eval, f"{RULE_LABELS[rule]} at eps {eps:g}: gradient agreement")
-                trace = agreement_trace(
-                    EnsemblePGD(rule, eps, steps=steps, step_size=step_size, profile=profile),
-                    ensemble,
-                    x.to(dev),
-                    y.to(dev),
-                )
-                mean = trace.groupby("member", sort=False, as_index=False)["agreement"].mean()
-                frames.append(mean.assign(rule=rule, eps=eps))
-                work.done(len(x))
+                work.done(1)
         sweep = pd.concat(sweeps, ignore_index=True)
         agreement = pd.concat(frames, ignore_index=True)[["rule", "eps", "member", "agreement"]]
         return {"sweep": sweep, "agreement": agreement}
@@ -132,6 +148,15 @@ def submit_ensemble_sweep(
             names, eps_list, ["all"], steps, step_size, limit, home=zoo.root, device=device, profile=profile
         ),
     )
+
+
+def _recorder(seen: list) -> Callable[[int, torch.Tensor], None]:
+    """An attack's ``on_step`` that keeps each step's agreement in ``seen``."""
+
+    def record(step: int, agreement: torch.Tensor) -> None:
+        seen.append(agreement)
+
+    return record
 
 
 def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str = "auto") -> GradientViews:
