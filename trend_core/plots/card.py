@@ -31,7 +31,7 @@ def card_json(card: Any) -> str:
     return json.dumps(card_data(card), indent=2, allow_nan=False)
 
 
-def _percent(row: dict | None, key: str = "accuracy") -> str:
+def accuracy_text(row: dict | None, key: str = "accuracy") -> str:
     """``93.0% [89.0, 96.0]``: an accuracy with its 95% interval, or n/a."""
     row = row or {}
     value = row.get(key)
@@ -66,10 +66,12 @@ def card_html(card: Any, title: str = "Robustness card") -> str:
     data = card_data(card)
     members = data["members"]
     n = data.get("n_images")
-    member_rows = [[m["label"], m.get("name") or "(a module)", _percent(m.get("clean"))] for m in members]
-    member_rows.append(["majority vote", " + ".join(m["label"] for m in members), _percent(data.get("vote_clean"))])
-    agd_rows = [[f"{r['eps']:g}", str(r.get("steps", "")), _percent(r)] for r in data.get("agd", [])]
-    audit_rows = [[f"{r['eps']:g}", str(r.get("level", "")), _percent(r)] for r in data.get("audit", [])]
+    member_rows = [[m["label"], m.get("name") or "(a module)", accuracy_text(m.get("clean"))] for m in members]
+    member_rows.append(
+        ["majority vote", " + ".join(m["label"] for m in members), accuracy_text(data.get("vote_clean"))]
+    )
+    agd_rows = [[f"{r['eps']:g}", str(r.get("steps", "")), accuracy_text(r)] for r in data.get("agd", [])]
+    audit_rows = [[f"{r['eps']:g}", str(r.get("level", "")), accuracy_text(r)] for r in data.get("audit", [])]
     flags = sorted(data.get("flags", []), key=lambda f: not f.get("fired"))
     flag_items = "".join(
         f"<li class={'fired' if f.get('fired') else 'ok'}><b>{'FIRED' if f.get('fired') else 'ok'}</b> "
