@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Collection, Iterable, Sequence
 
+from trend_core.config.user_models import is_user_model_name
+
 # family name -> the spec fields that vary inside it (everything else is held equal)
 FACTORS = {
     "seeds": ("seed",),
@@ -76,11 +78,15 @@ def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str
     reasons: dict[str, str] = {}
     for name in names:
         meta = by_name.get(name, {})
-        spec = ModelSpec.parse(name)
-        wanted = DEFAULT_EPOCHS.get(spec.dataset)
+        if is_user_model_name(name):  # a network defined elsewhere: no spec, no training here
+            reasons[name] = "imported network"
+            continue
         if name in imported_names([meta]):
             reasons[name] = "imported weights"
-        elif wanted is not None and (spec.epochs or 0) < wanted:
+            continue
+        spec = ModelSpec.parse(name)
+        wanted = DEFAULT_EPOCHS.get(spec.dataset)
+        if wanted is not None and (spec.epochs or 0) < wanted:
             reasons[name] = f"trained {spec.epochs} of {wanted} epochs"
     kept = [n for n in names if n not in reasons]
     return (kept, reasons) if len(kept) >= 2 else (list(names), {})
