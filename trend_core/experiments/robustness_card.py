@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -34,7 +35,7 @@ from trend_core.experiments.vote_robustness import agd_evaluation
 from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.options import RunOptions, run_options
-from trend_core.runtime.progress import WorkMeter, no_progress
+from trend_core.runtime.progress import Progress, WorkMeter, no_progress
 from trend_core.stats import Interval
 
 CARD_VERSION = "trend-card/v1"
@@ -74,6 +75,12 @@ class RobustnessCard:
     @property
     def labels(self) -> list[str]:
         return [m["label"] for m in self.members]
+
+
+def _part(work: WorkMeter, units: float) -> Progress:
+    """The ``Progress`` of a part worth ``units`` of ``work`` (an unknown fraction counts as its start)."""
+    report = work.part(units)
+    return lambda fraction, message: report(fraction or 0.0, message)
 
 
 def interval_dict(value: Interval) -> dict:
@@ -135,7 +142,7 @@ def robustness_card(
         vote_clean = interval_dict(accuracy_interval(vote.cpu().expected_accuracy(x, y).float().cpu().numpy()))
 
     work.start("TM among the members")
-    tm_part = tm_of(members, names, labels, tm, tm_eps or eps_list[0], tm_steps, (x, y), inner, work.part(0.15))
+    tm_part = tm_of(members, names, labels, tm, tm_eps or eps_list[0], tm_steps, (x, y), inner, _part(work, 0.15))
     agd = []
     for i, eps in enumerate(eps_list):
         work.start(f"A-GD at eps {eps:g}")
@@ -149,7 +156,7 @@ def robustness_card(
             cache=inner.cache,
             device=inner.device,
             profile=inner.profile,
-            progress=work.part(0.25 / len(eps_list)),
+            progress=_part(work, 0.25 / len(eps_list)),
         )
         found = interval_dict(accuracy_interval(per_image[ENSEMBLE_LABEL].to_numpy(float)))
         agd.append({"eps": eps, "steps": int(steps), **found})
@@ -162,10 +169,10 @@ def robustness_card(
         data=(x, y),
         zoo=zoo,
         surrogates=surrogates,
-        options=dataclasses.replace(inner, progress=work.part(0.6)),
+        options=dataclasses.replace(inner, progress=_part(work, 0.6)),
     )
     audit = [
-        {"eps": eps, "level": level, **interval_dict(accuracy_interval(report.worst_per_image[eps]))}
+        {"eps": eps, "level": level, **interval_dict(accuracy_interval(np.asarray(report.worst_per_image[eps])))}
         for eps in eps_list
     ]
     flags = [{"name": f.name, "fired": bool(f.fired), "sentence": f.sentence} for f in report.flags]
