@@ -69,8 +69,8 @@ def families(specs: Iterable, imported: Collection[str] = ()) -> dict[str, list]
 
 
 def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str], dict[str, str]]:
-    """The models of ``names`` a default pool should use, and why each other one is left out: imported weights,
-    and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
+    """The models of ``names`` a default pool should use, and why each other one is left out: imported weights
+    for a spec (a defender's imported networks, ``user/...``, stay in), and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
     is left out when fewer than two models would remain."""
     from trend_core.config.specs import DEFAULT_EPOCHS, ModelSpec  # local: keeps this module light for the pages
 
@@ -78,8 +78,7 @@ def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str
     reasons: dict[str, str] = {}
     for name in names:
         meta = by_name.get(name, {})
-        if is_user_model_name(name):  # a network defined elsewhere: no spec, no training here
-            reasons[name] = "imported network"
+        if is_user_model_name(name):  # the defender's own network (no spec): a candidate like any trained model
             continue
         if name in imported_names([meta]):
             reasons[name] = "imported weights"
