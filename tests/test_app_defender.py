@@ -117,3 +117,13 @@ def test_the_builder_exports_the_chosen_vote_with_its_card(defender_home):
     card = json.loads(Path(job.result["files"]["json"]).read_text())
     assert [m["name"] for m in card["members"]] == list(NAMES) and card["n_images"] == 12
     assert card["commands"][0].startswith("trend ensemble export --models user/digits/lin-a user/digits/lin-b")
+
+
+def test_imported_networks_stay_in_the_default_candidate_pool():
+    from trend_core.models.families import fully_trained
+
+    demo = "digits/resnet18-w0.25/FP/sgd/s0/e4"
+    names = [demo, *NAMES]
+    metas = [{"name": demo}, *({"name": n, "origin": "imported"} for n in NAMES)]
+    kept, left_out = fully_trained(names, metas)
+    assert kept == list(NAMES) and set(left_out) == {demo}

@@ -198,3 +198,12 @@ def test_cli_export_refuses_a_file_as_its_folder(defender_zoo, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is a file" in err[0]
     assert target.read_text() == "keep me"
+
+
+def test_audit_and_ensemble_attack_take_imported_networks(defender_zoo, capsys):
+    home = ["--home", str(defender_zoo.root), "--device", "cpu", "--limit", "8"]
+    assert main(["audit", "--models", *NAMES, "--ensemble", "--eps", "0.1", "--no-cache", *home]) == 0
+    out = capsys.readouterr().out
+    assert "majority vote of user/digits/lin-a, user/digits/lin-b" in out and "worst case" in out
+    assert main(["ensemble-attack", "--models", *NAMES, "--rule", "agd", "--eps", "0.1", "--steps", "2", *home]) == 0
+    assert "agd" in capsys.readouterr().out
