@@ -140,7 +140,10 @@ def walk(page, url: str, out: Path) -> None:
     page.get_by_role("heading", name="TREND Lab").wait_for(timeout=180_000)
     settled(page)
     goto(page, "Model zoo")
-    page.get_by_text("tiny-resnet").first.wait_for(timeout=120_000)
+    page.get_by_text("14 of 14 models").wait_for(timeout=120_000)  # (the table is a canvas: no text to find)
+    page.get_by_label("Name contains").fill("user/")  # the imported networks
+    page.get_by_label("Name contains").press("Enter")
+    page.get_by_text("2 of 14 models").wait_for(timeout=120_000)
     shot(page, out, "zoo")
 
     goto(page, "Transferability")
