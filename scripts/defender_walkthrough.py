@@ -153,7 +153,7 @@ def walk(page, url: str, out: Path) -> None:
 
     goto(page, "TREND builder")
     page.get_by_text("TREND's ranking").first.wait_for(timeout=WAIT_MS)
-    limit = page.get_by_label("Images attacked")
+    limit = page.get_by_role("spinbutton", name="Images attacked")
     limit.fill("20")
     limit.press("Enter")
     settled(page)
