@@ -155,7 +155,8 @@ def walk(page, url: str, out: Path) -> None:
     page.get_by_text("TREND's ranking").first.wait_for(timeout=WAIT_MS)
     limit = page.get_by_role("spinbutton", name="Images attacked")
     limit.fill("20")
-    limit.press("Enter")
+    limit.press("Tab")  # commits the number: the sections below then say 20 images
+    page.get_by_text("on the first 20 test images").wait_for(timeout=120_000)
     settled(page)
     shot(page, out, "trend")
 
