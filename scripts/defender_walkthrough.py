@@ -161,7 +161,7 @@ def walk(page, url: str, out: Path) -> None:
     shot(page, out, "trend")
 
     page.get_by_role("button", name="Audit the ensemble and its members").click()
-    page.get_by_text("flags fired").first.wait_for(timeout=WAIT_MS)
+    page.get_by_text("Under the audit's worst case").first.wait_for(timeout=WAIT_MS)  # (its table is a canvas)
     page.get_by_role("heading", name="4. Is this robustness real?").scroll_into_view_if_needed()
     shot(page, out, "audit")
 
