@@ -117,7 +117,10 @@ def save_program(module: nn.Module, example: torch.Tensor, path: str | os.PathLi
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=2**16)
     with torch.no_grad():
-        program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+        try:
+            program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+        except torch._dynamo.exc.UserError:  # a member (an imported program) bounds the batch itself: take its range
+            program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(path, buffer.getvalue())
