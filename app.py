@@ -41,6 +41,7 @@ def overview() -> None:
             "4. **TREND builder**: pick the ensemble whose members transfer least, and measure its robustness.\n"
             "5. **TM curve**: predict transferability at other attack strengths from a few measured points."
         )
+        defender_path()
         frame = trend_ui.zoo_frame(ctx.models())
         st.subheader(f"The {ctx.dataset} zoo")
         if frame.empty:
@@ -51,6 +52,25 @@ def overview() -> None:
             st.dataframe(frame[["label", "arch", "input", "weight bits", "act bits", "optimizer", "seed",
                                 "test acc %", "name"]], hide_index=True, width="stretch")
         trend_ui.zoo_actions.build_zoo_panel(ctx)
+
+
+DEFENDER_STEPS = (  # (page, link label, what to do there)
+    ("pages/model_zoo.py", "1. Import", "your networks (.pt2) in the Model zoo's \"Import a network\" tab"),
+    ("pages/transferability.py", "2. Matrix", "measure how attacks transfer among them and the zoo's models"),
+    ("pages/trend_builder.py", "3. Choose", "let TREND rank ensembles of your networks by low transferability"),
+    ("pages/trend_builder.py", "4. Audit", "check the chosen vote's robustness with the audit (section 4)"),
+    ("pages/trend_builder.py", "5. Export", "download the vote as one .pt2 with its robustness card (section 5)"),
+)
+
+
+def defender_path() -> None:
+    """The defender's path through the pages, for networks defined outside this project."""
+    with st.container(border=True):
+        st.markdown("**Defender: import → matrix → choose → audit → export.** Bring your own networks (torch.export "
+                    ".pt2), pick the ensemble whose members transfer least, audit it, and ship it as one file.")
+        for column, (page, label, what) in zip(st.columns(len(DEFENDER_STEPS)), DEFENDER_STEPS):
+            column.page_link(page, label=label, icon=":material/arrow_forward:")
+            column.caption(what)
 
 
 def navigation() -> st.navigation:

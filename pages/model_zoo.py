@@ -115,6 +115,47 @@ def upload_section(ctx) -> None:
                + "; it is listed as imported (source column), not as a trained seed.")
 
 
+def network_section(ctx) -> None:
+    """Adopt a network defined outside this project, a torch.export program (.pt2), as user/<dataset>/<name>; the
+    archive is checked to load without running pickled code, then run on the dataset's images."""
+    from trend_core.models.imported import TRANSFORMS
+
+    st.caption(f"A network this project does not define, saved with `torch.export.save(torch.export.export(net.eval(), "
+               f"(example,)), 'net.pt2')`, for {ctx.dataset} images. It joins the zoo as user/{ctx.dataset}/<name> "
+               "and can be attacked, put in transfer runs and ensembles, audited and exported like any zoo model.")
+    c1, c2 = st.columns(2)
+    slug = c1.text_input("Name (lowercase letters, digits, - or _)", placeholder="my-net", key="zoo_net_name").strip()
+    expects = c2.radio("It takes", ["pixels", "normalized"], horizontal=True, key="zoo_net_expects",
+                       format_func={"pixels": "pixels in [0, 1]", "normalized": "(x - mean) / std"}.get)
+    mean = std = None
+    if expects == "normalized":
+        c3, c4 = st.columns(2)
+        mean = c3.text_input("Mean per channel (commas)", placeholder="0.5", key="zoo_net_mean").replace(",", " ")
+        std = c4.text_input("Std per channel (commas)", placeholder="0.25", key="zoo_net_std").replace(",", " ")
+        mean, std = (mean.split() or None), (std.split() or None)
+    transform = st.selectbox("Input defence it sits behind (run with its BPDA gradient)", [None, *TRANSFORMS],
+                             format_func=lambda t: "none" if t is None else t, key="zoo_net_transform")
+    upload = st.file_uploader("Network (.pt2)", type=["pt2"], key="zoo_net_file")
+    name = f"user/{ctx.dataset}/{slug}"
+    exists = bool(slug) and trend_ui.zoo_has(ctx, name)
+    replace = exists and st.checkbox(f"Replace the {name} already in the zoo", key="zoo_net_replace")
+    if not st.button("Import network", disabled=upload is None or not slug or (exists and not replace),
+                     icon=":material/upload:", key="zoo_net_go"):
+        return
+    fd, tmp = tempfile.mkstemp(suffix=".pt2", prefix="trend-upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(upload.getvalue())
+        with st.spinner("Checking the network and measuring its accuracy"):
+            meta = ctx.zoo.import_program(name, tmp, expects, mean, std, transform, replace=replace,
+                                          display_name=upload.name)
+    finally:
+        os.unlink(tmp)
+    acc = meta.get("test_acc")
+    st.success(f"Imported {meta['name']}" + (f": test accuracy {100 * acc:.2f}%" if acc is not None else "")
+               + "; pick it on the Transferability page to measure how attacks transfer to and from it.")
+
+
 def delete_section(ctx, frame) -> None:
     names = st.multiselect("Models to delete", list(frame["name"]), key="zoo_del_names")
     sure = st.checkbox("Yes, delete their checkpoints", key="zoo_del_sure")
@@ -133,7 +174,8 @@ def main() -> None:
     ctx = trend_ui.context()
     frame = trend_ui.zoo_frame(ctx.models())
     trend_ui.zoo_problems(ctx)
-    models_tab, train_tab, upload_tab, delete_tab = st.tabs(["Models", "Train", "Upload weights", "Delete"])
+    models_tab, train_tab, upload_tab, network_tab, delete_tab = st.tabs(
+        ["Models", "Train", "Upload weights", "Import a network (.pt2)", "Delete"])
     with models_tab:
         if frame.empty:
             trend_ui.empty_state(f"No {ctx.dataset} models in {ctx.home} yet: train some in the Train tab, or "
@@ -144,6 +186,8 @@ def main() -> None:
         train_section(ctx)
     with upload_tab, trend_ui.guard("The upload"):
         upload_section(ctx)
+    with network_tab, trend_ui.guard("The network import"):
+        network_section(ctx)
     with delete_tab:
         if frame.empty:
             st.caption("Nothing to delete.")

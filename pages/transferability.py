@@ -20,7 +20,8 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
     if mode == "Family preset":
         from trend_core.models.families import families
 
-        found = families((ModelSpec.parse(n) for n in names), imported=excluded_imports(metas, "tr_imported"))
+        specs = (ModelSpec.parse(n) for n in names if not n.startswith("user/"))  # imported networks: no spec
+        found = families(specs, imported=excluded_imports(metas, "tr_imported"))
         if not found:
             st.info("No family in this zoo yet (models that differ in one factor only); pick models instead.")
             return [], []

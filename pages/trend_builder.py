@@ -367,6 +367,7 @@ def evaluate(ctx, run: Run, chosen: list[str], required, floor, candidates) -> N
         if frame is not None:
             show_growth(frame)
     audit_section(ctx, run, chosen, settings)
+    export_section(ctx, run, chosen, settings)
 
 
 # ----------------------------------------------------------------------------- 4. audit
@@ -403,6 +404,51 @@ def show_audit(audit: dict) -> None:
             st.warning(f"**{flag['model']}**, {flag['name']}: {flag['sentence']}", icon=":material/flag:")
     show_comparison(audit.get("comparison"), f"trend-audit-worst-case-eps{eps:g}", "tb_audit_comparison")
     trend_ui.download_frame(summary, f"trend-audit-eps{eps:g}", key="tb_dl_audit")
+
+
+# ----------------------------------------------------------------------------- 5. export
+EXPORT_FILES = (("program", "ensemble.pt2", "application/octet-stream"), ("html", "card.html", "text/html"),
+                ("json", "card.json", "application/json"))
+
+
+def export_section(ctx, run: Run, chosen: list[str], settings: dict) -> None:
+    """The chosen vote as one .pt2 file plain torch runs (no TREND Lab needed), with its robustness card: clean
+    accuracy, A-GD and the audit's worst case at the eps above (95% intervals), the audit's flags, TM among the
+    members and the commands that reproduce it."""
+    from trend_core.service.export import exported_files, submit_export
+
+    st.subheader("5. Export the ensemble", anchor="export")
+    st.caption(f"Writes {' + '.join(chosen)} as one torch.export program (pixels in [0, 1] -> logits whose argmax is "
+               "the vote; load it with `torch.export.load('ensemble.pt2').module()`), checked by loading it back, "
+               f"and its robustness card at eps {settings['eps']:g} on the first {settings['limit']} test images "
+               "(runs the quick audit).")
+    export = (submit_export, ctx.zoo, ctx.store, run.names(chosen), [settings["eps"]])
+    options = dict(limit=settings["limit"], steps=settings["steps"], device=ctx.device)
+    if st.button("Export with its robustness card", icon=":material/download:", key="tb_export"):
+        with trend_ui.guard("The export"):
+            export[0](*export[1:], **options)
+    result = trend_ui.job_panel(trend_ui.job_for(*export, **options))
+    if result is not None:
+        show_export(result, exported_files(result))
+
+
+def show_export(result: dict, files: dict | None) -> None:
+    from trend_core.plots.card import accuracy_text as _pct
+
+    card = result["card"]
+    worst = card["audit"][0] if card["audit"] else {}
+    fired = [f["name"] for f in card["flags"] if f["fired"]]
+    st.markdown(f"**Robustness card**: clean {_pct(card['vote_clean'])}, under A-GD {_pct(card['agd'][0])}, audit worst "
+                f"case {_pct(worst)} (95% intervals over {card['n_images']} images); flags fired: "
+                f"{', '.join(fired) if fired else 'none'}.")
+    if files is None:
+        st.warning("The exported files are no longer on disk; export again.")
+        return
+    for column, (kind, name, mime) in zip(st.columns(len(EXPORT_FILES)), EXPORT_FILES):
+        column.download_button(f"Download {name}", files[kind], name, mime, key=f"tb_dl_export_{kind}",
+                               on_click="ignore", icon=":material/download:")
+    with st.expander("Commands that reproduce it", icon=":material/terminal:"):
+        st.code("\n".join(card["commands"]), language="bash")
 
 
 def main() -> None:

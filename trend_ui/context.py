@@ -44,8 +44,8 @@ class AppContext:
         return self._store
 
     def models(self) -> list[dict]:
-        """Metadata of the zoo's models for the chosen dataset."""
-        return self.zoo.list(self.dataset)
+        """Metadata of the zoo's models for the chosen dataset, the defender's imported networks (user/...) too."""
+        return self.zoo.list(self.dataset, imported_networks=True)
 
 
 @st.cache_data(show_spinner=False)

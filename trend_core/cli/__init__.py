@@ -16,7 +16,7 @@ from trend_core.cli import common
 from trend_core.errors import TrendError
 from trend_core.runtime.executors import set_default
 
-COMMAND_MODULES = ("models", "transfer", "ensemble", "audit", "reproduce")
+COMMAND_MODULES = ("models", "transfer", "ensemble", "export", "audit", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trend_core.cli.common import add_common, emit_json, parse_names, work_bar, zoo_from
+from trend_core.cli.common import add_common, emit_json, parse_model_names, work_bar, zoo_from
 from trend_core.errors import TrendError
 
 
@@ -17,7 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under each attack of the battery and in the worst case per image, and sanity "
         "flags that say when the figures overstate robustness.",
     )
-    au.add_argument("--models", nargs="+", required=True, metavar="NAME", help="the model, or the ensemble's members")
+    au.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        metavar="NAME",
+        help="the model, or the ensemble's members (zoo names, imported user/<dataset>/<name> ones too)",
+    )
     au.add_argument("--ensemble", action="store_true", help="audit the majority vote of --models")
     au.add_argument("--eps", nargs="+", required=True, metavar="E", help="L-inf budgets in (0, 1]")
     level = au.add_mutually_exclusive_group()
@@ -44,7 +50,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from trend_core.experiments.audit import run_audit
     from trend_core.storage.store import get_store
 
-    names = [spec.name for spec in parse_names(args.models)]
+    names = list(dict.fromkeys(spec.name for spec in parse_model_names(args.models)))  # imported user/... too
     if len(names) > 1 and not args.ensemble:
         raise TrendError(f"{len(names)} models given: add --ensemble to audit their majority vote, or name one model.")
     epsilons = []

@@ -101,7 +101,8 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
         if isinstance(found, UserModelName):
             raise TrendError(
                 f"{found.name} is an imported network; this command takes model specs like "
-                "digits/resnet18-w0.25/Q2/sgd/s0 (imported networks go to `trend transfer` and `trend zoo`)."
+                "digits/resnet18-w0.25/Q2/sgd/s0 (imported networks go to `trend transfer`, `trend ensemble-attack`, "
+                "`trend audit`, `trend ensemble export` and `trend zoo`)."
             )
         specs.append(found)
     return specs

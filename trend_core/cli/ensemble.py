@@ -14,6 +14,7 @@ from trend_core.cli.common import (
     emit_json,
     emit_table,
     load_models,
+    parse_model_names,
     parse_names,
     profile_of,
     work_bar,
@@ -128,7 +129,7 @@ def cmd_ensemble_attack(args: argparse.Namespace) -> int:
     from trend_core.storage.store import get_store
 
     profile = profile_of(args)
-    specs = _one_dataset(parse_names(args.models, profile))
+    specs = _one_dataset(parse_model_names(args.models, profile))  # imported user/... networks too
     if len(specs) < 2:
         raise TrendError("An ensemble needs at least two distinct member models.")
     rules = list(RULE_NAMES) if [r.lower() for r in args.rule] == ["all"] else [check_rule(r) for r in args.rule]

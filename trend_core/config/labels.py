@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import is_user_model_name
 from trend_core.errors import TrendError
 
 # Spec fields a short name leaves out, in the order their distinguishing suffix is tried, and how each is written.
@@ -54,16 +55,24 @@ def unique_labels(models: Sequence[ModelSpec | str]) -> list[str]:
 
 
 def label_map(names: Iterable[str]) -> dict[str, str]:
-    """Canonical name -> unique short label, for pickers and tables (names that do not parse keep themselves)."""
+    """Canonical name -> unique short label, for pickers and tables: an imported network (``user/<dataset>/<name>``)
+    is labelled by its own name where no other model has that label; names that do not parse keep themselves."""
     names = list(dict.fromkeys(names))
-    parsed, other = [], []
+    parsed, other, imported = [], [], []
     for name in names:
+        if is_user_model_name(name):
+            imported.append(name)
+            continue
         try:
             parsed.append((name, ModelSpec.parse(name)))
         except (TrendError, ValueError):
             other.append(name)
     mapping = dict(zip([n for n, _ in parsed], unique_labels([s for _, s in parsed])))
     mapping.update({n: n for n in other})
+    taken = list(mapping.values())
+    slugs = [n.strip().split("/")[-1] for n in imported]
+    for name, slug in zip(imported, slugs):
+        mapping[name] = slug if slugs.count(slug) == 1 and slug not in taken else name
     return {n: mapping[n] for n in names}
 
 

@@ -30,6 +30,7 @@ from trend_core.attacks.pgd import PGD
 from trend_core.attacks.square import Square
 from trend_core.config.labels import model_labels
 from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import UserModelName, parse_model_name
 from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, BatteryAttack, audit_flags
@@ -234,12 +235,12 @@ def run_audit(
         limit = check_int("The image limit", limit)
     uses_zoo = zoo is not None or any(isinstance(m, str) for m in items)
     zoo = (zoo if isinstance(zoo, Zoo) else Zoo(zoo)) if uses_zoo else None
-    members, zoo_names = _audited(items, zoo)
+    members, zoo_names = resolve_models(items, zoo)
     if not ensemble and len(members) > 1:
         raise TrendError(
             f"Auditing {len(members)} models needs ensemble=True (their majority vote); audit one model otherwise."
         )
-    specs = [spec for m in members if isinstance(spec := getattr(m, "spec", None), ModelSpec)]
+    specs = [spec for m in members if isinstance(spec := getattr(m, "spec", None), (ModelSpec, UserModelName))]
     if len({s.dataset for s in specs}) > 1:
         raise TrendError("The audited models come from different datasets; pick models of one dataset.")
     dev = resolve_device(opts.device)
@@ -255,7 +256,7 @@ def run_audit(
         surrogate_names = pick_surrogates(zoo, specs, level) if zoo is not None and specs else []
         sources = [zoo.load(n, dev) for n in surrogate_names] if zoo is not None else []
     else:
-        sources, _ = _audited(list(surrogates), zoo if zoo is not None else Zoo(), what="surrogate")
+        sources, _ = resolve_models(list(surrogates), zoo if zoo is not None else Zoo(), what="surrogate")
         sources = [m.to(dev) for m in sources]
     surrogate_labels = model_labels(sources + members)[: len(sources)]
     plan = battery_plan(target, eps_list, level, sources, surrogate_labels)
@@ -309,9 +310,10 @@ def run_audit(
     return report
 
 
-def _audited(items: list, zoo: Zoo | None, what: str = "model") -> tuple[list[nn.Module], list[str | None]]:
-    """The modules ``items`` name (nn.Modules as given, zoo names loaded on the CPU) without repeats, and each
-    one's canonical zoo name (None for a module given as such); a TrendError for anything else."""
+def resolve_models(items: list, zoo: Zoo | None, what: str = "model") -> tuple[list[nn.Module], list[str | None]]:
+    """The modules ``items`` name (nn.Modules as given, zoo names, imported ``user/...`` ones too, loaded on the
+    CPU) without repeats, and each one's canonical zoo name (None for a module given as such); a TrendError for
+    anything else."""
     modules: list[nn.Module] = []
     names: list[str | None] = []
     for item in items:
@@ -325,13 +327,14 @@ def _audited(items: list, zoo: Zoo | None, what: str = "model") -> tuple[list[nn
                 f"A {what} to audit is an nn.Module (pixels in [0, 1] -> logits) or a zoo model name, got {item!r}."
             )
         try:
-            name = ModelSpec.parse(item).name
+            name = parse_model_name(item).name
         except TrendError:
             raise
         except Exception:  # noqa: BLE001 - any unparsable name is one sentence
             raise TrendError(f"{item!r} is not a model name.") from None
         if not zoo.has(name):
-            raise TrendError(f"{name} is not in the zoo at {zoo.root}; train it first (`trend train {name}`).")
+            how = f"zoo import {name} FILE.pt2" if name.startswith("user/") else f"train {name}"
+            raise TrendError(f"{name} is not in the zoo at {zoo.root}; add it first (`trend {how}`).")
         if name not in names:
             modules.append(zoo.load(name, "cpu"))
             names.append(name)
@@ -355,7 +358,7 @@ def pick_surrogates(zoo, specs, level: str) -> list[str]:
     """Zoo models of the audited dataset outside the audited set: the most accurate ones, as many as the level's
     budget says (quick: 3, thorough: all)."""
     audited = {s.name for s in specs}  # (a module's spec counts: a zoo-loaded model is not its own surrogate)
-    metas = [m for m in zoo.list(specs[0].dataset) if m.get("name") not in audited]
+    metas = [m for m in zoo.list(specs[0].dataset, imported_networks=True) if m.get("name") not in audited]
     metas.sort(key=lambda m: (-float(m.get("test_acc") or 0.0), m.get("name", "")))
     count = LEVEL_BUDGETS[level].surrogates
     return [m["name"] for m in (metas if count is None else metas[:count])]
@@ -434,7 +437,7 @@ def audit_ensemble_and_members(
     ``options`` (or its fields as keywords) as in ``run_audit``."""
     opts = run_options(options, keywords, "audit_ensemble_and_members")
     progress = opts.progress
-    labels = list(labels) if labels is not None else [ModelSpec.parse(n).short_name for n in names]
+    labels = list(labels) if labels is not None else [parse_model_name(n).short_name for n in names]
     jobs = [(" + ".join(labels), list(names), True)] + [(lab, [n], False) for lab, n in zip(labels, names)]
     weights = [len(members) for _, members, _ in jobs]  # the vote's audit attacks every member: N times one's
     starts = [sum(weights[:i]) / sum(weights) for i in range(len(jobs))]

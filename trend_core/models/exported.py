@@ -35,10 +35,11 @@ def _archive_files(archive: zipfile.ZipFile) -> dict[str, str]:
     return files
 
 
-def check_program_archive(path: str | os.PathLike) -> None:
-    """A TrendError unless ``path`` is a ``torch.export`` archive whose loading runs no pickled code."""
+def check_program_archive(path: str | os.PathLike, display_name: str | None = None) -> None:
+    """A TrendError unless ``path`` is a ``torch.export`` archive whose loading runs no pickled code (messages name
+    it ``display_name``: an upload's own name, not the temporary file's)."""
     path = Path(path)
-    shown = path.name
+    shown = display_name or path.name
     if not path.is_file():
         raise TrendError(f"No model file at {path}.")
     try:
@@ -88,14 +89,14 @@ def check_program_archive(path: str | os.PathLike) -> None:
                 ) from None
 
 
-def load_program(path: str | os.PathLike) -> nn.Module:
+def load_program(path: str | os.PathLike, display_name: str | None = None) -> nn.Module:
     """The network a checked ``.pt2`` archive holds, as an eval-mode ``nn.Module`` (its own input contract)."""
-    check_program_archive(path)
+    check_program_archive(path, display_name)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001  (torch raises many types for a damaged archive)
         raise TrendError(
-            f"{Path(path).name} could not be read as a torch.export program ({exc.__class__.__name__})."
+            f"{display_name or Path(path).name} could not be read as a torch.export program ({exc.__class__.__name__})."
         ) from None
     module = program.module()
     _eval_mode(module)
@@ -116,7 +117,10 @@ def save_program(module: nn.Module, example: torch.Tensor, path: str | os.PathLi
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=2**16)
     with torch.no_grad():
-        program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+        try:
+            program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+        except torch._dynamo.exc.UserError:  # a member (an imported program) bounds the batch itself: take its range
+            program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(path, buffer.getvalue())

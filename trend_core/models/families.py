@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Collection, Iterable, Sequence
 
+from trend_core.config.user_models import is_user_model_name
+
 # family name -> the spec fields that vary inside it (everything else is held equal)
 FACTORS = {
     "seeds": ("seed",),
@@ -67,8 +69,8 @@ def families(specs: Iterable, imported: Collection[str] = ()) -> dict[str, list]
 
 
 def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str], dict[str, str]]:
-    """The models of ``names`` a default pool should use, and why each other one is left out: imported weights,
-    and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
+    """The models of ``names`` a default pool should use, and why each other one is left out: imported weights
+    for a spec (a defender's imported networks, ``user/...``, stay in), and models trained for fewer epochs than their dataset's default (the quick demo's 4-epoch models). Nothing
     is left out when fewer than two models would remain."""
     from trend_core.config.specs import DEFAULT_EPOCHS, ModelSpec  # local: keeps this module light for the pages
 
@@ -76,11 +78,14 @@ def fully_trained(names: Sequence[str], metas: Iterable[dict]) -> tuple[list[str
     reasons: dict[str, str] = {}
     for name in names:
         meta = by_name.get(name, {})
-        spec = ModelSpec.parse(name)
-        wanted = DEFAULT_EPOCHS.get(spec.dataset)
+        if is_user_model_name(name):  # the defender's own network (no spec): a candidate like any trained model
+            continue
         if name in imported_names([meta]):
             reasons[name] = "imported weights"
-        elif wanted is not None and (spec.epochs or 0) < wanted:
+            continue
+        spec = ModelSpec.parse(name)
+        wanted = DEFAULT_EPOCHS.get(spec.dataset)
+        if wanted is not None and (spec.epochs or 0) < wanted:
             reasons[name] = f"trained {spec.epochs} of {wanted} epochs"
     kept = [n for n in names if n not in reasons]
     return (kept, reasons) if len(kept) >= 2 else (list(names), {})

@@ -215,9 +215,9 @@ def import_program(
             f"{shown} is not a .pt2 file; save your network with "
             "torch.export.save(torch.export.export(net.eval(), (example,)), 'net.pt2')."
         )
-    check_program_archive(file)
+    check_program_archive(file, shown)
     data = Path(file).read_bytes()
-    model = ImportedNetwork(load_program(file), name, mean_t, std_t, quant)
+    model = ImportedNetwork(load_program(file, shown), name, mean_t, std_t, quant)
     try:
         bundle = load_dataset(name.dataset)
         x, y = bundle.tensors("test", limit=ACCURACY_IMAGES)

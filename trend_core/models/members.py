@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from trend_core.config.labels import label_map, set_label
-from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import parse_model_name
 from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
 from trend_core.models.zoo import Zoo
@@ -20,11 +20,16 @@ def home_of(zoo: Zoo) -> str:
     return str(Path(zoo.root).expanduser().resolve())
 
 
+def model_dataset(name: str) -> str:
+    """The dataset a zoo model's name says it classifies (a spec name or an imported ``user/<dataset>/<name>``)."""
+    return parse_model_name(name).dataset
+
+
 def dataset_of(names: Sequence[str]) -> str | None:
     """The dataset of the models a job works on (from the first name), so that pages show a job's result only
     while the sidebar shows its dataset; None when unknown."""
     try:
-        return ModelSpec.parse(names[0]).dataset if names else None
+        return model_dataset(names[0]) if names else None
     except (TrendError, ValueError, TypeError, AttributeError):
         return None
 
@@ -41,13 +46,15 @@ def check_members(zoo: Zoo, names: Sequence[str], minimum: int = 1, what: str = 
         raise TrendError(f"Pick at least {count} {what}{'s' if minimum > 1 else ''}.")
     missing = [n for n in names if not zoo.has(n)]
     if missing:
-        raise TrendError(f"{missing[0]} is not in the zoo; train it on the Model zoo page first.")
+        how = "import it" if missing[0].startswith("user/") else "train it"
+        raise TrendError(f"{missing[0]} is not in the zoo; {how} on the Model zoo page first.")
     return names
 
 
 def model_identity(zoo: Zoo, names: Sequence[str]) -> list[tuple]:
-    """What pins a zoo model's weights for a cache key: name, spec key and when it was saved."""
-    return [(n, ModelSpec.parse(n).key, zoo.metadata(n).get("created")) for n in names]
+    """What pins a zoo model's weights for a cache key: name, spec key (an imported network's own key) and when it
+    was saved."""
+    return [(n, parse_model_name(n).key, zoo.metadata(n).get("created")) for n in names]
 
 
 def zoo_labels(zoo: Zoo, names: Sequence[str]) -> dict[str, str]:
@@ -55,7 +62,7 @@ def zoo_labels(zoo: Zoo, names: Sequence[str]) -> dict[str, str]:
     pickers show, so charts, titles and CSVs made from these models say the same ("FP-s0-e20" wherever the
     quick demo's "FP-s0-e4" is in the zoo too)."""
     dataset = dataset_of(names)
-    everything = [m["name"] for m in zoo.list(dataset) if m.get("name")] if dataset else []
+    everything = [m["name"] for m in zoo.list(dataset, imported_networks=True) if m.get("name")] if dataset else []
     mapping = label_map([*everything, *names])
     return {n: mapping[n] for n in names}
 

@@ -451,7 +451,9 @@ class Zoo:
         std: Sequence[float] | None = None,
         transform: str | None = None,
         replace: bool = False,
+        display_name: str | None = None,
     ) -> dict:
         """Adopt a network defined outside the project, a ``torch.export`` program (.pt2), as ``user/<dataset>/<name>``
-        (``models.imported``: checked to load without running code and to fit the dataset; accuracy recorded)."""
-        return imported.import_program(self, name, file, expects, mean, std, transform, replace)
+        (``models.imported``: checked to load without running code and to fit the dataset; accuracy recorded).
+        ``display_name``: the file's name as the user knows it (an upload lands in a temporary file)."""
+        return imported.import_program(self, name, file, expects, mean, std, transform, replace, display_name)

@@ -7,10 +7,16 @@ from typing import Sequence
 import torch
 
 from trend_core.attacks.base import check_int
-from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.experiments.boundary import decision_boundary
-from trend_core.models.members import check_members, load_members, model_identity, test_count, test_images
+from trend_core.models.members import (
+    check_members,
+    load_members,
+    model_dataset,
+    model_identity,
+    test_count,
+    test_images,
+)
 from trend_core.models.zoo import Zoo
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobManager
@@ -38,7 +44,7 @@ def submit_boundary(
     names = check_members(zoo, models, 1)
     if len(names) > 2:
         raise TrendError(f"Pick one or two models for the decision boundary, not {len(names)}.")
-    dataset = ModelSpec.parse(names[0]).dataset
+    dataset = model_dataset(names[0])
     total = test_count(dataset)
     index = check_int("The image index", index, 0)
     if index >= total:

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
+from trend_core.attacks.pgd import step_size_for
 from trend_core.attacks.settings import attack_settings
 from trend_core.models.zoo import default_home
 
@@ -212,3 +213,60 @@ def reproduce_command(
     if profile != "paper":
         args += ["--profile", profile]
     return shlex.join(args + common_flags(home, device))
+
+
+def export_command(
+    members: Sequence[str],
+    epsilons: Sequence[float],
+    out: str | Path,
+    limit: int | None,
+    steps: int = 20,
+    level: str = "quick",
+    home: str | Path | None = None,
+    device: str = "auto",
+) -> str:
+    """`trend ensemble export ...`: the vote of ``members`` as one .pt2 file with its robustness card."""
+    args = ["trend", "ensemble", "export", "--models", *members, "--out", str(out), "--eps", *map(number, epsilons)]
+    if limit is not None:
+        args += ["--limit", str(int(limit))]
+    if steps != 20:
+        args += ["--steps", str(int(steps))]
+    if level != "quick":
+        args.append(f"--{level}")
+    return shlex.join(args + common_flags(home, device))
+
+
+def card_commands(
+    card: dict, out: str | Path, limit: int | None, home: str | Path | None = None, device: str = "auto"
+) -> list[str]:
+    """The commands that reproduce a robustness card (``RobustnessCard.to_dict()``) of zoo models: the export that
+    writes it all, then each part alone (the transfer run behind its TM, A-GD per eps, the audit); none when a
+    member was given as a module (it has no zoo name)."""
+    names = [m.get("name") for m in card["members"]]
+    if not all(names):
+        return []
+    epsilons = [row["eps"] for row in card["agd"]]
+    steps = card["agd"][0]["steps"] if card["agd"] else 20
+    level = card["audit"][0]["level"] if card["audit"] else "quick"
+    lines = [export_command(names, epsilons, out, limit, steps, level, home, device)]
+    tm = card.get("tm") or {}
+    if tm.get("source") == "measured" and tm.get("params"):
+        lines.append(
+            transfer_command(names, names, "pgd", tm["params"], card["dataset"], limit, home=home, device=device)
+        )
+    for eps in epsilons:
+        lines.append(
+            ensemble_attack_command(
+                names,
+                [eps],
+                ["agd"],
+                steps,
+                step_size_for(eps, steps),
+                limit,
+                card.get("seed", 0),
+                home=home,
+                device=device,
+            )
+        )
+    lines.append(audit_command(names, epsilons, True, level, limit, home=home, device=device))
+    return lines

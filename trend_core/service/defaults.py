@@ -12,6 +12,7 @@ from trend_core.attacks.settings import attack_settings
 from trend_core.config.datasets import get_info
 from trend_core.config.labels import label_map, paper_picks
 from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import is_user_model_name
 from trend_core.ensemble.selection import growing_ensembles, growth_start, select_ensembles
 from trend_core.errors import TrendError
 from trend_core.experiments.curve import MIN_POINTS, default_fit_eps
@@ -50,7 +51,7 @@ def picker_names(metas: Sequence[dict]) -> list[str]:
 def has_family(metas: Sequence[dict]) -> bool:
     """Whether the Transferability page's family preset has a family to offer (models that differ in one factor
     only, imported weights left out): its default run then takes every zoo model."""
-    names = picker_names(metas)
+    names = [n for n in picker_names(metas) if not is_user_model_name(n)]  # imported networks have no spec
     return bool(families((ModelSpec.parse(n) for n in names), imported=imported_names(metas)))
 
 

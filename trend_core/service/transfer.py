@@ -7,11 +7,10 @@ from typing import cast
 from trend_core.attacks.registry import attack_parameters, make_attack
 from trend_core.attacks.settings import attack_settings
 from trend_core.config.profiles import check_profile
-from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.experiments.transfer import run_transfer
 from trend_core.experiments.transfer_keys import attack_identity
-from trend_core.models.members import check_members, home_of, load_members, model_identity, zoo_labels
+from trend_core.models.members import check_members, home_of, load_members, model_dataset, model_identity, zoo_labels
 from trend_core.models.zoo import Zoo
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobManager
@@ -48,7 +47,7 @@ def submit_transfer(
     if not targets:
         raise TrendError("Pick at least one target model to evaluate.")
     names = check_members(zoo, [*sources, *targets])
-    dataset = ModelSpec.parse(names[0]).dataset
+    dataset = model_dataset(names[0])
     params = attack_settings(attack, dataset).complete(**(params or {}))
     profile = check_profile(profile)
     extra = {"profile": profile} if profile != "paper" and "profile" in attack_parameters(attack) else {}

@@ -19,7 +19,6 @@ from trend_core.attacks.ensemble_pgd import (
 )
 from trend_core.attacks.pgd import step_size_for
 from trend_core.config.profiles import check_profile
-from trend_core.config.specs import ModelSpec
 from trend_core.ensemble.selection import ENSEMBLE_LABEL
 from trend_core.ensemble.verdict import member_verdict
 from trend_core.errors import TrendError
@@ -28,7 +27,14 @@ from trend_core.experiments.audit import audit_ensemble_and_members
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.vote_robustness import agd_evaluation, growth_curve
-from trend_core.models.members import check_members, load_members, model_identity, test_images, zoo_labels
+from trend_core.models.members import (
+    check_members,
+    load_members,
+    model_dataset,
+    model_identity,
+    test_images,
+    zoo_labels,
+)
 from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
@@ -163,7 +169,7 @@ def gradient_views_of(zoo: Zoo, members: Sequence[str], index: int, device: str 
     """``gradient_views`` of the majority vote of ``members`` at test image ``index`` (one image: no job needed)."""
     names = check_members(zoo, members, 2, "ensemble member")
     index = check_int("The image index", index, 0)
-    x, y = test_images(ModelSpec.parse(names[0]).dataset, index + 1)
+    x, y = test_images(model_dataset(names[0]), index + 1)
     if index >= len(x):
         raise TrendError(f"The test split has {len(x)} images; pick an index below {len(x)}.")
     ensemble = MajorityVote(load_members(zoo, names, resolve_device(device)))
