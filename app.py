@@ -3,6 +3,7 @@
 Navigation over the pages in pages/, the shared sidebar (dataset, device, store folder) and the overview.
 Torch is imported lazily (inside trend_core calls) so the server answers quickly.
 """
+
 import streamlit as st
 
 import trend_ui
@@ -45,17 +46,22 @@ def overview() -> None:
         frame = trend_ui.zoo_frame(ctx.models())
         st.subheader(f"The {ctx.dataset} zoo")
         if frame.empty:
-            trend_ui.empty_state(f"The zoo at {ctx.home} has no {ctx.dataset} models yet: build a starter zoo "
-                                 "below, or train your own on the Model zoo page.")
+            trend_ui.empty_state(
+                f"The zoo at {ctx.home} has no {ctx.dataset} models yet: build a starter zoo "
+                "below, or train your own on the Model zoo page."
+            )
         else:
             st.caption(f"{len(frame)} models in {ctx.home}; clean accuracy on the test split.")
-            st.dataframe(frame[["label", "arch", "input", "weight bits", "act bits", "optimizer", "seed",
-                                "test acc %", "name"]], hide_index=True, width="stretch")
+            st.dataframe(
+                frame[["label", "arch", "input", "weight bits", "act bits", "optimizer", "seed", "test acc %", "name"]],
+                hide_index=True,
+                width="stretch",
+            )
         trend_ui.zoo_actions.build_zoo_panel(ctx)
 
 
 DEFENDER_STEPS = (  # (page, link label, what to do there)
-    ("pages/model_zoo.py", "1. Import", "your networks (.pt2) in the Model zoo's \"Import a network\" tab"),
+    ("pages/model_zoo.py", "1. Import", 'your networks (.pt2) in the Model zoo\'s "Import a network" tab'),
     ("pages/transferability.py", "2. Matrix", "measure how attacks transfer among them and the zoo's models"),
     ("pages/trend_builder.py", "3. Choose", "let TREND rank ensembles of your networks by low transferability"),
     ("pages/trend_builder.py", "4. Audit", "check the chosen vote's robustness with the audit (section 4)"),
@@ -66,8 +72,10 @@ DEFENDER_STEPS = (  # (page, link label, what to do there)
 def defender_path() -> None:
     """The defender's path through the pages, for networks defined outside this project."""
     with st.container(border=True):
-        st.markdown("**Defender: import → matrix → choose → audit → export.** Bring your own networks (torch.export "
-                    ".pt2), pick the ensemble whose members transfer least, audit it, and ship it as one file.")
+        st.markdown(
+            "**Defender: import → matrix → choose → audit → export.** Bring your own networks (torch.export "
+            ".pt2), pick the ensemble whose members transfer least, audit it, and ship it as one file."
+        )
         for column, (page, label, what) in zip(st.columns(len(DEFENDER_STEPS)), DEFENDER_STEPS):
             column.page_link(page, label=label, icon=":material/arrow_forward:")
             column.caption(what)

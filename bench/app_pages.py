@@ -22,6 +22,7 @@ first use). Each page is rendered once to warm up (for Transferability: a small 
 finished; the other pages click their own run buttons with small settings), then re-rendered; the median
 of the timed renders is reported, with the number of charts the page shows. Jobs run synchronously.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-MODELS = ("digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/FP/sgd/s1", "digits/resnet18-w0.25/Q1/sgd/s0",
-          "digits/resnet18-w0.25/Q2/sgd/s0")
+MODELS = (
+    "digits/resnet18-w0.25/FP/sgd/s0",
+    "digits/resnet18-w0.25/FP/sgd/s1",
+    "digits/resnet18-w0.25/Q1/sgd/s0",
+    "digits/resnet18-w0.25/Q2/sgd/s0",
+)
 TARGET_S = 1.0
 
 
 def prepare_home(home: Path) -> None:
     """Copy the test zoo's models (training any missing ones there first) into ``home``/models."""
     from conftest import TEST_ZOO_DIR
+
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
 
@@ -92,9 +98,13 @@ def warm_tm_curve(at) -> None:
     at.button(key="tc_run").click().run()
 
 
-WARMUPS = {"pages/transferability.py": warm_transferability, "pages/decision_boundary.py": warm_decision_boundary,
-           "pages/ensemble_attacks.py": warm_ensemble_attacks, "pages/trend_builder.py": warm_trend_builder,
-           "pages/tm_curve.py": warm_tm_curve}
+WARMUPS = {
+    "pages/transferability.py": warm_transferability,
+    "pages/decision_boundary.py": warm_decision_boundary,
+    "pages/ensemble_attacks.py": warm_ensemble_attacks,
+    "pages/trend_builder.py": warm_trend_builder,
+    "pages/tm_curve.py": warm_tm_curve,
+}
 
 
 def page_list() -> list[tuple[str | None, str]]:
@@ -171,8 +181,10 @@ def bench_defaults(source_home: Path) -> None:
                 at.button(key=key).click().run()
                 seconds = time.perf_counter() - start
                 shown = [e.value for e in at.exception] + [e.value for e in at.error]
-                print(f"{path.split('/')[-1][:-3]:<20}{key:<14}{seconds:>9.1f}  {shown[0][:80] if shown else 'ok'}",
-                      flush=True)
+                print(
+                    f"{path.split('/')[-1][:-3]:<20}{key:<14}{seconds:>9.1f}  {shown[0][:80] if shown else 'ok'}",
+                    flush=True,
+                )
 
 
 def bench_warm(source_home: Path) -> None:
@@ -193,9 +205,11 @@ def bench_warm(source_home: Path) -> None:
         start = time.perf_counter()
         warm = submit_warmup(Zoo(home), get_store(home), "digits")
         seconds = time.perf_counter() - start
-        print(f"Warm-up on the zoo of {source_home}: {seconds:.1f} s, {len(warm.result['done'])} runs "
-              f"(load average before {load}){'; failed: ' + '; '.join(warm.result['failed']) if warm.result['failed'] else ''}",
-              flush=True)
+        print(
+            f"Warm-up on the zoo of {source_home}: {seconds:.1f} s, {len(warm.result['done'])} runs "
+            f"(load average before {load}){'; failed: ' + '; '.join(warm.result['failed']) if warm.result['failed'] else ''}",
+            flush=True,
+        )
         for job in sorted(get_manager().jobs(), key=lambda j: j.created):
             if job.kind != "warmup":
                 print(f"  {job.elapsed:7.1f} s  {job.title}", flush=True)
@@ -218,8 +232,11 @@ def bench_warm(source_home: Path) -> None:
                 computed = [j.title for j in get_manager().jobs() if j.key in new and not j.from_store]
                 shown = [e.value for e in at.exception] + [e.value for e in at.error]
                 verdict = (f"COMPUTED {computed}" if computed else "") + (shown[0][:80] if shown else "")
-                print(f"{path.split('/')[-1][:-3]:<20}{'restarted' if restarted else 'same':<9}{first:>15.2f}"
-                      f"{max(presses):>12.2f}  {verdict or 'ok'}", flush=True)
+                print(
+                    f"{path.split('/')[-1][:-3]:<20}{'restarted' if restarted else 'same':<9}{first:>15.2f}"
+                    f"{max(presses):>12.2f}  {verdict or 'ok'}",
+                    flush=True,
+                )
 
 
 ZOO_BUTTONS = {"default": "build_default_zoo", "demo": "build_demo_zoo"}
@@ -239,19 +256,34 @@ def bench_zoo_button(which: str) -> None:
         seconds = time.perf_counter() - start
         models = sorted(p.stem for p in (Path(tmp) / "home" / "models").glob("*.json"))
         shown = [e.value for e in at.exception] + [e.value for e in at.error]
-        print(f"Overview button {ZOO_BUTTONS[which]!r}: {seconds:.1f} s for {len(models)} models "
-              f"(load average before {load}){'; page shows: ' + shown[0][:90] if shown else ''}", flush=True)
+        print(
+            f"Overview button {ZOO_BUTTONS[which]!r}: {seconds:.1f} s for {len(models)} models "
+            f"(load average before {load}){'; page shows: ' + shown[0][:90] if shown else ''}",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed renders per page (median reported)")
-    parser.add_argument("--defaults", metavar="HOME", default=None,
-                        help="time each page's default run on the models of HOME instead of cached renders")
-    parser.add_argument("--zoo-button", choices=sorted(ZOO_BUTTONS), default=None,
-                        help="time the Overview's starter-zoo button on an empty store")
-    parser.add_argument("--warm", metavar="HOME", default=None,
-                        help="time the demo warm-up on the models of HOME, then each page after it")
+    parser.add_argument(
+        "--defaults",
+        metavar="HOME",
+        default=None,
+        help="time each page's default run on the models of HOME instead of cached renders",
+    )
+    parser.add_argument(
+        "--zoo-button",
+        choices=sorted(ZOO_BUTTONS),
+        default=None,
+        help="time the Overview's starter-zoo button on an empty store",
+    )
+    parser.add_argument(
+        "--warm",
+        metavar="HOME",
+        default=None,
+        help="time the demo warm-up on the models of HOME, then each page after it",
+    )
     args = parser.parse_args()
     if args.warm:
         bench_warm(Path(args.warm))

@@ -19,6 +19,7 @@ steps). With CUDA present it also prints PGD-40 images/s on the full-width CIFAR
 and without bf16 autocast. The "stacked" setup times PGD-40 on 4 same-architecture sources one at a time
 against all 4 at once (attacks/stacked.py; on CUDA also with CUDA graphs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torchattacks  # noqa: E402
 
+import trend_core.attacks.deepfool as deepfool_module  # noqa: E402
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool, predict  # noqa: E402
 from trend_core.attacks.base import attack_mode, perturbation_norms  # noqa: E402
-import trend_core.attacks.deepfool as deepfool_module  # noqa: E402
 from trend_core.attacks.deepfool import candidate_gradients, other_top_classes  # noqa: E402
-from trend_core.data.datasets import load_dataset  # noqa: E402
-from trend_core.runtime.devices import resolve_device  # noqa: E402
-from trend_core.nn.build import build_model  # noqa: E402
 from trend_core.config.datasets import get_info  # noqa: E402
 from trend_core.config.specs import ModelSpec  # noqa: E402
+from trend_core.data.datasets import load_dataset  # noqa: E402
 from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.nn.build import build_model  # noqa: E402
+from trend_core.runtime.devices import resolve_device  # noqa: E402
 
 DIGITS_MODEL = "digits/resnet18-w0.25/FP/sgd/s0"
 
@@ -137,10 +138,12 @@ def rate(success: torch.Tensor, correct: torch.Tensor) -> float:
 
 def bare_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
     """One bare forward + backward to the input: the least any gradient step must cost."""
+
     def run():
         with attack_mode(model):
             xg = x.detach().requires_grad_(True)
             return torch.autograd.grad(F.cross_entropy(model(xg), y), xg)[0]
+
     return run
 
 
@@ -154,26 +157,46 @@ def bench_pgd(s: Setup, repeats: int, device) -> list[Row]:
 
     bare_runs = s.pgd_steps  # as long as the attack, so both meet the same machine load
     twin = ours.runner(s.model)
-    times, out = fastest({"ours": lambda: ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0],
-                          "theirs": run_theirs,
-                          "bare": lambda: [bare_step(s.model, s.x, s.y)() for _ in range(bare_runs)],
-                          "bare twin": lambda: [bare_step(twin, s.x, s.y)() for _ in range(bare_runs)],
-                          "evaluation": evaluation(s)}, repeats, device)
+    times, out = fastest(
+        {
+            "ours": lambda: ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0],
+            "theirs": run_theirs,
+            "bare": lambda: [bare_step(s.model, s.x, s.y)() for _ in range(bare_runs)],
+            "bare twin": lambda: [bare_step(twin, s.x, s.y)() for _ in range(bare_runs)],
+            "evaluation": evaluation(s),
+        },
+        repeats,
+        device,
+    )
     r_ours = out["ours"]
     t_success, _ = reference_outcome(s.model, s.x, s.y, out["theirs"])
     per_step = times["ours"] / s.pgd_steps
     bare, bare_twin = times["bare"] / bare_runs, times["bare twin"] / bare_runs
-    note = (f"ours {times['ours']:.3f} s, torchattacks {times['theirs']:.3f} s, the success evaluation "
-            f"{times['evaluation']:.3f} s; success ours {rate(r_ours.success, r_ours.clean_correct):.3f} / theirs "
-            f"{rate(t_success, r_ours.clean_correct):.3f}")
-    return [Row(s.name, f"PGD-{s.pgd_steps} time ours / torchattacks", times["ours"] / times["theirs"], 1.0, note),
-            like_for_like(s.name, f"PGD-{s.pgd_steps}", times),
-            Row(s.name, "PGD s per step / bare fwd+bwd", per_step / bare, 1.15,
-                f"{per_step * 1e3:.2f} ms per step (whole attack incl. clean/adv evaluation) vs {bare * 1e3:.2f} ms "
-                f"for the model as trained"),
-            Row(s.name, "PGD s per step / bare fwd+bwd of its twin", per_step / bare_twin, None,
-                f"the loop's own overhead: the same bare pass through the inference twin (BatchNorm folded, "
-                f"quantized weights precomputed) that the attack iterates on takes {bare_twin * 1e3:.2f} ms")]
+    note = (
+        f"ours {times['ours']:.3f} s, torchattacks {times['theirs']:.3f} s, the success evaluation "
+        f"{times['evaluation']:.3f} s; success ours {rate(r_ours.success, r_ours.clean_correct):.3f} / theirs "
+        f"{rate(t_success, r_ours.clean_correct):.3f}"
+    )
+    return [
+        Row(s.name, f"PGD-{s.pgd_steps} time ours / torchattacks", times["ours"] / times["theirs"], 1.0, note),
+        like_for_like(s.name, f"PGD-{s.pgd_steps}", times),
+        Row(
+            s.name,
+            "PGD s per step / bare fwd+bwd",
+            per_step / bare,
+            1.15,
+            f"{per_step * 1e3:.2f} ms per step (whole attack incl. clean/adv evaluation) vs {bare * 1e3:.2f} ms "
+            f"for the model as trained",
+        ),
+        Row(
+            s.name,
+            "PGD s per step / bare fwd+bwd of its twin",
+            per_step / bare_twin,
+            None,
+            f"the loop's own overhead: the same bare pass through the inference twin (BatchNorm folded, "
+            f"quantized weights precomputed) that the attack iterates on takes {bare_twin * 1e3:.2f} ms",
+        ),
+    ]
 
 
 def evaluation(s: Setup) -> Callable[[], object]:
@@ -183,9 +206,13 @@ def evaluation(s: Setup) -> Callable[[], object]:
 
 def like_for_like(setup: str, attack: str, times: dict) -> Row:
     """Ours against torchattacks plus the two forward passes that give our AttackResult its success mask."""
-    return Row(setup, f"{attack} ours / (torchattacks + evaluation)",
-               times["ours"] / (times["theirs"] + times["evaluation"]), 1.0,
-               "the same work on both sides: adversarial images and which of them fool the model")
+    return Row(
+        setup,
+        f"{attack} ours / (torchattacks + evaluation)",
+        times["ours"] / (times["theirs"] + times["evaluation"]),
+        1.0,
+        "the same work on both sides: adversarial images and which of them fool the model",
+    )
 
 
 def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
@@ -200,9 +227,17 @@ def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
 
     work = DeepFoolWork(ours.runner(s.model))
     try:
-        times, out = fastest({"ours": lambda: (ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0], work.take()), "theirs": run_theirs,
-                              "step": one_deepfool_step(s, backward=True), "forward": one_deepfool_step(s, False),
-                              "evaluation": evaluation(s)}, min(repeats, 2), device)
+        times, out = fastest(
+            {
+                "ours": lambda: (ours.run(s.model, s.x, s.y, [ours.eps], speedup=True)[0], work.take()),
+                "theirs": run_theirs,
+                "step": one_deepfool_step(s, backward=True),
+                "forward": one_deepfool_step(s, False),
+                "evaluation": evaluation(s),
+            },
+            min(repeats, 2),
+            device,
+        )
     finally:
         work.remove()
     r, (forward_rows, gradient_rows) = out["ours"]
@@ -212,21 +247,28 @@ def bench_deepfool(s: Setup, repeats: int, device) -> list[Row]:
     theirs_ref_rate = rate(t_success, r.clean_correct[:n_ref])
     ratio = times["ours"] / theirs_full
     equal_or_better = ours_ref_rate >= theirs_ref_rate
-    note = (f"ours {times['ours']:.3f} s on {len(s.x)} images; torchattacks {times['theirs']:.3f} s on the first "
-            f"{n_ref}, scaled per image to {theirs_full:.2f} s; success on those {n_ref}: ours {ours_ref_rate:.3f} "
-            f"(mean L2 {float(r.l2[:n_ref][r.success[:n_ref]].mean()):.4f}) vs theirs {theirs_ref_rate:.3f} "
-            f"(mean L2 {float(t_l2[t_success].mean()):.4f}); ours on all {len(s.x)}: "
-            f"{rate(r.success, r.clean_correct):.3f}")
+    note = (
+        f"ours {times['ours']:.3f} s on {len(s.x)} images; torchattacks {times['theirs']:.3f} s on the first "
+        f"{n_ref}, scaled per image to {theirs_full:.2f} s; success on those {n_ref}: ours {ours_ref_rate:.3f} "
+        f"(mean L2 {float(r.l2[:n_ref][r.success[:n_ref]].mean()):.4f}) vs theirs {theirs_ref_rate:.3f} "
+        f"(mean L2 {float(t_l2[t_success].mean()):.4f}); ours on all {len(s.x)}: "
+        f"{rate(r.success, r.clean_correct):.3f}"
+    )
     row = Row(s.name, "DeepFool time ours / torchattacks", ratio, 0.1, note)
     if not equal_or_better:
         row.target = -1.0  # a faster attack that fools fewer images does not pass
         row.note += " -- LOWER SUCCESS"
     per_step, per_forward = times["step"] / len(s.x), times["forward"] / len(s.x)
     floor = gradient_rows * per_step + (forward_rows - gradient_rows) * per_forward + times["evaluation"]
-    floor_row = Row(s.name, "DeepFool time ours / its compute floor", times["ours"] / floor, None,
-                    f"the floor: {gradient_rows} image-steps x {per_step * 1e3:.2f} ms (a forward pass and the "
-                    f"gradients of all 9 other classes, batched) + {forward_rows - gradient_rows} forward-only rows "
-                    f"x {per_forward * 1e3:.2f} ms + the clean/adversarial evaluation = {floor:.3f} s")
+    floor_row = Row(
+        s.name,
+        "DeepFool time ours / its compute floor",
+        times["ours"] / floor,
+        None,
+        f"the floor: {gradient_rows} image-steps x {per_step * 1e3:.2f} ms (a forward pass and the "
+        f"gradients of all 9 other classes, batched) + {forward_rows - gradient_rows} forward-only rows "
+        f"x {per_forward * 1e3:.2f} ms + the clean/adversarial evaluation = {floor:.3f} s",
+    )
     return [row, floor_row]
 
 
@@ -241,6 +283,7 @@ class DeepFoolWork:
         def counted(x, *args):
             self.gradient_rows += len(x)
             return self.original(x, *args)
+
         deepfool_module.candidate_gradients = counted
 
     def _forward(self, _module, inputs, _output):
@@ -269,6 +312,7 @@ def one_deepfool_step(s: Setup, backward: bool) -> Callable[[], object]:
                 return logits
             others = other_top_classes(logits.detach(), s.y, logits.shape[1])
             return candidate_gradients(x, logits, s.y, others)[1]
+
     return run
 
 
@@ -298,8 +342,9 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
             return theirs(s.x, s.y)
 
     def run_ours(iterations: int):
-        attack = CarliniWagnerL2(kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c,
-                                 abort_early=False)
+        attack = CarliniWagnerL2(
+            kappa=0, steps=iterations, lr=0.01, binary_search_steps=1, initial_c=c, abort_early=False
+        )
         return attack.run(s.model, s.x, s.y, [None], speedup=True)[0]  # the runners' speed layer
 
     # Paired runs: torchattacks' early stop can come at a different iteration from one run to the next (on a
@@ -315,8 +360,7 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
         for _ in range(repeats):
             pair, out = fastest({"theirs": run_theirs}, 1, device)
             their_forwards = on_model.take()
-            mine, mine_out = fastest({"ours": lambda: run_ours(their_forwards),
-                                      "evaluation": evaluation(s)}, 1, device)
+            mine, mine_out = fastest({"ours": lambda: run_ours(their_forwards), "evaluation": evaluation(s)}, 1, device)
             on_model.take()
             pairs.append(({**pair, **mine}, out["theirs"], mine_out["ours"], their_forwards, on_twin.take()))
     finally:
@@ -326,35 +370,59 @@ def bench_cw_at(s: Setup, c: float, repeats: int, device, with_target: bool) -> 
     iterations = their_forwards
     t_success, t_l2 = reference_outcome(s.model, s.x, s.y, t_adv)
     stopped = f" (torchattacks stopped early after {iterations} of {s.cw_steps})" if iterations < s.cw_steps else ""
-    note = (f"c={c:g}: ours {times['ours']:.3f} s ({ours_forwards} iterations + clean/adversarial evaluation), "
-            f"torchattacks {times['theirs']:.3f} s ({their_forwards} iterations){stopped}; success ours "
-            f"{rate(r.success, r.clean_correct):.3f} / theirs {rate(t_success, r.clean_correct):.3f}; mean L2 ours "
-            f"{float(r.l2[r.success].mean()):.4f} / theirs {float(t_l2[t_success].mean()):.4f}")
+    note = (
+        f"c={c:g}: ours {times['ours']:.3f} s ({ours_forwards} iterations + clean/adversarial evaluation), "
+        f"torchattacks {times['theirs']:.3f} s ({their_forwards} iterations){stopped}; success ours "
+        f"{rate(r.success, r.clean_correct):.3f} / theirs {rate(t_success, r.clean_correct):.3f}; mean L2 ours "
+        f"{float(r.l2[r.success].mean()):.4f} / theirs {float(t_l2[t_success].mean()):.4f}"
+    )
     if not with_target:
-        note += ("; shown without a target: this few iterations mostly time the two evaluation passes that "
-                 "torchattacks does not make (see the like-for-like row)")
-    rows = [Row(s.name, f"CW-{iterations} time ours / torchattacks", times["ours"] / times["theirs"],
-                1.0 if with_target else None, note),
-            like_for_like(s.name, f"CW-{iterations}", times)]
+        note += (
+            "; shown without a target: this few iterations mostly time the two evaluation passes that "
+            "torchattacks does not make (see the like-for-like row)"
+        )
+    rows = [
+        Row(
+            s.name,
+            f"CW-{iterations} time ours / torchattacks",
+            times["ours"] / times["theirs"],
+            1.0 if with_target else None,
+            note,
+        ),
+        like_for_like(s.name, f"CW-{iterations}", times),
+    ]
     if not with_target:
         rows[1].target = None
     return rows
 
 
-def bench_transfer(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                   repeats: int, device) -> list[Row]:
+def bench_transfer(
+    models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, repeats: int, device
+) -> list[Row]:
     try:
         from trend_core.experiments.transfer import run_transfer
     except ImportError:
-        return [Row("digits 6 models", "TM matrix / (6 x one PGD)", float("nan"), 1.25,
-                    "trend_core.experiments.transfer.run_transfer is missing: not measured")]
+        return [
+            Row(
+                "digits 6 models",
+                "TM matrix / (6 x one PGD)",
+                float("nan"),
+                1.25,
+                "trend_core.experiments.transfer.run_transfer is missing: not measured",
+            )
+        ]
     attack = PGD(eps=eps, steps=steps)
     singles = {f"pgd{i}": (lambda m=m: attack(m, x, y)) for i, m in enumerate(models)}
-    times, _ = fastest({**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), cache=None,
-                                                                   device=str(device))}, repeats, device)
+    times, _ = fastest(
+        {**singles, "matrix": lambda: run_transfer(models, attack, data=(x, y), cache=None, device=str(device))},
+        repeats,
+        device,
+    )
     one_each = sum(times[k] for k in singles)
-    note = (f"run_transfer {times['matrix']:.3f} s (6 attacks + 30 evaluations, no disk cache) vs "
-            f"the 6 PGD attacks alone {one_each:.3f} s")
+    note = (
+        f"run_transfer {times['matrix']:.3f} s (6 attacks + 30 evaluations, no disk cache) vs "
+        f"the 6 PGD attacks alone {one_each:.3f} s"
+    )
     return [Row("digits 6 models", f"TM matrix / (6 x one PGD-{steps})", times["matrix"] / one_each, 1.25, note)]
 
 
@@ -368,8 +436,15 @@ def bench_throughput(device, batch: int, steps: int = 40) -> list[Row]:
         attack = PGD(eps=8 / 255, steps=steps, autocast=autocast)
         attack(model, x[:8], y[:8])  # warm-up (cuDNN autotuning, autocast caches)
         times, _ = fastest({"pgd": lambda: attack(model, x, y)}, 2, device)
-        rows.append(Row(f"CIFAR RN18 b{batch}", f"PGD-{steps} images/s, bf16 autocast={autocast}",
-                        batch / times["pgd"], None, f"{times['pgd']:.3f} s per batch"))
+        rows.append(
+            Row(
+                f"CIFAR RN18 b{batch}",
+                f"PGD-{steps} images/s, bf16 autocast={autocast}",
+                batch / times["pgd"],
+                None,
+                f"{times['pgd']:.3f} s per batch",
+            )
+        )
     return rows
 
 
@@ -401,18 +476,34 @@ def bench_stacked(device, batches: tuple[int, ...], steps: int, repeats: int) ->
             gap = max(float((a.x_adv - b.x_adv).abs().max()) for a, b in zip(out["alone"], out["stacked"]))
             name = f"{dataset} {arch} x{len(models)} b{batch}"
             for how in runs:
-                rows.append(Row(name, f"PGD-{steps} source-images/s, {how}", len(models) * batch / times[how], None,
-                                f"{times[how]:.3f} s for the {len(models)} sources"))
-            rows.append(Row(name, "stacked speedup (x)", times["alone"] / min(times[h] for h in runs if h != "alone"),
-                            None, f"best stacked run; largest pixel gap stacked vs one at a time: {gap:.1e}"))
+                rows.append(
+                    Row(
+                        name,
+                        f"PGD-{steps} source-images/s, {how}",
+                        len(models) * batch / times[how],
+                        None,
+                        f"{times[how]:.3f} s for the {len(models)} sources",
+                    )
+                )
+            rows.append(
+                Row(
+                    name,
+                    "stacked speedup (x)",
+                    times["alone"] / min(times[h] for h in runs if h != "alone"),
+                    None,
+                    f"best stacked run; largest pixel gap stacked vs one at a time: {gap:.1e}",
+                )
+            )
     return rows
 
 
 def stacked_or_alone(attack: PGD, models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float) -> dict:
     from trend_core.attacks.stacked import run_stacked  # (bench-only section)
 
-    runs = {"alone": lambda: [attack.run(m, x, y, [eps], speedup=True)[0] for m in models],
-            "stacked": lambda: [r[0] for r in run_stacked(attack, models, x, y, [eps], graphs=False)]}
+    runs = {
+        "alone": lambda: [attack.run(m, x, y, [eps], speedup=True)[0] for m in models],
+        "stacked": lambda: [r[0] for r in run_stacked(attack, models, x, y, [eps], graphs=False)],
+    }
     if x.device.type == "cuda":  # the stacked step replayed from CUDA graphs (captured in the warm-up run)
         runs["stacked+graphs"] = lambda: [r[0] for r in run_stacked(attack, models, x, y, [eps], graphs=True)]
     return runs
@@ -421,9 +512,16 @@ def stacked_or_alone(attack: PGD, models: list[nn.Module], x: torch.Tensor, y: t
 def digits_setup(zoo: Zoo, device, batch: int, quick: bool) -> Setup:
     model = zoo.get_or_train(DIGITS_MODEL, device=device).to(device).eval()
     x, y = load_dataset("digits").tensors("test", limit=min(batch, 360))
-    return Setup(f"digits RN18-w0.25 b{len(x)}", model, x.to(device), y.to(device), eps=0.1,
-                 pgd_steps=10 if quick else 40, cw_steps=10 if quick else 100,
-                 deepfool_reference_images=8 if quick else 24)
+    return Setup(
+        f"digits RN18-w0.25 b{len(x)}",
+        model,
+        x.to(device),
+        y.to(device),
+        eps=0.1,
+        pgd_steps=10 if quick else 40,
+        cw_steps=10 if quick else 100,
+        deepfool_reference_images=8 if quick else 24,
+    )
 
 
 def cifar_setup(device, batch: int, quick: bool) -> Setup:
@@ -432,11 +530,18 @@ def cifar_setup(device, batch: int, quick: bool) -> Setup:
     x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
     y = predict(model, x).clone()  # (an inference-mode tensor cannot enter autograd)
     on_cpu = device.type == "cpu"
-    return Setup(f"CIFAR RN18 (full width) b{batch}", model, x, y, eps=8 / 255,
-                 pgd_steps=3 if quick else 40, cw_steps=3 if quick else 100,
-                 deepfool_reference_images=2 if quick else (4 if on_cpu else 16),
-                 # untrained: near-tied logits, so at c=1 torchattacks stops after ~11 of 100 iterations
-                 cw_constants=(10.0, 1.0))
+    return Setup(
+        f"CIFAR RN18 (full width) b{batch}",
+        model,
+        x,
+        y,
+        eps=8 / 255,
+        pgd_steps=3 if quick else 40,
+        cw_steps=3 if quick else 100,
+        deepfool_reference_images=2 if quick else (4 if on_cpu else 16),
+        # untrained: near-tied logits, so at c=1 torchattacks stops after ~11 of 100 iterations
+        cw_constants=(10.0, 1.0),
+    )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -453,18 +558,32 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="images per batch (default: digits 256 / CIFAR 16 on CPU, 360 / 512 on CUDA)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per batch (default: digits 256 / CIFAR 16 on CPU, 360 / 512 on CUDA)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (fastest counts)")
-    parser.add_argument("--setups", default="digits,cifar,tm,stacked",
-                        help="comma-separated subset of: digits, cifar, tm (the TM matrix of 6 digits models), "
-                             "stacked (PGD on 4 same-architecture sources, one at a time vs stacked)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: 1 on CPU, timed by process CPU time, which a shared, "
-                             "loaded machine disturbs least; more threads are timed by the wall clock)")
-    parser.add_argument("--zoo", default=str(Path(tempfile.gettempdir()) / "trend-bench-zoo"),
-                        help="where the digits models are trained once and then loaded from")
+    parser.add_argument(
+        "--setups",
+        default="digits,cifar,tm,stacked",
+        help="comma-separated subset of: digits, cifar, tm (the TM matrix of 6 digits models), "
+        "stacked (PGD on 4 same-architecture sources, one at a time vs stacked)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 on CPU, timed by process CPU time, which a shared, "
+        "loaded machine disturbs least; more threads are timed by the wall clock)",
+    )
+    parser.add_argument(
+        "--zoo",
+        default=str(Path(tempfile.gettempdir()) / "trend-bench-zoo"),
+        help="where the digits models are trained once and then loaded from",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     chosen = {name.strip() for name in args.setups.split(",") if name.strip()}
@@ -480,12 +599,16 @@ def main() -> None:
     load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if on_cpu else ""
     gpu = "" if on_cpu else f" ({torch.cuda.get_device_name(device)})"
     timer = "process CPU time" if clock(device) is time.process_time else "wall"
-    print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, device {device}{gpu}, "
-          f"threads {torch.get_num_threads()}, repeats {repeats}{load}; clock: {timer}")
+    print(
+        f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, device {device}{gpu}, "
+        f"threads {torch.get_num_threads()}, repeats {repeats}{load}; clock: {timer}"
+    )
     zoo = Zoo(args.zoo)
     rows: list[Row] = []
-    makers = {"digits": lambda: digits_setup(zoo, device, digits_batch, args.quick),
-              "cifar": lambda: cifar_setup(device, cifar_batch, args.quick)}
+    makers = {
+        "digits": lambda: digits_setup(zoo, device, digits_batch, args.quick),
+        "cifar": lambda: cifar_setup(device, cifar_batch, args.quick),
+    }
     for name in [n for n in makers if n in chosen]:
         setup = makers[name]()
         print(f"== {setup.name}", flush=True)

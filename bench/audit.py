@@ -18,6 +18,7 @@ Parts:
            under A-GD (20 steps, today's TREND-builder figure) and the audit's worst case, and the flags fired.
 Each figure is printed with the machine's load average (``uptime``), since a shared CPU slows everything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,18 +82,30 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seed
     xc = torch.rand(8 if quick else 32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         yc = cifar(xc).argmax(1)
-    setups.append(("CIFAR ResNet18 (untrained)", cifar, xc.clone(), yc.clone(), 8 / 255, 5 if quick else 20,
-                   20 if quick else 100))
+    setups.append(
+        ("CIFAR ResNet18 (untrained)", cifar, xc.clone(), yc.clone(), 8 / 255, 5 if quick else 20, 20 if quick else 100)
+    )
     print(f"\n== cross-check against torchattacks 3.3 (robust accuracy %, CPU seconds; {load()})")
     print(f"{'setup':28} {'attack':9} {'ours %':>7} {'theirs %':>8} {'ours s':>8} {'theirs s':>8} {'ratio':>6}")
     for setup, model, xs, ys, eps, steps, queries in setups:
         pairs = [
-            ("APGD-CE", lambda seed: APGD(eps, steps=steps, loss="ce", seed=seed)(model, xs, ys).x_adv,
-             lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", n_restarts=1, seed=seed)(xs, ys)),
-            ("APGD-DLR", lambda seed: APGD(eps, steps=steps, loss="dlr", seed=seed)(model, xs, ys).x_adv,
-             lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="dlr", n_restarts=1, seed=seed)(xs, ys)),
-            ("Square", lambda seed: Square(eps, queries=queries, seed=seed)(model, xs, ys).x_adv,
-             lambda seed: torchattacks.Square(model, eps=eps, n_queries=queries, seed=seed)(xs, ys)),
+            (
+                "APGD-CE",
+                lambda seed: APGD(eps, steps=steps, loss="ce", seed=seed)(model, xs, ys).x_adv,
+                lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", n_restarts=1, seed=seed)(xs, ys),
+            ),
+            (
+                "APGD-DLR",
+                lambda seed: APGD(eps, steps=steps, loss="dlr", seed=seed)(model, xs, ys).x_adv,
+                lambda seed: torchattacks.APGD(model, eps=eps, steps=steps, loss="dlr", n_restarts=1, seed=seed)(
+                    xs, ys
+                ),
+            ),
+            (
+                "Square",
+                lambda seed: Square(eps, queries=queries, seed=seed)(model, xs, ys).x_adv,
+                lambda seed: torchattacks.Square(model, eps=eps, n_queries=queries, seed=seed)(xs, ys),
+            ),
         ]
         right = predict(model, xs) == ys
         for label, ours, theirs in pairs:
@@ -106,10 +119,15 @@ def cross_check(zoo: Zoo, names: dict[str, str], repeats: int, quick: bool, seed
                 r_ours.append(float((right & (predict(model, adv_ours) == ys)).float().mean()))
                 r_theirs.append(float((right & (predict(model, adv_theirs) == ys)).float().mean()))
             mean_ours, mean_theirs = 100 * sum(r_ours) / seeds, 100 * sum(r_theirs) / seeds
-            print(f"{setup:28} {label:9} {mean_ours:7.1f} {mean_theirs:8.1f} {t_ours:8.2f} {t_theirs:8.2f} "
-                  f"{t_ours / t_theirs:6.2f}", flush=True)
+            print(
+                f"{setup:28} {label:9} {mean_ours:7.1f} {mean_theirs:8.1f} {t_ours:8.2f} {t_theirs:8.2f} "
+                f"{t_ours / t_theirs:6.2f}",
+                flush=True,
+            )
             if seeds > 1:
-                print(f"{'':28} {'seeds':9} " + " ".join(f"{100 * a:.1f}/{100 * b:.1f}" for a, b in zip(r_ours, r_theirs)))
+                print(
+                    f"{'':28} {'seeds':9} " + " ".join(f"{100 * a:.1f}/{100 * b:.1f}" for a, b in zip(r_ours, r_theirs))
+                )
 
 
 # ----------------------------------------------------------------------------- battery
@@ -120,11 +138,21 @@ def battery_time(zoo: Zoo, names: dict[str, str], limit: int | None) -> None:
     members = [names[label] for label in ENSEMBLE]
     before = load()
     start = time.perf_counter()
-    report = run_audit(zoo=zoo, models=members, ensemble=True, epsilons=[EPS], level="quick", limit=limit,
-                       cache=MemoryStore(), device="cpu")
+    report = run_audit(
+        zoo=zoo,
+        models=members,
+        ensemble=True,
+        epsilons=[EPS],
+        level="quick",
+        limit=limit,
+        cache=MemoryStore(),
+        device="cpu",
+    )
     wall = time.perf_counter() - start
-    print(f"\n== quick battery on {' + '.join(ENSEMBLE)}, {report.n_images} test images, eps {EPS}: "
-          f"{wall:.0f} s wall ({before} before, {load()} after)")
+    print(
+        f"\n== quick battery on {' + '.join(ENSEMBLE)}, {report.n_images} test images, eps {EPS}: "
+        f"{wall:.0f} s wall ({before} before, {load()} after)"
+    )
     print(report.robust.to_string(index=False))
 
 
@@ -133,8 +161,8 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
     import pandas as pd
 
     from trend_core.attacks import PGD
-    from trend_core.experiments.audit import SUMMARY_COLUMNS, run_audit, summary_row
     from trend_core.ensemble.selection import select_ensembles
+    from trend_core.experiments.audit import SUMMARY_COLUMNS, run_audit, summary_row
     from trend_core.experiments.transfer import run_transfer
 
     missing = [label for label in pool if label not in names]
@@ -151,17 +179,29 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
     rows, fired = [], {}
     for label, members, vote in targets:
         start = time.perf_counter()
-        report = run_audit(zoo=zoo, models=[names[m] for m in members], ensemble=vote, epsilons=[EPS], level="quick",
-                           limit=limit, cache=store, device="cpu")
+        report = run_audit(
+            zoo=zoo,
+            models=[names[m] for m in members],
+            ensemble=vote,
+            epsilons=[EPS],
+            level="quick",
+            limit=limit,
+            cache=store,
+            device="cpu",
+        )
         rows.append(summary_row(label, report, EPS))
         fired[label] = [f for f in report.flags if f.fired]
         print(f"  audited {label} in {time.perf_counter() - start:.0f} s ({load()})", flush=True)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    shown = table.assign(**{c: (100 * table[c]).round(1) for c in ("clean_accuracy", "agd_accuracy",
-                                                                     "worst_case_accuracy")})
+    shown = table.assign(
+        **{c: (100 * table[c]).round(1) for c in ("clean_accuracy", "agd_accuracy", "worst_case_accuracy")}
+    )
     print(f"\n== closing table: digits, eps {EPS}, {report.n_images} test images (accuracy %; {load()})")
-    print(shown.drop(columns=["eps"]).rename(columns={"clean_accuracy": "clean", "agd_accuracy": "A-GD",
-                                                      "worst_case_accuracy": "worst case"}).to_string(index=False))
+    print(
+        shown.drop(columns=["eps"])
+        .rename(columns={"clean_accuracy": "clean", "agd_accuracy": "A-GD", "worst_case_accuracy": "worst case"})
+        .to_string(index=False)
+    )
     for label, flags in fired.items():
         for flag in flags:
             print(f"  {label} / {flag.name}: {flag.sentence}")
@@ -169,17 +209,30 @@ def closing_table(zoo: Zoo, names: dict[str, str], pool: list[str], limit: int |
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["check", "battery", "table"],
-                        choices=["check", "battery", "table"])
-    parser.add_argument("--home", default=str(Path(__file__).resolve().parents[1] / ".trend-home" / "bench"),
-                        help="zoo and store folder (the digits preset is trained here when missing)")
+    parser.add_argument(
+        "--parts", nargs="+", default=["check", "battery", "table"], choices=["check", "battery", "table"]
+    )
+    parser.add_argument(
+        "--home",
+        default=str(Path(__file__).resolve().parents[1] / ".trend-home" / "bench"),
+        help="zoo and store folder (the digits preset is trained here when missing)",
+    )
     parser.add_argument("--no-train", action="store_true", help="use only the preset models already in --home")
-    parser.add_argument("--pool", nargs="+", default=None, metavar="LABEL",
-                        help="the TREND candidate pool (default: the whole digits preset)")
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="the TREND candidate pool (default: the whole digits preset)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="check: robust accuracy as the mean over this many attack seeds (ours and theirs)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="check: robust accuracy as the mean over this many attack seeds (ours and theirs)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -16,6 +16,7 @@ outcome), refused late (the same after work had started), usage (argparse's usag
 and reads the values it compares (a check whose values cannot be read fails). "Refused" there means exit 2
 with a last line "trend: error: ..." and no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -188,22 +189,36 @@ def prepare(work: Path, zoo_dir: Path) -> dict:
     (files / "garbage.pt").write_bytes(b"\x80\x04\x95" + b"garbage" * 10)
     state = {k: v.clone() for k, v in source.load(FP).state_dict().items()}
     save_file(state, str(files / "good.safetensors"))
-    save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()},
-              str(files / "nan.safetensors"))
-    save_file({k: v.to(torch.int8) if v.is_floating_point() else v for k, v in state.items()},
-              str(files / "int8.safetensors"))
+    save_file(
+        {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()},
+        str(files / "nan.safetensors"),
+    )
+    save_file(
+        {k: v.to(torch.int8) if v.is_floating_point() else v for k, v in state.items()}, str(files / "int8.safetensors")
+    )
     # finite weights whose outputs are NaN: a BatchNorm variance below zero, and weights that overflow to inf
-    save_file({k: torch.full_like(v, -1.0) if k.endswith("running_var") else v for k, v in state.items()},
-              str(files / "negative_var.safetensors"))
-    save_file({k: torch.full_like(v, 3e38) if v.is_floating_point() and not k.endswith("running_var") else v
-               for k, v in state.items()}, str(files / "huge.safetensors"))
+    save_file(
+        {k: torch.full_like(v, -1.0) if k.endswith("running_var") else v for k, v in state.items()},
+        str(files / "negative_var.safetensors"),
+    )
+    save_file(
+        {
+            k: torch.full_like(v, 3e38) if v.is_floating_point() and not k.endswith("running_var") else v
+            for k, v in state.items()
+        },
+        str(files / "huge.safetensors"),
+    )
     good = "source,A,B,C\nA,1,0.2,0.3\nB,0.1,1,0.4\nC,0.2,0.3,1\n"
-    for name, text in {"good": good, "text_long": "source,target,tm\nA,B,high\nB,A,0.1\nA,A,1\nB,B,1\n",
-                       "negative": good.replace("0.2,0.3\n", "-1e300,0.3\n", 1), "inf": good.replace("0.4", "inf"),
-                       "above_one": good.replace("0.4", "1.5"),
-                       "missing_column": "source,A,B\nA,1,0.2\nB,0.1,1\nC,0.2,0.3\n",
-                       "short_row": good.replace("A,1,0.2,0.3", "A,1,0.2"),  # A -> C would be padded with NaN
-                       "long_row": good.replace("A,1,0.2,0.3", "A,1,0.2,0.3,0.5")}.items():
+    for name, text in {
+        "good": good,
+        "text_long": "source,target,tm\nA,B,high\nB,A,0.1\nA,A,1\nB,B,1\n",
+        "negative": good.replace("0.2,0.3\n", "-1e300,0.3\n", 1),
+        "inf": good.replace("0.4", "inf"),
+        "above_one": good.replace("0.4", "1.5"),
+        "missing_column": "source,A,B\nA,1,0.2\nB,0.1,1\nC,0.2,0.3\n",
+        "short_row": good.replace("A,1,0.2,0.3", "A,1,0.2"),  # A -> C would be padded with NaN
+        "long_row": good.replace("A,1,0.2,0.3", "A,1,0.2,0.3,0.5"),
+    }.items():
         (files / f"{name}.csv").write_text(text)
     return {"home": str(home), "file": str(work / "plain-file"), "dir": str(files)}
 
@@ -211,8 +226,12 @@ def prepare(work: Path, zoo_dir: Path) -> dict:
 def run_bad_inputs(repo: Path, work: Path, places: dict, limit_s: int) -> list[dict]:
     cases = [[a.format(**places) for a in argv] for argv in BAD_INPUTS]
     (work / "cases.json").write_text(json.dumps(cases))
-    subprocess.run([sys.executable, "-c", DRIVER, str(work / "cases.json"), str(work / "results.json"), str(limit_s)],
-                   env=_env(repo), check=True, cwd=work)
+    subprocess.run(
+        [sys.executable, "-c", DRIVER, str(work / "cases.json"), str(work / "results.json"), str(limit_s)],
+        env=_env(repo),
+        check=True,
+        cwd=work,
+    )
     return json.loads((work / "results.json").read_text())
 
 
@@ -227,11 +246,18 @@ def _env(repo: Path, **extra: str) -> dict:
     return env
 
 
-def _trend(repo: Path, *argv: str, timeout: int = 600, env: dict | None = None, stdout=None
-           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trend_core", *argv], env=_env(repo, **(env or {})),
-                          stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                          cwd=repo)
+def _trend(
+    repo: Path, *argv: str, timeout: int = 600, env: dict | None = None, stdout=None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trend_core", *argv],
+        env=_env(repo, **(env or {})),
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        cwd=repo,
+    )
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
@@ -241,8 +267,7 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
 
 def _refused(proc: subprocess.CompletedProcess) -> bool:
     """Exit 2 with one sentence: the last line of stderr is "trend: error: ...", and no traceback."""
-    return (proc.returncode == 2 and _last_line(proc).startswith("trend: error:")
-            and "Traceback" not in proc.stderr)
+    return proc.returncode == 2 and _last_line(proc).startswith("trend: error:") and "Traceback" not in proc.stderr
 
 
 def _outcome(proc: subprocess.CompletedProcess) -> str:
@@ -266,9 +291,13 @@ def fault_retrain_killed(repo, work, places):
     before = _weights(home)
     log = work / "retrain.err"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "trend_core", "train", "--force", FP, "--home", str(home),
-                                 "--device", "cpu"], stderr=err, stdout=subprocess.DEVNULL, env=_env(repo),
-                                cwd=repo)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trend_core", "train", "--force", FP, "--home", str(home), "--device", "cpu"],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            env=_env(repo),
+            cwd=repo,
+        )
         while b"epoch" not in log.read_bytes() and proc.poll() is None:
             time.sleep(0.2)
         time.sleep(1.0)
@@ -302,8 +331,9 @@ def fault_killed_between_files(repo, work, places):
     shutil.copytree(places["home"], str(home) + "-source")
     home.mkdir()
     subprocess.run([sys.executable, "-c", SAVE_AND_DIE, str(home), FP], env=_env(repo), capture_output=True, cwd=repo)
-    listed = FP in [m["name"] for m in json.loads(_trend(repo, "zoo", "list", "--home", str(home), "--json").stdout
-                                                  or "[]")]
+    listed = FP in [
+        m["name"] for m in json.loads(_trend(repo, "zoo", "list", "--home", str(home), "--json").stdout or "[]")
+    ]
     loads = _trend(repo, "eval", FP, "--home", str(home), "--device", "cpu", "--json").returncode == 0
     return listed == loads, f"killed once the weights were in place: listed={listed}, eval loads={loads}"
 
@@ -320,15 +350,17 @@ def fault_cache_db(repo, work, places, how):
     if how == "header":
         data[:4096] = bytes(range(256)) * 16
     else:
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     db.write_bytes(bytes(data))
     again = _transfer(repo, home)
     models = _trend(repo, "eval", FP, Q1, "--home", str(home), "--device", "cpu").returncode == 0
     before, after = _tm(first), _tm(again)
     held = before is not None and again.returncode == 0 and after == before and models
-    return held, (f"cache.db {'first 4 KiB overwritten' if how == 'header' else 'truncated to half'}: exit "
-                  f"{again.returncode}, TM FP->Q1 {_pair(before)} before, {_pair(after)} after, models load "
-                  f"{models}")
+    return held, (
+        f"cache.db {'first 4 KiB overwritten' if how == 'header' else 'truncated to half'}: exit "
+        f"{again.returncode}, TM FP->Q1 {_pair(before)} before, {_pair(after)} after, models load "
+        f"{models}"
+    )
 
 
 def _tm(proc) -> dict | None:
@@ -364,7 +396,7 @@ def fault_flipped_summary(repo, work, places):
         start = blob.find(b"PK\x03\x04")  # torch.save's zip, after any framing
         try:
             value = torch.load(__import__("io").BytesIO(blob[start:]), weights_only=True)
-        except Exception:
+        except Exception:  # noqa: S112  (an entry of another kind: not one this check reads)
             continue
         if not (isinstance(value, dict) and "success" in value):
             continue
@@ -380,8 +412,10 @@ def fault_flipped_summary(repo, work, places):
     again = _transfer(repo, home)
     before, after = _tm(first), _tm(again)
     held = flipped and before is not None and again.returncode == 0 and after == before
-    return held, (f"5 verdicts flipped in a cached attack summary (found: {flipped}): exit {again.returncode}, "
-                  f"TM FP->Q1 {_pair(before)} before, {_pair(after)} after")
+    return held, (
+        f"5 verdicts flipped in a cached attack summary (found: {flipped}): exit {again.returncode}, "
+        f"TM FP->Q1 {_pair(before)} before, {_pair(after)} after"
+    )
 
 
 def fault_bad_metadata(repo, work, places):
@@ -415,9 +449,17 @@ def fault_concurrent(repo, work, places):
     home = _fresh_home(work, places, "f-concurrent")
     argv = ["transfer", "--models", FP, Q1, "--home", str(home), "--json", *FAST]
     flags = [work / "a.ready", work / "b.ready"]
-    procs = [subprocess.Popen([sys.executable, "-c", BARRIER, str(flags[i]), str(flags[1 - i]), *argv],
-                              env=_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
-             for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BARRIER, str(flags[i]), str(flags[1 - i]), *argv],
+            env=_env(repo),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=repo,
+        )
+        for i in (0, 1)
+    ]
     outs = [p.communicate() for p in procs]
     runs = sum(int(err.rsplit("attack runs: ", 1)[1].split()[0]) for _, err in outs if "attack runs: " in err)
     return runs == 2, f"two identical transfers at once (2 sources): {runs} attacks computed"
@@ -504,8 +546,10 @@ def damage_metadata_copied(repo, work, places):
     listed = _trend(repo, "zoo", "list", "--home", str(home))
     flags = _mentions(listed.stderr, Q1) or _mentions(listed.stderr, FP)
     held = _refused(loads) and healthy.returncode == 0 and flags
-    return held, (f"eval Q1: {_outcome(loads)}; eval FP exit {healthy.returncode}; zoo list exit "
-                  f"{listed.returncode} flags the entry: {flags}")
+    return held, (
+        f"eval Q1: {_outcome(loads)}; eval FP exit {healthy.returncode}; zoo list exit "
+        f"{listed.returncode} flags the entry: {flags}"
+    )
 
 
 def user_file_kept(repo, work, places):
@@ -630,14 +674,21 @@ API_DRIVER = textwrap.dedent("""
 def api_checks(repo: Path, work: Path, places: dict, zoo_dir: Path) -> list[dict]:
     """Each Python call with bad data: expected a one-sentence TrendError before any attack ran."""
     out = work / "api.json"
-    subprocess.run([sys.executable, "-c", API_DRIVER, str(zoo_dir), str(out), FP, Q1], env=_env(repo),
-                   check=True, cwd=work)
+    subprocess.run(
+        [sys.executable, "-c", API_DRIVER, str(zoo_dir), str(out), FP, Q1], env=_env(repo), check=True, cwd=work
+    )
     checks = []
     for name, r in json.loads(out.read_text()).items():
         one_sentence = r["outcome"] == "TrendError" and "\n" not in r["message"].strip()
-        checks.append(_check("API data checks", name, "TrendError (one sentence), no attack run",
-                             one_sentence and r["attacks"] == 0,
-                             f"{r['outcome']} after {r['attacks']} attack run(s): {r['message'][:150]}"))
+        checks.append(
+            _check(
+                "API data checks",
+                name,
+                "TrendError (one sentence), no attack run",
+                one_sentence and r["attacks"] == 0,
+                f"{r['outcome']} after {r['attacks']} attack run(s): {r['message'][:150]}",
+            )
+        )
     return checks
 
 
@@ -645,21 +696,46 @@ def api_checks(repo: Path, work: Path, places: dict, zoo_dir: Path) -> list[dict
 FAULTS = [  # (class, what is tried, expected outcome, check(repo, work, places) -> (passed or None, what it saw))
     ("faults", "SIGKILL mid-retrain", "FP kept unchanged", fault_retrain_killed),
     ("faults", "killed once the weights were in place", "listed iff it loads", fault_killed_between_files),
-    ("faults", "cache.db: first 4 KiB overwritten", "exit 0, the same TM, models load",
-     lambda *a: fault_cache_db(*a, "header")),
-    ("faults", "cache.db: truncated to half", "exit 0, the same TM, models load", lambda *a: fault_cache_db(*a, "half")),
+    (
+        "faults",
+        "cache.db: first 4 KiB overwritten",
+        "exit 0, the same TM, models load",
+        lambda *a: fault_cache_db(*a, "header"),
+    ),
+    (
+        "faults",
+        "cache.db: truncated to half",
+        "exit 0, the same TM, models load",
+        lambda *a: fault_cache_db(*a, "half"),
+    ),
     ("faults", "5 verdicts flipped in a cached attack summary", "exit 0, the same TM", fault_flipped_summary),
     ("faults", "unreadable metadata", "zoo list names it as damaged", fault_bad_metadata),
     ("faults", "two identical transfers at once", "each attack computed once", fault_concurrent),
     ("faults", "the dashboard's server settings", "loopback only, uploads <= 100 MB", fault_server),
-    ("store mix-ups", "FP's and Q1's whole entries stored under each other's key",
-     "eval refused; zoo list flags both", store_entries_swapped),
-    ("content damage", "FP's and Q1's weights files swapped", "eval refused; list and clean name both",
-     damage_weights_swapped),
-    ("content damage", "FP's weights overwritten with zeros of the same size", "eval refused; list and clean name it",
-     damage_weights_zeroed),
-    ("content damage", "FP's metadata copied over Q1's", "eval Q1 refused, FP still loads; list flags it",
-     damage_metadata_copied),
+    (
+        "store mix-ups",
+        "FP's and Q1's whole entries stored under each other's key",
+        "eval refused; zoo list flags both",
+        store_entries_swapped,
+    ),
+    (
+        "content damage",
+        "FP's and Q1's weights files swapped",
+        "eval refused; list and clean name both",
+        damage_weights_swapped,
+    ),
+    (
+        "content damage",
+        "FP's weights overwritten with zeros of the same size",
+        "eval refused; list and clean name it",
+        damage_weights_zeroed,
+    ),
+    (
+        "content damage",
+        "FP's metadata copied over Q1's",
+        "eval Q1 refused, FP still loads; list flags it",
+        damage_metadata_copied,
+    ),
     ("user files in the store", "a user's models/backup.json", "it survives zoo clean", user_file_kept),
     ("env-derived stores", "TREND_HOME a file: zoo list", "refused, never 'the zoo is empty'", env_home_file),
     ("env-derived stores", "TREND_HOME a symlink loop: zoo list", "refused, never 'the zoo is empty'", env_home_loop),
@@ -667,32 +743,62 @@ FAULTS = [  # (class, what is tried, expected outcome, check(repo, work, places)
     ("filesystem faults", "cache folder a file: transfer", "refused", fs_cache_folder_a_file),
     ("filesystem faults", "cache/cache.db a folder: transfer", "refused", fs_cache_db_a_folder),
     ("filesystem faults", "zoo list --json > /dev/full", "refused", fs_json_to_full_disk),
-    ("NaN-output imports", "import: BatchNorm running_var -1 (finite weights, NaN outputs)", "refused, nothing stored",
-     lambda *a: _import_refused(*a, "negative_var.safetensors")),
-    ("NaN-output imports", "import: weights of 3e38 (outputs overflow)", "refused, nothing stored",
-     lambda *a: _import_refused(*a, "huge.safetensors")),
+    (
+        "NaN-output imports",
+        "import: BatchNorm running_var -1 (finite weights, NaN outputs)",
+        "refused, nothing stored",
+        lambda *a: _import_refused(*a, "negative_var.safetensors"),
+    ),
+    (
+        "NaN-output imports",
+        "import: weights of 3e38 (outputs overflow)",
+        "refused, nothing stored",
+        lambda *a: _import_refused(*a, "huge.safetensors"),
+    ),
 ]
 
 
 def _check(klass: str, name: str, expected: str, passed: bool | None, seen: str) -> dict:
-    return {"class": klass, "check": name, "expected": expected,
-            "result": "skipped" if passed is None else "PASS" if passed else "FAIL", "seen": seen}
+    return {
+        "class": klass,
+        "check": name,
+        "expected": expected,
+        "result": "skipped" if passed is None else "PASS" if passed else "FAIL",
+        "seen": seen,
+    }
 
 
 def input_checks(results: list[dict]) -> list[dict]:
-    return [_check("bad CLI input", " ".join(r["argv"])[:110], "refused", classify(r) == "refused",
-                   f"{classify(r)}: {(r['stderr'].strip().splitlines() or [''])[-1][:150]}") for r in results]
+    return [
+        _check(
+            "bad CLI input",
+            " ".join(r["argv"])[:110],
+            "refused",
+            classify(r) == "refused",
+            f"{classify(r)}: {(r['stderr'].strip().splitlines() or [''])[-1][:150]}",
+        )
+        for r in results
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=str(HERE), help="checkout whose trend_core is tried (default: this one)")
     parser.add_argument("--zoo", default=str(HERE / ".trend-home" / "test-zoo"), help="trained test zoo to copy")
-    parser.add_argument("--only", nargs="+", default=None, metavar="WORD",
-                        help="run only the classes whose name holds one of these words (e.g. store api input)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="WORD",
+        help="run only the classes whose name holds one of these words (e.g. store api input)",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every check to FILE as JSON")
-    parser.add_argument("--case-limit", type=int, default=60,
-                        help="seconds a bad input may run before it counts as accepted (default 60)")
+    parser.add_argument(
+        "--case-limit",
+        type=int,
+        default=60,
+        help="seconds a bad input may run before it counts as accepted (default 60)",
+    )
     args = parser.parse_args()
     repo = Path(args.repo).resolve()
 
@@ -720,8 +826,10 @@ def main() -> None:
     print()
     for klass in dict.fromkeys(c["class"] for c in checks):
         mine = [c["result"] for c in checks if c["class"] == klass]
-        print(f"{klass:>24}: {mine.count('PASS')} of {len(mine)} pass"
-              + (f" ({mine.count('skipped')} skipped)" if "skipped" in mine else ""))
+        print(
+            f"{klass:>24}: {mine.count('PASS')} of {len(mine)} pass"
+            + (f" ({mine.count('skipped')} skipped)" if "skipped" in mine else "")
+        )
     passed = sum(c["result"] == "PASS" for c in checks)
     print(f"{'all':>24}: {passed} of {len(checks)} pass in {time.perf_counter() - start:.0f} s")
     print(f"repo {repo}; {os.popen('uptime').read().strip()}")

@@ -7,6 +7,7 @@ run (PGD, no store: everything is computed) and the 3-model quick demo training,
 one-worker local Ray cluster and on an N-worker one. Workers are warmed up (torch imported) before timing,
 as on a running cluster. Prints the ratios; on a loaded machine repeat and read the load average printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trend_core.attacks.pgd import PGD  # noqa: E402
-from trend_core.runtime.executors import LocalExecutor, RayExecutor  # noqa: E402
-from trend_core.models.zoo_training import train_specs  # noqa: E402
 from trend_core.experiments.transfer import run_transfer  # noqa: E402
 from trend_core.models.zoo import PRESETS, Zoo  # noqa: E402
+from trend_core.models.zoo_training import train_specs  # noqa: E402
+from trend_core.runtime.executors import LocalExecutor, RayExecutor  # noqa: E402
 
 DEMO = ("digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q2/sgd/s0", "digits/resnet18-w0.25/Q1/sgd/s0")
 
@@ -61,8 +62,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="PGD steps (default 10)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the benchmarked models (default 4)")
     parser.add_argument("--repeats", type=int, default=1, help="timed repeats; the fastest counts (default 1)")
-    parser.add_argument("--zoo", default=str(Path(tempfile.gettempdir()) / "trend-bench-ray-zoo"),
-                        help="where the six transfer models are trained once and then loaded from")
+    parser.add_argument(
+        "--zoo",
+        default=str(Path(tempfile.gettempdir()) / "trend-bench-ray-zoo"),
+        help="where the six transfer models are trained once and then loaded from",
+    )
     parser.add_argument("--skip-training", action="store_true", help="time only the transfer run")
     args = parser.parse_args()
     import ray
@@ -72,9 +76,12 @@ def main() -> None:
     demo_names = [f"{name}/e{args.epochs}" for name in DEMO]
     zoo = Zoo(args.zoo)
     attack = PGD(eps=0.1, steps=args.steps)
-    print(f"torch {torch.__version__}, ray {ray.__version__}; transfer: {len(transfer_names)} models, "
-          f"{args.limit} images, PGD-{args.steps}; training: {len(demo_names)} models x {args.epochs} epochs; "
-          f"{load()}", flush=True)
+    print(
+        f"torch {torch.__version__}, ray {ray.__version__}; transfer: {len(transfer_names)} models, "
+        f"{args.limit} images, PGD-{args.steps}; training: {len(demo_names)} models x {args.epochs} epochs; "
+        f"{load()}",
+        flush=True,
+    )
 
     def transfer(executor) -> None:
         models = [zoo.load(name) for name in transfer_names]
@@ -102,14 +109,15 @@ def main() -> None:
         rows[setup] = {"transfer": timed(lambda: transfer(executor), args.repeats)}
         if not args.skip_training:
             rows[setup]["training"] = timed(lambda: training(executor), args.repeats)
-        print(f"{setup}: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows[setup].items()) + f"  ({load()})",
-              flush=True)
+        print(f"{setup}: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows[setup].items()) + f"  ({load()})", flush=True)
     ray.shutdown()
     scaled = f"ray x{args.workers}"
     for what in rows["local"]:
-        print(f"{what}: overhead ray x1 / local = {rows['ray x1'][what] / rows['local'][what]:.2f}x; "
-              f"scaling {scaled} / ray x1 = {rows[scaled][what] / rows['ray x1'][what]:.2f}x "
-              f"(ideal {1 / args.workers:.2f})")
+        print(
+            f"{what}: overhead ray x1 / local = {rows['ray x1'][what] / rows['local'][what]:.2f}x; "
+            f"scaling {scaled} / ray x1 = {rows[scaled][what] / rows['ray x1'][what]:.2f}x "
+            f"(ideal {1 / args.workers:.2f})"
+        )
 
 
 if __name__ == "__main__":

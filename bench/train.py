@@ -9,6 +9,7 @@
 The preset is trained into a fresh temporary zoo so nothing is served from a cache. The CIFAR epoch uses
 random images of CIFAR's shape (the timing does not depend on pixel values), so it runs where CIFAR is absent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,14 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trend_core.data.datasets import DatasetBundle, load_dataset  # noqa: E402
 from trend_core.config.datasets import get_info
-from trend_core.runtime.devices import resolve_device  # noqa: E402
-from trend_core.config.specs import ModelSpec  # noqa: E402
-from trend_core.training.train import train_model  # noqa: E402
-from trend_core.training.many import side_by_side  # noqa: E402
-from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
-
-
 from trend_core.config.presets import QUICK_DEMO  # noqa: E402
+from trend_core.config.specs import ModelSpec  # noqa: E402
+from trend_core.data.datasets import DatasetBundle, load_dataset  # noqa: E402
+from trend_core.models.zoo import Zoo, preset_specs  # noqa: E402
+from trend_core.runtime.devices import resolve_device  # noqa: E402
+from trend_core.training.many import side_by_side  # noqa: E402
+from trend_core.training.train import train_model  # noqa: E402
 
 
 def load() -> str:
@@ -55,16 +54,20 @@ def bench_threads(device: str, repeats: int = 2) -> None:
     print(f"training uses {training_threads(data.info, dev) or default} thread(s) for digits on {device}")
     times: dict[int, list[float]] = {1: [], default: []}
     for _ in range(repeats):
-        for threads in times:
+        for threads, samples in times.items():
             torch.set_num_threads(threads)
             start = time.perf_counter()
-            result = train_loop(spec, data, dev, progress=None, cancel=None, batch_size=None, amp=True)  # threads as set here
-            times[threads].append(time.perf_counter() - start)
-            print(f"  {threads} thread(s): {times[threads][-1]:.1f} s, test acc {result.test_acc:.3f} ({load()})")
+            result = train_loop(
+                spec, data, dev, progress=None, cancel=None, batch_size=None, amp=True
+            )  # threads as set here
+            samples.append(time.perf_counter() - start)
+            print(f"  {threads} thread(s): {samples[-1]:.1f} s, test acc {result.test_acc:.3f} ({load()})")
     torch.set_num_threads(default)
     best = {t: min(v) for t, v in times.items()}
-    print(f"2 digits epochs: {best[1]:.1f} s on 1 thread, {best[default]:.1f} s on {default}: "
-          f"{best[default] / best[1]:.2f}x ({load()})")
+    print(
+        f"2 digits epochs: {best[1]:.1f} s on 1 thread, {best[default]:.1f} s on {default}: "
+        f"{best[default] / best[1]:.2f}x ({load()})"
+    )
 
 
 def bench_preset(device: str, names: tuple[str, ...] | None = None) -> float:
@@ -102,8 +105,10 @@ def bench_cifar_epoch(device: str, epochs: int, batch_size: int, images: int, am
     per_epoch = [h.seconds for h in result.history]
     steady = per_epoch[1:] or per_epoch  # the first epoch includes CUDA warm-up
     seconds = sum(steady) / len(steady)
-    print(f"full-width CIFAR ResNet18, {images} images, batch {batch_size} on {device}, amp={amp}: "
-          f"{seconds:.2f} s/epoch (epochs measured: {', '.join(f'{s:.2f}' for s in per_epoch)})")
+    print(
+        f"full-width CIFAR ResNet18, {images} images, batch {batch_size} on {device}, amp={amp}: "
+        f"{seconds:.2f} s/epoch (epochs measured: {', '.join(f'{s:.2f}' for s in per_epoch)})"
+    )
     return seconds
 
 

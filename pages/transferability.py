@@ -1,4 +1,5 @@
 """Transferability: attack source models, evaluate every target on the adversarial images, read the TM matrix."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -14,9 +15,14 @@ def choose_models(ctx, metas: list[dict]) -> tuple[list[str], list[str]]:
 
     label_of = trend_ui.model_labels(metas)
     names = list(label_of)
-    mode = st.radio("Models", ["Family preset", "Pick sources and targets"], horizontal=True, key="tr_mode",
-                    help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
-                         "input, weight or activation quantization); each is then both source and target.")
+    mode = st.radio(
+        "Models",
+        ["Family preset", "Pick sources and targets"],
+        horizontal=True,
+        key="tr_mode",
+        help="A family holds zoo models that differ in one factor only (seed, architecture, optimizer, "
+        "input, weight or activation quantization); each is then both source and target.",
+    )
     if mode == "Family preset":
         from trend_core.models.families import families
 
@@ -46,10 +52,13 @@ def excluded_imports(metas: list[dict], key: str) -> set[str]:
     from trend_core.models.families import imported_names
 
     imported = imported_names(metas)
-    if imported and st.toggle(f"Include the {len(imported)} imported model{'s' if len(imported) > 1 else ''} "
-                              "(their weights were not trained here)", key=key,
-                              help="Imported weights were not trained here from their spec: their seed number says "
-                                   "nothing about training, so they are left out unless you include them."):
+    if imported and st.toggle(
+        f"Include the {len(imported)} imported model{'s' if len(imported) > 1 else ''} "
+        "(their weights were not trained here)",
+        key=key,
+        help="Imported weights were not trained here from their spec: their seed number says "
+        "nothing about training, so they are left out unless you include them.",
+    ):
         return set()
     return imported
 
@@ -67,26 +76,47 @@ def choose_attack(ctx) -> tuple[str, dict, int]:
     settings = catalog[attack]
     default = transfer_eps(attack, ctx.dataset)
     top = float(settings.eps.high)
-    eps = c2.slider("eps (perturbation budget)" + (", 0 = no clip" if settings.minimum_norm else ""), 0.0, top,
-                    default, step=float(round(top / 100, 5)), key=f"tr_eps_{attack}",
-                    format="%.4f", help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
-                                        f"{ctx.dataset} default is {default:.3g}.")
+    eps = c2.slider(
+        "eps (perturbation budget)" + (", 0 = no clip" if settings.minimum_norm else ""),
+        0.0,
+        top,
+        default,
+        step=float(round(top / 100, 5)),
+        key=f"tr_eps_{attack}",
+        format="%.4f",
+        help=f"Pixel units (images in [0, 1]); the paper's CIFAR value is 8/255; the "
+        f"{ctx.dataset} default is {default:.3g}.",
+    )
     steps = settings.setting("steps")
-    chosen_steps = int(c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default),
-                                       key=f"tr_steps_{attack}"))
+    chosen_steps = int(
+        c3.number_input("Steps", int(steps.low), int(steps.high), int(steps.default), key=f"tr_steps_{attack}")
+    )
     more = {}
     if "kappa" in {p.name for p in settings.params}:
         kappa = settings.setting("kappa")
-        more["kappa"] = c4.number_input("kappa (confidence)", float(kappa.low), float(kappa.high),
-                                        float(kappa.default), step=5.0, key="tr_kappa",
-                                        help="The paper compares kappa = 0 and 30: higher transfers more.")
+        more["kappa"] = c4.number_input(
+            "kappa (confidence)",
+            float(kappa.low),
+            float(kappa.high),
+            float(kappa.default),
+            step=5.0,
+            key="tr_kappa",
+            help="The paper compares kappa = 0 and 30: higher transfers more.",
+        )
     params = transfer_params(attack, ctx.dataset, eps, chosen_steps, **more)  # PGD's eps 0: an error, said so
     total = trend_ui.count_test_images(ctx.dataset)
     if total <= 20:  # a slider needs a range: a small test split is used whole
         st.caption(f"Test images: all {total} of the {ctx.dataset} test split.")
         return attack, params, total
-    limit = st.slider("Test images", 20, total, transfer_limit(total), step=10 if total > 100 else 1,
-                      key="tr_limit", help="The first N test images; more images, steadier TM, longer run.")
+    limit = st.slider(
+        "Test images",
+        20,
+        total,
+        transfer_limit(total),
+        step=10 if total > 100 else 1,
+        key="tr_limit",
+        help="The first N test images; more images, steadier TM, longer run.",
+    )
     return attack, params, int(limit)
 
 
@@ -108,12 +138,13 @@ def show_result(ctx, result) -> None:
     st.caption(f"Attack settings: {result.attack}")
     for warning in result.warnings:
         st.warning(warning)
-    heat, asym, tables, examples, downloads = st.tabs(
-        ["TM heatmap", "Asymmetry", "Table", "Examples", "Downloads"])
+    heat, asym, tables, examples, downloads = st.tabs(["TM heatmap", "Asymmetry", "Table", "Examples", "Downloads"])
     with heat:
-        st.caption("Rows: the source the attack was crafted on; columns: the target evaluated on those images. "
-                   "TM = transferred / generated on images both classify correctly. Row average: how good a "
-                   "source is for the attacker; column average: how exposed a target is (lower is safer).")
+        st.caption(
+            "Rows: the source the attack was crafted on; columns: the target evaluated on those images. "
+            "TM = transferred / generated on images both classify correctly. Row average: how good a "
+            "source is for the attacker; column average: how exposed a target is (lower is safer)."
+        )
         st.plotly_chart(tm_heatmap(matrix, pairs), width="stretch", key="tm_heatmap")
     with asym:
         both = [m for m in result.sources if m in result.targets]
@@ -144,11 +175,16 @@ def show_tables(ctx, result, pairs) -> None:
     shown["transfer %"] = 100 * shown["tm"]
     shown = shown.rename(columns={"mean_l2": "L2", "mean_linf": "L-inf", "n_common": "both correct"})
     st.markdown("**Per pair** (off-diagonal): adversarial images generated on the source, transferred to the target")
-    st.dataframe(shown[["source", "target", "both correct", "generated", "transferred", "transfer %", "L2", "L-inf"]],
-                 hide_index=True, width="stretch",
-                 column_config={"transfer %": st.column_config.NumberColumn(format="%.1f"),
-                                "L2": st.column_config.NumberColumn(format="%.3f"),
-                                "L-inf": st.column_config.NumberColumn(format="%.4f")})
+    st.dataframe(
+        shown[["source", "target", "both correct", "generated", "transferred", "transfer %", "L2", "L-inf"]],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "transfer %": st.column_config.NumberColumn(format="%.1f"),
+            "L2": st.column_config.NumberColumn(format="%.3f"),
+            "L-inf": st.column_config.NumberColumn(format="%.4f"),
+        },
+    )
     excluded = excluded_imports(ctx.models(), "tr_imported_seeds")
     imported = {label for label, name in result.specs.items() if name in excluded}
     try:
@@ -156,8 +192,11 @@ def show_tables(ctx, result, pairs) -> None:
     except TrendError as exc:
         st.info(f"Mean ± std over seeds: {exc}")
         return
-    st.markdown("**Mean ± std over seeds** (every source seed against every other seed of the same configuration"
-                + ("; imported models left out" if imported else "") + ")")
+    st.markdown(
+        "**Mean ± std over seeds** (every source seed against every other seed of the same configuration"
+        + ("; imported models left out" if imported else "")
+        + ")"
+    )
     st.dataframe(trend_ui.tables.readable_columns(trend_ui.tables.mean_std_frame(seeds)), width="stretch")
 
 
@@ -190,23 +229,38 @@ def show_examples(ctx, result) -> None:
         if not picked:
             st.caption("none")
             continue
-        st.plotly_chart(pair_examples_figure(examples.clean[picked], examples.adv[picked], examples.labels[picked],
-                                             examples.source_pred[picked], examples.target_pred[picked], names,
-                                             heading="true class → S: source's and T: target's prediction"),
-                        width="stretch", key=f"examples-{label}")
+        st.plotly_chart(
+            pair_examples_figure(
+                examples.clean[picked],
+                examples.adv[picked],
+                examples.labels[picked],
+                examples.source_pred[picked],
+                examples.target_pred[picked],
+                names,
+                heading="true class → S: source's and T: target's prediction",
+            ),
+            width="stretch",
+            key=f"examples-{label}",
+        )
 
 
 def main() -> None:
     from trend_core.service.transfer import submit_transfer
 
-    trend_ui.page_intro("Transferability", "Craft adversarial images on source models and count how many also "
-                        "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).")
+    trend_ui.page_intro(
+        "Transferability",
+        "Craft adversarial images on source models and count how many also "
+        "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).",
+    )
     ctx = trend_ui.context()
     metas = ctx.models()
     if len(metas) < 2:
-        trend_ui.empty_state(f"A transfer run needs at least two {ctx.dataset} models in the zoo; build a starter "
-                             "zoo on the Overview page or train models on the Model zoo page first.",
-                             page="pages/model_zoo.py", label="Model zoo")
+        trend_ui.empty_state(
+            f"A transfer run needs at least two {ctx.dataset} models in the zoo; build a starter "
+            "zoo on the Overview page or train models on the Model zoo page first.",
+            page="pages/model_zoo.py",
+            label="Model zoo",
+        )
         return
     with st.container(border=True):
         sources, targets = choose_models(ctx, metas)
@@ -218,8 +272,9 @@ def main() -> None:
                 from trend_core.errors import TrendError
 
                 raise TrendError("Choose at least one source and one target model.")
-            request = dict(sources=sources, targets=targets, attack=attack, params=params, limit=limit,
-                           profile=ctx.profile)
+            request = dict(
+                sources=sources, targets=targets, attack=attack, params=params, limit=limit, profile=ctx.profile
+            )
             job = submit_transfer(ctx.zoo, ctx.store, device=ctx.device, **request)
             trend_ui.remember_job("transfer", job)
     result = trend_ui.slot_result("transfer", "Choose models and an attack above, then press **Run transfer**.")

@@ -1,5 +1,6 @@
 """Helpers for the Streamlit AppTest tests: a store folder holding copies of test-zoo models, synchronous
 jobs, a fresh job manager, and page/figure accessors."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import FP, FP_S1, Q1, REPO
+from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "app.py")
 APP_MODELS = (FP, FP_S1, Q1)  # FP seeds 0 and 1 (a seed family) and Q1

@@ -3,6 +3,7 @@
 Training is deterministic on the CPU, so trained test models are cached across runs in
 ``.trend-home/test-zoo`` (git-ignored; CI builds it once per run, a few seconds per model).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The Robustness audit page and the TREND builder's audit section under AppTest: a run shows the robust
 accuracy chart (one line per attack and the worst case), the table and the flags; bad input is a message."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,9 +1,9 @@
 """The Decision boundary page under AppTest: gallery, one or two models, class maps with model names and the
 image at the centre, boundary distances, downloads; bad input becomes a message."""
+
 from __future__ import annotations
 
 import numpy as np
-
 from app_support import assert_clean, empty_home, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, Q1
 

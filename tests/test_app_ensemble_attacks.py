@@ -1,9 +1,9 @@
 """The Ensemble attacks page under AppTest: the four rules over eps (lines) and at one eps (bars), per-member
 agreement, gradient-domination pictures with member names; bad input (an ensemble of one, eps 0) becomes a message."""
+
 from __future__ import annotations
 
 import pytest
-
 from app_support import assert_clean, empty_home, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
 
@@ -63,7 +63,9 @@ def test_four_rules_over_eps_and_at_one_eps_with_member_numbers(zoo_home):
     other = 0.05 if eps == 0.2 else 0.2
     at.select_slider(key="ea_bar_eps").set_value(other).run()
     assert_clean(at)
-    bars = next(f for f in figures(at) if f["data"][0]["type"] == "bar" and f["layout"]["xaxis"]["title"]["text"] == "attack")
+    bars = next(
+        f for f in figures(at) if f["data"][0]["type"] == "bar" and f["layout"]["xaxis"]["title"]["text"] == "attack"
+    )
     assert bars["data"][0]["y"] == pytest.approx([ens[(r, other)] for r in ["dag", "empir", "ugd", "agd"]])
     assert len(get_manager().jobs(kind="ensemble-sweep")) == 1
     assert len(at.get("download_button")) == 4

@@ -1,10 +1,10 @@
 """The app frame under AppTest: overview, sidebar, starter zoo from the page, and the shared UI helpers."""
+
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from app_support import APP_MODELS, assert_clean, empty_home, open_app, sync_jobs, texts, zoo_home  # noqa: F401
+from streamlit.testing.v1 import AppTest
 
 
 def test_overview_explains_the_app_and_offers_a_starter_zoo_when_empty(empty_home):

@@ -1,11 +1,11 @@
 """The Model zoo page under AppTest: table and filters, training from pickers, weight upload, delete."""
+
 from __future__ import annotations
 
 import io
 import pickle
 
 import torch
-
 from app_support import APP_MODELS, assert_clean, empty_home, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, Q1
 
@@ -49,9 +49,9 @@ def test_train_from_pickers_adds_the_model(zoo_home):
 
 
 def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_its_own_messages(zoo_home):
-    from trend_core.service.training import submit_training
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
+    from trend_core.service.training import submit_training
 
     tiny = "digits/resnet18-w0.25/FP/sgd/s0/e1"  # a short FP-s0, as the quick demo zoo's next to the preset's
     build = submit_training(Zoo(zoo_home), [ModelSpec.parse(tiny)], "cpu")
@@ -67,8 +67,9 @@ def test_demo_zoo_next_to_the_preset_gets_unique_labels_and_the_train_tab_keeps_
 
 
 def _state_dict_bytes(name: str) -> bytes:
-    from trend_core.models.zoo import Zoo
     from conftest import TEST_ZOO_DIR
+
+    from trend_core.models.zoo import Zoo
 
     buffer = io.BytesIO()
     torch.save(Zoo(TEST_ZOO_DIR).load(name).state_dict(), buffer)

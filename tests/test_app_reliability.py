@@ -1,13 +1,13 @@
 """The dashboard as a server others could reach: the store folder is a choice among the operator's homes
 (never free text), an unusable one is one clear error, uploads over an existing model ask first, bad weights
 are refused, and damaged zoo entries are named. Each page stays usable afterwards."""
+
 from __future__ import annotations
 
 import io
+
 import tomllib
-
 import torch
-
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, REPO
 
@@ -78,16 +78,18 @@ def test_upload_over_an_existing_model_asks_first_and_bad_weights_are_refused(zo
     before = (zoo_home / "models").joinpath(f"{Zoo(zoo_home).metadata(FP)['key']}.safetensors").read_bytes()
     at = open_app(PAGE)
     at.text_input(key="zoo_up_name").set_value(FP)
-    at.file_uploader(key="zoo_up_file").set_value(("nan.pt", _weights(state, lambda v: v.fill_(float("nan"))),
-                                                     "application/octet-stream")).run()
+    at.file_uploader(key="zoo_up_file").set_value(
+        ("nan.pt", _weights(state, lambda v: v.fill_(float("nan"))), "application/octet-stream")
+    ).run()
     assert at.button(key="zoo_up_go").disabled  # replacing needs the confirmation
     at.checkbox(key="zoo_up_replace").check().run()
     at.button(key="zoo_up_go").click().run()
     assert_clean(at)
     (error,) = texts(at.error)
     assert "non-finite" in error
-    at.file_uploader(key="zoo_up_file").set_value(("int8.pt", _weights(state, lambda v: v.to(torch.int8)),
-                                                     "application/octet-stream")).run()
+    at.file_uploader(key="zoo_up_file").set_value(
+        ("int8.pt", _weights(state, lambda v: v.to(torch.int8)), "application/octet-stream")
+    ).run()
     at.button(key="zoo_up_go").click().run()
     assert_clean(at)
     assert any("int8" in e for e in texts(at.error))

@@ -1,16 +1,27 @@
 """The Reproduce page under AppTest: launch a (miniature) reproduction as a job, read the findings table, the
 figures and the downloads; after a server restart the finished report comes back from the store."""
+
 from __future__ import annotations
 
 import pytest
-
 from app_support import assert_clean, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
 
 PAGE = "pages/reproduce.py"
-TINY = {"models": {"FP": FP, "FP-s1": FP_S1, "Q1": Q1}, "limit": 10, "pgd_steps": 2, "cw_steps": 3,
-        "cw_search_steps": 1, "deepfool_steps": 3, "ensemble_steps": 2, "ensemble_eps": (0.1,), "fit_steps": 2,
-        "sweep_eps": (0.02, 0.1, 0.2, 0.3), "boundary_resolution": 5, "agreement_images": 2}
+TINY = {
+    "models": {"FP": FP, "FP-s1": FP_S1, "Q1": Q1},
+    "limit": 10,
+    "pgd_steps": 2,
+    "cw_steps": 3,
+    "cw_search_steps": 1,
+    "deepfool_steps": 3,
+    "ensemble_steps": 2,
+    "ensemble_eps": (0.1,),
+    "fit_steps": 2,
+    "sweep_eps": (0.02, 0.1, 0.2, 0.3),
+    "boundary_resolution": 5,
+    "agreement_images": 2,
+}
 
 
 @pytest.fixture
@@ -19,8 +30,11 @@ def tiny_settings(monkeypatch):
     from trend_core.reproduce import pipeline
     from trend_core.reproduce.settings import settings_for
 
-    monkeypatch.setattr(pipeline, "settings_for",
-                        lambda dataset, scale, profile="paper", **kw: settings_for(dataset, scale, profile, **TINY))
+    monkeypatch.setattr(
+        pipeline,
+        "settings_for",
+        lambda dataset, scale, profile="paper", **kw: settings_for(dataset, scale, profile, **TINY),
+    )
 
 
 def launch(at, scale="mini"):
@@ -36,8 +50,7 @@ def test_before_any_run_the_page_says_what_to_do(zoo_home, tiny_settings):
     assert not at.get("plotly_chart")
 
 
-def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(zoo_home, tiny_settings,
-                                                                               monkeypatch):
+def test_a_run_shows_the_findings_figures_and_downloads_and_survives_a_restart(zoo_home, tiny_settings, monkeypatch):
     import trend_core.runtime.jobs as jobs
     from trend_core.reproduce.judging import VERDICTS
 

@@ -1,10 +1,10 @@
 """The TM curve page under AppTest: pick a pair and a few eps, fit, plot the fitted TM(eps), f_st and f_ss against
 the measured sweep, the RMSE table; bad input (same model twice, too few eps, eps 0, not numbers) is a message."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from app_support import assert_clean, empty_home, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, Q1
 
@@ -62,12 +62,15 @@ def test_fit_plots_curves_against_the_measured_sweep_with_rmse(zoo_home):
     assert len(at.get("download_button")) == 4
 
 
-@pytest.mark.parametrize("source, target, fit_eps, message", [
-    (FP, FP, "0.05, 0.1, 0.2", "same model"),
-    (FP, Q1, "0.1, 0.2", "at least 3 distinct eps"),
-    (FP, Q1, "0, 0.1, 0.2", "eps must be in (0, 1]"),
-    (FP, Q1, "0.1, a lot", "must be numbers"),
-])
+@pytest.mark.parametrize(
+    "source, target, fit_eps, message",
+    [
+        (FP, FP, "0.05, 0.1, 0.2", "same model"),
+        (FP, Q1, "0.1, 0.2", "at least 3 distinct eps"),
+        (FP, Q1, "0, 0.1, 0.2", "eps must be in (0, 1]"),
+        (FP, Q1, "0.1, a lot", "must be numbers"),
+    ],
+)
 def test_bad_input_becomes_a_message(zoo_home, source, target, fit_eps, message):
     at = fit(open_app(PAGE), source, target, fit_eps, points=0)
     assert any(message in m for m in texts(at.error)), texts(at.error)

@@ -1,13 +1,18 @@
 """The Transferability page under AppTest: launch a run, read the heatmap, asymmetry, tables, examples and
 downloads; bad input becomes a message; a finished run comes back from the store in a new server process."""
+
 from __future__ import annotations
 
 import pytest
-
-from app_support import (APP, APP_MODELS, assert_clean, empty_home, figures, open_app,  # noqa: F401
-                         sync_jobs, texts, zoo_home)
-from streamlit.testing.v1 import AppTest
+from app_support import (
+    APP,
+    assert_clean,
+    figures,
+    open_app,  # noqa: F401
+    texts,
+)
 from conftest import FP, FP_S1, Q1
+from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/transferability.py"
 LABELS = {FP: "FP-s0", FP_S1: "FP-s1", Q1: "Q1-s0"}
@@ -62,7 +67,10 @@ def test_run_shows_heatmap_with_model_names_averages_and_hover_counts(finished_r
     assert traces["column average"]["z"][0] == pytest.approx(list(matrix.loc["col_avg", labels]))
     pairs = result.long().set_index(["source", "target"])
     generated, transferred = tm["customdata"][0][2][:2]  # FP-s0 -> Q1-s0: counts in the hover
-    assert (generated, transferred) == (pairs.loc[("FP-s0", "Q1-s0"), "generated"], pairs.loc[("FP-s0", "Q1-s0"), "transferred"])
+    assert (generated, transferred) == (
+        pairs.loc[("FP-s0", "Q1-s0"), "generated"],
+        pairs.loc[("FP-s0", "Q1-s0"), "transferred"],
+    )
     assert "transferred" in tm["hovertemplate"] and "L2" in tm["hovertemplate"]
     assert generated > 0  # PGD at eps 0.1 fools the FP model on digits
 
@@ -127,8 +135,8 @@ def test_a_new_server_process_gets_the_result_from_the_store(finished_run, monke
 
 def test_family_presets_group_models_differing_in_one_factor():
     from trend_core.config.specs import ModelSpec
-    from trend_core.models.zoo import preset_specs
     from trend_core.models.families import families
+    from trend_core.models.zoo import preset_specs
 
     found = families(preset_specs("digits"))
     by_factor = {name.split(":")[0]: {s.short_name for s in specs} for name, specs in found.items()}
@@ -147,9 +155,9 @@ def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tm
     be wrong there); with digits it does."""
     from test_data import write_fake_cifar10
 
-    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
+    from trend_core.nn.build import build_model
 
     write_fake_cifar10(tmp_path / "cifar-data")  # small files in the real format (15 test images: no slider)
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "cifar-data"))
@@ -167,14 +175,12 @@ def test_a_result_is_shown_only_under_its_own_dataset(finished_run, zoo_home, tm
     assert heatmap_traces(open_app(PAGE))["TM"]["z"] == heatmap_traces(finished_run)["TM"]["z"]
 
 
-
-
 def test_an_imported_seed_stays_out_of_families_and_seed_statistics_unless_included(zoo_home, tmp_path):
     """FP's weights uploaded as .../FP/sgd/s7 are not a trained seed 7: the seed family and the mean ± std over
     seeds leave them out until the user includes imported models."""
     import torch
-
     from conftest import TEST_ZOO_DIR
+
     from trend_core.models.checkpoints import is_imported
     from trend_core.models.zoo import Zoo
 

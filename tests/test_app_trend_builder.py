@@ -1,12 +1,12 @@
 """The TREND builder page under AppTest: from a finished transfer run, sliders for size, required members and an
 accuracy floor give ranked candidates; the chosen ensemble is measured against each member under A-GD, and
 robustness as the ensemble grows; bad input becomes a message."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
-
 from app_support import assert_clean, empty_home, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
 
@@ -202,9 +202,9 @@ def test_ranking_by_measured_robustness_beside_trends(built):
 def both_zoos(zoo_home):
     """The test zoo's 20-epoch FP-s0 with a 4-epoch FP-s0 beside it, as after the quick demo zoo (its weights are
     untrained: only its label and pool matter here)."""
-    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
+    from trend_core.nn.build import build_model
 
     spec = ModelSpec.parse(FP + "/e4")
     Zoo(zoo_home).save(spec, build_model(spec), {"test_acc": 0.87, "val_acc": 0.87})

@@ -1,15 +1,25 @@
 """The demo warm-up under AppTest: once every page's default run is computed (trend_core.service.warmup), opening
 each page shows its result, and pressing its run buttons starts nothing new: the warm-up's job keys are the
 pages' keys. The defaults are shrunk (fewer images and steps) for speed; pages and warm-up read the same ones."""
+
 from __future__ import annotations
 
 import pytest
-
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 
-SMALL = {"TRANSFER_IMAGES": 20, "ENSEMBLE_IMAGES": 10, "ENSEMBLE_STEPS": 3, "CURVE_IMAGES": 10, "CURVE_STEPS": 3,
-         "CURVE_POINTS": 4, "AUDIT_IMAGES": 6, "POOL_IMAGES": 12, "POOL_STEPS": 3, "BUILDER_IMAGES": 8,
-         "BUILDER_STEPS": 3}
+SMALL = {
+    "TRANSFER_IMAGES": 20,
+    "ENSEMBLE_IMAGES": 10,
+    "ENSEMBLE_STEPS": 3,
+    "CURVE_IMAGES": 10,
+    "CURVE_STEPS": 3,
+    "CURVE_POINTS": 4,
+    "AUDIT_IMAGES": 6,
+    "POOL_IMAGES": 12,
+    "POOL_STEPS": 3,
+    "BUILDER_IMAGES": 8,
+    "BUILDER_STEPS": 3,
+}
 
 # page -> (the heading its result shows, its run buttons in the order a user presses them)
 PAGES = {
@@ -78,4 +88,3 @@ def test_the_overview_build_button_warms_the_pages_up(empty_home, small_defaults
     assert any(h.startswith("Class maps around image") for h in texts(at.subheader))
     at.button(key="db_run").click().run()
     assert known_keys() == keys
-

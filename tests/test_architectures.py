@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from test_fidelity import eval_net, their_act, their_weight
 from torch.utils.data import TensorDataset
 
-from trend_core.data.datasets import DatasetBundle, load_dataset, stratified_split
-from trend_core.config.datasets import get_info
-from trend_core.errors import TrendError
-from trend_core.nn.build import build_model
-from trend_core.nn.architectures import _VGG_CONFIGS
 from trend_core.config.architectures import SMALL_IMAGE_DATASETS, list_archs
+from trend_core.config.datasets import get_info
 from trend_core.config.specs import ModelSpec
+from trend_core.data.datasets import DatasetBundle, load_dataset, stratified_split
+from trend_core.errors import TrendError
+from trend_core.nn.architectures import _VGG_CONFIGS
+from trend_core.nn.build import build_model
 from trend_core.training.threads import cpu_threads
 from trend_core.training.train import train_model
 

@@ -1,5 +1,6 @@
 """Our attacks against an independent implementation (torchattacks 3.3) on the same trained digits model,
 the same images and the same settings. torchattacks is a test-only dependency."""
+
 from __future__ import annotations
 
 import pytest

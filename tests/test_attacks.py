@@ -1,5 +1,6 @@
 """Attacks: eps-ball and box invariants (property tests), minimum-norm behaviour, BPDA gradients, run()
 semantics, the registry and bad input. Comparisons with torchattacks live in test_attack_reference.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,17 @@ from conftest import FP, HT, Q1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trend_core.attacks import (ATTACK_NAMES, PGD, Attack, AttackResult, CarliniWagnerL2, DeepFool, clip_to_ball,
-                                make_attack, predict)
+from trend_core.attacks import (
+    ATTACK_NAMES,
+    PGD,
+    Attack,
+    AttackResult,
+    CarliniWagnerL2,
+    DeepFool,
+    clip_to_ball,
+    make_attack,
+    predict,
+)
 from trend_core.attacks.cw import margin_loss
 from trend_core.attacks.pgd import input_gradient
 from trend_core.errors import TrendError
@@ -68,9 +78,12 @@ def test_pgd_stays_in_eps_ball_and_box(shape, eps, norm, seed):
 
 
 @settings(max_examples=15, deadline=None)
-@given(shape=shapes, eps=st.floats(1e-2, 3.0), seed=st.integers(0, 99),
-       attack=st.sampled_from([CarliniWagnerL2(steps=5, binary_search_steps=2, initial_c=1.0),
-                               DeepFool(steps=5)]))
+@given(
+    shape=shapes,
+    eps=st.floats(1e-2, 3.0),
+    seed=st.integers(0, 99),
+    attack=st.sampled_from([CarliniWagnerL2(steps=5, binary_search_steps=2, initial_c=1.0), DeepFool(steps=5)]),
+)
 def test_minimum_norm_attacks_stay_in_box_and_clip_to_each_eps(shape, eps, seed, attack):
     n, c, s = shape
     x, y = tiny_batch(n, c, s, seed=seed)
@@ -230,25 +243,28 @@ def test_registry_builds_every_attack_with_its_defaults():
     assert make_attack("cw", kappa=0).params() != make_attack("cw", kappa=30).params()  # distinct cache keys
 
 
-@pytest.mark.parametrize("name, params, words", [
-    ("fgsm", {}, "pgd, pgd-l2, cw, deepfool"),
-    ("cw", {"kapa": 1}, "kapa"),
-    ("pgd-l2", {"norm": "linf"}, "norm"),
-    ("deepfool", {"eps": 1.0, "kappa": 0}, "kappa"),
-    ("pgd", {"eps": -0.1}, "eps"),
-    ("pgd", {"eps": 2.0}, "eps"),
-    ("pgd", {"eps": "big"}, "eps"),
-    ("pgd", {"steps": 0}, "steps"),
-    ("pgd", {"steps": 2.5}, "steps"),
-    ("pgd", {"step_size": "x"}, "step_size"),
-    ("pgd", {"norm": "l3"}, "norm"),
-    ("cw", {"kappa": -1}, "kappa"),
-    ("cw", {"lr": 0}, "lr"),
-    ("cw", {"binary_search_steps": True}, "binary_search_steps"),
-    ("cw", {"initial_c": float("nan")}, "initial_c"),
-    ("deepfool", {"candidates": 1}, "candidates"),
-    ("deepfool", {"overshoot": -0.5}, "overshoot"),
-])
+@pytest.mark.parametrize(
+    "name, params, words",
+    [
+        ("fgsm", {}, "pgd, pgd-l2, cw, deepfool"),
+        ("cw", {"kapa": 1}, "kapa"),
+        ("pgd-l2", {"norm": "linf"}, "norm"),
+        ("deepfool", {"eps": 1.0, "kappa": 0}, "kappa"),
+        ("pgd", {"eps": -0.1}, "eps"),
+        ("pgd", {"eps": 2.0}, "eps"),
+        ("pgd", {"eps": "big"}, "eps"),
+        ("pgd", {"steps": 0}, "steps"),
+        ("pgd", {"steps": 2.5}, "steps"),
+        ("pgd", {"step_size": "x"}, "step_size"),
+        ("pgd", {"norm": "l3"}, "norm"),
+        ("cw", {"kappa": -1}, "kappa"),
+        ("cw", {"lr": 0}, "lr"),
+        ("cw", {"binary_search_steps": True}, "binary_search_steps"),
+        ("cw", {"initial_c": float("nan")}, "initial_c"),
+        ("deepfool", {"candidates": 1}, "candidates"),
+        ("deepfool", {"overshoot": -0.5}, "overshoot"),
+    ],
+)
 def test_bad_attack_settings_raise_one_clear_error(name, params, words):
     with pytest.raises(TrendError, match=words):
         make_attack(name, **params)

@@ -1,5 +1,6 @@
 """The robustness audit: run_audit's report, the store (rerun without attacks), the flags on hand-made tables,
 and `trend audit` on the command line."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ from conftest import FP, HT, Q1, TEST_ZOO_DIR
 
 import trend_core.experiments.audit as audit_module
 from trend_core.attacks.base import Attack
-from trend_core.experiments.audit import AuditReport, Budget, run_audit
-from trend_core.experiments.audit_flags import BatteryAttack
-from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, audit_flags
 from trend_core.cli import main
 from trend_core.errors import TrendError
+from trend_core.experiments.audit import AuditReport, Budget, run_audit
+from trend_core.experiments.audit_flags import SANITY_EPS, AuditFlag, BatteryAttack, audit_flags
 from trend_core.storage.store import MemoryStore
 
 LIMIT = 24
@@ -67,8 +67,13 @@ def test_report_holds_every_attack_the_worst_case_and_the_flags(fp_report):
     assert report.worst_case.set_index("eps").at[SANITY_EPS, "robust_accuracy"] <= 0.05
     assert 0 < report.worst_case.set_index("eps").at[0.1, "robust_accuracy"] < report.clean_accuracy
     names = {f.name for f in report.flags}
-    assert names == {"gradient_masking", "large_eps_not_zero", "not_monotone", "not_converged",
-                     "bpda_identity_stronger"}
+    assert names == {
+        "gradient_masking",
+        "large_eps_not_zero",
+        "not_monotone",
+        "not_converged",
+        "bpda_identity_stronger",
+    }
     assert all(isinstance(f, AuditFlag) and f.sentence.endswith(".") for f in report.flags)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["robust"] and data["worst_case"] and len(data["flags"]) == 5
@@ -122,15 +127,18 @@ def test_an_ht_ensemble_gets_the_bpda_and_eot_attacks(zoo_dir):
     assert report.ensemble and report.models == [FP, HT]
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"names": [FP, Q1], "ensemble": False}, "ensemble=True"),
-    ({"names": ["digits/resnet18-w0.25/Q4/sgd/s9"]}, "not in the zoo"),
-    ({"names": ["nonsense"]}, "nonsense"),
-    ({"epsilons": [2.0]}, "eps"),
-    ({"epsilons": []}, "eps"),
-    ({"level": "extreme"}, "quick"),
-    ({"limit": 0}, "limit"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"names": [FP, Q1], "ensemble": False}, "ensemble=True"),
+        ({"names": ["digits/resnet18-w0.25/Q4/sgd/s9"]}, "not in the zoo"),
+        ({"names": ["nonsense"]}, "nonsense"),
+        ({"epsilons": [2.0]}, "eps"),
+        ({"epsilons": []}, "eps"),
+        ({"level": "extreme"}, "quick"),
+        ({"limit": 0}, "limit"),
+    ],
+)
 def test_bad_input_is_one_sentence_before_any_attack(zoo_dir, monkeypatch, kwargs, words):
     monkeypatch.setattr(Attack, "run", lambda *a, **k: pytest.fail("attacked despite bad input"))
     args = {"names": [FP], "ensemble": False, "epsilons": [0.1], "limit": 8, **kwargs}
@@ -141,14 +149,17 @@ def test_bad_input_is_one_sentence_before_any_attack(zoo_dir, monkeypatch, kwarg
 
 # ----------------------------------------------------------------------------- flags from the data
 def table(rows) -> pd.DataFrame:
-    return pd.DataFrame([{"attack": a, "eps": e, "robust_accuracy": r, "n_images": 100, "kind": k}
-                         for a, e, r, k in rows])
+    return pd.DataFrame(
+        [{"attack": a, "eps": e, "robust_accuracy": r, "n_images": 100, "kind": k} for a, e, r, k in rows]
+    )
 
 
-PLAN = [BatteryAttack("APGD-CE", "whitebox", None, None, [0.1], "ce"),
-        BatteryAttack("APGD-CE (50 steps)", "whitebox", None, None, [0.1], "ce-short"),
-        BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity"),
-        BatteryAttack("APGD-CE (smooth BPDA)", "whitebox", None, None, [0.1], "bpda-smooth")]
+PLAN = [
+    BatteryAttack("APGD-CE", "whitebox", None, None, [0.1], "ce"),
+    BatteryAttack("APGD-CE (50 steps)", "whitebox", None, None, [0.1], "ce-short"),
+    BatteryAttack("APGD-CE (identity BPDA)", "whitebox", None, None, [0.1], "bpda-identity"),
+    BatteryAttack("APGD-CE (smooth BPDA)", "whitebox", None, None, [0.1], "bpda-smooth"),
+]
 
 
 def flags_of(rows) -> dict[str, bool]:
@@ -157,26 +168,35 @@ def flags_of(rows) -> dict[str, bool]:
     return {f.name: f.fired for f in audit_flags(robust, worst, PLAN, 100)}
 
 
-HEALTHY = [("A-GD", 0.1, 0.40, "baseline"), ("APGD-CE", 0.1, 0.30, "whitebox"),
-           ("APGD-CE (50 steps)", 0.1, 0.31, "whitebox"), ("APGD-CE (identity BPDA)", 0.1, 0.29, "whitebox"),
-           ("APGD-CE (smooth BPDA)", 0.1, 0.28, "whitebox"),
-           ("Square", 0.1, 0.33, "blackbox"), ("transfer from X", 0.1, 0.80, "transfer"),
-           ("APGD-CE", 0.5, 0.0, "whitebox"), ("Square", 0.5, 0.0, "blackbox")]
+HEALTHY = [
+    ("A-GD", 0.1, 0.40, "baseline"),
+    ("APGD-CE", 0.1, 0.30, "whitebox"),
+    ("APGD-CE (50 steps)", 0.1, 0.31, "whitebox"),
+    ("APGD-CE (identity BPDA)", 0.1, 0.29, "whitebox"),
+    ("APGD-CE (smooth BPDA)", 0.1, 0.28, "whitebox"),
+    ("Square", 0.1, 0.33, "blackbox"),
+    ("transfer from X", 0.1, 0.80, "transfer"),
+    ("APGD-CE", 0.5, 0.0, "whitebox"),
+    ("Square", 0.5, 0.0, "blackbox"),
+]
 
 
 def test_no_flag_fires_on_a_healthy_table():
     assert not any(flags_of(HEALTHY).values())
 
 
-@pytest.mark.parametrize("change, flag", [
-    ({("Square", 0.1): 0.20}, "gradient_masking"),
-    ({("transfer from X", 0.1): 0.10}, "gradient_masking"),
-    ({("APGD-CE", 0.5): 0.30, ("Square", 0.5): 0.25}, "large_eps_not_zero"),
-    ({("Square", 0.5): 0.60}, "not_monotone"),
-    ({("APGD-CE (50 steps)", 0.1): 0.45}, "not_converged"),
-    ({("APGD-CE (identity BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
-    ({("APGD-CE (smooth BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
-])
+@pytest.mark.parametrize(
+    "change, flag",
+    [
+        ({("Square", 0.1): 0.20}, "gradient_masking"),
+        ({("transfer from X", 0.1): 0.10}, "gradient_masking"),
+        ({("APGD-CE", 0.5): 0.30, ("Square", 0.5): 0.25}, "large_eps_not_zero"),
+        ({("Square", 0.5): 0.60}, "not_monotone"),
+        ({("APGD-CE (50 steps)", 0.1): 0.45}, "not_converged"),
+        ({("APGD-CE (identity BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
+        ({("APGD-CE (smooth BPDA)", 0.1): 0.10}, "bpda_identity_stronger"),
+    ],
+)
 def test_each_flag_fires_on_its_symptom(change, flag):
     rows = [(a, e, change.get((a, e), r), k) for a, e, r, k in HEALTHY]
     fired = flags_of(rows)
@@ -189,18 +209,20 @@ def test_cli_audit_prints_a_table_and_flags_and_json(zoo_dir, capsys):
     assert main(["audit", "--models", FP, "--eps", "0.1", "--limit", "8", "--home", home, "--no-cache"]) == 0
     out = capsys.readouterr().out
     assert "APGD-CE" in out and "worst case" in out and "gradient_masking" in out
-    assert main(["audit", "--models", FP, "--eps", "0.1", "--limit", "8", "--home", home, "--no-cache",
-                 "--json"]) == 0
+    assert main(["audit", "--models", FP, "--eps", "0.1", "--limit", "8", "--home", home, "--no-cache", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {"robust", "worst_case", "flags"} <= set(data)
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--models", FP, Q1, "--eps", "0.1"], "--ensemble"),
-    (["--models", FP, "--eps", "big"], "--eps"),
-    (["--models", FP, "--eps", "3"], "eps"),
-    (["--models", FP, "--eps", "0.1", "--limit", "x"], "--limit"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--models", FP, Q1, "--eps", "0.1"], "--ensemble"),
+        (["--models", FP, "--eps", "big"], "--eps"),
+        (["--models", FP, "--eps", "3"], "eps"),
+        (["--models", FP, "--eps", "0.1", "--limit", "x"], "--limit"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(zoo_dir, capsys, argv, words):
     assert main(["audit", *argv, "--home", str(zoo_dir), "--no-cache"]) == 2
     err = capsys.readouterr().err.strip()
@@ -219,8 +241,15 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
     plans, seen = [], []
     plan_of = audit_module.battery_plan
     monkeypatch.setattr(audit_module, "battery_plan", lambda *a, **k: plans.append(plan_of(*a, **k)) or plans[-1])
-    run_audit(zoo=zoo_dir, models=[FP], ensemble=False, epsilons=[0.1], limit=LIMIT, cache=store,
-              progress=lambda f, m: seen.append((f, m)))
+    run_audit(
+        zoo=zoo_dir,
+        models=[FP],
+        ensemble=False,
+        epsilons=[0.1],
+        limit=LIMIT,
+        cache=store,
+        progress=lambda f, m: seen.append((f, m)),
+    )
     costs = [audit_module.attack_cost(item) for item in plans[0]]
     starts = [sum(costs[:i]) / sum(costs) for i in range(len(costs))]
     assert [f for f, _ in seen[:-1]] == pytest.approx(starts) and seen[-1] == (1.0, "done")
@@ -231,15 +260,16 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
 
 
 def test_trend_audit_says_whether_the_vote_beats_its_members_under_the_worst_case(zoo_dir, monkeypatch):
-    from trend_core.service.vote_jobs import submit_trend_audit
-    from trend_core.runtime.jobs import Job, JobManager
     from trend_core.models.zoo import Zoo
+    from trend_core.runtime.jobs import Job, JobManager
+    from trend_core.service.vote_jobs import submit_trend_audit
 
     seen = []
     original = Job.progress
     monkeypatch.setattr(Job, "progress", lambda self, f=None, m=None: seen.append((f, m)) or original(self, f, m))
-    job = submit_trend_audit(Zoo(zoo_dir), MemoryStore(), [FP, Q1], 0.1, limit=8, device="cpu",
-                             manager=JobManager(sync=True))
+    job = submit_trend_audit(
+        Zoo(zoo_dir), MemoryStore(), [FP, Q1], 0.1, limit=8, device="cpu", manager=JobManager(sync=True)
+    )
     assert job.error is None
     fractions = [f for f, _ in seen if f is not None]
     assert fractions == sorted(fractions)

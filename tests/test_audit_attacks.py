@@ -1,5 +1,6 @@
 """APGD, Square, the attack-time BPDA choice and tie-break EOT: outcomes on trained digits models, and the
 cross-check against torchattacks 3.3 (an independent implementation) on the same model and images."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,9 @@ from trend_core.attacks.apgd import checkpoints
 from trend_core.attacks.base import attack_mode
 from trend_core.attacks.objective import Objective, dlr_loss
 from trend_core.attacks.square import square_fraction
-from trend_core.nn.vote import MajorityVote, expected_correct
 from trend_core.errors import TrendError
 from trend_core.nn.bpda import backward_differs, check_backward, with_backward
+from trend_core.nn.vote import MajorityVote, expected_correct
 
 
 @pytest.fixture(autouse=True)
@@ -68,8 +69,14 @@ def test_apgd_and_square_are_deterministic_for_a_seed(zoo_model, digits):
 
 
 def test_bad_parameters_are_one_sentence():
-    for make in (lambda: APGD(0.1, loss="hinge"), lambda: APGD(0.1, norm="l1"), lambda: APGD(0.1, steps=0),
-                 lambda: Square(0.1, queries=1), lambda: Square(0.1, p_init=2.0), lambda: check_backward("magic")):
+    for make in (
+        lambda: APGD(0.1, loss="hinge"),
+        lambda: APGD(0.1, norm="l1"),
+        lambda: APGD(0.1, steps=0),
+        lambda: Square(0.1, queries=1),
+        lambda: Square(0.1, p_init=2.0),
+        lambda: check_backward("magic"),
+    ):
         with pytest.raises(TrendError):
             make()
 

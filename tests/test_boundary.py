@@ -1,4 +1,5 @@
 """Decision-boundary slices: the centre is the clean prediction, distances match a known linear boundary, axes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,9 @@ import torch.nn as nn
 from conftest import FP, Q1
 
 from trend_core.attacks.base import predict
+from trend_core.errors import TrendError
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.plots.boundary import class_map_image
-from trend_core.errors import TrendError
 
 
 class Linear2(nn.Module):
@@ -32,7 +33,7 @@ def test_centre_cell_is_the_clean_prediction_of_every_model(zoo_model, digits):
         sl = decision_boundary(models, x[i], int(y[i]), resolution=11, seed=0)
         assert sl.names == ["FP-s0", "Q1-s0"] and sl.reference == "FP-s0"
         for name, model in zip(sl.names, models):
-            clean = int(predict(model, x[i:i + 1])[0])
+            clean = int(predict(model, x[i : i + 1])[0])
             assert sl.centre_class(name) == clean == sl.clean_pred[name]
             assert sl.classes[name].shape == (11, 11)
         assert sl.x_offsets[5] == 0.0 and sl.y_offsets[5] == 0.0
@@ -48,7 +49,9 @@ def test_axes_are_unit_orthogonal_and_the_y_axis_is_seeded(zoo_model, digits):
     assert np.linalg.norm(u) == pytest.approx(1, abs=1e-5) and np.linalg.norm(v) == pytest.approx(1, abs=1e-5)
     assert abs(u @ v) < 1e-5
     # the gradient's float sums may differ in the last bit between runs and thread counts: compare with a margin
-    assert np.allclose(a.y_direction, b.y_direction, atol=1e-5) and not np.allclose(a.y_direction, c.y_direction, atol=1e-2)
+    assert np.allclose(a.y_direction, b.y_direction, atol=1e-5) and not np.allclose(
+        a.y_direction, c.y_direction, atol=1e-2
+    )
     assert np.allclose(a.x_direction, c.x_direction, atol=1e-5)
 
 
@@ -85,8 +88,12 @@ def test_png_of_the_class_maps(zoo_model, digits):
 def test_bad_requests(zoo_model, digits):
     model = zoo_model(FP)
     x, y = digits.tensors("test", limit=2)
-    for kwargs, message in [(dict(resolution=10), "odd"), (dict(resolution=1), "odd"), (dict(span=-1.0), "span"),
-                            (dict(reference=3), "reference")]:
+    for kwargs, message in [
+        (dict(resolution=10), "odd"),
+        (dict(resolution=1), "odd"),
+        (dict(span=-1.0), "span"),
+        (dict(reference=3), "reference"),
+    ]:
         with pytest.raises(TrendError, match=message):
             decision_boundary(model, x[0], int(y[0]), **kwargs)
     with pytest.raises(TrendError, match="one"):

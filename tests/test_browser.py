@@ -8,6 +8,7 @@ saves screenshots under artifacts/browser/ (git-ignored) for a person to look at
 
 Skips when Chromium or Playwright is missing, except under CI=true, where that is a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import FP, Q1, Q2, REPO
+
 from trend_core.config.specs import ModelSpec
 
 try:  # (the page fixture says what to do when Playwright is missing)
@@ -36,8 +37,16 @@ except ImportError:
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("TREND_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "artifacts" / "browser"
 DEMO_LABELS = {"FP-s0", "Q2-s0", "Q1-s0"}  # the quick demo zoo's short names
 WIDTH, HEIGHT = 1280, 1000
@@ -75,12 +84,29 @@ def server(tmp_path):
     port = _free_port()
     env = {**os.environ, "TREND_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
     env.pop("TREND_JOBS_SYNC", None)  # real background jobs, as a user gets them
-    log = open(tmp_path / "streamlit.log", "w")
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115  (the server writes it until the test ends)
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout=60)
@@ -110,8 +136,12 @@ def page(tmp_path):
     ARTIFACTS.mkdir(parents=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": WIDTH, "height": HEIGHT})
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": WIDTH, "height": HEIGHT},
+        )
         context.set_default_timeout(30_000)
         try:
             yield context.pages[0] if context.pages else context.new_page()
@@ -123,8 +153,10 @@ def shot(page, name: str) -> Path:
     """A screenshot of the whole page: the viewport grows to the height of Streamlit's scrolling main area."""
     path = ARTIFACTS / f"{name}.png"
     settled(page)
-    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
-                           "[data-testid=stAppViewContainer], section')].map(e => e.scrollHeight), 0)")
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+        "[data-testid=stAppViewContainer], section')].map(e => e.scrollHeight), 0)"
+    )
     page.set_viewport_size({"width": WIDTH, "height": int(min(max(height, HEIGHT), 8000))})
     settled(page)
     page.screenshot(path=str(path), full_page=True)
@@ -174,7 +206,9 @@ def run_scenario(server, page, test_zoo) -> None:
     bar.wait_for(timeout=120_000)
     page.wait_for_function(  # queued ("waiting for the device") until the worker takes it
         """() => { const p = document.querySelector("[data-testid='stProgress']");
-                   return !p || p.innerText.includes("elapsed"); }""", timeout=120_000)
+                   return !p || p.innerText.includes("elapsed"); }""",
+        timeout=120_000,
+    )
     first = float(bar.get_attribute("aria-valuenow") or 0)
     text = page.get_by_test_id("stProgress").first.inner_text()
     assert "Training 3 models" in text and "elapsed" in text, text
@@ -184,7 +218,10 @@ def run_scenario(server, page, test_zoo) -> None:
              const bar = document.querySelector("[data-testid='stProgress'] [role='progressbar']");
              if (bar) return Number(bar.getAttribute("aria-valuenow")) > first;
              return document.body.innerText.includes("Training 3 models: done");
-           }""", arg=first, timeout=300_000)
+           }""",
+        arg=first,
+        timeout=300_000,
+    )
     page.get_by_text(re.compile(r"Training 3 models: done")).wait_for(timeout=300_000)  # ~15 s unloaded
     page.get_by_text("3 models in").wait_for()
     no_exception(page)
@@ -266,8 +303,27 @@ def builder_step(page, home: Path) -> None:
     download.value.save_as(str(tm_file))
     assert "FP-s0-e20" in tm_file.read_text().splitlines()[0]
     select = subprocess.run(
-        [sys.executable, "-m", "trend_core", "select", "--tm", str(tm_file), "-k", "2", "--min-acc", "0.9",
-         "--dataset", "digits", "--home", str(home)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "trend_core",
+            "select",
+            "--tm",
+            str(tm_file),
+            "-k",
+            "2",
+            "--min-acc",
+            "0.9",
+            "--dataset",
+            "digits",
+            "--home",
+            str(home),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert select.returncode == 0 and "FP-s0-e20" in select.stdout, select.stderr
     # evaluate TREND's choice: the verdict sentence, with its intervals
     for label, value in (("A-GD steps", "5"), ("Images attacked", "60")):
@@ -279,8 +335,10 @@ def builder_step(page, home: Path) -> None:
     metrics = page.get_by_test_id("stMetric").all_inner_texts()
     members = {re.search(r"vs (\S+) alone", m).group(1) for m in metrics}
     assert members == {"FP-s0-e20", "Q1-s0-e20", "Q2-s0-e20"}, metrics  # the chart's labels are the picker's
-    assert any(phrase in sentence for phrase in ("more robust than every member", "not distinguishable from",
-                                                 "less robust than")), sentence
+    assert any(
+        phrase in sentence
+        for phrase in ("more robust than every member", "not distinguishable from", "less robust than")
+    ), sentence
     shot(page, "07-builder-verdict")
     # another selection (ensembles of two): none of the previous one's results stays on screen
     size = page.get_by_test_id("stSlider").filter(has_text="Ensemble size").get_by_role("slider")

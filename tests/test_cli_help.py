@@ -1,4 +1,5 @@
 """`trend --help` answers without importing PyTorch or pandas (it took ~5 s when torch came first)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,12 +9,20 @@ from conftest import REPO
 
 
 def test_help_builds_every_parser_without_torch_or_pandas():
-    code = ("import sys; from trend_core.cli import build_parser; parser = build_parser(); "
-            "text = parser.format_help(); "
-            "heavy = sorted(m for m in ('torch', 'pandas', 'torchvision') if m in sys.modules); "
-            "print(','.join(heavy) or 'light'); print('transfer' in text and 'zoo' in text)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": ""})
+    code = (
+        "import sys; from trend_core.cli import build_parser; parser = build_parser(); "
+        "text = parser.format_help(); "
+        "heavy = sorted(m for m in ('torch', 'pandas', 'torchvision') if m in sys.modules); "
+        "print(','.join(heavy) or 'light'); print('transfer' in text and 'zoo' in text)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["light", "True"]
 

@@ -1,19 +1,20 @@
 """Bad input over the CLI, as a careless or hostile user types it: every case is one line on stderr, exit
 status 2 and no traceback, before any work (no training, no attack); plus random argument lists and spec
 names from hypothesis, which must end in exit 0 or 2 and never in an exception."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from conftest import FP, Q1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FP, Q1
 from trend_core.cli import main
-from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
+from trend_core.errors import TrendError
 
 TINY = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 
@@ -92,7 +93,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(argv, words, files, tm
     home = ["--home", str(tmp_path / "home")] if "--home" not in argv and argv[0] != "select" else []
     argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv] + home
     assert main(argv) == 2
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("trend: error:") and "Traceback" not in err, err[-500:]
     assert words in lines[0] and len(lines[0]) < 400
@@ -105,8 +106,13 @@ def test_zoo_import_over_an_existing_model_needs_force_and_refuses_nan_and_int8(
     state = {k: v.clone() for k, v in zoo_model(FP).state_dict().items()}
     good, nan, int8 = (tmp_path / f"{n}.safetensors" for n in ("good", "nan", "int8"))
     save_file(state, str(good))
-    save_file({k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in
-               {k: v.clone() for k, v in state.items()}.items()}, str(nan))
+    save_file(
+        {
+            k: v.fill_(float("nan")) if v.is_floating_point() else v
+            for k, v in {k: v.clone() for k, v in state.items()}.items()
+        },
+        str(nan),
+    )
     save_file({k: v.to(torch.int8) if v.is_floating_point() else v for k, v in state.items()}, str(int8))
     assert main(["zoo", "import", FP, str(good), "--home", home]) == 0
     capsys.readouterr()
@@ -119,11 +125,56 @@ def test_zoo_import_over_an_existing_model_needs_force_and_refuses_nan_and_int8(
 
 
 # ----------------------------------------------------------------------------- random input
-VOCABULARY = ["train", "zoo", "list", "import", "delete", "clean", "preset", "digits", "eval", "transfer",
-              "ensemble-attack", "select", "fit-tm", "boundary", "--models", "--model", "--attack", "pgd", "cw",
-              "--eps", "--steps", "--limit", "--seed", "--tm", "-k", "--top", "--json", "--csv", "--force",
-              "--index", "--resolution", "--source", "--target", "--home", "--device", "cpu", "cuda", "--help",
-              FP, Q1, "digits/resnet18/FP/sgd/s0/e0", "0", "-1", "1e309", "nan", "3", "x", ""]
+VOCABULARY = [
+    "train",
+    "zoo",
+    "list",
+    "import",
+    "delete",
+    "clean",
+    "preset",
+    "digits",
+    "eval",
+    "transfer",
+    "ensemble-attack",
+    "select",
+    "fit-tm",
+    "boundary",
+    "--models",
+    "--model",
+    "--attack",
+    "pgd",
+    "cw",
+    "--eps",
+    "--steps",
+    "--limit",
+    "--seed",
+    "--tm",
+    "-k",
+    "--top",
+    "--json",
+    "--csv",
+    "--force",
+    "--index",
+    "--resolution",
+    "--source",
+    "--target",
+    "--home",
+    "--device",
+    "cpu",
+    "cuda",
+    "--help",
+    FP,
+    Q1,
+    "digits/resnet18/FP/sgd/s0/e0",
+    "0",
+    "-1",
+    "1e309",
+    "nan",
+    "3",
+    "x",
+    "",
+]
 
 
 @pytest.fixture
@@ -153,13 +204,38 @@ def test_random_argument_lists_exit_0_or_2(quiet_engine, capsys, argv):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(
-    st.text(max_size=80),
-    st.lists(st.one_of(st.sampled_from(["digits", "cifar10", "resnet18-w0.25", "vgg11_bn-w1e-9", "FP", "Q2",
-                                        "HT-FS-W2-A2", "sgd", "adam", "s0", "s" + "9" * 30, "e0", "e99999",
-                                        "lr-1", "lrinf", "pretrained", ""]), st.text(max_size=6)),
-             max_size=9).map("/".join),
-))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.lists(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "digits",
+                        "cifar10",
+                        "resnet18-w0.25",
+                        "vgg11_bn-w1e-9",
+                        "FP",
+                        "Q2",
+                        "HT-FS-W2-A2",
+                        "sgd",
+                        "adam",
+                        "s0",
+                        "s" + "9" * 30,
+                        "e0",
+                        "e99999",
+                        "lr-1",
+                        "lrinf",
+                        "pretrained",
+                        "",
+                    ]
+                ),
+                st.text(max_size=6),
+            ),
+            max_size=9,
+        ).map("/".join),
+    )
+)
 def test_random_spec_names_parse_or_raise_one_trend_error(name):
     try:
         spec = ModelSpec.parse(name)

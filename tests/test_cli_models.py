@@ -1,4 +1,5 @@
 """`trend train / zoo / eval`: real runs in a temporary store; bad input is one line on stderr and exit 2."""
+
 import json
 import shutil
 

@@ -1,4 +1,5 @@
 """`trend transfer` on the digits test zoo: the TM matrix as text, JSON and CSV, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def test_json_matches_the_engine(linked_zoo_home, zoo_model, capsys):
     assert data["sources"] == LABELS and data["targets"] == LABELS and data["eps"] == 0.1 and data["n_images"] == 60
     for label in LABELS:
         assert data["tm"][label][label] == 1.0
-    engine = run_transfer([zoo_model(n) for n in (FP, Q1, Q2)], PGD(eps=0.1, steps=10), limit=60, device="cpu",
-                          cache=None)
+    engine = run_transfer(
+        [zoo_model(n) for n in (FP, Q1, Q2)], PGD(eps=0.1, steps=10), limit=60, device="cpu", cache=None
+    )
     for s in LABELS:
         for t in LABELS:
             assert data["tm"][s][t] == pytest.approx(engine.matrix().at[s, t], nan_ok=True)
@@ -54,14 +56,17 @@ def test_csv_and_long_csv(linked_zoo_home, tmp_path, capsys):
     assert "row_avg" in out and "col_avg" in out and "Q2-s0" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["transfer", "--models", FP, Q1, "--attack", "fgsm"], "Unknown attack"),
-    (["transfer", "--models", FP, Q1, "--eps", "0"], "eps"),
-    (["transfer", "--models", FP, "digits/resnet18/Q3x/sgd/s0"], "Q3x"),
-    (["transfer", "--models", FP, Q1, "--limit", "zero"], "--limit"),
-    (["transfer", "--models", FP, Q1, "--attack", "pgd", "--kappa", "30"], "kappa"),
-    (["transfer", "--models", FP, Q1, "--sources", Q2], "--sources"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["transfer", "--models", FP, Q1, "--attack", "fgsm"], "Unknown attack"),
+        (["transfer", "--models", FP, Q1, "--eps", "0"], "eps"),
+        (["transfer", "--models", FP, "digits/resnet18/Q3x/sgd/s0"], "Q3x"),
+        (["transfer", "--models", FP, Q1, "--limit", "zero"], "--limit"),
+        (["transfer", "--models", FP, Q1, "--attack", "pgd", "--kappa", "30"], "kappa"),
+        (["transfer", "--models", FP, Q1, "--sources", Q2], "--sources"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(linked_zoo_home, capsys, args, message):
     assert main(args + ["--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()

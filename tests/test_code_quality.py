@@ -1,4 +1,5 @@
 """Static checks of the engine: no import cycle between trend_core's modules, ruff (lint and format) and mypy."""
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,13 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text(), str(path))
-        in_function = {id(inner) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                       for inner in ast.walk(node) if inner is not node}
+        in_function = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for inner in ast.walk(node)
+            if inner is not node
+        }
         for node in ast.walk(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
@@ -40,8 +46,9 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join(anchor + ([node.module] if node.module else []))
-                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                           for alias in node.names]
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+                ]
             found = {t for t in targets if t in modules and t != name}
             graph[name] |= found
             if id(node) in in_function:
@@ -65,7 +72,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -85,14 +92,20 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_trend_core_has_no_import_cycle():
     graph = import_graph()
-    assert "trend_core.attacks.ensemble_pgd" in graph and "trend_core.ensemble.selection" in graph["trend_core.experiments.ensemble_sweep"]
+    assert (
+        "trend_core.attacks.ensemble_pgd" in graph
+        and "trend_core.ensemble.selection" in graph["trend_core.experiments.ensemble_sweep"]
+    )
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_the_vote_and_the_ensemble_attack_have_one_home_each():
-    engine = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("ensemble*.py")
-              if p.parent.name not in ("plots", "cli")]  # (figures and commands about ensembles, not engines)
+    engine = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("ensemble*.py")
+        if p.parent.name not in ("plots", "cli")
+    ]  # (figures and commands about ensembles, not engines)
     assert sorted(engine) == ["attacks/ensemble_pgd.py", "experiments/ensemble_sweep.py"]
 
 
@@ -104,13 +117,12 @@ def _tool(name: str) -> list[str]:
 
 
 def test_ruff_lint_passes():
-    out = subprocess.run([*_tool("ruff"), "check", "trend_core"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([*_tool("ruff"), "check", "."], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:]
 
 
 def test_ruff_format_is_clean():
-    out = subprocess.run([*_tool("ruff"), "format", "--check", "trend_core"], cwd=REPO, capture_output=True,
-                         text=True)
+    out = subprocess.run([*_tool("ruff"), "format", "--check", "."], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:]
 
 
@@ -146,7 +158,12 @@ def test_every_function_local_import_says_why():
 def test_the_project_stands_alone():
     """A user's clone has no design notes beside it: code and README never point at files outside the project."""
     outside = ("PAPER.md", "DESIGN.md", "../shared")
-    files = [*PACKAGE.rglob("*.py"), *(REPO / "trend_ui").rglob("*.py"), *(REPO / "pages").rglob("*.py"),
-             REPO / "app.py", REPO / "README.md"]
+    files = [
+        *PACKAGE.rglob("*.py"),
+        *(REPO / "trend_ui").rglob("*.py"),
+        *(REPO / "pages").rglob("*.py"),
+        REPO / "app.py",
+        REPO / "README.md",
+    ]
     hits = [f"{p.relative_to(REPO)}: {word}" for p in files if p.exists() for word in outside if word in p.read_text()]
     assert not hits, hits

@@ -1,4 +1,5 @@
 """Every page run shows its `trend ...` command, and that command reproduces the page's result exactly."""
+
 from __future__ import annotations
 
 import json
@@ -35,17 +36,19 @@ def test_the_transferability_page_echoes_a_command_that_reproduces_its_matrix(zo
 
 
 def test_engine_jobs_record_their_commands(zoo_home):
+    from trend_core.models.zoo import Zoo
     from trend_core.service.boundary import submit_boundary
     from trend_core.service.curve import submit_tm_fit
     from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
     zoo, store = Zoo(zoo_home), get_store(zoo_home)
     boundary = submit_boundary(zoo, store, [FP, Q1], index=3, resolution=5)
     assert boundary.meta["command"] == f"trend boundary --model {FP} {Q1} --index 3 --resolution 5"
     evaluation = submit_trend_evaluation(zoo, store, [FP, FP_S1, Q1], eps=0.1, steps=2, limit=10)
     assert evaluation.meta["command"].startswith(f"trend ensemble-attack --models {FP} {FP_S1} {Q1} --rule agd")
-    assert "--members" in evaluation.meta["command"] and "--step-size 0.0625" in evaluation.meta["command"]  # 2 steps reach 0.1
+    assert (
+        "--members" in evaluation.meta["command"] and "--step-size 0.0625" in evaluation.meta["command"]
+    )  # 2 steps reach 0.1
     fit = submit_tm_fit(zoo, store, FP, Q1, [0.05, 0.1, 0.2], steps=2, limit=10)
     assert fit.meta["command"].startswith(f"trend fit-tm --source {FP} --target {Q1} --eps 0.05 0.1 0.2 --steps 2")

@@ -1,4 +1,5 @@
 """TM(eps): the saturating fit recovers known constants from noisy counts; TM is a ratio; RMSE; bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +8,24 @@ import pytest
 from conftest import FP, Q2
 
 from trend_core.attacks import PGD
-from trend_core.experiments.curve import (default_fit_eps, fit_saturating, fit_tm, fit_tm_curve, measure_tm, saturating,
-                              tm_rmse)
 from trend_core.errors import TrendError
+from trend_core.experiments.curve import (
+    default_fit_eps,
+    fit_saturating,
+    fit_tm,
+    fit_tm_curve,
+    measure_tm,
+    saturating,
+    tm_rmse,
+)
 
 EPS = np.linspace(0.02, 0.3, 10)
 
 
-@pytest.mark.parametrize("a,b,top,seed", [(3000.0, -15.0, 0.3, 0), (1200.0, -40.0, 0.3, 1), (800.0, -4.0, 0.3, 2),
-                                          (5000.0, -150.0, 16 / 255, 3)])  # digits' and CIFAR's eps ranges
+@pytest.mark.parametrize(
+    "a,b,top,seed",
+    [(3000.0, -15.0, 0.3, 0), (1200.0, -40.0, 0.3, 1), (800.0, -4.0, 0.3, 2), (5000.0, -150.0, 16 / 255, 3)],
+)  # digits' and CIFAR's eps ranges
 def test_fit_recovers_known_constants_from_noisy_counts(a, b, top, seed):
     rng = np.random.default_rng(seed)
     eps = np.linspace(top / 15, top, 10)
@@ -28,7 +38,7 @@ def test_fit_recovers_known_constants_from_noisy_counts(a, b, top, seed):
 
 def test_counts_that_never_bend_are_flagged():
     eps = np.linspace(0.02, 0.3, 6)
-    fit = fit_saturating(eps, 100 * eps ** 2 / 0.09)  # convex: the exponential cannot bend that way
+    fit = fit_saturating(eps, 100 * eps**2 / 0.09)  # convex: the exponential cannot bend that way
     assert fit.unsaturated and fit.b < 0
 
 
@@ -43,7 +53,7 @@ def test_tm_is_the_ratio_of_the_two_fits_and_rmse_counts_every_point():
     assert list(predicted.columns) == ["eps", "f_st", "f_ss", "tm"]
     measured = pd.DataFrame({"eps": [0.05, 0.1, 0.2, 0.3], "tm": [0.3, 0.4, np.nan, 0.5]})
     errors = curve.tm([0.05, 0.1, 0.3]) - np.array([0.3, 0.4, 0.5])
-    assert tm_rmse(curve, measured) == pytest.approx(np.sqrt(np.mean(errors ** 2)))
+    assert tm_rmse(curve, measured) == pytest.approx(np.sqrt(np.mean(errors**2)))
 
 
 def test_bad_points_and_failed_fits(monkeypatch):
@@ -78,8 +88,9 @@ def test_fit_tm_on_two_trained_models(zoo_model, digits):
     source, target = zoo_model(FP), zoo_model(Q2)
     data = digits.tensors("test", limit=40)
     attack = PGD(eps=0.1, steps=5, step_size=0.05)
-    result = fit_tm(source, target, [0.05, 0.15, 0.3], eval_eps=[0.1], attack=attack, data=data, cache=None,
-                    device="cpu")
+    result = fit_tm(
+        source, target, [0.05, 0.15, 0.3], eval_eps=[0.1], attack=attack, data=data, cache=None, device="cpu"
+    )
     m = result.measured
     assert list(m["eps"]) == [0.05, 0.1, 0.15, 0.3] and list(m["used_in_fit"]) == [True, False, True, True]
     assert (m["f_st"] <= m["f_ss"]).all() and (m["f_ss"] <= m["n_common"]).all() and m["f_ss"].iloc[-1] > 0
@@ -92,4 +103,3 @@ def test_fit_tm_on_two_trained_models(zoo_model, digits):
         fit_tm(source, target, [0.1, 0.2], attack=attack, data=data, cache=None)
     with pytest.raises(TrendError, match="same model"):
         fit_tm(source, source, [0.1, 0.2, 0.3], attack=attack, data=data, cache=None)
-

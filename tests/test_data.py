@@ -1,4 +1,5 @@
 """Datasets: the embedded digits split, CIFAR from fake files in the real on-disk format, ImageNet folders."""
+
 import os
 import pickle
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from trend_core.data.datasets import load_cifar, load_dataset, load_imagenet
 from trend_core.config.datasets import get_info
+from trend_core.data.datasets import load_cifar, load_dataset, load_imagenet
 from trend_core.errors import TrendError
 
 
@@ -52,11 +53,20 @@ def write_fake_cifar10(root, per_batch=20, test=15, learnable=False):
             pixels = np.clip(colours[labels][:, :, None] + noise, 0, 255).astype(np.uint8).reshape(count, 3072)
         else:
             pixels = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
-        batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": pixels,
-                 b"filenames": [f"{i}.png".encode() for i in range(count)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels.tolist(),
+            b"data": pixels,
+            b"filenames": [f"{i}.png".encode() for i in range(count)],
+        }
         with open(folder / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
-    meta = {b"label_names": [c.encode() for c in ("airplane automobile bird cat deer dog frog horse ship truck").split()]}
+    meta = {
+        b"label_names": [
+            c.encode()
+            for c in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        ]
+    }
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump(meta, handle, protocol=2)
     return folder
@@ -82,8 +92,11 @@ def test_cifar100_loads_from_files_in_the_real_format(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(1)
     for name, count in (("train", 50), ("test", 10)):
-        batch = {b"fine_labels": rng.integers(0, 100, count).tolist(), b"coarse_labels": [0] * count,
-                 b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8)}
+        batch = {
+            b"fine_labels": rng.integers(0, 100, count).tolist(),
+            b"coarse_labels": [0] * count,
+            b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        }
         with open(folder / name, "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
     with open(folder / "meta", "wb") as handle:
@@ -131,7 +144,7 @@ def test_imagenet_folder_layout(tmp_path):
                 Image.fromarray(pixels).save(tmp_path / "imagenet" / split / cls / f"{i}.JPEG")
     bundle = load_imagenet(tmp_path)
     assert bundle.info.num_classes == 2 and bundle.info.class_names == ("n01", "n02")
-    x, y = bundle.tensors("test", limit=4)
+    x, _ = bundle.tensors("test", limit=4)
     assert x.shape == (4, 3, 224, 224) and 0 <= x.min() and x.max() <= 1
     with pytest.raises(TrendError, match="ImageFolder"):
         load_imagenet(tmp_path / "empty")

@@ -1,5 +1,6 @@
 """L-inf DeepFool against foolbox's LinfDeepFoolAttack (the implementation behind the TREND paper's DeepFool rows)
 on the same trained digits model and images. foolbox is a test-only dependency."""
+
 from __future__ import annotations
 
 import pytest

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import FP, REPO, TEST_ZOO_DIR
 
 from trend_core.cli import main
 from trend_core.config.labels import model_labels
@@ -25,8 +26,6 @@ from trend_core.errors import TrendError
 from trend_core.models.exported import save_program
 from trend_core.models.imported import ImportedNetwork
 from trend_core.models.zoo import Zoo
-
-from conftest import FP, REPO, TEST_ZOO_DIR
 
 MEAN, STD = [0.3], [0.4]
 

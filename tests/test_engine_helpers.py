@@ -1,21 +1,21 @@
 """Engine logic that used to live in pages: spec families, merging live and stored transfer runs, label -> spec
 name, accuracies from the zoo."""
+
 from __future__ import annotations
 
 import pytest
+from conftest import FP, FP_S1, Q1
 
-from trend_core.service.submit import belongs_to
-from trend_core.service.history import finished_transfer_runs
-from trend_core.service.transfer import submit_transfer
-from trend_core.models.members import zoo_accuracies
+from trend_core.config.specs import ModelSpec
 from trend_core.errors import TrendError
 from trend_core.models.families import families
-from trend_core.runtime.jobs import JobManager
-from trend_core.config.specs import ModelSpec
-from trend_core.storage.store import MemoryStore
+from trend_core.models.members import zoo_accuracies
 from trend_core.models.zoo import Zoo
-
-from conftest import FP, FP_S1, Q1
+from trend_core.runtime.jobs import JobManager
+from trend_core.service.history import finished_transfer_runs
+from trend_core.service.submit import belongs_to
+from trend_core.service.transfer import submit_transfer
+from trend_core.storage.store import MemoryStore
 
 
 def test_families_group_specs_that_differ_in_one_factor():
@@ -24,7 +24,7 @@ def test_families_group_specs_that_differ_in_one_factor():
     seeds = [members for name, members in found.items() if name.startswith("seeds:")]
     assert sorted(len(m) for m in seeds) == [2, 2]
     inputs = [members for name, members in found.items() if name.startswith("input quantization:")]
-    assert [sorted(s.name for s in m) for m in inputs][0] == sorted([FP, Q1])
+    assert sorted(s.name for s in inputs[0]) == sorted([FP, Q1])
     assert families([ModelSpec.parse(FP)]) == {}
 
 
@@ -54,8 +54,13 @@ def test_default_pools_leave_out_short_trainings_and_imports():
 
     demo = "digits/resnet18-w0.25/Q1/sgd/s0/e4"
     upload = "digits/resnet18-w0.25/FP/sgd/s7"
-    metas = [{"name": FP}, {"name": FP_S1}, {"name": Q1}, {"name": demo},
-             {"name": upload, "source": "imported from fp.pt", "origin": "imported"}]
+    metas = [
+        {"name": FP},
+        {"name": FP_S1},
+        {"name": Q1},
+        {"name": demo},
+        {"name": upload, "source": "imported from fp.pt", "origin": "imported"},
+    ]
     kept, left_out = fully_trained([FP, FP_S1, Q1, demo, upload], metas)
     assert kept == [FP, FP_S1, Q1]
     assert left_out == {demo: "trained 4 of 20 epochs", upload: "imported weights"}

@@ -1,4 +1,5 @@
 """The majority vote and its tie-breaking, TREND selection against brute force, TM files, robustness sweeps."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,12 +13,12 @@ import torch.nn as nn
 from conftest import FP, Q1, Q2
 
 from trend_core.attacks.ensemble_pgd import EnsemblePGD
-from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
 from trend_core.ensemble.selection import read_tm, select_ensembles, symmetrize
-from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.errors import TrendError
-from trend_core.storage.store import MemoryStore
+from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.experiments.transfer_result import PAIR_COLUMNS, TransferResult
+from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
+from trend_core.storage.store import MemoryStore
 
 
 class Fixed(nn.Module):
@@ -52,7 +53,7 @@ def test_ties_are_broken_by_a_seeded_draw_per_image():
     assert set(decision.tolist()) == {3, 7}
     assert 0.4 < (decision == 3).float().mean() < 0.6  # a fair draw between the two members
     assert torch.equal(decision, ensemble(x).argmax(1))  # seeded: the same again
-    in_chunks = torch.cat([ensemble(x[i:i + 7]).argmax(1) for i in range(0, 400, 7)])
+    in_chunks = torch.cat([ensemble(x[i : i + 7]).argmax(1) for i in range(0, 400, 7)])
     assert torch.equal(decision, in_chunks)  # an image's draw does not depend on its batch
     other = ensemble.with_seed(1)(x).argmax(1)
     assert not torch.equal(decision, other) and set(other.tolist()) == {3, 7}
@@ -181,11 +182,16 @@ def test_undefined_pairs_rank_last_and_one_direction_suffices():
 def test_bad_selection_requests():
     tm = random_tm(5, 0)
     for kwargs, message in [
-        (dict(k=1), "whole number >= 2"), (dict(k=6), "fewer than the ensemble size"),
-        (dict(k=2, require=["nope"]), "not in the TM matrix"), (dict(k=2, require=["m0", "m1", "m2"]), "do not fit"),
-        (dict(k=2, min_acc=0.5), "needs the clean accuracy"), (dict(k=2, min_acc=95, accuracies={}), "fraction"),
-        (dict(k=2, require=["m0"], min_acc=0.9, accuracies={f"m{i}": 0.95 for i in range(5)} | {"m0": 0.5}),
-         "below the floor"),
+        (dict(k=1), "whole number >= 2"),
+        (dict(k=6), "fewer than the ensemble size"),
+        (dict(k=2, require=["nope"]), "not in the TM matrix"),
+        (dict(k=2, require=["m0", "m1", "m2"]), "do not fit"),
+        (dict(k=2, min_acc=0.5), "needs the clean accuracy"),
+        (dict(k=2, min_acc=95, accuracies={}), "fraction"),
+        (
+            dict(k=2, require=["m0"], min_acc=0.9, accuracies={f"m{i}": 0.95 for i in range(5)} | {"m0": 0.5}),
+            "below the floor",
+        ),
         (dict(k=2, top=0), "top"),
     ]:
         with pytest.raises(TrendError, match=message):
@@ -196,8 +202,20 @@ def test_bad_selection_requests():
 
 # ----------------------------------------------------------------------------- TM files
 def transfer_result(tm: pd.DataFrame) -> TransferResult:
-    rows = [{"source": s, "target": t, "n_common": 50, "generated": 40, "transferred": 0, "tm": tm.at[s, t],
-             "mean_l2": 1.0, "mean_linf": 0.1} for s in tm.index for t in tm.columns]
+    rows = [
+        {
+            "source": s,
+            "target": t,
+            "n_common": 50,
+            "generated": 40,
+            "transferred": 0,
+            "tm": tm.at[s, t],
+            "mean_l2": 1.0,
+            "mean_linf": 0.1,
+        }
+        for s in tm.index
+        for t in tm.columns
+    ]
     return TransferResult(pd.DataFrame(rows, columns=PAIR_COLUMNS), list(tm.index), list(tm.columns), "pgd", 0.1)
 
 
@@ -222,8 +240,14 @@ def test_bad_tm_files(tmp_path):
     with pytest.raises(TrendError, match="non-numeric"):
         read_tm(bad)
     two_eps = tmp_path / "two.csv"
-    pd.DataFrame({"source": ["A", "A", "B", "B"], "target": ["B", "B", "A", "A"], "tm": [0.1, 0.2, 0.3, 0.4],
-                  "eps": [0.1, 0.2, 0.1, 0.2]}).to_csv(two_eps)
+    pd.DataFrame(
+        {
+            "source": ["A", "A", "B", "B"],
+            "target": ["B", "B", "A", "A"],
+            "tm": [0.1, 0.2, 0.3, 0.4],
+            "eps": [0.1, 0.2, 0.1, 0.2],
+        }
+    ).to_csv(two_eps)
     with pytest.raises(TrendError, match="several eps"):
         read_tm(two_eps)
     assert read_tm(two_eps, eps=0.2).at["A", "B"] == 0.2
@@ -241,8 +265,17 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     calls = []
     real = EnsemblePGD.perturb
     monkeypatch.setattr(EnsemblePGD, "perturb", lambda self, *a: calls.append(1) or real(self, *a))
-    sweep = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             cache=store, device="cpu", members_alone=True)
+    sweep = robustness_sweep(
+        members,
+        [0.05, 0.15],
+        rules=["agd", "dag"],
+        data=data,
+        steps=3,
+        step_size=0.05,
+        cache=store,
+        device="cpu",
+        members_alone=True,
+    )
     assert len(sweep) == 2 * 2 * 3 and set(sweep["model"]) == {"ensemble", "FP-s0", "Q1-s0"}
     assert len(calls) == 2 * 3 * 2  # per rule: the ensemble and two members, each at two eps
     assert sweep[["accuracy", "clean_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
@@ -257,8 +290,17 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
     expected = MajorityVote(members).expected_accuracy(adv, y).mean()
     row = sweep[(sweep["rule"] == "agd") & (sweep["eps"] == 0.05) & (sweep["model"] == "ensemble")]
     assert float(row["accuracy"].iloc[0]) == pytest.approx(float(expected))
-    again = robustness_sweep(members, [0.05, 0.15], rules=["agd", "dag"], data=data, steps=3, step_size=0.05,
-                             cache=store, device="cpu", members_alone=True)
+    again = robustness_sweep(
+        members,
+        [0.05, 0.15],
+        rules=["agd", "dag"],
+        data=data,
+        steps=3,
+        step_size=0.05,
+        cache=store,
+        device="cpu",
+        members_alone=True,
+    )
     assert len(calls) == 13 and again.equals(sweep)  # served from the store: only the check above attacked
     ratios = robustness_ratios(sweep)
     assert len(ratios) == 2 * 2 * 2

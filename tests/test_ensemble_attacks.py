@@ -1,4 +1,5 @@
 """Ensemble attacks: the four direction rules on hand-made gradients, and EnsemblePGD on trained digits models."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,12 +7,22 @@ import torch
 from conftest import FP, Q1, Q2
 
 import trend_core.attacks.ensemble_pgd as ensemble_attacks
-from trend_core.attacks.ensemble_pgd import (RULE_NAMES, EnsemblePGD, agd_direction, agreement_trace, check_rule,
-                                         dag_direction, empir_direction, gradient_views, member_gradients,
-                                         sign_agreement, ugd_direction)
-from trend_core.nn.vote import MajorityVote, majority_vote
+from trend_core.attacks.ensemble_pgd import (
+    RULE_NAMES,
+    EnsemblePGD,
+    agd_direction,
+    agreement_trace,
+    check_rule,
+    dag_direction,
+    empir_direction,
+    gradient_views,
+    member_gradients,
+    sign_agreement,
+    ugd_direction,
+)
 from trend_core.errors import TrendError
 from trend_core.nn.twin import inference_twin
+from trend_core.nn.vote import MajorityVote, majority_vote
 
 EPS = 0.1
 
@@ -23,16 +34,12 @@ def stack(*rows) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- rules on hand-made gradients
 def test_ugd_is_zero_where_members_disagree_and_follows_unanimous_signs():
-    grads = stack([-1.0, 2.0, 0.5, -3.0, 1.0],
-                  [-0.2, -1.0, 0.1, -0.1, 1.0],
-                  [-5.0, 1.0, 9.0, -0.3, 0.0])
+    grads = stack([-1.0, 2.0, 0.5, -3.0, 1.0], [-0.2, -1.0, 0.1, -0.1, 1.0], [-5.0, 1.0, 9.0, -0.3, 0.0])
     assert ugd_direction(grads).flatten().tolist() == [-1.0, 0.0, 1.0, -1.0, 0.0]
 
 
 def test_agd_follows_the_majority_of_signs_whatever_the_magnitudes():
-    grads = stack([0.01, -0.01, 0.02],
-                  [0.01, -0.01, -0.02],
-                  [-100.0, 100.0, 50.0])
+    grads = stack([0.01, -0.01, 0.02], [0.01, -0.01, -0.02], [-100.0, 100.0, 50.0])
     assert agd_direction(grads).flatten().tolist() == [1.0, -1.0, 1.0]
     assert dag_direction(grads).flatten().tolist() == [-1.0, 1.0, 1.0]  # D-AG follows the loud member
 
@@ -49,9 +56,9 @@ def test_dag_follows_a_member_whose_gradient_is_100x_larger():
 
 
 def test_empir_averages_only_members_that_voted_for_the_ensemble_class():
-    grads = torch.tensor([[[1.0, 1.0], [1.0, 1.0]],
-                          [[-3.0, 1.0], [-3.0, -3.0]],
-                          [[1.0, -3.0], [1.0, 1.0]]])  # (N=3, B=2, d=2)
+    grads = torch.tensor(
+        [[[1.0, 1.0], [1.0, 1.0]], [[-3.0, 1.0], [-3.0, -3.0]], [[1.0, -3.0], [1.0, 1.0]]]
+    )  # (N=3, B=2, d=2)
     preds = torch.tensor([[4, 7], [4, 2], [5, 7]])
     decision = torch.tensor([4, 7])
     # image 0: members 0, 1 voted 4 -> sign(mean([1,1], [-3,1])) = [-1, 1]; image 1: members 0, 2 voted 7
@@ -127,8 +134,10 @@ def test_one_forward_per_member_per_step(trio, images):
     counts = [0, 0, 0]
     steps = [0, 0, 0]
     hooks = [m.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1)) for i, m in enumerate(trio)]
-    hooks += [inference_twin(m).register_forward_hook(lambda *_, i=i: steps.__setitem__(i, steps[i] + 1))
-              for i, m in enumerate(trio)]
+    hooks += [
+        inference_twin(m).register_forward_hook(lambda *_, i=i: steps.__setitem__(i, steps[i] + 1))
+        for i, m in enumerate(trio)
+    ]
     try:
         EnsemblePGD("empir", eps=EPS, steps=3, step_size=0.03).run(trio, x, y, [EPS], speedup=True)
     finally:

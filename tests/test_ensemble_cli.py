@@ -1,4 +1,5 @@
 """`trend ensemble-attack`, `trend select`, `trend fit-tm`, `trend boundary` on the digits test zoo, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,27 @@ def run(argv, capsys):
 
 
 def test_ensemble_attack_json_and_members(linked_zoo_home, capsys):
-    argv = ["ensemble-attack", "--models", FP, Q1, Q2, "--rule", "A-GD", "--eps", "0.05", "0.2",
-            "--steps", "2", "--step-size", "0.1", "--limit", "8", "--device", "cpu", "--members"]
+    argv = [
+        "ensemble-attack",
+        "--models",
+        FP,
+        Q1,
+        Q2,
+        "--rule",
+        "A-GD",
+        "--eps",
+        "0.05",
+        "0.2",
+        "--steps",
+        "2",
+        "--step-size",
+        "0.1",
+        "--limit",
+        "8",
+        "--device",
+        "cpu",
+        "--members",
+    ]
     code, out, err = run(argv + ["--json"], capsys)
     assert code == 0 and "training" not in err
     data = json.loads(out)
@@ -31,18 +51,21 @@ def test_ensemble_attack_json_and_members(linked_zoo_home, capsys):
     assert code == 0 and "times more robust" in out and "on_adv:Q1-s0" in out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["ensemble-attack", "--models", FP, Q1, "--rule", "mean"], "Unknown ensemble attack rule"),
-    (["ensemble-attack", "--models", FP], "at least two"),
-    (["ensemble-attack", "--models", FP, Q1, "--eps", "2"], "eps"),
-    (["ensemble-attack", "--models", FP, Q1, "--steps", "many"], "--steps"),
-    (["fit-tm", "--source", FP, "--target", Q1, "--eps", "0.1", "0.2"], "at least 3"),
-    (["fit-tm", "--source", FP, "--target", FP], "same model"),
-    (["fit-tm", "--source", FP, "--target", Q1, "--attack", "deepfool"], "eps-bounded"),
-    (["boundary", "--model", FP, "--index", "5000"], "--index must be in 0.."),
-    (["boundary", "--model", FP, "--index", "0", "--resolution", "10"], "odd"),
-    (["boundary", "--model", FP, "--index", "0", "--out", "map.jpg"], ".png"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["ensemble-attack", "--models", FP, Q1, "--rule", "mean"], "Unknown ensemble attack rule"),
+        (["ensemble-attack", "--models", FP], "at least two"),
+        (["ensemble-attack", "--models", FP, Q1, "--eps", "2"], "eps"),
+        (["ensemble-attack", "--models", FP, Q1, "--steps", "many"], "--steps"),
+        (["fit-tm", "--source", FP, "--target", Q1, "--eps", "0.1", "0.2"], "at least 3"),
+        (["fit-tm", "--source", FP, "--target", FP], "same model"),
+        (["fit-tm", "--source", FP, "--target", Q1, "--attack", "deepfool"], "eps-bounded"),
+        (["boundary", "--model", FP, "--index", "5000"], "--index must be in 0.."),
+        (["boundary", "--model", FP, "--index", "0", "--resolution", "10"], "odd"),
+        (["boundary", "--model", FP, "--index", "0", "--out", "map.jpg"], ".png"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(linked_zoo_home, capsys, argv, message):
     code, _, err = run(argv + ["--device", "cpu"], capsys)
     assert code == 2 and message in err and err.startswith("trend: error:") and len(err.strip().splitlines()) == 1
@@ -75,10 +98,15 @@ def test_select_from_a_transfer_csv(linked_zoo_home, tmp_path, capsys):
     assert code == 2 and "Other-s9" in err  # not in the zoo: no accuracy to check against the floor
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["-k", "1"], "whole number >= 2"), (["-k", "two"], "-k"), (["-k", "2", "--require", "VGG"], "not in the TM"),
-    (["-k", "2", "--min-acc", "high"], "--min-acc"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-k", "1"], "whole number >= 2"),
+        (["-k", "two"], "-k"),
+        (["-k", "2", "--require", "VGG"], "not in the TM"),
+        (["-k", "2", "--min-acc", "high"], "--min-acc"),
+    ],
+)
 def test_select_bad_input(tmp_path, capsys, argv, message):
     path = tmp_path / "tm.csv"
     write_tm(path, ["A", "B", "C"], np.eye(3))
@@ -89,8 +117,31 @@ def test_select_bad_input(tmp_path, capsys, argv, message):
 
 
 def test_fit_tm_prints_the_fit_and_rmse(linked_zoo_home, capsys):
-    code, out, _ = run(["fit-tm", "--source", FP, "--target", Q2, "--eps", "0.05", "0.15", "0.3", "--eval-eps", "0.1",
-                        "--steps", "5", "--step-size", "0.05", "--limit", "24", "--device", "cpu", "--json"], capsys)
+    code, out, _ = run(
+        [
+            "fit-tm",
+            "--source",
+            FP,
+            "--target",
+            Q2,
+            "--eps",
+            "0.05",
+            "0.15",
+            "0.3",
+            "--eval-eps",
+            "0.1",
+            "--steps",
+            "5",
+            "--step-size",
+            "0.05",
+            "--limit",
+            "24",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     data = json.loads(out)
     assert data["source"] == "FP-s0" and data["target"] == "Q2-s0" and data["measured_points"] >= 3
@@ -99,8 +150,10 @@ def test_fit_tm_prints_the_fit_and_rmse(linked_zoo_home, capsys):
 
 def test_boundary_png_and_distances(linked_zoo_home, tmp_path, capsys):
     png = tmp_path / "slice.png"
-    code, out, err = run(["boundary", "--model", FP, Q1, "--index", "3", "--resolution", "9", "--out", str(png),
-                          "--device", "cpu"], capsys)
+    code, out, err = run(
+        ["boundary", "--model", FP, Q1, "--index", "3", "--resolution", "9", "--out", str(png), "--device", "cpu"],
+        capsys,
+    )
     assert code == 0 and "wrote" in err
     assert "FP-s0" in out and "Q1-s0" in out and "+x" in out
     with Image.open(png) as image:
@@ -110,9 +163,9 @@ def test_boundary_png_and_distances(linked_zoo_home, tmp_path, capsys):
 def test_select_reads_the_dashboards_labels_with_both_zoos(trend_home, tmp_path, capsys):
     """With the quick demo's 4-epoch FP next to the preset's, the dashboard labels them FP-s0-e4 and FP-s0-e20:
     `trend select --min-acc` finds each one's accuracy from those labels; the bare FP-s0 is refused, naming them."""
-    from trend_core.nn.build import build_model
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
+    from trend_core.nn.build import build_model
 
     zoo = Zoo(trend_home)
     accuracies = {FP: 0.98, FP + "/e4": 0.95, Q1: 0.975, Q2: 0.99}

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from conftest import FP, HT, Q1, Q2
 
 from trend_core.ensemble.export import export_ensemble
 from trend_core.errors import TrendError
 from trend_core.models.exported import check_program_archive, load_program, save_program
 from trend_core.nn.vote import MajorityVote, drawn_ties
-
-from conftest import FP, HT, Q1, Q2
 
 MARKER_ENV = "TREND_TEST_MARKER"
 
@@ -51,8 +50,13 @@ def test_the_exported_ensemble_votes_bit_identically_in_plain_torch(exported, tm
         "print(program(x).argmax(dim=1).tolist())\n"
         "print(program(x[:5]).argmax(dim=1).tolist())\n"  # any batch size
     )
-    out = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.pt")], capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     whole, first = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
     assert whole == expected.tolist() and first == expected[:5].tolist()
 
@@ -106,8 +110,11 @@ def test_pickled_example_inputs_are_refused(exported, tmp_path, monkeypatch):
     marker = _marker(tmp_path, monkeypatch)
     buffer = io.BytesIO()
     torch.save(Evil(), buffer)  # needs weights_only=False, which torch's loader would fall back to
-    hostile = _rewrite(exported[2], tmp_path / "hostile.pt2",
-                       lambda name, data: buffer.getvalue() if name.endswith("sample_inputs/model.pt") else data)
+    hostile = _rewrite(
+        exported[2],
+        tmp_path / "hostile.pt2",
+        lambda name, data: buffer.getvalue() if name.endswith("sample_inputs/model.pt") else data,
+    )
     with pytest.raises(TrendError, match="example inputs are a pickle"):
         load_program(hostile)
     assert not marker.exists()

@@ -1,6 +1,7 @@
 """Fidelity to the TREND authors' code (issue #9): each formula of their repository (purdue-nrl/TREND) is written
 out here independently and compared with the engine on random tensors, outputs and input gradients; plus the
 ``paper``/``authors`` profile switches."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,15 +11,15 @@ import torch.nn.functional as F
 
 from trend_core.attacks.cw import CarliniWagnerL2
 from trend_core.attacks.ensemble_pgd import EnsemblePGD, member_gradients
-from trend_core.experiments.curve import default_fit_eps, measure_tm
 from trend_core.config.datasets import get_info
-from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
-from trend_core.errors import TrendError
-from trend_core.nn.build import build_model
-from trend_core.nn.architectures import BasicBlock
-from trend_core.nn.quant import Halftone, InputQuantizer, QConv2d
 from trend_core.config.profiles import PROFILES, Profile, get_profile
 from trend_core.config.specs import ModelSpec
+from trend_core.errors import TrendError
+from trend_core.experiments.curve import default_fit_eps, measure_tm
+from trend_core.nn.architectures import BasicBlock
+from trend_core.nn.build import build_model
+from trend_core.nn.quant import Halftone, InputQuantizer, QConv2d
+from trend_core.nn.vote import MajorityVote, expected_correct, majority_vote
 from trend_core.training.train import learning_rate, train_model, training_batch_size
 
 
@@ -115,6 +116,7 @@ def test_halftone_matches_the_authors_per_image_normalization_forward_and_backwa
 # ----------------------------------------------------------------------------- 3. ResNet activation placement
 def their_block(block: BasicBlock, x: torch.Tensor, wbits: int, abits: int) -> torch.Tensor:
     """Their BasicBlock_Dorefa in eval mode, with the block's own parameters."""
+
     def conv(module, inp):
         return F.conv2d(inp, their_weight(module.weight, wbits), None, module.stride, module.padding)
 
@@ -256,8 +258,9 @@ def test_authors_vote_breaks_only_all_disagree_ties_like_their_ensemble():
     # the exact expectation agrees with averaging the vote over every possible draw
     preds = torch.randint(0, 4, (4, 300))
     y = torch.randint(0, 4, (300,))
-    mean = torch.stack([(majority_vote(preds, torch.full((300,), k), 4, "all_disagree") == y).float()
-                        for k in range(4)]).mean(0)
+    mean = torch.stack(
+        [(majority_vote(preds, torch.full((300,), k), 4, "all_disagree") == y).float() for k in range(4)]
+    ).mean(0)
     torch.testing.assert_close(expected_correct(preds, y, "all_disagree"), mean)
     assert MajorityVote([Tiny(0), Tiny(1)], profile="authors").ties == "all_disagree"
 
@@ -294,8 +297,13 @@ def test_ensemble_attack_defaults_follow_the_profile():
     authors = EnsemblePGD("agd", profile="authors", steps=1, step_size=1e-9)
     assert authors.eps == pytest.approx(0.01)
     x = torch.full((64, 1, 4, 4), 0.5)
-    start = authors.perturb(MajorityVote([Tiny(0)], profile="authors"), x, torch.zeros(64, dtype=torch.long), 0.01,
-                            torch.Generator().manual_seed(0))
+    start = authors.perturb(
+        MajorityVote([Tiny(0)], profile="authors"),
+        x,
+        torch.zeros(64, dtype=torch.long),
+        0.01,
+        torch.Generator().manual_seed(0),
+    )
     spread = float((start - x).abs().max())
     assert 0.009 < spread <= 0.01 + 1e-7  # a start drawn from U(-eps, eps), not from U(-step, step)
 

@@ -6,6 +6,7 @@ caching; a failed write to stdout is one line. The dashboard's operator root nev
 Every failure here is a real one of the file system: a file where a folder belongs, a symbolic link loop, a
 folder made immutable with ``chattr +i`` (which stops root too; the tests that need it are skipped where it does
 not work and the process is root, since chmod would not stop root), a full device (/dev/full), a closed pipe."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FP, Q1, REPO
+
 from trend_core.cli import main
-from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
-from trend_core.storage.store import MemoryStore, Store, StoreWarning, get_store
+from trend_core.errors import TrendError
 from trend_core.models.zoo import Zoo
+from trend_core.storage.store import MemoryStore, Store, StoreWarning, get_store
 
 TINY = "digits/smallcnn-w0.25/FP/sgd/s0/e1"
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -33,8 +34,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 def no_work(monkeypatch):
     """Any training or attack would be work done before the store folder was checked: it fails the test."""
     import trend_core.attacks.base as base
-    import trend_core.training.train as train
     import trend_core.training.many as train_many
+    import trend_core.training.train as train
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the store folder was checked")
@@ -115,8 +116,9 @@ def test_an_immutable_trend_home_fails_before_training(tmp_path, monkeypatch, ca
         assert "is empty" in capsys.readouterr().out
 
 
-def test_an_immutable_models_folder_fails_train_import_and_get_or_train_before_work(tmp_path, zoo_model, capsys,
-                                                                                     no_work):
+def test_an_immutable_models_folder_fails_train_import_and_get_or_train_before_work(
+    tmp_path, zoo_model, capsys, no_work
+):
     from safetensors.torch import save_file
 
     weights = tmp_path / "fp.safetensors"
@@ -199,7 +201,9 @@ def test_a_cache_made_read_only_mid_run_costs_only_the_caching(linked_home, zoo_
     cache = linked_home / "cache"  # 200 images: the adversarial images go to files of their own, not SQLite
     frozen: list[Path] = []
 
-    def freeze(fraction, message) -> None:  # after the first piece of work: no new file can be made in the cache any more
+    def freeze(
+        fraction, message
+    ) -> None:  # after the first piece of work: no new file can be made in the cache any more
         if not frozen:
             folders = [cache, *(d for d in cache.rglob("*") if d.is_dir())]
             for folder in folders:
@@ -219,8 +223,9 @@ def test_a_cache_made_read_only_mid_run_costs_only_the_caching(linked_home, zoo_
 
 
 def _trend(argv, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trend_core", *argv], env=ENV, cwd=REPO, text=True,
-                          check=False, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "trend_core", *argv], env=ENV, cwd=REPO, text=True, check=False, timeout=300, **kwargs
+    )
 
 
 @pytest.mark.parametrize("argv", [["zoo", "list", "--json"], ["eval", FP, Q1, "--json"]])
@@ -233,8 +238,14 @@ def test_output_to_a_full_device_is_one_line(linked_home, argv):
 
 
 def test_output_to_a_closed_pipe_ends_quietly(linked_home):
-    proc = subprocess.Popen([sys.executable, "-m", "trend_core", "zoo", "list", "--json", "--home", str(linked_home)],
-                            env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trend_core", "zoo", "list", "--json", "--home", str(linked_home)],
+        env=ENV,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.close()  # the reader is gone before the first byte (as `| head -c 0`)
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 141 and err == "", err[-800:]

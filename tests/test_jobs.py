@@ -1,4 +1,5 @@
 """The job manager without Streamlit: dedup by key, one heavy job per device, cancel, failures, stored results."""
+
 from __future__ import annotations
 
 import threading
@@ -6,8 +7,8 @@ import threading
 import pytest
 
 from trend_core.errors import TrendError
-from trend_core.service.training import submit_training, training_key
 from trend_core.runtime.jobs import Job, JobManager, JobStatus
+from trend_core.service.training import submit_training, training_key
 
 
 class DictStore(dict):
@@ -57,6 +58,7 @@ def test_heavy_jobs_on_one_device_run_one_at_a_time_in_order():
             with lock:
                 running[0] -= 1
             return name
+
         return run
 
     jobs = [manager.submit(f"h{i}", work(i), title=f"heavy {i}", device="cpu") for i in range(3)]

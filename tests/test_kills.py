@@ -1,5 +1,6 @@
 """Processes killed with os.kill (SIGKILL: no cleanup runs) while they write the zoo or compute a transfer:
 the old model or the new one survives, never a mix or nothing; two identical runs compute each attack once."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,10 @@ import time
 
 import pytest
 import torch
-
 from conftest import FP, Q1, REPO
-from trend_core.errors import TrendError
+
 from trend_core.config.specs import ModelSpec
+from trend_core.errors import TrendError
 from trend_core.models.zoo import Zoo
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TREND_JOBS_SYNC": "1"}
@@ -35,8 +36,12 @@ def test_retrain_killed_midway_keeps_the_old_model(tmp_path, test_zoo, zoo_model
     before = (tmp_path / "models" / f"{spec.key}.safetensors").read_bytes()
     log = tmp_path / "stderr.txt"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "trend_core", "train", "--force", FP, "--home", str(tmp_path),
-                                 "--device", "cpu"], stderr=err, stdout=subprocess.DEVNULL, env=ENV)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trend_core", "train", "--force", FP, "--home", str(tmp_path), "--device", "cpu"],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            env=ENV,
+        )
         deadline = time.monotonic() + 300
         while b"epoch" not in log.read_bytes() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # the epoch bar appears once training has begun
@@ -92,15 +97,21 @@ def _outcome(home, original: dict) -> str:
 
 @pytest.mark.parametrize("existing", [True, False], ids=["over an existing model", "a new model"])
 @pytest.mark.parametrize("kill_after", [1, 2, 3])
-def test_a_save_killed_after_any_rename_leaves_the_old_model_or_the_new_one(tmp_path, test_zoo, zoo_model,
-                                                                             existing, kill_after):
+def test_a_save_killed_after_any_rename_leaves_the_old_model_or_the_new_one(
+    tmp_path, test_zoo, zoo_model, existing, kill_after
+):
     home = tmp_path / "home"
     home.mkdir()
     if existing:
         _copy_model(test_zoo, zoo_model, home)
     zoo_model(FP)
-    proc = subprocess.run([sys.executable, "-c", SAVE_AND_DIE, str(home), str(test_zoo.root), FP, str(kill_after)],
-                          env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_DIE, str(home), str(test_zoo.root), FP, str(kill_after)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
     outcome = _outcome(home, test_zoo.load(FP).state_dict())
     assert outcome in (("old", "new") if existing else ("absent", "new"))
@@ -131,11 +142,34 @@ BARRIER_RUN = textwrap.dedent("""
 
 
 def test_two_identical_transfer_runs_at_once_attack_each_source_once(tmp_path, linked_zoo_home):
-    argv = ["transfer", "--models", FP, Q1, "--attack", "pgd", "--steps", "5", "--limit", "60", "--device", "cpu",
-            "--home", str(linked_zoo_home), "--json"]
+    argv = [
+        "transfer",
+        "--models",
+        FP,
+        Q1,
+        "--attack",
+        "pgd",
+        "--steps",
+        "5",
+        "--limit",
+        "60",
+        "--device",
+        "cpu",
+        "--home",
+        str(linked_zoo_home),
+        "--json",
+    ]
     flags = [tmp_path / "a.ready", tmp_path / "b.ready"]
-    procs = [subprocess.Popen([sys.executable, "-c", BARRIER_RUN, str(flags[i]), str(flags[1 - i]), *argv],
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BARRIER_RUN, str(flags[i]), str(flags[1 - i]), *argv],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
     runs = [int(err.rsplit("attack runs: ", 1)[1].split()[0]) for _, err in outputs]

@@ -1,4 +1,5 @@
 """Unique short labels (trend_core.config.labels) and the paper's default picks for the dashboard's pickers."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,8 +33,11 @@ def test_clashing_short_names_get_the_part_that_tells_them_apart():
 
 def test_same_model_twice_gets_one_label_and_specs_or_names_both_work():
     assert unique_labels([PRESET_FP, ModelSpec.parse(PRESET_FP)]) == ["FP-s0", "FP-s0"]
-    assert label_map([DEMO_FP, PRESET_FP, "not a model"]) == {DEMO_FP: "FP-s0-e4", PRESET_FP: "FP-s0-e20",
-                                                              "not a model": "not a model"}
+    assert label_map([DEMO_FP, PRESET_FP, "not a model"]) == {
+        DEMO_FP: "FP-s0-e4",
+        PRESET_FP: "FP-s0-e20",
+        "not a model": "not a model",
+    }
 
 
 def test_transfer_labels_use_them():
@@ -44,24 +48,26 @@ def test_transfer_labels_use_them():
     assert model_labels(models) == ["FP-s0-e20", "FP-s0-e4"]
 
 
-@pytest.mark.parametrize("names, inputs, expected", [
-    # alphabetical zoo order puts A2 and W2 first; the paper's story wants FP and Q1 (Fig. 4)
-    ([A2, W2, PRESET_FP, PRESET_Q1, PRESET_Q2], ("FP", "Q1"), [PRESET_FP, PRESET_Q1]),
-    ([A2, ADAM, PRESET_FP, PRESET_Q1, PRESET_Q2], ("FP", "Q1", "Q2"), [PRESET_FP, PRESET_Q1, PRESET_Q2]),
-    # the preset's 20-epoch models over the quick demo's 4-epoch ones
-    ([DEMO_FP, DEMO_Q1, PRESET_FP, PRESET_Q1], ("FP", "Q1"), [PRESET_FP, PRESET_Q1]),
-    # the demo zoo alone, and a zoo without Q2: the next models fill in
-    ([DEMO_FP, DEMO_Q1], ("FP", "Q1", "Q2"), [DEMO_FP, DEMO_Q1]),
-    ([A2, W2, PRESET_FP], ("FP", "Q1", "Q2"), [PRESET_FP, A2, W2]),
-    ([ADAM, A2], ("FP", "Q1"), [ADAM, A2]),  # a full-precision weights model before an A2 one; then A2 fills
-])
+@pytest.mark.parametrize(
+    "names, inputs, expected",
+    [
+        # alphabetical zoo order puts A2 and W2 first; the paper's story wants FP and Q1 (Fig. 4)
+        ([A2, W2, PRESET_FP, PRESET_Q1, PRESET_Q2], ("FP", "Q1"), [PRESET_FP, PRESET_Q1]),
+        ([A2, ADAM, PRESET_FP, PRESET_Q1, PRESET_Q2], ("FP", "Q1", "Q2"), [PRESET_FP, PRESET_Q1, PRESET_Q2]),
+        # the preset's 20-epoch models over the quick demo's 4-epoch ones
+        ([DEMO_FP, DEMO_Q1, PRESET_FP, PRESET_Q1], ("FP", "Q1"), [PRESET_FP, PRESET_Q1]),
+        # the demo zoo alone, and a zoo without Q2: the next models fill in
+        ([DEMO_FP, DEMO_Q1], ("FP", "Q1", "Q2"), [DEMO_FP, DEMO_Q1]),
+        ([A2, W2, PRESET_FP], ("FP", "Q1", "Q2"), [PRESET_FP, A2, W2]),
+        ([ADAM, A2], ("FP", "Q1"), [ADAM, A2]),  # a full-precision weights model before an A2 one; then A2 fills
+    ],
+)
 def test_paper_picks(names, inputs, expected):
     assert paper_picks(names, inputs) == expected
 
 
 def test_a_label_given_by_the_caller_wins_so_charts_say_what_pickers_say():
-    from trend_core.config.labels import set_label
-    from trend_core.config.labels import model_labels
+    from trend_core.config.labels import model_labels, set_label
     from trend_core.nn.build import build_model
 
     # alone in a run the preset FP would be "FP-s0"; the dashboard labels it across the zoo, beside the demo's

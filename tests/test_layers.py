@@ -1,6 +1,7 @@
 """The engine's imports run one way: each package of trend_core imports only from its own layer or the layers
 below it (the map is LAYERS, lowest first). Function-local imports count too: a lazy import the wrong way is
 still a dependency the wrong way."""
+
 from __future__ import annotations
 
 from test_code_quality import PACKAGE, import_graph

@@ -1,6 +1,7 @@
 """The library front door: the README's notebook example, the lazy top-level API, discovery, reprs, the RNG left
 alone by loading, cache= semantics, with_preprocessing (BPDA), one source of attack settings, engine helpers that
 used to live in pages, and the store keeping (and logging) entries it cannot read."""
+
 from __future__ import annotations
 
 import logging
@@ -8,28 +9,28 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import diskcache
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import FP, Q1, Q2, REPO
 
 import trend_core as tl
-from conftest import FP, Q1, Q2, REPO
 from trend_core.attacks.registry import _FACTORIES
 from trend_core.errors import TrendError
 
 
 def readme_python_example() -> str:
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## From Python"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text[text.index("## From Python") :]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def test_readme_example_is_five_lines_and_prints_the_tm_matrix(linked_zoo_home, capsys):
     code = readme_python_example()
     assert len(code.strip().splitlines()) <= 5
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102  (the README's own example, run as a user would)
     printed = capsys.readouterr().out
     assert "FP-s0" in printed and "Q1-s0" in printed and "row_avg" in printed
     numbers = [float(v) for v in re.findall(r"\d+\.\d+", printed)]
@@ -43,8 +44,8 @@ def test_import_is_lazy_and_the_api_is_at_the_top_level():
     assert out.stdout.split() == ["False", "ModelSpec"]
     from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
     from trend_core.attacks.ensemble_pgd import EnsemblePGD
-    from trend_core.nn.vote import MajorityVote
     from trend_core.experiments.transfer import run_transfer
+    from trend_core.nn.vote import MajorityVote
 
     assert (tl.PGD, tl.CarliniWagnerL2, tl.DeepFool) == (PGD, CarliniWagnerL2, DeepFool)
     assert (tl.EnsemblePGD, tl.MajorityVote, tl.run_transfer) == (EnsemblePGD, MajorityVote, run_transfer)
@@ -216,7 +217,7 @@ def test_a_store_whose_entries_became_unreadable_recomputes_the_same_result(tmp_
     models, data, attack = [tiny_classifier(0), tiny_classifier(1)], images(), tl.PGD(eps=0.2, steps=3)
     first = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
     outside = diskcache.Cache(str(store.directory))  # the disk damaged behind the store's back
-    for key in store.keys():
+    for key in list(store.keys()):
         outside.set(key, b"damaged")
     again = tl.run_transfer(models, attack, data=data, cache=store, device="cpu")
     assert again.pairs.equals(first.pairs)

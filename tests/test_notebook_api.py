@@ -27,14 +27,22 @@ def test_robustness_sweep_attacks_only_the_ensemble_unless_members_are_asked_for
     models, x, y = pair
     x, y = x[:12], y[:12]
     said: list[str] = []
-    sweep = tl.robustness_sweep(models, [0.1], ["agd"], data=(x, y), steps=2, progress=lambda fraction, message: message and said.append(message))
+    sweep = tl.robustness_sweep(
+        models,
+        [0.1],
+        ["agd"],
+        data=(x, y),
+        steps=2,
+        progress=lambda fraction, message: message and said.append(message),
+    )
     assert said == ["agd: attacking the ensemble"]  # one attack asked, one attack run
     members = sweep[sweep["model"] != "ensemble"]
     assert len(members) == 2 and members["accuracy"].isna().all()
     assert members["acc_on_ensemble_adv"].between(0, 1).all()  # free: the ensemble's images, evaluated
     said.clear()
-    both = tl.robustness_sweep(models, [0.1], ["agd"], data=(x, y), steps=2, progress=lambda f, m: m and said.append(m),
-                             members_alone=True)
+    both = tl.robustness_sweep(
+        models, [0.1], ["agd"], data=(x, y), steps=2, progress=lambda f, m: m and said.append(m), members_alone=True
+    )
     assert len(said) == 3 and sum("alone" in s for s in said) == 2
     assert both[both["model"] != "ensemble"]["accuracy"].between(0, 1).all()
 

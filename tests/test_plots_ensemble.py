@@ -1,4 +1,5 @@
 """Unit tests of the pure figure builders behind the boundary, ensemble-attack, TREND and TM-curve pages."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,8 +85,13 @@ def test_success_bars_pick_the_nearest_measured_eps():
 
 
 def test_agreement_figure_groups_by_member():
-    df = pd.DataFrame({"member": ["FP-s0", "Q1-s0", "FP-s0", "Q1-s0"], "rule": ["dag", "dag", "agd", "agd"],
-                       "agreement": [0.95, 0.55, 0.8, 0.75]})
+    df = pd.DataFrame(
+        {
+            "member": ["FP-s0", "Q1-s0", "FP-s0", "Q1-s0"],
+            "rule": ["dag", "dag", "agd", "agd"],
+            "agreement": [0.95, 0.55, 0.8, 0.75],
+        }
+    )
     fig = ensemble.agreement_figure(df)
     assert [t.name for t in fig.data] == ["D-AG", "A-GD"]
     assert list(fig.data[0].x) == ["FP-s0", "Q1-s0"] and list(fig.data[0].y) == [0.95, 0.55]
@@ -100,9 +106,17 @@ def test_gradient_figures_share_one_scale_so_a_dominating_member_stands_out():
     small = np.full((1, 4, 4), 0.01)
     signs = [np.sign(big), np.sign(small)]
     dag, agd = np.sign(big + small), np.ones((1, 4, 4))
-    views = SimpleNamespace(names=["FP-s0", "Q1-s0"], image=np.full((1, 4, 4), 0.5), gradients=[big, small],
-                            gradient_norms=[2.24, 0.04], signs=signs, dag=dag, agd=agd,
-                            dag_diff=[dag - s for s in signs], agd_diff=[agd - s for s in signs])
+    views = SimpleNamespace(
+        names=["FP-s0", "Q1-s0"],
+        image=np.full((1, 4, 4), 0.5),
+        gradients=[big, small],
+        gradient_norms=[2.24, 0.04],
+        signs=signs,
+        dag=dag,
+        agd=agd,
+        dag_diff=[dag - s for s in signs],
+        agd_diff=[agd - s for s in signs],
+    )
     grad_fig, dir_fig = ensemble.gradient_figures(views)
     heat = {t.name: t for t in grad_fig.data}
     assert set(heat) == {"image clean", "gradients FP-s0 (|g| 2.2)", "gradients Q1-s0 (|g| 0.04)"}
@@ -110,8 +124,16 @@ def test_gradient_figures_share_one_scale_so_a_dominating_member_stands_out():
         assert (trace.zmin, trace.zmax) == (-2.0, 2.0)  # one scale for every member's gradient
     assert np.asarray(heat["gradients FP-s0 (|g| 2.2)"].z)[-1, 0] == -2.0  # image row 0 drawn at the top
     names = [t.name for t in dir_fig.data]
-    assert names == ["FP-s0 sign", "FP-s0 D-AG - sign", "FP-s0 A-GD - sign", "Q1-s0 sign", "Q1-s0 D-AG - sign",
-                     "Q1-s0 A-GD - sign", "ensemble D-AG direction", "ensemble A-GD direction"]
+    assert names == [
+        "FP-s0 sign",
+        "FP-s0 D-AG - sign",
+        "FP-s0 A-GD - sign",
+        "Q1-s0 sign",
+        "Q1-s0 D-AG - sign",
+        "Q1-s0 A-GD - sign",
+        "ensemble D-AG direction",
+        "ensemble A-GD direction",
+    ]
     assert all((t.zmin, t.zmax) == (-2.0, 2.0) for t in dir_fig.data)
     q1_dag_diff = np.asarray(dir_fig.data[4].z)[::-1]
     assert np.array_equal(q1_dag_diff, (dag - signs[1])[0])  # D-AG follows FP: it disagrees with Q1 there
@@ -128,8 +150,14 @@ def test_robustness_bars_label_the_ratio_against_each_member():
 
 
 def test_growth_figure_clean_and_attacked_accuracy_over_size():
-    df = pd.DataFrame({"size": [3, 1, 2], "members": ["FP + Q1 + Q2", "FP", "FP + Q1"],
-                       "clean_accuracy": [0.95, 0.9, 0.92], "accuracy": [0.4, 0.1, 0.3]})
+    df = pd.DataFrame(
+        {
+            "size": [3, 1, 2],
+            "members": ["FP + Q1 + Q2", "FP", "FP + Q1"],
+            "clean_accuracy": [0.95, 0.9, 0.92],
+            "accuracy": [0.4, 0.1, 0.3],
+        }
+    )
     fig = ensemble.growth_figure(df, "A-GD eps 0.1")
     assert [t.name for t in fig.data] == ["clean", "A-GD eps 0.1"]
     assert list(fig.data[1].x) == [1, 2, 3] and list(fig.data[1].y) == [0.1, 0.3, 0.4]

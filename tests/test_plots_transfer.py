@@ -1,4 +1,5 @@
 """Figure builders for the zoo and transfer views, checked on hand-made frames (no browser, no models)."""
+
 from __future__ import annotations
 
 import math
@@ -7,15 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trend_core.plots import image_grid
-from trend_core.plots.transfer import (asymmetry_heatmap, asymmetry_matrix, pair_examples_figure, split_matrix,
-                                       tm_heatmap)
-from trend_core.plots.zoo import accuracy_figure
 from trend_core.experiments.transfer_result import PAIR_COLUMNS, TransferResult
+from trend_core.plots import image_grid
+from trend_core.plots.transfer import (
+    asymmetry_heatmap,
+    asymmetry_matrix,
+    pair_examples_figure,
+    split_matrix,
+    tm_heatmap,
+)
+from trend_core.plots.zoo import accuracy_figure
 
 MODELS = ["FP-s0", "Q2-s0", "FP-VGG11BN-s0"]
-TM = {("FP-s0", "Q2-s0"): 0.8, ("FP-s0", "FP-VGG11BN-s0"): 0.5, ("Q2-s0", "FP-s0"): 0.3,
-      ("Q2-s0", "FP-VGG11BN-s0"): float("nan"), ("FP-VGG11BN-s0", "FP-s0"): 0.9, ("FP-VGG11BN-s0", "Q2-s0"): 0.2}
+TM = {
+    ("FP-s0", "Q2-s0"): 0.8,
+    ("FP-s0", "FP-VGG11BN-s0"): 0.5,
+    ("Q2-s0", "FP-s0"): 0.3,
+    ("Q2-s0", "FP-VGG11BN-s0"): float("nan"),
+    ("FP-VGG11BN-s0", "FP-s0"): 0.9,
+    ("FP-VGG11BN-s0", "Q2-s0"): 0.2,
+}
 
 
 def make_result(sources=MODELS, targets=MODELS) -> TransferResult:
@@ -24,9 +36,18 @@ def make_result(sources=MODELS, targets=MODELS) -> TransferResult:
         for t in targets:
             tm = 1.0 if s == t else TM[(s, t)]
             generated = 0 if math.isnan(tm) else 50
-            rows.append({"source": s, "target": t, "n_common": 90, "generated": generated,
-                         "transferred": 0 if math.isnan(tm) else round(tm * generated), "tm": tm,
-                         "mean_l2": 0.4 + 0.1 * len(s), "mean_linf": 0.1})
+            rows.append(
+                {
+                    "source": s,
+                    "target": t,
+                    "n_common": 90,
+                    "generated": generated,
+                    "transferred": 0 if math.isnan(tm) else round(tm * generated),
+                    "tm": tm,
+                    "mean_l2": 0.4 + 0.1 * len(s),
+                    "mean_linf": 0.1,
+                }
+            )
     return TransferResult(pd.DataFrame(rows, columns=PAIR_COLUMNS), list(sources), list(targets), "pgd", 0.1)
 
 
@@ -128,8 +149,14 @@ def test_image_grid_draws_rgb_tiles_as_images_and_handles_empty_input():
 
 
 def test_accuracy_bars_are_labelled_with_model_names_and_sorted():
-    frame = pd.DataFrame({"label": ["FP-s0", "Q1-s0", "Q2-s0"], "test acc %": [96.0, 91.5, None],
-                          "input": ["FP", "Q1", "Q2"], "name": ["a", "b", "c"]})
+    frame = pd.DataFrame(
+        {
+            "label": ["FP-s0", "Q1-s0", "Q2-s0"],
+            "test acc %": [96.0, 91.5, None],
+            "input": ["FP", "Q1", "Q2"],
+            "name": ["a", "b", "c"],
+        }
+    )
     fig = accuracy_figure(frame)
     ys = [y for trace in fig.data for y in trace.y]
     xs = [x for trace in fig.data for x in trace.x]

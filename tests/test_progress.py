@@ -1,12 +1,13 @@
 """Honest progress: every job's bar only moves forward, in proportion to the work done, reaches 1.0, and has an
 elapsed time and, once the rate is known, an estimate of the time left."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
-
 from conftest import FP, Q1
+
 from trend_core.runtime.jobs import Job, JobManager, JobStatus, format_seconds
 from trend_core.runtime.progress import WorkMeter
 
@@ -50,7 +51,14 @@ def test_work_meter_reports_in_proportion():
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (0.4, 8, 59.6, 61, 200, 3600, 3725)] == [
-        "0 s", "8 s", "1 min", "1 min 1 s", "3 min 20 s", "1 h", "1 h 2 min"]
+        "0 s",
+        "8 s",
+        "1 min",
+        "1 min 1 s",
+        "3 min 20 s",
+        "1 h",
+        "1 h 2 min",
+    ]
 
 
 def test_eta_comes_from_the_rate_since_the_first_move_and_the_bar_never_goes_back(monkeypatch):
@@ -73,12 +81,14 @@ def test_eta_comes_from_the_rate_since_the_first_move_and_the_bar_never_goes_bac
 
 
 def test_training_progress_counts_epochs(tmp_path, reports):
-    from trend_core.service.training import submit_training
     from trend_core.config.specs import ModelSpec
     from trend_core.models.zoo import Zoo
+    from trend_core.service.training import submit_training
 
-    specs = [ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e1"),
-             ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s0/e3")]
+    specs = [
+        ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e1"),
+        ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s0/e3"),
+    ]
     job = submit_training(Zoo(tmp_path), specs, "cpu", manager=JobManager(sync=True))
     _assert_honest(job, reports)
     at_epoch = [(m.split(", validation")[0], f) for f, m in reports if m and ": epoch " in m]
@@ -86,8 +96,11 @@ def test_training_progress_counts_epochs(tmp_path, reports):
     # side, so their reports interleave, but the bar counts epochs in the order they finish
     assert [f for _, f in at_epoch] == [pytest.approx(0.25), pytest.approx(0.5), pytest.approx(0.75), 1.0]
     assert sorted(m.split("; ")[1] for m, _ in at_epoch) == [
-        "FP-SMALLCNN-s0: epoch 1/1", "Q2-SMALLCNN-s0: epoch 1/3", "Q2-SMALLCNN-s0: epoch 2/3",
-        "Q2-SMALLCNN-s0: epoch 3/3"]
+        "FP-SMALLCNN-s0: epoch 1/1",
+        "Q2-SMALLCNN-s0: epoch 1/3",
+        "Q2-SMALLCNN-s0: epoch 2/3",
+        "Q2-SMALLCNN-s0: epoch 3/3",
+    ]
     # the count of finished models only grows (models training side by side used to show 2/12, 11/12, 10/12)
     counts = [int(m.split("/")[0]) for _, m in reports if m and " models trained" in m]
     assert counts == sorted(counts) and counts[-1] == 2, counts
@@ -95,13 +108,22 @@ def test_training_progress_counts_epochs(tmp_path, reports):
 
 
 def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):
+    from trend_core.models.zoo import Zoo
     from trend_core.service.vote_jobs import submit_ensemble_sweep
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
     zoo = Zoo(linked_zoo_home)
-    job = submit_ensemble_sweep(zoo, get_store(linked_zoo_home), [FP, Q1], [0.05, 0.1], steps=2, limit=8,
-                                agreement_images=8, device="cpu", manager=JobManager(sync=True))
+    job = submit_ensemble_sweep(
+        zoo,
+        get_store(linked_zoo_home),
+        [FP, Q1],
+        [0.05, 0.1],
+        steps=2,
+        limit=8,
+        agreement_images=8,
+        device="cpu",
+        manager=JobManager(sync=True),
+    )
     _assert_honest(job, reports)
     starts = [f for f, m in reports if m and m.endswith("attacking the ensemble")]
     # 4 rules x 2 eps, each an attack on 8 images and an agreement trace on 8: 1/8 of the work apiece
@@ -109,13 +131,23 @@ def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_hom
 
 
 def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
+    from trend_core.models.zoo import Zoo
     from trend_core.service.curve import submit_tm_fit
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
     zoo = Zoo(linked_zoo_home)
-    job = submit_tm_fit(zoo, get_store(linked_zoo_home), FP, Q1, [0.05, 0.1, 0.2], [0.15], steps=2, limit=16,
-                        device="cpu", manager=JobManager(sync=True))
+    job = submit_tm_fit(
+        zoo,
+        get_store(linked_zoo_home),
+        FP,
+        Q1,
+        [0.05, 0.1, 0.2],
+        [0.15],
+        steps=2,
+        limit=16,
+        device="cpu",
+        manager=JobManager(sync=True),
+    )
     _assert_honest(job, reports)
     points = [(f, m) for f, m in reports if m and m.startswith("measuring TM at eps")]
     assert [m.split(" (")[0] for _, m in points] == [f"measuring TM at eps {e:g}" for e in (0.05, 0.1, 0.15, 0.2)]
@@ -124,12 +156,20 @@ def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
 
 
 def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports):
+    from trend_core.models.zoo import Zoo
     from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
-    job = submit_trend_evaluation(Zoo(linked_zoo_home), get_store(linked_zoo_home), [FP, Q1], 0.1, steps=2, limit=8,
-                                  device="cpu", manager=JobManager(sync=True))
+    job = submit_trend_evaluation(
+        Zoo(linked_zoo_home),
+        get_store(linked_zoo_home),
+        [FP, Q1],
+        0.1,
+        steps=2,
+        limit=8,
+        device="cpu",
+        manager=JobManager(sync=True),
+    )
     _assert_honest(job, reports)
     starts = [f for f, m in reports if m and m.startswith("agd:")]
     assert starts == pytest.approx([0.0, 0.5, 0.75])  # the ensemble (2 gradients a step), then each member (1)

@@ -1,14 +1,13 @@
 """Quantization layers: Qn levels, idempotence and identity BPDA; HT and HT-FS; DoReFa weights/activations."""
+
 import numpy as np
 import pytest
 import torch
 
 from trend_core.config.datasets import get_info
-from trend_core.nn.build import build_model
-from trend_core.nn.build import Preprocess
-from trend_core.nn.quant import (FloydSteinbergHalftone, Halftone, InputQuantizer, QReLU, dorefa_weight,
-                                 floyd_steinberg)
 from trend_core.config.specs import ModelSpec
+from trend_core.nn.build import Preprocess, build_model
+from trend_core.nn.quant import FloydSteinbergHalftone, Halftone, InputQuantizer, QReLU, dorefa_weight, floyd_steinberg
 
 
 def quantizer(bits: int, per_batch: bool = False) -> InputQuantizer:

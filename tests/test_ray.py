@@ -3,6 +3,7 @@
 One cluster serves the whole session. Units run with one thread per worker, and the local references here are
 computed with one thread too, so weights and adversarial images match bit for bit.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,16 +21,17 @@ import torch
 ray = pytest.importorskip("ray")
 
 from trend_core.errors import TrendError  # noqa: E402
-from trend_core.runtime.executors import Executor, get_executor  # noqa: E402
-from trend_core.models.zoo_training import train_specs  # noqa: E402
-from trend_core.storage.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
 from trend_core.experiments.eval_data import evaluation_data  # noqa: E402
 from trend_core.experiments.transfer import run_transfer  # noqa: E402
 from trend_core.experiments.transfer_keys import CACHE_VERSION, attack_keys  # noqa: E402
 from trend_core.models.zoo import Zoo  # noqa: E402
+from trend_core.models.zoo_training import train_specs  # noqa: E402
+from trend_core.runtime.executors import Executor, get_executor  # noqa: E402
+from trend_core.storage.store import MemoryStore, Store, content_key, model_fingerprint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 from trend_core.config.presets import QUICK_DEMO  # noqa: E402
+
 LIMIT = 64
 pytestmark = pytest.mark.slow
 
@@ -70,8 +72,13 @@ def demo_zoos(tmp_path_factory, ray_executor):
     remote = Zoo(tmp_path_factory.mktemp("ray-zoo"))
     env = {**_cli_env(), "OMP_NUM_THREADS": "1"}
     env.pop("TREND_RAY_ADDRESS")
-    done = subprocess.run([sys.executable, "-m", "trend_core", "train", *QUICK_DEMO, "--device", "cpu", "--home",
-                           str(local.root)], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "trend_core", "train", *QUICK_DEMO, "--device", "cpu", "--home", str(local.root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     train_specs(remote, QUICK_DEMO, device="cpu", executor=ray_executor)
     return local, remote
@@ -117,8 +124,15 @@ def test_ray_transfer_gives_identical_tm_and_store(reference, attack, ray_execut
     models, expected, local_store = reference
     store = Store(tmp_path / "ray-home")
     steps = []
-    result = run_transfer(models, attack, limit=LIMIT, cache=store, device="cpu", executor=ray_executor,
-                          progress=lambda f, m: steps.append((f, m)))
+    result = run_transfer(
+        models,
+        attack,
+        limit=LIMIT,
+        cache=store,
+        device="cpu",
+        executor=ray_executor,
+        progress=lambda f, m: steps.append((f, m)),
+    )
     assert result.pairs.equals(expected.pairs)
     assert result.matrix().equals(expected.matrix())
     assert expected.pairs["generated"].sum() > 0  # the comparison covers real adversarial images
@@ -135,10 +149,28 @@ def test_ensemble_sweep_and_tm_points_through_ray_match_local(reference, ray_exe
 
     models = reference[0]
     with one_thread():
-        local = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False,
-                                 device="cpu", executor="local", members_alone=True)
-    remote = robustness_sweep(models, [0.05, 0.1], rules=("agd",), limit=32, steps=5, cache=False, device="cpu",
-                              executor=ray_executor, members_alone=True)
+        local = robustness_sweep(
+            models,
+            [0.05, 0.1],
+            rules=("agd",),
+            limit=32,
+            steps=5,
+            cache=False,
+            device="cpu",
+            executor="local",
+            members_alone=True,
+        )
+    remote = robustness_sweep(
+        models,
+        [0.05, 0.1],
+        rules=("agd",),
+        limit=32,
+        steps=5,
+        cache=False,
+        device="cpu",
+        executor=ray_executor,
+        members_alone=True,
+    )
     assert remote.equals(local)
     with one_thread():
         points = measure_tm(models[0], models[1], [0.05, 0.1, 0.15], limit=32, cache=False, device="cpu")
@@ -158,8 +190,9 @@ def test_worker_killed_mid_task_still_gives_the_same_result(reference, attack, r
 
     def run() -> None:
         try:
-            outcome["result"] = run_transfer(models, attack, limit=LIMIT, cache=MemoryStore(), device="cpu",
-                                             executor=ray_executor)
+            outcome["result"] = run_transfer(
+                models, attack, limit=LIMIT, cache=MemoryStore(), device="cpu", executor=ray_executor
+            )
         except BaseException as exc:  # reported by the assertion below
             outcome["error"] = exc
 
@@ -188,9 +221,28 @@ def test_killed_driver_resumes_from_the_store(demo_zoos, reference, attack, ray_
     x, y = evaluation_data(models, None, "test", LIMIT)
     data_key = content_key(CACHE_VERSION, "data", x, y)
     summaries = [attack_keys(attack, [0.1], data_key, model_fingerprint(m))[0] for m in models]
-    cmd = [sys.executable, "-m", "trend_core", "transfer", "--models", *QUICK_DEMO, "--attack", "pgd",
-           "--eps", "0.1", "--steps", "20", "--limit", str(LIMIT), "--device", "cpu", "--home", str(home),
-           "--executor", "ray"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trend_core",
+        "transfer",
+        "--models",
+        *QUICK_DEMO,
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.1",
+        "--steps",
+        "20",
+        "--limit",
+        str(LIMIT),
+        "--device",
+        "cpu",
+        "--home",
+        str(home),
+        "--executor",
+        "ray",
+    ]
     driver = subprocess.Popen(cmd, env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while driver.poll() is None and time.monotonic() < deadline and not any(store.has(k) for k in summaries):
@@ -212,9 +264,25 @@ def test_trend_error_in_a_task_is_one_line(ray_executor, tmp_path):
         train_specs(Zoo(tmp_path / "zoo"), [cifar], device="cpu", executor=ray_executor)
     message = str(info.value)
     assert "\n" not in message and "CIFAR" in message.upper() and "Ray" not in message
-    done = subprocess.run([sys.executable, "-m", "trend_core", "train", cifar, "--device", "cpu", "--home",
-                           str(tmp_path / "cli"), "--executor", "ray"], env=_cli_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trend_core",
+            "train",
+            cifar,
+            "--device",
+            "cpu",
+            "--home",
+            str(tmp_path / "cli"),
+            "--executor",
+            "ray",
+        ],
+        env=_cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("trend: error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr and "RayTaskError" not in done.stderr
@@ -266,8 +334,11 @@ def _busy_worker_pids() -> list[int]:
 
 def _cli_env() -> dict:
     """The CLI joins the session's cluster as a second driver."""
-    env = {**os.environ, "TREND_RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "TREND_RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("TREND_EXECUTOR", None)
     return env
 
@@ -281,5 +352,6 @@ def test_sidebar_shows_the_executor(ray_executor, monkeypatch, tmp_path):
     assert any(c.startswith("Executor: local") for c in texts(open_app().sidebar.caption))
     monkeypatch.setenv("TREND_RAY_ADDRESS", "auto")  # joins the running cluster (this session's)
     captions = texts(open_app().sidebar.caption)
-    assert any(c.startswith("Executor: Ray at auto: 1 node, 0 GPUs, 2 CPUs; tasks 0 running, 0 queued")
-               for c in captions), captions
+    assert any(
+        c.startswith("Executor: Ray at auto: 1 node, 0 GPUs, 2 CPUs; tasks 0 running, 0 queued") for c in captions
+    ), captions

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import FP, Q1
+
 from trend_core.ensemble.selection import growing_ensembles, growth_start
 from trend_core.experiments.grids import measured_eps, spaced_eps
 from trend_core.experiments.vote_robustness import GROWTH_COLUMNS, agd_evaluation, growth_curve

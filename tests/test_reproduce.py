@@ -118,9 +118,9 @@ def mini_home(tmp_path_factory, zoo_model):
 @pytest.fixture(scope="module")
 def mini_run(mini_home):
     """The miniature reproduction with a fake audit, run once for the module: (report, audit calls, seconds)."""
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import run_reproduce, stages
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
     calls: list = []
     patch = pytest.MonkeyPatch()
@@ -243,9 +243,9 @@ def test_report_files_are_complete_and_self_contained(mini_run, tmp_path):
 
 
 def test_rerun_is_served_from_the_store(mini_home, mini_run):
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import run_reproduce, stages
     from trend_core.storage.store import get_store
-    from trend_core.models.zoo import Zoo
 
     report, calls, _ = mini_run
     patch = pytest.MonkeyPatch()
@@ -261,9 +261,9 @@ def test_rerun_is_served_from_the_store(mini_home, mini_run):
 def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_path):
     """The bar gives each part of the run its share of the work: the audit (about half of a quick run) is the
     widest span, spans follow each other without gaps, and stages already in the store take next to nothing."""
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce.pipeline import STAGE_COST, progress_spans
     from trend_core.storage.store import MemoryStore, get_store
-    from trend_core.models.zoo import Zoo
 
     fresh = progress_spans(mini_settings(), Zoo(mini_home), MemoryStore())
     ends = [end for _, end in fresh.values()]
@@ -280,9 +280,9 @@ def test_progress_is_shared_out_by_each_stages_cost(mini_home, mini_run, tmp_pat
 
 def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_home, mini_run):
 
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import stages
     from trend_core.storage.store import MemoryStore
-    from trend_core.models.zoo import Zoo
 
     def failing_audit(*args, **kwargs):
         raise TrendError("No test image is classified correctly.")
@@ -298,10 +298,10 @@ def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_ho
 
 
 def test_a_cancelled_run_keeps_its_finished_stages(mini_home):
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import ReproduceCancelled, run_reproduce
     from trend_core.reproduce.pipeline import _identity, stage_key
     from trend_core.storage.store import MemoryStore
-    from trend_core.models.zoo import Zoo
 
     settings, store, zoo = mini_settings(limit=8), MemoryStore(), Zoo(mini_home)
     seen: list[str] = []
@@ -638,7 +638,9 @@ def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, 
     from trend_core.reproduce import stages
 
     monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
-    monkeypatch.setattr(reproduce, "settings_for", lambda dataset, scale, profile, **kw: mini_settings(profile=profile, **kw))
+    monkeypatch.setattr(
+        reproduce, "settings_for", lambda dataset, scale, profile, **kw: mini_settings(profile=profile, **kw)
+    )
     code = main(
         ["reproduce", "--scale", "mini", "--home", str(mini_home), "--out", str(tmp_path / "out"), "--device", "cpu"]
     )
@@ -655,9 +657,9 @@ def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatc
     from test_data import write_fake_cifar10
 
     from trend_core.data.datasets import _cached_cifar
+    from trend_core.models.zoo import Zoo
     from trend_core.reproduce import run_reproduce, stages
     from trend_core.storage.store import MemoryStore
-    from trend_core.models.zoo import Zoo
 
     write_fake_cifar10(tmp_path / "data", per_batch=12, test=10, learnable=True)  # a model learns more than one class
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))

@@ -1,11 +1,12 @@
 """ModelSpec: canonical names round-trip, keys are stable, invalid values are refused with one sentence."""
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trend_core.errors import TrendError
 from trend_core.config.architectures import list_archs
 from trend_core.config.specs import DEFAULT_EPOCHS, INPUT_QUANTS, ModelSpec
+from trend_core.errors import TrendError
 
 bits = st.one_of(st.just(32), st.integers(1, 16))
 
@@ -82,8 +83,15 @@ def test_invalid_values_are_refused_with_the_choices(kwargs, words):
 
 @pytest.mark.parametrize(
     "name",
-    ["", "digits/resnet18", "digits/resnet18/Q2/sgd/seven", "digits/resnet18/Q2-X3/sgd/s0",
-     "digits/resnet18-wabc/Q2/sgd/s0", "digits/resnet18/Q2/sgd/s0/zzz", "digits/resnet18/Q2/sgd/s0/lrX"],
+    [
+        "",
+        "digits/resnet18",
+        "digits/resnet18/Q2/sgd/seven",
+        "digits/resnet18/Q2-X3/sgd/s0",
+        "digits/resnet18-wabc/Q2/sgd/s0",
+        "digits/resnet18/Q2/sgd/s0/zzz",
+        "digits/resnet18/Q2/sgd/s0/lrX",
+    ],
 )
 def test_bad_names_are_refused(name):
     with pytest.raises(TrendError):

@@ -1,4 +1,5 @@
 """The results store: content keys, model fingerprints, safe round trips, persistence and sharing."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-import pandas as pd
 import diskcache
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -86,8 +87,10 @@ def test_zoo_models_have_distinct_fingerprints(zoo_model):
 
 # ----------------------------------------------------------------------------- store
 def sample_values() -> dict:
-    frame = pd.DataFrame({"tm": [1.0, float("nan")], "generated": [3, 0], "ok": [True, False]},
-                         index=pd.Index(["FP-s0", "Q2-s0"], name="source"))
+    frame = pd.DataFrame(
+        {"tm": [1.0, float("nan")], "generated": [3, 0], "ok": [True, False]},
+        index=pd.Index(["FP-s0", "Q2-s0"], name="source"),
+    )
     return {
         "tensor": torch.randn(3, 1, 8, 8),
         "dict": {"success": torch.tensor([True, False]), "l2": torch.rand(2), "n": 5, "name": "pgd", "eps": None},

@@ -1,6 +1,7 @@
 """Damage in the store, made by writing bytes into the real files: a damaged cache database is moved aside
 with a warning, a cached value with flipped bytes is a miss with a warning, and damaged or half-written
 model entries are reported and cleaned, never loaded."""
+
 from __future__ import annotations
 
 import json
@@ -8,20 +9,24 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import FP
+
 from trend_core.cli import main
-from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
-from trend_core.storage.store import Store, StoreWarning
+from trend_core.errors import TrendError
 from trend_core.models.zoo import Zoo
+from trend_core.storage.store import Store, StoreWarning
 
 
 def _summary(seed: int = 0) -> dict:
     """A value shaped like a cached attack summary (per-image verdicts and norms of 359 test digits)."""
     g = torch.Generator().manual_seed(seed)
-    return {"clean_correct": torch.rand(359, generator=g) > 0.05, "success": torch.rand(359, generator=g) > 0.5,
-            "l2": torch.rand(359, generator=g), "linf": torch.full((359,), 0.1)}
+    return {
+        "clean_correct": torch.rand(359, generator=g) > 0.05,
+        "success": torch.rand(359, generator=g) > 0.5,
+        "l2": torch.rand(359, generator=g),
+        "linf": torch.full((359,), 0.1),
+    }
 
 
 def _filled_store(root, count: int = 40) -> list[str]:
@@ -41,11 +46,11 @@ def test_a_damaged_cache_database_is_moved_aside_with_a_warning(tmp_path, damage
     if damage.startswith("first"):
         data[:4096] = bytes(range(256)) * 16
     else:
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     db.write_bytes(bytes(data))
-    with pytest.warns(StoreWarning, match="was damaged"):
+    with pytest.warns(StoreWarning, match="was damaged"):  # noqa: PT031  (a truncated file may open, then fail on a later page)
         store = Store(tmp_path)
-        values = [store.get(key) for key in keys]  # a truncated file may open, then fail on a later page
+        values = [store.get(key) for key in keys]
     assert all(v is None or torch.equal(v["l2"], _summary(i)["l2"]) for i, v in enumerate(values))
     store.set("fresh", _summary(7))  # the store goes on working
     assert torch.equal(store.get("fresh")["l2"], _summary(7)["l2"])
@@ -79,7 +84,7 @@ def _find_on_disk(folder, payload: bytes, window: int = 256):
     (SQLite splits a blob over pages, so the whole payload need not be contiguous)."""
     files = [(p, p.read_bytes()) for p in folder.rglob("*") if p.is_file()]
     for start in range(len(payload) // 2, len(payload) - window, window):
-        piece = payload[start:start + window]
+        piece = payload[start : start + window]
         hits = [(p, data.find(piece)) for p, data in files if data.count(piece) == 1]
         if len(hits) == 1:
             return hits[0]

@@ -10,12 +10,12 @@ import shutil
 
 import pytest
 import torch
+from conftest import FP, Q1
 from safetensors.torch import save_file
 
-from conftest import FP, Q1
 from trend_core.cli import main
-from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
+from trend_core.errors import TrendError
 from trend_core.models.zoo import Zoo
 
 FP_KEY, Q1_KEY = ModelSpec.parse(FP).key, ModelSpec.parse(Q1).key

@@ -4,19 +4,27 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trend_core.training import many as tm
 from trend_core.config.specs import ModelSpec
-from trend_core.training.train import TrainingCancelled, train_model
 from trend_core.models.zoo import Zoo
+from trend_core.training import many as tm
+from trend_core.training.train import TrainingCancelled, train_model
 
-SPECS = [ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e2"), ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s1/e1"),
-         ModelSpec.parse("digits/resnet18-w0.125/Q1/sgd/s2/e1")]
+SPECS = [
+    ModelSpec.parse("digits/smallcnn-w0.25/FP/sgd/s0/e2"),
+    ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s1/e1"),
+    ModelSpec.parse("digits/resnet18-w0.125/Q1/sgd/s2/e1"),
+]
 
 
 def _collect(workers):
     trained, steps = {}, []
-    tm.train_models(SPECS, lambda spec, result: trained.__setitem__(spec, result), device="cpu",
-                    progress=steps.append, workers=workers)
+    tm.train_models(
+        SPECS,
+        lambda spec, result: trained.__setitem__(spec, result),
+        device="cpu",
+        progress=steps.append,
+        workers=workers,
+    )
     return trained, steps
 
 
@@ -44,7 +52,10 @@ def test_only_one_thread_models_without_dropout_train_side_by_side(monkeypatch):
     monkeypatch.setenv("TREND_CORES", "2")
     cpu = torch.device("cpu")
     assert tm.side_by_side(SPECS, cpu) == 2 and tm.side_by_side(SPECS[:1], cpu) == 1
-    cifar = [ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s0/e1"), ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s1/e1")]
+    cifar = [
+        ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s0/e1"),
+        ModelSpec.parse("cifar10/smallcnn-w0.25/FP/sgd/s1/e1"),
+    ]
     assert tm.side_by_side(cifar, cpu) == 1  # CIFAR trains on every thread, one model at a time
     monkeypatch.setenv("TREND_CORES", "1")
     assert tm.side_by_side(SPECS, cpu) == 1

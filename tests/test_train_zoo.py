@@ -1,4 +1,5 @@
 """Training determinism, progress and cancellation; zoo save/load, import, hostile and damaged checkpoints."""
+
 import os
 import pickle
 from pathlib import Path
@@ -6,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trend_core.errors import TrendError
 from trend_core.config.specs import ModelSpec
-from trend_core.training.train import TrainingCancelled, train_model
+from trend_core.errors import TrendError
 from trend_core.models.checkpoints import read_state_dict
 from trend_core.models.zoo import Zoo, preset_specs
+from trend_core.training.train import TrainingCancelled, train_model
 
 TINY = ModelSpec.parse("digits/smallcnn-w0.25/Q2/sgd/s3/e2")
 
@@ -65,8 +66,11 @@ def test_import_state_dict_checks_shapes(tmp_path):
     meta = zoo.import_state_dict(TINY, path)
     assert meta["test_acc"] == pytest.approx(train_model(TINY, device="cpu").test_acc)
     wider = TINY.replace(width=0.5)
-    with pytest.raises(TrendError, match=r"mine\.pt has the layers of \S+ but other shapes: \S+ is [0-9x]+ in the "
-                                         r"file and [0-9x]+ in the spec"):
+    with pytest.raises(
+        TrendError,
+        match=r"mine\.pt has the layers of \S+ but other shapes: \S+ is [0-9x]+ in the "
+        r"file and [0-9x]+ in the spec",
+    ):
         zoo.import_state_dict(wider, path)
 
 
@@ -108,8 +112,19 @@ def test_digits_preset_lists_twelve_distinct_models():
     specs = preset_specs("digits")
     assert len(specs) == len({s.key for s in specs}) == 12
     labels = {s.short_name for s in specs}
-    assert {"FP-s0", "Q8-s0", "Q4-s0", "Q2-s0", "Q1-s0", "HT-s0", "W2-s0", "A2-s0", "FP-adam-s0",
-            "FP-s1", "FP-s2"} <= labels
+    assert {
+        "FP-s0",
+        "Q8-s0",
+        "Q4-s0",
+        "Q2-s0",
+        "Q1-s0",
+        "HT-s0",
+        "W2-s0",
+        "A2-s0",
+        "FP-adam-s0",
+        "FP-s1",
+        "FP-s2",
+    } <= labels
     with pytest.raises(TrendError, match="digits"):
         preset_specs("cifar-everything")
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
 
-from trend_core.training import many as tm
-from trend_core.service.training import submit_training
 from trend_core.cli import main
-from trend_core.runtime.jobs import JobManager, JobStatus
 from trend_core.config.specs import ModelSpec
-from trend_core.training.train import CHANCE_MARGIN, TrainingFailed, check_learned
 from trend_core.models.zoo import Zoo
+from trend_core.runtime.jobs import JobManager, JobStatus
+from trend_core.service.training import submit_training
+from trend_core.training.train import CHANCE_MARGIN, TrainingFailed, check_learned
 
 # At learning rate 9 the BatchNorm-free VGG's weights overflow in its first steps: every logit is NaN, every image
 # gets class 0 and the validation accuracy is class 0's share of the stratified split, 14 of 143 (chance: 10%).

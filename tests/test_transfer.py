@@ -1,4 +1,5 @@
 """Transfer runs: exact TM counts on hand-built models, caching, resume, several eps, seed-group tables."""
+
 from __future__ import annotations
 
 import math
@@ -11,11 +12,11 @@ import torch.nn as nn
 from trend_core.attacks import PGD, predict
 from trend_core.attacks.base import Attack
 from trend_core.errors import TrendError
-from trend_core.storage.store import MemoryStore, Store, content_key
 from trend_core.experiments.transfer import run_transfer
 from trend_core.experiments.transfer_keys import TransferCancelled
 from trend_core.experiments.transfer_result import TransferResult
 from trend_core.experiments.transfer_tables import cross_table, model_groups, seed_group_table
+from trend_core.storage.store import MemoryStore, Store, content_key
 
 
 # ----------------------------------------------------------------------------- hand-built models and attack
@@ -60,14 +61,14 @@ def t(rows):
 
 
 # Images (x0, x1) and labels. A says 1 iff x0 > 0.5, B says 1 iff x1 > 0.5.
-X = t([[.8, .8], [.2, .2], [.8, .2], [.2, .8], [.8, .8], [.2, .2], [.2, .2]])
+X = t([[0.8, 0.8], [0.2, 0.2], [0.8, 0.2], [0.2, 0.8], [0.8, 0.8], [0.2, 0.2], [0.2, 0.2]])
 Y = torch.tensor([1, 0, 1, 1, 1, 0, 1])
 # A right on {0,1,2,4,5}; B right on {0,1,3,4,5}; both right (common) on {0,1,4,5}.
 ADV = {
     # attacking A fools A on {0,1,2,5}; of the common ones {0,1,5}, B is fooled on {0,5}.
-    "A": t([[.2, .2], [.8, .2], [.2, .2], [.2, .8], [.8, .8], [.8, .8], [.2, .2]]),
+    "A": t([[0.2, 0.2], [0.8, 0.2], [0.2, 0.2], [0.2, 0.8], [0.8, 0.8], [0.8, 0.8], [0.2, 0.2]]),
     # attacking B fools B on {0,1,3,4}; of the common ones {0,1,4}, A is fooled on {4}.
-    "B": t([[.8, .2], [.2, .8], [.8, .2], [.2, .2], [.2, .2], [.2, .2], [.2, .2]]),
+    "B": t([[0.8, 0.2], [0.2, 0.8], [0.8, 0.2], [0.2, 0.2], [0.2, 0.2], [0.2, 0.2], [0.2, 0.2]]),
 }
 
 
@@ -130,8 +131,9 @@ def test_json_and_long_form_agree():
 
 def test_sources_and_targets_subsets():
     models = pair_models()
-    result = run_transfer(models, ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu",
-                          sources=["B"], targets=[models[0]])
+    result = run_transfer(
+        models, ScriptedAttack(ADV), data=(X, Y), cache=None, device="cpu", sources=["B"], targets=[models[0]]
+    )
     assert result.sources == ["B"] and result.targets == ["A"]
     assert list(result.matrix().columns) == ["A", "row_avg"]
     assert row(result, "B", "A")["transferred"] == 1
@@ -140,13 +142,17 @@ def test_sources_and_targets_subsets():
 
 
 def test_labels_are_unique():
-    from trend_core.nn.build import build_model
-    from trend_core.config.specs import ModelSpec
     from trend_core.config.labels import model_labels
+    from trend_core.config.specs import ModelSpec
+    from trend_core.nn.build import build_model
 
     narrow, wide = (build_model(ModelSpec(dataset="digits", width=w)) for w in (0.25, 0.5))  # both "FP-s0"
     assert model_labels([narrow, wide, ThresholdRule("A", 0), ThresholdRule("A", 1)]) == [
-        "FP-s0-w0.25", "FP-s0-w0.5", "A#1", "A#2"]  # the short name and what tells the two apart
+        "FP-s0-w0.25",
+        "FP-s0-w0.5",
+        "A#1",
+        "A#2",
+    ]  # the short name and what tells the two apart
 
 
 def test_unnamed_modules_get_labels():
@@ -166,8 +172,9 @@ def test_identical_rerun_is_served_from_the_cache(tmp_path):
     forwards = [m.forward_calls for m in models]
     steps = []
     again = ScriptedAttack(ADV)
-    second = run_transfer(models, again, data=(X, Y), cache=Store(tmp_path), device="cpu",
-                          progress=lambda f, m: steps.append((f, m)))
+    second = run_transfer(
+        models, again, data=(X, Y), cache=Store(tmp_path), device="cpu", progress=lambda f, m: steps.append((f, m))
+    )
     assert again._calls == []  # no attack ran
     assert [m.forward_calls for m in models] == forwards  # no forward pass either: predictions were cached
     assert all("(cached)" in m for _, m in steps) and [f for f, _ in steps] == [0.5, 1.0]
@@ -208,15 +215,15 @@ def test_cancel_stops_between_sources(tmp_path):
     store = Store(tmp_path)
     attack = ScriptedAttack(ADV)
     with pytest.raises(TransferCancelled):
-        run_transfer(pair_models(), attack, data=(X, Y), cache=store, device="cpu",
-                     cancel=lambda: len(attack._calls) >= 1)
+        run_transfer(
+            pair_models(), attack, data=(X, Y), cache=store, device="cpu", cancel=lambda: len(attack._calls) >= 1
+        )
     assert attack._calls == ["A"]
 
 
 def test_several_eps_run_a_minimum_norm_attack_once():
     attack = ScriptedAttack(ADV)
-    small, unbounded = run_transfer(pair_models(), attack, data=(X, Y), cache=None, device="cpu",
-                                    epsilons=[0.2, None])
+    small, unbounded = run_transfer(pair_models(), attack, data=(X, Y), cache=None, device="cpu", epsilons=[0.2, None])
     assert attack._calls == ["A", "B"]
     assert (small.eps, unbounded.eps) == (0.2, None)
     assert row(unbounded, "A", "B")["transferred"] == 2
@@ -265,7 +272,10 @@ def test_zoo_models_agree_with_a_direct_computation(zoo_model, digits, tmp_path)
     fooled = predict(models[1], direct.x_adv) != y
     r = row(result, "FP-s0", "Q2-s0")
     assert (r["n_common"], r["generated"], r["transferred"]) == (
-        int(common.sum()), int(generated.sum()), int((generated & fooled).sum()))
+        int(common.sum()),
+        int(generated.sum()),
+        int((generated & fooled).sum()),
+    )
     assert r["generated"] > 0
     ex = result.examples("FP-s0", "Q2-s0")
     assert float((ex.adv - ex.clean).abs().max()) <= 0.1 + 1e-6
@@ -286,16 +296,27 @@ def constructed_result() -> TransferResult:
         for j, tt in enumerate(labels):
             generated = 100 + 10 * i
             transferred = generated if i == j else 50 + 5 * i + j
-            rows.append({"source": s, "target": tt, "n_common": 200, "generated": generated,
-                         "transferred": transferred, "tm": transferred / generated,
-                         "mean_l2": 1.0 + i, "mean_linf": 0.1})
+            rows.append(
+                {
+                    "source": s,
+                    "target": tt,
+                    "n_common": 200,
+                    "generated": generated,
+                    "transferred": transferred,
+                    "tm": transferred / generated,
+                    "mean_l2": 1.0 + i,
+                    "mean_linf": 0.1,
+                }
+            )
     return TransferResult(pd.DataFrame(rows), labels, labels, "pgd", 0.1, "test", 300, specs)
 
 
 def test_model_groups_drop_the_seed():
     groups = model_groups(constructed_result())
-    assert groups == {"digits/resnet18-w0.25/FP/sgd": ["FP-s0", "FP-s1", "FP-s2"],
-                      "digits/resnet18-w0.25/FP/adam": ["FP-adam-s0", "FP-adam-s1"]}
+    assert groups == {
+        "digits/resnet18-w0.25/FP/sgd": ["FP-s0", "FP-s1", "FP-s2"],
+        "digits/resnet18-w0.25/FP/adam": ["FP-adam-s0", "FP-adam-s1"],
+    }
 
 
 def test_seed_group_table_means_and_stds_over_off_diagonal_pairs():
@@ -319,14 +340,18 @@ def test_seed_group_table_means_and_stds_over_off_diagonal_pairs():
 def test_cross_table_both_directions():
     result = constructed_result()
     table = cross_table(result, "digits/resnet18-w0.25/FP/sgd", ["FP-adam-s0", "FP-adam-s1"])
-    assert list(table.index) == ["digits/resnet18-w0.25/FP/sgd -> FP-adam-s0+FP-adam-s1",
-                                 "FP-adam-s0+FP-adam-s1 -> digits/resnet18-w0.25/FP/sgd"]
+    assert list(table.index) == [
+        "digits/resnet18-w0.25/FP/sgd -> FP-adam-s0+FP-adam-s1",
+        "FP-adam-s0+FP-adam-s1 -> digits/resnet18-w0.25/FP/sgd",
+    ]
     forward, backward = table.iloc[0], table.iloc[1]
     # sgd i -> adam j (j = 3, 4): transferred 50 + 5 i + j
     assert forward["pairs"] == 6 and forward["transferred_mean"] == pytest.approx(
-        sum(50 + 5 * i + j for i in range(3) for j in (3, 4)) / 6)
+        sum(50 + 5 * i + j for i in range(3) for j in (3, 4)) / 6
+    )
     assert backward["pairs"] == 6 and backward["transferred_mean"] == pytest.approx(
-        sum(50 + 5 * i + j for i in (3, 4) for j in range(3)) / 6)
+        sum(50 + 5 * i + j for i in (3, 4) for j in range(3)) / 6
+    )
     with pytest.raises(TrendError):
         cross_table(result, "no-such-group", ["FP-s0"])
 

@@ -1,4 +1,5 @@
 """The inference twin: the same logits and input gradients as the model, fewer operations, never stale."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,15 +11,23 @@ from conftest import FP, HT, Q1
 import trend_core.nn.twin as twin_module
 from trend_core.attacks import PGD, CarliniWagnerL2, DeepFool
 from trend_core.config.datasets import get_info
+from trend_core.config.specs import ModelSpec
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.quant import QConv2d, QLinear
 from trend_core.nn.twin import freeze_weight_quantization, inference_twin
-from trend_core.config.specs import ModelSpec
 
-SPECS = ["digits/resnet18-w0.25/FP/sgd/s0", "digits/resnet18-w0.25/Q2/sgd/s0", "digits/resnet18-w0.25/HT/sgd/s0",
-         "digits/resnet18-w0.25/FP-W2/sgd/s0", "digits/resnet18-w0.25/FP-W1/sgd/s0",
-         "digits/resnet18-w0.25/FP-A2/sgd/s0", "digits/vgg11_bn-w0.25/FP/sgd/s0", "digits/smallcnn/FP/adam/s3",
-         "cifar10/resnet18-w0.25/FP/sgd/s0", "cifar10/resnet50-w0.25/FP-W4/sgd/s0"]
+SPECS = [
+    "digits/resnet18-w0.25/FP/sgd/s0",
+    "digits/resnet18-w0.25/Q2/sgd/s0",
+    "digits/resnet18-w0.25/HT/sgd/s0",
+    "digits/resnet18-w0.25/FP-W2/sgd/s0",
+    "digits/resnet18-w0.25/FP-W1/sgd/s0",
+    "digits/resnet18-w0.25/FP-A2/sgd/s0",
+    "digits/vgg11_bn-w0.25/FP/sgd/s0",
+    "digits/smallcnn/FP/adam/s3",
+    "cifar10/resnet18-w0.25/FP/sgd/s0",
+    "cifar10/resnet50-w0.25/FP-W4/sgd/s0",
+]
 
 
 def trained_like(name: str) -> TrendModel:
@@ -186,8 +195,11 @@ def test_attacks_on_the_twin_match_attacks_on_the_model(zoo_model, digits, name)
         reference = attack.run(plain, x, y, [attack.eps], speedup=True)[0]
         assert torch.equal(ours.success, reference.success)
         # DeepFool may stop within float rounding of a boundary; such an image takes one more (tiny) step
-        assert (ours.x_adv - reference.x_adv).abs().max() < 1e-4 if attack.name == "pgd" else \
-            (ours.l2 - reference.l2).abs().max() < 1e-2
+        assert (
+            (ours.x_adv - reference.x_adv).abs().max() < 1e-4
+            if attack.name == "pgd"
+            else (ours.l2 - reference.l2).abs().max() < 1e-2
+        )
 
 
 class LoweredTop(nn.Module):

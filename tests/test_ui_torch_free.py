@@ -1,5 +1,6 @@
 """The dashboard's pages and trend_ui hold no torch code: importing them leaves torch unloaded (the server answers
 at once; torch comes in only when a trend_core call needs it), and no line of theirs imports torch."""
+
 from __future__ import annotations
 
 import ast

@@ -58,7 +58,12 @@ def test_an_image_folder_becomes_a_dataset(data_root, tmp_path):
         for i in range(3):
             Image.fromarray(np.full((5, 7), 40 * i + label, dtype=np.uint8)).save(folder / name / f"{i}.png")
     info = import_dataset("pets", folder, eps=0.05)
-    assert (info.num_classes, info.input_shape, info.class_names, info.default_eps) == (2, (1, 5, 7), ("cat", "dog"), 0.05)
+    assert (info.num_classes, info.input_shape, info.class_names, info.default_eps) == (
+        2,
+        (1, 5, 7),
+        ("cat", "dog"),
+        0.05,
+    )
     images, labels = load_dataset("pets").tensors("test")
     assert labels.tolist() == [0, 0, 0, 1, 1, 1] and images[4].max() == pytest.approx((40 + 1) / 255)
 
@@ -121,5 +126,7 @@ def test_the_cli_imports_and_lists(data_root, tmp_path):
     assert ok.returncode == 0 and "4 classes, 3x6x6 images" in ok.stdout
     listed = subprocess.run([*run, "data", "list"], capture_output=True, text=True)
     assert "cams" in listed.stdout and "imported" in listed.stdout
-    bad = subprocess.run([*run, "data", "import", "cams2", str(tmp_path / "nothing.npz")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*run, "data", "import", "cams2", str(tmp_path / "nothing.npz")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "No such file or folder" in bad.stderr and "Traceback" not in bad.stderr

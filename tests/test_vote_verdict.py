@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trend_core.errors import TrendError
 from trend_core.ensemble.verdict import accuracy_interval, compare_with_members, overall_verdict, verdict_sentence
+from trend_core.errors import TrendError
 
 
 def correct(rate: float, n: int = 400, seed: int = 0) -> np.ndarray:

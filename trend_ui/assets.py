@@ -1,4 +1,5 @@
 """What the pages show that is not code: the logo and the style sheet under the top-level ``assets/`` folder."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The sidebar's executor line: local threads, or the Ray cluster's nodes, GPUs, CPUs and tasks."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -21,6 +22,8 @@ def describe(status: dict) -> str:
     """The caption text for an executor's ``status()``."""
     if status.get("executor") != "ray":
         return "Executor: local (this server's threads; set TREND_RAY_ADDRESS to use a Ray cluster)"
-    return (f"Executor: Ray at {status['address']}: {status['nodes']} node{'s' * (status['nodes'] != 1)}, "
-            f"{status['gpus']} GPUs, {status['cpus']} CPUs; tasks {status['running']} running, "
-            f"{status['queued']} queued")
+    return (
+        f"Executor: Ray at {status['address']}: {status['nodes']} node{'s' * (status['nodes'] != 1)}, "
+        f"{status['gpus']} GPUs, {status['cpus']} CPUs; tasks {status['running']} running, "
+        f"{status['queued']} queued"
+    )

@@ -1,4 +1,5 @@
 """The sidebar (dataset, device, store folder, running jobs) and the AppContext every page reads."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,24 +68,40 @@ def sidebar() -> AppContext:
     with st.sidebar:
         st.markdown("### TREND Lab")
         datasets = _datasets()
-        dataset = st.selectbox("Dataset", datasets, index=datasets.index("digits"), key="sb_dataset",
-                               help="digits and MNIST are embedded (MNIST: 10,000 digits, or the full 60,000 "
-                                    "where `trend data download mnist` put them); CIFAR and ImageNet are read from "
-                                    "$TREND_DATA.")
+        dataset = st.selectbox(
+            "Dataset",
+            datasets,
+            index=datasets.index("digits"),
+            key="sb_dataset",
+            help="digits and MNIST are embedded (MNIST: 10,000 digits, or the full 60,000 "
+            "where `trend data download mnist` put them); CIFAR and ImageNet are read from "
+            "$TREND_DATA.",
+        )
         found, has_cuda = _device_description()
-        device = st.radio("Device", list(DEVICE_LABELS), format_func=DEVICE_LABELS.get, horizontal=True,
-                          key="sb_device", help="Auto takes CUDA when PyTorch sees a GPU, else the CPU.")
+        device = st.radio(
+            "Device",
+            list(DEVICE_LABELS),
+            format_func=DEVICE_LABELS.get,
+            horizontal=True,
+            key="sb_device",
+            help="Auto takes CUDA when PyTorch sees a GPU, else the CPU.",
+        )
         st.caption(f"Found: {found}")
         executor_status()
         if device == "cuda" and not has_cuda:
             st.error("No CUDA GPU is visible to PyTorch; using the CPU instead.")
             device = "cpu"
         home, problem = _store_folder()
-        profile = st.radio("Method profile", list(PROFILE_LABELS), format_func=PROFILE_LABELS.get, horizontal=True,
-                           key=PROFILE_KEY,
-                           help="Paper: the project's documented choices. Authors' code: every setting as in the TREND "
-                                "authors' repository (batch-range input quantization, vote ties, ensemble eps 0.01, "
-                                "CW abort rule, TM fit points); see the README's Method defaults.")
+        profile = st.radio(
+            "Method profile",
+            list(PROFILE_LABELS),
+            format_func=PROFILE_LABELS.get,
+            horizontal=True,
+            key=PROFILE_KEY,
+            help="Paper: the project's documented choices. Authors' code: every setting as in the TREND "
+            "authors' repository (batch-range input quantization, vote ties, ensemble eps 0.01, "
+            "CW abort rule, TM fit points); see the README's Method defaults.",
+        )
         _active_jobs()
     if problem:
         st.error(problem)
@@ -106,20 +123,29 @@ def _store_folder() -> tuple[Path, str | None]:
         st.session_state["sb_home"] = picked
     if st.session_state.get("sb_home") not in homes:
         st.session_state["sb_home"] = homes[0]
-    choice = st.selectbox("Store folder", homes, key="sb_home",
-                          help="Models, cached results and job logs live here. The server's operator decides "
-                               "which folders are offered ($TREND_HOME, $TREND_HOMES, $TREND_HOME_ROOT).")
+    choice = st.selectbox(
+        "Store folder",
+        homes,
+        key="sb_home",
+        help="Models, cached results and job logs live here. The server's operator decides "
+        "which folders are offered ($TREND_HOME, $TREND_HOMES, $TREND_HOME_ROOT).",
+    )
     root = operator_root()
     if root is not None:
-        new = st.text_input(f"New store folder in {root}", key="sb_home_new", placeholder="my-zoo",
-                            help="One plain folder name; it is created inside the operator's root.")
+        new = st.text_input(
+            f"New store folder in {root}",
+            key="sb_home_new",
+            placeholder="my-zoo",
+            help="One plain folder name; it is created inside the operator's root.",
+        )
         if new.strip():
             try:
                 folder = home_in_root(new)
                 folder.mkdir(parents=True, exist_ok=True)
             except (TrendError, OSError) as exc:
-                st.error(str(exc) if isinstance(exc, TrendError)
-                         else f"{root / new.strip()} cannot be created ({exc}).")
+                st.error(
+                    str(exc) if isinstance(exc, TrendError) else f"{root / new.strip()} cannot be created ({exc})."
+                )
             else:
                 st.session_state.pop("sb_home_new", None)
                 st.session_state["sb_home_pick"] = str(folder)

@@ -1,4 +1,5 @@
 """Dataset facts the pages ask for, cached per server process."""
+
 from __future__ import annotations
 
 import streamlit as st

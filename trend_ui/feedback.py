@@ -1,4 +1,5 @@
 """Messages instead of tracebacks, page introductions and empty states."""
+
 from __future__ import annotations
 
 import logging
@@ -70,6 +71,10 @@ def has_models(ctx, count: int, purpose: str) -> bool:
         return True
     amount = {1: "one", 2: "two", 3: "three"}.get(count, str(count))
     noun = "model" if count == 1 else "models"
-    empty_state(f"{purpose} {amount} {ctx.dataset} {noun} in the zoo: build the digits zoo on the Overview page, "
-                "or train models on the Model zoo page first.", page="pages/model_zoo.py", label="Model zoo")
+    empty_state(
+        f"{purpose} {amount} {ctx.dataset} {noun} in the zoo: build the digits zoo on the Overview page, "
+        "or train models on the Model zoo page first.",
+        page="pages/model_zoo.py",
+        label="Model zoo",
+    )
     return False

@@ -1,4 +1,5 @@
 """Showing background jobs on a page: live progress with a cancel button, the error, or the result."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,11 @@ def recalled_job(slot: str, kind: str | None = None, home=None, dataset: str | N
     if job is not None and not belongs_to(job, where, dataset):  # the sidebar changed since
         job = None
     if job is None and kind is not None:
-        found = [j for j in manager.jobs(kind=kind) if belongs_to(j, where, dataset, strict=True)
-                 and slot in j.meta.get("slots", [slot])]
+        found = [
+            j
+            for j in manager.jobs(kind=kind)
+            if belongs_to(j, where, dataset, strict=True) and slot in j.meta.get("slots", [slot])
+        ]
         job = found[0] if found else None
         if job is not None:
             remember_job(slot, job)
@@ -62,8 +66,8 @@ def job_for(submit, *args, **kwargs):
     """The job that ``submit(*args, **kwargs)`` would give (running, done here or in the results store), without
     starting one; None when there is none or the settings are invalid. A page that shows its results through
     this only ever shows the results of the settings on screen."""
-    from trend_core.service.submit import existing_job
     from trend_core.errors import TrendError
+    from trend_core.service.submit import existing_job
 
     try:
         return existing_job(submit, *args, **kwargs)

@@ -1,10 +1,25 @@
 """Tables built from zoo metadata (no model loading): what the overview and the Model zoo page list."""
+
 from __future__ import annotations
 
 import pandas as pd
 
-ZOO_COLUMNS = ["label", "arch", "width", "input", "weight bits", "act bits", "optimizer", "seed", "epochs",
-               "test acc %", "val acc %", "train s", "source", "name"]
+ZOO_COLUMNS = [
+    "label",
+    "arch",
+    "width",
+    "input",
+    "weight bits",
+    "act bits",
+    "optimizer",
+    "seed",
+    "epochs",
+    "test acc %",
+    "val acc %",
+    "train s",
+    "source",
+    "name",
+]
 
 
 def _bits(value) -> str:
@@ -38,21 +53,37 @@ def zoo_frame(metas: list[dict]) -> pd.DataFrame:
     rows = []
     for meta in metas:
         spec = meta.get("spec", {})
-        rows.append({
-            "label": labels.get(meta.get("name"), meta.get("short_name", "")),
-            "arch": spec.get("arch"), "width": spec.get("width"),
-            "input": spec.get("input_quant"), "weight bits": _bits(spec.get("weight_bits")),
-            "act bits": _bits(spec.get("act_bits")), "optimizer": spec.get("optimizer"), "seed": spec.get("seed"),
-            "epochs": spec.get("epochs"), "test acc %": _percent(meta.get("test_acc")),
-            "val acc %": _percent(meta.get("val_acc")), "train s": meta.get("train_seconds"),
-            "source": meta.get("source", "trained"), "name": meta.get("name"),
-        })
+        rows.append(
+            {
+                "label": labels.get(meta.get("name"), meta.get("short_name", "")),
+                "arch": spec.get("arch"),
+                "width": spec.get("width"),
+                "input": spec.get("input_quant"),
+                "weight bits": _bits(spec.get("weight_bits")),
+                "act bits": _bits(spec.get("act_bits")),
+                "optimizer": spec.get("optimizer"),
+                "seed": spec.get("seed"),
+                "epochs": spec.get("epochs"),
+                "test acc %": _percent(meta.get("test_acc")),
+                "val acc %": _percent(meta.get("val_acc")),
+                "train s": meta.get("train_seconds"),
+                "source": meta.get("source", "trained"),
+                "name": meta.get("name"),
+            }
+        )
     return pd.DataFrame(rows, columns=ZOO_COLUMNS)
 
 
 # What a statistics table's columns are called on screen (the engine's names are for code and CSV files).
-COLUMN_TITLES = {"models": "models", "pairs": "pairs", "generated": "generated", "transferred": "transferred",
-                 "transfer_pct": "transfer %", "l2": "mean L2", "linf": "mean L-inf"}
+COLUMN_TITLES = {
+    "models": "models",
+    "pairs": "pairs",
+    "generated": "generated",
+    "transferred": "transferred",
+    "transfer_pct": "transfer %",
+    "l2": "mean L2",
+    "linf": "mean L-inf",
+}
 
 
 def readable_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +100,9 @@ def mean_std_frame(stats: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         if column.endswith("_mean"):
             base = column[: -len("_mean")]
             std = stats.get(f"{base}_std")
-            out[base] = [_pm(m, s, digits) for m, s in zip(stats[column], std if std is not None else [None] * len(stats))]
+            out[base] = [
+                _pm(m, s, digits) for m, s in zip(stats[column], std if std is not None else [None] * len(stats))
+            ]
         else:
             out[column] = stats[column]
     return out

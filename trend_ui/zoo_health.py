@@ -1,5 +1,6 @@
 """What the Model zoo page says about the store's health: damaged or incomplete entries, and whether a name
 is already taken (so an upload over it asks for confirmation)."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -23,5 +24,7 @@ def zoo_problems(ctx) -> None:
     if problems:
         shown = "; ".join(f"{p['name'] or 'key ' + p['key']}: {p['problem']}" for p in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        st.warning(f"{len(problems)} damaged or incomplete entr{'y' if len(problems) == 1 else 'ies'} in "
-                   f"{ctx.zoo.models_dir}: {shown}{more}. `trend zoo clean --home {ctx.home}` removes them.")
+        st.warning(
+            f"{len(problems)} damaged or incomplete entr{'y' if len(problems) == 1 else 'ies'} in "
+            f"{ctx.zoo.models_dir}: {shown}{more}. `trend zoo clean --home {ctx.home}` removes them."
+        )
