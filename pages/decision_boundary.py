@@ -1,4 +1,4 @@
-"""Decision boundary: the class of every point of a 2-D slice of input space around one test image (PAPER §8)."""
+"""Decision boundary: the class of every point of a 2-D slice of input space around one test image (the TREND paper, Sec. 8)."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def main() -> None:
         "Where do a model's decision boundaries lie around one image? Each map "
         "classifies a 2-D slice of input space: the adversarial gradient direction against a random "
         "orthogonal one. Side by side, two models show whether input quantization pushes the boundary "
-        "away (PAPER §8, Fig. 4).",
+        "away (the TREND paper, Sec. 8, Fig. 4).",
     )
     ctx = trend_ui.context()
     if not trend_ui.has_models(ctx, 1, "A class map needs at least"):

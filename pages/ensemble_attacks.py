@@ -1,4 +1,4 @@
-"""Ensemble attacks: D-AG, EMPIR, U-GD and A-GD against a majority-vote ensemble, and gradient domination (PAPER §6)."""
+"""Ensemble attacks: D-AG, EMPIR, U-GD and A-GD against a majority-vote ensemble, and gradient domination (the TREND paper, Sec. 6)."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def main() -> None:
         "Four ways to attack a majority-vote ensemble with one PGD loop: D-AG "
         "(sign of the mean gradient), EMPIR (mean gradient of the members voting with the ensemble), "
         "U-GD (only where all members' signs agree) and A-GD (sign of the mean of signs, the paper's "
-        "recommended benchmark). Compare their success over eps and see gradient domination (PAPER §6).",
+        "recommended benchmark). Compare their success over eps and see gradient domination (the TREND paper, Sec. 6).",
     )
     ctx = trend_ui.context()
     if not trend_ui.has_models(ctx, 2, "An ensemble needs at least"):

@@ -1,4 +1,4 @@
-"""TM curve: fit TM(eps) = f_st(eps) / f_ss(eps) from a few eps and check it against a denser measured sweep (PAPER §5)."""
+"""TM curve: fit TM(eps) = f_st(eps) / f_ss(eps) from a few eps and check it against a denser measured sweep (the TREND paper, Sec. 5)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def main() -> None:
         "TM curve",
         "How does transferability change with the attack's strength? Fit f_st and f_ss "
         "as a(1 - exp(b eps)) from a few eps, predict TM(eps) = f_st / f_ss anywhere in between, and "
-        "check the prediction against a denser measured sweep (PAPER §5, Table VII).",
+        "check the prediction against a denser measured sweep (the TREND paper, Sec. 5, Table VII).",
     )
     ctx = trend_ui.context()
     if not trend_ui.has_models(ctx, 2, "A TM curve needs"):

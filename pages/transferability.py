@@ -250,7 +250,7 @@ def main() -> None:
     trend_ui.page_intro(
         "Transferability",
         "Craft adversarial images on source models and count how many also "
-        "fool each target: TM = f_st / f_ss on the images both classify correctly (PAPER §4).",
+        "fool each target: TM = f_st / f_ss on the images both classify correctly (the TREND paper, Sec. 4).",
     )
     ctx = trend_ui.context()
     metas = ctx.models()
