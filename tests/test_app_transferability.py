@@ -4,13 +4,7 @@ downloads; bad input becomes a message; a finished run comes back from the store
 from __future__ import annotations
 
 import pytest
-from app_support import (
-    APP,
-    assert_clean,
-    figures,
-    open_app,  # noqa: F401
-    texts,
-)
+from app_support import APP, assert_clean, empty_home, figures, open_app, sync_jobs, texts, zoo_home  # noqa: F401
 from conftest import FP, FP_S1, Q1
 from streamlit.testing.v1 import AppTest
 
