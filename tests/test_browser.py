@@ -332,6 +332,7 @@ def builder_step(page, home: Path) -> None:
         field.press("Enter")
         settled(page)
     sentence = evaluate_and_read_verdict(page)
+    page.get_by_test_id("stMetric").nth(2).wait_for(timeout=60_000)  # the three members' metrics, drawn after it
     metrics = page.get_by_test_id("stMetric").all_inner_texts()
     members = {re.search(r"vs (\S+) alone", m).group(1) for m in metrics}
     assert members == {"FP-s0-e20", "Q1-s0-e20", "Q2-s0-e20"}, metrics  # the chart's labels are the picker's

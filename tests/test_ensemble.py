@@ -275,6 +275,7 @@ def test_robustness_sweep_and_ratios(zoo_model, digits, monkeypatch):
         cache=store,
         device="cpu",
         members_alone=True,
+        executor="local",  # the attacks are counted in this process
     )
     assert len(sweep) == 2 * 2 * 3 and set(sweep["model"]) == {"ensemble", "FP-s0", "Q1-s0"}
     assert len(calls) == 2 * 3 * 2  # per rule: the ensemble and two members, each at two eps

@@ -158,6 +158,8 @@ def test_two_identical_transfer_runs_at_once_attack_each_source_once(tmp_path, l
         "--home",
         str(linked_zoo_home),
         "--json",
+        "--executor",
+        "local",  # attacks counted in this process (worker processes take the same store locks)
     ]
     flags = [tmp_path / "a.ready", tmp_path / "b.ready"]
     procs = [

@@ -155,8 +155,10 @@ def test_tm_fit_progress_moves_per_eps_point(linked_zoo_home, reports):
     assert any(m and m.startswith("fitting") for _, m in reports)
 
 
-def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports):
+def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_home, reports, monkeypatch):
     from trend_core.models.zoo import Zoo
+
+    monkeypatch.setenv("TREND_EXECUTOR", "local")  # the in-process loop's weights (workers report finished units)
     from trend_core.service.vote_jobs import submit_trend_evaluation
     from trend_core.storage.store import get_store
 

@@ -223,7 +223,7 @@ def prefetch_attacks(
             continue
         package = executor.put(pack_model(model))
         groups = [missing] if attack.minimum_norm else [[slot] for slot in missing]
-        label = f"{getattr(attack, 'name', 'attack')} on {getattr(model, 'name', None) or type(model).__name__}"
+        label = f"{getattr(attack, 'name', 'attack')}: attacking {attacked_label(model)}"
         for group in groups:
             future = executor.submit(
                 attack_unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
@@ -237,3 +237,12 @@ def prefetch_attacks(
             store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
         if progress is not None:
             progress(n / total, f"{n}/{total} attacks done ({label})")
+
+
+def attacked_label(model: nn.Module) -> str:
+    """How progress names what an attack runs on, as the sweep's own loop does: "the ensemble", "FP-s0 alone"
+    (a one-member vote: a member attacked alone), or the model's label."""
+    members = getattr(model, "names", None)
+    if isinstance(members, list) and members:
+        return f"{members[0]} alone" if len(members) == 1 else "the ensemble"
+    return str(getattr(model, "name", None) or type(model).__name__)
