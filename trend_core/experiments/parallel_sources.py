@@ -12,7 +12,6 @@ name (``executor="local"``, ``--executor local``, ``TREND_EXECUTOR=local``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import threading
@@ -27,7 +26,6 @@ from trend_core.experiments.transfer_keys import TransferCancelled
 from trend_core.experiments.units import attack_unit, pack_model, prefetch_attacks
 from trend_core.runtime.executors import ProcessExecutor, explicitly_local, finished_units, process_failure
 from trend_core.runtime.progress import Progress
-from trend_core.storage.store import content_key
 from trend_core.training.many import available_cores
 from trend_core.training.threads import SMALL_IMAGE_PIXELS
 
@@ -128,35 +126,6 @@ def attack_in_workers(
     """Attack each of ``remote`` in workers (longest first; one unit per eps unless minimum-norm), store its results under ``keys[s]`` and call
     ``on_attacked(s)`` as each arrives; meanwhile ``on_local(s)`` runs here for each of ``local``. A cancel
     stops at the next finished source (a worker finishes the attack it is on, unused)."""
-    with contextlib.ExitStack() as held:
-        lock = getattr(store, "lock", None)
-        if lock is not None:  # as attack_cached does: another process computing the same source finishes it first
-            for s in sorted(remote):
-                held.enter_context(lock(content_key("attack-lock", keys[s])))
-            ready = [s for s in remote if all(store.has(k) for k in keys[s])]
-            remote = [s for s in remote if s not in ready]
-            for s in ready:
-                on_attacked(s)
-        _attack_in_workers(
-            workers, models, remote, attack, epsilons, x, y, keys, store, on_attacked, local, on_local, cancel
-        )
-
-
-def _attack_in_workers(
-    workers: int,
-    models: Sequence[nn.Module],
-    remote: Sequence[int],
-    attack: Attack,
-    epsilons: Sequence[float | None],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    keys: dict[int, list[str]],
-    store,
-    on_attacked: Callable[[int], None],
-    local: Sequence[int],
-    on_local: Callable[[int], None] | None,
-    cancel: Callable[[], bool] | None,
-) -> None:
     pool = _get_pool(workers)
     data = (x.detach().cpu(), y.detach().cpu())
     groups = [list(range(len(epsilons)))] if attack.minimum_norm else [[i] for i in range(len(epsilons))]
