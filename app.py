@@ -7,6 +7,7 @@ Torch is imported lazily (inside trend_core calls) so the server answers quickly
 import streamlit as st
 
 import trend_ui
+from trend_core.service.workers import prepare_workers
 from trend_ui.assets import apply_assets
 
 PAGES = (  # (file, title, icon)
@@ -89,6 +90,7 @@ def navigation() -> st.navigation:
 
 st.set_page_config(page_title="TREND Lab", page_icon=":material/shield:", layout="wide")
 apply_assets()
+prepare_workers()  # worker processes for small-image attacks start in the background, once per server
 nav = navigation()
 trend_ui.sidebar()
 nav.run()

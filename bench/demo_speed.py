@@ -2,11 +2,13 @@
 
     python bench/demo_speed.py                 # 3 repetitions of each, about 4 minutes on an idle 2-core CPU
     python bench/demo_speed.py --repeats 5 --only default
+    git worktree add /tmp/trend-before 551ed27 && python bench/demo_speed.py --before-repo /tmp/trend-before
 
 Times the CLI end to end (start-up included, no cache), as a user runs it: ``trend transfer --models ...
 --attack pgd --no-cache`` on all 359 digits test images, PGD-40 at the dataset's eps, with ``--executor local``
 (one process: "before") and without (the default: worker processes for the sources when a second core is
-idle, or always with --force-workers: "after"), the two alternated so that load
+idle, or always with --force-workers: "after"), or, with ``--before-repo``, the CLI of an older checkout (the issue's "today": 551ed27) against this one's
+default, the two alternated so that load
 from other jobs on a shared machine falls on both. Two runs: the Transferability page's default (the first four
 models of the digits preset: FP, Q8, Q4, Q2) and the whole 12-model digits preset matrix. Prints the median and
 range of each, the ratio after/before of the medians and, beside each run, the CPU time of the CLI and its
@@ -42,12 +44,13 @@ def _load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def _time(models: list[str], extra: list[str], env: dict) -> tuple[float, float]:
+def _time(models: list[str], extra: list[str], env: dict, repo: Path = REPO) -> tuple[float, float]:
+    env = {**env, "PYTHONPATH": str(repo) + os.pathsep + env.get("PYTHONPATH", "")}
     command = [*CLI, "transfer", "--models", *models, "--attack", "pgd"]
     command += ["--no-cache", "--device", "cpu", *extra]
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, env=env, cwd=repo, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its worker processes
     return wall, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
@@ -62,16 +65,24 @@ def main() -> None:
         action="store_true",
         help="after: two workers even while other sessions keep the cores busy (TREND_SOURCE_WORKERS=2)",
     )
+    parser.add_argument(
+        "--before-repo",
+        type=Path,
+        default=None,
+        help="before: this older checkout's CLI (one process, its own defaults) instead of --executor local",
+    )
     args = parser.parse_args()
+    modes = {mode: (extra, REPO) for mode, extra in MODES.items()}
+    if args.before_repo is not None:
+        modes = {f"before ({args.before_repo.name})": ([], args.before_repo.resolve()), "after (default)": ([], REPO)}
     env = dict(os.environ)
     if args.force_workers:
         env["TREND_SOURCE_WORKERS"] = "2"  # (ignored by the before runs: --executor local)
     env.setdefault("TREND_HOME", str(Path(tempfile.gettempdir()) / "trend-bench-demo"))
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     print(f"TREND_HOME={env['TREND_HOME']}; training the digits preset if missing ...", flush=True)
     subprocess.run(
         [*CLI, "zoo", "preset", "digits"],
-        env=env,
+        env={**env, "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")},
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -79,11 +90,11 @@ def main() -> None:
     runs = {args.only: RUNS[args.only]} if args.only else RUNS
     rows = []
     for name, models in runs.items():
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
         for rep in range(1, args.repeats + 1):
-            for mode, extra in MODES.items():
+            for mode, (extra, repo) in modes.items():
                 before = _load()
-                seconds, cpu = _time(list(models), extra, env)
+                seconds, cpu = _time(list(models), extra, env, repo)
                 times[mode].append(seconds)
                 line = f"{name:8s} rep {rep} {mode:22s} {seconds:6.1f} s wall {cpu:6.1f} s CPU"
                 print(f"{line}   load {before} -> {_load()}", flush=True)
@@ -92,7 +103,7 @@ def main() -> None:
         rows.append((name, len(models), times, medians, after_m / before_m))
     print("\nrun       models  mode                    median   range          after/before")
     for name, count, times, medians, ratio in rows:
-        for i, mode in enumerate(MODES):
+        for i, mode in enumerate(modes):
             ts = times[mode]
             tail = f"{ratio:.2f}x" if i == 1 else ""
             print(f"{name:9s} {count:6d}  {mode:22s} {medians[mode]:6.1f} s  {min(ts):5.1f}-{max(ts):5.1f} s    {tail}")

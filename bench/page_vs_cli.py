@@ -5,8 +5,9 @@ command it echoes (``job.meta["command"]``) as a subprocess, both with nothing c
     TREND_HOME=HOME python bench/page_vs_cli.py            # HOME: a zoo with the digits preset trained
     python bench/page_vs_cli.py --home HOME --rounds 2 --only transfer
 
-The page side runs against a fresh empty results store (what a first click meets) with a synchronous job
-manager; the command side gets ``--no-cache`` where the command has it (`trend boundary` caches nothing), one
+The page side runs against a fresh empty results store (what a first click meets) in a job thread of a job
+manager, as the dashboard runs it, after the worker processes the dashboard starts when it opens
+(``service.workers``) are up; the command side gets ``--no-cache`` where the command has it (`trend boundary` caches nothing), one
 subprocess per line of the echoed command (the TREND builder's audit echoes one `trend audit` per model).
 Target: a page's run takes no longer than its command plus 20% (ratio <= 1.2).
 """
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +39,8 @@ def time_page(run, zoo, cache_dir: Path):
 
     store = Store(cache_dir)
     start = time.perf_counter()
-    job = run.job(zoo, store, JobManager(sync=True))
+    job = run.job(zoo, store, JobManager(sync=False))  # in a job thread, as the dashboard runs it
+    job.wait()
     seconds = time.perf_counter() - start
     if job.status is not JobStatus.DONE:
         raise SystemExit(f"{run.page}: the page's job {job.status.value}: {job.error}")
@@ -72,11 +75,15 @@ def main() -> None:
     os.environ["TREND_HOME"] = str(Path(args.home).resolve())  # the echoed commands then need no --home
     os.environ.setdefault("PYTHONPATH", str(REPO))
 
+    from trend_core.experiments.parallel_sources import prestart_workers
     from trend_core.models.zoo import Zoo
     from trend_core.service.warmup import builder_runs, default_runs
 
     zoo = Zoo(args.home)
     runs = default_runs(zoo, args.dataset, device="cpu")
+    prestart = threading.Thread(target=prestart_workers)  # as app.py does when the server starts
+    prestart.start()
+    prestart.join()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"Page runs against their commands on {args.home} ({args.dataset}); load average {load}")
     print(f"{'page run':<30}{'page s':>9}{'command s':>11}{'ratio':>7}  command")

@@ -7,7 +7,10 @@ so its images are bit-identical to those of the one-process run; the parent writ
 the targets on each source's images as they arrive and reports progress, so store, progress and cancel behave as
 in the one-process loop. Used when the device is the CPU, at least two attacks are to run, the images are
 small, the machine has two cores or more and one of them is idle now, and the executor was not set to local by
-name (``executor="local"``, ``--executor local``, ``TREND_EXECUTOR=local``).
+name (``executor="local"``, ``--executor local``, ``TREND_EXECUTOR=local``). From the main thread (the CLI, a
+script) the workers are forked from this process; from any other thread (a dashboard job) forking is not safe
+(another thread may hold a lock the child would inherit locked), so they are forked from a fork server that
+imported the attacks once: it starts once per process, a second or two, and is then as fast.
 """
 
 from __future__ import annotations
@@ -48,8 +51,6 @@ def source_workers(units: int, x: torch.Tensor, device: torch.device, executor: 
     in this process, one after another)."""
     if units < 2 or device.type != "cpu" or explicitly_local(executor):
         return 0
-    if threading.current_thread() is not threading.main_thread():
-        return 0  # a dashboard job's thread: forking a process whose other threads hold locks is not safe
     if x.dim() != 4 or x.shape[-1] * x.shape[-2] > SMALL_IMAGE_PIXELS:
         return 0  # larger images use several threads per attack already
     forced = os.environ.get(WORKERS_ENV, "").strip()
@@ -90,10 +91,11 @@ def movable(model: nn.Module, attack: Attack) -> bool:
     if not _plain(pack_model(model)):
         return False
     try:
-        pickle.dumps(attack)
+        packed = pickle.dumps(attack)
     except Exception:  # a locally defined class or a lambda inside: it stays in this process
         return False
-    return True
+    # a class defined in a script or notebook (``__main__``) exists only in forked copies of this process
+    return b"__main__" not in packed or start_method() == "fork"
 
 
 def source_cost(model: nn.Module) -> float:
@@ -211,14 +213,21 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def start_method() -> str:
+    """How this thread may start workers: fork from the main thread, a fork server from any other."""
+    return "fork" if threading.current_thread() is threading.main_thread() else "forkserver"
+
+
 def _get_pool(workers: int) -> ProcessExecutor:
-    """The process's pool of ``workers`` workers, started once and kept (a broken or other-sized one is replaced)."""
+    """The process's pool of ``workers`` workers, started once and kept (a broken or other-sized one, or one
+    started in a way this thread may not use, is replaced)."""
     global _pool
+    method = start_method()
     with _pool_lock:
-        if _pool is None or _pool.broken() or _pool.workers != workers:
+        if _pool is None or _pool.broken() or _pool.workers != workers or _pool.method != method:
             if _pool is not None:
                 _pool.shutdown()
-            _pool = ProcessExecutor(workers, _one_thread)
+            _pool = ProcessExecutor(workers, _one_thread, method, preload=(__name__,))
         return _pool
 
 
@@ -233,3 +242,25 @@ def _drop_pool(pool: ProcessExecutor) -> None:
 def worker_count() -> int:
     """The size of the pool now running (0: none started); for tests and the sidebar."""
     return 0 if _pool is None else _pool.workers
+
+
+def prestart_workers() -> int:
+    """Start the pool this thread would use (from a dashboard thread: the fork server and its workers) and wait
+    until every worker is up, so that the first run does not wait for it; the number of workers, 0 where runs
+    would stay in one process (one core, TREND_EXECUTOR=local or ray, TREND_SOURCE_WORKERS below 2)."""
+    if explicitly_local(None) or os.environ.get("TREND_EXECUTOR", "").strip().lower() == "ray":
+        return 0
+    forced = os.environ.get(WORKERS_ENV, "").strip()
+    workers = int(forced) if forced.isdigit() else available_cores()
+    if workers < 2:
+        return 0
+    pool = _get_pool(workers)
+    for future in [pool.submit(os.getpid) for _ in range(workers)]:
+        future.result()
+    return workers
+
+
+def worker_start() -> str | None:
+    """How the running pool's workers were started ("fork" or "forkserver"; None: no pool); for tests and the
+    sidebar."""
+    return None if _pool is None else _pool.method

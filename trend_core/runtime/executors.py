@@ -65,19 +65,31 @@ class LocalExecutor(Executor):
 
 
 class ProcessExecutor(Executor):
-    """Worker processes on this machine (forked where the OS can, so they start in milliseconds with this
-    process's imports), each set up by ``initializer``; for CPU-bound units that one thread cannot share out
-    (small-image attacks). Units and their results travel pickled (tensors through shared memory). A worker that
-    dies breaks the pool: its units fail with one sentence and the next run starts a fresh pool."""
+    """Worker processes on this machine, each set up by ``initializer``; for CPU-bound units that one thread
+    cannot share out (small-image attacks). ``method``: "fork" (the default where the OS can: workers start in
+    milliseconds with this process's imports; only safe from the main thread), "forkserver" (workers forked from
+    a clean single-threaded server that imported ``preload`` once: safe from any thread, a second or two to start
+    the server) or "spawn". Units and their results travel pickled. A worker that dies breaks the pool: its units
+    fail with one sentence and the next run starts a fresh pool."""
 
     name = "processes"
 
-    def __init__(self, workers: int, initializer: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        workers: int,
+        initializer: Callable[[], None] | None = None,
+        method: str | None = None,
+        preload: tuple[str, ...] = (),
+    ):
         self.workers = max(1, int(workers))
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context(method), initializer=initializer
-        )
+        methods = multiprocessing.get_all_start_methods()
+        if method not in methods:
+            method = "fork" if "fork" in methods else "spawn"
+        self.method = method
+        context = multiprocessing.get_context(method)
+        if method == "forkserver" and preload:
+            context.set_forkserver_preload(list(preload))  # type: ignore[attr-defined]  # (forkserver contexts)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=initializer)
 
     def submit(self, fn: Callable[..., Any], *args: Any, gpu: bool = False, **kwargs: Any) -> Future:
         return self._pool.submit(fn, *args, **kwargs)
@@ -90,7 +102,7 @@ class ProcessExecutor(Executor):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def status(self) -> dict:
-        return {"executor": self.name, "workers": self.workers}
+        return {"executor": self.name, "workers": self.workers, "start": self.method}
 
 
 def process_failure(exc: BaseException) -> BaseException:

@@ -1,0 +1,80 @@
+"""Worker processes for transfer sources started from a thread other than the main one (a dashboard job): they
+come from a fork server, never a fork of the multi-threaded process, and give the one-process images bit for bit."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+import torch
+from conftest import FP, HT, Q2
+
+from trend_core.attacks import PGD
+from trend_core.experiments import parallel_sources
+from trend_core.experiments.transfer import run_transfer
+from trend_core.training.threads import cpu_threads
+
+LIMIT = 32
+
+
+def _run(models, executor):
+    with cpu_threads(1):
+        return run_transfer(models, PGD(eps=0.1, steps=4), limit=LIMIT, device="cpu", executor=executor)
+
+
+def _in_thread(fn):
+    """``fn()`` run in a new thread, as the dashboard runs its jobs; its result or its exception."""
+    out: dict = {}
+
+    def body():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(300)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.mark.slow
+def test_a_job_thread_gets_fork_server_workers_with_identical_images(zoo_model, monkeypatch):
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")  # workers even on a busy machine
+    models = [zoo_model(FP), zoo_model(Q2), zoo_model(HT)]
+    alone = _run(models, "local")
+    together = _in_thread(lambda: _run(models, None))
+    assert parallel_sources.worker_start() == "forkserver"  # the workers did run, and were not forked from here
+    pd.testing.assert_frame_equal(alone.pairs, together.pairs)
+    for source in alone.sources:
+        assert torch.equal(alone.details.adv_loader(source), together.details.adv_loader(source))
+    again = _run(models, None)  # the main thread: its own forked pool again
+    assert parallel_sources.worker_start() == "fork"
+    pd.testing.assert_frame_equal(alone.pairs, again.pairs)
+
+
+def test_a_class_from_main_stays_in_process_off_the_main_thread(zoo_model, monkeypatch):
+    import __main__
+
+    local = type("LocalLoss", (), {"__module__": "__main__", "__qualname__": "LocalLoss"})
+    monkeypatch.setattr(__main__, "LocalLoss", local, raising=False)  # a class a notebook or script defines
+    attack = PGD(eps=0.1, steps=1)
+    attack.loss_class = local  # an attack holding it: only forked copies of this process can unpickle it
+    model = zoo_model(FP)
+    assert parallel_sources.movable(model, attack) is True  # the main thread forks: the class travels
+    assert _in_thread(lambda: parallel_sources.movable(model, attack)) is False
+    assert _in_thread(lambda: parallel_sources.movable(model, PGD(eps=0.1, steps=1))) is True
+
+
+def test_the_dashboard_prestarts_fork_server_workers_unless_told_to_stay_local(monkeypatch):
+    monkeypatch.setenv("TREND_EXECUTOR", "local")
+    assert _in_thread(parallel_sources.prestart_workers) == 0
+    monkeypatch.delenv("TREND_EXECUTOR")
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "1")
+    assert _in_thread(parallel_sources.prestart_workers) == 0
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    assert _in_thread(parallel_sources.prestart_workers) == 2
+    assert parallel_sources.worker_start() == "forkserver" and parallel_sources.worker_count() == 2
