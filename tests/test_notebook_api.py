@@ -35,7 +35,7 @@ def test_robustness_sweep_attacks_only_the_ensemble_unless_members_are_asked_for
         steps=2,
         progress=lambda fraction, message: message and said.append(message),
     )
-    assert said == ["agd: attacking the ensemble"]  # one attack asked, one attack run
+    assert said == ["A-GD: attacking the ensemble"]  # one attack asked, one attack run
     members = sweep[sweep["model"] != "ensemble"]
     assert len(members) == 2 and members["accuracy"].isna().all()
     assert members["acc_on_ensemble_adv"].between(0, 1).all()  # free: the ensemble's images, evaluated

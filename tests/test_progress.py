@@ -173,5 +173,5 @@ def test_trend_evaluation_weighs_the_ensemble_attack_by_its_members(linked_zoo_h
         manager=JobManager(sync=True),
     )
     _assert_honest(job, reports)
-    starts = [f for f, m in reports if m and m.startswith("agd:")]
+    starts = [f for f, m in reports if m and m.startswith("A-GD: attacking")]
     assert starts == pytest.approx([0.0, 0.5, 0.75])  # the ensemble (2 gradients a step), then each member (1)

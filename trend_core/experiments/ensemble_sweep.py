@@ -23,7 +23,7 @@ from trend_core.errors import TrendError
 from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.eval_data import evaluation_data
 from trend_core.experiments.parallel_sources import prefetch_in_workers
-from trend_core.experiments.units import prefetch_attacks
+from trend_core.experiments.units import attack_label, prefetch_attacks
 from trend_core.nn.vote import MajorityVote, as_ensemble
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.executors import get_executor
@@ -102,13 +102,13 @@ def robustness_sweep(
     rows = []
     for rule in rules:
         attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
-        work.start(f"{rule}: attacking the ensemble")
+        work.start(attack_label(attack, ensemble))
         entries, _ = attack_cached(ensemble, attack, x, y, eps_list, store)
         work.done(n)  # the attack on the vote takes every member's gradient
         member_entries = []
         if members_alone:
             for single in singles:
-                work.start(f"{rule}: attacking {single.names[0]} alone")
+                work.start(attack_label(attack, single))
                 member_entries.append(attack_cached(single, attack, x, y, eps_list, store)[0])
                 work.done(1)
         for slot, eps in enumerate(eps_list):

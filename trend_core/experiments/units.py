@@ -223,7 +223,7 @@ def prefetch_attacks(
             continue
         package = executor.put(pack_model(model))
         groups = [missing] if attack.minimum_norm else [[slot] for slot in missing]
-        label = f"{getattr(attack, 'name', 'attack')}: attacking {attacked_label(model)}"
+        label = attack_label(attack, model)
         for group in groups:
             future = executor.submit(
                 attack_unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
@@ -237,6 +237,11 @@ def prefetch_attacks(
             store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})
         if progress is not None:
             progress(n / total, f"{n}/{total} attacks done ({label})")
+
+
+def attack_label(attack, model: nn.Module) -> str:
+    """How progress names one attack of a sweep: "A-GD: attacking the ensemble", "A-GD: attacking FP-s0 alone"."""
+    return f"{getattr(attack, 'name', 'attack')}: attacking {attacked_label(model)}"
 
 
 def attacked_label(model: nn.Module) -> str:
