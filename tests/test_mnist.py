@@ -67,6 +67,7 @@ def test_the_split_is_fixed_stratified_and_disjoint(tmp_path, embedded):
 
 def test_a_damaged_embedded_file_is_one_sentence(monkeypatch):
     D.embedded_mnist.cache_clear()
+    # seam: damaging the installed package's file would damage it for every other test; another file stands in
     monkeypatch.setattr(D, "MNIST_FILE", "_data/digits.npz")  # a real file, but not the one whose sha256 is known
     try:
         with pytest.raises(TrendError, match="embedded MNIST file .* is missing or damaged; reinstall"):
@@ -272,6 +273,7 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
         chosen.append(real(dataset, scale, profile, **given))  # the real mnist settings ...
         return real(dataset, scale, profile, **{**given, **TINY_BUDGET})  # ... with a tiny budget
 
+    # seam: the CLI offers only the product's scales; no option makes a reproduction smaller than "mini"
     monkeypatch.setattr(reproduce, "settings_for", settings)
     D.forget_loaded()
     try:

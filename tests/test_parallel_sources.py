@@ -139,15 +139,14 @@ def test_busy_cores_keep_one_process(monkeypatch):
     assert 0.0 <= measured <= parallel_sources.available_cores() + 1e-9
     monkeypatch.setenv("TREND_CORES", "2")
     x = torch.zeros(4, 1, 8, 8)
+    idle = [0.1]  # cores idle now: busy
     # seam: how busy the machine's cores are is read from /proc/stat; no setting can make them busy or idle
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: idle[0])
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 0
-    # seam: as above (idle cores)
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 1.5)
+    idle[0] = 1.5
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), "local") == 0
     assert parallel_sources.source_workers(6, torch.zeros(4, 3, 32, 32), torch.device("cpu"), None) == 0
-    # seam: as above (busy cores)
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    idle[0] = 0.1
     monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")  # forced: busy cores or not
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2

@@ -638,6 +638,7 @@ def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, 
     from trend_core.cli import main
 
     monkeypatch.setattr(robustness_audit, "run_audit", fake_audit([]))
+    # seam: the CLI offers only the product's scales; no option makes a reproduction smaller than "mini"
     monkeypatch.setattr(
         reproduce, "settings_for", lambda dataset, scale, profile, **kw: mini_settings(profile=profile, **kw)
     )
