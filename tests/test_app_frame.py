@@ -24,6 +24,7 @@ def test_quick_demo_button_trains_the_demo_zoo_as_a_job(empty_home, monkeypatch)
     import trend_ui.zoo_actions
 
     tiny = "digits/resnet18-w0.25/FP/sgd/s0/e1"  # one 1-epoch model stands in for the demo zoo
+    # seam: the demo zoo's models are a product constant (no setting); one 1-epoch model keeps the test fast
     monkeypatch.setattr(trend_ui.zoo_actions, "QUICK_DEMO", (tiny,))
     at = open_app()
     at.toggle(key="warm_defaults").set_value(False)  # (test_app_warmup.py covers the pages' warm-up)

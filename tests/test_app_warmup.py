@@ -37,6 +37,7 @@ def small_defaults(monkeypatch):
     from trend_core.service import defaults
 
     for name, value in SMALL.items():
+        # seam: the pages' default run sizes are product constants (no setting); tiny ones keep the test fast
         monkeypatch.setattr(defaults, name, value)
 
 
@@ -77,6 +78,7 @@ def test_the_overview_build_button_warms_the_pages_up(empty_home, small_defaults
     import trend_ui.zoo_actions
 
     tiny = ("digits/resnet18-w0.25/FP/sgd/s0/e1", "digits/resnet18-w0.25/Q1/sgd/s0/e1")  # two 1-epoch models
+    # seam: the demo zoo's models are a product constant (no setting); two 1-epoch models keep the test fast
     monkeypatch.setattr(trend_ui.zoo_actions, "QUICK_DEMO", tiny)
     at = open_app()
     assert at.toggle(key="warm_defaults").value  # on by default

@@ -236,11 +236,17 @@ def test_the_report_keeps_each_images_worst_case(fp_report):
         assert len(per_image) == LIMIT and sum(per_image) / LIMIT == pytest.approx(worst)
 
 
-def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, monkeypatch):
+def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir):
+    from trend_core.config.labels import model_labels
+    from trend_core.models.zoo import Zoo
+
     _, store = fp_report
-    plans, seen = [], []
-    plan_of = audit_module.battery_plan
-    monkeypatch.setattr(audit_module, "battery_plan", lambda *a, **k: plans.append(plan_of(*a, **k)) or plans[-1])
+    zoo = Zoo(zoo_dir)
+    target = zoo.load(FP)
+    sources = [zoo.load(name) for name in audit_module.pick_surrogates(zoo, [target.spec], "quick")]
+    labels = model_labels([*sources, target])[: len(sources)]
+    plan = audit_module.battery_plan(target, [0.1], "quick", sources, labels)  # what the audit below runs
+    seen = []
     run_audit(
         zoo=zoo_dir,
         models=[FP],
@@ -250,11 +256,12 @@ def test_the_bar_moves_in_proportion_to_each_attacks_work(fp_report, zoo_dir, mo
         cache=store,
         progress=lambda f, m: seen.append((f, m)),
     )
-    costs = [audit_module.attack_cost(item) for item in plans[0]]
+    assert [m for _, m in seen[:-1]] == [f"{i.label} at eps {', '.join(f'{e:g}' for e in i.epsilons)}" for i in plan]
+    costs = [audit_module.attack_cost(item) for item in plan]
     starts = [sum(costs[:i]) / sum(costs) for i in range(len(costs))]
     assert [f for f, _ in seen[:-1]] == pytest.approx(starts) and seen[-1] == (1.0, "done")
-    apgd = next(i for i, item in enumerate(plans[0]) if item.label == "APGD-CE")
-    square = next(i for i, item in enumerate(plans[0]) if item.label == "Square")
+    apgd = next(i for i, item in enumerate(plan) if item.label == "APGD-CE")
+    square = next(i for i, item in enumerate(plan) if item.label == "Square")
     assert costs[apgd] == 3 * 8  # 8 steps of a forward and a backward pass (the sanity eps is an attack of its own)
     assert costs[square] == 40  # 40 queries, one forward pass each
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from conftest import FP, Q1, Q2
 
-import trend_core.attacks.ensemble_pgd as ensemble_attacks
 from trend_core.attacks.ensemble_pgd import (
     RULE_NAMES,
     EnsemblePGD,
@@ -114,19 +113,19 @@ def test_a_list_of_members_is_wrapped_in_a_vote_and_the_attack_is_deterministic(
     assert torch.equal(first.x_adv, again.x_adv)
 
 
-def test_uses_the_shared_pgd_loop_with_the_paper_random_start(trio, images, monkeypatch):
-    calls = []
-    real = ensemble_attacks.pgd_loop
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ensemble_attacks, "pgd_loop", spy)
+def test_the_paper_random_start_lies_within_one_step_of_the_image(trio, images):
+    """One step from the paper's random start moves a pixel at most two step sizes (not up to eps); without a
+    random start every pixel moves by exactly one step size (or not at all)."""
     x, y = images
-    EnsemblePGD("dag", eps=EPS, steps=2, step_size=0.02)(trio, x[:4], y[:4])
-    EnsemblePGD("dag", eps=EPS, steps=2, step_size=0.02, random_start=False)(trio, x[:4], y[:4])
-    assert [c["start_radius"] for c in calls] == [0.02, None]
+    x, y = x[:4], y[:4]
+    started = EnsemblePGD("dag", eps=EPS, steps=1, step_size=0.02)(trio, x, y).x_adv - x
+    plain = EnsemblePGD("dag", eps=EPS, steps=1, step_size=0.02, random_start=False)(trio, x, y).x_adv - x
+    inside = (x > 0.05) & (x < 0.95)  # pixels the [0, 1] box does not clip
+    assert int(inside.sum()) >= 40
+    moved = plain[inside].abs()
+    assert ((moved - 0.02).abs() < 1e-6).logical_or(moved < 1e-6).all()
+    assert float(started.abs().max()) <= 0.04 + 1e-6
+    assert float(((started[inside].abs() - 0.02).abs() > 1e-4).float().mean()) > 0.5  # the start moved them
 
 
 def test_one_forward_per_member_per_step(trio, images):

@@ -40,8 +40,10 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the store folder was checked")
 
-    for module, name in ((train, "train_model"), (train_many, "train_loop")):
-        monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(train, "train_model", refuse)
+    # seam: the CLI's train command reaches train_many's own train_loop, past train_model; the CLI has no hook
+    # that says training started, and an unwritable folder would fail it anyway, only later
+    monkeypatch.setattr(train_many, "train_loop", refuse)
     monkeypatch.setattr(base.Attack, "run", refuse)
 
 

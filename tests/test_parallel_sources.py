@@ -9,7 +9,7 @@ import torch
 from conftest import FP, HT, Q2
 
 from trend_core.attacks import PGD
-from trend_core.experiments import parallel_sources, transfer
+from trend_core.experiments import parallel_sources
 from trend_core.experiments.transfer import run_transfer
 from trend_core.experiments.transfer_keys import TransferCancelled
 from trend_core.storage.store import MemoryStore
@@ -37,10 +37,10 @@ def models(zoo_model):
 
 @pytest.fixture
 def two_cores(monkeypatch):
-    """Workers even on a one-core or busy machine (the test checks the plumbing, not the speed)."""
-    monkeypatch.setattr(parallel_sources, "available_cores", lambda: 2)
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 2.0)
-    monkeypatch.delenv(parallel_sources.WORKERS_ENV, raising=False)
+    """Two workers even on a one-core or busy machine (the test checks the plumbing, not the speed), and no pool
+    left by an earlier test: ``worker_count()`` then says whether this test's run started workers."""
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    parallel_sources.stop_workers()
 
 
 def _attack():
@@ -54,14 +54,10 @@ def _run(models, executor, **options):
 
 def test_workers_give_bit_identical_images_and_pairs(models, two_cores, monkeypatch):
     alone = _run(models, "local", cache=CountingStore())
-    used = []
-    real = transfer.attack_in_workers
-    monkeypatch.setattr(
-        transfer, "attack_in_workers", lambda workers, *a, **k: used.append(workers) or real(workers, *a, **k)
-    )
+    assert parallel_sources.worker_count() == 0  # executor="local": one process
     store = CountingStore()
     together = _run(models, None, cache=store)
-    assert used == [2]
+    assert parallel_sources.worker_count() == 2
     pd.testing.assert_frame_equal(alone.pairs, together.pairs)
     for source in alone.sources:
         assert torch.equal(alone.details.adv_loader(source), together.details.adv_loader(source))
@@ -74,21 +70,19 @@ def test_workers_give_bit_identical_images_and_pairs(models, two_cores, monkeypa
     assert len(store.writes) >= 3 * 2 + 3 * 2  # per source: its summary and images, and its two targets' predictions
 
 
-def test_progress_is_monotone_and_cached_rerun_attacks_nothing(models, two_cores, monkeypatch):
-    store = MemoryStore()
+def test_progress_is_monotone_and_cached_rerun_attacks_nothing(models, two_cores):
+    store = CountingStore()
     seen: list[tuple[float, str]] = []
     _run(models, None, cache=store, progress=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and len(fractions) == 3 and fractions[-1] == pytest.approx(1.0)
     assert not any("(cached)" in m for _, m in seen)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a cached run must not start workers")
-
-    monkeypatch.setattr(transfer, "attack_in_workers", refuse)
+    parallel_sources.stop_workers()
     seen.clear()
+    store.writes.clear()
     _run(models, None, cache=store, progress=lambda f, m: seen.append((f, m)))
     assert len(seen) == 3 and all("(cached)" in m for _, m in seen)
+    assert parallel_sources.worker_count() == 0 and not store.writes  # no worker started, nothing attacked anew
 
 
 def test_cancel_stops_the_run_and_the_pool_serves_the_next(models, two_cores):
@@ -105,30 +99,17 @@ def test_cancel_stops_the_run_and_the_pool_serves_the_next(models, two_cores):
     assert set(result.sources) == {r for r in result.pairs["source"]}
 
 
-def test_local_executor_stays_in_one_process(models, two_cores, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("executor='local' must not start workers")
-
-    monkeypatch.setattr(transfer, "attack_in_workers", refuse)
+def test_local_executor_stays_in_one_process(models, two_cores):
     result = _run(models, "local")
-    assert len(result.sources) == 3
+    assert len(result.sources) == 3 and parallel_sources.worker_count() == 0
 
 
-def test_tm_eps_points_of_one_source_run_in_workers_bit_identical(models, two_cores, monkeypatch):
+def test_tm_eps_points_of_one_source_run_in_workers_bit_identical(models, two_cores):
     eps = [0.05, 0.1, 0.2]
     with cpu_threads(1):
         alone = run_transfer(models[:2], _attack(), sources=[0], epsilons=eps, limit=LIMIT, executor="local")
-    used = []
-    real = transfer.attack_in_workers
-
-    def spy(workers, *args, **kwargs):
-        used.append(workers)
-        return real(workers, *args, **kwargs)
-
-    monkeypatch.setattr(transfer, "attack_in_workers", spy)
-    with cpu_threads(1):
         together = run_transfer(models[:2], _attack(), sources=[0], epsilons=eps, limit=LIMIT)
-    assert used == [2]  # three eps points of one source: two workers
+    assert parallel_sources.worker_count() == 2  # three eps points of one source: two workers
     for a, b in zip(alone, together):
         assert a.eps == b.eps
         pd.testing.assert_frame_equal(a.pairs, b.pairs)
@@ -136,7 +117,7 @@ def test_tm_eps_points_of_one_source_run_in_workers_bit_identical(models, two_co
         assert torch.equal(a.details.adv_loader(source), b.details.adv_loader(source))
 
 
-def test_ensemble_sweep_points_run_in_workers_bit_identical(models, two_cores, monkeypatch):
+def test_ensemble_sweep_points_run_in_workers_bit_identical(models, two_cores):
     from trend_core.experiments.ensemble_sweep import robustness_sweep
 
     def sweep(executor):
@@ -146,16 +127,9 @@ def test_ensemble_sweep_points_run_in_workers_bit_identical(models, two_cores, m
             )
 
     alone = sweep("local")
-    used = []
-    real = parallel_sources.prefetch_attacks
-
-    def spy(*args, **kwargs):
-        used.append(len(args[1]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(parallel_sources, "prefetch_attacks", spy)
+    assert parallel_sources.worker_count() == 0
     together = sweep(None)
-    assert used == [3]  # the ensemble and its two members, each at two eps: six units
+    assert parallel_sources.worker_count() == 2  # the ensemble and its two members, each at two eps: six units
     pd.testing.assert_frame_equal(alone, together)
 
 
@@ -163,14 +137,16 @@ def test_busy_cores_keep_one_process(monkeypatch):
     monkeypatch.delenv(parallel_sources.WORKERS_ENV, raising=False)
     measured = parallel_sources.idle_cores(0.02)
     assert 0.0 <= measured <= parallel_sources.available_cores() + 1e-9
-    monkeypatch.setattr(parallel_sources, "available_cores", lambda: 2)
+    monkeypatch.setenv("TREND_CORES", "2")
     x = torch.zeros(4, 1, 8, 8)
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    idle = [0.1]  # cores idle now: busy
+    # seam: how busy the machine's cores are is read from /proc/stat; no setting can make them busy or idle
+    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: idle[0])
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 0
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 1.5)
+    idle[0] = 1.5
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), "local") == 0
     assert parallel_sources.source_workers(6, torch.zeros(4, 3, 32, 32), torch.device("cpu"), None) == 0
-    monkeypatch.setattr(parallel_sources, "idle_cores", lambda: 0.1)
+    idle[0] = 0.1
     monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")  # forced: busy cores or not
     assert parallel_sources.source_workers(6, x, torch.device("cpu"), None) == 2

@@ -16,6 +16,7 @@ import torch
 from conftest import FP, FP_S1, Q1, Q2, TEST_ZOO_DIR
 
 from trend_core.errors import TrendError
+from trend_core.experiments import audit as robustness_audit
 from trend_core.reproduce import findings as F
 from trend_core.reproduce import judging as J
 from trend_core.reproduce import settings_for
@@ -119,12 +120,12 @@ def mini_home(tmp_path_factory, zoo_model):
 def mini_run(mini_home):
     """The miniature reproduction with a fake audit, run once for the module: (report, audit calls, seconds)."""
     from trend_core.models.zoo import Zoo
-    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.reproduce import run_reproduce
     from trend_core.storage.store import get_store
 
     calls: list = []
     patch = pytest.MonkeyPatch()
-    patch.setattr(stages, "audit_runner", lambda: fake_audit(calls))
+    patch.setattr(robustness_audit, "run_audit", fake_audit(calls))
     try:
         begun = time.perf_counter()
         report = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
@@ -244,12 +245,12 @@ def test_report_files_are_complete_and_self_contained(mini_run, tmp_path):
 
 def test_rerun_is_served_from_the_store(mini_home, mini_run):
     from trend_core.models.zoo import Zoo
-    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.reproduce import run_reproduce
     from trend_core.storage.store import get_store
 
     report, calls, _ = mini_run
     patch = pytest.MonkeyPatch()
-    patch.setattr(stages, "audit_runner", lambda: fake_audit(calls))
+    patch.setattr(robustness_audit, "run_audit", fake_audit(calls))
     try:
         again = run_reproduce(mini_settings(), Zoo(mini_home), get_store(mini_home), "cpu")
     finally:
@@ -291,7 +292,7 @@ def test_an_audit_that_fails_with_a_trend_error_leaves_the_stage_not_run(mini_ho
         mini_settings(), Zoo(mini_home), MemoryStore(), torch.device("cpu"), results=dict(mini_run[0]["stages"])
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(stages, "audit_runner", lambda: failing_audit)
+        patch.setattr(robustness_audit, "run_audit", failing_audit)
         result = stages.audit(ctx)
     assert result["status"].startswith("not run: the audit of ")
     assert result["status"].endswith("failed: No test image is classified correctly.")
@@ -635,9 +636,9 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
 def test_cli_writes_the_report_and_a_rerun_reads_the_store(mini_home, mini_run, tmp_path, capsys, monkeypatch):
     from trend_core import reproduce
     from trend_core.cli import main
-    from trend_core.reproduce import stages
 
-    monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
+    monkeypatch.setattr(robustness_audit, "run_audit", fake_audit([]))
+    # seam: the CLI offers only the product's scales; no option makes a reproduction smaller than "mini"
     monkeypatch.setattr(
         reproduce, "settings_for", lambda dataset, scale, profile, **kw: mini_settings(profile=profile, **kw)
     )
@@ -658,14 +659,14 @@ def test_cifar10_miniature_on_fake_files_in_the_real_format(tmp_path, monkeypatc
 
     from trend_core.data.datasets import _cached_cifar
     from trend_core.models.zoo import Zoo
-    from trend_core.reproduce import run_reproduce, stages
+    from trend_core.reproduce import run_reproduce
     from trend_core.storage.store import MemoryStore
 
     write_fake_cifar10(tmp_path / "data", per_batch=12, test=10, learnable=True)  # a model learns more than one class
     monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
     # the audit's battery (APGD, Square, BPDA, transfer) at its real budgets would dominate a CPU test; its stage
     # is tested with the same fake elsewhere, and the audit itself in test_audit.py
-    monkeypatch.setattr(stages, "audit_runner", lambda: fake_audit([]))
+    monkeypatch.setattr(robustness_audit, "run_audit", fake_audit([]))
     _cached_cifar.cache_clear()
     try:
         settings = settings_for(

@@ -128,6 +128,7 @@ def test_a_group_vmap_refuses_is_attacked_one_at_a_time(zoo_model, monkeypatch, 
     def refuse(self, x):
         raise RuntimeError("vmap: no batching rule for this layer")
 
+    # seam: no zoo model makes vmap refuse (that is the rare case this fallback is for); the refusal is simulated
     monkeypatch.setattr(StackedNets, "forward", refuse)
     with caplog.at_level(logging.WARNING, logger="trend_core.attacks.stacked"):
         stacked = run_stacked(attack, models, x, y, [0.1])
@@ -167,6 +168,8 @@ def test_transfer_matrix_is_the_same_with_stacking(zoo_model, monkeypatch):
         calls.append(len(args[1]))
         return run_stacked(*args, **kwargs)
 
+    # seam: a stacked group's results equal one-by-one attacks by design, so only a count at run_transfer's call
+    # of the public run_stacked tells which sources it stacked
     monkeypatch.setattr(transfer_module, "run_stacked", counted)
     monkeypatch.setenv(STACK_ENV, "off")
     alone = run_transfer(models, attack, limit=40, cache=None, device="cpu")

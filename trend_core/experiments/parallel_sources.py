@@ -232,15 +232,12 @@ def _get_pool(workers: int) -> ProcessExecutor:
 
 
 def _drop_pool(pool: ProcessExecutor) -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is pool:
-            _pool.shutdown()
-            _pool = None
+    if _pool is pool:
+        stop_workers()
 
 
 def worker_count() -> int:
-    """The size of the pool now running (0: none started); for tests and the sidebar."""
+    """The size of the worker pool now running (0: none); it is kept between runs until ``stop_workers``."""
     return 0 if _pool is None else _pool.workers
 
 
@@ -261,6 +258,15 @@ def prestart_workers() -> int:
 
 
 def worker_start() -> str | None:
-    """How the running pool's workers were started ("fork" or "forkserver"; None: no pool); for tests and the
-    sidebar."""
+    """How the running pool's workers were started ("fork" or "forkserver"; None: no pool)."""
     return None if _pool is None else _pool.method
+
+
+def stop_workers() -> None:
+    """End the worker processes kept between runs (freeing their memory); the next run that needs them starts
+    a fresh pool."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown()
+            _pool = None

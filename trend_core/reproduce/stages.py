@@ -23,7 +23,7 @@ from trend_core.config.profiles import get_profile
 from trend_core.config.specs import ModelSpec
 from trend_core.data.datasets import load_dataset
 from trend_core.errors import TrendError
-from trend_core.experiments.audit import run_audit
+from trend_core.experiments import audit as robustness_audit
 from trend_core.experiments.boundary import decision_boundary
 from trend_core.experiments.curve import fit_tm
 from trend_core.experiments.transfer import run_transfer
@@ -344,14 +344,8 @@ def fit_images(ctx: StageContext, src: str, tgt: str, attack, epsilons) -> pd.Da
 
 
 # ----------------------------------------------------------------------------- 8. robustness audit
-def audit_runner() -> Callable:
-    """The audit's ``run_audit`` (looked up at each call: tests replace this function)."""
-    return run_audit
-
-
 def audit(ctx: StageContext) -> dict:
     """The audit's worst case (every attack of its battery) for each TREND ensemble and each of its members."""
-    run_audit = audit_runner()
     t = ctx.results.get("trend", {})
     if t.get("status") != DONE:
         return not_run("needs the TREND ensembles")
@@ -375,7 +369,7 @@ def audit(ctx: StageContext) -> dict:
 
         audit_progress(0.0, "starting")
         try:
-            report = run_audit(
+            report = robustness_audit.run_audit(
                 [s.models[role_of[m]] for m in members],
                 zoo=ctx.zoo,
                 ensemble=is_ensemble,
