@@ -96,3 +96,29 @@ def test_an_imported_network_is_offered_and_mapped(zoo_home, digits, tmp_path, c
     capsys.readouterr()
     assert main([*argv, "--json"]) == 0  # the command the page echoes runs from a shell too
     assert [m["model"] for m in json.loads(capsys.readouterr().out)["models"]] == ["lin", "Q1-s0"]
+
+
+def test_an_imported_dataset_and_its_network_on_the_page(empty_home, digits, tmp_path, monkeypatch):
+    from defender_support import linear_program
+
+    from trend_core.data.user import import_dataset
+    from trend_core.models.zoo import Zoo
+
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    at = open_app()  # the sidebar is drawn before the dataset exists
+    assert "my-digits" not in at.sidebar.selectbox(key="sb_dataset").options
+    x, y = digits.tensors("test", 200)
+    np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
+    import_dataset("my-digits", tmp_path / "mine.npz")
+    Zoo(empty_home).import_program("user/my-digits/pix", linear_program(digits, tmp_path / "pix.pt2"))
+    at.run()
+    assert "my-digits" in at.sidebar.selectbox(key="sb_dataset").options  # offered without restarting the dashboard
+    at.sidebar.selectbox(key="sb_dataset").set_value("my-digits").run()
+    at.switch_page(PAGE).run()
+    assert_clean(at)
+    assert at.multiselect(key="db_models").options == ["pix"]
+    draw(at, models=("user/my-digits/pix",))
+    assert not texts(at.error)
+    (fig,) = figures(at)
+    (heatmap,) = [t for t in fig["data"] if t["type"] == "heatmap"]
+    assert heatmap["name"] == "pix" and np.asarray(heatmap["z"]).shape == (21, 21)

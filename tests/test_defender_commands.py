@@ -98,3 +98,22 @@ def test_a_missing_imported_network_is_one_sentence_before_any_training(trend_ho
     assert not Zoo(trend_home).has(FP)  # the zoo model was not trained while the imported one was missing
     assert main(["eval", "user/nowhere/net"]) == 2
     _one_line_error(capsys, "Unknown dataset")
+
+
+def test_select_reads_imported_networks_accuracies_from_the_zoo(imported_home, tmp_path, capsys):
+    matrix = tmp_path / "tm.csv"
+    argv = ["transfer", "--models", FP, LIN, OTHER, "--steps", "3", "--limit", "30", "--device", "cpu"]
+    assert main([*argv, "--csv", str(matrix)]) == 0  # rows and columns carry the labels: FP-s0, lin, other
+    capsys.readouterr()
+    acc = {label: Zoo().metadata(name)["test_acc"] for label, name in (("lin", LIN), ("other", OTHER), ("FP-s0", FP))}
+    low, high = sorted(("lin", "other"), key=acc.get)
+    assert 0.8 < acc[low] <= acc[high] < acc["FP-s0"]  # (so a floor just above the lower keeps the other two)
+
+    def chosen(min_acc: float) -> list[list[str]]:
+        assert main(["select", "--tm", str(matrix), "-k", "2", "--min-acc", str(min_acc), "--json"]) == 0
+        return [row["members"] for row in json.loads(capsys.readouterr().out)]
+
+    assert {"lin", "other"} <= {label for members in chosen(0.5) for label in members}
+    if acc[low] < acc[high]:  # (test accuracies differ in steps of 1/359: the floor lies between them)
+        (members,) = chosen(round(acc[low] + 0.0005, 4))
+        assert sorted(members) == sorted([high, "FP-s0"])

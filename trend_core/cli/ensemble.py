@@ -234,7 +234,8 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
     # local: labels parse specs, which load the model registry (keeps start-up fast)
     from trend_core.config.labels import label_map, models_for_label
 
-    rows = {row["name"]: row for row in zoo_from(args).list(args.dataset) if row.get("name")}
+    zoo = zoo_from(args)
+    rows = {row["name"]: row for row in zoo.list(args.dataset, imported_networks=True) if row.get("name")}
     accuracies = {}
     for label in labels:
         found = [rows[n] for n in models_for_label(label, list(rows))]
@@ -243,14 +244,14 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
                 continue
             if len(found) > 1:
                 shown = label_map(m["name"] for m in found)
-                datasets = {m.get("spec", {}).get("dataset") for m in found}
+                datasets = {m.get("dataset") or m.get("spec", {}).get("dataset") for m in found}
                 hint = " or name the dataset with --dataset" if len(datasets) > 1 else ""
                 raise TrendError(
                     f"{label!r} matches {len(found)} zoo models ({', '.join(shown.values())}); use those labels in the "
                     f"TM file (as the dashboard's downloads do){hint}."
                 )
             raise TrendError(
-                f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
+                f"No clean accuracy for {label!r} in the zoo at {zoo.root}; "
                 "train it there or drop --min-acc."
             )
         accuracies[label] = float(found[0]["test_acc"])
