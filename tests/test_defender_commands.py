@@ -117,3 +117,10 @@ def test_select_reads_imported_networks_accuracies_from_the_zoo(imported_home, t
     if acc[low] < acc[high]:  # (test accuracies differ in steps of 1/359: the floor lies between them)
         (members,) = chosen(round(acc[low] + 0.0005, 4))
         assert sorted(members) == sorted([high, "FP-s0"])
+
+
+def test_the_notebook_catalog_lists_imported_networks(imported_home):
+    import trend_core as tl
+
+    assert tl.list_models("user/*") == [LIN, OTHER]  # as `trend zoo list` shows them
+    assert tl.list_models(dataset="digits") == sorted([FP, LIN, OTHER]) and tl.list_models(dataset="mnist") == []
