@@ -10,28 +10,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
+from defender_support import linear_program
 
 NAMES = ("user/digits/lin-a", "user/digits/lin-b")
 
 
 def _program_bytes(digits, seed: int, epochs: int) -> bytes:
     """A linear digits classifier on pixels, trained for a moment and exported as a .pt2 archive."""
-    from trend_core.models.exported import save_program
-
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    x, y = digits.tensors("train")
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        optimizer.step()
     with tempfile.TemporaryDirectory() as folder:
-        return save_program(net.eval(), x[:2], Path(folder) / "net.pt2").read_bytes()
+        return linear_program(digits, Path(folder) / "net.pt2", seed, epochs).read_bytes()
 
 
 @pytest.fixture(scope="module")

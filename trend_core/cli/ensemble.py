@@ -251,8 +251,7 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
                     f"TM file (as the dashboard's downloads do){hint}."
                 )
             raise TrendError(
-                f"No clean accuracy for {label!r} in the zoo at {zoo.root}; "
-                "train it there or drop --min-acc."
+                f"No clean accuracy for {label!r} in the zoo at {zoo.root}; train it there or drop --min-acc."
             )
         accuracies[label] = float(found[0]["test_acc"])
     return accuracies or None
