@@ -110,12 +110,15 @@ def test_an_imported_dataset_and_its_network_on_the_page(empty_home, digits, tmp
     x, y = digits.tensors("test", 200)
     np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
     import_dataset("my-digits", tmp_path / "mine.npz")
-    Zoo(empty_home).import_program("user/my-digits/pix", linear_program(digits, tmp_path / "pix.pt2"))
     at.run()
     assert "my-digits" in at.sidebar.selectbox(key="sb_dataset").options  # offered without restarting the dashboard
     at.sidebar.selectbox(key="sb_dataset").set_value("my-digits").run()
     at.switch_page(PAGE).run()
     assert_clean(at)
+    (empty,) = texts(at.info)  # no network for it yet: import one (its models are not trained here)
+    assert "import your networks for it (.pt2 files, as user/my-digits/<name>)" in empty, empty
+    Zoo(empty_home).import_program("user/my-digits/pix", linear_program(digits, tmp_path / "pix.pt2"))
+    at.run()
     assert at.multiselect(key="db_models").options == ["pix"]
     draw(at, models=("user/my-digits/pix",))
     assert not texts(at.error)
