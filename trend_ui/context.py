@@ -44,6 +44,14 @@ class AppContext:
             self._store = get_store(self.home)
         return self._store
 
+    @property
+    def imported_data(self) -> bool:
+        """Whether the dataset is one the user imported (`trend data import`): evaluation data only, so its
+        networks are imported (.pt2, user/<dataset>/<name>), never trained here."""
+        from trend_core.config.datasets import BUILT_IN
+
+        return self.dataset not in BUILT_IN
+
     def models(self) -> list[dict]:
         """Metadata of the zoo's models for the chosen dataset, the defender's imported networks (user/...) too."""
         return self.zoo.list(self.dataset, imported_networks=True)

@@ -67,15 +67,13 @@ def has_models(ctx, count: int, purpose: str) -> bool:
 
     ``purpose`` starts the sentence, e.g. "A TM curve needs" or "TREND needs at least".
     """
-    from trend_core.config.datasets import BUILT_IN
-
     if len(ctx.models()) >= count:
         return True
     amount = {1: "one", 2: "two", 3: "three"}.get(count, str(count))
     noun = "model" if count == 1 else "models"
     todo = (
         "build the digits zoo on the Overview page, or train models on the Model zoo page first."
-        if ctx.dataset in BUILT_IN
+        if not ctx.imported_data
         else f"{ctx.dataset} is data you imported, so import your networks for it (.pt2 files, as "
         f"user/{ctx.dataset}/<name>) on the Model zoo page first."
     )
