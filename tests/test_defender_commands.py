@@ -124,3 +124,18 @@ def test_the_notebook_catalog_lists_imported_networks(imported_home):
 
     assert tl.list_models("user/*") == [LIN, OTHER]  # as `trend zoo list` shows them
     assert tl.list_models(dataset="digits") == sorted([FP, LIN, OTHER]) and tl.list_models(dataset="mnist") == []
+
+
+def test_training_on_an_imported_dataset_says_to_import_networks(trend_home, digits, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from trend_core.data.user import import_dataset
+
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    x, y = digits.tensors("test", 100)
+    np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
+    import_dataset("my-digits", tmp_path / "mine.npz")
+    assert main(["train", "my-digits/smallcnn/FP/sgd/s0"]) == 2
+    _one_line_error(capsys, "my-digits is data you imported (evaluation images only), so its networks are imported")
+    assert main(["train", "nowhere/smallcnn/FP/sgd/s0"]) == 2  # an unknown one is still unknown
+    _one_line_error(capsys, "Unknown dataset 'nowhere'")
