@@ -126,7 +126,9 @@ def test_the_notebook_catalog_lists_imported_networks(imported_home):
     assert tl.list_models(dataset="digits") == sorted([FP, LIN, OTHER]) and tl.list_models(dataset="mnist") == []
 
 
-def test_training_on_an_imported_dataset_says_to_import_networks(trend_home, digits, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def my_digits(digits, tmp_path, monkeypatch) -> str:
+    """An imported dataset, my-digits: the first 100 digits test images (under this test's own TREND_DATA)."""
     import numpy as np
 
     from trend_core.data.user import import_dataset
@@ -135,7 +137,29 @@ def test_training_on_an_imported_dataset_says_to_import_networks(trend_home, dig
     x, y = digits.tensors("test", 100)
     np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
     import_dataset("my-digits", tmp_path / "mine.npz")
+    return "my-digits"
+
+
+def test_training_on_an_imported_dataset_says_to_import_networks(trend_home, my_digits, capsys):
     assert main(["train", "my-digits/smallcnn/FP/sgd/s0"]) == 2
     _one_line_error(capsys, "my-digits is data you imported (evaluation images only), so its networks are imported")
     assert main(["train", "nowhere/smallcnn/FP/sgd/s0"]) == 2  # an unknown one is still unknown
     _one_line_error(capsys, "Unknown dataset 'nowhere'")
+
+
+def test_eval_of_the_whole_zoo_leaves_out_a_network_whose_dataset_is_gone(trend_home, my_digits, program_files, capsys):
+    import shutil
+
+    from trend_core.config.datasets import USER_DATASETS, data_root
+
+    for name in ("user/my-digits/pix", LIN):
+        assert main(["zoo", "import", name, str(program_files[0]), "--expects", "pixels"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--json", "--device", "cpu"]) == 0
+    rows = {r["name"]: r["test_acc_%"] for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"user/my-digits/pix", LIN} and rows["user/my-digits/pix"] > 80  # its own 100 images
+    shutil.rmtree(data_root() / USER_DATASETS / my_digits)  # the defender removed the data, not the network
+    assert main(["eval", "--json", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert [r["name"] for r in json.loads(captured.out)] == [LIN]
+    assert "user/my-digits/pix is left out: its dataset my-digits is not imported" in captured.err

@@ -299,13 +299,23 @@ def cmd_eval(args) -> int:
 
 
 def _every_model(zoo) -> list:
-    """The zoo's models and imported networks that load, in the order ``zoo list`` shows them."""
-    return [
-        parse_user_model(row["name"], known_dataset=False)
-        if is_user_model_name(row["name"])
-        else ModelSpec.from_dict(row["spec"])
-        for row in zoo.list(imported_networks=True)
-    ]
+    """The zoo's models and imported networks that load, in the order ``zoo list`` shows them; an imported network
+    whose dataset is no longer imported is left out with a warning (it cannot be measured)."""
+    # local: like every command here (torch-free)
+    from trend_core.config.datasets import list_datasets
+
+    found, known = [], set(list_datasets())
+    for row in zoo.list(imported_networks=True):
+        if not is_user_model_name(row["name"]):
+            found.append(ModelSpec.from_dict(row["spec"]))
+        elif row.get("dataset") in known:
+            found.append(parse_user_model(row["name"], known_dataset=False))
+        else:
+            print(
+                f"warning: {row['name']} is left out: its dataset {row.get('dataset')} is not imported.",
+                file=sys.stderr,
+            )
+    return found
 
 
 def cmd_data_download(args) -> int:
