@@ -48,7 +48,10 @@ def overview() -> None:
         st.subheader(f"The {ctx.dataset} zoo")
         if frame.empty:
             trend_ui.empty_state(
-                f"The zoo at {ctx.home} has no {ctx.dataset} models yet: build a starter zoo "
+                f"The zoo at {ctx.home} has no {ctx.dataset} networks yet: {ctx.dataset} is data you imported, so "
+                "import your networks for it (.pt2) on the Model zoo page."
+                if ctx.imported_data
+                else f"The zoo at {ctx.home} has no {ctx.dataset} models yet: build a starter zoo "
                 "below, or train your own on the Model zoo page."
             )
         else:

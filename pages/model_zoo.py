@@ -250,18 +250,30 @@ def main() -> None:
     models_tab, train_tab, upload_tab, network_tab, delete_tab = st.tabs(
         ["Models", "Train", "Upload weights", "Import a network (.pt2)", "Delete"]
     )
+    imported_only = (  # evaluation data the user imported: no spec trains on it or takes uploaded weights
+        f"{ctx.dataset} is data you imported (evaluation images only), so its networks are imported, not trained "
+        "here: use the Import a network (.pt2) tab."
+    )
     with models_tab:
         if frame.empty:
             trend_ui.empty_state(
-                f"No {ctx.dataset} models in {ctx.home} yet: train some in the Train tab, or "
-                "build a starter zoo on the Overview page."
+                f"No {ctx.dataset} networks in {ctx.home} yet: import one in the Import a network (.pt2) tab."
+                if ctx.imported_data
+                else f"No {ctx.dataset} models in {ctx.home} yet: train some in the Train tab, or build a starter "
+                "zoo on the Overview page."
             )
         else:
             show_models(ctx, frame)
     with train_tab, trend_ui.guard("Training"):
-        train_section(ctx)
+        if ctx.imported_data:
+            st.info(imported_only)
+        else:
+            train_section(ctx)
     with upload_tab, trend_ui.guard("The upload"):
-        upload_section(ctx)
+        if ctx.imported_data:
+            st.info(imported_only)
+        else:
+            upload_section(ctx)
     with network_tab, trend_ui.guard("The network import"):
         network_section(ctx)
     with delete_tab:

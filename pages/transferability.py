@@ -253,15 +253,9 @@ def main() -> None:
         "fool each target: TM = f_st / f_ss on the images both classify correctly (the TREND paper, Sec. 4).",
     )
     ctx = trend_ui.context()
-    metas = ctx.models()
-    if len(metas) < 2:
-        trend_ui.empty_state(
-            f"A transfer run needs at least two {ctx.dataset} models in the zoo; build a starter "
-            "zoo on the Overview page or train models on the Model zoo page first.",
-            page="pages/model_zoo.py",
-            label="Model zoo",
-        )
+    if not trend_ui.has_models(ctx, 2, "A transfer run needs at least"):
         return
+    metas = ctx.models()
     with st.container(border=True):
         sources, targets = choose_models(ctx, metas)
         attack, params, limit = choose_attack(ctx)

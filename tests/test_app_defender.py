@@ -10,28 +10,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from app_support import assert_clean, empty_home, open_app, sync_jobs, texts  # noqa: F401
+from defender_support import linear_program
 
 NAMES = ("user/digits/lin-a", "user/digits/lin-b")
 
 
 def _program_bytes(digits, seed: int, epochs: int) -> bytes:
     """A linear digits classifier on pixels, trained for a moment and exported as a .pt2 archive."""
-    from trend_core.models.exported import save_program
-
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    x, y = digits.tensors("train")
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        optimizer.step()
     with tempfile.TemporaryDirectory() as folder:
-        return save_program(net.eval(), x[:2], Path(folder) / "net.pt2").read_bytes()
+        return linear_program(digits, Path(folder) / "net.pt2", seed, epochs).read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +115,31 @@ def test_imported_networks_stay_in_the_default_candidate_pool():
     metas = [{"name": demo}, *({"name": n, "origin": "imported"} for n in NAMES)]
     kept, left_out = fully_trained(names, metas)
     assert kept == list(NAMES) and set(left_out) == {demo}
+
+
+def test_an_imported_dataset_asks_for_networks_and_takes_an_upload(empty_home, programs, digits, tmp_path, monkeypatch):
+    import numpy as np
+
+    from trend_core.data.user import import_dataset
+
+    monkeypatch.setenv("TREND_DATA", str(tmp_path / "data"))
+    x, y = digits.tensors("test", 200)
+    np.savez(tmp_path / "mine.npz", x=x.numpy(), y=y.numpy())
+    import_dataset("my-digits", tmp_path / "mine.npz")
+    at = open_app()
+    at.sidebar.selectbox(key="sb_dataset").set_value("my-digits").run()
+    assert_clean(at)
+    (empty,) = texts(at.info)  # no starter zoo or training offered: its networks are imported
+    assert "my-digits is data you imported, so import your networks for it (.pt2)" in empty, empty
+    assert not [b for b in at.button if b.key in ("build_default_zoo", "build_demo_zoo")]
+    at.switch_page("pages/transferability.py").run()
+    assert any("import your networks for it (.pt2 files, as user/my-digits/<name>)" in m for m in texts(at.info))
+    at.switch_page("pages/model_zoo.py").run()
+    assert_clean(at)
+    assert not texts(at.error)  # (the Train tab built model specs for a dataset no spec takes: an error)
+    assert sum("its networks are imported, not trained here" in m for m in texts(at.info)) == 2  # Train, Upload
+    _upload(at, "pix", programs[0])
+    (message,) = texts(at.success)
+    assert message.startswith("Imported user/my-digits/pix: test accuracy"), message
+    at.run()
+    assert list(at.dataframe[0].value["label"]) == ["pix"]

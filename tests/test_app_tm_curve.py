@@ -92,3 +92,34 @@ def test_empty_eps_box_asks_for_three_and_hides_the_previous_result(zoo_home):
 def test_defaults_are_fp_against_q1(zoo_home):
     at = open_app(PAGE)
     assert (at.selectbox(key="tc_source").value, at.selectbox(key="tc_target").value) == (FP, Q1)
+
+
+@pytest.fixture
+def imported_home(zoo_home, digits, tmp_path):
+    """The app's zoo models and an imported network, user/digits/lin (a linear classifier on pixels)."""
+    from defender_support import linear_program
+
+    from trend_core.models.zoo import Zoo
+
+    Zoo(zoo_home).import_program("user/digits/lin", linear_program(digits, tmp_path / "lin.pt2"))
+    return zoo_home
+
+
+def test_an_imported_network_is_offered_and_fitted(imported_home):
+    from trend_core.runtime.jobs import get_manager
+
+    at = open_app(PAGE)
+    assert "lin" in at.selectbox(key="tc_source").options and "lin" in at.selectbox(key="tc_target").options
+    at = fit(at, source="user/digits/lin", target=FP, points=3)
+    assert not texts(at.error)
+    (job,) = get_manager().jobs(kind="tm-fit")
+    assert job.meta["command"].startswith("trend fit-tm --source user/digits/lin --target " + FP)
+    result = job.result
+    assert (result["source"], result["target"]) == ("lin", "FP-s0")
+    (fig,) = figures(at)
+    traces = {t["name"]: t for t in fig["data"]}
+    assert fig["layout"]["title"]["text"] == "lin → FP-s0"
+    assert traces["TM fit points"]["x"] == pytest.approx([0.05, 0.1, 0.2, 0.3])
+    f_ss = list(result["measured"].sort_values("eps")["f_ss"])
+    assert f_ss[-1] > f_ss[0] and f_ss[-1] > 10  # PGD through the imported network succeeds more as eps grows
+    assert len(traces["f_ss fit"]["y"]) > 10 and all(v == v for v in traces["f_ss fit"]["y"])

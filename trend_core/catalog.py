@@ -26,9 +26,9 @@ def list_presets(pattern: str = "*") -> list[str]:
 
 def list_models(pattern: str = "*", home: str | os.PathLike | None = None, dataset: str | None = None) -> list[str]:
     """Canonical names of the models in the zoo at ``home`` (default $TREND_HOME, as ``trend zoo list``) that
-    match a wildcard, e.g. ``list_models("*/Q[12]/*")``; ``dataset`` keeps one dataset's. The names the presets
-    would train are ``list_preset_models``."""
-    names = [str(meta.get("name", "")) for meta in Zoo(home).list(dataset)]
+    match a wildcard, e.g. ``list_models("*/Q[12]/*")``, the imported networks too (``list_models("user/*")``);
+    ``dataset`` keeps one dataset's. The names the presets would train are ``list_preset_models``."""
+    names = [str(meta.get("name", "")) for meta in Zoo(home).list(dataset, imported_networks=True)]
     return [name for name in names if name and fnmatch.fnmatchcase(name, pattern)]
 
 

@@ -44,6 +44,14 @@ class AppContext:
             self._store = get_store(self.home)
         return self._store
 
+    @property
+    def imported_data(self) -> bool:
+        """Whether the dataset is one the user imported (`trend data import`): evaluation data only, so its
+        networks are imported (.pt2, user/<dataset>/<name>), never trained here."""
+        from trend_core.config.datasets import BUILT_IN
+
+        return self.dataset not in BUILT_IN
+
     def models(self) -> list[dict]:
         """Metadata of the zoo's models for the chosen dataset, the defender's imported networks (user/...) too."""
         return self.zoo.list(self.dataset, imported_networks=True)
@@ -56,8 +64,9 @@ def _device_description() -> tuple[str, bool]:
     return describe_devices(), has_cuda()
 
 
-@st.cache_data(show_spinner=False)
 def _datasets() -> list[str]:
+    """The built-in datasets and those imported so far (read afresh each run: one folder listing, so a dataset
+    imported with `trend data import` while the dashboard runs shows up at once)."""
     from trend_core.config.datasets import list_datasets
 
     return list_datasets()
@@ -75,7 +84,7 @@ def sidebar() -> AppContext:
             key="sb_dataset",
             help="digits and MNIST are embedded (MNIST: 10,000 digits, or the full 60,000 "
             "where `trend data download mnist` put them); CIFAR and ImageNet are read from "
-            "$TREND_DATA.",
+            "$TREND_DATA; datasets imported with `trend data import` follow them.",
         )
         found, has_cuda = _device_description()
         device = st.radio(

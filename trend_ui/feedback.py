@@ -71,9 +71,14 @@ def has_models(ctx, count: int, purpose: str) -> bool:
         return True
     amount = {1: "one", 2: "two", 3: "three"}.get(count, str(count))
     noun = "model" if count == 1 else "models"
+    todo = (
+        "build the digits zoo on the Overview page, or train models on the Model zoo page first."
+        if not ctx.imported_data
+        else f"{ctx.dataset} is data you imported, so import your networks for it (.pt2 files, as "
+        f"user/{ctx.dataset}/<name>) on the Model zoo page first."
+    )
     empty_state(
-        f"{purpose} {amount} {ctx.dataset} {noun} in the zoo: build the digits zoo on the Overview page, "
-        "or train models on the Model zoo page first.",
+        f"{purpose} {amount} {ctx.dataset} {noun} in the zoo: {todo}",
         page="pages/model_zoo.py",
         label="Model zoo",
     )

@@ -58,7 +58,7 @@ def build_zoo_panel(ctx) -> None:
                 help="In the background after training (minutes), cheapest first, so that the first "
                 "click on each page's run button is served from the store at once.",
             )
-    else:
+    elif not ctx.imported_data:  # (an imported dataset's networks are imported: the message above says so)
         st.info(f"There is no preset zoo for {ctx.dataset}; train models on the Model zoo page.")
     if job is not None:
         remember_job("zoo-build", job)

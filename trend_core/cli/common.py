@@ -101,8 +101,9 @@ def parse_names(names: list[str], profile: str | None = None) -> list[ModelSpec]
         if isinstance(found, UserModelName):
             raise TrendError(
                 f"{found.name} is an imported network; this command takes model specs like "
-                "digits/resnet18-w0.25/Q2/sgd/s0 (imported networks go to `trend transfer`, `trend ensemble-attack`, "
-                "`trend audit`, `trend ensemble export` and `trend zoo`)."
+                "digits/resnet18-w0.25/Q2/sgd/s0 (imported networks are loaded, never trained: `trend transfer`, `trend eval`, `trend fit-tm`, "
+                "`trend boundary`, `trend ensemble-attack`, `trend audit`, `trend ensemble export` and `trend zoo` "
+                "take them)."
             )
         specs.append(found)
     return specs
@@ -135,6 +136,9 @@ def load_models(args: argparse.Namespace, names: list[str], train_missing: bool 
     (``user/...``) are loaded, never trained."""
     zoo = zoo_from(args)
     specs = parse_model_names(names)
+    for spec in specs:  # a missing or damaged imported network says so before any zoo model trains
+        if isinstance(spec, UserModelName):
+            zoo.metadata(spec)
     _set_threads(specs, args)
     models = []
     missing = [spec for spec in specs if isinstance(spec, ModelSpec) and not zoo.has(spec)]

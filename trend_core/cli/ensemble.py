@@ -15,7 +15,6 @@ from trend_core.cli.common import (
     emit_table,
     load_models,
     parse_model_names,
-    parse_names,
     profile_of,
     work_bar,
     zoo_from,
@@ -81,8 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Measure f_st and f_ss of one pair at the fit eps (and --eval-eps), fit "
         "a (1 - exp(b eps)) to each, and compare predicted with measured TM.",
     )
-    fit.add_argument("--source", required=True, metavar="NAME")
-    fit.add_argument("--target", required=True, metavar="NAME")
+    fit.add_argument(
+        "--source", required=True, metavar="NAME", help="the attacked model (a zoo model or user/<dataset>/<name>)"
+    )
+    fit.add_argument(
+        "--target", required=True, metavar="NAME", help="the evaluated model (a zoo model or user/<dataset>/<name>)"
+    )
     fit.add_argument(
         "--eps",
         nargs="+",
@@ -108,7 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Classify a 2-D grid around one image (x: the gradient direction of the "
         "first model, y: a random orthogonal direction) for each model.",
     )
-    bd.add_argument("--model", nargs="+", required=True, metavar="NAME", help="one or more models")
+    bd.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="NAME",
+        help="one or more models (zoo models or imported networks, user/<dataset>/<name>)",
+    )
     bd.add_argument("--index", required=True, help="test image index")
     bd.add_argument("--out", default=None, metavar="FILE.png", help="write the class maps as a PNG")
     bd.add_argument("--span", default=None, help="grid half-width in L2 (default 2 eps sqrt(pixels))")
@@ -225,7 +234,8 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
     # local: labels parse specs, which load the model registry (keeps start-up fast)
     from trend_core.config.labels import label_map, models_for_label
 
-    rows = {row["name"]: row for row in zoo_from(args).list(args.dataset) if row.get("name")}
+    zoo = zoo_from(args)
+    rows = {row["name"]: row for row in zoo.list(args.dataset, imported_networks=True) if row.get("name")}
     accuracies = {}
     for label in labels:
         found = [rows[n] for n in models_for_label(label, list(rows))]
@@ -234,15 +244,14 @@ def _zoo_accuracies(args: argparse.Namespace, labels: list[str], strict: bool = 
                 continue
             if len(found) > 1:
                 shown = label_map(m["name"] for m in found)
-                datasets = {m.get("spec", {}).get("dataset") for m in found}
+                datasets = {m.get("dataset") or m.get("spec", {}).get("dataset") for m in found}
                 hint = " or name the dataset with --dataset" if len(datasets) > 1 else ""
                 raise TrendError(
                     f"{label!r} matches {len(found)} zoo models ({', '.join(shown.values())}); use those labels in the "
                     f"TM file (as the dashboard's downloads do){hint}."
                 )
             raise TrendError(
-                f"No clean accuracy for {label!r} in the zoo at {zoo_from(args).root}; "
-                "train it there or drop --min-acc."
+                f"No clean accuracy for {label!r} in the zoo at {zoo.root}; train it there or drop --min-acc."
             )
         accuracies[label] = float(found[0]["test_acc"])
     return accuracies or None
@@ -255,7 +264,7 @@ def cmd_fit_tm(args: argparse.Namespace) -> int:
     from trend_core.storage.store import MemoryStore, get_store
 
     profile = profile_of(args)
-    specs = _one_dataset(parse_names([args.source, args.target], profile))
+    specs = _one_dataset(parse_model_names([args.source, args.target], profile))  # imported user/... too
     if len(specs) != 2:
         raise TrendError("Source and target are the same model; TM(eps) is 1 by definition.")
     dataset = specs[0].dataset
@@ -320,7 +329,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from trend_core.plots.boundary import class_map_image
 
     check_outputs(out=args.out)
-    specs = _one_dataset(parse_names(args.model))
+    specs = _one_dataset(parse_model_names(args.model))  # imported user/... networks too
     index = _number("--index", args.index, int)
     resolution = _number("--resolution", args.resolution, int, minimum=3, maximum=1001)
     span = None if args.span is None else _number("--span", args.span, float)

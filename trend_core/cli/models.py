@@ -22,7 +22,8 @@ from trend_core.cli.common import (
     zoo_from,
 )
 from trend_core.config.presets import PRESETS
-from trend_core.config.user_models import PROGRAM_SUFFIX, is_user_model_name
+from trend_core.config.specs import ModelSpec
+from trend_core.config.user_models import PROGRAM_SUFFIX, is_user_model_name, parse_user_model
 from trend_core.errors import TrendError
 
 if TYPE_CHECKING:
@@ -88,7 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     zclean.set_defaults(func=cmd_zoo_clean)
 
     ev = sub.add_parser("eval", help="clean accuracy of models (the paper's Tables IV-VI)")
-    ev.add_argument("names", nargs="*", metavar="NAME", help="model names (default: every model in the zoo)")
+    ev.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="model names or imported networks (user/digits/my-net); default: every model in the zoo",
+    )
     ev.add_argument("--split", choices=("val", "test"), default="test")
     ev.add_argument("--json", action="store_true")
     add_common(ev)
@@ -280,7 +286,8 @@ def cmd_eval(args) -> int:
     zoo = zoo_from(args, write=False)
     if not args.names:
         warn_problems(zoo)  # (each named model is checked as it loads)
-    specs = parse_names(args.names) if args.names else zoo.specs()
+    # every model the zoo loads, the imported networks (user/...) too; named ones are loaded, never trained
+    specs = parse_model_names(args.names) if args.names else _every_model(zoo)
     if not specs:
         raise TrendError(f"The zoo at {zoo.root} is empty; build the default with `trend zoo preset digits`.")
     # local: loads torch only when needed (keeps start-up fast)
@@ -289,6 +296,26 @@ def cmd_eval(args) -> int:
     table = accuracy_table(specs, zoo, split=args.split, device=args.device)
     emit_table(table, args.json, float_format="{:.4f}")
     return 0
+
+
+def _every_model(zoo) -> list:
+    """The zoo's models and imported networks that load, in the order ``zoo list`` shows them; an imported network
+    whose dataset is no longer imported is left out with a warning (it cannot be measured)."""
+    # local: like every command here (torch-free)
+    from trend_core.config.datasets import list_datasets
+
+    found, known = [], set(list_datasets())
+    for row in zoo.list(imported_networks=True):
+        if not is_user_model_name(row["name"]):
+            found.append(ModelSpec.from_dict(row["spec"]))
+        elif row.get("dataset") in known:
+            found.append(parse_user_model(row["name"], known_dataset=False))
+        else:
+            print(
+                f"warning: {row['name']} is left out: its dataset {row.get('dataset')} is not imported.",
+                file=sys.stderr,
+            )
+    return found
 
 
 def cmd_data_download(args) -> int:

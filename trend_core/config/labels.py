@@ -160,15 +160,19 @@ def models_for_label(label: str, names: Sequence[str]) -> list[str]:
     label = str(label)
     if label in names:
         return [label]
-    by_dataset: dict[str, dict[str, ModelSpec]] = {}
+    by_dataset: dict[str, dict[str, str]] = {}  # dataset -> name -> short name
     for name in names:
+        if is_user_model_name(name):  # an imported network: user/<dataset>/<short name>
+            _, dataset, short = name.strip().split("/")
+            by_dataset.setdefault(dataset, {})[name] = short
+            continue
         try:
             spec = ModelSpec.parse(name)
         except (TrendError, ValueError):
             continue
-        by_dataset.setdefault(spec.dataset, {})[name] = spec
+        by_dataset.setdefault(spec.dataset, {})[name] = spec.short_name
     found = []
-    for specs in by_dataset.values():
-        exact = [n for n, lab in label_map(list(specs)).items() if lab == label]
-        found += exact or [n for n, spec in specs.items() if spec.short_name == label]
+    for shorts in by_dataset.values():
+        exact = [n for n, lab in label_map(list(shorts)).items() if lab == label]
+        found += exact or [n for n, short in shorts.items() if short == label]
     return found

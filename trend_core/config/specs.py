@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from trend_core.config.architectures import list_archs, small_map_vgg
-from trend_core.config.datasets import get_info
+from trend_core.config.datasets import get_info, user_datasets
 from trend_core.config.profiles import DEFAULT_PROFILE, PROFILES, check_profile
 from trend_core.errors import TrendError
 
@@ -88,6 +88,11 @@ class ModelSpec:
     def validate(self) -> None:
         """Refuse every invalid value with one sentence naming the valid choices."""
         if self.dataset not in DATASETS:
+            if self.dataset in user_datasets():
+                raise TrendError(
+                    f"{self.dataset} is data you imported (evaluation images only), so its networks are imported, "
+                    f"not trained: `trend zoo import user/{self.dataset}/<name> FILE.pt2 --expects pixels`."
+                )
             raise TrendError(f"Unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
         archs = list_archs(self.dataset)
         if self.arch not in archs:

@@ -19,6 +19,7 @@ import builtins
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -36,6 +37,7 @@ from trend_core.models.checkpoints import (
     IMPORTED,
     atomic_write_bytes,
     atomic_write_json,
+    is_leftover,
     library_versions,
     pending_path,
     sha256_of,
@@ -264,11 +266,15 @@ def import_program(
 
 def _settle(zoo: Zoo, name: UserModelName) -> None:
     """Finish a save cut between its two renames (the pending metadata records the program now in place)."""
+    if pending_path(_paths(zoo, name)[1]).exists():
+        with file_lock(_lock(zoo, name)):
+            _settle_locked(zoo, name)
+
+
+def _settle_locked(zoo: Zoo, name: UserModelName) -> None:
     program, meta_path = _paths(zoo, name)
     pending = pending_path(meta_path)
-    if not pending.exists():
-        return
-    with file_lock(_lock(zoo, name)):
+    if pending.exists():
         try:
             expected = json.loads(pending.read_text())["program_sha256"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -373,3 +379,83 @@ def delete_network(zoo: Zoo, name: str | UserModelName) -> bool:
         for path in (pending_path(program), pending_path(meta_path)):
             path.unlink(missing_ok=True)
     return found
+
+
+_ENTRY = re.compile(r"\.?(?P<slug>[a-z][a-z0-9_-]{0,39})\.(?:pt2|json)(?:\.new)?(?:\.[A-Za-z0-9_]+\.tmp)?")
+
+
+def _entries(zoo: Zoo) -> dict[UserModelName, builtins.list[Path]]:
+    """The files under models/user/ named as an import names them (program, metadata, their pending halves and
+    temporary files), by network; anything else there is not the zoo's and is left out."""
+    found: dict[UserModelName, builtins.list[Path]] = {}
+    root = zoo.models_dir / USER_PREFIX
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            match = _ENTRY.fullmatch(path.name)
+            if match is None or path.is_dir() or path.name.startswith(".") != path.name.endswith(".tmp"):
+                continue
+            try:
+                name = parse_user_model(UserModelName(folder.name, match["slug"]), known_dataset=False)
+            except TrendError:
+                continue
+            found.setdefault(name, []).append(path)
+    return found
+
+
+def _is_ours(meta_path: Path) -> bool:
+    """Whether an imported network's metadata file was written here: unreadable (cut short or damaged: a user's
+    own file would be JSON) or JSON recording an imported program; a user's other JSON is not."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return True
+    return isinstance(meta, dict) and meta.get("origin") == IMPORTED and "program_sha256" in meta
+
+
+def _entry_problem(zoo: Zoo, name: UserModelName) -> dict | None:
+    """``Zoo.problems``' row for one imported network (None when it loads and has no leftovers)."""
+    program, meta_path = _paths(zoo, name)
+    files = [p for p in _entries(zoo).get(name, []) if p.exists()]
+    leftovers = [p for p in files if is_leftover(p)]
+    problem = _verify(zoo, name)[1]
+    if problem is None:
+        if not leftovers:
+            return None
+        problem, files = "it has leftovers of an interrupted import", leftovers
+    elif not meta_path.exists() or _is_ours(meta_path):  # a program beside metadata that is not ours stays
+        files = leftovers + [p for p in (program, meta_path) if p.exists()]
+    else:
+        files = leftovers
+    return {"key": name.key, "name": name.name, "problem": problem, "files": sorted(map(str, files))}
+
+
+def network_problems(zoo: Zoo) -> builtins.list[dict]:
+    """Imported networks that ``load_network`` refuses or that have leftovers of an interrupted import, as
+    ``Zoo.problems`` rows (``files``: what ``clean_networks`` removes, only files an import writes)."""
+    rows = []
+    for name in _entries(zoo):
+        _settle(zoo, name)  # a swap cut between its renames is finished, not reported
+        row = _entry_problem(zoo, name)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def clean_networks(zoo: Zoo) -> builtins.list[dict]:
+    """Remove the files of every imported network ``network_problems`` reports, each under its network's lock
+    (an import running meanwhile finishes first); returns the rows removed."""
+    entries = [row for row in network_problems(zoo) if row["files"]]
+    if entries:
+        zoo.check_writable()
+    removed = []
+    for row in entries:
+        name = parse_user_model(row["name"], known_dataset=False)
+        with file_lock(_lock(zoo, name)):
+            _settle_locked(zoo, name)
+            still = _entry_problem(zoo, name)
+            if still is None or not still["files"]:
+                continue
+            for path in still["files"]:
+                Path(path).unlink(missing_ok=True)
+            removed.append(still)
+    return removed

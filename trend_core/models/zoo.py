@@ -154,7 +154,11 @@ class Zoo:
     def problems(self) -> builtins.list[dict]:
         """Entries of the models folder that ``load`` refuses, one dict per key with ``key``, ``name`` (when the
         metadata says it), ``problem`` (one clause) and ``files`` (what ``clean`` removes: only files this
-        project wrote, found by their name and content; a user's file is never among them)."""
+        project wrote, found by their name and content; a user's file is never among them). Imported networks
+        (models/user/) are checked the same way (``imported.network_problems``)."""
+        return self._checkpoint_problems() + imported.network_problems(self)
+
+    def _checkpoint_problems(self) -> builtins.list[dict]:
         if not self.models_dir.is_dir():
             return []
         found = []
@@ -174,21 +178,22 @@ class Zoo:
 
     def clean(self) -> builtins.list[dict]:
         """Remove the files of every entry ``problems`` reports (each under its model's lock), so what is left
-        is what ``load`` accepts, plus files this project did not write; returns what was removed."""
+        is what ``load`` accepts, plus files this project did not write; returns what was removed (imported
+        networks' too)."""
         removed = []
-        entries = [e for e in self.problems() if e["files"]]
+        entries = [e for e in self._checkpoint_problems() if e["files"]]
         if entries:
             self.check_writable()
         for entry in entries:
             with file_lock(self._lock_path(entry["key"])):
                 self._settle_locked(entry["key"])
-                still = [e for e in self.problems() if e["key"] == entry["key"] and e["files"]]
+                still = [e for e in self._checkpoint_problems() if e["key"] == entry["key"] and e["files"]]
                 if not still:
                     continue
                 for path in still[0]["files"]:
                     Path(path).unlink(missing_ok=True)
                 removed.append(still[0])
-        return removed
+        return removed + imported.clean_networks(self)
 
     def _verify(self, key: str, data: bytes | None = None) -> tuple[dict | None, str | None]:
         """``(metadata, None)`` when the entry of ``key`` is a model ``load`` accepts; ``(metadata or None, why
