@@ -107,8 +107,10 @@ def test_training_progress_counts_epochs(tmp_path, reports):
     assert reports[-1][1].startswith("2/2 models trained")
 
 
-def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports):
+def test_ensemble_sweep_progress_is_proportional_to_rules_and_eps(linked_zoo_home, reports, monkeypatch):
     from trend_core.models.zoo import Zoo
+
+    monkeypatch.setenv("TREND_EXECUTOR", "local")  # the in-process loop (workers report finished attacks instead)
     from trend_core.service.vote_jobs import submit_ensemble_sweep
     from trend_core.storage.store import get_store
 

@@ -78,3 +78,45 @@ def test_the_dashboard_prestarts_fork_server_workers_unless_told_to_stay_local(m
     monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
     assert _in_thread(parallel_sources.prestart_workers) == 2
     assert parallel_sources.worker_start() == "forkserver" and parallel_sources.worker_count() == 2
+
+
+@pytest.mark.slow
+def test_the_ensemble_attacks_page_sweep_in_workers_equals_one_process(linked_zoo_home, monkeypatch):
+    """The page's sweep attacks its (rule, eps) points one per core, each recording its members' agreement as
+    the in-process attack does: the same table and the same agreement, bit for bit."""
+    from conftest import Q1
+
+    from trend_core.models.zoo import Zoo
+    from trend_core.runtime.jobs import JobManager, JobStatus
+    from trend_core.service.vote_jobs import submit_ensemble_sweep
+    from trend_core.storage.store import MemoryStore
+
+    def sweep(executor: str | None):
+        if executor:
+            monkeypatch.setenv("TREND_EXECUTOR", executor)
+        else:
+            monkeypatch.delenv("TREND_EXECUTOR", raising=False)
+        job = submit_ensemble_sweep(
+            Zoo(linked_zoo_home),
+            MemoryStore(),
+            [FP, Q1, Q2],
+            [0.05, 0.1],
+            steps=3,
+            limit=40,
+            device="cpu",
+            manager=JobManager(sync=False),
+        )
+        job.wait(300)
+        assert job.status is JobStatus.DONE, job.error
+        return job.result, (job.fraction, job.message)
+
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    parallel_sources.stop_workers()
+    alone, _ = sweep("local")
+    assert parallel_sources.worker_count() == 0  # one process: no pool was started
+    together, (fraction, message) = sweep(None)
+    assert parallel_sources.worker_start() == "forkserver"  # the job's thread used fork-server workers
+    assert fraction == 1.0 and message == "done"
+    pd.testing.assert_frame_equal(alone["sweep"], together["sweep"])
+    pd.testing.assert_frame_equal(alone["agreement"], together["agreement"])
+    assert together["agreement"]["agreement"].between(0, 1).all() and len(together["agreement"]) == 4 * 2 * 3

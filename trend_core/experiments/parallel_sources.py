@@ -176,17 +176,18 @@ def prefetch_in_workers(
     device: torch.device,
     executor: object,
     progress: Progress | None = None,
+    traces: dict[str, torch.Tensor] | None = None,
 ) -> bool:
     """Store every (model, attack) point's results at each eps through worker processes, one unit per point and
     eps (an ensemble sweep's attacks), when ``source_workers`` allows and every point can move; returns whether
-    it did (the caller's loop then reads the store)."""
+    it did (the caller's loop then reads the store). ``traces``: see ``units.prefetch_attacks``."""
     units = len(points) * len(epsilons)
     workers = source_workers(units, x, device, executor)
     if not workers or not all(movable(model, attack) for model, attack in points):
         return False
     pool = _get_pool(workers)
     try:
-        prefetch_attacks(pool, points, x, y, epsilons, store, "cpu", progress, speedup=True)
+        prefetch_attacks(pool, points, x, y, epsilons, store, "cpu", progress, speedup=True, traces=traces)
     except BaseException as exc:
         _give_up(pool, exc)
     return True

@@ -85,6 +85,22 @@ def attack_unit(
     ]
 
 
+def traced_attack_unit(
+    package: dict,
+    attack,
+    data: tuple[torch.Tensor, torch.Tensor],
+    epsilons: Sequence[float | None],
+    device: str = "auto",
+    speedup: bool = False,
+) -> tuple[list[dict], torch.Tensor | None]:
+    """``attack_unit`` for an ensemble attack that reports each step's sign agreement with every member
+    (``EnsemblePGD``'s ``on_step``): its entries and that agreement averaged over the steps (None if none came)."""
+    seen: list[torch.Tensor] = []
+    attack._on_step = lambda step, agreement: seen.append(agreement)  # (this process's copy of the attack)
+    entries = attack_unit(package, attack, data, epsilons, device, speedup)
+    return entries, torch.stack(seen).float().mean(dim=0) if seen else None
+
+
 def predict_unit(package: dict, images: Sequence[torch.Tensor], device: str = "auto") -> list[torch.Tensor]:
     """One model's predicted classes on each batch of images (a target evaluated on a source's images)."""
     dev = resolve_device(device)
@@ -206,11 +222,14 @@ def prefetch_attacks(
     device: Any = "auto",
     progress: Progress | None = None,
     speedup: bool = False,
+    traces: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking. ``speedup``: as
     in ``attack_unit`` (worker processes on this machine pass True, to match ``attack_cached`` bit for bit).
+    ``traces``: ensemble attacks also record their per-member sign agreement, averaged over the steps, into it
+    under the point's key (``traced_attack_unit``), as the attack in this process reports it through ``on_step``.
     """
     dev = worker_device(device)
     data_key = content_key(CACHE_VERSION, "data", x, y)
@@ -224,14 +243,19 @@ def prefetch_attacks(
         package = executor.put(pack_model(model))
         groups = [missing] if attack.minimum_norm else [[slot] for slot in missing]
         label = attack_label(attack, model)
+        unit = attack_unit if traces is None else traced_attack_unit
         for group in groups:
             future = executor.submit(
-                attack_unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
+                unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
             )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)
     for n, (future, value) in enumerate(finished_units(executor, futures), start=1):
         keys, label = futures[future]
+        if traces is not None:
+            value, trace = value
+            if trace is not None:
+                traces[keys[0]] = trace
         for key, entry in zip(keys, value):
             store.set(key + ":x_adv", entry["x_adv"])
             store.set(key, {k: entry[k] for k in ("clean_correct", "success", "l2", "linf")})

@@ -26,6 +26,8 @@ from trend_core.experiments.attack_cache import attack_cached
 from trend_core.experiments.audit import audit_ensemble_and_members
 from trend_core.experiments.ensemble_sweep import robustness_ratios, robustness_sweep
 from trend_core.experiments.eval_data import evaluation_data
+from trend_core.experiments.parallel_sources import prefetch_in_workers
+from trend_core.experiments.transfer_keys import CACHE_VERSION, attack_keys
 from trend_core.experiments.vote_robustness import agd_evaluation, growth_curve
 from trend_core.models.members import (
     check_members,
@@ -39,11 +41,11 @@ from trend_core.models.zoo import Zoo
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
 from trend_core.runtime.jobs import Job, JobManager
-from trend_core.runtime.progress import WorkMeter
+from trend_core.runtime.progress import WorkMeter, no_progress
 from trend_core.service import commands
 from trend_core.service.checks import check_epsilons, check_limit
 from trend_core.service.submit import submit_job
-from trend_core.storage.store import AnyStore, MemoryStore
+from trend_core.storage.store import AnyStore, MemoryStore, content_key, model_fingerprint
 
 AGREEMENT_IMAGES = 32  # images the per-member agreement is averaged over (a fraction of pixels: steady already)
 TREND_VERSION = "trend/v2"  # TREND builder jobs: zoo-wide labels and per-image results (with intervals)
@@ -92,7 +94,15 @@ def submit_ensemble_sweep(
         x, y = evaluation_data(list(ensemble.members), None, "test", limit)
         x, y = x.to(dev), y.to(dev)
         cache = store if store is not None else MemoryStore()  # the sweep reads the attack recorded below
-        work = WorkMeter(job.progress, len(RULE_NAMES) * len(eps_list))
+        # small images on the CPU: the attacks run one per core first, each recording its agreement (as below)
+        traces: dict[str, torch.Tensor] = {}
+        points = [
+            (ensemble, EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, profile=profile))
+            for rule in RULE_NAMES
+        ]
+        prefetched = prefetch_in_workers(points, x, y, eps_list, cache, dev, None, job.progress, traces)
+        work = WorkMeter(no_progress if prefetched else job.progress, len(RULE_NAMES) * len(eps_list))
+        data_key, fingerprint = content_key(CACHE_VERSION, "data", x, y), model_fingerprint(ensemble)
         sweeps, frames = [], []
         for rule in RULE_NAMES:
             for eps in eps_list:
@@ -106,9 +116,10 @@ def submit_ensemble_sweep(
                     profile=profile,
                     on_step=_recorder(steps_seen),
                 )
-                attack_cached(ensemble, attack, x, y, [eps], cache)
-                if steps_seen:
-                    mean = torch.stack(steps_seen).float().mean(dim=0)
+                attack_cached(ensemble, attack, x, y, [eps], cache, data_key, fingerprint)
+                recorded = traces.get(attack_keys(attack, [eps], data_key, fingerprint)[0])
+                if recorded is not None or steps_seen:
+                    mean = recorded if recorded is not None else torch.stack(steps_seen).float().mean(dim=0)
                     trace = pd.DataFrame({"member": ensemble.names, "agreement": mean.tolist()})
                 else:  # the attack came from the store: trace it again on the first images
                     trace = agreement_trace(
