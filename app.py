@@ -6,9 +6,10 @@ Torch is imported lazily (inside trend_core calls) so the server answers quickly
 
 import streamlit as st
 
-import trend_ui
-from trend_core.service.workers import prepare_workers
-from trend_ui.assets import apply_assets
+if __name__ == "__main__":  # (see the end of this file: a worker process imports nothing more)
+    import trend_ui
+    from trend_core.service.workers import prepare_workers
+    from trend_ui.assets import apply_assets
 
 PAGES = (  # (file, title, icon)
     ("pages/model_zoo.py", "Model zoo", ":material/inventory_2:"),
@@ -91,9 +92,12 @@ def navigation() -> st.navigation:
     return st.navigation(pages)
 
 
-st.set_page_config(page_title="TREND Lab", page_icon=":material/shield:", layout="wide")
-apply_assets()
-prepare_workers()  # worker processes for small-image attacks start in the background, once per server
-nav = navigation()
-trend_ui.sidebar()
-nav.run()
+# Streamlit runs this file as __main__; the worker processes the dashboard starts (a fork server's children)
+# import it again as __mp_main__, where nothing must be drawn or started.
+if __name__ == "__main__":
+    st.set_page_config(page_title="TREND Lab", page_icon=":material/shield:", layout="wide")
+    apply_assets()
+    prepare_workers()  # worker processes for small-image attacks start in the background, once per server
+    nav = navigation()
+    trend_ui.sidebar()
+    nav.run()

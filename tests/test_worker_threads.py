@@ -120,3 +120,24 @@ def test_the_ensemble_attacks_page_sweep_in_workers_equals_one_process(linked_zo
     pd.testing.assert_frame_equal(alone["sweep"], together["sweep"])
     pd.testing.assert_frame_equal(alone["agreement"], together["agreement"])
     assert together["agreement"]["agreement"].between(0, 1).all() and len(together["agreement"]) == 4 * 2 * 3
+
+
+def test_dashboard_workers_do_not_run_the_app_again(monkeypatch, capfd):
+    """Streamlit installs app.py as the __main__ module; a fork server's child imports __main__ again (as
+    __mp_main__) before it works. app.py must then draw nothing and start nothing: once it started its own
+    worker pool inside each worker, which failed with multiprocessing's bootstrapping error."""
+    import sys
+    import types
+    from pathlib import Path
+
+    app = types.ModuleType("__main__")
+    app.__dict__["__file__"] = str(Path(__file__).resolve().parents[1] / "app.py")
+    monkeypatch.setitem(sys.modules, "__main__", app)  # as Streamlit's script runner does
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    parallel_sources.stop_workers()
+    try:
+        assert _in_thread(parallel_sources.prestart_workers) == 2
+    finally:
+        parallel_sources.stop_workers()  # (the next pool starts under the real __main__)
+    err = capfd.readouterr().err
+    assert "bootstrapping" not in err and "ScriptRunContext" not in err and "No runtime" not in err, err[-2000:]
