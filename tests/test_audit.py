@@ -39,6 +39,13 @@ def small_budget():
     audit_module.LEVEL_BUDGETS.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    """These tests count and interrupt attacks run in this process; worker processes (the default on an idle
+    machine) are checked against it in test_worker_threads.py."""
+    monkeypatch.setenv("TREND_EXECUTOR", "local")
+
+
 @pytest.fixture(scope="module")
 def zoo_dir(zoo_model):
     for name in (FP, Q1, HT):

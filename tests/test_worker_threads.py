@@ -13,9 +13,22 @@ from conftest import FP, HT, Q2
 from trend_core.attacks import PGD
 from trend_core.experiments import parallel_sources
 from trend_core.experiments.transfer import run_transfer
+from trend_core.storage.store import MemoryStore
 from trend_core.training.threads import cpu_threads
 
 LIMIT = 32
+
+
+class RecordingStore(MemoryStore):
+    """A memory store that also keeps what was written, to compare two runs entry by entry."""
+
+    def __init__(self):
+        super().__init__()
+        self.written: dict = {}
+
+    def set(self, key, value):
+        self.written[key] = value
+        return super().set(key, value)
 
 
 def _run(models, executor):
@@ -141,3 +154,40 @@ def test_dashboard_workers_do_not_run_the_app_again(monkeypatch, capfd):
         parallel_sources.stop_workers()  # (the next pool starts under the real __main__)
     err = capfd.readouterr().err
     assert "bootstrapping" not in err and "ScriptRunContext" not in err and "No runtime" not in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_an_audit_in_workers_equals_one_process(zoo_model, monkeypatch):
+    """The battery (A-GD, APGD, their BPDA variants on an input-quantized member, Square, a surrogate's transfer)
+    attacked one per core gives the report of one process, number for number."""
+    from conftest import FP_S1, Q1, TEST_ZOO_DIR
+
+    from trend_core.experiments.audit import run_audit
+
+    for name in (FP, Q1, Q2, HT, FP_S1):
+        zoo_model(name)
+
+    def audit(executor: str | None):
+        if executor:
+            monkeypatch.setenv("TREND_EXECUTOR", executor)
+        else:
+            monkeypatch.delenv("TREND_EXECUTOR", raising=False)
+        store = RecordingStore()
+        report = run_audit([FP, Q1, Q2], epsilons=[0.1], level="smoke", zoo=TEST_ZOO_DIR, limit=24, cache=store)
+        return report, store.written
+
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    parallel_sources.stop_workers()
+    alone, alone_written = audit("local")
+    assert parallel_sources.worker_count() == 0
+    together, together_written = audit(None)
+    assert parallel_sources.worker_count() == 2  # the battery ran in workers
+    assert any("BPDA" in a for a in together.robust["attack"])  # BPDA variants travelled to the workers too
+    assert any(a.startswith("transfer from") for a in together.robust["attack"])
+    pd.testing.assert_frame_equal(alone.robust, together.robust)
+    pd.testing.assert_frame_equal(alone.worst_case, together.worst_case)
+    assert alone_written.keys() == together_written.keys()  # every attack and score, under the same keys
+    for key, value in alone_written.items():  # adversarial images and per-image outcomes, bit for bit
+        other = together_written[key]
+        pairs = [(v, other[k]) for k, v in value.items()] if isinstance(value, dict) else [(value, other)]
+        assert all(torch.equal(a, b) for a, b in pairs), key

@@ -168,7 +168,7 @@ def attack_in_workers(
 
 
 def prefetch_in_workers(
-    points: Sequence[tuple[nn.Module, Attack]],
+    points: Sequence[tuple[nn.Module, Attack] | tuple[nn.Module, Attack, Sequence[float | None]]],
     x: torch.Tensor,
     y: torch.Tensor,
     epsilons: Sequence[float | None],
@@ -178,12 +178,13 @@ def prefetch_in_workers(
     progress: Progress | None = None,
     traces: dict[str, torch.Tensor] | None = None,
 ) -> bool:
-    """Store every (model, attack) point's results at each eps through worker processes, one unit per point and
-    eps (an ensemble sweep's attacks), when ``source_workers`` allows and every point can move; returns whether
-    it did (the caller's loop then reads the store). ``traces``: see ``units.prefetch_attacks``."""
-    units = len(points) * len(epsilons)
+    """Store every (model, attack) point's results at each eps (or at its own, for a (model, attack, epsilons)
+    point) through worker processes, one unit per point and eps (an ensemble sweep's attacks, an audit's
+    battery), when ``source_workers`` allows and every point can move; returns whether it did (the caller's loop
+    then reads the store). ``traces``: see ``units.prefetch_attacks``."""
+    units = sum(len(point[2]) if len(point) > 2 else len(epsilons) for point in points)
     workers = source_workers(units, x, device, executor)
-    if not workers or not all(movable(model, attack) for model, attack in points):
+    if not workers or not all(movable(point[0], point[1]) for point in points):
         return False
     pool = _get_pool(workers)
     try:

@@ -20,6 +20,7 @@ from safetensors.torch import load, save
 from trend_core.attacks.base import predict
 from trend_core.config.specs import ModelSpec
 from trend_core.experiments.transfer_keys import CACHE_VERSION, TransferCancelled, attack_keys, report_source
+from trend_core.nn.bpda import BackwardChoice, with_backward
 from trend_core.nn.build import TrendModel, build_model
 from trend_core.nn.vote import MajorityVote
 from trend_core.runtime.devices import resolve_device
@@ -33,8 +34,14 @@ def pack_model(model: nn.Module) -> dict:
     """A model as plain data for a worker: spec + safetensors bytes, an ensemble of packed members, or the module."""
     spec = getattr(model, "spec", None)
     if isinstance(model, TrendModel) and isinstance(spec, ModelSpec):
+        backward, training = None, model.training
+        if isinstance(model.preprocess, BackwardChoice):  # a BPDA variant (``with_backward``): its plain model
+            # (the wrapper's own train flag is a new module's default: the shared network's mode is the model's)
+            backward, training = model.preprocess.mode, model.net.training
+            model = TrendModel(model.preprocess.inner, model.net, spec)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        return {"kind": "spec", "spec": spec.to_dict(), "weights": save(state), "training": model.training}
+        package = {"kind": "spec", "spec": spec.to_dict(), "weights": save(state), "training": training}
+        return {**package, "backward": backward} if backward else package
     if isinstance(model, MajorityVote):
         return {
             "kind": "vote",
@@ -51,7 +58,8 @@ def unpack_model(package: dict, device: torch.device) -> nn.Module:
     if package["kind"] == "spec":
         model = build_model(ModelSpec.from_dict(package["spec"]))
         model.load_state_dict(load(package["weights"]))
-        return model.to(device).train(package["training"])
+        model = model.to(device).train(package["training"])
+        return with_backward(model, package["backward"]) if package.get("backward") else model
     if package["kind"] == "vote":
         members = [unpack_model(p, device) for p in package["members"]]
         return MajorityVote(members, package["seed"], package["names"], package.get("profile", "paper"))
@@ -214,7 +222,7 @@ def prefetch_transfer(
 
 def prefetch_attacks(
     executor: Executor,
-    jobs: Sequence[tuple[nn.Module, Any]],
+    jobs: Sequence[tuple[nn.Module, Any] | tuple[nn.Module, Any, Sequence[float | None]]],
     x: torch.Tensor,
     y: torch.Tensor,
     epsilons: Sequence[float | None],
@@ -224,7 +232,8 @@ def prefetch_attacks(
     speedup: bool = False,
     traces: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Store each (model, attack)'s results at every eps not yet stored, one unit per sweep point (model, attack, eps).
+    """Store each (model, attack)'s results at every eps not yet stored (a (model, attack, epsilons) job: at its
+    own eps), one unit per sweep point (model, attack, eps).
 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking. ``speedup``: as
     in ``attack_unit`` (worker processes on this machine pass True, to match ``attack_cached`` bit for bit).
@@ -235,8 +244,9 @@ def prefetch_attacks(
     data_key = content_key(CACHE_VERSION, "data", x, y)
     data = executor.put((x.detach().cpu(), y.detach().cpu()))
     futures: dict[Future, tuple[list[str], str]] = {}
-    for model, attack in jobs:
-        keys = attack_keys(attack, epsilons, data_key, model_fingerprint(model))
+    for model, attack, *own in jobs:
+        eps_here = list(own[0]) if own else list(epsilons)
+        keys = attack_keys(attack, eps_here, data_key, model_fingerprint(model))
         missing = [slot for slot, key in enumerate(keys) if not (store.has(key) and store.has(key + ":x_adv"))]
         if not missing:
             continue
@@ -246,7 +256,7 @@ def prefetch_attacks(
         unit = attack_unit if traces is None else traced_attack_unit
         for group in groups:
             future = executor.submit(
-                unit, package, attack, data, [epsilons[i] for i in group], dev, speedup, gpu=dev != "cpu"
+                unit, package, attack, data, [eps_here[i] for i in group], dev, speedup, gpu=dev != "cpu"
             )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)
