@@ -127,7 +127,20 @@ def warm_defaults(
         if run.page == "TREND builder: transfer run" and job.status is JobStatus.DONE:
             for later in builder_runs(job.result, zoo, dataset, device, profile):
                 run_one(later)
+    import_page_modules()
     return jobs
+
+
+def import_page_modules() -> None:
+    """Import the modules the pages draw their figures with (plotly: about half a second), so that the first
+    view of each page after the warm-up does not wait for them."""
+    # local: the figures' modules, imported here on purpose (the point of this function)
+    import trend_core.plots.audit
+    import trend_core.plots.boundary
+    import trend_core.plots.curve
+    import trend_core.plots.ensemble
+    import trend_core.plots.transfer
+    import trend_core.plots.zoo  # noqa: F401
 
 
 def submit_warmup(
