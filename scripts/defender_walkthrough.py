@@ -14,26 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+
+import app_server  # noqa: E402  (this script's folder, scripts/, is on the path when it runs)
+
 WIDTH, HEIGHT = 1280, 1000
 WAIT_MS = 900_000  # a job on a loaded 2-core CPU
 
@@ -67,47 +58,11 @@ def prepare(home: Path) -> None:
     submit_transfer(zoo, get_store(home), names, names, "pgd", params, limit=360, device="auto", profile="paper")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_app(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "TREND_HOME": str(home), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    env.pop("TREND_JOBS_SYNC", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit(f"streamlit did not answer at {url}; see {log}")
+    try:
+        return app_server.start_app(home, log.open("w"), timeout=120)
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}; see {log}") from None
 
 
 def settled(page) -> None:
@@ -189,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             context = pw.chromium.launch_persistent_context(
                 profile,
                 executable_path=args.chromium,
-                args=CHROMIUM_ARGS,
+                args=app_server.CHROMIUM_ARGS,
                 headless=True,
                 viewport={"width": WIDTH, "height": HEIGHT},
             )

@@ -14,17 +14,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import FP, Q1, Q2, REPO
 
 from trend_core.config.specs import ModelSpec
+
+sys.path.insert(0, str(REPO / "scripts"))
+from app_server import CHROMIUM_ARGS, start_app  # noqa: E402  (scripts/ is not a package)
 
 try:  # (the page fixture says what to do when Playwright is missing)
     from playwright.sync_api import expect
@@ -37,16 +38,6 @@ except ImportError:
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("TREND_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "artifacts" / "browser"
 DEMO_LABELS = {"FP-s0", "Q2-s0", "Q1-s0"}  # the quick demo zoo's short names
 WIDTH, HEIGHT = 1280, 1000
@@ -58,58 +49,17 @@ def _missing(reason: str):
     pytest.skip(f"{reason}; install Chromium (bash scripts/dev.sh test does) to run the browser test")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"streamlit did not answer at {url} within {timeout:.0f} s")
-
-
 @pytest.fixture
 def server(tmp_path):
     """A live `streamlit run app.py` with an empty TREND_HOME; yields (url, start time, TREND_HOME)."""
-    port = _free_port()
-    env = {**os.environ, "TREND_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
-    env.pop("TREND_JOBS_SYNC", None)  # real background jobs, as a user gets them
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115  (the server writes it until the test ends)
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc, timeout=60)
+        proc, url = start_app(tmp_path / "home", log, timeout=60)
+    except RuntimeError as exc:
+        log.close()
+        raise AssertionError(str(exc)) from None
+    try:
         yield url, start, tmp_path / "home"
     finally:
         proc.terminate()
