@@ -173,7 +173,8 @@ def test_an_audit_in_workers_equals_one_process(zoo_model, monkeypatch):
         else:
             monkeypatch.delenv("TREND_EXECUTOR", raising=False)
         store = RecordingStore()
-        report = run_audit([FP, Q1, Q2], epsilons=[0.1], level="smoke", zoo=TEST_ZOO_DIR, limit=24, cache=store)
+        with cpu_threads(1):  # the one-process battery on one thread, as each worker attacks
+            report = run_audit([FP, Q1, Q2], epsilons=[0.1], level="smoke", zoo=TEST_ZOO_DIR, limit=24, cache=store)
         return report, store.written
 
     monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")

@@ -381,13 +381,18 @@ def _prefetch_battery(
     """Small images on the CPU: the battery's attacks whose scores are not stored yet run one per core in worker
     processes (``parallel_sources``), each stored as ``attack_cached`` stores it; whether they did."""
     target_fp = model_fingerprint(target)
-    points = []
-    for item in plan:
-        identity, source_fp = attack_identity(item.attack), model_fingerprint(item.source)
-        keys = [content_key(VERSION, "score", target_fp, source_fp, identity, e, data_key) for e in item.epsilons]
-        if not all(store.has(k) for k in keys):
-            points.append((item.source, item.attack, item.epsilons))
+    points = [
+        (item.source, item.attack, item.epsilons)
+        for item in plan
+        if not all(store.has(k) for k in score_keys(item, target_fp, data_key))
+    ]
     return prefetch_in_workers(points, x, y, [], store, device, executor, progress)
+
+
+def score_keys(item: BatteryAttack, target_fp: str, data_key: str) -> list[str]:
+    """Store keys of the target's per-image scores under ``item``, one per eps of the item."""
+    identity, source_fp = attack_identity(item.attack), model_fingerprint(item.source)
+    return [content_key(VERSION, "score", target_fp, source_fp, identity, eps, data_key) for eps in item.epsilons]
 
 
 def attack_scores(
@@ -395,15 +400,20 @@ def attack_scores(
 ) -> list[torch.Tensor]:
     """Per eps of ``item``, the target's correctness on the images ``item`` crafted: from the store when known,
     else attacked (its images cached the way transfer runs cache theirs) and evaluated."""
-    source_fp, target_fp = model_fingerprint(item.source), model_fingerprint(target)
-    identity = attack_identity(item.attack)
-    keys = [content_key(VERSION, "score", target_fp, source_fp, identity, eps, data_key) for eps in item.epsilons]
+    keys = score_keys(item, model_fingerprint(target), data_key)
     found = [store.get(k) for k in keys]
     missing = [i for i, v in enumerate(found) if v is None]
     if missing:
         eps_missing = [item.epsilons[i] for i in missing]
         entries, _ = attack_cached(
-            item.source, item.attack, x, y, eps_missing, store, content_key(CACHE_VERSION, "data", x, y), source_fp
+            item.source,
+            item.attack,
+            x,
+            y,
+            eps_missing,
+            store,
+            content_key(CACHE_VERSION, "data", x, y),
+            model_fingerprint(item.source),
         )
         for i, entry in zip(missing, entries):
             adv = entry["x_adv"].to(x.device)
