@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from trend_core.config.specs import ModelSpec
 from trend_core.models.zoo import Zoo
+from trend_core.storage.locks import file_lock
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_ZOO_DIR = Path(os.environ.get("TREND_TEST_ZOO", REPO / ".trend-home" / "test-zoo"))
@@ -24,7 +26,10 @@ Q1 = "digits/resnet18-w0.25/Q1/sgd/s0"
 Q2 = "digits/resnet18-w0.25/Q2/sgd/s0"
 HT = "digits/resnet18-w0.25/HT/sgd/s0"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One torch thread per core left to this test process: with `pytest -n 2` (pytest-xdist, the README's test
+# command) two processes share a 2-core machine, one thread each; a plain `pytest` run gets up to two.
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // XDIST_WORKERS)))
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +37,8 @@ def test_zoo() -> Zoo:
     """The persistent zoo of trained test models (shared by every test, trained on first use; the five most
     used are trained together at the start, side by side on a multi-core machine)."""
     zoo = Zoo(TEST_ZOO_DIR)
-    zoo.train_many([FP, FP_S1, Q1, Q2, HT], device="cpu")
+    with file_lock(TEST_ZOO_DIR / ".first-models.lock"):  # one xdist worker trains them, the other waits
+        zoo.train_many([FP, FP_S1, Q1, Q2, HT], device="cpu")
     return zoo
 
 
@@ -43,7 +49,8 @@ def zoo_model(test_zoo):
 
     def get(name: str) -> torch.nn.Module:
         if name not in cache:
-            cache[name] = test_zoo.get_or_train(name, device="cpu")
+            with file_lock(TEST_ZOO_DIR / f".train-{ModelSpec.parse(name).key}.lock"):  # trained once, not per worker
+                cache[name] = test_zoo.get_or_train(name, device="cpu")
         return cache[name].eval()
 
     return get

@@ -150,6 +150,13 @@ def run_scenario(server, page, test_zoo) -> None:
     # A tiny zoo from the overview: three small models trained for a few epochs, as a background job.
     demo = page.get_by_role("button", name="Quick demo zoo (3 models)")
     demo.wait_for(timeout=120_000)  # the first run imports torch: ~40 s on a loaded 2-core machine
+    # No warm-up of every page's default run after it (tests/test_app_warmup.py covers that): here its minutes of
+    # background attacks would share the two cores with every click below.
+    warm_up = page.get_by_role("switch", name="Then compute every page's default run")
+    expect(warm_up).to_be_checked()  # on by default
+    page.get_by_text("Then compute every page's default run").click()
+    expect(warm_up).not_to_be_checked()
+    settled(page)
     demo.click()
     # its progress bar moves (in epochs) and says how long it has run
     bar = page.locator("[data-testid='stProgress'] [role='progressbar']").first
