@@ -27,6 +27,7 @@ from trend_core.storage.store import AnyStore, content_key
 
 WARMUP_VERSION = "warmup/v1"
 POLL_SECONDS = 0.5
+PAUSED = "paused for your run; continues once it is done"  # the progress message while a page's run goes first
 
 
 @dataclass
@@ -140,9 +141,6 @@ def warm_defaults(
                 run_one(later)
     import_page_modules()
     return jobs
-
-
-PAUSED = "paused for your run; continues once it is done"
 
 
 def run_state(job: Job, manager: JobManager) -> str:
