@@ -115,6 +115,36 @@ def _job_page():
     trend_ui.download_frame(pd.DataFrame({"a": [1, 2]}, index=pd.Index(["x", "y"], name="model")), "table")
 
 
+def _yielded_job_page():
+    import threading
+
+    import streamlit as st
+
+    import trend_ui
+    from trend_core.runtime.jobs import JobManager
+
+    manager, started = JobManager(sync=False), threading.Event()
+
+    def warm_up_run(job):
+        started.set()
+        while True:  # until it yields to the click below
+            job.progress(0.5, "warming up")
+            threading.Event().wait(0.005)
+
+    paused = manager.submit("w", warm_up_run, title="Default run", device="cpu", background=True)
+    started.wait(10)
+    manager.submit("click", lambda job: "mine", title="My run", device="cpu").wait(10)
+    paused.wait(10)
+    st.write(f"paused result: {trend_ui.job_panel(paused)}")
+
+
+def test_job_panel_says_a_warm_up_run_paused_for_the_presenters_run_without_an_error():
+    at = AppTest.from_function(_yielded_job_page, default_timeout=60).run()
+    assert_clean(at)
+    assert not texts(at.error) and "paused result: None" in texts(at.markdown)
+    assert any(i.startswith("Default run was paused for your run") for i in texts(at.info)), texts(at.info)
+
+
 def test_job_panel_shows_failures_and_returns_results_and_downloads_offer_csv_and_json():
     at = AppTest.from_function(_job_page, default_timeout=60).run()
     assert_clean(at)

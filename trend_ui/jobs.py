@@ -109,6 +109,9 @@ def job_panel(job, *, show_done: bool = False) -> Any | None:
     if job.status is JobStatus.FAILED:
         st.error(job.error or f"{job.title} failed.")
         return None
+    if job.status is JobStatus.CANCELLED and job.yielded:  # a warm-up run that gave the device to a page's run
+        st.info(f"{job.title} was paused for your run; the warm-up computes it again once yours is done.")
+        return None
     if job.status is JobStatus.CANCELLED:
         st.info(f"{job.title} was cancelled.")
         return None

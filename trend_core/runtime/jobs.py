@@ -2,8 +2,18 @@
 
 One process-wide :class:`JobManager` (``get_manager()``) holds every job by its content key, so two browser
 sessions asking for the same work share one job, and a page finds its job again after a page switch or a
-browser reload. Heavy jobs (training, attacks) go through one worker thread per device, so a GPU (or the CPU)
-runs one heavy job at a time and the rest wait in its queue; light jobs start at once in their own thread.
+browser reload. Heavy jobs (training, attacks) go through one worker thread per device
+(``trend_core.runtime.device_worker``), so a GPU (or the CPU) runs one heavy job at a time and the rest wait in
+its queue; light jobs start at once in their own thread.
+
+Priorities: a heavy job is foreground (the default: what a page or the CLI asks for) or background (the demo
+warm-up's runs, ``submit(background=True)``). A device runs its queued foreground jobs before its background
+ones, first in, first out within each class. A foreground job submitted while a background job runs on its device
+preempts it: the background job is asked to yield, stops at its next ``job.progress`` report and ends as
+CANCELLED with ``yielded`` set (message "paused for your run"); whoever submitted it submits it again later
+(the warm-up does, once the device has no foreground work). Submitting the key of a queued or running background
+job as foreground promotes that job (it moves ahead of the background queue and is no longer preempted) instead
+of starting a second one; a job already yielding is replaced by a fresh foreground try.
 
 A job function takes the :class:`Job` and returns the result. It reports progress with ``job.progress(f, msg)``
 (which raises :class:`JobCancelled` once a cancel was asked for) and may pass ``job.cancel_requested`` to
@@ -18,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import traceback
@@ -28,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from trend_core.errors import TrendError
+from trend_core.runtime.device_worker import DeviceWorker
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,7 @@ SYNC_ENV = "TREND_JOBS_SYNC"
 MAX_FINISHED_JOBS = 256  # finished jobs kept in memory (results stay in the store regardless)
 ETA_MIN_PROGRESS = 0.02  # progress made since the first report before an estimate of the time left is given
 ETA_MIN_SECONDS = 1.0  # ... and seconds spent making it (a cached prefix alone says nothing about the rate)
+YIELDED_MESSAGE = "paused for your run"  # the message of a background job that stopped for a foreground one
 
 
 class JobCancelled(Exception):
@@ -79,11 +90,14 @@ class Job:
     finished_at: float | None = None
     from_store: bool = False
     meta: dict = field(default_factory=dict)  # what the job was asked for (e.g. a transfer run's request)
+    background: bool = False  # a heavy job that yields its device to foreground ones (the demo warm-up's)
+    yielded: bool = False  # cancelled because a foreground job needed the device: to be submitted again later
     _rate_origin: tuple[float, float] | None = field(default=None, repr=False)  # (time, fraction) of 1st report
     _fn: Callable[[Job], Any] | None = field(default=None, repr=False)
     _store: ResultStore | None = field(default=None, repr=False)
     _log_dir: Path | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop: str | None = field(default=None, repr=False)  # why _cancel was set: "cancel" or "yield"
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _state: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -148,22 +162,38 @@ class Job:
 
     def cancel(self) -> None:
         """Ask the job to stop: a queued job is dropped, a running one stops at its next progress report."""
-        self._cancel.set()
         with self._state:
+            self._stop = "cancel"
+            self._cancel.set()
             if self.status is JobStatus.QUEUED:
                 self._finish(JobStatus.CANCELLED, message="cancelled before it started")
+
+    def request_yield(self) -> None:
+        """Ask a running background job to give its device to a foreground one: it stops at its next progress
+        report and ends as cancelled with ``yielded`` set (a cancel asked for by a user keeps precedence)."""
+        with self._state:
+            if self.finished or self._stop is not None:
+                return
+            self._stop = "yield"
+            self._cancel.set()
+
+    @property
+    def yielding(self) -> bool:
+        """True once asked to yield, until it has (then ``yielded``)."""
+        return self._stop == "yield" and not self.finished
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has finished (True) or the timeout passed (False)."""
         return self._done.wait(timeout)
 
     # -- run by the manager ---------------------------------------------------------------------------------
-    def _run(self) -> None:
+    def execute(self) -> None:
+        """Run the job's function in this thread and record how it ended (called by the manager's threads)."""
         with self._state:
             if self.finished:
                 return
             if self._cancel.is_set():
-                self._finish(JobStatus.CANCELLED, message="cancelled before it started")
+                self._stopped("cancelled before it started")
                 return
             self.status, self.started, self.message = JobStatus.RUNNING, time.time(), "started"
         try:
@@ -171,12 +201,12 @@ class Job:
                 raise TrendError(f"{self.title} has nothing to run.")
             result = self._fn(self)
         except JobCancelled:
-            self._finish(JobStatus.CANCELLED, message="cancelled")
+            self._stopped("cancelled")
         except TrendError as exc:
             self._finish(JobStatus.FAILED, error=str(exc))
         except Exception as exc:  # a bug, or an engine-specific cancellation
             if self._cancel.is_set():
-                self._finish(JobStatus.CANCELLED, message="cancelled")
+                self._stopped("cancelled")
                 return
             self._finish(JobStatus.FAILED, error=self._log_failure(exc))
         else:
@@ -187,6 +217,11 @@ class Job:
                     log.warning("could not store the result of %s: %s", self.title, exc)
             self.result = result
             self._finish(JobStatus.DONE, message="done", fraction=1.0)
+
+    def _stopped(self, message: str) -> None:
+        """End as cancelled: by a user (``message``) or because a foreground job needed the device (yielded)."""
+        self.yielded = self._stop == "yield"
+        self._finish(JobStatus.CANCELLED, message=YIELDED_MESSAGE if self.yielded else message)
 
     def _finish(
         self, status: JobStatus, message: str | None = None, error: str | None = None, fraction: float | None = None
@@ -232,24 +267,6 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-class _DeviceWorker:
-    """One thread per device running heavy jobs one after another, in submission order."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.queue: queue.Queue[Job] = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, name=f"trend-jobs-{device}", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            job = self.queue.get()
-            try:
-                job._run()
-            finally:
-                self.queue.task_done()
-
-
 class JobManager:
     """Holds jobs by content key; runs heavy ones through per-device workers and light ones in threads."""
 
@@ -257,7 +274,7 @@ class JobManager:
         self._sync = sync
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
-        self._workers: dict[str, _DeviceWorker] = {}
+        self._workers: dict[str, DeviceWorker] = {}
 
     @property
     def sync(self) -> bool:
@@ -276,20 +293,25 @@ class JobManager:
         store: ResultStore | None = None,
         log_dir: str | os.PathLike | None = None,
         meta: dict | None = None,
+        background: bool = False,
     ) -> Job:
         """The job for ``key``: the live or finished one if known, one rebuilt from ``store`` if the result
         is there, else a new job running ``fn(job)``. A failed or cancelled job is replaced by a fresh try, and
         so is a done one whose result has since left ``store``.
 
         ``device`` (e.g. "cpu", "cuda:0") marks a heavy job, run by that device's single worker; ``meta``
-        records what was asked (kept on the job for pages that find it again).
+        records what was asked (kept on the job for pages that find it again). ``background`` marks a heavy job
+        that waits for foreground ones and yields to them (the module docstring says how); a foreground submit
+        of a background job's key makes it foreground, and one of a job that is yielding starts a fresh try.
         """
         with self._lock:
             job = self._jobs.get(key)
             stored = _lookup(store, key)
-            if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) and not job.yielding:
                 stale = job.status is JobStatus.DONE and store is not None and stored is None
                 if not stale:  # (a done job whose stored result was deleted, e.g. a model, runs again)
+                    if not background:
+                        self._promote(job)
                     return job
             if stored is not None:
                 job = Job(
@@ -317,15 +339,16 @@ class JobManager:
                 _store=store,
                 meta=dict(meta or {}),
                 _log_dir=Path(log_dir) if log_dir is not None else None,
+                background=background,
             )
             self._remember(job)
             if not self.sync:
                 if device is None:
-                    threading.Thread(target=job._run, name=f"trend-job-{key[:12]}", daemon=True).start()
+                    threading.Thread(target=job.execute, name=f"trend-job-{key[:12]}", daemon=True).start()
                 else:
-                    self._worker(device).queue.put(job)
+                    self._worker(device).put(job)
         if self.sync:
-            job._run()
+            job.execute()
         return job
 
     def get(self, key: str, store: ResultStore | None = None) -> Job | None:
@@ -360,19 +383,39 @@ class JobManager:
         job.cancel()
         return True
 
+    def foreground_active(self, device: str | None) -> bool:
+        """Whether a foreground heavy job is running or waiting on ``device``."""
+        with self._lock:
+            worker = self._workers.get(device) if device is not None else None
+        return worker is not None and worker.foreground_active()
+
+    def wait_foreground_idle(self, device: str | None, timeout: float | None = None) -> bool:
+        """Block until ``device`` has no foreground heavy job running or waiting (True), or ``timeout`` passed."""
+        with self._lock:
+            worker = self._workers.get(device) if device is not None else None
+        return worker is None or worker.wait_foreground_idle(timeout)
+
     # -- internals ------------------------------------------------------------------------------------------
     def wait_idle(self) -> None:
         """Block until every queued heavy job has run or been skipped (cancelled while waiting)."""
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
-            worker.queue.join()
+            worker.join()
 
-    def _worker(self, device: str) -> _DeviceWorker:
+    def _worker(self, device: str) -> DeviceWorker:
         worker = self._workers.get(device)
         if worker is None:
-            worker = self._workers[device] = _DeviceWorker(device)
+            worker = self._workers[device] = DeviceWorker(device)
         return worker
+
+    def _promote(self, job: Job) -> None:
+        """Make an unfinished background ``job`` foreground (a page asked for exactly it)."""
+        worker = self._workers.get(job.device) if job.device is not None else None
+        if worker is not None:
+            worker.promote(job)
+        else:
+            job.background = False
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.key] = job

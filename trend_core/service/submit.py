@@ -1,12 +1,14 @@
 """The one way a page action becomes a job: keyed by content (store folder, models, settings), tagged with its
-store folder and dataset and the equivalent `trend ...` command, submitted to the job manager; and
-``existing_job``, the same look-up without starting anything (what pages show results through)."""
+store folder and dataset and the equivalent `trend ...` command, submitted to the job manager; ``existing_job``,
+the same look-up without starting anything (what pages show results through); and ``in_background``, under which
+the jobs submitted are background work that gives way to a page's (the demo warm-up's)."""
 
 from __future__ import annotations
 
 import contextvars
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from trend_core.models.members import dataset_of, home_of
 from trend_core.models.zoo import Zoo
@@ -17,6 +19,7 @@ from trend_core.training.threads import dataset_threads
 VERSION = "analysis-jobs/v1"
 
 _LOOKUP_ONLY = contextvars.ContextVar("trend_lookup_only", default=False)
+_BACKGROUND = contextvars.ContextVar("trend_background", default=False)
 
 
 class _NotStarted(Exception):
@@ -39,7 +42,8 @@ def submit_job(
     key: str | None = None,
 ) -> Job:
     """Submit ``run`` as a job over ``models`` (their dataset goes into the job's meta) keyed by content (or by
-    ``key`` when the caller computed it), recording ``command``; inside ``existing_job`` only look it up."""
+    ``key`` when the caller computed it), recording ``command``; inside ``existing_job`` only look it up, inside
+    ``in_background`` submit it as background work."""
     home = home_of(zoo)
     key = key if key is not None else content_key(VERSION, kind, home, *key_parts)
     meta = {**(meta or {}), "home": home, "dataset": dataset_of(models), "command": command}
@@ -59,7 +63,19 @@ def submit_job(
         store=store,
         log_dir=Path(zoo.root) / "logs",
         meta=meta,
+        background=_BACKGROUND.get(),
     )
+
+
+@contextmanager
+def in_background() -> Iterator[None]:
+    """Submit the jobs started inside (in this thread) as background work: each waits for the device's page jobs
+    and yields to a new one (``trend_core.runtime.jobs``); the demo warm-up submits its runs this way."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
 
 
 def in_threads(run: Callable[[Job], Any], dataset: str | None, lane: str) -> Callable[[Job], Any]:

@@ -1,5 +1,6 @@
 """The demo warm-up: every page's default run (``service.defaults``) computed in the background after a zoo is
-built, cheapest first, so a presenter's first click on any page is served from the results store."""
+built, cheapest first, so a presenter's first click on any page is served from the results store. Its runs are
+background jobs: a presenter's own run goes first, and a warm-up run it interrupted is done again after it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from trend_core.service import defaults
 from trend_core.service.audit import submit_audit
 from trend_core.service.boundary import submit_boundary
 from trend_core.service.curve import submit_tm_fit
+from trend_core.service.submit import in_background
 from trend_core.service.transfer import submit_transfer
 from trend_core.service.vote_jobs import (
     submit_ensemble_sweep,
@@ -25,6 +27,7 @@ from trend_core.storage.store import AnyStore, content_key
 
 WARMUP_VERSION = "warmup/v1"
 POLL_SECONDS = 0.5
+PAUSED = "paused for your run; continues once it is done"  # the progress message while a page's run goes first
 
 
 @dataclass
@@ -104,22 +107,31 @@ def warm_defaults(
     manager: JobManager | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[Job]:
-    """Submit every page's default run, one after another (each waits for the one before: they share the
-    device), and return the jobs; ``progress(fraction, message)`` counts finished runs."""
+    """Submit every page's default run as background work, one after another (each waits for the one before: they
+    share the device), and return the jobs; ``progress(fraction, message)`` counts finished runs. A run that
+    yielded to a presenter's run is submitted again once the device has no presenter's run left."""
     manager = manager or get_manager()
     runs = default_runs(zoo, dataset, device, profile)
     planned = len(runs) + 4  # the builder's four runs follow its transfer run
     jobs: list[Job] = []
 
-    def run_one(run: DefaultRun) -> Job:
-        job = run.job(zoo, store, manager)
-        jobs.append(job)
-        done = len(jobs) - 1
-        while not job.wait(POLL_SECONDS):
-            if progress is not None:
-                progress((done + job.fraction) / planned, f"{run.page}: {job.message}")
+    def report(fraction: float, message: str) -> None:
         if progress is not None:
-            progress(len(jobs) / planned, f"{run.page}: {job.status.value}")
+            progress(fraction, message)
+
+    def run_one(run: DefaultRun) -> Job:
+        done = len(jobs)
+        while True:
+            with in_background():
+                job = run.job(zoo, store, manager)
+            while not job.wait(POLL_SECONDS):
+                report((done + job.fraction) / planned, f"{run.page}: {run_state(job, manager)}")
+            if not job.yielded:
+                break
+            while not manager.wait_foreground_idle(job.device, POLL_SECONDS):
+                report(done / planned, f"{run.page}: {PAUSED}")
+        jobs.append(job)
+        report(len(jobs) / planned, f"{run.page}: {job.status.value}")
         return job
 
     for run in runs:
@@ -129,6 +141,14 @@ def warm_defaults(
                 run_one(later)
     import_page_modules()
     return jobs
+
+
+def run_state(job: Job, manager: JobManager) -> str:
+    """What a warm-up run is doing, for the warm-up's progress: its own message, or that it waits for the
+    presenter's run (queued behind it, or yielding to it)."""
+    if job.yielding or (job.status is JobStatus.QUEUED and manager.foreground_active(job.device)):
+        return PAUSED
+    return job.message
 
 
 def import_page_modules() -> None:
