@@ -35,6 +35,14 @@ def saturating(eps, a: float, b: float):
     return a * (1.0 - np.exp(b * np.asarray(eps, dtype=float)))
 
 
+def saturating_jacobian(eps, a: float, b: float) -> np.ndarray:
+    """The derivatives of ``saturating`` by a and by b at each eps (columns): the fit needs no finite differences,
+    three times fewer evaluations (the bootstrap of finding 8 refits some 800 times)."""
+    e = np.asarray(eps, dtype=float)
+    grow = np.exp(b * e)
+    return np.stack([1.0 - grow, -a * e * grow], axis=-1)
+
+
 @dataclass(frozen=True)
 class SaturatingFit:
     """Fitted constants of a (1 - exp(b eps)) and the fit's RMSE on the counts it was fitted to."""
@@ -97,7 +105,15 @@ def _least_squares(u: np.ndarray, c: np.ndarray, guesses: list, a_upper: float) 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
-                params, _ = curve_fit(saturating, u, c, p0=p0, bounds=([0.0, -1e3], [a_upper, -1e-6]), maxfev=5000)
+                params, _ = curve_fit(
+                    saturating,
+                    u,
+                    c,
+                    p0=p0,
+                    bounds=([0.0, -1e3], [a_upper, -1e-6]),
+                    jac=saturating_jacobian,
+                    maxfev=5000,
+                )
         except (RuntimeError, ValueError) as exc:
             last_error = str(exc).splitlines()[0]
             continue
