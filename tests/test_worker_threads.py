@@ -192,3 +192,53 @@ def test_an_audit_in_workers_equals_one_process(zoo_model, monkeypatch):
         other = together_written[key]
         pairs = [(v, other[k]) for k, v in value.items()] if isinstance(value, dict) else [(value, other)]
         assert all(torch.equal(a, b) for a, b in pairs), key
+
+
+@pytest.mark.slow
+def test_a_cancelled_audit_in_workers_stops_within_a_second_and_keeps_what_finished(zoo_model, monkeypatch):
+    """A dashboard job that yields to a presenter's run, or is cancelled, passes ``cancel``: the battery in the
+    workers stops within about a second (the units poll every half second), not after its slowest attack, and
+    what finished before stays stored for the rerun."""
+    import time
+
+    from conftest import FP_S1, Q1, TEST_ZOO_DIR
+
+    from trend_core.experiments.audit import run_audit
+    from trend_core.experiments.transfer_keys import TransferCancelled
+
+    for name in (FP, Q1, Q2, HT, FP_S1):
+        zoo_model(name)
+    monkeypatch.delenv("TREND_EXECUTOR", raising=False)
+    monkeypatch.setenv(parallel_sources.WORKERS_ENV, "2")
+    parallel_sources.stop_workers()
+    store, reports = RecordingStore(), []
+
+    def audit(cancel):
+        return run_audit(
+            [FP, Q1, Q2],
+            epsilons=[0.1],
+            level="quick",
+            zoo=TEST_ZOO_DIR,
+            limit=24,
+            cache=store,
+            progress=lambda f, m: reports.append(time.monotonic()),
+            cancel=cancel,
+        )
+
+    asked: list[float] = []
+
+    def cancel() -> bool:  # true from the first finished attack on
+        if reports and not asked:
+            asked.append(time.monotonic())
+        return bool(asked)
+
+    with pytest.raises(TransferCancelled, match="cancelled after"):
+        audit(cancel)
+    stopped = time.monotonic()
+    assert parallel_sources.worker_count() == 2  # the battery ran in workers
+    assert stopped - asked[0] < 3.0, stopped - asked[0]  # the quick battery's Square alone takes longer
+    kept = dict(store.written)
+    assert len(kept) >= 2  # the attack that finished first: its images and outcomes
+    report = audit(None)  # the rerun attacks what is missing, and finishes
+    assert set(report.robust["attack"]) >= {"A-GD", "Square"}
+    assert all(store.written[key] is value for key, value in kept.items())  # nothing kept was attacked again

@@ -216,8 +216,9 @@ def run_audit(
     names are audited; none otherwise); ``options`` (or its fields as keywords, ``runtime.options``): ``limit`` the first N images, ``cache`` the
     results store (None: none), ``device``, ``progress(fraction, message)``, ``executor`` ("local" keeps the
     battery in this process; by default small-image zoo models are attacked one per core in worker processes,
-    with the same results); the audit's attacks fix their own profile, so ``profile`` and ``cancel`` are not
-    used. Bad input raises a TrendError before any attack runs.
+    with the same results); the audit's attacks fix their own profile, so ``profile`` is not used; ``cancel()``
+    stops a battery running in worker processes within half a second (TransferCancelled; finished attacks stay
+    stored; in this process ``progress`` is called between attacks, where a job stops). Bad input raises a TrendError before any attack runs.
 
     >>> report = run_audit([my_a, my_b], epsilons=[0.1], data=(x, y))   # doctest: +SKIP
     >>> report.worst_case                                                # doctest: +SKIP
@@ -266,7 +267,7 @@ def run_audit(
     data_key = content_key(VERSION, "data", x, y)
     scores: dict[tuple[str, float], torch.Tensor] = {}
     clean = correctness(target, x, y)
-    if _prefetch_battery(plan, target, x, y, data_key, store, dev, opts.executor, progress):
+    if _prefetch_battery(plan, target, x, y, data_key, store, dev, opts.executor, progress, opts.cancel):
         progress = None  # the battery ran one attack per core; the loop below reads the store
     costs = [attack_cost(item) for item in plan]  # the bar moves in proportion to the work, not per attack
     total, done = sum(costs), 0.0
@@ -376,7 +377,7 @@ def correctness(target: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
 
 
 def _prefetch_battery(
-    plan: list[BatteryAttack], target: nn.Module, x, y, data_key: str, store, device, executor, progress
+    plan: list[BatteryAttack], target: nn.Module, x, y, data_key: str, store, device, executor, progress, cancel
 ) -> bool:
     """Small images on the CPU: the battery's attacks whose scores are not stored yet run one per core in worker
     processes (``parallel_sources``), each stored as ``attack_cached`` stores it; whether they did."""
@@ -386,7 +387,7 @@ def _prefetch_battery(
         for item in plan
         if not all(store.has(k) for k in score_keys(item, target_fp, data_key))
     ]
-    return prefetch_in_workers(points, x, y, [], store, device, executor, progress)
+    return prefetch_in_workers(points, x, y, [], store, device, executor, progress, cancel=cancel)
 
 
 def score_keys(item: BatteryAttack, target_fp: str, data_key: str) -> list[str]:

@@ -95,7 +95,7 @@ def robustness_sweep(
     if runner.distributed:
         prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
         progress = None  # the loop below reads the store
-    elif prefetch_in_workers(points, x, y, eps_list, store, dev, opts.executor, progress):
+    elif prefetch_in_workers(points, x, y, eps_list, store, dev, opts.executor, progress, cancel=opts.cancel):
         progress = None  # small images on the CPU: the points ran one per core (``parallel_sources``)
     n = len(singles)
     work = WorkMeter(progress or no_progress, len(rules) * n * (2 if members_alone else 1))

@@ -177,18 +177,21 @@ def prefetch_in_workers(
     executor: object,
     progress: Progress | None = None,
     traces: dict[str, torch.Tensor] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> bool:
     """Store every (model, attack) point's results at each eps (or at its own, for a (model, attack, epsilons)
     point) through worker processes, one unit per point and eps (an ensemble sweep's attacks, an audit's
     battery), when ``source_workers`` allows and every point can move; returns whether it did (the caller's loop
-    then reads the store). ``traces``: see ``units.prefetch_attacks``."""
+    then reads the store). ``traces`` and ``cancel``: see ``units.prefetch_attacks``."""
     units = sum(len(point[2]) if len(point) > 2 else len(epsilons) for point in points)
     workers = source_workers(units, x, device, executor)
     if not workers or not all(movable(point[0], point[1]) for point in points):
         return False
     pool = _get_pool(workers)
     try:
-        prefetch_attacks(pool, points, x, y, epsilons, store, "cpu", progress, speedup=True, traces=traces)
+        prefetch_attacks(
+            pool, points, x, y, epsilons, store, "cpu", progress, speedup=True, traces=traces, cancel=cancel
+        )
     except BaseException as exc:
         _give_up(pool, exc)
     return True

@@ -231,9 +231,11 @@ def prefetch_attacks(
     progress: Progress | None = None,
     speedup: bool = False,
     traces: dict[str, torch.Tensor] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> None:
     """Store each (model, attack)'s results at every eps not yet stored (a (model, attack, epsilons) job: at its
-    own eps), one unit per sweep point (model, attack, eps).
+    own eps), one unit per sweep point (model, attack, eps); ``cancel()`` turning true (polled every half second)
+    stops the units still pending and raises TransferCancelled, the finished ones stored.
 
     Keys are ``transfer.attack_keys``, so ``attack_cached`` then reads them instead of attacking. ``speedup``: as
     in ``attack_unit`` (worker processes on this machine pass True, to match ``attack_cached`` bit for bit).
@@ -260,7 +262,12 @@ def prefetch_attacks(
             )
             futures[future] = ([keys[i] for i in group], label)
     total = len(futures)
-    for n, (future, value) in enumerate(finished_units(executor, futures), start=1):
+
+    def cancelled() -> TransferCancelled:
+        return TransferCancelled(f"The attacks were cancelled after {n} of {total}; those finished are stored.")
+
+    n = 0
+    for n, (future, value) in enumerate(finished_units(executor, futures, cancel, cancelled), start=1):
         keys, label = futures[future]
         if traces is not None:
             value, trace = value

@@ -47,6 +47,7 @@ def submit_audit(
             device=str(dev),
             cache=store,
             progress=job.progress,
+            cancel=job.cancel_requested,
         )
         return {
             "robust": report.robust,

@@ -215,7 +215,15 @@ def submit_trend_evaluation(
     def run(job: Job) -> dict:
         ensemble = MajorityVote(load_members(zoo, names, dev, job), profile=profile)
         sweep, per_image = agd_evaluation(  # progress weighed by gradients: the ensemble's N, each member's 1
-            ensemble, eps, steps, limit=limit, cache=store, device=dev, progress=job.progress, profile=profile
+            ensemble,
+            eps,
+            steps,
+            limit=limit,
+            cache=store,
+            device=dev,
+            progress=job.progress,
+            cancel=job.cancel_requested,
+            profile=profile,
         )
         setting = f"Under A-GD at eps {eps:g} ({steps} steps)"
         return {
@@ -339,6 +347,7 @@ def submit_trend_audit(
             device=str(dev),
             cache=store,
             progress=job.progress,
+            cancel=job.cancel_requested,
             labels=labels,
             reports=reports,
         )
