@@ -29,8 +29,10 @@ def agd_evaluation(
     device: Any = "auto",
     profile: str = "paper",
     progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A-GD at ``eps`` (the default step size) against ``vote`` and, with ``members_alone``, each member alone.
+    """A-GD at ``eps`` (the default step size) against ``vote`` and, with ``members_alone``, each member alone
+    (``cancel``: as in ``robustness_sweep``).
 
     Returns ``robustness_sweep``'s rows and the per-image outcomes: one column per attacked model, the vote
     (``ensemble``) first, each image's (expected) correctness under its attack."""
@@ -47,6 +49,7 @@ def agd_evaluation(
         cache=cache,
         device=device,
         progress=progress,
+        cancel=cancel,
         profile=profile,
         outcomes=outcomes,
     )
