@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from trend_core.config.presets import PRESETS  # noqa: E402
 
 RUNS = {"default": PRESETS["digits"][:4], "preset": PRESETS["digits"]}
-CLI = [sys.executable, "-c", "import sys; from trend_core.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-m", "trend_core"]  # what the `trend` command runs (each checkout's own entry point)
 MODES = {"before (one process)": ["--executor", "local"], "after (default)": []}
 
 

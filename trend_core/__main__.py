@@ -1,5 +1,3 @@
-import sys
+from trend_core.cli import run
 
-from trend_core.cli import main
-
-sys.exit(main())
+run()

@@ -11,8 +11,10 @@ import errno
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from trend_core.cli import common
+from trend_core.cli.leave import leave
 from trend_core.errors import TrendError
 from trend_core.runtime.executors import set_default
 
@@ -70,6 +72,12 @@ def _drop_output(stream) -> None:
         os.close(null)
     except (OSError, ValueError, AttributeError):  # (a stream without a file descriptor, as under pytest)
         pass
+
+
+def run() -> NoReturn:
+    """The `trend` command (console script and ``python -m trend_core``): ``main``'s exit status, leaving without
+    the interpreter's slow teardown (``cli.leave``)."""
+    leave(main())
 
 
 def main(argv: list[str] | None = None) -> int:

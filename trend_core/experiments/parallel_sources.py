@@ -267,11 +267,11 @@ def worker_start() -> str | None:
     return None if _pool is None else _pool.method
 
 
-def stop_workers() -> None:
-    """End the worker processes kept between runs (freeing their memory); the next run that needs them starts
-    a fresh pool."""
+def stop_workers(wait: bool = False) -> None:
+    """End the worker processes kept between runs (freeing their memory; ``wait``: until they have exited); the
+    next run that needs them starts a fresh pool."""
     global _pool
     with _pool_lock:
         if _pool is not None:
-            _pool.shutdown()
+            _pool.shutdown(wait=wait)
             _pool = None

@@ -98,8 +98,9 @@ class ProcessExecutor(Executor):
         """Whether a worker died (the pool then runs nothing more)."""
         return bool(getattr(self._pool, "_broken", False))
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait: bool = False) -> None:
+        """Drop the queued units and end the workers (``wait``: until they have exited)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def status(self) -> dict:
         return {"executor": self.name, "workers": self.workers, "start": self.method}
