@@ -201,9 +201,9 @@ def test_every_offered_architecture_learns(dataset):
 
 
 # (training images, epochs, batch size) per architecture family: the VGGs and the small CNN at 1,300 images for 10
-# epochs in the dataset's default batches (64); the ResNets, 2-9x their cost per image on MNIST, at half the images for half the
-# epochs in batches of 32 (as many SGD steps for a quarter of the work: ResNet101 on MNIST 71 s -> 25 s, 92% ->
-# 55%; at 400 images for 5 epochs in batches of 128, ResNet50 and ResNet101 stayed at chance)
+# epochs in the dataset's default batches (64); the ResNets, 2-9x their cost per image on MNIST, at half the images
+# for half the epochs in batches of 32 (as many SGD steps for a quarter of the work: ResNet101 on MNIST 71 s -> 25 s,
+# 92% -> 55%; at 400 images for 5 epochs in batches of 128, ResNet50 and ResNet101 stayed at chance)
 _BUDGETS: dict[str, tuple[int, int, int | None]] = {"resnet": (650, 5, 32), "other": (1300, 10, None)}
 
 

@@ -218,7 +218,8 @@ def run_audit(
     battery in this process; by default small-image zoo models are attacked one per core in worker processes,
     with the same results); the audit's attacks fix their own profile, so ``profile`` is not used; ``cancel()``
     stops a battery running in worker processes within half a second (TransferCancelled; finished attacks stay
-    stored; in this process ``progress`` is called between attacks, where a job stops). Bad input raises a TrendError before any attack runs.
+    stored; in this process ``progress`` is called between attacks, where a job stops). Bad input raises a
+    TrendError before any attack runs.
 
     >>> report = run_audit([my_a, my_b], epsilons=[0.1], data=(x, y))   # doctest: +SKIP
     >>> report.worst_case                                                # doctest: +SKIP

@@ -93,7 +93,7 @@ def robustness_sweep(
         attack = EnsemblePGD(rule, eps_list[0], steps=steps, step_size=step_size, seed=seed, profile=profile)
         points += [(ensemble, attack)] + ([(single, attack) for single in singles] if members_alone else [])
     if runner.distributed:
-        prefetch_attacks(runner, points, x, y, eps_list, store, device, progress)
+        prefetch_attacks(runner, points, x, y, eps_list, store, device, progress, cancel=opts.cancel)
         progress = None  # the loop below reads the store
     elif prefetch_in_workers(points, x, y, eps_list, store, dev, opts.executor, progress, cancel=opts.cancel):
         progress = None  # small images on the CPU: the points ran one per core (``parallel_sources``)

@@ -69,9 +69,9 @@ def idle_cores(window: float = IDLE_SAMPLE_SECONDS) -> float:
     Busy cores are why: Linux shares the CPU between sessions (autogroup), so while other sessions keep the
     cores busy, two workers get no more time than one process, and lose some to the hand-off. Measured on the
     shared 2-core machine at load 5-8: the 4-model run 1.1-1.2x slower with workers, the 12-model one 1.05x.
-    The first call within a few seconds of this module's import (a command that has just loaded its models) looks
-    back over that time instead of waiting ``window``, this process's own CPU time counted as idle (it is the one
-    asking), which saves the wait on a short run's critical path."""
+    The first call with the default ``window`` within a few seconds of this module's import (a command that has
+    just loaded its models) looks back over that time instead of waiting, this process's own CPU time counted as
+    idle (it is the one asking), which saves the wait on a short run's critical path."""
     global _since_import
     try:
         recent, _since_import = _since_import, None

@@ -385,14 +385,12 @@ class JobManager:
 
     def foreground_active(self, device: str | None) -> bool:
         """Whether a foreground heavy job is running or waiting on ``device``."""
-        with self._lock:
-            worker = self._workers.get(device) if device is not None else None
+        worker = self._existing_worker(device)
         return worker is not None and worker.foreground_active()
 
     def wait_foreground_idle(self, device: str | None, timeout: float | None = None) -> bool:
         """Block until ``device`` has no foreground heavy job running or waiting (True), or ``timeout`` passed."""
-        with self._lock:
-            worker = self._workers.get(device) if device is not None else None
+        worker = self._existing_worker(device)
         return worker is None or worker.wait_foreground_idle(timeout)
 
     # -- internals ------------------------------------------------------------------------------------------
@@ -409,9 +407,14 @@ class JobManager:
             worker = self._workers[device] = DeviceWorker(device)
         return worker
 
+    def _existing_worker(self, device: str | None) -> DeviceWorker | None:
+        """The worker of ``device`` if one was started (None for a light job's None device)."""
+        with self._lock:
+            return self._workers.get(device) if device is not None else None
+
     def _promote(self, job: Job) -> None:
         """Make an unfinished background ``job`` foreground (a page asked for exactly it)."""
-        worker = self._workers.get(job.device) if job.device is not None else None
+        worker = self._existing_worker(job.device)
         if worker is not None:
             worker.promote(job)
         else:

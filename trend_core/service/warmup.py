@@ -10,7 +10,7 @@ from typing import Any, Callable
 from trend_core.errors import TrendError
 from trend_core.models.members import home_of, model_identity, test_count
 from trend_core.models.zoo import Zoo
-from trend_core.runtime.jobs import Job, JobManager, JobStatus, get_manager
+from trend_core.runtime.jobs import YIELDED_MESSAGE, Job, JobManager, JobStatus, get_manager
 from trend_core.service import defaults
 from trend_core.service.audit import submit_audit
 from trend_core.service.boundary import submit_boundary
@@ -27,7 +27,7 @@ from trend_core.storage.store import AnyStore, content_key
 
 WARMUP_VERSION = "warmup/v1"
 POLL_SECONDS = 0.5
-PAUSED = "paused for your run; continues once it is done"  # the progress message while a page's run goes first
+PAUSED = f"{YIELDED_MESSAGE}; continues once it is done"  # the progress message while a page's run goes first
 
 
 @dataclass
